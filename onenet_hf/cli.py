@@ -1,0 +1,131 @@
+"""The `onenet` command line: train, evaluate, caption. Each command calls the library's functions."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "onenet-flickr8k"
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    from .training import TrainingArguments
+
+    for field in dataclasses.fields(TrainingArguments):
+        flag = "--" + field.name.replace("_", "-")
+        required = field.default is dataclasses.MISSING
+        kind = {"int": int, "float": float}.get(str(field.type), str)
+        default = None if required else field.default
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=default,
+            required=required,
+            dest=field.name,
+            help=f"(default: {default})" if not required else None,
+        )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import TrainingArguments, train
+
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    output = train(TrainingArguments(**{k: v for k, v in vars(args).items() if k in fields}))
+    print(f"best model written to {output}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .data import read_split
+    from .evaluation import CAPTION_METRICS, format_table
+    from .features import cached_backbone_features
+    from .pipeline import OneNet
+    from .training import evaluate_on_features
+
+    net = OneNet.from_pretrained(args.model, device=args.device)
+    examples = read_split(args.data_dir, args.split, args.data_format)
+    features = cached_backbone_features(
+        net.model, net.processor.image_processor, [e.path for e in examples], args.cache_dir
+    )
+    scores, texts = evaluate_on_features(
+        net.model, net.processor, features, examples, beam_size=args.beam_size, metrics=CAPTION_METRICS
+    )
+    result = {
+        "model": str(args.model),
+        "split": args.split,
+        "images": len(examples),
+        "beam_size": args.beam_size,
+        "metrics": scores,
+    }
+    print(format_table(scores))
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    if args.captions_output:
+        lines = [f"{e.path.name}\t{t}" for e, t in zip(examples, texts, strict=True)]
+        Path(args.captions_output).write_text("\n".join(lines) + "\n")
+    return 0
+
+
+def _caption(args: argparse.Namespace) -> int:
+    from .image_processing_onenet import ImageLoadError, load_image
+    from .pipeline import OneNet
+    from .samples import sample_photos
+
+    paths = list(args.images) + ([str(p) for p in sample_photos()] if args.samples else [])
+    if not paths:
+        print("onenet caption: give image paths, or --samples", file=sys.stderr)
+        return 2
+    net = OneNet.from_pretrained(args.model, device=args.device)
+    failed = 0
+    for path in paths:
+        try:
+            caption = net.caption(load_image(path), beam_size=args.beam_size)[0]
+        except ImageLoadError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{path}\t{caption.text}", flush=True)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onenet", description="One network, many uses.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train OneNet on a captioned-image dataset")
+    _add_training_arguments(train)
+    train.set_defaults(run=_train)
+
+    def model_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--model", default=str(DEFAULT_CHECKPOINT), help="checkpoint folder")
+        sub.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
+        sub.add_argument("--beam-size", type=int, default=3)
+
+    evaluate = commands.add_parser("evaluate", help="caption metrics (BLEU, METEOR, ROUGE-L, CIDEr) on a split")
+    model_options(evaluate)
+    evaluate.add_argument("--data-dir", required=True)
+    evaluate.add_argument("--data-format", default="flickr8k", choices=["flickr8k", "coco"])
+    evaluate.add_argument("--split", default="dev")
+    evaluate.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "onenet" / "features"))
+    evaluate.add_argument("--output", help="write the results as JSON here")
+    evaluate.add_argument("--captions-output", help="write IMAGE<TAB>caption lines here")
+    evaluate.set_defaults(run=_evaluate)
+
+    caption = commands.add_parser("caption", help="print PATH<TAB>caption for each image")
+    model_options(caption)
+    caption.add_argument("images", nargs="*")
+    caption.add_argument("--samples", action="store_true", help="also caption scikit-image's sample photos")
+    caption.set_defaults(run=_caption)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

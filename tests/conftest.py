@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny synthetic captioned-image set in the Flickr8k layout, made fresh by the tests."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (30, 60, 220), "yellow": (240, 220, 20)}
+SHAPES = ("circle", "square", "triangle")
+TEMPLATES = ("a {c} {s}", "a {c} {s} on a white background", "one {c} {s}", "a big {c} {s}", "the {c} {s}")
+
+
+def draw_shape(colour: str, shape: str, seed: int, size: int = 96) -> Image.Image:
+    """A white image with one coloured shape at a random position and scale."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    r = rng.randint(size // 4, size // 3)
+    cx, cy = rng.randint(r, size - r), rng.randint(r, size - r)
+    fill = COLOURS[colour]
+    if shape == "circle":
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+    elif shape == "square":
+        draw.rectangle((cx - r, cy - r, cx + r, cy + r), fill=fill)
+    else:
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+    return image
+
+
+def write_shapes_dataset(root: Path, per_class: dict[str, int]) -> Path:
+    """Flickr8k-layout folder: images/, Flickr8k.token.txt and one split file per entry of `per_class`."""
+    (root / "images").mkdir(parents=True)
+    lines = []
+    seed = 0
+    from onenet_hf.data import FLICKR8K_SPLIT_FILES
+
+    for split, count in per_class.items():
+        names = []
+        for (colour, shape), k in itertools.product(itertools.product(COLOURS, SHAPES), range(count)):
+            name = f"{split}_{colour}_{shape}_{k}.jpg"
+            draw_shape(colour, shape, seed).save(root / "images" / name, quality=95)
+            seed += 1
+            names.append(name)
+            lines += [f"{name}#{i}\t{t.format(c=colour, s=shape)} ." for i, t in enumerate(TEMPLATES)]
+        (root / FLICKR8K_SPLIT_FILES[split]).write_text("\n".join(names) + "\n")
+    (root / "Flickr8k.token.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory) -> Path:
+    """Synthetic shapes set: 4 train and 1 dev image for each of 12 colour-shape classes."""
+    return write_shapes_dataset(tmp_path_factory.mktemp("shapes"), {"train": 4, "dev": 1})

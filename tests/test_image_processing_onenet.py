@@ -1,0 +1,121 @@
+"""Image loading: every common mode comes out as upright RGB, and bad files fail with a clear message."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from onenet_hf import ImageLoadError, OneNetImageProcessor, load_image
+
+RED = (200, 20, 20)
+
+
+def _pixel(image: Image.Image, xy=(5, 5)) -> tuple[int, int, int]:
+    assert image.mode == "RGB"
+    return image.getpixel(xy)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("RGB", (40, 20), (0, 0, 255))
+    image.paste(RED, (0, 0, 20, 20))  # left half red
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: viewers turn it 90 degrees clockwise
+    image.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    loaded = load_image(tmp_path / "rotated.jpg")
+    assert loaded.size == (20, 40)
+    top, bottom = np.asarray(loaded)[5, 10], np.asarray(loaded)[35, 10]
+    assert top[0] > 150 and top[2] < 80  # the red half is now on top
+    assert bottom[2] > 150
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda: Image.new("L", (10, 10), 128), (128, 128, 128)),
+        (lambda: Image.new("RGBA", (10, 10), (*RED, 255)), RED),
+        (lambda: Image.new("RGBA", (10, 10), (*RED, 0)), (255, 255, 255)),
+        (lambda: Image.new("LA", (10, 10), (50, 255)), (50, 50, 50)),
+        (lambda: Image.new("CMYK", (10, 10), (0, 255, 255, 0)), (255, 0, 0)),
+        (lambda: Image.new("RGB", (10, 10), RED).convert("P", palette=Image.Palette.ADAPTIVE), RED),
+        (lambda: Image.fromarray(np.full((10, 10), 65535 // 2, dtype=np.uint16)), (128, 128, 128)),
+        (lambda: Image.fromarray(np.full((10, 10), 1000, dtype=np.int32)), (4, 4, 4)),
+    ],
+    ids=["grey", "rgba", "transparent", "grey-alpha", "cmyk", "palette", "16-bit", "32-bit-int"],
+)
+def test_modes_become_rgb(make, expected):
+    assert _pixel(load_image(make())) == pytest.approx(expected, abs=2)
+
+
+def test_palette_with_transparency_is_flattened_on_white(tmp_path):
+    image = Image.new("P", (10, 10), 0)
+    image.putpalette([*RED, 0, 0, 0] + [0] * 762)
+    image.info["transparency"] = 0
+    image.save(tmp_path / "transparent.png")
+    assert _pixel(load_image(tmp_path / "transparent.png")) == (255, 255, 255)
+
+
+def test_16bit_png_file(tmp_path):
+    Image.fromarray(np.full((10, 10), 65535, dtype=np.uint16)).save(tmp_path / "deep.png")
+    assert _pixel(load_image(tmp_path / "deep.png")) == (255, 255, 255)
+
+
+def test_preprocess_gives_normalised_260px_tensor():
+    processor = OneNetImageProcessor()
+    pixels = processor(
+        [Image.new("RGB", (300, 200), (255, 0, 127)), np.zeros((50, 60, 3), np.uint8)], return_tensors="pt"
+    )["pixel_values"]
+    assert tuple(pixels.shape) == (2, 3, 260, 260)
+    assert pixels[0, :, 100, 100].tolist() == pytest.approx([1.0, -127 / 128, 0.0], abs=1e-3)
+    assert pixels[1].max().item() == pytest.approx(-127 / 128, abs=1e-4)
+
+
+def _png_claiming_size(path, width: int, height: int) -> None:
+    """A tiny PNG whose header claims a huge size: a decompression bomb as far as a decoder can tell."""
+    Image.new("1", (8, 8)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = data[12:29]
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "message"),
+    [
+        ("notes.jpg", lambda p: p.write_text("not a picture"), "not an image"),
+        ("empty.png", lambda p: p.write_bytes(b""), "not an image"),
+        ("corrupt.png", lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50), "not an image"),
+        ("tiny.png", lambda p: Image.new("RGB", (1, 1)).save(p), "too small"),
+        ("bomb.png", lambda p: _png_claiming_size(p, 100_000, 100_000), "too large"),
+    ],
+)
+def test_bad_files_raise_clear_errors(tmp_path, name, write, message):
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(ImageLoadError, match=message) as error:
+        load_image(path)
+    assert name in str(error.value)
+
+
+def test_truncated_jpeg(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(
+        tmp_path / "full.jpg"
+    )
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageLoadError, match="truncated"):
+        load_image(tmp_path / "cut.jpg")
+
+
+def test_missing_file_and_wrong_type(tmp_path):
+    with pytest.raises(ImageLoadError, match="no such file"):
+        load_image(tmp_path / "nowhere.jpg")
+    with pytest.raises(ImageLoadError, match="got int"):
+        load_image(42)
+    with pytest.raises(ImageLoadError, match="uint8"):
+        load_image(np.zeros((4, 4), dtype=np.float64))

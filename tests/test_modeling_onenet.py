@@ -1,0 +1,158 @@
+"""The network and its Hugging Face packaging: config, save/load, Auto classes, offline loading."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import logging
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, AutoProcessor
+from transformers.utils import logging as transformers_logging
+
+from onenet_hf import OneNetConfig, OneNetImageProcessor, OneNetModel, OneNetProcessor, build_tokenizer
+from onenet_hf.modeling_onenet import backbone_wheel_state_dict
+
+TINY = dict(vocab_size=12, hidden_size=16, word_embedding_size=8, decoder_hidden_size=16, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """A saved tiny model with processor; trainable weights randomised so round trips are meaningful."""
+    torch.manual_seed(0)
+    model = OneNetModel(OneNetConfig(**TINY)).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if not name.startswith("backbone."):
+                parameter.normal_(0, 0.5)
+    folder = tmp_path_factory.mktemp("tiny")
+    model.save_pretrained(folder)
+    tokenizer = build_tokenizer(["a red circle", "a blue square", "one green triangle"], min_frequency=1)
+    OneNetProcessor(image_processor=OneNetImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
+    return model, folder
+
+
+def _inputs():
+    torch.manual_seed(1)
+    return torch.randn(2, 3, 260, 260), torch.tensor([[2, 4, 5, 6], [2, 7, 8, 0]])
+
+
+def test_config_docstring_defaults_match_code():
+    documented = dict(re.findall(r"(\w+) \(`[^`]+`, \*optional\*, defaults to `?([^`)]+)`?\)", OneNetConfig.__doc__))
+    signature = inspect.signature(OneNetConfig.__init__).parameters
+    assert set(documented) == {name for name in signature if name not in ("self", "kwargs")}
+    for name, text in documented.items():
+        assert str(signature[name].default) == text.strip('"'), name
+
+
+def test_config_rejects_unknown_pooling():
+    with pytest.raises(ValueError, match="image_pooling must be 'mean' or 'attention'"):
+        OneNetConfig(image_pooling="max")
+
+
+def test_fresh_model_has_wheel_backbone_and_frozen_backbone():
+    model = OneNetModel(OneNetConfig(**TINY))
+    wheel = backbone_wheel_state_dict("efficientnet-lite2")
+    for key, value in model.backbone.net.state_dict().items():
+        assert torch.equal(value, wheel[key]), key
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    model.train()
+    assert not model.backbone.training and model.decoder.training
+
+
+def test_forward_shapes_loss_and_gradient_to_image_vector(tiny_folder):
+    model, _ = tiny_folder
+    pixels, ids = _inputs()
+    out = model(pixel_values=pixels, input_ids=ids, labels=ids.roll(-1, 1))
+    assert out.logits.shape == (2, 4, TINY["vocab_size"]) and out.image_embeds.shape == (
+        2,
+        TINY["hidden_size"],
+    )
+    embeds = out.image_embeds.detach().requires_grad_(True)
+    model(input_ids=ids, labels=ids.roll(-1, 1), image_embeds=embeds).loss.backward()
+    assert embeds.grad.abs().sum() > 0
+
+
+@pytest.fixture
+def transformers_log():
+    """Everything transformers logs during the test (its logger does not propagate to pytest's caplog)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    transformers_logging.add_handler(handler)
+    yield stream
+    transformers_logging.remove_handler(handler)
+
+
+def test_checkpoint_leaves_out_backbone_and_round_trip_is_exact(tiny_folder, transformers_log):
+    model, folder = tiny_folder
+    with safe_open(str(folder / "model.safetensors"), "pt") as weights:
+        keys = set(weights.keys())
+    assert keys and not any(k.startswith("backbone.") for k in keys)
+    loaded = OneNetModel.from_pretrained(folder).eval()
+    assert transformers_log.getvalue() == ""
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    pixels, ids = _inputs()
+    with torch.no_grad():
+        assert torch.equal(model(pixels, ids).logits, loaded(pixels, ids).logits)
+
+
+def test_a_truly_missing_weight_is_reported(tiny_folder, tmp_path, transformers_log):
+    model, _ = tiny_folder
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["image_projection.weight"]
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    OneNetModel.from_pretrained(tmp_path)
+    assert "image_projection.weight | MISSING" in transformers_log.getvalue()
+
+
+def test_auto_classes(tiny_folder):
+    _, folder = tiny_folder
+    assert isinstance(AutoConfig.from_pretrained(folder), OneNetConfig)
+    assert isinstance(AutoModel.from_pretrained(folder), OneNetModel)
+    processor = AutoProcessor.from_pretrained(folder)
+    assert isinstance(processor, OneNetProcessor)
+    assert isinstance(processor.image_processor, OneNetImageProcessor)
+
+
+def test_loading_never_touches_the_network(tiny_folder):
+    _, folder = tiny_folder
+    script = textwrap.dedent(
+        f"""
+        import socket
+        def refuse(*args, **kwargs):
+            raise OSError("network access attempted")
+        socket.socket.connect = refuse
+        socket.create_connection = refuse
+        import torch, onenet_hf
+        from transformers import AutoModel, AutoProcessor
+        model = AutoModel.from_pretrained({str(folder)!r}).eval()
+        processor = AutoProcessor.from_pretrained({str(folder)!r})
+        pixels = processor(images=[torch.zeros(3, 40, 40, dtype=torch.uint8).numpy().transpose(1, 2, 0)])
+        print(model(**pixels).image_embeds.shape)
+        """
+    )
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "torch.Size([1, 16])" in result.stdout
+
+
+def test_processor_needs_images_or_text(tiny_folder):
+    _, folder = tiny_folder
+    processor = OneNetProcessor.from_pretrained(folder)
+    with pytest.raises(ValueError, match="either images or text"):
+        processor()
+    encoded = processor(text=["a red circle", "a blue square"])
+    assert processor.batch_decode(encoded["input_ids"], skip_special_tokens=True) == [
+        "a red circle",
+        "a blue square",
+    ]
