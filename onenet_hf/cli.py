@@ -82,7 +82,7 @@ def _caption(args: argparse.Namespace) -> int:
     failed = 0
     for path in paths:
         try:
-            caption = net.caption(load_image(path), beam_size=args.beam_size)[0]
+            caption = net.caption(load_image(path), args.beam_size, args.length_penalty)[0]
         except ImageLoadError as error:
             print(f"error: {error}", file=sys.stderr)
             failed += 1
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", default=str(DEFAULT_CHECKPOINT), help="checkpoint folder")
         sub.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
         sub.add_argument("--beam-size", type=int, default=3)
+        sub.add_argument("--length-penalty", type=float, default=1.0, help="score = log p / length ** this")
 
     evaluate = commands.add_parser("evaluate", help="caption metrics (BLEU, METEOR, ROUGE-L, CIDEr) on a split")
     model_options(evaluate)

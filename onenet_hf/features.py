@@ -46,20 +46,23 @@ def cached_backbone_features(
 ) -> np.ndarray:
     """Backbone feature grids (N, C, H, W) in fp16 for `paths`, computed once and memory-mapped afterwards.
 
-    The cache folder is keyed by the backbone identity and the list of paths, so a changed backbone or
-    preprocessing never reuses stale features. An interrupted run resumes from the last finished batch.
+    The cache folder is keyed by the backbone identity and the list of files (path, size, modification
+    time), so a changed backbone, preprocessing or image never reuses stale features. An interrupted
+    run resumes from the last finished batch.
     """
     paths = [Path(path) for path in paths]
     key = hashlib.sha256(backbone_identity(model, image_processor).encode())
-    key.update("\n".join(str(path.resolve()) for path in paths).encode())
+    for path in paths:  # a changed file (size or modification time) gets fresh features
+        stat = path.stat()
+        key.update(f"{path.resolve()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     folder = Path(cache_dir) / key.hexdigest()[:20]
     folder.mkdir(parents=True, exist_ok=True)
     features_file, done_file = folder / "features.npy", folder / "done.npy"
     if (folder / "complete").exists():
         return np.load(features_file, mmap_mode="r")
 
-    size = model.config.image_size
-    probe = model.backbone(torch.zeros(1, 3, size, size, device=model.device))
+    size = image_processor.size
+    probe = model.backbone(torch.zeros(1, 3, size["height"], size["width"], device=model.device))
     shape = (len(paths), *probe.shape[1:])
     if features_file.exists() and done_file.exists():
         features, done = open_memmap(features_file, mode="r+"), np.load(done_file)

@@ -45,6 +45,7 @@ class OneNetBackbone(nn.Module):
         self.name = config.backbone_name
         self.net = EfficientNet.from_name(config.backbone_name)
         self.net.requires_grad_(False)
+        self.train()
 
     def load_wheel_weights(self) -> None:
         self.net.load_state_dict(backbone_wheel_state_dict(self.name))
@@ -147,6 +148,7 @@ class OneNetModel(OneNetPreTrainedModel):
         super().__init__(config)
         self.backbone = OneNetBackbone(config)
         self.image_pooling = OneNetImagePooling(config)
+        self.feature_norm = nn.LayerNorm(config.backbone_hidden_size)
         self.image_dropout = nn.Dropout(config.dropout)
         self.image_projection = nn.Linear(config.backbone_hidden_size, config.hidden_size)
         self.image_norm = nn.LayerNorm(config.hidden_size)
@@ -166,6 +168,7 @@ class OneNetModel(OneNetPreTrainedModel):
                 raise ValueError("You have to specify either pixel_values or backbone_features.")
             backbone_features = self.backbone(pixel_values)
         pooled = self.image_pooling(backbone_features.to(self.image_projection.weight.dtype))
+        pooled = self.feature_norm(pooled)
         return self.image_norm(self.image_projection(self.image_dropout(pooled)))
 
     def forward(

@@ -92,6 +92,7 @@ def evaluate_on_features(
     features: np.ndarray,
     examples: list[CaptionedImage],
     beam_size: int = 1,
+    length_penalty: float = 1.0,
     batch_size: int = 100,
     metrics: tuple[str, ...] = ("BLEU-4", "CIDEr"),
 ) -> tuple[dict[str, float], list[str]]:
@@ -99,9 +100,10 @@ def evaluate_on_features(
     model.eval()
     texts: list[str] = []
     for start in range(0, len(examples), batch_size):
-        grid = torch.from_numpy(np.asarray(features[start : start + batch_size])).to(model.device)
+        grid = torch.from_numpy(np.array(features[start : start + batch_size])).to(model.device)
         embeds = model.get_image_features(backbone_features=grid)
-        texts += [c.text for c in captions_from_embeddings(model, processor, embeds, beam_size=beam_size)]
+        captions = captions_from_embeddings(model, processor, embeds, beam_size, length_penalty)
+        texts += [caption.text for caption in captions]
     return caption_metrics([e.captions for e in examples], texts, metrics), texts
 
 
@@ -130,7 +132,7 @@ def train(args: TrainingArguments) -> Path:
     model = OneNetModel(config).to(device)
 
     train_features = torch.from_numpy(
-        np.ascontiguousarray(
+        np.array(
             cached_backbone_features(model, processor.image_processor, [e.path for e in train_examples], args.cache_dir)
         )
     )

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+from onenet_hf.data import FLICKR8K_SPLIT_FILES
+from onenet_hf.training import TrainingArguments, train
+
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (30, 60, 220), "yellow": (240, 220, 20)}
 SHAPES = ("circle", "square", "triangle")
 TEMPLATES = ("a {c} {s}", "a {c} {s} on a white background", "one {c} {s}", "a big {c} {s}", "the {c} {s}")
@@ -19,7 +22,7 @@ def draw_shape(colour: str, shape: str, seed: int, size: int = 96) -> Image.Imag
     rng = random.Random(seed)
     image = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(image)
-    r = rng.randint(size // 4, size // 3)
+    r = rng.randint(size // 3, size // 2 - 4)
     cx, cy = rng.randint(r, size - r), rng.randint(r, size - r)
     fill = COLOURS[colour]
     if shape == "circle":
@@ -36,8 +39,6 @@ def write_shapes_dataset(root: Path, per_class: dict[str, int]) -> Path:
     (root / "images").mkdir(parents=True)
     lines = []
     seed = 0
-    from onenet_hf.data import FLICKR8K_SPLIT_FILES
-
     for split, count in per_class.items():
         names = []
         for (colour, shape), k in itertools.product(itertools.product(COLOURS, SHAPES), range(count)):
@@ -55,3 +56,30 @@ def write_shapes_dataset(root: Path, per_class: dict[str, int]) -> Path:
 def shapes_dir(tmp_path_factory) -> Path:
     """Synthetic shapes set: 4 train and 1 dev image for each of 12 colour-shape classes."""
     return write_shapes_dataset(tmp_path_factory.mktemp("shapes"), {"train": 4, "dev": 1})
+
+
+SMALL = dict(
+    batch_size=16,
+    learning_rate=1e-2,
+    warmup_steps=10,
+    min_word_frequency=1,
+    hidden_size=64,
+    word_embedding_size=32,
+    decoder_hidden_size=64,
+    dropout=0.1,
+    label_smoothing=0.0,
+)
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("features"))
+
+
+@pytest.fixture(scope="session")
+def shapes_model(shapes_dir, feature_cache, tmp_path_factory):
+    """A small OneNet trained on the shapes set (shared with the CLI tests)."""
+    output = tmp_path_factory.mktemp("shapes_model")
+    return train(
+        TrainingArguments(data_dir=str(shapes_dir), output_dir=str(output), cache_dir=feature_cache, epochs=45, **SMALL)
+    )

@@ -63,6 +63,7 @@ def test_fresh_model_has_wheel_backbone_and_frozen_backbone():
     for key, value in model.backbone.net.state_dict().items():
         assert torch.equal(value, wheel[key]), key
     assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert not any(m.training for m in model.backbone.modules())
     model.train()
     assert not model.backbone.training and model.decoder.training
 

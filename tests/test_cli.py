@@ -1,0 +1,50 @@
+"""The `onenet` console script: caption and evaluate on a small trained model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from onenet_hf.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_caption_prints_one_line_per_image_in_order_and_reports_bad_ones(shapes_model, shapes_dir, tmp_path, capsys):
+    images = sorted((shapes_dir / "images").glob("dev_*.jpg"))[:3]
+    (tmp_path / "broken.jpg").write_bytes(b"garbage")
+    paths = [
+        str(images[0]),
+        str(tmp_path / "broken.jpg"),
+        str(images[1]),
+        str(tmp_path / "missing.png"),
+        str(images[2]),
+    ]
+    assert main(["caption", "--model", str(shapes_model), "--beam-size", "2", *paths]) == 1
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(p) for p in images]
+    assert all(line.split("\t")[1].strip() for line in lines)
+    assert "broken.jpg: not an image" in err and "missing.png: no such file" in err
+
+
+def test_evaluate_writes_json_and_table(shapes_model, shapes_dir, feature_cache, tmp_path, capsys):
+    output = tmp_path / "results.json"
+    args = ["evaluate", "--model", str(shapes_model), "--data-dir", str(shapes_dir), "--split", "dev"]
+    assert main([*args, "--cache-dir", feature_cache, "--beam-size", "2", "--output", str(output)]) == 0
+    table = capsys.readouterr().out
+    results = json.loads(output.read_text())
+    assert results["images"] == 12 and results["beam_size"] == 2
+    assert set(results["metrics"]) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"}
+    assert results["metrics"]["CIDEr"] > 1.0  # the shapes model names colour and shape of held-out images
+    assert f"CIDEr    {results['metrics']['CIDEr']:.4f}" in table
+
+
+def test_console_script_is_installed_and_explains_usage():
+    result = subprocess.run([sys.executable, "-m", "onenet_hf.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "train" in result.stdout and "caption" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "onenet_hf.cli", "caption"], capture_output=True, text=True)
+    assert result.returncode == 2 and "give image paths" in result.stderr
