@@ -26,14 +26,15 @@ def backbone_identity(model: OneNetModel, image_processor: OneNetImageProcessor)
 
 
 class _PixelDataset(Dataset):
-    def __init__(self, paths: Sequence[Path], image_processor: OneNetImageProcessor):
-        self.paths, self.image_processor = paths, image_processor
+    def __init__(self, paths: Sequence[Path], image_processor: OneNetImageProcessor, horizontal_flip: bool):
+        self.paths, self.image_processor, self.horizontal_flip = paths, image_processor, horizontal_flip
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return self.image_processor(self.paths[index], return_tensors="pt")["pixel_values"][0]
+        pixels = self.image_processor(self.paths[index], return_tensors="pt")["pixel_values"][0]
+        return pixels.flip(-1) if self.horizontal_flip else pixels
 
 
 @torch.inference_mode()
@@ -43,15 +44,17 @@ def cached_backbone_features(
     paths: Sequence[str | Path],
     cache_dir: str | Path,
     batch_size: int = 32,
+    horizontal_flip: bool = False,
 ) -> np.ndarray:
     """Backbone feature grids (N, C, H, W) in fp16 for `paths`, computed once and memory-mapped afterwards.
 
     The cache folder is keyed by the backbone identity and the list of files (path, size, modification
     time), so a changed backbone, preprocessing or image never reuses stale features. An interrupted
-    run resumes from the last finished batch.
+    run resumes from the last finished batch. `horizontal_flip` caches the mirrored images (augmentation).
     """
     paths = [Path(path) for path in paths]
     key = hashlib.sha256(backbone_identity(model, image_processor).encode())
+    key.update(b"flipped" if horizontal_flip else b"")
     for path in paths:  # a changed file (size or modification time) gets fresh features
         stat = path.stat()
         key.update(f"{path.resolve()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
@@ -70,8 +73,15 @@ def cached_backbone_features(
         features = open_memmap(features_file, mode="w+", dtype=np.float16, shape=shape)
         done = np.zeros(len(paths), dtype=bool)
     todo = np.flatnonzero(~done)
-    loader = DataLoader(_PixelDataset([paths[i] for i in todo], image_processor), batch_size=batch_size, num_workers=1)
-    with tqdm(total=len(paths), initial=len(paths) - len(todo), desc="backbone features", unit="img") as bar:
+    loader = DataLoader(
+        _PixelDataset([paths[i] for i in todo], image_processor, horizontal_flip), batch_size=batch_size, num_workers=1
+    )
+    with tqdm(
+        total=len(paths),
+        initial=len(paths) - len(todo),
+        desc="backbone features" + (" (flipped)" if horizontal_flip else ""),
+        unit="img",
+    ) as bar:
         for start, pixel_values in zip(range(0, len(todo), batch_size), loader, strict=True):
             indices = todo[start : start + batch_size]
             features[indices] = model.backbone(pixel_values.to(model.device)).cpu().numpy().astype(np.float16)

@@ -21,6 +21,12 @@ class OneNetProcessor(ProcessorMixin):
             encoding.update(self.tokenizer(text, return_tensors=return_tensors, padding=True, **kwargs))
         return encoding
 
+    def save_pretrained(self, save_directory, **kwargs):
+        """Also write `preprocessor_config.json`, so `AutoImageProcessor` loads the folder on its own."""
+        saved = super().save_pretrained(save_directory, **kwargs)
+        self.image_processor.save_pretrained(save_directory)
+        return saved
+
     def batch_decode(self, *args, **kwargs) -> list[str]:
         return self.tokenizer.batch_decode(*args, **kwargs)
 

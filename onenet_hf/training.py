@@ -47,6 +47,7 @@ class TrainingArguments:
     min_word_frequency: int = 5
     seed: int = 0
     eval_beam_size: int = 1
+    horizontal_flip: bool = False
     hidden_size: int = 512
     word_embedding_size: int = 300
     decoder_hidden_size: int = 512
@@ -131,11 +132,20 @@ def train(args: TrainingArguments) -> Path:
     )
     model = OneNetModel(config).to(device)
 
-    train_features = torch.from_numpy(
-        np.array(
-            cached_backbone_features(model, processor.image_processor, [e.path for e in train_examples], args.cache_dir)
-        )
-    )
+    train_paths = [e.path for e in train_examples]
+    views = [False, True] if args.horizontal_flip else [False]
+    train_features = torch.stack(
+        [
+            torch.from_numpy(
+                np.array(
+                    cached_backbone_features(
+                        model, processor.image_processor, train_paths, args.cache_dir, horizontal_flip=flip
+                    )
+                )
+            )
+            for flip in views
+        ]
+    )  # (views, N, C, H, W): each caption is paired with a random view of its image
     dev_features = cached_backbone_features(
         model, processor.image_processor, [e.path for e in dev_examples], args.cache_dir
     )
@@ -169,6 +179,7 @@ def train(args: TrainingArguments) -> Path:
     for epoch in range(start_epoch, args.epochs):
         model.train()
         order = torch.randperm(len(caption_ids), generator=torch.Generator().manual_seed(args.seed + epoch))
+        view_generator = torch.Generator().manual_seed(args.seed + 1_000_003 * (epoch + 1))
         total_loss = 0.0
         bar = tqdm(range(0, len(order), args.batch_size), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch")
         for start in bar:
@@ -177,7 +188,8 @@ def train(args: TrainingArguments) -> Path:
             padded = _pad(sequences, -100)
             input_ids = padded[:, :-1].clamp(min=0).to(device)  # -100 padding becomes [PAD] (id 0)
             labels = padded[:, 1:].to(device)
-            grid = train_features[owners[batch]].to(device)
+            view = torch.randint(len(views), (len(batch),), generator=view_generator)
+            grid = train_features[view, owners[batch]].to(device)
             loss = model(
                 input_ids=input_ids,
                 labels=labels,

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModel, AutoProcessor
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 from transformers.utils import logging as transformers_logging
 
 from onenet_hf import OneNetConfig, OneNetImageProcessor, OneNetModel, OneNetProcessor, build_tokenizer
@@ -119,6 +119,7 @@ def test_auto_classes(tiny_folder):
     _, folder = tiny_folder
     assert isinstance(AutoConfig.from_pretrained(folder), OneNetConfig)
     assert isinstance(AutoModel.from_pretrained(folder), OneNetModel)
+    assert isinstance(AutoImageProcessor.from_pretrained(folder), OneNetImageProcessor)  # preprocessor_config.json
     processor = AutoProcessor.from_pretrained(folder)
     assert isinstance(processor, OneNetProcessor)
     assert isinstance(processor.image_processor, OneNetImageProcessor)

@@ -1,0 +1,132 @@
+"""Export OneNet to ONNX: the image side, the decoder's initial state and one decoder step."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from onenet_hf.fingerprint import checkpoint_fingerprint
+from onenet_hf.modeling_onenet import OneNetModel
+from onenet_hf.onnx_backend import MANIFEST_FILE
+
+OPSET = 18
+
+
+class ImageEncoder(nn.Module):
+    """pixel_values -> image_embeds (the image representation)."""
+
+    def __init__(self, model: OneNetModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.get_image_features(pixel_values)
+
+
+class DecoderInit(nn.Module):
+    """image_embeds -> the LSTM state (h, c) that starts a caption."""
+
+    def __init__(self, model: OneNetModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, c, _ = self.model.initial_state(image_embeds)
+        return h, c
+
+
+class DecoderStep(nn.Module):
+    """(input_ids, h, c, image_embeds) -> (log_probs, h, c): one generation step."""
+
+    def __init__(self, model: OneNetModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, h, c, image_embeds):
+        log_probs, (h, c, _) = self.model.decoder_step(input_ids, (h, c, image_embeds))
+        return log_probs, h, c
+
+
+def _graphs(model: OneNetModel) -> dict[str, tuple[nn.Module, tuple, list[str], list[str]]]:
+    config, batch = model.config, 2
+    embeds = torch.zeros(batch, config.hidden_size)
+    state = torch.zeros(batch, config.decoder_layers, config.decoder_hidden_size)
+    pixels = torch.zeros(batch, 3, config.image_size, config.image_size)
+    return {
+        "image_encoder": (ImageEncoder(model), (pixels,), ["pixel_values"], ["image_embeds"]),
+        "decoder_init": (DecoderInit(model), (embeds,), ["image_embeds"], ["h", "c"]),
+        "decoder_step": (
+            DecoderStep(model),
+            (torch.zeros(batch, dtype=torch.long), state, state, embeds),
+            ["input_ids", "h", "c", "image_embeds"],
+            ["log_probs", "h_out", "c_out"],
+        ),
+    }
+
+
+def _export_graph(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str], path: Path) -> None:
+    dynamic_axes = {name: {0: "batch"} for name in inputs + outputs}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_onnx(
+    checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None, int8: bool = True, fp16: bool = False
+) -> dict:
+    """Write `{name}.onnx` (fp32), `{name}.int8.onnx` (dynamic int8) and optionally `{name}.fp16.onnx`, plus
+    `manifest.json` with the opset, input/output names, file hashes and the checkpoint's fingerprint."""
+    checkpoint = Path(checkpoint)
+    out = Path(out_dir) if out_dir else checkpoint / "onnx"
+    out.mkdir(parents=True, exist_ok=True)
+    model = OneNetModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    graphs: dict[str, dict] = {}
+    for name, (module, args, inputs, outputs) in _graphs(model).items():
+        files = {"fp32": out / f"{name}.onnx"}
+        _export_graph(module, args, inputs, outputs, files["fp32"])
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            files["int8"] = out / f"{name}.int8.onnx"
+            quantize_dynamic(files["fp32"], files["int8"], weight_type=QuantType.QInt8)
+        if fp16:
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            files["fp16"] = out / f"{name}.fp16.onnx"
+            onnx.save(convert_float_to_float16(onnx.load(str(files["fp32"])), keep_io_types=True), str(files["fp16"]))
+        graphs[name] = {
+            "inputs": inputs,
+            "outputs": outputs,
+            "files": {variant: {"path": f.name, "sha256": _sha256(f)} for variant, f in files.items()},
+        }
+    manifest = {
+        "format": "onenet-onnx",
+        "opset": OPSET,
+        "checkpoint_fingerprint": checkpoint_fingerprint(checkpoint),
+        "torch_version": torch.__version__.split("+")[0],
+        "graphs": graphs,
+    }
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

@@ -1,0 +1,93 @@
+"""ONNX Runtime backend: the same captioning and embedding code as PyTorch, run on exported graphs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .configuration_onenet import OneNetConfig
+from .fingerprint import checkpoint_fingerprint
+
+MANIFEST_FILE = "manifest.json"
+VARIANTS = ("fp32", "int8", "fp16")
+
+
+class OnnxExportError(ValueError):
+    """The ONNX folder is missing, incomplete, or was exported from another checkpoint."""
+
+
+def _providers(variant: str) -> list[str]:
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    if "CUDAExecutionProvider" in available and variant != "int8":
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OnnxOneNetBackend:
+    """Runs OneNet's exported graphs with onnxruntime; provides what `caption_images` needs.
+
+    CUDAExecutionProvider is used when onnxruntime-gpu offers it (except for int8, a CPU format),
+    CPUExecutionProvider otherwise.
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike, onnx_dir: str | os.PathLike | None = None, variant: str = "fp32"):
+        try:
+            import onnxruntime
+        except ImportError as error:
+            raise ImportError("the ONNX backend needs onnxruntime: pip install 'onenet_hf[onnx]'") from error
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown ONNX variant {variant!r}; choose one of {VARIANTS}")
+        checkpoint = Path(checkpoint)
+        folder = Path(onnx_dir) if onnx_dir else checkpoint / "onnx"
+        manifest_file = folder / MANIFEST_FILE
+        if not manifest_file.is_file():
+            raise OnnxExportError(
+                f"no ONNX export at {folder} ({MANIFEST_FILE} missing); run: onenet export {checkpoint} --out {folder}"
+            )
+        manifest = json.loads(manifest_file.read_text())
+        expected = checkpoint_fingerprint(checkpoint)
+        if manifest.get("checkpoint_fingerprint") != expected:
+            raise OnnxExportError(
+                f"the ONNX export at {folder} was made from another checkpoint "
+                f"(fingerprint {manifest.get('checkpoint_fingerprint')}, {checkpoint} has {expected}); export it again"
+            )
+        self.config = OneNetConfig.from_pretrained(checkpoint)
+        self.variant = variant
+        self.providers = _providers(variant)
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        self.sessions = {}
+        for name, graph in manifest["graphs"].items():
+            if variant not in graph["files"]:
+                raise OnnxExportError(f"{folder} has no {variant} variant of {name}; export with that variant")
+            path = folder / graph["files"][variant]["path"]
+            if not path.is_file():
+                raise OnnxExportError(f"{path} is missing; export again")
+            self.sessions[name] = onnxruntime.InferenceSession(str(path), options, providers=self.providers)
+
+    def _run(self, name: str, **inputs: torch.Tensor) -> list[torch.Tensor]:
+        feeds = {key: np.ascontiguousarray(value.detach().cpu().numpy()) for key, value in inputs.items()}
+        return [torch.from_numpy(output) for output in self.sessions[name].run(None, feeds)]
+
+    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self._run("image_encoder", pixel_values=pixel_values.float())[0]
+
+    def initial_state(self, image_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h, c = self._run("decoder_init", image_embeds=image_embeds)
+        return h, c, image_embeds
+
+    def decoder_step(
+        self, input_ids: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        h, c, image_embeds = state
+        log_probs, h, c = self._run("decoder_step", input_ids=input_ids, h=h, c=c, image_embeds=image_embeds)
+        return log_probs, (h, c, image_embeds)
+
+
+__all__ = ["OnnxExportError", "OnnxOneNetBackend"]

@@ -1,0 +1,34 @@
+"""The `OneNet` facade: loading backends and releasing checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from onenet_hf import OneNet, OneNetConfig, OneNetImageProcessor, OneNetModel, OneNetProcessor, build_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_net():
+    torch.manual_seed(0)
+    model = OneNetModel(OneNetConfig(vocab_size=9, hidden_size=16, word_embedding_size=8, decoder_hidden_size=16))
+    tokenizer = build_tokenizer(["a red circle", "a blue square"], min_frequency=1)
+    return OneNet(model, OneNetProcessor(image_processor=OneNetImageProcessor(), tokenizer=tokenizer))
+
+
+def test_release_with_half_precision_weights_loads_as_float32(tiny_net, tmp_path):
+    tiny_net.save_pretrained(tmp_path, half_precision_weights=True)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as weights:
+        assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float16}
+    loaded = OneNet.from_pretrained(tmp_path)
+    assert loaded.model.dtype == torch.float32
+    expected = tiny_net.model.decoder.lstm.weight_ih_l0.detach().half().float()
+    assert torch.equal(loaded.model.decoder.lstm.weight_ih_l0, expected)
+    assert (tmp_path / "preprocessor_config.json").is_file() and (tmp_path / "tokenizer.json").is_file()
+
+
+def test_unknown_backend_is_named(tiny_net, tmp_path):
+    tiny_net.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'; choose 'torch' or 'onnx'"):
+        OneNet.from_pretrained(tmp_path, backend="tensorrt")
