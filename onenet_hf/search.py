@@ -30,12 +30,14 @@ def beam_search(
     beam_size: int = 3,
     max_length: int = 24,
     length_penalty: float = 1.0,
+    suppress_token_ids: tuple[int, ...] = (),
 ) -> list[Hypothesis]:
     """Best hypothesis per batch item; `beam_size=1` is greedy decoding.
 
     A hypothesis scores sum(log p) / (tokens + 1) ** length_penalty (the +1 counts EOS). As in fairseq, each
     step looks at the 2K best extensions: those ending in EOS (among the top K) become finished hypotheses,
-    the best K others live on; an item stops once it has K finished ones.
+    the best K others live on; an item stops once it has K finished ones. `suppress_token_ids` (e.g.
+    padding, unknown-word and start tokens) are never generated.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
@@ -51,6 +53,7 @@ def beam_search(
     for length in range(max_length + 1):
         log_probs, state = step(tokens, state)
         log_probs = log_probs.float()
+        log_probs[:, list(suppress_token_ids)] = float("-inf")
         vocab = log_probs.shape[-1]
         if length == max_length:
             log_probs = torch.full_like(log_probs, float("-inf"))

@@ -37,8 +37,8 @@ class TrainingArguments:
     train_split: str = "train"
     dev_split: str = "dev"
     cache_dir: str = str(Path.home() / ".cache" / "onenet" / "features")
-    epochs: int = 20
-    batch_size: int = 64
+    epochs: int = 15
+    batch_size: int = 128
     learning_rate: float = 2e-3
     weight_decay: float = 0.01
     warmup_steps: int = 300

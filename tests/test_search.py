@@ -50,3 +50,8 @@ def test_length_penalty_zero_prefers_short_hypotheses():
 def test_beam_size_must_be_positive():
     with pytest.raises(ValueError, match="beam_size"):
         beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=0)
+
+
+def test_suppressed_tokens_are_never_generated():
+    [best] = beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=1, max_length=5, suppress_token_ids=(A,))
+    assert best.token_ids == [B]

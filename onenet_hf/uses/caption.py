@@ -54,6 +54,7 @@ def captions_from_embeddings(
         beam_size=beam_size,
         max_length=max_length or config.max_caption_length,
         length_penalty=length_penalty,
+        suppress_token_ids=(config.pad_token_id, config.bos_token_id, processor.tokenizer.unk_token_id),
     )
     texts = processor.batch_decode([h.token_ids for h in hypotheses], skip_special_tokens=True)
     return [Caption(text, h.score) for text, h in zip(texts, hypotheses, strict=True)]

@@ -1,0 +1,34 @@
+"""The checkpoint that ships in the repository loads offline and captions real photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from transformers import AutoModel, AutoProcessor
+
+from onenet_hf import OneNet, OneNetModel, OneNetProcessor
+from onenet_hf.samples import sample_photos
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "onenet-flickr8k"
+
+
+def test_folder_layout_and_size_budget():
+    names = {p.name for p in CHECKPOINT.iterdir()}
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json"} <= names
+    assert sum(p.stat().st_size for p in CHECKPOINT.rglob("*") if p.is_file()) <= 40 * 1024 * 1024
+
+
+def test_loads_with_auto_classes():
+    assert isinstance(AutoModel.from_pretrained(CHECKPOINT), OneNetModel)
+    assert isinstance(AutoProcessor.from_pretrained(CHECKPOINT), OneNetProcessor)
+
+
+@pytest.mark.slow
+def test_captions_sample_photos():
+    photos = {p.stem: p for p in sample_photos()}
+    captions = OneNet.from_pretrained(CHECKPOINT).caption([photos["motorcycle_left"], photos["astronaut"]], beam_size=3)
+    motorbike, astronaut = (c.text.split() for c in captions)
+    assert "motorcycle" in motorbike or "motorbike" in motorbike or "bike" in motorbike, motorbike
+    assert {"man", "woman", "person", "boy", "girl"} & set(astronaut), astronaut
+    assert all(-10 < c.score < 0 for c in captions)
