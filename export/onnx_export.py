@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -89,6 +90,20 @@ def _export_graph(module: nn.Module, args: tuple, inputs: list[str], outputs: li
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
+def _quantize_int8(source: Path, target: Path, convolutions: bool) -> None:
+    """Dynamic int8 quantisation, per channel. The backbone's convolutions stay fp32 (`convolutions=False`):
+    quantising them dropped the image representation's cosine to PyTorch's to 0.88 on sample photos."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    op_types = None if convolutions else ["MatMul", "Gemm"]
+    previous = logging.root.level
+    logging.root.setLevel(logging.ERROR)  # the quantiser warns about every tensor it leaves alone
+    try:
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=op_types)
+    finally:
+        logging.root.setLevel(previous)
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -107,10 +122,8 @@ def export_onnx(
         files = {"fp32": out / f"{name}.onnx"}
         _export_graph(module, args, inputs, outputs, files["fp32"])
         if int8:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
             files["int8"] = out / f"{name}.int8.onnx"
-            quantize_dynamic(files["fp32"], files["int8"], weight_type=QuantType.QInt8)
+            _quantize_int8(files["fp32"], files["int8"], convolutions=name != "image_encoder")
         if fp16:
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
