@@ -60,10 +60,6 @@ class OneNetBackbone(nn.Module):
         """Pixels (B, 3, 260, 260) -> feature grid (B, 1280, 9, 9)."""
         return self.net.extract_features(pixel_values)
 
-    def classify(self, pooled_features: torch.Tensor) -> torch.Tensor:
-        """Mean-pooled features (B, 1280) -> ImageNet logits (B, 1000)."""
-        return self.net._fc(pooled_features)
-
 
 class OneNetImagePooling(nn.Module):
     """Feature grid (B, C, H, W) -> one vector (B, C): the mean, or a learned softmax weighting of cells."""

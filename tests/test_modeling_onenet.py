@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcesso
 from transformers.utils import logging as transformers_logging
 
 from onenet_hf import OneNetConfig, OneNetImageProcessor, OneNetModel, OneNetProcessor, build_tokenizer
-from onenet_hf.modeling_onenet import backbone_wheel_state_dict
+from onenet_hf.modeling_onenet import OneNetImagePooling, backbone_wheel_state_dict
 
 TINY = dict(vocab_size=12, hidden_size=16, word_embedding_size=8, decoder_hidden_size=16, dropout=0.0)
 
@@ -160,3 +160,16 @@ def test_processor_needs_images_or_text(tiny_folder):
         "a red circle",
         "a blue square",
     ]
+
+
+def test_image_pooling_modes():
+    grid = torch.randn(2, 1280, 9, 9)
+    mean = OneNetImagePooling(OneNetConfig(image_pooling="mean"))
+    assert torch.allclose(mean(grid), grid.mean((2, 3)), atol=1e-6)
+    attention = OneNetImagePooling(OneNetConfig(image_pooling="attention"))
+    with torch.no_grad():
+        attention.score.weight.zero_()  # equal scores: the softmax weighting becomes the mean
+        assert torch.allclose(attention(grid), grid.mean((2, 3)), atol=1e-5)
+        attention.score.weight.normal_()
+        pooled, cells = attention(grid), grid.flatten(2)
+        assert ((pooled >= cells.min(-1).values - 1e-5) & (pooled <= cells.max(-1).values + 1e-5)).all()
