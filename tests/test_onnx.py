@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,3 +83,31 @@ def test_missing_or_mismatched_export_is_a_clear_error(exported, shapes_model, t
         OneNet.from_pretrained(other, backend="onnx", onnx_dir=out)
     with pytest.raises(OnnxExportError, match="no fp16 variant"):
         OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out, onnx_variant="fp16")
+
+
+def test_python_dash_m_export_writes_a_manifest(shapes_model, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "export", str(shapes_model), "--out", str(tmp_path), "--no-int8"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    assert set(manifest["graphs"]["image_encoder"]["files"]) == {"fp32"}
+
+
+def test_shipped_checkpoint_parity_on_sample_photos(tmp_path):
+    checkpoint = Path(__file__).resolve().parents[1] / "checkpoints" / "onenet-flickr8k"
+    export_onnx(checkpoint, tmp_path, int8=False)
+    photos = sample_photos()
+    torch_net = OneNet.from_pretrained(checkpoint)
+    onnx_net = OneNet.from_pretrained(checkpoint, backend="onnx", onnx_dir=tmp_path)
+    pixels = torch_net.processor(images=photos)["pixel_values"]
+    with torch.no_grad():
+        expected = torch_net.model.get_image_features(pixels)
+    assert torch.nn.functional.cosine_similarity(expected, onnx_net.model.get_image_features(pixels)).min() >= 0.9999
+    for beam_size in (1, 3):
+        assert [c.text for c in onnx_net.caption(photos, beam_size=beam_size)] == [
+            c.text for c in torch_net.caption(photos, beam_size=beam_size)
+        ]
