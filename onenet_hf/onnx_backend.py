@@ -43,6 +43,11 @@ class OnnxOneNetBackend:
             raise ImportError("the ONNX backend needs onnxruntime: pip install 'onenet_hf[onnx]'") from error
         if variant not in VARIANTS:
             raise ValueError(f"unknown ONNX variant {variant!r}; choose one of {VARIANTS}")
+        if variant == "fp16" and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            # onnxruntime's CPU provider crashes the process on these fp16 graphs: refuse before loading
+            raise ValueError(
+                "the fp16 ONNX variant needs CUDAExecutionProvider (onnxruntime-gpu); on CPU use fp32 or int8"
+            )
         checkpoint = Path(checkpoint)
         folder = Path(onnx_dir) if onnx_dir else checkpoint / "onnx"
         manifest_file = folder / MANIFEST_FILE

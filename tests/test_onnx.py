@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnxruntime
 import pytest
 import torch
 
@@ -81,7 +82,14 @@ def test_missing_or_mismatched_export_is_a_clear_error(exported, shapes_model, t
     net.save_pretrained(other)
     with pytest.raises(OnnxExportError, match="made from another checkpoint"):
         OneNet.from_pretrained(other, backend="onnx", onnx_dir=out)
-    with pytest.raises(OnnxExportError, match="no fp16 variant"):
+    with pytest.raises(ValueError, match="unknown ONNX variant 'int4'"):
+        OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out, onnx_variant="int4")
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="a GPU is present")
+def test_fp16_variant_is_refused_without_a_gpu(exported, shapes_model):
+    _, out = exported
+    with pytest.raises(ValueError, match="fp16 ONNX variant needs CUDAExecutionProvider"):
         OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out, onnx_variant="fp16")
 
 
@@ -111,3 +119,9 @@ def test_shipped_checkpoint_parity_on_sample_photos(tmp_path):
         assert [c.text for c in onnx_net.caption(photos, beam_size=beam_size)] == [
             c.text for c in torch_net.caption(photos, beam_size=beam_size)
         ]
+
+
+def test_a_variant_missing_from_the_export_is_named(shapes_model, tmp_path):
+    export_onnx(shapes_model, tmp_path, int8=False)
+    with pytest.raises(OnnxExportError, match="no int8 variant of image_encoder"):
+        OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=tmp_path, onnx_variant="int8")
