@@ -43,9 +43,8 @@ def _load(args: argparse.Namespace):
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .data import read_split
-    from .evaluation import CAPTION_METRICS, caption_metrics, format_table
+    from .evaluation import CAPTION_METRICS, caption_metrics, evaluate_on_features, format_table
     from .features import cached_backbone_features
-    from .training import evaluate_on_features
 
     net = _load(args)
     examples = read_split(args.data_dir, args.split, args.data_format)

@@ -15,13 +15,12 @@ from tqdm.auto import tqdm
 
 from .configuration_onenet import OneNetConfig
 from .data import CaptionedImage, read_split
-from .evaluation import caption_metrics
+from .evaluation import evaluate_on_features
 from .features import cached_backbone_features
 from .image_processing_onenet import OneNetImageProcessor
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .tokenization_onenet import build_tokenizer
-from .uses.caption import captions_from_embeddings
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "training_log.json"
@@ -84,28 +83,6 @@ def _caption_batches(
 def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
     width = max(len(s) for s in sequences)
     return torch.tensor([s + [value] * (width - len(s)) for s in sequences])
-
-
-@torch.inference_mode()
-def evaluate_on_features(
-    model: OneNetModel,
-    processor: OneNetProcessor,
-    features: np.ndarray,
-    examples: list[CaptionedImage],
-    beam_size: int = 1,
-    length_penalty: float = 1.0,
-    batch_size: int = 100,
-    metrics: tuple[str, ...] = ("BLEU-4", "CIDEr"),
-) -> tuple[dict[str, float], list[str]]:
-    """Caption metrics of the model on cached backbone features of `examples`, and the captions."""
-    model.eval()
-    texts: list[str] = []
-    for start in range(0, len(examples), batch_size):
-        grid = torch.from_numpy(np.array(features[start : start + batch_size])).to(model.device)
-        embeds = model.get_image_features(backbone_features=grid)
-        captions = captions_from_embeddings(model, processor, embeds, beam_size, length_penalty)
-        texts += [caption.text for caption in captions]
-    return caption_metrics([e.captions for e in examples], texts, metrics), texts
 
 
 def train(args: TrainingArguments) -> Path:
@@ -228,4 +205,4 @@ def train(args: TrainingArguments) -> Path:
     return output_dir
 
 
-__all__ = ["TrainingArguments", "evaluate_on_features", "train"]
+__all__ = ["TrainingArguments", "train"]
