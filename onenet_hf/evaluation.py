@@ -1,4 +1,4 @@
-"""Caption quality with the COCO caption toolkit (pycocoevalcap): BLEU-1..4, METEOR, ROUGE-L, CIDEr."""
+"""Quality measures: captions (pycocoevalcap BLEU-1..4, METEOR, ROUGE-L, CIDEr), tag precision, retrieval recall."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .data import CaptionedImage
 from .modeling_onenet import OneNetModel
@@ -69,10 +70,134 @@ def evaluate_on_features(
     return caption_metrics([e.captions for e in examples], texts, metrics), texts
 
 
+def tag_precision(predicted: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> float:
+    """Share of predicted tags whose stem (`normalize_word`) occurs among the stems of the image's captions."""
+    from .word_vectors import content_words, normalize_word
+
+    if len(predicted) != len(references):
+        raise ValueError(f"got {len(predicted)} tag lists but {len(references)} reference sets")
+    hits = []
+    for tags, captions in zip(predicted, references, strict=True):
+        stems = {normalize_word(word) for caption in captions for word in content_words(caption)}
+        hits += [normalize_word(tag) in stems for tag in tags]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def retrieval_metrics(similarity: torch.Tensor, text_to_image: torch.Tensor) -> dict[str, float]:
+    """Recall@1/5/10 (%) and median rank both ways from a (texts, images) score matrix and each text's image.
+
+    Image-to-text counts an image as found at the best rank of any of its texts.
+    """
+    similarity = similarity.float()
+    truth = similarity.gather(1, text_to_image[:, None])
+    text_ranks = (similarity > truth).sum(1)  # 0 = first
+    best_truth = torch.full((similarity.shape[1],), -torch.inf).scatter_reduce(0, text_to_image, truth[:, 0], "amax")
+    image_ranks = (similarity.T > best_truth[:, None]).sum(1)
+    metrics: dict[str, float] = {}
+    for name, ranks in (("text_to_image", text_ranks), ("image_to_text", image_ranks)):
+        for k in (1, 5, 10):
+            metrics[f"{name}_R@{k}"] = 100.0 * float((ranks < k).float().mean())
+        metrics[f"{name}_median_rank"] = float(ranks.float().median()) + 1.0
+    return metrics
+
+
+def image_inputs_from_features(
+    model: OneNetModel, grids: np.ndarray, batch_size: int = 250
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean-pooled backbone features and image representations of cached feature grids."""
+    from tqdm.auto import tqdm
+
+    pooled, representations = [], []
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(grids), batch_size), desc="image representations", unit="batch"):
+            grid = torch.from_numpy(np.array(grids[start : start + batch_size])).float()
+            pooled.append(grid.mean((2, 3)))
+            representations.append(model.get_image_features(backbone_features=grid))
+    return torch.cat(pooled), torch.cat(representations)
+
+
+def evaluate_tags(model: OneNetModel, grids: np.ndarray, examples: list[CaptionedImage], k: int = 5) -> dict:
+    """Tag precision@k of the tag head on cached backbone features, and the tags of the first images."""
+    from .uses.tag import Tagger
+
+    _, representations = image_inputs_from_features(model, grids)
+    tags = [[w.word for w in words] for words in Tagger(model).top_words(representations, k)]
+    return {f"tag_precision@{k}": tag_precision(tags, [e.captions for e in examples]), "examples": tags[:5]}
+
+
+RETRIEVAL_METHODS = ("glove", "joint", "embed", "invert")
+
+
+@torch.inference_mode()
+def _reranked(model: OneNetModel, similarity: torch.Tensor, token_ids, representations, by_text: bool) -> torch.Tensor:
+    """Similarity with each query's top `rerank_top_k` re-scored by the decoder (and placed above the rest)."""
+    from tqdm.auto import tqdm
+
+    from .uses.describe import description_log_likelihood
+
+    scores = similarity.T.clone() if not by_text else similarity.clone()
+    scale, top_k = float(model.retrieval_head.logit_scale.exp()), model.config.rerank_top_k
+    for query in tqdm(range(len(scores)), desc="decoder re-ranking", unit="query"):
+        top = scores[query].topk(min(top_k, scores.shape[1])).indices
+        if by_text:
+            ids, images = [token_ids[query]] * len(top), representations[top]
+        else:
+            ids, images = [token_ids[i] for i in top.tolist()], representations[query].expand(len(top), -1)
+        likelihood = description_log_likelihood(model, ids, images)
+        scores[query, top] = 1e4 + scale * scores[query, top] + model.config.rerank_weight * likelihood
+    return scores if by_text else scores.T
+
+
+def evaluate_retrieval(
+    model: OneNetModel, processor: OneNetProcessor, grids: np.ndarray, examples: list[CaptionedImage], method: str
+) -> dict[str, float]:
+    """Text-to-image and image-to-text recall on a split: every caption queries the split's images.
+
+    `joint` is the `embed` method without the decoder re-ranking; `invert` runs the inversion per caption.
+    """
+    from .text_encoder import encode_sentences
+    from .uses.describe import description_token_ids, glove_description_embeds, invert_descriptions
+
+    if method not in RETRIEVAL_METHODS:
+        raise ValueError(f"unknown retrieval method {method!r}; choose from {RETRIEVAL_METHODS}")
+    model.eval()
+    pooled, representations = image_inputs_from_features(model, grids)
+    captions = [caption for e in examples for caption in e.captions]
+    owners = torch.tensor([i for i, e in enumerate(examples) for _ in e.captions])
+    token_ids = [description_token_ids(processor, c, model.config.max_caption_length) for c in captions]
+    with torch.inference_mode():
+        if method in ("joint", "embed"):
+            texts = model.get_retrieval_text_embeds(encode_sentences(captions, model.config.text_encoder_name))
+            similarity = texts @ model.get_retrieval_image_embeds(pooled).T
+        elif method == "glove":
+            similarity = glove_description_embeds(model, captions) @ model.get_tag_image_embeds(representations).T
+    if method == "embed":
+        similarity = _reranked(model, _reranked(model, similarity, token_ids, representations, True), token_ids,
+                               representations, False)  # fmt: skip
+    if method == "invert":
+        from tqdm.auto import tqdm
+
+        chunks = [token_ids[i : i + 50] for i in range(0, len(token_ids), 50)]
+        inverted = torch.cat([invert_descriptions(model, chunk) for chunk in tqdm(chunks, desc="inverting")])
+        similarity = F.normalize(inverted, dim=-1) @ F.normalize(representations, dim=-1).T
+    return retrieval_metrics(similarity, owners)
+
+
 def format_table(results: Mapping[str, float]) -> str:
     """Two aligned columns, metric and value."""
     width = max(len(name) for name in results)
     return "\n".join(f"{name:<{width}}  {value:.4f}" for name, value in results.items())
 
 
-__all__ = ["CAPTION_METRICS", "caption_metrics", "evaluate_on_features", "format_table"]
+__all__ = [
+    "CAPTION_METRICS",
+    "caption_metrics",
+    "RETRIEVAL_METHODS",
+    "evaluate_on_features",
+    "evaluate_retrieval",
+    "evaluate_tags",
+    "image_inputs_from_features",
+    "format_table",
+    "retrieval_metrics",
+    "tag_precision",
+]

@@ -25,6 +25,18 @@ def backbone_identity(model: OneNetModel, image_processor: OneNetImageProcessor)
     return digest.hexdigest()[:16]
 
 
+def feature_cache_key(
+    model: OneNetModel, image_processor: OneNetImageProcessor, paths: Sequence[Path], horizontal_flip: bool
+) -> str:
+    """Name of the cache folder: backbone identity, view, and every file's path and content hash."""
+    key = hashlib.sha256(backbone_identity(model, image_processor).encode())
+    key.update(b"flipped" if horizontal_flip else b"")
+    for path in paths:  # a changed file gets fresh features
+        content = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+        key.update(f"{path.resolve()}\t{content}\n".encode())
+    return key.hexdigest()[:20]
+
+
 class _PixelDataset(Dataset):
     def __init__(self, paths: Sequence[Path], image_processor: OneNetImageProcessor, horizontal_flip: bool):
         self.paths, self.image_processor, self.horizontal_flip = paths, image_processor, horizontal_flip
@@ -48,17 +60,13 @@ def cached_backbone_features(
 ) -> np.ndarray:
     """Backbone feature grids (N, C, H, W) in fp16 for `paths`, computed once and memory-mapped afterwards.
 
-    The cache folder is keyed by the backbone identity and the list of files (path, size, modification
-    time), so a changed backbone, preprocessing or image never reuses stale features. An interrupted
+    The cache folder is keyed by the backbone identity and the list of files (path and content hash), so a
+    changed backbone, preprocessing or image never reuses stale features, while a re-copied dataset (new
+    modification times, same bytes) still does. An interrupted
     run resumes from the last finished batch. `horizontal_flip` caches the mirrored images (augmentation).
     """
     paths = [Path(path) for path in paths]
-    key = hashlib.sha256(backbone_identity(model, image_processor).encode())
-    key.update(b"flipped" if horizontal_flip else b"")
-    for path in paths:  # a changed file (size or modification time) gets fresh features
-        stat = path.stat()
-        key.update(f"{path.resolve()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    folder = Path(cache_dir) / key.hexdigest()[:20]
+    folder = Path(cache_dir) / feature_cache_key(model, image_processor, paths, horizontal_flip)
     folder.mkdir(parents=True, exist_ok=True)
     features_file, done_file = folder / "features.npy", folder / "done.npy"
     if (folder / "complete").exists():
@@ -94,4 +102,4 @@ def cached_backbone_features(
     return np.load(features_file, mmap_mode="r")
 
 
-__all__ = ["backbone_identity", "cached_backbone_features"]
+__all__ = ["backbone_identity", "cached_backbone_features", "feature_cache_key"]

@@ -60,6 +60,10 @@ class OneNetBackbone(nn.Module):
         """Pixels (B, 3, 260, 260) -> feature grid (B, 1280, 9, 9)."""
         return self.net.extract_features(pixel_values)
 
+    def imagenet_logits(self, pooled_features: torch.Tensor) -> torch.Tensor:
+        """The ImageNet-1k classifier on mean-pooled features (B, 1280) -> logits (B, 1000)."""
+        return self.net._fc(pooled_features)
+
 
 class OneNetImagePooling(nn.Module):
     """Feature grid (B, C, H, W) -> one vector (B, C): the mean, or a learned softmax weighting of cells."""
@@ -116,6 +120,51 @@ class OneNetCaptionDecoder(nn.Module):
         return logits, (h_n.transpose(0, 1), c_n.transpose(0, 1), image_embeds)
 
 
+class OneNetProjection(nn.Module):
+    """Two-layer projection into a joint space: LayerNorm, dropout, Linear, GELU, dropout, Linear."""
+
+    def __init__(self, in_size: int, out_size: int, config: OneNetConfig):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.LayerNorm(in_size),
+            nn.Dropout(config.projection_dropout),
+            nn.Linear(in_size, config.projection_hidden_size),
+            nn.GELU(),
+            nn.Dropout(config.projection_dropout),
+            nn.Linear(config.projection_hidden_size, out_size),
+        )
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Unit-length joint-space vectors."""
+        return F.normalize(self.layers(inputs.to(self.layers[0].weight.dtype)), dim=-1)
+
+
+class OneNetTagHead(nn.Module):
+    """DeViSE-style tagging: image representations and GloVe words meet in one space.
+
+    The word side is a learned function of each word's fixed GloVe vector (and its log frequency rank),
+    so any GloVe word can be a tag, also one the captions never used.
+    """
+
+    def __init__(self, config: OneNetConfig):
+        super().__init__()
+        self.image_projection = OneNetProjection(config.hidden_size, config.tag_embedding_size, config)
+        self.word_projection = OneNetProjection(config.word_vector_size + 1, config.tag_embedding_size, config)
+        self.logit_scale = nn.Parameter(torch.tensor(3.0))
+
+
+class OneNetRetrievalHead(nn.Module):
+    """Describe-to-search: pooled backbone features and frozen sentence-encoder embeddings in one space."""
+
+    def __init__(self, config: OneNetConfig):
+        super().__init__()
+        self.image_projection = OneNetProjection(config.backbone_hidden_size, config.retrieval_embedding_size, config)
+        self.text_projection = OneNetProjection(
+            config.text_encoder_hidden_size, config.retrieval_embedding_size, config
+        )
+        self.logit_scale = nn.Parameter(torch.tensor(3.0))
+
+
 class OneNetPreTrainedModel(PreTrainedModel):
     config_class = OneNetConfig
     base_model_prefix = "onenet"
@@ -127,6 +176,8 @@ class OneNetPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, OneNetCaptionDecoder):
             nn.init.zeros_(module.output_bias)
+        elif isinstance(module, (OneNetTagHead, OneNetRetrievalHead)):
+            nn.init.constant_(module.logit_scale, 3.0)
         else:
             super()._init_weights(module)
 
@@ -151,20 +202,26 @@ class OneNetModel(OneNetPreTrainedModel):
         self.image_projection = nn.Linear(config.backbone_hidden_size, config.hidden_size)
         self.image_norm = nn.LayerNorm(config.hidden_size)
         self.decoder = OneNetCaptionDecoder(config)
+        self.tag_head = OneNetTagHead(config)
+        self.retrieval_head = OneNetRetrievalHead(config)
         self._keys_to_ignore_on_save = {f"backbone.{key}" for key in self.backbone.state_dict()}
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.decoder.word_embeddings
 
+    def get_backbone_features(self, pixel_values: torch.Tensor | None) -> torch.Tensor:
+        """The frozen backbone's feature grids (B, 1280, 9, 9); their spatial mean feeds ImageNet and search heads."""
+        if pixel_values is None:
+            raise ValueError("You have to specify either pixel_values or backbone_features.")
+        return self.backbone(pixel_values)
+
     def get_image_features(
         self, pixel_values: torch.Tensor | None = None, backbone_features: torch.Tensor | None = None
     ) -> torch.Tensor:
         """The image representation (B, hidden_size) from pixels, or from cached backbone feature grids."""
         if backbone_features is None:
-            if pixel_values is None:
-                raise ValueError("You have to specify either pixel_values or backbone_features.")
-            backbone_features = self.backbone(pixel_values)
+            backbone_features = self.get_backbone_features(pixel_values)
         pooled = self.image_pooling(backbone_features.to(self.image_projection.weight.dtype))
         pooled = self.feature_norm(pooled)
         return self.image_norm(self.image_projection(self.image_dropout(pooled)))
@@ -192,6 +249,22 @@ class OneNetModel(OneNetPreTrainedModel):
             )
         return OneNetOutput(loss=loss, logits=logits, image_embeds=image_embeds)
 
+    def get_tag_image_embeds(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Image representations -> unit vectors in the tag space."""
+        return self.tag_head.image_projection(image_embeds)
+
+    def get_tag_word_embeds(self, word_features: torch.Tensor) -> torch.Tensor:
+        """GloVe vectors with a log-rank column (N, word_vector_size + 1) -> unit vectors in the tag space."""
+        return self.tag_head.word_projection(word_features)
+
+    def get_retrieval_image_embeds(self, pooled_features: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled backbone features (B, 1280) -> unit vectors in the text-image space."""
+        return self.retrieval_head.image_projection(pooled_features)
+
+    def get_retrieval_text_embeds(self, sentence_embeds: torch.Tensor) -> torch.Tensor:
+        """Frozen sentence-encoder embeddings (B, 384) -> unit vectors in the text-image space."""
+        return self.retrieval_head.text_projection(sentence_embeds)
+
     def initial_state(self, image_embeds: torch.Tensor) -> DecoderState:
         """Decoder state that starts a caption for each image representation."""
         return self.decoder.initial_state(image_embeds)
@@ -202,4 +275,4 @@ class OneNetModel(OneNetPreTrainedModel):
         return logits[:, -1].float().log_softmax(-1), state
 
 
-__all__ = ["OneNetModel", "OneNetPreTrainedModel", "OneNetOutput"]
+__all__ = ["OneNetModel", "OneNetPreTrainedModel", "OneNetOutput", "OneNetRetrievalHead", "OneNetTagHead"]

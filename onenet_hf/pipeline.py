@@ -9,10 +9,18 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .gallery import GalleryIndex, ImageMatch, build_index
 from .image_processing_onenet import ImageLike
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .uses.caption import Caption, CaptionBackend, caption_images
+from .uses.describe import search_by_description
+from .uses.similar_images import similar_images
+from .uses.tag import ImageTags, Tagger, tag_images
+from .uses.words import ScoredWord, analogy, learned_vectors, similar_words
+from .word_vectors import WordVectors, glove_vectors
+
+WORD_SPACES = ("learned", "glove")
 
 
 class OneNet:
@@ -24,6 +32,8 @@ class OneNet:
 
     def __init__(self, model: OneNetModel | CaptionBackend, processor: OneNetProcessor):
         self.model, self.processor = model, processor
+        self._tagger: Tagger | None = None
+        self._learned_vectors: WordVectors | None = None
         if isinstance(model, OneNetModel):
             model.eval()
 
@@ -69,6 +79,62 @@ class OneNet:
     ) -> list[Caption]:
         """One `Caption(text, score)` per image, in input order."""
         return caption_images(self.model, self.processor, images, beam_size, length_penalty)
+
+    def _torch_model(self, use: str) -> OneNetModel:
+        if not isinstance(self.model, OneNetModel):
+            raise NotImplementedError(f"{use} runs on the PyTorch backend; load with backend='torch'")
+        return self.model
+
+    def tag(self, images: ImageLike | Sequence[ImageLike], k: int = 5) -> list[ImageTags]:
+        """The k best word tags (any frequent GloVe word) and ImageNet labels of each image."""
+        if self._tagger is None:
+            self._tagger = Tagger(self._torch_model("tagging"))
+        return tag_images(self.model, self.processor, images, k, self._tagger)
+
+    def word_vectors(self, space: str = "learned") -> WordVectors:
+        """The decoder's learned word embeddings (`"learned"`) or GloVe 6B 50d (`"glove"`)."""
+        if space == "glove":
+            return glove_vectors()
+        if space != "learned":
+            raise ValueError(f"unknown word space {space!r}; choose one of {WORD_SPACES}")
+        if self._learned_vectors is None:
+            self._learned_vectors = learned_vectors(
+                self._torch_model("the learned word space"), self.processor.tokenizer
+            )
+        return self._learned_vectors
+
+    def similar_words(self, text: str, k: int = 10, space: str = "learned") -> list[ScoredWord]:
+        """Words closest to a word (or the mean of several) by cosine."""
+        return similar_words(self.word_vectors(space), text, k)
+
+    def analogy(
+        self, a: str, b: str, c: str, k: int = 5, space: str = "glove", method: str = "3cosadd"
+    ) -> list[ScoredWord]:
+        """a is to b as c is to ? (3CosAdd or 3CosMul), the query words excluded."""
+        return analogy(self.word_vectors(space), a, b, c, k, method)
+
+    def build_index(self, images: str | os.PathLike | Sequence, folder: str | os.PathLike, **kwargs) -> GalleryIndex:
+        """Embed a folder (or list) of images into a persisted gallery index; see `gallery.build_index`."""
+        return build_index(self._torch_model("indexing"), self.processor, images, folder, **kwargs)
+
+    def load_index(self, folder: str | os.PathLike) -> GalleryIndex:
+        """Open a gallery index, refusing one that another model made."""
+        return GalleryIndex.load(folder, self._torch_model("gallery search"))
+
+    def similar_images(
+        self,
+        index: GalleryIndex,
+        query: ImageLike | int,
+        k: int = 5,
+        exact: bool | None = None,
+        focus_class: int | str | None = None,
+    ) -> list[ImageMatch]:
+        """Gallery images most like an image, a gallery path or row; optionally focused on an ImageNet class."""
+        return similar_images(self._torch_model("similar images"), self.processor, index, query, k, exact, focus_class)
+
+    def search(self, index: GalleryIndex, text: str, k: int = 5, method: str = "embed") -> list[ImageMatch]:
+        """Gallery images that match a description (`embed`, `invert` or `glove`)."""
+        return search_by_description(self._torch_model("describe-to-search"), self.processor, index, text, k, method)
 
 
 __all__ = ["OneNet"]

@@ -83,3 +83,29 @@ def shapes_model(shapes_dir, feature_cache, tmp_path_factory):
     return train(
         TrainingArguments(data_dir=str(shapes_dir), output_dir=str(output), cache_dir=feature_cache, epochs=45, **SMALL)
     )
+
+
+@pytest.fixture(scope="session")
+def shapes_model_with_heads(shapes_model, shapes_dir, feature_cache, tmp_path_factory):
+    """The shapes model with its tag and text-image heads trained (second stage)."""
+    from onenet_hf.head_training import HeadTrainingArguments, train_heads
+
+    output = tmp_path_factory.mktemp("shapes_heads")
+    arguments = HeadTrainingArguments(
+        model_dir=str(shapes_model),
+        data_dir=str(shapes_dir),
+        output_dir=str(output),
+        cache_dir=feature_cache,
+        tag_epochs=40,
+        retrieval_epochs=30,
+        retrieval_batch_size=64,
+        learning_rate=3e-3,
+    )
+    return train_heads(arguments)
+
+
+@pytest.fixture(scope="session")
+def shapes_net(shapes_model_with_heads):
+    from onenet_hf import OneNet
+
+    return OneNet.from_pretrained(shapes_model_with_heads)

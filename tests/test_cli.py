@@ -48,3 +48,52 @@ def test_console_script_is_installed_and_explains_usage():
     assert result.returncode == 0 and "train" in result.stdout and "caption" in result.stdout
     result = subprocess.run([sys.executable, "-m", "onenet_hf.cli", "caption"], capture_output=True, text=True)
     assert result.returncode == 2 and "give image paths" in result.stderr
+
+
+def test_word_commands_print_scored_words(shapes_model_with_heads, capsys):
+    model = ["--model", str(shapes_model_with_heads)]
+    assert main(["analogy", "man", "king", "woman", "--space", "glove", "-k", "2", *model]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("queen\t")
+    assert main(["similar-words", "red", "--space", "learned", "-k", "3", *model]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_unknown_word_is_a_one_line_error_not_a_traceback(shapes_model_with_heads, capsys):
+    assert main(["similar-words", "qwzx", "--space", "learned", "--model", str(shapes_model_with_heads)]) == 2
+    err = capsys.readouterr().err
+    assert "onenet similar-words: error: 'qwzx' is not in the learned caption vocabulary" in err
+    assert "Traceback" not in err
+
+
+def test_tag_index_similar_images_and_search(shapes_model_with_heads, shapes_dir, tmp_path, capsys):
+    model = ["--model", str(shapes_model_with_heads)]
+    images = sorted((shapes_dir / "images").glob("dev_*.jpg"))
+    assert main(["tag", str(images[0]), "-k", "3", *model]) == 0
+    assert "\ttags: " in capsys.readouterr().out
+    assert main(["index", str(shapes_dir / "images"), "--out", str(tmp_path / "index"), *model]) == 0
+    assert f"indexed {len(list((shapes_dir / 'images').glob('*.jpg')))} images" in capsys.readouterr().out
+    assert main(["similar-images", str(images[0]), "--index", str(tmp_path / "index"), "-k", "2", *model]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["search", "a", "red", "circle", "--index", str(tmp_path / "index"), "-k", "2", *model]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["search", "   ", "--index", str(tmp_path / "index"), *model]) == 2
+    assert "the description is empty" in capsys.readouterr().err
+    assert main(["search", "red", "--index", str(tmp_path / "missing"), *model]) == 2
+    assert "no gallery index" in capsys.readouterr().err
+
+
+def test_evaluate_tags_and_retrieval(shapes_model_with_heads, shapes_dir, feature_cache, tmp_path, capsys):
+    args = [
+        "evaluate",
+        "--model",
+        str(shapes_model_with_heads),
+        "--data-dir",
+        str(shapes_dir),
+        "--cache-dir",
+        feature_cache,
+    ]
+    assert main([*args, "--task", "tags", "--output", str(tmp_path / "tags.json")]) == 0
+    assert 0 <= json.loads((tmp_path / "tags.json").read_text())["metrics"]["tag_precision@5"] <= 1
+    assert main([*args, "--task", "retrieval", "--methods", "joint,embed", "--output", str(tmp_path / "r.json")]) == 0
+    metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
+    assert set(metrics) == {"joint", "embed"} and metrics["embed"]["text_to_image_R@10"] > 0

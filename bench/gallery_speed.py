@@ -1,0 +1,98 @@
+"""Exact search vs Annoy: build time, query time and recall@10 against exact, in one run.
+
+Two galleries: the Flickr8k dev images (image representations of the model, from the feature cache) and
+N random unit vectors of the representation size (default 1,000,000).
+Run: python bench/gallery_speed.py --model checkpoints/onenet-flickr8k --data-dir ../shared/datasets/flickr8k
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from annoy import AnnoyIndex
+from tqdm.auto import tqdm
+
+from onenet_hf import OneNet, read_split
+from onenet_hf.evaluation import image_inputs_from_features
+from onenet_hf.features import cached_backbone_features
+
+
+def exact_top(gallery: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """Exact cosine top-k of each query (one query at a time, as a user asks) and mean seconds per query."""
+    answers, start = [], time.perf_counter()
+    for query in queries:
+        scores = gallery @ query
+        top = np.argpartition(-scores, k)[:k]
+        answers.append(top[np.argsort(-scores[top])])
+    return np.stack(answers), (time.perf_counter() - start) / len(queries)
+
+
+def annoy_run(gallery: np.ndarray, queries: np.ndarray, truth: np.ndarray, n_trees: int, search_ks, k: int = 10):
+    start = time.perf_counter()
+    index = AnnoyIndex(gallery.shape[1], "angular")
+    for row, vector in enumerate(tqdm(gallery, desc="annoy add", unit="vec", mininterval=5)):
+        index.add_item(row, vector)
+    index.build(n_trees, n_jobs=-1)
+    build = time.perf_counter() - start
+    rows = []
+    for search_k in search_ks:
+        start = time.perf_counter()
+        found = [index.get_nns_by_vector(query, k, search_k=search_k) for query in queries]
+        per_query = (time.perf_counter() - start) / len(queries)
+        recall = np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=True)])
+        rows.append({"search_k": search_k, "ms_per_query": 1000 * per_query, "recall@10": float(recall)})
+    return {"n_trees": n_trees, "build_s": build, "queries": rows}
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="checkpoints/onenet-flickr8k")
+    parser.add_argument("--data-dir", default="../shared/datasets/flickr8k")
+    parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "onenet" / "features"))
+    parser.add_argument("--random-size", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--n-trees", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--search-k", type=int, nargs="+", default=[-1, 20_000, 100_000])
+    parser.add_argument("--output", help="write the results as JSON here")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    net = OneNet.from_pretrained(args.model)
+    examples = read_split(args.data_dir, "dev")
+    grids = cached_backbone_features(
+        net.model, net.processor.image_processor, [e.path for e in examples], args.cache_dir
+    )
+    dev = unit(image_inputs_from_features(net.model, grids)[1].numpy())
+    rng = np.random.default_rng(0)
+    galleries = {
+        "flickr8k-dev": (dev, dev[rng.choice(len(dev), min(args.queries, len(dev)), replace=False)]),
+        f"random-{args.random_size}": (
+            unit(rng.standard_normal((args.random_size, dev.shape[1]), dtype=np.float32)),
+            unit(rng.standard_normal((args.queries, dev.shape[1]), dtype=np.float32)),
+        ),
+    }
+    results = {}
+    for name, (gallery, queries) in galleries.items():
+        truth, exact_seconds = exact_top(gallery, queries, 10)
+        runs = [annoy_run(gallery, queries, truth, n, args.search_k) for n in args.n_trees]
+        exact_ms = 1000 * exact_seconds
+        results[name] = {"size": len(gallery), "dim": gallery.shape[1], "exact_ms_per_query": exact_ms, "annoy": runs}
+        print(f"\n{name}: {len(gallery)} x {gallery.shape[1]}, exact {exact_ms:.2f} ms/query")
+        for run in runs:
+            for row in run["queries"]:
+                setting = f"n_trees={run['n_trees']:<3} build {run['build_s']:7.1f} s  search_k={row['search_k']:<7}"
+                print(f"  annoy {setting} {row['ms_per_query']:7.2f} ms/query  recall@10 {row['recall@10']:.3f}")
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Second training stage: the tag head and the text-image head, on top of the frozen caption network.
+
+The caption network (backbone, image representation, decoder) is not changed, so the caption quality of
+the checkpoint stays exactly what it was; the heads learn from its image representation and features.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import CaptionedImage, read_split
+from .evaluation import image_inputs_from_features, retrieval_metrics, tag_precision
+from .features import cached_backbone_features
+from .modeling_onenet import OneNetModel
+from .processing_onenet import OneNetProcessor
+from .text_encoder import cached_sentence_embeddings
+from .training import seed_everything
+from .uses.tag import tag_vocabulary, tag_word_features
+from .word_vectors import content_words, normalize_word
+
+HEADS_STATE_FILE = "heads_state.pt"
+HEADS_LOG_FILE = "heads_training_log.json"
+
+
+@dataclass
+class HeadTrainingArguments:
+    """What `onenet train-heads` exposes; the defaults are the recipe of the shipped checkpoint."""
+
+    model_dir: str
+    data_dir: str
+    output_dir: str
+    data_format: str = "flickr8k"
+    train_split: str = "train"
+    dev_split: str = "dev"
+    cache_dir: str = str(Path.home() / ".cache" / "onenet" / "features")
+    tag_epochs: int = 20
+    tag_batch_size: int = 128
+    retrieval_epochs: int = 10
+    retrieval_batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    seed: int = 0
+
+
+def _tag_targets(examples: list[CaptionedImage], words: list[str]) -> torch.Tensor:
+    """(images, words): how many of an image's captions use each tag word (compared by stem)."""
+    column = {normalize_word(word): i for i, word in enumerate(words)}
+    targets = torch.zeros(len(examples), len(words))
+    for row, example in enumerate(examples):
+        stems = Counter(normalize_word(w) for caption in example.captions for w in set(content_words(caption)))
+        for stem, count in stems.items():
+            if stem in column:
+                targets[row, column[stem]] = count
+    return targets
+
+
+def _optimizer(module: torch.nn.Module, args: HeadTrainingArguments, total_steps: int):
+    optimizer = torch.optim.AdamW(module.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.learning_rate, total_steps=total_steps, pct_start=0.1
+    )
+    return optimizer, scheduler
+
+
+def train_tag_head(
+    model: OneNetModel,
+    train_images: torch.Tensor,
+    train_examples: list[CaptionedImage],
+    dev_images: torch.Tensor,
+    dev_examples: list[CaptionedImage],
+    args: HeadTrainingArguments,
+) -> list[dict]:
+    """Listwise softmax over the whole tag vocabulary, target = the image's caption words; best dev P@5 kept."""
+    head = model.tag_head
+    words = list(tag_vocabulary(model.config.tag_vocabulary_size))
+    features, targets = tag_word_features(words), _tag_targets(train_examples, words)
+    targets = targets / targets.sum(1, keepdim=True).clamp(min=1)
+    steps = math.ceil(len(train_images) / args.tag_batch_size)
+    optimizer, scheduler = _optimizer(head, args, steps * args.tag_epochs)
+    history, best, best_state = [], -1.0, None
+    for epoch in range(args.tag_epochs):
+        head.train()
+        order = torch.randperm(len(train_images))
+        for start in tqdm(range(0, len(order), args.tag_batch_size), desc=f"tag head {epoch + 1}", unit="batch"):
+            batch = order[start : start + args.tag_batch_size]
+            logits = head.logit_scale.exp() * model.get_tag_image_embeds(train_images[batch])
+            logits = logits @ model.get_tag_word_embeds(features).T
+            loss = -(targets[batch] * logits.log_softmax(-1)).sum(1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        head.eval()
+        with torch.inference_mode():
+            scores = model.get_tag_image_embeds(dev_images) @ model.get_tag_word_embeds(features).T
+        predicted = [[words[i] for i in row] for row in scores.topk(5, dim=1).indices.tolist()]
+        precision = tag_precision(predicted, [e.captions for e in dev_examples])
+        history.append({"head": "tag", "epoch": epoch + 1, "dev_tag_precision@5": precision})
+        tqdm.write(json.dumps(history[-1]))
+        if precision > best:
+            best, best_state = precision, {k: v.clone() for k, v in head.state_dict().items()}
+    head.load_state_dict(best_state)
+    return history
+
+
+def train_retrieval_head(
+    model: OneNetModel,
+    train_pooled: torch.Tensor,
+    train_texts: torch.Tensor,
+    train_owner: torch.Tensor,
+    dev_pooled: torch.Tensor,
+    dev_texts: torch.Tensor,
+    dev_owner: torch.Tensor,
+    args: HeadTrainingArguments,
+) -> list[dict]:
+    """Symmetric InfoNCE over (caption, image) pairs, other captions of the same image masked out."""
+    head = model.retrieval_head
+    steps = math.ceil(len(train_texts) / args.retrieval_batch_size)
+    optimizer, scheduler = _optimizer(head, args, steps * args.retrieval_epochs)
+    history, best, best_state = [], -1.0, None
+    for epoch in range(args.retrieval_epochs):
+        head.train()
+        order = torch.randperm(len(train_texts))
+        bar = tqdm(range(0, len(order), args.retrieval_batch_size), desc=f"text-image head {epoch + 1}", unit="batch")
+        for start in bar:
+            batch = order[start : start + args.retrieval_batch_size]
+            owners = train_owner[batch]
+            images = model.get_retrieval_image_embeds(train_pooled[owners])
+            texts = model.get_retrieval_text_embeds(train_texts[batch])
+            logits = head.logit_scale.exp().clamp(max=100) * texts @ images.T
+            same_image = (owners[:, None] == owners[None, :]) & ~torch.eye(len(batch), dtype=torch.bool)
+            logits = logits.masked_fill(same_image, -1e4)
+            labels = torch.arange(len(batch))
+            loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        head.eval()
+        with torch.inference_mode():
+            similarity = model.get_retrieval_text_embeds(dev_texts) @ model.get_retrieval_image_embeds(dev_pooled).T
+        metrics = retrieval_metrics(similarity, dev_owner)
+        history.append({"head": "text-image", "epoch": epoch + 1, **{f"dev_{k}": v for k, v in metrics.items()}})
+        tqdm.write(json.dumps(history[-1]))
+        total = sum(metrics[f"text_to_image_R@{k}"] for k in (1, 5, 10))
+        if total > best:
+            best, best_state = total, {k: v.clone() for k, v in head.state_dict().items()}
+    head.load_state_dict(best_state)
+    return history
+
+
+def train_heads(args: HeadTrainingArguments) -> Path:
+    """Train both heads on a trained caption model and write the whole network to `args.output_dir`.
+
+    Each finished head is checkpointed, so a re-run after an interruption skips it.
+    """
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(args.seed)
+    model = OneNetModel.from_pretrained(args.model_dir, dtype=torch.float32).eval()
+    processor = OneNetProcessor.from_pretrained(args.model_dir)
+    model.requires_grad_(False)
+    examples = {
+        split: read_split(args.data_dir, name, args.data_format)
+        for split, name in (("train", args.train_split), ("dev", args.dev_split))
+    }
+    pooled, representations, sentences, owners = {}, {}, {}, {}
+    for split, split_examples in examples.items():
+        grids = cached_backbone_features(
+            model, processor.image_processor, [e.path for e in split_examples], args.cache_dir
+        )
+        pooled[split], representations[split] = image_inputs_from_features(model, grids)
+        captions = [caption for e in split_examples for caption in e.captions]
+        owners[split] = torch.tensor([i for i, e in enumerate(split_examples) for _ in e.captions])
+        sentences[split] = cached_sentence_embeddings(captions, args.cache_dir, model.config.text_encoder_name)
+
+    state_path = output_dir / HEADS_STATE_FILE
+    state = torch.load(state_path, weights_only=False) if state_path.exists() else {"arguments": asdict(args)}
+    if state["arguments"] != asdict(args):
+        raise ValueError(f"{state_path} was written with other arguments; use a new --output-dir")
+    for name, train_one in (
+        ("tag_head", lambda: train_tag_head(
+            model, representations["train"], examples["train"], representations["dev"], examples["dev"], args
+        )),
+        ("retrieval_head", lambda: train_retrieval_head(
+            model, pooled["train"], sentences["train"], owners["train"],
+            pooled["dev"], sentences["dev"], owners["dev"], args,
+        )),
+    ):  # fmt: skip
+        head = getattr(model, name)
+        if name in state:
+            head.load_state_dict(state[name]["weights"])
+            tqdm.write(f"{name} already trained in {state_path}; reusing it")
+            continue
+        head.requires_grad_(True)
+        history = train_one()
+        head.requires_grad_(False)
+        state[name] = {"weights": head.state_dict(), "history": history}
+        torch.save(state, state_path.with_suffix(".tmp"))
+        state_path.with_suffix(".tmp").replace(state_path)
+
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    log = [row for name in ("tag_head", "retrieval_head") for row in state[name]["history"]]
+    (output_dir / HEADS_LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")
+    return output_dir
+
+
+__all__ = ["HeadTrainingArguments", "train_heads", "train_retrieval_head", "train_tag_head"]

@@ -1,0 +1,58 @@
+"""Second training stage: heads trained on a frozen caption network, resumable, caption weights untouched."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from onenet_hf import OneNetModel
+from onenet_hf.evaluation import retrieval_metrics
+from onenet_hf.head_training import HEADS_LOG_FILE, HeadTrainingArguments, train_heads
+
+pytestmark = pytest.mark.slow
+
+
+def test_heads_learn_and_the_caption_network_is_unchanged(shapes_model, shapes_model_with_heads):
+    before = OneNetModel.from_pretrained(shapes_model).state_dict()
+    after = OneNetModel.from_pretrained(shapes_model_with_heads).state_dict()
+    for name, tensor in before.items():
+        if not name.startswith(("tag_head.", "retrieval_head.")):
+            assert torch.equal(tensor, after[name]), name
+    assert not torch.equal(before["tag_head.logit_scale"], after["tag_head.logit_scale"])
+    log = json.loads((shapes_model_with_heads / HEADS_LOG_FILE).read_text())
+    tag_rows = [row for row in log if row["head"] == "tag"]
+    retrieval_rows = [row for row in log if row["head"] == "text-image"]
+    assert max(r["dev_tag_precision@5"] for r in tag_rows) >= 0.4  # 2 of 5 tags are colour and shape
+    assert max(r["dev_text_to_image_R@10"] for r in retrieval_rows) > 100 * 10 / 12  # chance is 10 in 12
+
+
+def test_rerun_reuses_finished_heads(shapes_model, shapes_dir, feature_cache, shapes_model_with_heads, capsys):
+    state = json.loads((shapes_model_with_heads / "config.json").read_text())
+    assert state["model_type"] == "onenet"
+    arguments = HeadTrainingArguments(
+        model_dir=str(shapes_model),
+        data_dir=str(shapes_dir),
+        output_dir=str(shapes_model_with_heads),
+        cache_dir=feature_cache,
+        tag_epochs=40,
+        retrieval_epochs=30,
+        retrieval_batch_size=64,
+        learning_rate=3e-3,
+    )
+    train_heads(arguments)
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert "tag_head already trained" in printed and "retrieval_head already trained" in printed
+    with pytest.raises(ValueError, match="other arguments"):
+        train_heads(HeadTrainingArguments(**{**arguments.__dict__, "tag_epochs": 1}))
+
+
+def test_retrieval_metrics_on_a_known_matrix():
+    similarity = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.8, 0.5], [0.7, 0.1, 0.3], [0.1, 0.2, 0.3]])
+    owners = torch.tensor([0, 1, 2, 2])  # text 2 ranks its image second, text 3 first
+    metrics = retrieval_metrics(similarity, owners)
+    assert metrics["text_to_image_R@1"] == 75.0 and metrics["text_to_image_R@5"] == 100.0
+    assert metrics["image_to_text_R@1"] == pytest.approx(100 * 2 / 3)  # image 2's best text ranks below text 1
+    assert metrics["text_to_image_median_rank"] == 1.0

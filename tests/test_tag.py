@@ -1,0 +1,47 @@
+"""Tagging (use 2): vocabulary, ImageNet labels, tag head, and the precision measure."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from onenet_hf.evaluation import tag_precision
+from onenet_hf.uses.tag import imagenet_labels, tag_images, tag_vocabulary
+from onenet_hf.word_vectors import normalize_word, stopwords
+from tests.conftest import draw_shape
+
+
+def test_tag_vocabulary_has_no_stop_words_and_one_word_per_stem():
+    words = tag_vocabulary(5000)
+    assert not set(words) & stopwords()
+    assert all(w.isalpha() and len(w) >= 3 for w in words)
+    assert len({normalize_word(w) for w in words}) == len(words)
+    assert "ocean" in words and "street" in words and "the" not in words
+
+
+def test_imagenet_labels_ship_with_the_package():
+    labels = imagenet_labels()
+    assert len(labels) == 1000 and labels[0] == "tench" and labels[284] == "Siamese cat"
+
+
+def test_tag_precision_compares_stems():
+    references = [["Two dogs are running on the grass ."]]
+    assert tag_precision([["dog", "run", "grass", "cat"]], references) == 0.75
+
+
+def test_tags_of_a_shape_name_its_colour_or_shape(shapes_net):
+    tags = shapes_net.tag([draw_shape("red", "circle", 1), draw_shape("blue", "square", 2)], k=5)
+    assert len(tags) == 2
+    for image_tags, expected in zip(tags, ({"red", "circle"}, {"blue", "square"}), strict=True):
+        words = [t.word for t in image_tags.words]
+        assert len(words) == 5 and expected & set(words), words
+        assert [t.score for t in image_tags.words] == sorted((t.score for t in image_tags.words), reverse=True)
+        assert len(image_tags.imagenet) == 5 and 0 < sum(t.score for t in image_tags.imagenet) <= 1.0001
+
+
+def test_bad_k_and_bad_image_are_clear_errors(shapes_net, tmp_path):
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        shapes_net.tag(Image.new("RGB", (64, 64)), k=0)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="not an image"):
+        tag_images(shapes_net.model, shapes_net.processor, str(tmp_path / "broken.jpg"))

@@ -1,0 +1,76 @@
+"""Similar words and analogies (uses 3 and 4), and the analogy evaluation's parity with gensim."""
+
+from __future__ import annotations
+
+import pytest
+
+from onenet_hf.uses.words import analogy, evaluate_analogies, learned_vectors, similar_words
+from onenet_hf.word_vectors import UnknownWordError, glove_vectors
+
+
+@pytest.mark.parametrize("method", ["3cosadd", "3cosmul"])
+def test_man_king_woman_gives_queen_in_glove(method):
+    answers = analogy(glove_vectors(), "man", "king", "woman", k=3, method=method)
+    assert answers[0].word == "queen"
+    assert not {"man", "king", "woman"} & {a.word for a in answers}
+    assert answers[0].score >= answers[1].score >= answers[2].score
+
+
+def test_similar_words_in_glove_and_multi_word_average():
+    assert "sea" in [w.word for w in similar_words(glove_vectors(), "ocean", k=5)]
+    words = [w.word for w in similar_words(glove_vectors(), "cat sofa", k=10)]
+    assert "cat" not in words and "sofa" not in words and "couch" in words
+
+
+def test_similar_words_in_the_learned_space(shapes_net):
+    vectors = learned_vectors(shapes_net.model, shapes_net.processor.tokenizer)
+    assert "[PAD]" not in vectors and "red" in vectors
+    result = similar_words(vectors, "red", k=3)
+    assert len(result) == 3 and "red" not in [w.word for w in result]
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_bad_k_is_refused(k):
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        similar_words(glove_vectors(), "ocean", k=k)
+
+
+def test_huge_k_returns_the_whole_vocabulary(shapes_net):
+    vectors = learned_vectors(shapes_net.model, shapes_net.processor.tokenizer)
+    assert len(similar_words(vectors, "red", k=10**9)) == len(vectors) - 1
+
+
+def test_unknown_word_is_a_clear_error():
+    with pytest.raises(UnknownWordError, match="'kingg' is not in the GloVe vocabulary.*'king'"):
+        analogy(glove_vectors(), "man", "kingg", "woman")
+
+
+def test_unknown_method_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown analogy method"):
+        analogy(glove_vectors(), "man", "king", "woman", method="3cosfoo")
+
+
+def test_evaluation_matches_gensim_on_a_sample_of_the_google_set(tmp_path):
+    gensim = pytest.importorskip("gensim")
+    from gensim.models import KeyedVectors
+    from gensim.test.utils import datapath
+
+    lines, section_lines = [], 0
+    for line in open(datapath("questions-words.txt")).read().splitlines():
+        if line.startswith(":"):
+            lines.append(line)
+            section_lines = 0
+        elif section_lines < 40:
+            lines.append(line)
+            section_lines += 1
+    questions = tmp_path / "sample.txt"
+    questions.write_text("\n".join(lines) + "\n")
+    glove = glove_vectors()
+    keyed = KeyedVectors(50)
+    keyed.add_vectors(glove.words[:30_000], glove.raw_vectors[:30_000])
+    expected, sections = keyed.evaluate_word_analogies(str(questions), restrict_vocab=30_000)
+    ours = evaluate_analogies(glove, questions, restrict_vocab=30_000)
+    assert gensim.__version__ and abs(ours["total"]["accuracy"] - expected) < 0.001
+    assert ours["total"]["questions"] == len(sections[-1]["correct"]) + len(sections[-1]["incorrect"])
+    for section in sections[:-1]:
+        assert ours[section["section"]]["correct"] == len(section["correct"])
