@@ -73,7 +73,11 @@ def _evaluate(args: argparse.Namespace) -> int:
             result["metrics"] = evaluate_tags(net.model, grids, examples)
         else:
             methods = args.methods.split(",")
-            result["metrics"] = {m: evaluate_retrieval(net.model, net.processor, grids, examples, m) for m in methods}
+            result["captions_per_image"] = args.captions_per_image
+            result["metrics"] = {
+                m: evaluate_retrieval(net.model, net.processor, grids, examples, m, args.captions_per_image)
+                for m in methods
+            }
     _print_and_save(result, args.output)
     return 0
 
@@ -271,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="dev")
     evaluate.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "onenet" / "features"))
     evaluate.add_argument("--methods", default=",".join(RETRIEVAL_METHODS), help="retrieval methods, comma-separated")
+    evaluate.add_argument("--captions-per-image", type=int, help="retrieval: query with each image's first N captions")
     evaluate.add_argument("--space", default="glove", choices=["glove", "learned"], help="analogy word space")
     evaluate.add_argument("--analogy-methods", default=",".join(ANALOGY_METHODS))
     evaluate.add_argument("--restrict-vocab", type=int, default=30_000, help="analogy: most frequent words used")

@@ -129,31 +129,32 @@ RETRIEVAL_METHODS = ("glove", "joint", "embed", "invert")
 
 
 @torch.inference_mode()
-def _reranked(model: OneNetModel, similarity: torch.Tensor, token_ids, representations, by_text: bool) -> torch.Tensor:
-    """Similarity with each query's top `rerank_top_k` re-scored by the decoder (and placed above the rest)."""
+def _decoder_reranked(model: OneNetModel, similarity: torch.Tensor, token_ids, representations) -> torch.Tensor:
+    """Text-to-image scores with each text's top `rerank_top_k` images re-scored by the decoder, above the rest."""
     from tqdm.auto import tqdm
 
-    from .uses.describe import description_log_likelihood
+    from .uses.describe import decoder_rerank_scores
 
-    scores = similarity.T.clone() if not by_text else similarity.clone()
-    scale, top_k = float(model.retrieval_head.logit_scale.exp()), model.config.rerank_top_k
-    for query in tqdm(range(len(scores)), desc="decoder re-ranking", unit="query"):
-        top = scores[query].topk(min(top_k, scores.shape[1])).indices
-        if by_text:
-            ids, images = [token_ids[query]] * len(top), representations[top]
-        else:
-            ids, images = [token_ids[i] for i in top.tolist()], representations[query].expand(len(top), -1)
-        likelihood = description_log_likelihood(model, ids, images)
-        scores[query, top] = 1e4 + scale * scores[query, top] + model.config.rerank_weight * likelihood
-    return scores if by_text else scores.T
+    scores = similarity.clone()
+    for text in tqdm(range(len(scores)), desc="decoder re-ranking", unit="query"):
+        top = scores[text].topk(min(model.config.rerank_top_k, scores.shape[1])).indices
+        scores[text, top] = 1e4 + decoder_rerank_scores(model, token_ids[text], representations[top], scores[text, top])
+    return scores
 
 
 def evaluate_retrieval(
-    model: OneNetModel, processor: OneNetProcessor, grids: np.ndarray, examples: list[CaptionedImage], method: str
+    model: OneNetModel,
+    processor: OneNetProcessor,
+    grids: np.ndarray,
+    examples: list[CaptionedImage],
+    method: str,
+    captions_per_image: int | None = None,
 ) -> dict[str, float]:
     """Text-to-image and image-to-text recall on a split: every caption queries the split's images.
 
-    `joint` is the `embed` method without the decoder re-ranking; `invert` runs the inversion per caption.
+    `joint` is the `embed` method without the decoder re-ranking (which only `embed`'s text-to-image
+    direction uses); `invert` runs the inversion per caption.
+    `captions_per_image` keeps only each image's first captions as queries (all by default).
     """
     from .text_encoder import encode_sentences
     from .uses.describe import description_token_ids, glove_description_embeds, invert_descriptions
@@ -162,8 +163,8 @@ def evaluate_retrieval(
         raise ValueError(f"unknown retrieval method {method!r}; choose from {RETRIEVAL_METHODS}")
     model.eval()
     pooled, representations = image_inputs_from_features(model, grids)
-    captions = [caption for e in examples for caption in e.captions]
-    owners = torch.tensor([i for i, e in enumerate(examples) for _ in e.captions])
+    captions = [caption for e in examples for caption in e.captions[:captions_per_image]]
+    owners = torch.tensor([i for i, e in enumerate(examples) for _ in e.captions[:captions_per_image]])
     token_ids = [description_token_ids(processor, c, model.config.max_caption_length) for c in captions]
     with torch.inference_mode():
         if method in ("joint", "embed"):
@@ -171,9 +172,10 @@ def evaluate_retrieval(
             similarity = texts @ model.get_retrieval_image_embeds(pooled).T
         elif method == "glove":
             similarity = glove_description_embeds(model, captions) @ model.get_tag_image_embeds(representations).T
-    if method == "embed":
-        similarity = _reranked(model, _reranked(model, similarity, token_ids, representations, True), token_ids,
-                               representations, False)  # fmt: skip
+    if method == "embed":  # the decoder re-ranks images for a text; image-to-text stays in the joint space
+        reranked = retrieval_metrics(_decoder_reranked(model, similarity, token_ids, representations), owners)
+        joint = retrieval_metrics(similarity, owners)
+        return {k: (reranked if k.startswith("text_to_image") else joint)[k] for k in joint}
     if method == "invert":
         from tqdm.auto import tqdm
 

@@ -125,7 +125,7 @@ class GalleryIndex:
             exact = len(self) <= EXACT_SEARCH_MAX_IMAGES
         if exact:
             return [
-                _top_k(_cosine(vector[None], self.image_embeds)[0], k, skip)
+                top_k_scores(cosine_matrix(vector[None], self.image_embeds)[0], k, skip)
                 for vector, skip in zip(vectors, exclude, strict=True)
             ]
         results = []
@@ -139,14 +139,16 @@ class GalleryIndex:
         return [ImageMatch(self.paths[i], float(score)) for i, score in pairs]
 
 
-def _cosine(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+def cosine_matrix(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """Cosine similarity (Q, N) between query rows and gallery rows (exact search)."""
     queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
     gallery = np.asarray(gallery, dtype=np.float32)
     gallery = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12)
     return queries @ gallery.T
 
 
-def _top_k(scores: np.ndarray, k: int, skip: int | None = None) -> list[tuple[int, float]]:
+def top_k_scores(scores: np.ndarray, k: int, skip: int | None = None) -> list[tuple[int, float]]:
+    """(row, score) of the k best scores, best first, leaving out row `skip`."""
     if skip is not None:
         scores = scores.copy()
         scores[skip] = -np.inf
@@ -269,7 +271,9 @@ __all__ = [
     "GalleryIndexError",
     "ImageMatch",
     "build_index",
+    "cosine_matrix",
     "embed_images",
     "list_images",
     "model_fingerprint",
+    "top_k_scores",
 ]

@@ -97,3 +97,14 @@ def test_evaluate_tags_and_retrieval(shapes_model_with_heads, shapes_dir, featur
     assert main([*args, "--task", "retrieval", "--methods", "joint,embed", "--output", str(tmp_path / "r.json")]) == 0
     metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
     assert set(metrics) == {"joint", "embed"} and metrics["embed"]["text_to_image_R@10"] > 0
+
+
+def test_evaluate_analogy_prints_sections_and_total(shapes_model_with_heads, tmp_path, capsys):
+    questions = tmp_path / "questions.txt"
+    questions.write_text(": family\nman king woman queen\nboy brother girl sister\n: made-up\nqwzx a b c\n")
+    args = ["evaluate", "--task", "analogy", "--model", str(shapes_model_with_heads), "--questions", str(questions)]
+    assert main([*args, "--analogy-methods", "3cosadd", "--output", str(tmp_path / "a.json")]) == 0
+    out = capsys.readouterr().out
+    assert "3cosadd  family" in out and "3cosadd  total" in out
+    total = json.loads((tmp_path / "a.json").read_text())["metrics"]["3cosadd"]["total"]
+    assert total["questions"] == 2 and total["skipped"] == 1 and total["correct"] >= 1

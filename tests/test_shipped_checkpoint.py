@@ -33,3 +33,39 @@ def test_captions_sample_photos():
     assert "motorcycle" in motorbike or "motorbike" in motorbike or "bike" in motorbike, motorbike
     assert {"man", "woman", "person", "boy", "girl"} & set(astronaut), astronaut
     assert all(-10 < c.score < 0 for c in captions)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return OneNet.from_pretrained(CHECKPOINT)
+
+
+@pytest.fixture(scope="module")
+def sample_index(shipped, tmp_path_factory):
+    return shipped.build_index(sample_photos(), tmp_path_factory.mktemp("samples") / "index")
+
+
+@pytest.mark.slow
+def test_tags_and_imagenet_labels_of_sample_photos(shipped):
+    photos = {p.stem: p for p in sample_photos()}
+    cat, motorbike = shipped.tag([photos["chelsea"], photos["motorcycle_left"]], k=5)
+    assert any("cat" in label.word for label in cat.imagenet), cat.imagenet
+    assert {"motorcycle", "bike", "motorbike"} & {t.word for t in motorbike.words}, motorbike.words
+
+
+def test_word_spaces_of_the_shipped_model(shipped):
+    assert {"dogs", "puppy"} & {w.word for w in shipped.similar_words("dog", k=5, space="learned")}
+    assert shipped.analogy("man", "king", "woman", space="glove")[0].word == "queen"
+
+
+@pytest.mark.slow
+def test_similar_images_and_description_search_on_sample_photos(shipped, sample_index):
+    from PIL import Image
+
+    photo = next(p for p in sample_photos() if p.stem == "motorcycle_left")
+    mirrored = Image.open(photo).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    assert shipped.similar_images(sample_index, mirrored, k=3)[0].path == str(photo.resolve())
+    for method in ("embed", "invert", "glove"):
+        assert shipped.search(sample_index, "a man riding a motorcycle", k=1, method=method)[0].path == str(
+            photo.resolve()
+        ), method

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..gallery import GalleryIndex, ImageMatch, _top_k
+from ..gallery import GalleryIndex, ImageMatch, top_k_scores
 from ..text_encoder import MAX_TEXT_CHARACTERS, encode_sentences
 from ..word_vectors import UnknownWordError, glove_vectors
-from .words import _check_k
+from .words import check_k
 
 SEARCH_METHODS = ("embed", "invert", "glove")
 
@@ -98,20 +98,12 @@ def glove_description_embeds(model, texts: Sequence[str]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def rerank_by_decoder(
-    model, token_ids: Sequence[int], candidates: list[tuple[int, float]], image_embeds: np.ndarray
-) -> list[tuple[int, float]]:
-    """Re-order candidate images by scaled joint-space cosine + weight * decoder log-likelihood."""
-    rows = [row for row, _ in candidates]
-    vectors = torch.from_numpy(np.asarray(image_embeds[rows], dtype=np.float32))
-    likelihood = description_log_likelihood(model, [token_ids] * len(rows), vectors)
-    scale = float(model.retrieval_head.logit_scale.exp())
-    scores = [
-        scale * cosine + model.config.rerank_weight * float(ll)
-        for (_, cosine), ll in zip(candidates, likelihood, strict=True)
-    ]
-    order = np.argsort(scores)[::-1]
-    return [(rows[i], candidates[i][1]) for i in order]
+def decoder_rerank_scores(
+    model, token_ids: Sequence[int], image_embeds: torch.Tensor, cosines: torch.Tensor
+) -> torch.Tensor:
+    """Re-ranking score of candidate images for one description: scaled joint-space cosine + weight * log p."""
+    likelihood = description_log_likelihood(model, [token_ids] * len(image_embeds), image_embeds)
+    return model.retrieval_head.logit_scale.exp() * cosines + model.config.rerank_weight * likelihood
 
 
 @torch.inference_mode()
@@ -119,19 +111,22 @@ def search_by_description(
     model, processor, index: GalleryIndex, text: str, k: int = 5, method: str = "embed", rerank: bool = True
 ) -> list[ImageMatch]:
     """The k gallery images that best match a description (a sentence, a few words, or one word)."""
-    _check_k(k)
+    check_k(k)
     text = check_description(text)
     k = min(k, len(index))
     if method == "embed":
         query = model.get_retrieval_text_embeds(encode_sentences([text], model.config.text_encoder_name))
         scores = np.asarray(index.retrieval_embeds, dtype=np.float32) @ query[0].numpy()
-        candidates = _top_k(scores, max(k, model.config.rerank_top_k) if rerank else k)
+        candidates = top_k_scores(scores, max(k, model.config.rerank_top_k) if rerank else k)
         if rerank:
             try:
                 ids = description_token_ids(processor, text, model.config.max_caption_length)
             except UnknownWordError:  # nothing the decoder knows: keep the joint-space order
                 return index.matches(candidates[:k])
-            candidates = rerank_by_decoder(model, ids, candidates, index.image_embeds)
+            rows = [row for row, _ in candidates]
+            images = torch.from_numpy(np.array(index.image_embeds[rows], dtype=np.float32))
+            scores = decoder_rerank_scores(model, ids, images, torch.tensor([cosine for _, cosine in candidates]))
+            candidates = [candidates[i] for i in scores.argsort(descending=True).tolist()]
         return index.matches(candidates[:k])
     if method == "invert":
         ids = description_token_ids(processor, text, model.config.max_caption_length)
@@ -140,7 +135,7 @@ def search_by_description(
     if method == "glove":
         query = glove_description_embeds(model, [text])[0]
         images = model.get_tag_image_embeds(torch.from_numpy(np.array(index.image_embeds, dtype=np.float32)))
-        return index.matches(_top_k((images @ query).numpy(), k))
+        return index.matches(top_k_scores((images @ query).numpy(), k))
     raise ValueError(f"unknown search method {method!r}; choose one of {SEARCH_METHODS}")
 
 
@@ -150,6 +145,6 @@ __all__ = [
     "description_token_ids",
     "glove_description_embeds",
     "invert_descriptions",
-    "rerank_by_decoder",
+    "decoder_rerank_scores",
     "search_by_description",
 ]

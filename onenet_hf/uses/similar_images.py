@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..gallery import GalleryIndex, ImageMatch, _cosine, _top_k, embed_images
+from ..gallery import GalleryIndex, ImageMatch, cosine_matrix, embed_images, top_k_scores
 from ..image_processing_onenet import ImageLike, load_image
 from .tag import imagenet_labels
-from .words import _check_k
+from .words import check_k
 
 
 def _query_row(index: GalleryIndex, query: ImageLike | int) -> int | None:
@@ -54,7 +54,7 @@ def similar_images(
     With `focus_class`, the backbone's pooled features are weighted by that ImageNet class's classifier
     weights and compared exactly, so only what the class detector looks at counts.
     """
-    _check_k(k)
+    check_k(k)
     row = _query_row(index, query)
     if row is None:
         embedded = embed_images(model, processor, [load_image(query)])
@@ -65,8 +65,8 @@ def similar_images(
         return index.matches(index.nearest(vector, k, exact, exclude=[row])[0])
     weights = class_focus_weights(model, focus_class)
     gallery = np.asarray(index.pooled_features, dtype=np.float32) * weights
-    scores = _cosine((pooled.astype(np.float32) * weights)[None], gallery)[0]
-    return index.matches(_top_k(scores, min(k, len(index)), row))
+    scores = cosine_matrix((pooled.astype(np.float32) * weights)[None], gallery)[0]
+    return index.matches(top_k_scores(scores, min(k, len(index)), row))
 
 
 __all__ = ["class_focus_weights", "similar_images"]

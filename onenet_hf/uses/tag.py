@@ -13,7 +13,7 @@ import torch
 from ..image_processing_onenet import ImageLike
 from ..processing_onenet import OneNetProcessor
 from ..word_vectors import glove_vectors, normalize_word, stopwords
-from .words import ScoredWord, _check_k
+from .words import ScoredWord, check_k
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def tag_images(
     batch_size: int = 16,
 ) -> list[ImageTags]:
     """The k best tags and ImageNet labels (softmax probabilities) for one image or a list, in input order."""
-    _check_k(k)
+    check_k(k)
     tagger = tagger or Tagger(model)
     images = list(images) if isinstance(images, (list, tuple)) else [images]
     labels, results = imagenet_labels(), []

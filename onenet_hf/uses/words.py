@@ -30,14 +30,15 @@ def learned_vectors(model, tokenizer) -> WordVectors:
     return WordVectors([w for w, _ in rows], weights[[i for _, i in rows]], name="learned caption")
 
 
-def _check_k(k: int) -> None:
+def check_k(k: int) -> None:
+    """k of a top-k query must be a positive integer (a k beyond the candidates returns them all)."""
     if not isinstance(k, int) or k <= 0:
         raise ValueError(f"k must be a positive integer, got {k!r}")
 
 
 def similar_words(vectors: WordVectors, text: str, k: int = 10) -> list[ScoredWord]:
     """The k words closest to `text` (one word, or several averaged), the query words left out."""
-    _check_k(k)
+    check_k(k)
     words = vectors.query_words(text)
     ids = vectors.ids(words)
     top, scores = vectors.nearest(vectors.mean_vector(words), k, exclude=ids)
@@ -81,7 +82,7 @@ def solve_analogies(
 
 def analogy(vectors: WordVectors, a: str, b: str, c: str, k: int = 5, method: str = "3cosadd") -> list[ScoredWord]:
     """a is to b as c is to ?: the k best words, the three query words excluded."""
-    _check_k(k)
+    check_k(k)
     question = np.array([vectors.ids([w.strip().lower() for w in (a, b, c)])])
     top, scores = solve_analogies(vectors, question, k, method)
     return [ScoredWord(vectors.words[i], float(s)) for i, s in zip(top[0], scores[0], strict=True)]
@@ -140,6 +141,7 @@ __all__ = [
     "ScoredWord",
     "UnknownWordError",
     "analogy",
+    "check_k",
     "evaluate_analogies",
     "learned_vectors",
     "read_analogy_questions",
