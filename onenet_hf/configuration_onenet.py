@@ -58,7 +58,7 @@ class OneNetConfig(PretrainedConfig):
             Hidden width of the two-layer projections of the tag and retrieval heads.
         projection_dropout (`float`, *optional*, defaults to 0.2):
             Dropout inside those projections during training.
-        rerank_top_k (`int`, *optional*, defaults to 50):
+        rerank_top_k (`int`, *optional*, defaults to 100):
             Describe-to-search re-ranks this many nearest images by the caption decoder's likelihood.
         rerank_weight (`float`, *optional*, defaults to 1.5):
             Weight of the decoder's log-likelihood against the scaled joint-space cosine when re-ranking.
@@ -91,7 +91,7 @@ class OneNetConfig(PretrainedConfig):
         retrieval_embedding_size: int = 512,
         projection_hidden_size: int = 1024,
         projection_dropout: float = 0.2,
-        rerank_top_k: int = 50,
+        rerank_top_k: int = 100,
         rerank_weight: float = 1.5,
         **kwargs,
     ):

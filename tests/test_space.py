@@ -1,0 +1,164 @@
+"""The Gradio Space: every endpoint through gradio_client, every tab in headless Chromium, bad input survived.
+
+Screenshots of each tab go to test-artifacts/space/ (git-ignored). The browser tests need Debian's
+chromium at /usr/bin/chromium and the `playwright` package (see DEVELOPERS.md); they skip without them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from onenet_hf.samples import sample_photos  # noqa: E402
+from onenet_hf.space import OneNetSpace  # noqa: E402
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT = ROOT / "checkpoints" / "onenet-flickr8k"
+ARTIFACTS = ROOT / "test-artifacts" / "space"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The Space on a free loopback port, with the shipped checkpoint and the sample-photo gallery."""
+    spec = importlib.util.spec_from_file_location("space_app", ROOT / "spaces" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    space = OneNetSpace(CHECKPOINT, cache_dir=tmp_path_factory.mktemp("galleries"))
+    demo = app.build_demo(space)
+    port = _free_port()
+    allowed = [str(space.folder)] + sorted({str(Path(p).parent) for p in space.index.paths})
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        allowed_paths=allowed,
+        quiet=True,
+        show_error=True,
+    )
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False)
+
+
+def photo(stem: str) -> str:
+    return str(next(p for p in sample_photos() if p.stem == stem))
+
+
+def test_six_named_endpoints(client):
+    endpoints = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert endpoints == {"/caption", "/tag", "/similar_words", "/analogy", "/similar_images", "/describe_to_search"}
+
+
+def test_every_endpoint_answers_sensibly(client):
+    assert "motorcycle" in client.predict(handle_file(photo("motorcycle_left")), 3, api_name="/caption")
+    words, labels = client.predict(handle_file(photo("chelsea")), 5, api_name="/tag")
+    assert len(words["data"]) == 5 and any("cat" in label for label, _ in labels["data"])
+    assert client.predict("man", "king", "woman", "3cosadd", "glove", 3, api_name="/analogy")["data"][0][0] == "queen"
+    similar = client.predict("dog", "learned", 5, api_name="/similar_words")["data"]
+    assert {"dogs", "puppy"} & {word for word, _ in similar}
+    found = client.predict(handle_file(photo("camera")), None, 3, "", api_name="/similar_images")
+    assert len(found) == 3 and all(Path(item["image"]).is_file() for item in found)
+    focused = client.predict(None, 0, 2, "Siamese cat", api_name="/similar_images")
+    assert len(focused) == 2
+    hits = client.predict("a man riding a motorcycle", "embed", 1, api_name="/describe_to_search")
+    assert hits[0]["caption"].startswith("motorcycle_left.png")
+
+
+def test_bad_input_is_a_readable_error_and_the_server_keeps_serving(client, tmp_path):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    huge = tmp_path / "huge.png"
+    Image.fromarray(np.zeros((7100, 7100, 3), dtype=np.uint8)).save(huge, compress_level=1)  # 50.4 megapixels
+    cases = [
+        (lambda: client.predict(None, 3, api_name="/caption"), "no image"),
+        (lambda: client.predict(handle_file(str(corrupt)), 3, api_name="/caption"), "Truncated|not an image"),
+        (lambda: client.predict("   ", "embed", 3, api_name="/describe_to_search"), "the description is empty"),
+        (lambda: client.predict("qwzx", "learned", 5, api_name="/similar_words"), "not in the learned caption"),
+        (lambda: client.predict("man", "kingg", "woman", "3cosadd", "glove", 3, api_name="/analogy"), "did you mean"),
+    ]
+    for call, message in cases:
+        with pytest.raises(Exception, match=message):
+            call()
+    assert client.predict(handle_file(str(huge)), 1, api_name="/caption")  # big but valid: answered
+    assert client.predict("man", "king", "woman", "3cosadd", "glove", 1, api_name="/analogy")["data"]
+
+
+def test_every_tab_in_headless_chromium(server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.goto(server)
+
+        def tab(name: str):
+            page.get_by_role("tab", name=name).click()
+            return page.locator(".tabitem:visible").first
+
+        panel = tab("Caption")
+        panel.locator("input[type=file][accept='image/*']").first.set_input_files(photo("motorcycle_left"))
+        panel.get_by_role("button", name="Caption").click()
+        sync_api.expect(panel.get_by_label("Caption")).to_have_value(
+            __import__("re").compile("motorcycle"), timeout=60_000
+        )
+        page.screenshot(path=ARTIFACTS / "caption.png")
+
+        panel = tab("Tag")
+        panel.locator("input[type=file][accept='image/*']").first.set_input_files(photo("chelsea"))
+        panel.get_by_role("button", name="Tag").click()
+        sync_api.expect(panel.get_by_text("Egyptian cat").filter(visible=True).first).to_be_visible(timeout=60_000)
+        page.screenshot(path=ARTIFACTS / "tag.png")
+
+        panel = tab("Similar words")
+        panel.get_by_label("Word(s)").fill("beach")
+        panel.get_by_role("button", name="Find").click()
+        sync_api.expect(panel.get_by_text("shore", exact=True).filter(visible=True).first).to_be_visible(timeout=60_000)
+        page.screenshot(path=ARTIFACTS / "similar_words.png")
+
+        panel = tab("Analogy")
+        panel.get_by_label("c", exact=True).fill("woman")
+        panel.get_by_role("button", name="Solve").click()
+        sync_api.expect(panel.get_by_text("queen", exact=True).filter(visible=True).first).to_be_visible(timeout=60_000)
+        page.screenshot(path=ARTIFACTS / "analogy.png")
+
+        panel = tab("Similar images")
+        panel.locator("input[type=file][accept='image/*']").first.set_input_files(photo("camera"))
+        panel.get_by_role("button", name="Search").click()
+        sync_api.expect(panel.get_by_text("(0.", exact=False).first).to_be_visible(timeout=60_000)
+        page.screenshot(path=ARTIFACTS / "similar_images.png")
+
+        panel = tab("Describe to search")
+        panel.get_by_label("Description").fill("a man riding a motorcycle")
+        panel.get_by_role("button", name="Search").click()
+        sync_api.expect(panel.get_by_text("motorcycle_left.png", exact=False).first).to_be_visible(timeout=60_000)
+        page.screenshot(path=ARTIFACTS / "describe_to_search.png")
+
+        panel.get_by_label("Description").fill("   ")
+        panel.get_by_role("button", name="Search").click()
+        sync_api.expect(page.get_by_text("the description is empty").first).to_be_visible(timeout=30_000)
+        page.screenshot(path=ARTIFACTS / "error.png")
+        browser.close()
+    assert len(list(ARTIFACTS.glob("*.png"))) >= 7
