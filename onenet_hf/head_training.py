@@ -70,6 +70,13 @@ def _optimizer(module: torch.nn.Module, args: HeadTrainingArguments, total_steps
     return optimizer, scheduler
 
 
+def _step(loss: torch.Tensor, optimizer, scheduler) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+
+
 def train_tag_head(
     model: OneNetModel,
     train_images: torch.Tensor,
@@ -93,11 +100,7 @@ def train_tag_head(
             batch = order[start : start + args.tag_batch_size]
             logits = head.logit_scale.exp() * model.get_tag_image_embeds(train_images[batch])
             logits = logits @ model.get_tag_word_embeds(features).T
-            loss = -(targets[batch] * logits.log_softmax(-1)).sum(1).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            _step(-(targets[batch] * logits.log_softmax(-1)).sum(1).mean(), optimizer, scheduler)
         head.eval()
         with torch.inference_mode():
             scores = model.get_tag_image_embeds(dev_images) @ model.get_tag_word_embeds(features).T
@@ -139,11 +142,7 @@ def train_retrieval_head(
             same_image = (owners[:, None] == owners[None, :]) & ~torch.eye(len(batch), dtype=torch.bool)
             logits = logits.masked_fill(same_image, -1e4)
             labels = torch.arange(len(batch))
-            loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            _step((F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2, optimizer, scheduler)
         head.eval()
         with torch.inference_mode():
             similarity = model.get_retrieval_text_embeds(dev_texts) @ model.get_retrieval_image_embeds(dev_pooled).T

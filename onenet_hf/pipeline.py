@@ -132,9 +132,12 @@ class OneNet:
         """Gallery images most like an image, a gallery path or row; optionally focused on an ImageNet class."""
         return similar_images(self._torch_model("similar images"), self.processor, index, query, k, exact, focus_class)
 
-    def search(self, index: GalleryIndex, text: str, k: int = 5, method: str = "embed") -> list[ImageMatch]:
-        """Gallery images that match a description (`embed`, `invert` or `glove`)."""
-        return search_by_description(self._torch_model("describe-to-search"), self.processor, index, text, k, method)
+    def search(
+        self, index: GalleryIndex, text: str, k: int = 5, method: str = "embed", rerank: bool = True
+    ) -> list[ImageMatch]:
+        """Gallery images that match a description (`embed`, `invert` or `glove`; `embed` re-ranks by the decoder)."""
+        model = self._torch_model("describe-to-search")
+        return search_by_description(model, self.processor, index, text, k, method, rerank)
 
 
 __all__ = ["OneNet"]

@@ -88,20 +88,26 @@ def shapes_model(shapes_dir, feature_cache, tmp_path_factory):
 @pytest.fixture(scope="session")
 def shapes_model_with_heads(shapes_model, shapes_dir, feature_cache, tmp_path_factory):
     """The shapes model with its tag and text-image heads trained (second stage)."""
-    from onenet_hf.head_training import HeadTrainingArguments, train_heads
+    from onenet_hf.head_training import train_heads
 
     output = tmp_path_factory.mktemp("shapes_heads")
-    arguments = HeadTrainingArguments(
-        model_dir=str(shapes_model),
-        data_dir=str(shapes_dir),
-        output_dir=str(output),
-        cache_dir=feature_cache,
+    return train_heads(shapes_head_arguments(shapes_model, shapes_dir, output, feature_cache))
+
+
+def shapes_head_arguments(model_dir, data_dir, output_dir, cache_dir):
+    """Second-stage arguments for the shapes model: short schedules for a tiny dataset."""
+    from onenet_hf.head_training import HeadTrainingArguments
+
+    return HeadTrainingArguments(
+        model_dir=str(model_dir),
+        data_dir=str(data_dir),
+        output_dir=str(output_dir),
+        cache_dir=cache_dir,
         tag_epochs=40,
         retrieval_epochs=30,
         retrieval_batch_size=64,
         learning_rate=3e-3,
     )
-    return train_heads(arguments)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import torch
 from onenet_hf import OneNetModel
 from onenet_hf.evaluation import retrieval_metrics
 from onenet_hf.head_training import HEADS_LOG_FILE, HeadTrainingArguments, train_heads
+from tests.conftest import shapes_head_arguments
 
 pytestmark = pytest.mark.slow
 
@@ -31,16 +32,7 @@ def test_heads_learn_and_the_caption_network_is_unchanged(shapes_model, shapes_m
 def test_rerun_reuses_finished_heads(shapes_model, shapes_dir, feature_cache, shapes_model_with_heads, capsys):
     state = json.loads((shapes_model_with_heads / "config.json").read_text())
     assert state["model_type"] == "onenet"
-    arguments = HeadTrainingArguments(
-        model_dir=str(shapes_model),
-        data_dir=str(shapes_dir),
-        output_dir=str(shapes_model_with_heads),
-        cache_dir=feature_cache,
-        tag_epochs=40,
-        retrieval_epochs=30,
-        retrieval_batch_size=64,
-        learning_rate=3e-3,
-    )
+    arguments = shapes_head_arguments(shapes_model, shapes_dir, shapes_model_with_heads, feature_cache)
     train_heads(arguments)
     captured = capsys.readouterr()
     printed = captured.out + captured.err

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+import torch
 
 from ..word_vectors import UnknownWordError, WordVectors
 
@@ -45,38 +45,47 @@ def similar_words(vectors: WordVectors, text: str, k: int = 10) -> list[ScoredWo
     return [ScoredWord(vectors.words[i], float(s)) for i, s in zip(top[0], scores[0], strict=True) if np.isfinite(s)]
 
 
-def _analogy_scores(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, method: str) -> np.ndarray:
-    """Scores (Q, V) of every word as d in a : b :: c : d, for question rows a, b, c (each (Q,))."""
+def _analogy_scores(
+    vectors: torch.Tensor, transposed: torch.Tensor, question: torch.Tensor, method: str, out: torch.Tensor
+) -> torch.Tensor:
+    """Scores (Q, V) of every word as d in a : b :: c : d for question rows (Q, 3), written into `out`."""
+    a, b, c = question.unbind(1)
     if method == "3cosadd":  # cosine with the normalised offset vector, as gensim reports it
-        target = vectors[b] - vectors[a] + vectors[c]
-        return (target / np.maximum(np.linalg.norm(target, axis=1, keepdims=True), 1e-12)) @ vectors.T
+        target = torch.nn.functional.normalize(vectors[b] - vectors[a] + vectors[c], dim=1)
+        return torch.mm(target, transposed, out=out)
     if method == "3cosmul":  # Levy & Goldberg (2014): cosines shifted to [0, 1]
-        shifted = [(vectors[rows] @ vectors.T + 1.0) / 2.0 for rows in (a, b, c)]
-        return shifted[1] * shifted[2] / (shifted[0] + 1e-3)
+        shifted = [(vectors[rows] @ transposed + 1.0) / 2.0 for rows in (a, b, c)]
+        return torch.div(shifted[1] * shifted[2], shifted[0] + 1e-3, out=out)
     raise ValueError(f"unknown analogy method {method!r}; choose one of {ANALOGY_METHODS}")
 
 
+@torch.inference_mode()
 def solve_analogies(
     vectors: WordVectors,
     questions: np.ndarray,
     k: int = 1,
     method: str = "3cosadd",
     restrict_vocab: int | None = None,
-    batch_size: int = 2048,
+    batch_size: int = 256,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Answer many a : b :: c : ? questions (rows (Q, 3) of word ids) at once: top-k ids and scores, (Q, k)."""
-    matrix = vectors.vectors[:restrict_vocab]
+    """Answer many a : b :: c : ? questions (rows (Q, 3) of word ids) at once: top-k ids and scores, (Q, k).
+
+    Batched matrix products over the whole vocabulary (torch, all cores) instead of one query at a time.
+    """
+    matrix = torch.from_numpy(vectors.vectors[:restrict_vocab])
+    transposed = matrix.T.contiguous()
+    rows = torch.from_numpy(np.asarray(questions, dtype=np.int64).reshape(-1, 3))
     k = min(k, len(matrix) - 3)
+    buffer = torch.empty(min(batch_size, len(rows)), len(matrix))  # reused: no fresh pages per batch
     answers, answer_scores = [], []
-    for start in range(0, len(questions), batch_size):
-        batch = questions[start : start + batch_size]
-        scores = _analogy_scores(matrix, batch[:, 0], batch[:, 1], batch[:, 2], method)
-        np.put_along_axis(scores, batch, -np.inf, axis=1)  # the query words are never the answer
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.take_along_axis(scores, top, 1).argsort(axis=1)[:, ::-1]
-        top = np.take_along_axis(top, order, 1)
-        answers.append(top)
-        answer_scores.append(np.take_along_axis(scores, top, 1))
+    for batch in rows.split(batch_size):
+        scores = _analogy_scores(matrix, transposed, batch, method, buffer[: len(batch)])
+        scores.scatter_(1, batch, -torch.inf)  # the query words are never the answer
+        values, indices = scores.max(1, keepdim=True) if k == 1 else scores.topk(k, dim=1)
+        answers.append(indices.numpy())
+        answer_scores.append(values.numpy())
+    if not answers:
+        return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
     return np.concatenate(answers), np.concatenate(answer_scores)
 
 
@@ -111,19 +120,20 @@ def evaluate_analogies(
     skipped (and counted in `skipped`), and the answer is the best word other than the three query words.
     """
     allowed = {word: i for word, i in vectors.index.items() if i < restrict_vocab}
+    sections = read_analogy_questions(path)
+    known = [[q for q in questions if all(word in allowed for word in q)] for _, questions in sections]
+    rows = np.array([[allowed[w] for w in q] for section in known for q in section], dtype=np.int64).reshape(-1, 4)
+    top, _ = solve_analogies(vectors, rows[:, :3], 1, method, restrict_vocab)
+    hits = top[:, 0] == rows[:, 3] if len(rows) else np.zeros(0, dtype=bool)
     results: dict[str, dict[str, float]] = {}
-    totals = {"correct": 0, "questions": 0, "skipped": 0}
-    for section, questions in tqdm(read_analogy_questions(path), desc="analogy sections", unit="section"):
-        known = [q for q in questions if all(word in allowed for word in q)]
-        correct = 0
-        if known:
-            rows = np.array([[allowed[word] for word in q] for q in known])
-            top, _ = solve_analogies(vectors, rows[:, :3], 1, method, restrict_vocab)
-            correct = int((top[:, 0] == rows[:, 3]).sum())
-        results[section] = _accuracy(correct, len(known), len(questions) - len(known))
-        for key, value in (("correct", correct), ("questions", len(known)), ("skipped", len(questions) - len(known))):
-            totals[key] += value
-    results["total"] = _accuracy(totals["correct"], totals["questions"], totals["skipped"])
+    start = 0
+    for (section, questions), section_known in zip(sections, known, strict=True):
+        correct = int(hits[start : start + len(section_known)].sum())
+        start += len(section_known)
+        results[section] = _accuracy(correct, len(section_known), len(questions) - len(section_known))
+    results["total"] = _accuracy(
+        int(hits.sum()), len(rows), sum(len(questions) for _, questions in sections) - len(rows)
+    )
     return results
 
 
