@@ -23,7 +23,11 @@ Rows = list[list]
 
 
 class OneNetSpace:
-    """A loaded checkpoint and a gallery index (built at start, reused at the next start)."""
+    """A loaded checkpoint and a gallery index (built at start, reused at the next start).
+
+    Captions run on onnxruntime when the checkpoint has a matching ONNX export (`onenet export`), the
+    other uses on PyTorch (the export covers the caption path only).
+    """
 
     def __init__(
         self,
@@ -32,12 +36,23 @@ class OneNetSpace:
         cache_dir: str | Path = GALLERY_CACHE,
     ):
         self.net = OneNet.from_pretrained(model)
+        self.captioner = self._onnx_captioner(model) or self.net
         self.gallery = Path(gallery).resolve() if gallery else None
         source = str(self.gallery) if self.gallery else "scikit-image sample photos"
         self.folder = Path(cache_dir) / hashlib.sha256(source.encode()).hexdigest()[:16]
         self.added = self.folder / "added"
         self._lock = threading.Lock()
         self.index = self._build()
+
+    @staticmethod
+    def _onnx_captioner(model: str | Path) -> OneNet | None:
+        """Captioning on onnxruntime when `onenet export` has written graphs for this very checkpoint."""
+        from .onnx_backend import OnnxExportError
+
+        try:
+            return OneNet.from_pretrained(model, backend="onnx")
+        except (OnnxExportError, ImportError):
+            return None
 
     def _build(self) -> GalleryIndex:
         images = list_images(self.gallery) if self.gallery else sample_photos()
@@ -52,7 +67,7 @@ class OneNetSpace:
         return load_image(image)
 
     def caption(self, image, beam_size: int = 3) -> str:
-        return self.net.caption(self._image(image), int(beam_size))[0].text
+        return self.captioner.caption(self._image(image), int(beam_size))[0].text
 
     def tag(self, image, k: int = 5) -> tuple[Rows, Rows]:
         tags = self.net.tag(self._image(image), int(k))[0]

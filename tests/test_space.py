@@ -162,3 +162,33 @@ def test_every_tab_in_headless_chromium(server):
         page.screenshot(path=ARTIFACTS / "error.png")
         browser.close()
     assert len(list(ARTIFACTS.glob("*.png"))) >= 7
+
+
+def test_captions_use_onnxruntime_when_the_checkpoint_is_exported(shapes_model_with_heads, shapes_dir, tmp_path):
+    from export import export_onnx
+    from onenet_hf.onnx_backend import OnnxOneNetBackend
+
+    images = shapes_dir / "images"
+    without = OneNetSpace(shapes_model_with_heads, images, cache_dir=tmp_path / "a")
+    assert without.captioner is without.net
+    export_onnx(shapes_model_with_heads, shapes_model_with_heads / "onnx", int8=False)
+    space = OneNetSpace(shapes_model_with_heads, images, cache_dir=tmp_path / "b")
+    assert isinstance(space.captioner.model, OnnxOneNetBackend)
+    image = str(sorted(images.glob("dev_*.jpg"))[0])
+    assert space.caption(image, 2) == without.caption(image, 2)
+
+
+def test_added_photos_join_the_gallery_and_bad_ones_are_refused(shapes_model_with_heads, shapes_dir, tmp_path):
+    space = OneNetSpace(shapes_model_with_heads, shapes_dir / "images", cache_dir=tmp_path)
+    before = len(space.gallery_items())
+    new = tmp_path / "upload.png"
+    Image.fromarray(np.full((64, 64, 3), 200, dtype=np.uint8)).save(new)
+    assert len(space.add_images([str(new)])) == before + 1
+    assert len(OneNetSpace(shapes_model_with_heads, shapes_dir / "images", cache_dir=tmp_path).index) == before + 1
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not an image"):
+        space.add_images([str(broken)])
+    with pytest.raises(ValueError, match="no files"):
+        space.add_images([])
+    assert len(space.index) == before + 1
