@@ -29,9 +29,9 @@ def user_errors(function):
     return wrapper
 
 
-def clicked_row(event: gr.SelectData) -> int:
-    """The gallery position a user clicked."""
-    return event.index
+def clicked_row(event: gr.SelectData) -> tuple[int, None]:
+    """The gallery position a user clicked; the uploaded image is cleared so the click is the query."""
+    return event.index, None
 
 
 def build_demo(space: OneNetSpace) -> gr.Blocks:
@@ -83,7 +83,7 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
             gr.Button("Search", variant="primary").click(
                 user_errors(space.similar_images), [image, clicked, k, focus], results, api_name="similar_images"
             )
-            gallery.select(clicked_row, None, clicked, api_visibility="private").then(
+            gallery.select(clicked_row, None, [clicked, image], api_visibility="private").then(
                 user_errors(space.similar_images), [image, clicked, k, focus], results, api_visibility="private"
             )
             uploads = gr.File(file_count="multiple", file_types=["image"], label="Add your photos to the gallery")

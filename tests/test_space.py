@@ -149,6 +149,11 @@ def test_every_tab_in_headless_chromium(server):
         panel.get_by_role("button", name="Search").click()
         sync_api.expect(panel.get_by_text("(0.", exact=False).first).to_be_visible(timeout=60_000)
         page.screenshot(path=ARTIFACTS / "similar_images.png")
+        sync_api.expect(panel.get_by_text("camera.png (1.000)").filter(visible=True)).to_have_count(1)  # itself
+        panel.locator("button.thumbnail-item").nth(3).click()  # the motorbike: the click becomes the query
+        sync_api.expect(panel.get_by_text("(1.000)").filter(visible=True)).to_have_count(0, timeout=60_000)
+        sync_api.expect(panel.get_by_text("motorcycle_left.png (").filter(visible=True)).to_have_count(0)
+        page.screenshot(path=ARTIFACTS / "similar_images_clicked.png")
 
         panel = tab("Describe to search")
         panel.get_by_label("Description").fill("a man riding a motorcycle")
