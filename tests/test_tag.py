@@ -29,6 +29,7 @@ def test_tag_precision_compares_stems():
     assert tag_precision([["dog", "run", "grass", "cat"]], references) == 0.75
 
 
+@pytest.mark.slow
 def test_tags_of_a_shape_name_its_colour_or_shape(shapes_net):
     tags = shapes_net.tag([draw_shape("red", "circle", 1), draw_shape("blue", "square", 2)], k=5)
     assert len(tags) == 2
@@ -39,6 +40,7 @@ def test_tags_of_a_shape_name_its_colour_or_shape(shapes_net):
         assert len(image_tags.imagenet) == 5 and 0 < sum(t.score for t in image_tags.imagenet) <= 1.0001
 
 
+@pytest.mark.slow
 def test_bad_k_and_bad_image_are_clear_errors(shapes_net, tmp_path):
     with pytest.raises(ValueError, match="k must be a positive integer"):
         shapes_net.tag(Image.new("RGB", (64, 64)), k=0)

@@ -22,6 +22,7 @@ def test_similar_words_in_glove_and_multi_word_average():
     assert "cat" not in words and "sofa" not in words and "couch" in words
 
 
+@pytest.mark.slow
 def test_similar_words_in_the_learned_space(shapes_net):
     vectors = learned_vectors(shapes_net.model, shapes_net.processor.tokenizer)
     assert "[PAD]" not in vectors and "red" in vectors
@@ -35,6 +36,7 @@ def test_bad_k_is_refused(k):
         similar_words(glove_vectors(), "ocean", k=k)
 
 
+@pytest.mark.slow
 def test_huge_k_returns_the_whole_vocabulary(shapes_net):
     vectors = learned_vectors(shapes_net.model, shapes_net.processor.tokenizer)
     assert len(similar_words(vectors, "red", k=10**9)) == len(vectors) - 1
