@@ -60,15 +60,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     net = _load(args)
     examples = read_split(args.data_dir, args.split, args.data_format)
     result = {"model": str(args.model), "task": args.task, "split": args.split, "images": len(examples)}
-    if args.task == "captions":
-        result |= _evaluate_captions(args, net, examples)
-    else:
-        from .evaluation import evaluate_retrieval, evaluate_tags
+    grids = None
+    if args.backend == "torch":  # cached backbone features make repeated evaluations cheap
         from .features import cached_backbone_features
 
-        grids = cached_backbone_features(
-            net.model, net.processor.image_processor, [e.path for e in examples], args.cache_dir
-        )
+        paths = [e.path for e in examples]
+        grids = cached_backbone_features(net.model, net.processor.image_processor, paths, args.cache_dir)
+    if args.task == "captions":
+        result |= _evaluate_captions(args, net, examples, grids)
+    else:
+        from .evaluation import evaluate_retrieval, evaluate_tags
+
+        if grids is None:
+            raise ValueError(f"--task {args.task} runs on the PyTorch backend; leave out --backend onnx")
         if args.task == "tags":
             result["metrics"] = evaluate_tags(net.model, grids, examples)
         else:
@@ -95,15 +99,12 @@ def _print_and_save(result: dict, output: str | None) -> None:
         Path(output).write_text(json.dumps(result, indent=2) + "\n")
 
 
-def _evaluate_captions(args: argparse.Namespace, net, examples) -> dict:
+def _evaluate_captions(args: argparse.Namespace, net, examples, grids) -> dict:
     from .evaluation import CAPTION_METRICS, caption_metrics, evaluate_on_features
-    from .features import cached_backbone_features
 
-    if args.backend == "torch":  # cached backbone features make repeated evaluations cheap
-        paths = [e.path for e in examples]
-        features = cached_backbone_features(net.model, net.processor.image_processor, paths, args.cache_dir)
+    if grids is not None:
         scores, texts = evaluate_on_features(
-            net.model, net.processor, features, examples, args.beam_size, args.length_penalty, metrics=CAPTION_METRICS
+            net.model, net.processor, grids, examples, args.beam_size, args.length_penalty, metrics=CAPTION_METRICS
         )
     else:
         captions = net.caption([e.path for e in examples], args.beam_size, args.length_penalty)
@@ -122,12 +123,13 @@ def _evaluate_captions(args: argparse.Namespace, net, examples) -> dict:
 
 def _evaluate_analogy(args: argparse.Namespace) -> int:
     from .uses.words import evaluate_analogies
+    from .word_vectors import glove_vectors
 
     questions = args.questions or _gensim_questions()
-    net = _load(args)
+    vectors = glove_vectors() if args.space == "glove" else _load(args).word_vectors(args.space)
     results = {}
     for method in args.analogy_methods.split(","):
-        results[method] = evaluate_analogies(net.word_vectors(args.space), questions, args.restrict_vocab, method)
+        results[method] = evaluate_analogies(vectors, questions, args.restrict_vocab, method)
         for section, row in results[method].items():
             print(f"{method:8s} {section:28s} {100 * row['accuracy']:6.2f}%  ({row['correct']}/{row['questions']}, "
                   f"{row['skipped']} skipped)")  # fmt: skip
@@ -145,25 +147,38 @@ def _gensim_questions() -> str:
     return datapath("questions-words.txt")
 
 
-def _caption(args: argparse.Namespace) -> int:
+def _for_each_image(args: argparse.Namespace, describe) -> int:
+    """Print `PATH<TAB>describe(net, image)` per image in order; an unreadable image is an error line, not fatal."""
     from .image_processing_onenet import ImageLoadError, load_image
     from .samples import sample_photos
 
     paths = list(args.images) + ([str(p) for p in sample_photos()] if args.samples else [])
     if not paths:
-        print("onenet caption: give image paths, or --samples", file=sys.stderr)
+        print(f"onenet {args.command}: give image paths, or --samples", file=sys.stderr)
         return 2
-    net = _load(args)
-    failed = 0
+    net, failed = _load(args), 0
     for path in paths:
         try:
-            caption = net.caption(load_image(path), args.beam_size, args.length_penalty)[0]
+            text = describe(net, load_image(path))
         except ImageLoadError as error:
             print(f"error: {error}", file=sys.stderr)
             failed += 1
             continue
-        print(f"{path}\t{caption.text}", flush=True)
+        print(f"{path}\t{text}", flush=True)
     return 1 if failed else 0
+
+
+def _caption(args: argparse.Namespace) -> int:
+    return _for_each_image(args, lambda net, image: net.caption(image, args.beam_size, args.length_penalty)[0].text)
+
+
+def _tag(args: argparse.Namespace) -> int:
+    def describe(net, image) -> str:
+        tags = net.tag(image, args.k)[0]
+        words = ", ".join(f"{t.word} {t.score:.2f}" for t in tags.words)
+        return f"tags: {words}\timagenet: " + ", ".join(f"{t.word} {t.score:.2f}" for t in tags.imagenet)
+
+    return _for_each_image(args, describe)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -178,28 +193,6 @@ def _release(args: argparse.Namespace) -> int:
     OneNet.from_pretrained(args.run_dir).save_pretrained(args.out, half_precision_weights=args.fp16_weights)
     print(f"released {args.run_dir} to {args.out}")
     return 0
-
-
-def _tag(args: argparse.Namespace) -> int:
-    from .image_processing_onenet import ImageLoadError, load_image
-    from .samples import sample_photos
-
-    paths = list(args.images) + ([str(p) for p in sample_photos()] if args.samples else [])
-    if not paths:
-        print("onenet tag: give image paths, or --samples", file=sys.stderr)
-        return 2
-    net, failed = _load(args), 0
-    for path in paths:
-        try:
-            tags = net.tag(load_image(path), args.k)[0]
-        except ImageLoadError as error:
-            print(f"error: {error}", file=sys.stderr)
-            failed += 1
-            continue
-        words = ", ".join(f"{t.word} {t.score:.2f}" for t in tags.words)
-        labels = ", ".join(f"{t.word} {t.score:.2f}" for t in tags.imagenet)
-        print(f"{path}\ttags: {words}\timagenet: {labels}", flush=True)
-    return 1 if failed else 0
 
 
 def _print_scored(rows) -> None:

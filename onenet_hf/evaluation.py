@@ -7,11 +7,21 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from .data import CaptionedImage
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
+from .text_encoder import encode_sentences
 from .uses.caption import captions_from_embeddings
+from .uses.describe import (
+    decoder_rerank_scores,
+    description_token_ids,
+    glove_description_embeds,
+    invert_descriptions,
+)
+from .uses.tag import Tagger
+from .word_vectors import content_words, normalize_word
 
 CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 
@@ -72,8 +82,6 @@ def evaluate_on_features(
 
 def tag_precision(predicted: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> float:
     """Share of predicted tags whose stem (`normalize_word`) occurs among the stems of the image's captions."""
-    from .word_vectors import content_words, normalize_word
-
     if len(predicted) != len(references):
         raise ValueError(f"got {len(predicted)} tag lists but {len(references)} reference sets")
     hits = []
@@ -105,21 +113,17 @@ def image_inputs_from_features(
     model: OneNetModel, grids: np.ndarray, batch_size: int = 250
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean-pooled backbone features and image representations of cached feature grids."""
-    from tqdm.auto import tqdm
-
     pooled, representations = [], []
     with torch.inference_mode():
         for start in tqdm(range(0, len(grids), batch_size), desc="image representations", unit="batch"):
             grid = torch.from_numpy(np.array(grids[start : start + batch_size])).float()
-            pooled.append(grid.mean((2, 3)))
+            pooled.append(model.get_pooled_features(grid))
             representations.append(model.get_image_features(backbone_features=grid))
     return torch.cat(pooled), torch.cat(representations)
 
 
 def evaluate_tags(model: OneNetModel, grids: np.ndarray, examples: list[CaptionedImage], k: int = 5) -> dict:
     """Tag precision@k of the tag head on cached backbone features, and the tags of the first images."""
-    from .uses.tag import Tagger
-
     _, representations = image_inputs_from_features(model, grids)
     tags = [[w.word for w in words] for words in Tagger(model).top_words(representations, k)]
     return {f"tag_precision@{k}": tag_precision(tags, [e.captions for e in examples]), "examples": tags[:5]}
@@ -131,10 +135,6 @@ RETRIEVAL_METHODS = ("glove", "joint", "embed", "invert")
 @torch.inference_mode()
 def _decoder_reranked(model: OneNetModel, similarity: torch.Tensor, token_ids, representations) -> torch.Tensor:
     """Text-to-image scores with each text's top `rerank_top_k` images re-scored by the decoder, above the rest."""
-    from tqdm.auto import tqdm
-
-    from .uses.describe import decoder_rerank_scores
-
     scores = similarity.clone()
     for text in tqdm(range(len(scores)), desc="decoder re-ranking", unit="query"):
         top = scores[text].topk(min(model.config.rerank_top_k, scores.shape[1])).indices
@@ -156,16 +156,14 @@ def evaluate_retrieval(
     direction uses); `invert` runs the inversion per caption.
     `captions_per_image` keeps only each image's first captions as queries (all by default).
     """
-    from .text_encoder import encode_sentences
-    from .uses.describe import description_token_ids, glove_description_embeds, invert_descriptions
-
     if method not in RETRIEVAL_METHODS:
         raise ValueError(f"unknown retrieval method {method!r}; choose from {RETRIEVAL_METHODS}")
     model.eval()
     pooled, representations = image_inputs_from_features(model, grids)
     captions = [caption for e in examples for caption in e.captions[:captions_per_image]]
     owners = torch.tensor([i for i, e in enumerate(examples) for _ in e.captions[:captions_per_image]])
-    token_ids = [description_token_ids(processor, c, model.config.max_caption_length) for c in captions]
+    if method in ("embed", "invert"):  # the decoder reads the captions' tokens
+        token_ids = [description_token_ids(processor, c, model.config.max_caption_length) for c in captions]
     with torch.inference_mode():
         if method in ("joint", "embed"):
             texts = model.get_retrieval_text_embeds(encode_sentences(captions, model.config.text_encoder_name))
@@ -177,8 +175,6 @@ def evaluate_retrieval(
         joint = retrieval_metrics(similarity, owners)
         return {k: (reranked if k.startswith("text_to_image") else joint)[k] for k in joint}
     if method == "invert":
-        from tqdm.auto import tqdm
-
         chunks = [token_ids[i : i + 50] for i in range(0, len(token_ids), 50)]
         inverted = torch.cat([invert_descriptions(model, chunk) for chunk in tqdm(chunks, desc="inverting")])
         similarity = F.normalize(inverted, dim=-1) @ F.normalize(representations, dim=-1).T

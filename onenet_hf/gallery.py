@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 from .image_processing_onenet import ImageLoadError, load_image
 
 INDEX_FILE = "index.json"
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 EXACT_SEARCH_MAX_IMAGES = 20_000
-ARRAYS = ("image_embeds", "pooled_features", "retrieval_embeds")
+ARRAYS = ("image_embeds", "pooled_features", "retrieval_embeds", "tag_embeds")
 
 
 class GalleryIndexError(ValueError):
@@ -73,6 +73,7 @@ class GalleryIndex:
         self.image_embeds = arrays["image_embeds"]
         self.pooled_features = arrays["pooled_features"]
         self.retrieval_embeds = arrays["retrieval_embeds"]
+        self.tag_embeds = arrays["tag_embeds"]
         self._annoy = None
 
     def __len__(self) -> int:
@@ -160,13 +161,14 @@ def top_k_scores(scores: np.ndarray, k: int, skip: int | None = None) -> list[tu
 
 @torch.inference_mode()
 def embed_images(model, processor, images: Sequence) -> dict[str, np.ndarray]:
-    """Representation, pooled backbone features and text-image vectors of a batch of loaded images."""
+    """Each image's vectors for every search: representation, pooled backbone features, text-image and tag space."""
     grid = model.get_backbone_features(processor(images=list(images))["pixel_values"])
-    pooled = grid.mean((2, 3))
+    pooled, representation = model.get_pooled_features(grid), model.get_image_features(backbone_features=grid)
     return {
-        "image_embeds": model.get_image_features(backbone_features=grid).float().numpy(),
+        "image_embeds": representation.float().numpy(),
         "pooled_features": pooled.float().numpy().astype(np.float16),
         "retrieval_embeds": model.get_retrieval_image_embeds(pooled).float().numpy(),
+        "tag_embeds": model.get_tag_image_embeds(representation).float().numpy(),
     }
 
 
@@ -181,17 +183,22 @@ def build_index(
 ) -> GalleryIndex:
     """Embed every image of a folder (or a list of paths) and write the index to `folder`.
 
-    Images already in an index at `folder` (same path and content) are not embedded again; unreadable
-    files are skipped and listed in the metadata (`skipped`), never fatal.
+    Images already in an index at `folder` (same path and content) are not embedded again; an index there
+    from another model or format is replaced. Unreadable files are skipped and listed in the metadata
+    (`skipped`), never fatal.
     """
     folder = Path(folder)
     paths = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
     fingerprint = model_fingerprint(model)
     previous: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     if (folder / INDEX_FILE).exists() and not rebuild:
-        old = GalleryIndex.load(folder, model)
-        for row, (path, content) in enumerate(zip(old.paths, old.metadata["hashes"], strict=True)):
-            previous[(path, content)] = {name: np.asarray(getattr(old, name)[row]) for name in ARRAYS}
+        try:
+            old = GalleryIndex.load(folder, model)
+        except GalleryIndexError as error:  # another model's or an older index: its vectors are of no use
+            tqdm.write(f"re-embedding every image: {error}")
+        else:
+            for row, (path, content) in enumerate(zip(old.paths, old.metadata["hashes"], strict=True)):
+                previous[(path, content)] = {name: np.asarray(getattr(old, name)[row]) for name in ARRAYS}
 
     rows: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
     kept, hashes, skipped, pending = [], [], [], []

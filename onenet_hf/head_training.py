@@ -23,7 +23,7 @@ from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .text_encoder import cached_sentence_embeddings
 from .training import seed_everything
-from .uses.tag import tag_vocabulary, tag_word_features
+from .uses.tag import Tagger, tag_vocabulary, tag_word_features
 from .word_vectors import content_words, normalize_word
 
 HEADS_STATE_FILE = "heads_state.pt"
@@ -102,9 +102,7 @@ def train_tag_head(
             logits = logits @ model.get_tag_word_embeds(features).T
             _step(-(targets[batch] * logits.log_softmax(-1)).sum(1).mean(), optimizer, scheduler)
         head.eval()
-        with torch.inference_mode():
-            scores = model.get_tag_image_embeds(dev_images) @ model.get_tag_word_embeds(features).T
-        predicted = [[words[i] for i in row] for row in scores.topk(5, dim=1).indices.tolist()]
+        predicted = [[tag.word for tag in tags] for tags in Tagger(model, words).top_words(dev_images, 5)]
         precision = tag_precision(predicted, [e.captions for e in dev_examples])
         history.append({"head": "tag", "epoch": epoch + 1, "dev_tag_precision@5": precision})
         tqdm.write(json.dumps(history[-1]))

@@ -216,6 +216,11 @@ class OneNetModel(OneNetPreTrainedModel):
             raise ValueError("You have to specify either pixel_values or backbone_features.")
         return self.backbone(pixel_values)
 
+    @staticmethod
+    def get_pooled_features(backbone_features: torch.Tensor) -> torch.Tensor:
+        """Grid mean (B, 1280): the input of the ImageNet classifier, the text-image head and class focus."""
+        return backbone_features.mean((2, 3))
+
     def get_image_features(
         self, pixel_values: torch.Tensor | None = None, backbone_features: torch.Tensor | None = None
     ) -> torch.Tensor:

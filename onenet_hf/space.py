@@ -15,7 +15,6 @@ from .gallery import GalleryIndex, list_images
 from .image_processing_onenet import load_image
 from .pipeline import OneNet
 from .samples import sample_photos
-from .uses.tag import imagenet_labels
 
 GALLERY_CACHE = Path.home() / ".cache" / "onenet" / "galleries"
 GalleryItem = tuple[str, str]
@@ -88,10 +87,7 @@ class OneNetSpace:
     def similar_images(self, image, row: int | None = None, k: int = 6, focus_class: str | None = None):
         """Images like an upload, or like gallery item `row` (a click) when no image is given."""
         query = row if image is None and row is not None else self._image(image)
-        focus = None
-        if focus_class:
-            focus = imagenet_labels().index(focus_class) if focus_class in imagenet_labels() else focus_class
-        matches = self.net.similar_images(self.index, query, int(k), focus_class=focus)
+        matches = self.net.similar_images(self.index, query, int(k), focus_class=focus_class or None)
         return [(m.path, f"{Path(m.path).name} ({m.score:.3f})") for m in matches]
 
     def search(self, text: str, method: str = "embed", k: int = 6) -> list[GalleryItem]:

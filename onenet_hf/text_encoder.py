@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -21,8 +22,6 @@ def sentence_encoder(name: str = "all-MiniLM-L6-v2"):
     if name not in _ENCODER_WHEELS:
         raise ValueError(f"unknown text encoder {name!r}; known: {sorted(_ENCODER_WHEELS)}")
     try:
-        import importlib
-
         from sentence_transformers import SentenceTransformer
 
         wheel = importlib.import_module(_ENCODER_WHEELS[name])

@@ -94,6 +94,10 @@ def test_missing_corrupt_and_foreign_indexes_are_refused(shapes_net, shapes_mode
     other = OneNetModel.from_pretrained(shapes_model)  # same caption network, untrained heads
     with pytest.raises(GalleryIndexError, match="made by another model"):
         GalleryIndex.load(tmp_path / "index", other)
+    rebuilt = build_index(other, shapes_net.processor, image_dir, tmp_path / "other")
+    assert build_index(other, shapes_net.processor, image_dir, tmp_path / "index").paths == rebuilt.paths
+    assert GalleryIndex.load(tmp_path / "index", other).metadata["model"] == gallery.model_fingerprint(other)
+    shapes_net.build_index(image_dir, tmp_path / "index")  # and back: building replaces a foreign index
     metadata = json.loads((tmp_path / "index" / "index.json").read_text())
     (tmp_path / "index" / metadata["files"]["image_embeds"]).write_bytes(b"garbage")
     with pytest.raises(GalleryIndexError, match="corrupt gallery index"):

@@ -19,6 +19,7 @@ import torch
 from ..gallery import GalleryIndex, ImageMatch, top_k_scores
 from ..text_encoder import MAX_TEXT_CHARACTERS, encode_sentences
 from ..word_vectors import UnknownWordError, glove_vectors
+from .tag import tag_word_features
 from .words import check_k
 
 SEARCH_METHODS = ("embed", "invert", "glove")
@@ -85,16 +86,14 @@ def invert_descriptions(
 
 @torch.inference_mode()
 def glove_description_embeds(model, texts: Sequence[str]) -> torch.Tensor:
-    """Tag-space vectors of descriptions: mean GloVe vector of their content words through the word projection."""
+    """Tag-space vectors of descriptions: the mean tag-head word features of their GloVe content words."""
     glove, rows = glove_vectors(), []
     for text in texts:
         words = [w for w in glove.query_words(check_description(text)) if w in glove]
         if not words:
             raise UnknownWordError(f"none of the words of {text[:60]!r} are in GloVe's vocabulary")
-        mean = glove.mean_vector(words)
-        rank = np.mean([np.log1p(glove.index[w]) / 10.0 for w in words])
-        rows.append(np.concatenate([mean, [rank]]).astype(np.float32))
-    return model.get_tag_word_embeds(torch.from_numpy(np.stack(rows)))
+        rows.append(tag_word_features(words).mean(0))
+    return model.get_tag_word_embeds(torch.stack(rows))
 
 
 @torch.inference_mode()
@@ -134,8 +133,7 @@ def search_by_description(
         return index.matches(index.nearest(vector, k)[0])
     if method == "glove":
         query = glove_description_embeds(model, [text])[0]
-        images = model.get_tag_image_embeds(torch.from_numpy(np.array(index.image_embeds, dtype=np.float32)))
-        return index.matches(top_k_scores((images @ query).numpy(), k))
+        return index.matches(top_k_scores(np.asarray(index.tag_embeds, dtype=np.float32) @ query.numpy(), k))
     raise ValueError(f"unknown search method {method!r}; choose one of {SEARCH_METHODS}")
 
 

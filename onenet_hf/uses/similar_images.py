@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -18,8 +20,6 @@ def _query_row(index: GalleryIndex, query: ImageLike | int) -> int | None:
             raise IndexError(f"gallery item {query} does not exist; the gallery has {len(index)} images")
         return int(query)
     if isinstance(query, str) or hasattr(query, "__fspath__"):
-        from pathlib import Path
-
         resolved = str(Path(query).resolve())
         if resolved in index.paths:
             return index.paths.index(resolved)

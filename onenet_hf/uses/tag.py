@@ -94,7 +94,7 @@ def tag_images(
         pixel_values = processor(images=images[start : start + batch_size])["pixel_values"]
         grid = model.get_backbone_features(pixel_values)
         words = tagger.top_words(model.get_image_features(backbone_features=grid), k)
-        probabilities = model.backbone.imagenet_logits(grid.mean((2, 3))).softmax(-1)
+        probabilities = model.backbone.imagenet_logits(model.get_pooled_features(grid)).softmax(-1)
         top = probabilities.topk(min(k, len(labels)), dim=1)
         for image_words, ids, values in zip(words, top.indices, top.values, strict=True):
             imagenet = [ScoredWord(labels[i], float(p)) for i, p in zip(ids.tolist(), values.tolist(), strict=True)]
