@@ -74,7 +74,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if grids is None:
             raise ValueError(f"--task {args.task} runs on the PyTorch backend; leave out --backend onnx")
         if args.task == "tags":
-            result["metrics"] = evaluate_tags(net.model, grids, examples)
+            result["metrics"] = evaluate_tags(net.model, net.processor, grids, examples)
         else:
             methods = args.methods.split(",")
             result["captions_per_image"] = args.captions_per_image

@@ -122,10 +122,12 @@ def image_inputs_from_features(
     return torch.cat(pooled), torch.cat(representations)
 
 
-def evaluate_tags(model: OneNetModel, grids: np.ndarray, examples: list[CaptionedImage], k: int = 5) -> dict:
+def evaluate_tags(
+    model: OneNetModel, processor: OneNetProcessor, grids: np.ndarray, examples: list[CaptionedImage], k: int = 5
+) -> dict:
     """Tag precision@k of the tag head on cached backbone features, and the tags of the first images."""
     _, representations = image_inputs_from_features(model, grids)
-    tags = [[w.word for w in words] for words in Tagger(model).top_words(representations, k)]
+    tags = [[w.word for w in words] for words in Tagger(model, processor.tokenizer).top_words(representations, k)]
     return {f"tag_precision@{k}": tag_precision(tags, [e.captions for e in examples]), "examples": tags[:5]}
 
 
@@ -169,7 +171,8 @@ def evaluate_retrieval(
             texts = model.get_retrieval_text_embeds(encode_sentences(captions, model.config.text_encoder_name))
             similarity = texts @ model.get_retrieval_image_embeds(pooled).T
         elif method == "glove":
-            similarity = glove_description_embeds(model, captions) @ model.get_tag_image_embeds(representations).T
+            queries = glove_description_embeds(model, processor.tokenizer, captions)
+            similarity = queries @ model.get_tag_image_embeds(representations).T
     if method == "embed":  # the decoder re-ranks images for a text; image-to-text stays in the joint space
         reranked = retrieval_metrics(_decoder_reranked(model, similarity, token_ids, representations), owners)
         joint = retrieval_metrics(similarity, owners)

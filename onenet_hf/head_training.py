@@ -28,6 +28,7 @@ from .word_vectors import content_words, normalize_word
 
 HEADS_STATE_FILE = "heads_state.pt"
 HEADS_LOG_FILE = "heads_training_log.json"
+HEADS = ("tag", "retrieval")
 
 
 @dataclass
@@ -38,6 +39,7 @@ class HeadTrainingArguments:
     data_dir: str
     output_dir: str
     data_format: str = "flickr8k"
+    heads: str = ",".join(HEADS)  # the heads to (re)train; the others are kept as the model folder has them
     train_split: str = "train"
     dev_split: str = "dev"
     cache_dir: str = str(Path.home() / ".cache" / "onenet" / "features")
@@ -79,6 +81,7 @@ def _step(loss: torch.Tensor, optimizer, scheduler) -> None:
 
 def train_tag_head(
     model: OneNetModel,
+    tokenizer,
     train_images: torch.Tensor,
     train_examples: list[CaptionedImage],
     dev_images: torch.Tensor,
@@ -88,7 +91,7 @@ def train_tag_head(
     """Listwise softmax over the whole tag vocabulary, target = the image's caption words; best dev P@5 kept."""
     head = model.tag_head
     words = list(tag_vocabulary(model.config.tag_vocabulary_size))
-    features, targets = tag_word_features(words), _tag_targets(train_examples, words)
+    features, targets = tag_word_features(model, tokenizer, words), _tag_targets(train_examples, words)
     targets = targets / targets.sum(1, keepdim=True).clamp(min=1)
     steps = math.ceil(len(train_images) / args.tag_batch_size)
     optimizer, scheduler = _optimizer(head, args, steps * args.tag_epochs)
@@ -102,7 +105,7 @@ def train_tag_head(
             logits = logits @ model.get_tag_word_embeds(features).T
             _step(-(targets[batch] * logits.log_softmax(-1)).sum(1).mean(), optimizer, scheduler)
         head.eval()
-        predicted = [[tag.word for tag in tags] for tags in Tagger(model, words).top_words(dev_images, 5)]
+        predicted = [[tag.word for tag in tags] for tags in Tagger(model, tokenizer, words).top_words(dev_images, 5)]
         precision = tag_precision(predicted, [e.captions for e in dev_examples])
         history.append({"head": "tag", "epoch": epoch + 1, "dev_tag_precision@5": precision})
         tqdm.write(json.dumps(history[-1]))
@@ -154,15 +157,39 @@ def train_retrieval_head(
     return history
 
 
-def train_heads(args: HeadTrainingArguments) -> Path:
-    """Train both heads on a trained caption model and write the whole network to `args.output_dir`.
+def _heads_to_train(args: HeadTrainingArguments) -> list[str]:
+    names = [name.strip() for name in args.heads.split(",") if name.strip()]
+    if not names or set(names) - set(HEADS):
+        raise ValueError(f"--heads {args.heads!r}: name one or more of {', '.join(HEADS)}, comma-separated")
+    return names
 
-    Each finished head is checkpointed, so a re-run after an interruption skips it.
+
+def _fresh_heads(model: OneNetModel, names: list[str]) -> None:
+    """New, freshly initialised heads: training starts the same whatever heads (or older shapes) were loaded."""
+    for name in HEADS:
+        if name in names:
+            head = type(getattr(model, f"{name}_head"))(model.config)
+            head.apply(model._init_weights)
+            setattr(model, f"{name}_head", head)
+
+
+def _rows_of(log: list[dict], name: str) -> list[dict]:
+    """A head's rows in a training log (the text-image head logs as "text-image")."""
+    return [row for row in log if row["head"] == {"retrieval": "text-image"}.get(name, name)]
+
+
+def train_heads(args: HeadTrainingArguments) -> Path:
+    """Train the heads on a trained caption model and write the whole network to `args.output_dir`.
+
+    Each finished head is checkpointed, so a re-run after an interruption skips it. Heads left out of
+    `args.heads` keep the weights (and training log rows) of `args.model_dir`.
     """
+    names = _heads_to_train(args)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(args.seed)
-    model = OneNetModel.from_pretrained(args.model_dir, dtype=torch.float32).eval()
+    model = OneNetModel.from_pretrained(args.model_dir, dtype=torch.float32, ignore_mismatched_sizes=True).eval()
+    _fresh_heads(model, names)
     processor = OneNetProcessor.from_pretrained(args.model_dir)
     model.requires_grad_(False)
     examples = {
@@ -184,18 +211,22 @@ def train_heads(args: HeadTrainingArguments) -> Path:
     if state["arguments"] != asdict(args):
         raise ValueError(f"{state_path} was written with other arguments; use a new --output-dir")
     for name, train_one in (
-        ("tag_head", lambda: train_tag_head(
-            model, representations["train"], examples["train"], representations["dev"], examples["dev"], args
+        ("tag", lambda: train_tag_head(
+            model, processor.tokenizer, representations["train"], examples["train"],
+            representations["dev"], examples["dev"], args,
         )),
-        ("retrieval_head", lambda: train_retrieval_head(
+        ("retrieval", lambda: train_retrieval_head(
             model, pooled["train"], sentences["train"], owners["train"],
             pooled["dev"], sentences["dev"], owners["dev"], args,
         )),
     ):  # fmt: skip
-        head = getattr(model, name)
+        if name not in names:
+            continue
+        head = getattr(model, f"{name}_head")
+        seed_everything(args.seed)  # each head trains the same whether or not the other one was resumed
         if name in state:
             head.load_state_dict(state[name]["weights"])
-            tqdm.write(f"{name} already trained in {state_path}; reusing it")
+            tqdm.write(f"{name} head already trained in {state_path}; reusing it")
             continue
         head.requires_grad_(True)
         history = train_one()
@@ -206,7 +237,9 @@ def train_heads(args: HeadTrainingArguments) -> Path:
 
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
-    log = [row for name in ("tag_head", "retrieval_head") for row in state[name]["history"]]
+    kept_log = Path(args.model_dir) / HEADS_LOG_FILE
+    kept = json.loads(kept_log.read_text()) if kept_log.exists() else []
+    log = [row for name in HEADS for row in (state[name]["history"] if name in names else _rows_of(kept, name))]
     (output_dir / HEADS_LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")
     return output_dir
 

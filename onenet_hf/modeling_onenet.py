@@ -143,13 +143,15 @@ class OneNetTagHead(nn.Module):
     """DeViSE-style tagging: image representations and GloVe words meet in one space.
 
     The word side is a learned function of each word's fixed GloVe vector (and its log frequency rank),
-    so any GloVe word can be a tag, also one the captions never used.
+    so any GloVe word can be a tag, also one the captions never used; a word the captions did use also
+    brings the decoder's learned embedding of it, which knows what the word looks like in these images.
     """
 
     def __init__(self, config: OneNetConfig):
         super().__init__()
         self.image_projection = OneNetProjection(config.hidden_size, config.tag_embedding_size, config)
-        self.word_projection = OneNetProjection(config.word_vector_size + 1, config.tag_embedding_size, config)
+        word_features = config.word_vector_size + 1 + config.word_embedding_size + 1
+        self.word_projection = OneNetProjection(word_features, config.tag_embedding_size, config)
         self.logit_scale = nn.Parameter(torch.tensor(3.0))
 
 
@@ -258,8 +260,18 @@ class OneNetModel(OneNetPreTrainedModel):
         """Image representations -> unit vectors in the tag space."""
         return self.tag_head.image_projection(image_embeds)
 
+    def get_tag_word_features(self, word_vectors: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """What the tag head sees of N words: GloVe vectors with a log-rank column (N, word_vector_size + 1), the
+        decoder's embedding of each word's token id, and a column that is 1 where the decoder knows the word.
+
+        Words outside the caption vocabulary come with `pad_token_id`, whose embedding is zero.
+        """
+        known = (input_ids != self.config.pad_token_id).unsqueeze(-1).to(word_vectors.dtype)
+        embeddings = self.decoder.word_embeddings(input_ids).to(word_vectors.dtype)
+        return torch.cat([word_vectors, embeddings, known], dim=-1)
+
     def get_tag_word_embeds(self, word_features: torch.Tensor) -> torch.Tensor:
-        """GloVe vectors with a log-rank column (N, word_vector_size + 1) -> unit vectors in the tag space."""
+        """Word features (from `get_tag_word_features`, or a mean of them) -> unit vectors in the tag space."""
         return self.tag_head.word_projection(word_features)
 
     def get_retrieval_image_embeds(self, pooled_features: torch.Tensor) -> torch.Tensor:

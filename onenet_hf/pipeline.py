@@ -88,7 +88,7 @@ class OneNet:
     def tag(self, images: ImageLike | Sequence[ImageLike], k: int = 5) -> list[ImageTags]:
         """The k best word tags (any frequent GloVe word) and ImageNet labels of each image."""
         if self._tagger is None:
-            self._tagger = Tagger(self._torch_model("tagging"))
+            self._tagger = Tagger(self._torch_model("tagging"), self.processor.tokenizer)
         return tag_images(self.model, self.processor, images, k, self._tagger)
 
     def word_vectors(self, space: str = "learned") -> WordVectors:

@@ -24,12 +24,24 @@ def stopwords() -> frozenset[str]:
     return frozenset(text.split())
 
 
+# Plurals a stemmer cannot see; "-men" compounds of seven letters or more (firemen, policemen) follow "men".
+_IRREGULAR_PLURALS = {
+    "men": "man", "women": "woman", "children": "child", "people": "person", "feet": "foot",
+    "teeth": "tooth", "geese": "goose", "mice": "mouse", "oxen": "ox",
+}  # fmt: skip
+
+
 def normalize_word(word: str) -> str:
-    """Lower-cased Snowball (Porter2) English stem: "dogs" -> "dog", "climbing" -> "climb", "rides" -> "ride".
+    """Lower-cased Snowball (Porter2) English stem of the singular: "dogs" -> "dog", "climbing" -> "climb",
+    "men" -> "man", "firemen" -> "fireman", "people" -> "person".
 
     Tag precision compares tags with caption words after this normalisation, and tags are deduplicated by it.
     """
-    return _stemmer().stemWord(word.lower())
+    word = word.lower()
+    word = _IRREGULAR_PLURALS.get(word, word)
+    if len(word) >= 7 and word.endswith("men"):
+        word = word[:-3] + "man"
+    return _stemmer().stemWord(word)
 
 
 @cache

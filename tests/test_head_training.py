@@ -36,9 +36,37 @@ def test_rerun_reuses_finished_heads(shapes_model, shapes_dir, feature_cache, sh
     train_heads(arguments)
     captured = capsys.readouterr()
     printed = captured.out + captured.err
-    assert "tag_head already trained" in printed and "retrieval_head already trained" in printed
+    assert "tag head already trained" in printed and "retrieval head already trained" in printed
     with pytest.raises(ValueError, match="other arguments"):
         train_heads(HeadTrainingArguments(**{**arguments.__dict__, "tag_epochs": 1}))
+
+
+def test_heads_start_afresh_whatever_heads_the_input_folder_has(
+    shapes_model_with_heads, shapes_dir, feature_cache, tmp_path
+):
+    again = train_heads(shapes_head_arguments(shapes_model_with_heads, shapes_dir, tmp_path, feature_cache))
+    first = OneNetModel.from_pretrained(shapes_model_with_heads).state_dict()
+    second = OneNetModel.from_pretrained(again).state_dict()
+    assert first.keys() == second.keys()
+    for name, tensor in first.items():  # same recipe, same seeds: the same heads as from the caption-only model
+        assert torch.equal(tensor, second[name]), name
+
+
+def test_retraining_one_head_keeps_the_other_and_its_log(shapes_model_with_heads, shapes_dir, feature_cache, tmp_path):
+    arguments = shapes_head_arguments(shapes_model_with_heads, shapes_dir, tmp_path, feature_cache)
+    again = train_heads(HeadTrainingArguments(**{**arguments.__dict__, "heads": "tag", "tag_epochs": 2}))
+    before = OneNetModel.from_pretrained(shapes_model_with_heads).state_dict()
+    after = OneNetModel.from_pretrained(again).state_dict()
+    for name, tensor in before.items():
+        if not name.startswith("tag_head."):
+            assert torch.equal(tensor, after[name]), name
+    assert not torch.equal(before["tag_head.logit_scale"], after["tag_head.logit_scale"])
+    old_log = json.loads((shapes_model_with_heads / HEADS_LOG_FILE).read_text())
+    new_log = json.loads((again / HEADS_LOG_FILE).read_text())
+    assert [row["epoch"] for row in new_log if row["head"] == "tag"] == [1, 2]
+    assert [row for row in new_log if row["head"] != "tag"] == [row for row in old_log if row["head"] != "tag"]
+    with pytest.raises(ValueError, match="name one or more of tag, retrieval"):
+        train_heads(HeadTrainingArguments(**{**arguments.__dict__, "heads": "tags", "output_dir": str(tmp_path / "x")}))
 
 
 def test_retrieval_metrics_on_a_known_matrix():

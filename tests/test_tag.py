@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from PIL import Image
 
+from onenet_hf import OneNetConfig, OneNetModel, build_tokenizer
 from onenet_hf.evaluation import tag_precision
-from onenet_hf.uses.tag import imagenet_labels, tag_images, tag_vocabulary
+from onenet_hf.uses.tag import imagenet_labels, tag_images, tag_vocabulary, tag_word_features
 from onenet_hf.word_vectors import normalize_word, stopwords
 from tests.conftest import draw_shape
 
@@ -19,6 +21,18 @@ def test_tag_vocabulary_has_no_stop_words_and_one_word_per_stem():
     assert "ocean" in words and "street" in words and "the" not in words
 
 
+def test_words_the_captions_used_bring_the_decoder_embedding_others_only_glove():
+    tokenizer = build_tokenizer(["a red circle", "a blue square"], min_frequency=1)
+    model = OneNetModel(OneNetConfig(vocab_size=len(tokenizer), hidden_size=16, word_embedding_size=8)).eval()
+    features = tag_word_features(model, tokenizer, ["circle", "ocean"])
+    assert features.shape == (2, 50 + 1 + 8 + 1)
+    embedding = model.get_input_embeddings().weight[tokenizer.convert_tokens_to_ids("circle")]
+    assert torch.equal(features[0, 51:59], embedding) and features[0, -1] == 1
+    assert not features[1, 51:].any()  # "ocean" is not a caption word: zeros and flag 0
+    assert float(features[0, :50].norm()) == pytest.approx(1.0, abs=1e-5)
+    assert model.get_tag_word_embeds(features).shape == (2, model.config.tag_embedding_size)
+
+
 def test_imagenet_labels_ship_with_the_package():
     labels = imagenet_labels()
     assert len(labels) == 1000 and labels[0] == "tench" and labels[284] == "Siamese cat"
@@ -27,6 +41,7 @@ def test_imagenet_labels_ship_with_the_package():
 def test_tag_precision_compares_stems():
     references = [["Two dogs are running on the grass ."]]
     assert tag_precision([["dog", "run", "grass", "cat"]], references) == 0.75
+    assert tag_precision([["man", "children"]], [["Two men and a child ."]]) == 1.0
 
 
 @pytest.mark.slow

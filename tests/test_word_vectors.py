@@ -19,6 +19,11 @@ def test_stems_join_plurals_and_verb_forms():
     assert normalize_word("Dogs") == normalize_word("dog")
     assert normalize_word("climbing") == normalize_word("climbs") == normalize_word("climb")
     assert normalize_word("grass") == "grass"
+    assert normalize_word("Men") == normalize_word("man")
+    assert normalize_word("firemen") == normalize_word("fireman")
+    assert normalize_word("children") == normalize_word("child")
+    assert normalize_word("people") == normalize_word("person")
+    assert normalize_word("amen") != normalize_word("aman")
 
 
 def test_content_words_drop_stop_words_but_keep_visual_ones():

@@ -85,14 +85,14 @@ def invert_descriptions(
 
 
 @torch.inference_mode()
-def glove_description_embeds(model, texts: Sequence[str]) -> torch.Tensor:
+def glove_description_embeds(model, tokenizer, texts: Sequence[str]) -> torch.Tensor:
     """Tag-space vectors of descriptions: the mean tag-head word features of their GloVe content words."""
     glove, rows = glove_vectors(), []
     for text in texts:
         words = [w for w in glove.query_words(check_description(text)) if w in glove]
         if not words:
             raise UnknownWordError(f"none of the words of {text[:60]!r} are in GloVe's vocabulary")
-        rows.append(tag_word_features(words).mean(0))
+        rows.append(tag_word_features(model, tokenizer, words).mean(0))
     return model.get_tag_word_embeds(torch.stack(rows))
 
 
@@ -132,7 +132,7 @@ def search_by_description(
         vector = invert_descriptions(model, [ids])[0].numpy()
         return index.matches(index.nearest(vector, k)[0])
     if method == "glove":
-        query = glove_description_embeds(model, [text])[0]
+        query = glove_description_embeds(model, processor.tokenizer, [text])[0]
         return index.matches(top_k_scores(np.asarray(index.tag_embeds, dtype=np.float32) @ query.numpy(), k))
     raise ValueError(f"unknown search method {method!r}; choose one of {SEARCH_METHODS}")
 

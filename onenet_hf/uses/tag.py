@@ -37,12 +37,16 @@ def tag_vocabulary(size: int = 20_000) -> tuple[str, ...]:
     return tuple(words)
 
 
-def tag_word_features(words: Sequence[str]) -> torch.Tensor:
-    """What the tag head sees of a word: its unit GloVe vector and log(1 + frequency rank) / 10."""
+def tag_word_features(model, tokenizer, words: Sequence[str]) -> torch.Tensor:
+    """What the tag head sees of GloVe words: the unit GloVe vector, log(1 + frequency rank) / 10, and the
+    decoder's learned embedding where the caption vocabulary (`tokenizer`) has the word."""
     glove = glove_vectors()
     rows = glove.ids(words)
     rank = np.log1p(np.asarray(rows, dtype=np.float32))[:, None] / 10.0
-    return torch.from_numpy(np.concatenate([glove.vectors[rows], rank], axis=1))
+    vectors = torch.from_numpy(np.concatenate([glove.vectors[rows], rank], axis=1))
+    vocabulary, pad = tokenizer.get_vocab(), model.config.pad_token_id
+    input_ids = torch.tensor([vocabulary.get(word, pad) for word in words])
+    return model.get_tag_word_features(vectors, input_ids)
 
 
 @cache
@@ -56,11 +60,11 @@ def imagenet_labels() -> tuple[str, ...]:
 class Tagger:
     """Scores every tag-vocabulary word against images; the word side is computed once per model."""
 
-    def __init__(self, model, vocabulary: Sequence[str] | None = None):
+    def __init__(self, model, tokenizer, vocabulary: Sequence[str] | None = None):
         self.model = model
         self.words = list(vocabulary or tag_vocabulary(model.config.tag_vocabulary_size))
         with torch.inference_mode():
-            self.word_embeds = model.get_tag_word_embeds(tag_word_features(self.words))
+            self.word_embeds = model.get_tag_word_embeds(tag_word_features(model, tokenizer, self.words))
 
     @torch.inference_mode()
     def scores(self, image_embeds: torch.Tensor) -> torch.Tensor:
@@ -87,7 +91,7 @@ def tag_images(
 ) -> list[ImageTags]:
     """The k best tags and ImageNet labels (softmax probabilities) for one image or a list, in input order."""
     check_k(k)
-    tagger = tagger or Tagger(model)
+    tagger = tagger or Tagger(model, processor.tokenizer)
     images = list(images) if isinstance(images, (list, tuple)) else [images]
     labels, results = imagenet_labels(), []
     for start in range(0, len(images), batch_size):
