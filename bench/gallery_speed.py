@@ -1,7 +1,11 @@
 """Exact search vs Annoy: build time, query time and recall@10 against exact, in one run.
 
-Two galleries: the Flickr8k dev images (image representations of the model, from the feature cache) and
-N random unit vectors of the representation size (default 1,000,000).
+Three galleries: the Flickr8k dev images (image representations of the model, from the feature cache);
+N random unit vectors of the representation size (default 1,000,000), queried with random unit vectors;
+and N "model-like" vectors drawn from a Gaussian with the mean and covariance of the train images'
+representations, queried with the real dev representations. Uniform random vectors have no structure for
+a tree to use (every direction alike); the model-like gallery shows what Annoy does on 1M vectors shaped like
+the ones a real photo gallery holds.
 Run: python bench/gallery_speed.py --model checkpoints/onenet-flickr8k --data-dir ../shared/datasets/flickr8k
 """
 
@@ -53,12 +57,33 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
+def representations(net: OneNet, args: argparse.Namespace, split: str) -> np.ndarray:
+    """Unit image representations of a Flickr8k split, from the feature cache."""
+    examples = read_split(args.data_dir, split)
+    grids = cached_backbone_features(
+        net.model, net.processor.image_processor, [e.path for e in examples], args.cache_dir
+    )
+    return unit(image_inputs_from_features(net.model, grids)[1].numpy())
+
+
+def model_like(sample: np.ndarray, size: int, rng: np.random.Generator, chunk: int = 100_000) -> np.ndarray:
+    """`size` unit vectors from a Gaussian with the mean and covariance of `sample`'s rows."""
+    factor = np.linalg.cholesky(np.cov(sample.T) + 1e-6 * np.eye(sample.shape[1])).astype(np.float32)
+    mean = sample.mean(0).astype(np.float32)
+    blocks = [
+        rng.standard_normal((min(chunk, size - start), sample.shape[1]), dtype=np.float32) @ factor.T + mean
+        for start in range(0, size, chunk)
+    ]
+    return unit(np.concatenate(blocks))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="checkpoints/onenet-flickr8k")
     parser.add_argument("--data-dir", default="../shared/datasets/flickr8k")
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "onenet" / "features"))
     parser.add_argument("--random-size", type=int, default=1_000_000)
+    parser.add_argument("--model-like-size", type=int, default=1_000_000, help="0 leaves that gallery out")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--n-trees", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--search-k", type=int, nargs="+", default=[-1, 20_000, 100_000])
@@ -66,11 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     net = OneNet.from_pretrained(args.model)
-    examples = read_split(args.data_dir, "dev")
-    grids = cached_backbone_features(
-        net.model, net.processor.image_processor, [e.path for e in examples], args.cache_dir
-    )
-    dev = unit(image_inputs_from_features(net.model, grids)[1].numpy())
+    dev, train = (representations(net, args, split) for split in ("dev", "train"))
     rng = np.random.default_rng(0)
     galleries = {
         "flickr8k-dev": (dev, dev[rng.choice(len(dev), min(args.queries, len(dev)), replace=False)]),
@@ -79,6 +100,11 @@ def main() -> None:
             unit(rng.standard_normal((args.queries, dev.shape[1]), dtype=np.float32)),
         ),
     }
+    if args.model_like_size:
+        galleries[f"model-like-{args.model_like_size}"] = (
+            model_like(train, args.model_like_size, rng),
+            galleries["flickr8k-dev"][1],
+        )
     results = {}
     for name, (gallery, queries) in galleries.items():
         truth, exact_seconds = exact_top(gallery, queries, 10)
