@@ -24,7 +24,8 @@ def test_tag_vocabulary_has_no_stop_words_and_one_word_per_stem():
 def test_words_the_captions_used_bring_the_decoder_embedding_others_only_glove():
     tokenizer = build_tokenizer(["a red circle", "a blue square"], min_frequency=1)
     model = OneNetModel(OneNetConfig(vocab_size=len(tokenizer), hidden_size=16, word_embedding_size=8)).eval()
-    features = tag_word_features(model, tokenizer, ["circle", "ocean"])
+    with torch.no_grad():
+        features = tag_word_features(model, tokenizer, ["circle", "ocean"])
     assert features.shape == (2, 50 + 1 + 8 + 1)
     embedding = model.get_input_embeddings().weight[tokenizer.convert_tokens_to_ids("circle")]
     assert torch.equal(features[0, 51:59], embedding) and features[0, -1] == 1
