@@ -165,7 +165,10 @@ def _heads_to_train(args: HeadTrainingArguments) -> list[str]:
 
 
 def _fresh_heads(model: OneNetModel, names: list[str]) -> None:
-    """New, freshly initialised heads: training starts the same whatever heads (or older shapes) were loaded."""
+    """New, freshly initialised heads: training starts the same whatever heads (or older shapes) were loaded.
+
+    They are made in `HEADS` order, so their initial weights do not depend on how `--heads` lists them.
+    """
     for name in HEADS:
         if name in names:
             head = type(getattr(model, f"{name}_head"))(model.config)
