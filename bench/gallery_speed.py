@@ -5,7 +5,7 @@ N random unit vectors of the representation size (default 1,000,000), queried wi
 and N "model-like" vectors drawn from a Gaussian with the mean and covariance of the train images'
 representations, queried with the real dev representations. Uniform random vectors have no structure for
 a tree to use (every direction alike); the model-like gallery shows what Annoy does on 1M vectors shaped like
-the ones a real photo gallery holds.
+the ones a real photo gallery holds. `--hnsw-ef` adds a graph index (faiss HNSW) for comparison.
 Run: python bench/gallery_speed.py --model checkpoints/onenet-flickr8k --data-dir ../shared/datasets/flickr8k
 """
 
@@ -36,21 +36,52 @@ def exact_top(gallery: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndar
     return np.stack(answers), (time.perf_counter() - start) / len(queries)
 
 
-def annoy_run(gallery: np.ndarray, queries: np.ndarray, truth: np.ndarray, n_trees: int, search_ks, k: int = 10):
+def timed_queries(search, queries: np.ndarray, truth: np.ndarray, k: int = 10) -> dict:
+    """Mean milliseconds per query (one at a time) and recall@k of `search(query, k)` against `truth`."""
+    start = time.perf_counter()
+    found = [search(query, k) for query in queries]
+    per_query = (time.perf_counter() - start) / len(queries)
+    recall = np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=True)])
+    return {"ms_per_query": 1000 * per_query, "recall@10": float(recall)}
+
+
+def annoy_run(gallery: np.ndarray, queries: np.ndarray, truth: np.ndarray, n_trees: int, search_ks) -> dict:
     start = time.perf_counter()
     index = AnnoyIndex(gallery.shape[1], "angular")
     for row, vector in enumerate(tqdm(gallery, desc="annoy add", unit="vec", mininterval=5)):
         index.add_item(row, vector)
     index.build(n_trees, n_jobs=-1)
     build = time.perf_counter() - start
-    rows = []
-    for search_k in search_ks:
-        start = time.perf_counter()
-        found = [index.get_nns_by_vector(query, k, search_k=search_k) for query in queries]
-        per_query = (time.perf_counter() - start) / len(queries)
-        recall = np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=True)])
-        rows.append({"search_k": search_k, "ms_per_query": 1000 * per_query, "recall@10": float(recall)})
+    rows = [
+        {
+            "search_k": search_k,
+            **timed_queries(lambda q, k, s=search_k: index.get_nns_by_vector(q, k, search_k=s), queries, truth),
+        }
+        for search_k in search_ks
+    ]
     return {"n_trees": n_trees, "build_s": build, "queries": rows}
+
+
+def hnsw_run(gallery: np.ndarray, queries: np.ndarray, truth: np.ndarray, ef_searches) -> dict:
+    """A graph index for comparison: faiss HNSW (M 32, efConstruction 64, inner product on unit vectors).
+
+    faiss is not a OneNet dependency: `pip install faiss-cpu` to run this part. Queries run one thread each.
+    """
+    import faiss
+
+    start = time.perf_counter()
+    index = faiss.IndexHNSWFlat(gallery.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 64
+    index.add(gallery)
+    build = time.perf_counter() - start
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    rows = []
+    for ef in ef_searches:
+        index.hnsw.efSearch = ef
+        rows.append({"ef_search": ef, **timed_queries(lambda q, k: index.search(q[None], k)[1][0], queries, truth)})
+    faiss.omp_set_num_threads(threads)
+    return {"build_s": build, "queries": rows}
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -85,7 +116,8 @@ def main() -> None:
     parser.add_argument("--random-size", type=int, default=1_000_000)
     parser.add_argument("--model-like-size", type=int, default=1_000_000, help="0 leaves that gallery out")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--n-trees", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--n-trees", type=int, nargs="*", default=[10, 50], help="none: leave Annoy out")
+    parser.add_argument("--hnsw-ef", type=int, nargs="*", default=[], help="efSearch values of a faiss HNSW run")
     parser.add_argument("--search-k", type=int, nargs="+", default=[-1, 20_000, 100_000])
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
@@ -105,6 +137,8 @@ def main() -> None:
             model_like(train, args.model_like_size, rng),
             galleries["flickr8k-dev"][1],
         )
+    if not args.random_size:
+        del galleries[f"random-{args.random_size}"]
     results = {}
     for name, (gallery, queries) in galleries.items():
         truth, exact_seconds = exact_top(gallery, queries, 10)
@@ -116,6 +150,11 @@ def main() -> None:
             for row in run["queries"]:
                 setting = f"n_trees={run['n_trees']:<3} build {run['build_s']:7.1f} s  search_k={row['search_k']:<7}"
                 print(f"  annoy {setting} {row['ms_per_query']:7.2f} ms/query  recall@10 {row['recall@10']:.3f}")
+        if args.hnsw_ef:
+            hnsw = results[name]["hnsw"] = hnsw_run(gallery, queries, truth, args.hnsw_ef)
+            for row in hnsw["queries"]:
+                setting = f"build {hnsw['build_s']:7.1f} s  efSearch={row['ef_search']:<5}"
+                print(f"  hnsw  {setting} {row['ms_per_query']:7.2f} ms/query  recall@10 {row['recall@10']:.3f}")
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
 
