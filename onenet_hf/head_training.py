@@ -29,6 +29,7 @@ from .word_vectors import content_words, normalize_word
 HEADS_STATE_FILE = "heads_state.pt"
 HEADS_LOG_FILE = "heads_training_log.json"
 HEADS = ("tag", "retrieval")
+HEAD_LOG_NAMES = {"tag": "tag", "retrieval": "text-image"}  # the "head" of each row in the training log
 
 
 @dataclass
@@ -64,19 +65,41 @@ def _tag_targets(examples: list[CaptionedImage], words: list[str]) -> torch.Tens
     return targets
 
 
-def _optimizer(module: torch.nn.Module, args: HeadTrainingArguments, total_steps: int):
-    optimizer = torch.optim.AdamW(module.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+def _train_keeping_best(
+    head: torch.nn.Module,
+    name: str,
+    examples: int,
+    batch_size: int,
+    epochs: int,
+    args: HeadTrainingArguments,
+    batch_loss,
+    evaluate,
+) -> list[dict]:
+    """Epochs of shuffled mini-batches (`batch_loss(indices)`); after each, `evaluate()` gives the dev figures
+    and the score that picks the epoch whose weights are kept. Returns one log row per epoch."""
+    total_steps = math.ceil(examples / batch_size) * epochs
+    optimizer = torch.optim.AdamW(head.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.learning_rate, total_steps=total_steps, pct_start=0.1
     )
-    return optimizer, scheduler
-
-
-def _step(loss: torch.Tensor, optimizer, scheduler) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    scheduler.step()
+    history, best, best_state = [], -math.inf, None
+    for epoch in range(epochs):
+        head.train()
+        order = torch.randperm(examples)
+        for start in tqdm(range(0, examples, batch_size), desc=f"{name} head {epoch + 1}", unit="batch"):
+            loss = batch_loss(order[start : start + batch_size])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        head.eval()
+        figures, score = evaluate()
+        history.append({"head": name, "epoch": epoch + 1, **figures})
+        tqdm.write(json.dumps(history[-1]))
+        if score > best:
+            best, best_state = score, {k: v.clone() for k, v in head.state_dict().items()}
+    head.load_state_dict(best_state)
+    return history
 
 
 def train_tag_head(
@@ -89,30 +112,24 @@ def train_tag_head(
     args: HeadTrainingArguments,
 ) -> list[dict]:
     """Listwise softmax over the whole tag vocabulary, target = the image's caption words; best dev P@5 kept."""
-    head = model.tag_head
     words = list(tag_vocabulary(model.config.tag_vocabulary_size))
     features, targets = tag_word_features(model, tokenizer, words), _tag_targets(train_examples, words)
     targets = targets / targets.sum(1, keepdim=True).clamp(min=1)
-    steps = math.ceil(len(train_images) / args.tag_batch_size)
-    optimizer, scheduler = _optimizer(head, args, steps * args.tag_epochs)
-    history, best, best_state = [], -1.0, None
-    for epoch in range(args.tag_epochs):
-        head.train()
-        order = torch.randperm(len(train_images))
-        for start in tqdm(range(0, len(order), args.tag_batch_size), desc=f"tag head {epoch + 1}", unit="batch"):
-            batch = order[start : start + args.tag_batch_size]
-            logits = head.logit_scale.exp() * model.get_tag_image_embeds(train_images[batch])
-            logits = logits @ model.get_tag_word_embeds(features).T
-            _step(-(targets[batch] * logits.log_softmax(-1)).sum(1).mean(), optimizer, scheduler)
-        head.eval()
+
+    def batch_loss(batch: torch.Tensor) -> torch.Tensor:
+        logits = model.tag_head.logit_scale.exp() * model.get_tag_image_embeds(train_images[batch])
+        logits = logits @ model.get_tag_word_embeds(features).T
+        return -(targets[batch] * logits.log_softmax(-1)).sum(1).mean()
+
+    def evaluate() -> tuple[dict, float]:
         predicted = [[tag.word for tag in tags] for tags in Tagger(model, tokenizer, words).top_words(dev_images, 5)]
         precision = tag_precision(predicted, [e.captions for e in dev_examples])
-        history.append({"head": "tag", "epoch": epoch + 1, "dev_tag_precision@5": precision})
-        tqdm.write(json.dumps(history[-1]))
-        if precision > best:
-            best, best_state = precision, {k: v.clone() for k, v in head.state_dict().items()}
-    head.load_state_dict(best_state)
-    return history
+        return {"dev_tag_precision@5": precision}, precision
+
+    return _train_keeping_best(
+        model.tag_head, HEAD_LOG_NAMES["tag"], len(train_images), args.tag_batch_size, args.tag_epochs, args,
+        batch_loss, evaluate,
+    )  # fmt: skip
 
 
 def train_retrieval_head(
@@ -126,35 +143,27 @@ def train_retrieval_head(
     args: HeadTrainingArguments,
 ) -> list[dict]:
     """Symmetric InfoNCE over (caption, image) pairs, other captions of the same image masked out."""
-    head = model.retrieval_head
-    steps = math.ceil(len(train_texts) / args.retrieval_batch_size)
-    optimizer, scheduler = _optimizer(head, args, steps * args.retrieval_epochs)
-    history, best, best_state = [], -1.0, None
-    for epoch in range(args.retrieval_epochs):
-        head.train()
-        order = torch.randperm(len(train_texts))
-        bar = tqdm(range(0, len(order), args.retrieval_batch_size), desc=f"text-image head {epoch + 1}", unit="batch")
-        for start in bar:
-            batch = order[start : start + args.retrieval_batch_size]
-            owners = train_owner[batch]
-            images = model.get_retrieval_image_embeds(train_pooled[owners])
-            texts = model.get_retrieval_text_embeds(train_texts[batch])
-            logits = head.logit_scale.exp().clamp(max=100) * texts @ images.T
-            same_image = (owners[:, None] == owners[None, :]) & ~torch.eye(len(batch), dtype=torch.bool)
-            logits = logits.masked_fill(same_image, -1e4)
-            labels = torch.arange(len(batch))
-            _step((F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2, optimizer, scheduler)
-        head.eval()
+
+    def batch_loss(batch: torch.Tensor) -> torch.Tensor:
+        owners = train_owner[batch]
+        images = model.get_retrieval_image_embeds(train_pooled[owners])
+        texts = model.get_retrieval_text_embeds(train_texts[batch])
+        logits = model.retrieval_head.logit_scale.exp().clamp(max=100) * texts @ images.T
+        same_image = (owners[:, None] == owners[None, :]) & ~torch.eye(len(batch), dtype=torch.bool)
+        logits = logits.masked_fill(same_image, -1e4)
+        labels = torch.arange(len(batch))
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+    def evaluate() -> tuple[dict, float]:
         with torch.inference_mode():
             similarity = model.get_retrieval_text_embeds(dev_texts) @ model.get_retrieval_image_embeds(dev_pooled).T
         metrics = retrieval_metrics(similarity, dev_owner)
-        history.append({"head": "text-image", "epoch": epoch + 1, **{f"dev_{k}": v for k, v in metrics.items()}})
-        tqdm.write(json.dumps(history[-1]))
-        total = sum(metrics[f"text_to_image_R@{k}"] for k in (1, 5, 10))
-        if total > best:
-            best, best_state = total, {k: v.clone() for k, v in head.state_dict().items()}
-    head.load_state_dict(best_state)
-    return history
+        return {f"dev_{k}": v for k, v in metrics.items()}, sum(metrics[f"text_to_image_R@{k}"] for k in (1, 5, 10))
+
+    return _train_keeping_best(
+        model.retrieval_head, HEAD_LOG_NAMES["retrieval"], len(train_texts), args.retrieval_batch_size,
+        args.retrieval_epochs, args, batch_loss, evaluate,
+    )  # fmt: skip
 
 
 def _heads_to_train(args: HeadTrainingArguments) -> list[str]:
@@ -174,11 +183,6 @@ def _fresh_heads(model: OneNetModel, names: list[str]) -> None:
             head = type(getattr(model, f"{name}_head"))(model.config)
             head.apply(model._init_weights)
             setattr(model, f"{name}_head", head)
-
-
-def _rows_of(log: list[dict], name: str) -> list[dict]:
-    """A head's rows in a training log (the text-image head logs as "text-image")."""
-    return [row for row in log if row["head"] == {"retrieval": "text-image"}.get(name, name)]
 
 
 def train_heads(args: HeadTrainingArguments) -> Path:
@@ -205,9 +209,10 @@ def train_heads(args: HeadTrainingArguments) -> Path:
             model, processor.image_processor, [e.path for e in split_examples], args.cache_dir
         )
         pooled[split], representations[split] = image_inputs_from_features(model, grids)
-        captions = [caption for e in split_examples for caption in e.captions]
-        owners[split] = torch.tensor([i for i, e in enumerate(split_examples) for _ in e.captions])
-        sentences[split] = cached_sentence_embeddings(captions, args.cache_dir, model.config.text_encoder_name)
+        if "retrieval" in names:  # captions through the frozen sentence encoder: only the text-image head reads them
+            captions = [caption for e in split_examples for caption in e.captions]
+            owners[split] = torch.tensor([i for i, e in enumerate(split_examples) for _ in e.captions])
+            sentences[split] = cached_sentence_embeddings(captions, args.cache_dir, model.config.text_encoder_name)
 
     state_path = output_dir / HEADS_STATE_FILE
     state = torch.load(state_path, weights_only=False) if state_path.exists() else {"arguments": asdict(args)}
@@ -242,7 +247,11 @@ def train_heads(args: HeadTrainingArguments) -> Path:
     processor.save_pretrained(output_dir)
     kept_log = Path(args.model_dir) / HEADS_LOG_FILE
     kept = json.loads(kept_log.read_text()) if kept_log.exists() else []
-    log = [row for name in HEADS for row in (state[name]["history"] if name in names else _rows_of(kept, name))]
+    log = [
+        row
+        for name in HEADS
+        for row in (state[name]["history"] if name in names else [r for r in kept if r["head"] == HEAD_LOG_NAMES[name]])
+    ]
     (output_dir / HEADS_LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")
     return output_dir
 

@@ -44,8 +44,8 @@ def tag_word_features(model, tokenizer, words: Sequence[str]) -> torch.Tensor:
     rows = glove.ids(words)
     rank = np.log1p(np.asarray(rows, dtype=np.float32))[:, None] / 10.0
     vectors = torch.from_numpy(np.concatenate([glove.vectors[rows], rank], axis=1))
-    vocabulary, pad = tokenizer.get_vocab(), model.config.pad_token_id
-    input_ids = torch.tensor([vocabulary.get(word, pad) for word in words])
+    input_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(words)))
+    input_ids[input_ids == tokenizer.unk_token_id] = model.config.pad_token_id  # the decoder does not know it
     return model.get_tag_word_features(vectors, input_ids)
 
 
