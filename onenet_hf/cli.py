@@ -74,7 +74,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         if grids is None:
             raise ValueError(f"--task {args.task} runs on the PyTorch backend; leave out --backend onnx")
         if args.task == "tags":
-            result["metrics"] = evaluate_tags(net.model, net.processor, grids, examples)
+            tagging = {"caption_samples": args.caption_samples, "caption_weight": args.caption_weight}
+            result |= tagging
+            result["metrics"] = evaluate_tags(net.model, net.processor, grids, examples, 5, **tagging)
         else:
             methods = args.methods.split(",")
             result["captions_per_image"] = args.captions_per_image
@@ -174,7 +176,7 @@ def _caption(args: argparse.Namespace) -> int:
 
 def _tag(args: argparse.Namespace) -> int:
     def describe(net, image) -> str:
-        tags = net.tag(image, args.k)[0]
+        tags = net.tag(image, args.k, args.caption_samples, args.caption_weight)[0]
         words = ", ".join(f"{t.word} {t.score:.2f}" for t in tags.words)
         return f"tags: {words}\timagenet: " + ", ".join(f"{t.word} {t.score:.2f}" for t in tags.imagenet)
 
@@ -238,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .head_training import HeadTrainingArguments
     from .training import TrainingArguments
     from .uses.describe import SEARCH_METHODS
+    from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT
     from .uses.words import ANALOGY_METHODS
 
     parser = argparse.ArgumentParser(prog="onenet", description="One network, many uses.")
@@ -260,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--beam-size", type=int, default=3)
             sub.add_argument("--length-penalty", type=float, default=1.0, help="score = log p / length ** this")
 
+    def tagger_options(sub: argparse.ArgumentParser) -> None:
+        help_text = "tags: decoder captions sampled per image to sharpen the tag head; 0 = the head alone"
+        sub.add_argument("--caption-samples", type=int, default=CAPTION_SAMPLES, help=help_text)
+        help_text = "tags: weight of the log share of sampled captions that use a word"
+        sub.add_argument("--caption-weight", type=float, default=CAPTION_WEIGHT, help=help_text)
+
     evaluate = commands.add_parser("evaluate", help="caption metrics, tag precision, analogy accuracy or retrieval")
     model_options(evaluate, decoding=True)
     evaluate.add_argument("--task", default="captions", choices=["captions", "tags", "analogy", "retrieval"])
@@ -273,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--analogy-methods", default=",".join(ANALOGY_METHODS))
     evaluate.add_argument("--restrict-vocab", type=int, default=30_000, help="analogy: most frequent words used")
     evaluate.add_argument("--questions", help="analogy questions file (default: gensim's questions-words.txt)")
+    tagger_options(evaluate)
     evaluate.add_argument("--output", help="write the results as JSON here")
     evaluate.add_argument("--captions-output", help="captions task: write IMAGE<TAB>caption lines here")
     evaluate.set_defaults(run=_evaluate)
@@ -288,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("images", nargs="*")
     tag.add_argument("--samples", action="store_true", help="also tag scikit-image's sample photos")
     tag.add_argument("-k", type=int, default=5)
+    tagger_options(tag)
     tag.set_defaults(run=_tag)
 
     words = commands.add_parser("similar-words", help="words closest to a word (several words are averaged)")

@@ -20,7 +20,7 @@ from .uses.describe import (
     glove_description_embeds,
     invert_descriptions,
 )
-from .uses.tag import Tagger
+from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, Tagger
 from .word_vectors import content_words, normalize_word
 
 CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
@@ -123,12 +123,30 @@ def image_inputs_from_features(
 
 
 def evaluate_tags(
-    model: OneNetModel, processor: OneNetProcessor, grids: np.ndarray, examples: list[CaptionedImage], k: int = 5
+    model: OneNetModel,
+    processor: OneNetProcessor,
+    grids: np.ndarray,
+    examples: list[CaptionedImage],
+    k: int = 5,
+    caption_samples: int = CAPTION_SAMPLES,
+    caption_weight: float = CAPTION_WEIGHT,
 ) -> dict:
-    """Tag precision@k of the tag head on cached backbone features, and the tags of the first images."""
+    """Tag precision@k on cached backbone features, the share of tags the captions never used (words outside
+    the caption vocabulary), and the tags of the first images; `caption_samples=0` measures the tag head alone."""
     _, representations = image_inputs_from_features(model, grids)
-    tags = [[w.word for w in words] for words in Tagger(model, processor.tokenizer).top_words(representations, k)]
-    return {f"tag_precision@{k}": tag_precision(tags, [e.captions for e in examples]), "examples": tags[:5]}
+    tagger = Tagger(model, processor.tokenizer, None, caption_samples, caption_weight)
+    tags = [
+        [w.word for w in words]
+        for start in tqdm(range(0, len(representations), tagger.batch_size), desc="tags", unit="batch")
+        for words in tagger.top_words(representations[start : start + tagger.batch_size], k)
+    ]
+    caption_vocabulary = processor.tokenizer.get_vocab()
+    unseen = sum(word not in caption_vocabulary for words in tags for word in words) / sum(map(len, tags))
+    return {
+        f"tag_precision@{k}": tag_precision(tags, [e.captions for e in examples]),
+        "share_outside_caption_vocabulary": unseen,
+        "examples": tags[:5],
+    }
 
 
 RETRIEVAL_METHODS = ("glove", "joint", "embed", "invert")

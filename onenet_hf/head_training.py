@@ -111,7 +111,8 @@ def train_tag_head(
     dev_examples: list[CaptionedImage],
     args: HeadTrainingArguments,
 ) -> list[dict]:
-    """Listwise softmax over the whole tag vocabulary, target = the image's caption words; best dev P@5 kept."""
+    """Listwise softmax over the whole tag vocabulary, target = the image's caption words; the epoch with the best
+    dev P@5 of the head alone (no sampled captions) is kept."""
     words = list(tag_vocabulary(model.config.tag_vocabulary_size))
     features, targets = tag_word_features(model, tokenizer, words), _tag_targets(train_examples, words)
     targets = targets / targets.sum(1, keepdim=True).clamp(min=1)
@@ -122,7 +123,10 @@ def train_tag_head(
         return -(targets[batch] * logits.log_softmax(-1)).sum(1).mean()
 
     def evaluate() -> tuple[dict, float]:
-        predicted = [[tag.word for tag in tags] for tags in Tagger(model, tokenizer, words).top_words(dev_images, 5)]
+        predicted = [
+            [tag.word for tag in tags]
+            for tags in Tagger(model, tokenizer, words, caption_samples=0).top_words(dev_images, 5)
+        ]
         precision = tag_precision(predicted, [e.captions for e in dev_examples])
         return {"dev_tag_precision@5": precision}, precision
 

@@ -16,7 +16,7 @@ from .processing_onenet import OneNetProcessor
 from .uses.caption import Caption, CaptionBackend, caption_images
 from .uses.describe import search_by_description
 from .uses.similar_images import similar_images
-from .uses.tag import ImageTags, Tagger, tag_images
+from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, ImageTags, Tagger, tag_images
 from .uses.words import ScoredWord, analogy, learned_vectors, similar_words
 from .word_vectors import WordVectors, glove_vectors
 
@@ -32,7 +32,7 @@ class OneNet:
 
     def __init__(self, model: OneNetModel | CaptionBackend, processor: OneNetProcessor):
         self.model, self.processor = model, processor
-        self._tagger: Tagger | None = None
+        self._taggers: dict[tuple[int, float], Tagger] = {}
         self._learned_vectors: WordVectors | None = None
         if isinstance(model, OneNetModel):
             model.eval()
@@ -85,11 +85,19 @@ class OneNet:
             raise NotImplementedError(f"{use} runs on the PyTorch backend; load with backend='torch'")
         return self.model
 
-    def tag(self, images: ImageLike | Sequence[ImageLike], k: int = 5) -> list[ImageTags]:
-        """The k best word tags (any frequent GloVe word) and ImageNet labels of each image."""
-        if self._tagger is None:
-            self._tagger = Tagger(self._torch_model("tagging"), self.processor.tokenizer)
-        return tag_images(self.model, self.processor, images, k, self._tagger)
+    def tag(
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        k: int = 5,
+        caption_samples: int = CAPTION_SAMPLES,
+        caption_weight: float = CAPTION_WEIGHT,
+    ) -> list[ImageTags]:
+        """The k best word tags (any frequent GloVe word) and ImageNet labels of each image; the tag head's
+        ranking is sharpened by `caption_samples` captions sampled from the decoder (0: the head alone)."""
+        options = (caption_samples, caption_weight)
+        if options not in self._taggers:
+            self._taggers[options] = Tagger(self._torch_model("tagging"), self.processor.tokenizer, None, *options)
+        return tag_images(self.model, self.processor, images, k, self._taggers[options])
 
     def word_vectors(self, space: str = "learned") -> WordVectors:
         """The decoder's learned word embeddings (`"learned"`) or GloVe 6B 50d (`"glove"`)."""

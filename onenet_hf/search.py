@@ -1,4 +1,4 @@
-"""Beam search over any decoder that exposes `decoder_step(tokens, state) -> (log_probs, state)`.
+"""Beam search and sampling over any decoder that exposes `decoder_step(tokens, state) -> (log_probs, state)`.
 
 PyTorch and ONNX Runtime backends share this one implementation; state is a tuple of batch-first tensors.
 """
@@ -77,4 +77,45 @@ def beam_search(
     return [max(hypotheses, key=lambda h: h.score) for hypotheses in finished]
 
 
-__all__ = ["Hypothesis", "beam_search"]
+@torch.no_grad()
+def sample_sequences(
+    step: StepFunction,
+    state: tuple[torch.Tensor, ...],
+    bos_token_id: int,
+    eos_token_id: int,
+    num_samples: int,
+    max_length: int = 24,
+    suppress_token_ids: tuple[int, ...] = (),
+    seed: int = 0,
+) -> torch.Tensor:
+    """`num_samples` sequences per batch item drawn from the decoder (temperature 1): (batch, num_samples, max_length)
+    token ids, EOS from the end of each sequence on.
+
+    Every item uses the same uniform draws (from `seed`, by inverse-CDF sampling), so an item's samples are
+    reproducible and do not depend on what else is in the batch.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    batch = state[0].shape[0]
+    device = state[0].device
+    uniforms = torch.rand(num_samples, max_length, generator=torch.Generator().manual_seed(seed)).to(device)
+    state = tuple(tensor.repeat_interleave(num_samples, dim=0) for tensor in state)
+    tokens = torch.full((batch * num_samples,), bos_token_id, dtype=torch.long, device=device)
+    sequences = torch.full((batch * num_samples, max_length), eos_token_id, dtype=torch.long, device=device)
+    alive = torch.ones(batch * num_samples, dtype=torch.bool, device=device)
+    for position in range(max_length):
+        log_probs, state = step(tokens, state)
+        probabilities = log_probs.float().exp()
+        probabilities[:, list(suppress_token_ids)] = 0.0
+        cumulative = probabilities.cumsum(-1)
+        targets = uniforms[:, position].repeat(batch) * cumulative[:, -1]
+        tokens = torch.searchsorted(cumulative, targets[:, None], right=True).squeeze(1)
+        tokens = tokens.clamp(max=cumulative.shape[-1] - 1).masked_fill(~alive, eos_token_id)
+        sequences[:, position] = tokens
+        alive &= tokens != eos_token_id
+        if not alive.any():
+            break
+    return sequences.view(batch, num_samples, max_length)
+
+
+__all__ = ["Hypothesis", "beam_search", "sample_sequences"]

@@ -49,7 +49,7 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
         with gr.Tab("Tag"):
             image = gr.Image(type="filepath", label="Image")
             k = gr.Slider(1, 20, value=5, step=1, label="Tags")
-            words = gr.Dataframe(headers=["tag", "cosine"], label="Word tags", interactive=False)
+            words = gr.Dataframe(headers=["tag", "score"], label="Word tags", interactive=False)
             labels = gr.Dataframe(headers=["ImageNet label", "probability"], label="ImageNet labels", interactive=False)
             gr.Examples(examples, image)
             gr.Button("Tag", variant="primary").click(

@@ -1,4 +1,4 @@
-"""Beam search on a toy decoder whose best sequence is known."""
+"""Beam search and sampling on a toy decoder whose distribution is known."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ import math
 import pytest
 import torch
 
-from onenet_hf.search import beam_search
+from onenet_hf.search import beam_search, sample_sequences
 
 BOS, EOS, A, B = 0, 1, 2, 3
 
 
 def toy_step(tokens: torch.Tensor, state: tuple[torch.Tensor, ...]):
-    """After BOS: A (0.6) or B (0.4). After A: EOS or B, even odds. After B: EOS (0.99)."""
+    """After BOS: A (0.6) or B (0.4). After A: EOS or B, even odds. After B: EOS (0.99). After EOS: EOS."""
     (position,) = state
     table = {
         BOS: [0.0, 0.0, 0.6, 0.4],
         A: [0.0, 0.5, 0.0, 0.5],
         B: [0.0, 0.99, 0.005, 0.005],
+        EOS: [0.0, 1.0, 0.0, 0.0],
     }
     probs = torch.tensor([table[int(t)] for t in tokens]) + 1e-12
     return probs.log(), (position + 1,)
@@ -55,3 +56,41 @@ def test_beam_size_must_be_positive():
 def test_suppressed_tokens_are_never_generated():
     [best] = beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=1, max_length=5, suppress_token_ids=(A,))
     assert best.token_ids == [B]
+
+
+def test_samples_follow_the_decoder_distribution_and_end_with_eos():
+    [samples] = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=4000, max_length=6)
+    assert samples.shape == (4000, 6)
+    assert float((samples[:, 0] == A).float().mean()) == pytest.approx(0.6, abs=0.03)
+    assert float(((samples[:, 0] == A) & (samples[:, 1] == EOS)).float().mean()) == pytest.approx(0.3, abs=0.03)
+    ended = torch.cumsum(samples == EOS, dim=1) > 0
+    assert bool((samples[ended] == EOS).all())  # nothing but EOS once a sequence has ended
+    assert bool(ended[:, -1].all())
+
+
+def test_sampling_never_draws_suppressed_tokens():
+    [samples] = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, 500, max_length=4, suppress_token_ids=(A,))
+    assert not (samples == A).any() and (samples[:, 0] == B).all()
+
+
+def item_step(tokens: torch.Tensor, state: tuple[torch.Tensor, ...]):
+    """Each batch item has its own odds of A after BOS (its state); then EOS."""
+    (odds,) = state
+    first = torch.stack([torch.zeros_like(odds), torch.zeros_like(odds), odds, 1 - odds], dim=1)
+    after = torch.tensor([0.0, 1.0, 0.0, 0.0]).expand(len(tokens), -1)
+    probs = torch.where((tokens == BOS)[:, None], first, after) + 1e-12
+    return probs.log(), state
+
+
+def test_an_items_samples_are_reproducible_and_do_not_depend_on_the_batch():
+    alone = sample_sequences(item_step, (torch.tensor([0.3]),), BOS, EOS, 200, max_length=3)
+    batched = sample_sequences(item_step, (torch.tensor([0.9, 0.3, 0.5]),), BOS, EOS, 200, max_length=3)
+    assert torch.equal(alone[0], batched[1])
+    other_seed = sample_sequences(item_step, (torch.tensor([0.3]),), BOS, EOS, 200, max_length=3, seed=1)
+    assert not torch.equal(alone, other_seed)
+    assert float((batched[0, :, 0] == A).float().mean()) > float((batched[1, :, 0] == A).float().mean())
+
+
+def test_num_samples_must_be_positive():
+    with pytest.raises(ValueError, match="num_samples"):
+        sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=0)

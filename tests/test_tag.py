@@ -8,7 +8,7 @@ from PIL import Image
 
 from onenet_hf import OneNetConfig, OneNetModel, build_tokenizer
 from onenet_hf.evaluation import tag_precision
-from onenet_hf.uses.tag import imagenet_labels, tag_images, tag_vocabulary, tag_word_features
+from onenet_hf.uses.tag import Tagger, imagenet_labels, tag_images, tag_vocabulary, tag_word_features
 from onenet_hf.word_vectors import normalize_word, stopwords
 from tests.conftest import draw_shape
 
@@ -32,6 +32,43 @@ def test_words_the_captions_used_bring_the_decoder_embedding_others_only_glove()
     assert not features[1, 51:].any()  # "ocean" is not a caption word: zeros and flag 0
     assert float(features[0, :50].norm()) == pytest.approx(1.0, abs=1e-5)
     assert model.get_tag_word_embeds(features).shape == (2, model.config.tag_embedding_size)
+
+
+def scripted_tagger(captions: list[str], caption_samples: int) -> Tagger:
+    """A Tagger whose decoder writes image i's caption `captions[i]`, whatever the sample."""
+    tokenizer = build_tokenizer(["a red circle", "two red circles", "a blue square"], min_frequency=1)
+    model = OneNetModel(OneNetConfig(vocab_size=len(tokenizer), hidden_size=16, word_embedding_size=8)).eval()
+    scripts = [tokenizer(c)["input_ids"][1:] for c in captions]  # without BOS, EOS last
+
+    def initial_state(image_embeds):
+        return (torch.arange(len(image_embeds)), torch.zeros(len(image_embeds), dtype=torch.long))
+
+    def decoder_step(tokens, state):
+        item, position = state
+        next_ids = torch.tensor([scripts[i][min(p, len(scripts[i]) - 1)] for i, p in zip(item, position, strict=True)])
+        log_probs = torch.full((len(tokens), len(tokenizer)), -1e9).scatter(1, next_ids[:, None], 0.0)
+        return log_probs, (item, position + 1)
+
+    model.initial_state, model.decoder_step = initial_state, decoder_step
+    return Tagger(model, tokenizer, ["circle", "square", "red", "ocean"], caption_samples=caption_samples)
+
+
+def test_caption_shares_count_each_word_once_per_sampled_caption_by_stem():
+    tagger = scripted_tagger(["two red circles red", "a blue square"], caption_samples=4)
+    shares = tagger.caption_shares(torch.zeros(2, 16))
+    assert shares.tolist() == [[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
+
+
+def test_sampled_captions_reorder_the_head_and_zero_samples_leave_it_alone():
+    images = torch.randn(2, 16)
+    head_only = scripted_tagger(["a red circle", "a blue square"], caption_samples=0)
+    assert torch.equal(head_only.scores(images), head_only.head_log_probs(images))
+    tagger = scripted_tagger(["a red circle", "a blue square"], caption_samples=10)
+    tagger.caption_weight = 100.0  # the sampled captions dominate the untrained head
+    assert {w.word for w in tagger.top_words(images, 2)[0]} == {"red", "circle"}
+    assert tagger.top_words(images, 1)[1][0].word == "square"
+    with pytest.raises(ValueError, match="caption_samples"):
+        scripted_tagger(["a red circle"], caption_samples=-1)
 
 
 def test_imagenet_labels_ship_with_the_package():
