@@ -99,22 +99,25 @@ def sample_sequences(
     batch = state[0].shape[0]
     device = state[0].device
     uniforms = torch.rand(num_samples, max_length, generator=torch.Generator().manual_seed(seed)).to(device)
+    uniforms = uniforms.repeat(batch, 1)
     state = tuple(tensor.repeat_interleave(num_samples, dim=0) for tensor in state)
-    tokens = torch.full((batch * num_samples,), bos_token_id, dtype=torch.long, device=device)
-    sequences = torch.full((batch * num_samples, max_length), eos_token_id, dtype=torch.long, device=device)
-    alive = torch.ones(batch * num_samples, dtype=torch.bool, device=device)
+    rows = torch.arange(batch * num_samples, device=device)  # the sequences still being written
+    tokens = torch.full((len(rows),), bos_token_id, dtype=torch.long, device=device)
+    sequences = torch.full((len(rows), max_length), eos_token_id, dtype=torch.long, device=device)
     for position in range(max_length):
         log_probs, state = step(tokens, state)
         probabilities = log_probs.float().exp()
         probabilities[:, list(suppress_token_ids)] = 0.0
         cumulative = probabilities.cumsum(-1)
-        targets = uniforms[:, position].repeat(batch) * cumulative[:, -1]
+        targets = uniforms[rows, position] * cumulative[:, -1]
         tokens = torch.searchsorted(cumulative, targets[:, None], right=True).squeeze(1)
-        tokens = tokens.clamp(max=cumulative.shape[-1] - 1).masked_fill(~alive, eos_token_id)
-        sequences[:, position] = tokens
-        alive &= tokens != eos_token_id
-        if not alive.any():
+        tokens = tokens.clamp(max=cumulative.shape[-1] - 1)
+        sequences[rows, position] = tokens
+        going_on = tokens != eos_token_id
+        if not going_on.any():
             break
+        rows, tokens = rows[going_on], tokens[going_on]
+        state = tuple(tensor[going_on] for tensor in state)
     return sequences.view(batch, num_samples, max_length)
 
 
