@@ -112,8 +112,8 @@ class Tagger:
             max_length=config.max_caption_length,
             suppress_token_ids=(config.pad_token_id, config.bos_token_id, self.tokenizer.unk_token_id),
         )
-        columns = self.token_columns[sequences]  # (B, samples, length); `words` = no tag word
-        caption = torch.arange(columns.shape[0] * samples).view(-1, samples, 1)
+        columns = self.token_columns.to(sequences.device)[sequences]  # (B, samples, length); `words` = no tag word
+        caption = torch.arange(columns.shape[0] * samples, device=columns.device).view(-1, samples, 1)
         used = (caption * (words + 1) + columns).flatten().unique()  # each word once per caption
         image, column = used // (words + 1) // samples, used % (words + 1)
         counts = torch.bincount(image * (words + 1) + column, minlength=columns.shape[0] * (words + 1))
