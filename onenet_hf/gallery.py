@@ -165,10 +165,10 @@ def embed_images(model, processor, images: Sequence) -> dict[str, np.ndarray]:
     grid = model.get_backbone_features(processor(images=list(images))["pixel_values"])
     pooled, representation = model.get_pooled_features(grid), model.get_image_features(backbone_features=grid)
     return {
-        "image_embeds": representation.float().numpy(),
-        "pooled_features": pooled.float().numpy().astype(np.float16),
-        "retrieval_embeds": model.get_retrieval_image_embeds(pooled).float().numpy(),
-        "tag_embeds": model.get_tag_image_embeds(representation).float().numpy(),
+        "image_embeds": representation.float().cpu().numpy(),
+        "pooled_features": pooled.float().cpu().numpy().astype(np.float16),
+        "retrieval_embeds": model.get_retrieval_image_embeds(pooled).float().cpu().numpy(),
+        "tag_embeds": model.get_tag_image_embeds(representation).float().cpu().numpy(),
     }
 
 

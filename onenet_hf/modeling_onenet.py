@@ -136,7 +136,7 @@ class OneNetProjection(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Unit-length joint-space vectors."""
-        return F.normalize(self.layers(inputs.to(self.layers[0].weight.dtype)), dim=-1)
+        return F.normalize(self.layers(inputs.to(self.layers[0].weight)), dim=-1)
 
 
 class OneNetTagHead(nn.Module):
@@ -213,10 +213,12 @@ class OneNetModel(OneNetPreTrainedModel):
         return self.decoder.word_embeddings
 
     def get_backbone_features(self, pixel_values: torch.Tensor | None) -> torch.Tensor:
-        """The frozen backbone's feature grids (B, 1280, 9, 9); their spatial mean feeds ImageNet and search heads."""
+        """The frozen backbone's feature grids (B, 1280, 9, 9); their spatial mean feeds ImageNet and search heads.
+
+        Pixels are moved to the model's device, as the processor makes them on the CPU."""
         if pixel_values is None:
             raise ValueError("You have to specify either pixel_values or backbone_features.")
-        return self.backbone(pixel_values)
+        return self.backbone(pixel_values.to(self.device))
 
     @staticmethod
     def get_pooled_features(backbone_features: torch.Tensor) -> torch.Tensor:

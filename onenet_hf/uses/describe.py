@@ -115,7 +115,7 @@ def search_by_description(
     k = min(k, len(index))
     if method == "embed":
         query = model.get_retrieval_text_embeds(encode_sentences([text], model.config.text_encoder_name))
-        scores = np.asarray(index.retrieval_embeds, dtype=np.float32) @ query[0].numpy()
+        scores = np.asarray(index.retrieval_embeds, dtype=np.float32) @ query[0].cpu().numpy()
         candidates = top_k_scores(scores, max(k, model.config.rerank_top_k) if rerank else k)
         if rerank:
             try:
@@ -123,17 +123,18 @@ def search_by_description(
             except UnknownWordError:  # nothing the decoder knows: keep the joint-space order
                 return index.matches(candidates[:k])
             rows = [row for row, _ in candidates]
-            images = torch.from_numpy(np.array(index.image_embeds[rows], dtype=np.float32))
-            scores = decoder_rerank_scores(model, ids, images, torch.tensor([cosine for _, cosine in candidates]))
+            images = torch.from_numpy(np.array(index.image_embeds[rows], dtype=np.float32)).to(model.device)
+            cosines = torch.tensor([cosine for _, cosine in candidates], device=model.device)
+            scores = decoder_rerank_scores(model, ids, images, cosines)
             candidates = [candidates[i] for i in scores.argsort(descending=True).tolist()]
         return index.matches(candidates[:k])
     if method == "invert":
         ids = description_token_ids(processor, text, model.config.max_caption_length)
-        vector = invert_descriptions(model, [ids])[0].numpy()
+        vector = invert_descriptions(model, [ids])[0].cpu().numpy()
         return index.matches(index.nearest(vector, k)[0])
     if method == "glove":
         query = glove_description_embeds(model, processor.tokenizer, [text])[0]
-        return index.matches(top_k_scores(np.asarray(index.tag_embeds, dtype=np.float32) @ query.numpy(), k))
+        return index.matches(top_k_scores(np.asarray(index.tag_embeds, dtype=np.float32) @ query.cpu().numpy(), k))
     raise ValueError(f"unknown search method {method!r}; choose one of {SEARCH_METHODS}")
 
 

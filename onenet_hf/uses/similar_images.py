@@ -36,7 +36,7 @@ def class_focus_weights(model, imagenet_class: int | str) -> np.ndarray:
         imagenet_class = names.index(imagenet_class.lower())
     if not 0 <= int(imagenet_class) < len(labels):
         raise ValueError(f"ImageNet class index must be 0-999, got {imagenet_class}")
-    return model.backbone.net._fc.weight[int(imagenet_class)].detach().float().numpy()
+    return model.backbone.net._fc.weight[int(imagenet_class)].detach().float().cpu().numpy()
 
 
 @torch.inference_mode()

@@ -50,7 +50,7 @@ def tag_word_features(model, tokenizer, words: Sequence[str]) -> torch.Tensor:
     vectors = torch.from_numpy(np.concatenate([glove.vectors[rows], rank], axis=1))
     input_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(words)))
     input_ids[input_ids == tokenizer.unk_token_id] = model.config.pad_token_id  # the decoder does not know it
-    return model.get_tag_word_features(vectors, input_ids)
+    return model.get_tag_word_features(vectors.to(model.device), input_ids.to(model.device))
 
 
 @cache
