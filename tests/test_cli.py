@@ -98,7 +98,9 @@ def test_evaluate_tags_and_retrieval(shapes_model_with_heads, shapes_dir, featur
     assert 0 <= result["metrics"]["tag_precision@5"] <= 1
     assert 0 <= result["metrics"]["share_outside_caption_vocabulary"] <= 1
     assert main([*args, "--task", "tags", "--caption-samples", "-1"]) == 2
-    assert "caption_samples must be >= 0" in capsys.readouterr().err
+    assert "caption_samples must be 0 to 1000" in capsys.readouterr().err
+    assert main([*args, "--task", "tags", "--caption-weight", "-0.5"]) == 2
+    assert "caption_weight must be >= 0" in capsys.readouterr().err
     assert main([*args, "--task", "retrieval", "--methods", "joint,embed", "--output", str(tmp_path / "r.json")]) == 0
     metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
     assert set(metrics) == {"joint", "embed"} and metrics["embed"]["text_to_image_R@10"] > 0

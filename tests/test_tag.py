@@ -67,8 +67,9 @@ def test_sampled_captions_reorder_the_head_and_zero_samples_leave_it_alone():
     tagger.caption_weight = 100.0  # the sampled captions dominate the untrained head
     assert {w.word for w in tagger.top_words(images, 2)[0]} == {"red", "circle"}
     assert tagger.top_words(images, 1)[1][0].word == "square"
-    with pytest.raises(ValueError, match="caption_samples"):
-        scripted_tagger(["a red circle"], caption_samples=-1)
+    for bad in (-1, 1001):
+        with pytest.raises(ValueError, match="caption_samples must be 0 to 1000"):
+            scripted_tagger(["a red circle"], caption_samples=bad)
 
 
 def test_imagenet_labels_ship_with_the_package():

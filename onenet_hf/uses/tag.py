@@ -18,6 +18,7 @@ from .words import ScoredWord, check_k
 
 CAPTION_SAMPLES = 100  # decoder captions sampled per tagged image; with CAPTION_WEIGHT, chosen on Flickr8k dev
 CAPTION_WEIGHT = 1.0
+MAX_CAPTION_SAMPLES = 1000  # bounds memory (samples x images x vocabulary per step); 200 already gained nothing
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,10 @@ class Tagger:
         caption_weight: float = CAPTION_WEIGHT,
         batch_size: int = 32,
     ):
-        if caption_samples < 0:
-            raise ValueError(f"caption_samples must be >= 0, got {caption_samples}")
+        if not 0 <= caption_samples <= MAX_CAPTION_SAMPLES:
+            raise ValueError(f"caption_samples must be 0 to {MAX_CAPTION_SAMPLES}, got {caption_samples}")
+        if caption_weight < 0:
+            raise ValueError(f"caption_weight must be >= 0, got {caption_weight}")
         self.model, self.tokenizer = model, tokenizer
         self.words = list(vocabulary or tag_vocabulary(model.config.tag_vocabulary_size))
         self.caption_samples, self.caption_weight, self.batch_size = caption_samples, caption_weight, batch_size
