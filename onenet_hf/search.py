@@ -77,6 +77,14 @@ def beam_search(
     return [max(hypotheses, key=lambda h: h.score) for hypotheses in finished]
 
 
+@dataclass(frozen=True)
+class Samples:
+    """Sequences drawn from a decoder, and along each one the chance that it says each token at some step."""
+
+    token_ids: torch.Tensor  # (batch, num_samples, max_length), EOS from the end of each sequence on
+    token_chances: torch.Tensor  # (batch, num_samples, vocab): 1 - prod over the sequence's steps of (1 - p(token))
+
+
 @torch.no_grad()
 def sample_sequences(
     step: StepFunction,
@@ -87,15 +95,15 @@ def sample_sequences(
     max_length: int = 24,
     suppress_token_ids: tuple[int, ...] = (),
     seed: int = 0,
-) -> torch.Tensor:
-    """`num_samples` sequences per batch item drawn from the decoder (temperature 1): (batch, num_samples, max_length)
-    token ids, EOS from the end of each sequence on.
+) -> Samples:
+    """`num_samples` sequences per batch item drawn from the decoder (temperature 1), with each token's chance
+    of being said along them, a smoother signal than whether the one drawn sequence said it.
 
     Every item uses the same uniform draws (from `seed`, by inverse-CDF sampling), so an item's samples are
     reproducible and do not depend on what else is in the batch.
     """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if num_samples < 1 or max_length < 1:
+        raise ValueError(f"num_samples and max_length must be >= 1, got {num_samples} and {max_length}")
     batch = state[0].shape[0]
     device = state[0].device
     uniforms = torch.rand(num_samples, max_length, generator=torch.Generator().manual_seed(seed)).to(device)
@@ -104,10 +112,14 @@ def sample_sequences(
     rows = torch.arange(batch * num_samples, device=device)  # the sequences still being written
     tokens = torch.full((len(rows),), bos_token_id, dtype=torch.long, device=device)
     sequences = torch.full((len(rows), max_length), eos_token_id, dtype=torch.long, device=device)
+    log_misses = None  # sum over steps of log(1 - p(token))
     for position in range(max_length):
         log_probs, state = step(tokens, state)
         probabilities = log_probs.float().exp()
         probabilities[:, list(suppress_token_ids)] = 0.0
+        if log_misses is None:
+            log_misses = torch.zeros(len(rows), probabilities.shape[-1], device=device)
+        log_misses[rows] += torch.log1p(-probabilities.clamp(max=1 - 1e-6))
         cumulative = probabilities.cumsum(-1)
         targets = uniforms[rows, position] * cumulative[:, -1]
         tokens = torch.searchsorted(cumulative, targets[:, None], right=True).squeeze(1)
@@ -118,7 +130,8 @@ def sample_sequences(
             break
         rows, tokens = rows[going_on], tokens[going_on]
         state = tuple(tensor[going_on] for tensor in state)
-    return sequences.view(batch, num_samples, max_length)
+    chances = -torch.expm1(log_misses)
+    return Samples(sequences.view(batch, num_samples, max_length), chances.view(batch, num_samples, -1))
 
 
-__all__ = ["Hypothesis", "beam_search", "sample_sequences"]
+__all__ = ["Hypothesis", "Samples", "beam_search", "sample_sequences"]

@@ -94,7 +94,7 @@ def test_evaluate_tags_and_retrieval(shapes_model_with_heads, shapes_dir, featur
     ]
     assert main([*args, "--task", "tags", "--caption-samples", "20", "--output", str(tmp_path / "tags.json")]) == 0
     result = json.loads((tmp_path / "tags.json").read_text())
-    assert result["caption_samples"] == 20 and result["caption_weight"] == 1.0
+    assert result["caption_samples"] == 20 and result["caption_weight"] == 2.0
     assert 0 <= result["metrics"]["tag_precision@5"] <= 1
     assert 0 <= result["metrics"]["share_outside_caption_vocabulary"] <= 1
     assert main([*args, "--task", "tags", "--caption-samples", "-1"]) == 2

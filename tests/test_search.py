@@ -59,7 +59,7 @@ def test_suppressed_tokens_are_never_generated():
 
 
 def test_samples_follow_the_decoder_distribution_and_end_with_eos():
-    [samples] = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=4000, max_length=6)
+    [samples] = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=4000, max_length=6).token_ids
     assert samples.shape == (4000, 6)
     assert float((samples[:, 0] == A).float().mean()) == pytest.approx(0.6, abs=0.03)
     assert float(((samples[:, 0] == A) & (samples[:, 1] == EOS)).float().mean()) == pytest.approx(0.3, abs=0.03)
@@ -69,7 +69,7 @@ def test_samples_follow_the_decoder_distribution_and_end_with_eos():
 
 
 def test_sampling_never_draws_suppressed_tokens():
-    [samples] = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, 500, max_length=4, suppress_token_ids=(A,))
+    [samples] = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, 500, 4, suppress_token_ids=(A,)).token_ids
     assert not (samples == A).any() and (samples[:, 0] == B).all()
 
 
@@ -83,14 +83,25 @@ def item_step(tokens: torch.Tensor, state: tuple[torch.Tensor, ...]):
 
 
 def test_an_items_samples_are_reproducible_and_do_not_depend_on_the_batch():
-    alone = sample_sequences(item_step, (torch.tensor([0.3]),), BOS, EOS, 200, max_length=3)
-    batched = sample_sequences(item_step, (torch.tensor([0.9, 0.3, 0.5]),), BOS, EOS, 200, max_length=3)
+    alone = sample_sequences(item_step, (torch.tensor([0.3]),), BOS, EOS, 200, max_length=3).token_ids
+    batched = sample_sequences(item_step, (torch.tensor([0.9, 0.3, 0.5]),), BOS, EOS, 200, max_length=3).token_ids
     assert torch.equal(alone[0], batched[1])
-    other_seed = sample_sequences(item_step, (torch.tensor([0.3]),), BOS, EOS, 200, max_length=3, seed=1)
+    other_seed = sample_sequences(item_step, (torch.tensor([0.3]),), BOS, EOS, 200, max_length=3, seed=1).token_ids
     assert not torch.equal(alone, other_seed)
     assert float((batched[0, :, 0] == A).float().mean()) > float((batched[1, :, 0] == A).float().mean())
 
 
+def test_token_chances_follow_each_sampled_sequence():
+    samples = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=50, max_length=6)
+    ids, chances = samples.token_ids[0], samples.token_chances[0]
+    said_a_then_eos = [i for i in range(50) if ids[i, 0] == A and ids[i, 1] == EOS]
+    assert said_a_then_eos  # p = 0.3: some of 50 samples
+    # steps: after BOS (A 0.6, B 0.4), after A (EOS 0.5, B 0.5)
+    expected = torch.tensor([0.0, 0.5, 0.6, 1 - 0.6 * 0.5])
+    assert torch.allclose(chances[said_a_then_eos[0]], expected, atol=1e-5)
+    assert bool(((chances >= 0) & (chances <= 1)).all())
+
+
 def test_num_samples_must_be_positive():
-    with pytest.raises(ValueError, match="num_samples"):
+    with pytest.raises(ValueError, match="num_samples and max_length must be >= 1"):
         sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=0)

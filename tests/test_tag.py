@@ -53,10 +53,11 @@ def scripted_tagger(captions: list[str], caption_samples: int) -> Tagger:
     return Tagger(model, tokenizer, ["circle", "square", "red", "ocean"], caption_samples=caption_samples)
 
 
-def test_caption_shares_count_each_word_once_per_sampled_caption_by_stem():
+def test_caption_chances_join_the_forms_of_a_word_and_stay_probabilities():
     tagger = scripted_tagger(["two red circles red", "a blue square"], caption_samples=4)
-    shares = tagger.caption_shares(torch.zeros(2, 16))
-    assert shares.tolist() == [[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
+    chances = tagger.caption_chances(torch.zeros(2, 16))
+    expected = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0]])  # "circles" counts for "circle"
+    assert torch.allclose(chances, expected, atol=1e-5)
 
 
 def test_sampled_captions_reorder_the_head_and_zero_samples_leave_it_alone():

@@ -17,7 +17,8 @@ from ..word_vectors import glove_vectors, normalize_word, stopwords
 from .words import ScoredWord, check_k
 
 CAPTION_SAMPLES = 100  # decoder captions sampled per tagged image; with CAPTION_WEIGHT, chosen on Flickr8k dev
-CAPTION_WEIGHT = 1.0
+CAPTION_WEIGHT = 2.0
+CHANCE_FLOOR = 1e-3  # added to the decoder's chance of a word before the log
 MAX_CAPTION_SAMPLES = 1000  # bounds memory (samples x images x vocabulary per step); 200 already gained nothing
 
 
@@ -66,9 +67,10 @@ class Tagger:
     """Scores every tag-vocabulary word against images; the word side is computed once per model.
 
     A word's score is the tag head's log-probability (softmax over the vocabulary of the scaled cosines) plus
-    `caption_weight` x the log of the share of `caption_samples` captions, sampled from the decoder for the
-    image, that use the word (half a caption added, so unused words are not -inf). The decoder knows how
-    people describe a photo; the head knows every GloVe word. With `caption_samples=0` the head alone ranks.
+    `caption_weight` x the log of the chance that the decoder says the word along `caption_samples` captions
+    sampled for the image (`caption_chances`, plus CHANCE_FLOOR so words it never says are not -inf). The
+    decoder knows how people describe a photo; the head knows every GloVe word. With `caption_samples=0` the
+    head alone ranks.
     """
 
     def __init__(
@@ -92,9 +94,11 @@ class Tagger:
         column_of_stem: dict[str, int] = {}
         for column, word in enumerate(self.words):
             column_of_stem.setdefault(normalize_word(word), column)
-        self.token_columns = torch.full((len(tokenizer),), len(self.words), dtype=torch.long)
+        token_columns = torch.full((len(tokenizer),), len(self.words), dtype=torch.long)  # len(words): no tag word
         for token, token_id in tokenizer.get_vocab().items():
-            self.token_columns[token_id] = column_of_stem.get(normalize_word(token), len(self.words))
+            token_columns[token_id] = column_of_stem.get(normalize_word(token), len(self.words))
+        # the few columns caption tokens reach, and each token's place among them (keeps caption_chances small)
+        self.reached_columns, self.token_places = token_columns.unique(return_inverse=True)
 
     @torch.inference_mode()
     def head_log_probs(self, image_embeds: torch.Tensor) -> torch.Tensor:
@@ -103,24 +107,25 @@ class Tagger:
         return (self.model.tag_head.logit_scale.exp() * cosines).log_softmax(-1)
 
     @torch.inference_mode()
-    def caption_shares(self, image_embeds: torch.Tensor) -> torch.Tensor:
-        """Share (B, V) of `caption_samples` captions sampled from the decoder that use each word (by stem)."""
-        config, samples, words = self.model.config, self.caption_samples, len(self.words)
-        sequences = sample_sequences(
+    def caption_chances(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Chance (B, V) that the decoder says each word (any form with its stem) along a caption: the mean over
+        `caption_samples` sampled captions of 1 - prod over their steps of (1 - p(word))."""
+        config, words = self.model.config, len(self.words)
+        samples = sample_sequences(
             self.model.decoder_step,
             self.model.initial_state(image_embeds),
             bos_token_id=config.bos_token_id,
             eos_token_id=config.eos_token_id,
-            num_samples=samples,
+            num_samples=self.caption_samples,
             max_length=config.max_caption_length,
             suppress_token_ids=(config.pad_token_id, config.bos_token_id, self.tokenizer.unk_token_id),
         )
-        columns = self.token_columns.to(sequences.device)[sequences]  # (B, samples, length); `words` = no tag word
-        caption = torch.arange(columns.shape[0] * samples, device=columns.device).view(-1, samples, 1)
-        used = (caption * (words + 1) + columns).flatten().unique()  # each word once per caption
-        image, column = used // (words + 1) // samples, used % (words + 1)
-        counts = torch.bincount(image * (words + 1) + column, minlength=columns.shape[0] * (words + 1))
-        return counts.view(-1, words + 1)[:, :words].float() / samples
+        token_misses = torch.log1p(-samples.token_chances)  # (B, samples, tokens)
+        places, columns = self.token_places.to(token_misses.device), self.reached_columns.to(token_misses.device)
+        misses = token_misses.new_zeros(*token_misses.shape[:2], len(columns)).index_add_(2, places, token_misses)
+        chances = token_misses.new_zeros(len(token_misses), words + 1)
+        chances[:, columns] = -torch.expm1(misses).mean(1)
+        return chances[:, :words]
 
     def scores(self, image_embeds: torch.Tensor) -> torch.Tensor:
         """Score (B, V) of every vocabulary word for each image, higher is better (see the class docstring)."""
@@ -128,8 +133,7 @@ class Tagger:
         for batch in image_embeds.split(self.batch_size):
             score = self.head_log_probs(batch)
             if self.caption_samples and self.caption_weight:
-                shares = self.caption_shares(batch) + 0.5 / self.caption_samples
-                score = score + self.caption_weight * shares.log()
+                score = score + self.caption_weight * (self.caption_chances(batch) + CHANCE_FLOOR).log()
             scores.append(score)
         return torch.cat(scores)
 
