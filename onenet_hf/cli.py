@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     def tagger_options(sub: argparse.ArgumentParser) -> None:
         help_text = "tags: decoder captions sampled per image to sharpen the tag head; 0 = the head alone"
         sub.add_argument("--caption-samples", type=int, default=CAPTION_SAMPLES, help=help_text)
-        help_text = "tags: weight of the log share of sampled captions that use a word"
+        help_text = "tags: weight of the log chance that the decoder says a word along the sampled captions"
         sub.add_argument("--caption-weight", type=float, default=CAPTION_WEIGHT, help=help_text)
 
     evaluate = commands.add_parser("evaluate", help="caption metrics, tag precision, analogy accuracy or retrieval")

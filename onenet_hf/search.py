@@ -79,10 +79,11 @@ def beam_search(
 
 @dataclass(frozen=True)
 class Samples:
-    """Sequences drawn from a decoder, and along each one the chance that it says each token at some step."""
+    """Sequences drawn from a decoder, and along each one how likely it was to leave each token unsaid:
+    1 - exp(token_log_misses) is the chance that the decoder says the token at some step of the sequence."""
 
     token_ids: torch.Tensor  # (batch, num_samples, max_length), EOS from the end of each sequence on
-    token_chances: torch.Tensor  # (batch, num_samples, vocab): 1 - prod over the sequence's steps of (1 - p(token))
+    token_log_misses: torch.Tensor  # (batch, num_samples, vocab): sum over the sequence's steps of log(1 - p(token))
 
 
 @torch.no_grad()
@@ -97,7 +98,7 @@ def sample_sequences(
     seed: int = 0,
 ) -> Samples:
     """`num_samples` sequences per batch item drawn from the decoder (temperature 1), with each token's chance
-    of being said along them, a smoother signal than whether the one drawn sequence said it.
+    of being said along them (`Samples`), a smoother signal than whether the one drawn sequence said it.
 
     Every item uses the same uniform draws (from `seed`, by inverse-CDF sampling), so an item's samples are
     reproducible and do not depend on what else is in the batch.
@@ -130,8 +131,7 @@ def sample_sequences(
             break
         rows, tokens = rows[going_on], tokens[going_on]
         state = tuple(tensor[going_on] for tensor in state)
-    chances = -torch.expm1(log_misses)
-    return Samples(sequences.view(batch, num_samples, max_length), chances.view(batch, num_samples, -1))
+    return Samples(sequences.view(batch, num_samples, max_length), log_misses.view(batch, num_samples, -1))
 
 
 __all__ = ["Hypothesis", "Samples", "beam_search", "sample_sequences"]

@@ -13,13 +13,12 @@ BOS, EOS, A, B = 0, 1, 2, 3
 
 
 def toy_step(tokens: torch.Tensor, state: tuple[torch.Tensor, ...]):
-    """After BOS: A (0.6) or B (0.4). After A: EOS or B, even odds. After B: EOS (0.99). After EOS: EOS."""
+    """After BOS: A (0.6) or B (0.4). After A: EOS or B, even odds. After B: EOS (0.99)."""
     (position,) = state
     table = {
         BOS: [0.0, 0.0, 0.6, 0.4],
         A: [0.0, 0.5, 0.0, 0.5],
         B: [0.0, 0.99, 0.005, 0.005],
-        EOS: [0.0, 1.0, 0.0, 0.0],
     }
     probs = torch.tensor([table[int(t)] for t in tokens]) + 1e-12
     return probs.log(), (position + 1,)
@@ -93,7 +92,7 @@ def test_an_items_samples_are_reproducible_and_do_not_depend_on_the_batch():
 
 def test_token_chances_follow_each_sampled_sequence():
     samples = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=50, max_length=6)
-    ids, chances = samples.token_ids[0], samples.token_chances[0]
+    ids, chances = samples.token_ids[0], -torch.expm1(samples.token_log_misses[0])
     said_a_then_eos = [i for i in range(50) if ids[i, 0] == A and ids[i, 1] == EOS]
     assert said_a_then_eos  # p = 0.3: some of 50 samples
     # steps: after BOS (A 0.6, B 0.4), after A (EOS 0.5, B 0.5)
