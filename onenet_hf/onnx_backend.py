@@ -8,12 +8,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import GenerationConfig
+from transformers.utils import GENERATION_CONFIG_NAME
 
 from .configuration_onenet import OneNetConfig
+from .extras import require
 from .fingerprint import checkpoint_fingerprint
+from .modeling_onenet import caption_generation_config
 
 MANIFEST_FILE = "manifest.json"
 VARIANTS = ("fp32", "int8", "fp16")
+
+
+def checkpoint_generation_config(checkpoint: Path, config: OneNetConfig) -> GenerationConfig:
+    """The checkpoint's generation_config.json, or the captioning defaults for an older checkpoint without one."""
+    if (checkpoint / GENERATION_CONFIG_NAME).is_file():
+        return GenerationConfig.from_pretrained(checkpoint)
+    return caption_generation_config(config)
 
 
 class OnnxExportError(ValueError):
@@ -37,10 +48,7 @@ class OnnxOneNetBackend:
     """
 
     def __init__(self, checkpoint: str | os.PathLike, onnx_dir: str | os.PathLike | None = None, variant: str = "fp32"):
-        try:
-            import onnxruntime
-        except ImportError as error:
-            raise ImportError("the ONNX backend needs onnxruntime: pip install 'onenet_hf[onnx]'") from error
+        onnxruntime = require("onnxruntime", "onnx", "the ONNX backend")
         if variant not in VARIANTS:
             raise ValueError(f"unknown ONNX variant {variant!r}; choose one of {VARIANTS}")
         if variant == "fp16" and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
@@ -63,6 +71,7 @@ class OnnxOneNetBackend:
                 f"(fingerprint {manifest.get('checkpoint_fingerprint')}, {checkpoint} has {expected}); export it again"
             )
         self.config = OneNetConfig.from_pretrained(checkpoint)
+        self.generation_config = checkpoint_generation_config(checkpoint, self.config)
         self.variant = variant
         self.providers = _providers(variant)
         options = onnxruntime.SessionOptions()

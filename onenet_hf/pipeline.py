@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .gallery import GalleryIndex, ImageMatch, build_index
+from .hub import resolve_model
 from .image_processing_onenet import ImageLike
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
@@ -45,20 +46,23 @@ class OneNet:
         backend: str = "torch",
         onnx_dir: str | os.PathLike | None = None,
         onnx_variant: str = "fp32",
+        revision: str | None = None,
     ) -> OneNet:
-        """Load a folder written by `onenet train` (or `save_pretrained`); never touches the network.
+        """Load a local folder (written by `onenet train`, `onenet release` or `save_pretrained`) or a Hub repo id
+        (at `revision`), resolved through the Hub cache (see `hub.resolve_model`).
 
-        `backend="onnx"` runs the graphs `onenet export` wrote (default `path/onnx`), `onnx_variant`
-        `"fp32"`, `"int8"` (CPU) or `"fp16"` (GPU).
+        `backend="onnx"` runs the graphs `onenet export` wrote (default `MODEL/onnx`, a release ships them),
+        `onnx_variant` `"fp32"`, `"int8"` (CPU) or `"fp16"` (GPU).
         """
-        processor = OneNetProcessor.from_pretrained(path)
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"unknown backend {backend!r}; choose 'torch' or 'onnx'")
+        folder = resolve_model(path, revision, with_onnx=backend == "onnx" and onnx_dir is None)
+        processor = OneNetProcessor.from_pretrained(folder)
         if backend == "onnx":
             from .onnx_backend import OnnxOneNetBackend
 
-            return cls(OnnxOneNetBackend(path, onnx_dir, onnx_variant), processor)
-        if backend != "torch":
-            raise ValueError(f"unknown backend {backend!r}; choose 'torch' or 'onnx'")
-        model = OneNetModel.from_pretrained(path, dtype=torch.float32)
+            return cls(OnnxOneNetBackend(folder, onnx_dir, onnx_variant), processor)
+        model = OneNetModel.from_pretrained(folder, dtype=torch.float32)
         return cls(model.to(device or "cpu"), processor)
 
     def save_pretrained(self, path: str | os.PathLike, half_precision_weights: bool = False) -> None:
@@ -75,9 +79,12 @@ class OneNet:
             weights_file.chmod(0o644)
 
     def caption(
-        self, images: ImageLike | Sequence[ImageLike], beam_size: int = 3, length_penalty: float = 1.0
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        beam_size: int | None = None,
+        length_penalty: float | None = None,
     ) -> list[Caption]:
-        """One `Caption(text, score)` per image, in input order."""
+        """One `Caption(text, score)` per image, in input order; defaults from the model's generation config."""
         return caption_images(self.model, self.processor, images, beam_size, length_penalty)
 
     def _torch_model(self, use: str) -> OneNetModel:

@@ -77,6 +77,21 @@ def beam_search(
     return [max(hypotheses, key=lambda h: h.score) for hypotheses in finished]
 
 
+def generate_beams(backend, image_embeds: torch.Tensor, generation_config) -> list[Hypothesis]:
+    """Beam search as a `GenerationConfig` asks (num_beams, max_new_tokens counting EOS, length_penalty,
+    suppress_tokens): the one search behind `generate`, `onenet caption` and the pipeline."""
+    return beam_search(
+        backend.decoder_step,
+        backend.initial_state(image_embeds),
+        bos_token_id=generation_config.bos_token_id,
+        eos_token_id=generation_config.eos_token_id,
+        beam_size=generation_config.num_beams,
+        max_length=generation_config.max_new_tokens - 1,
+        length_penalty=generation_config.length_penalty,
+        suppress_token_ids=tuple(generation_config.suppress_tokens or ()),
+    )
+
+
 @dataclass(frozen=True)
 class Samples:
     """Sequences drawn from a decoder, and along each one how likely it was to leave each token unsaid:
@@ -134,4 +149,4 @@ def sample_sequences(
     return Samples(sequences.view(batch, num_samples, max_length), log_misses.view(batch, num_samples, -1))
 
 
-__all__ = ["Hypothesis", "Samples", "beam_search", "sample_sequences"]
+__all__ = ["Hypothesis", "Samples", "beam_search", "generate_beams", "sample_sequences"]

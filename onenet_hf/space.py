@@ -33,9 +33,10 @@ class OneNetSpace:
         model: str | Path,
         gallery: str | Path | None = None,
         cache_dir: str | Path = GALLERY_CACHE,
+        revision: str | None = None,
     ):
-        self.net = OneNet.from_pretrained(model)
-        self.captioner = self._onnx_captioner(model) or self.net
+        self.net = OneNet.from_pretrained(model, revision=revision)
+        self.captioner = self._onnx_captioner(model, revision) or self.net
         self.gallery = Path(gallery).resolve() if gallery else None
         source = str(self.gallery) if self.gallery else "scikit-image sample photos"
         self.folder = Path(cache_dir) / hashlib.sha256(source.encode()).hexdigest()[:16]
@@ -44,12 +45,12 @@ class OneNetSpace:
         self.index = self._build()
 
     @staticmethod
-    def _onnx_captioner(model: str | Path) -> OneNet | None:
+    def _onnx_captioner(model: str | Path, revision: str | None) -> OneNet | None:
         """Captioning on onnxruntime when `onenet export` has written graphs for this very checkpoint."""
         from .onnx_backend import OnnxExportError
 
         try:
-            return OneNet.from_pretrained(model, backend="onnx")
+            return OneNet.from_pretrained(model, backend="onnx", revision=revision)
         except (OnnxExportError, ImportError):
             return None
 
@@ -65,8 +66,8 @@ class OneNetSpace:
             raise ValueError("no image: upload one or pick an example")
         return load_image(image)
 
-    def caption(self, image, beam_size: int = 3) -> str:
-        return self.captioner.caption(self._image(image), int(beam_size))[0].text
+    def caption(self, image, beam_size: int | None = None) -> str:
+        return self.captioner.caption(self._image(image), None if beam_size is None else int(beam_size))[0].text
 
     def tag(self, image, k: int = 5) -> tuple[Rows, Rows]:
         tags = self.net.tag(self._image(image), int(k))[0]

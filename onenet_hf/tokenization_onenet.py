@@ -9,6 +9,7 @@ from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "bos_token": "[BOS]", "eos_token": "[EOS]"}
+UNK_TOKEN_ID = 1  # special tokens take ids 0-3 in the order above
 
 
 def _normalizer() -> normalizers.Normalizer:
@@ -39,4 +40,4 @@ def build_tokenizer(captions: Iterable[str], min_frequency: int = 5) -> PreTrain
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
 
 
-__all__ = ["build_tokenizer"]
+__all__ = ["UNK_TOKEN_ID", "build_tokenizer"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from onenet_hf.cli import DEFAULT_CHECKPOINT
+from onenet_hf.hub import default_model
 from onenet_hf.samples import sample_photos
 from onenet_hf.space import OneNetSpace
 from onenet_hf.uses.describe import SEARCH_METHODS
@@ -101,12 +101,13 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the OneNet Space")
-    parser.add_argument("--model", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument("--model", default=default_model(), help="checkpoint folder or Hub repo id")
+    parser.add_argument("--revision", help="Hub branch, tag or commit of --model")
     parser.add_argument("--gallery", help="folder of images to index (default: scikit-image's sample photos)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)
-    space = OneNetSpace(args.model, args.gallery)
+    space = OneNetSpace(args.model, args.gallery, revision=args.revision)
     allowed = [str(space.folder)] + [str(Path(p).parent) for p in space.index.paths]
     build_demo(space).launch(
         server_name=args.host, server_port=args.port, allowed_paths=sorted(set(allowed)), show_error=True

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+from transformers import GenerationConfig
 
 from ..image_processing_onenet import ImageLike
+from ..modeling_onenet import check_generation_config
 from ..processing_onenet import OneNetProcessor
-from ..search import beam_search
+from ..search import generate_beams
 
 
 class CaptionBackend(Protocol):
     """What captioning needs from a network: PyTorch's `OneNetModel` and the ONNX backend both provide it."""
 
     config: object
+    generation_config: GenerationConfig
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor: ...
 
@@ -35,27 +39,29 @@ class Caption:
     score: float
 
 
+def caption_options(
+    backend: CaptionBackend, beam_size: int | None = None, length_penalty: float | None = None
+) -> GenerationConfig:
+    """The backend's generation config (the release's generation_config.json) with the caller's overrides."""
+    options = copy.deepcopy(backend.generation_config)
+    if beam_size is not None:
+        options.num_beams = beam_size
+    if length_penalty is not None:
+        options.length_penalty = length_penalty
+    check_generation_config(options)
+    return options
+
+
 @torch.inference_mode()
 def captions_from_embeddings(
     backend: CaptionBackend,
     processor: OneNetProcessor,
     image_embeds: torch.Tensor,
-    beam_size: int = 3,
-    length_penalty: float = 1.0,
-    max_length: int | None = None,
+    beam_size: int | None = None,
+    length_penalty: float | None = None,
 ) -> list[Caption]:
     """Captions for image representations already computed (training-time evaluation uses this)."""
-    config = backend.config
-    hypotheses = beam_search(
-        backend.decoder_step,
-        backend.initial_state(image_embeds),
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        beam_size=beam_size,
-        max_length=max_length or config.max_caption_length,
-        length_penalty=length_penalty,
-        suppress_token_ids=(config.pad_token_id, config.bos_token_id, processor.tokenizer.unk_token_id),
-    )
+    hypotheses = generate_beams(backend, image_embeds, caption_options(backend, beam_size, length_penalty))
     texts = processor.batch_decode([h.token_ids for h in hypotheses], skip_special_tokens=True)
     return [Caption(text, h.score) for text, h in zip(texts, hypotheses, strict=True)]
 
@@ -65,11 +71,12 @@ def caption_images(
     backend: CaptionBackend,
     processor: OneNetProcessor,
     images: ImageLike | Sequence[ImageLike],
-    beam_size: int = 3,
-    length_penalty: float = 1.0,
+    beam_size: int | None = None,
+    length_penalty: float | None = None,
     batch_size: int = 16,
 ) -> list[Caption]:
-    """Caption one image or a list (paths, PIL images or arrays), in input order.
+    """Caption one image or a list (paths, PIL images or arrays), in input order; beam size and length penalty
+    default to the model's generation config.
 
     An unreadable image raises `ImageLoadError` naming it; call per image to skip bad ones.
     """
@@ -82,4 +89,4 @@ def caption_images(
     return captions
 
 
-__all__ = ["Caption", "CaptionBackend", "caption_images", "captions_from_embeddings"]
+__all__ = ["Caption", "CaptionBackend", "caption_images", "caption_options", "captions_from_embeddings"]
