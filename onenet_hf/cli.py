@@ -62,7 +62,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--data-dir is required for --task {args.task}")
     net = _load(args)
     examples = read_split(args.data_dir, args.split, args.data_format)
-    result = {"model": str(args.model), "task": args.task, "split": args.split, "images": len(examples)}
+    result = {"model": str(args.model), "task": args.task, "dataset": Path(args.data_dir).name, "split": args.split}
+    result["images"] = len(examples)
     grids = None
     if args.backend == "torch":  # cached backbone features make repeated evaluations cheap
         from .features import cached_backbone_features
