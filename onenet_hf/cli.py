@@ -196,10 +196,25 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from .pipeline import OneNet
+    from .release import write_release
 
-    OneNet.from_pretrained(args.run_dir).save_pretrained(args.out, half_precision_weights=args.fp16_weights)
-    print(f"released {args.run_dir} to {args.out}")
+    out = write_release(
+        args.model_dir, args.out, args.eval, args.card, args.model_name, args.fp16_weights, onnx=args.onnx
+    )
+    print(f"released {args.model_dir} to {out}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .release import push_release
+
+    result = push_release(args.folder, args.repo_id, args.private, args.dry_run)
+    if not args.dry_run:
+        print(f"pushed {args.folder} to https://huggingface.co/{args.repo_id} ({result})")
+        return 0
+    for file in result:
+        print(f"{file.size:>12,}  {file.path}")
+    print(f"{sum(f.size for f in result):>12,}  bytes in {len(result)} files would be uploaded to {args.repo_id}")
     return 0
 
 
@@ -356,11 +371,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_arguments(export)
     export.set_defaults(run=_export)
 
-    release = commands.add_parser("release", help="copy a trained model's HF files (no training state) to a folder")
-    release.add_argument("run_dir", help="output folder of `onenet train`")
-    release.add_argument("--out", required=True)
+    release = commands.add_parser("release", help="write a complete Hub model repo folder (card, weights, ONNX)")
+    release.add_argument("model_dir", help="trained model: folder of `onenet train`/`train-heads`, or a Hub id")
+    release.add_argument("--out", required=True, help="new folder to write (refused if it exists and is not empty)")
+    release.add_argument("--eval", nargs="*", default=[], help="`onenet evaluate --output` JSON files for the card")
+    release.add_argument("--card", help="model card body in Markdown (e.g. model_card.md); its YAML is rebuilt")
+    release.add_argument("--model-name", help="name in the card (default: the --out folder's name)")
     release.add_argument("--fp16-weights", action="store_true", help="store weights in fp16 (computed in fp32)")
+    release.add_argument("--no-onnx", dest="onnx", action="store_false", help="leave out onnx/ (needs the onnx extra)")
     release.set_defaults(run=_release)
+
+    push = commands.add_parser("push", help="upload a release folder to a Hugging Face Hub model repo")
+    push.add_argument("folder", help="folder written by `onenet release`")
+    push.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--dry-run", action="store_true", help="only list the files and sizes that would be uploaded")
+    push.set_defaults(run=_push)
     return parser
 
 

@@ -48,7 +48,7 @@ def _hub_snapshot(repo_id: str, revision: str | None, with_onnx: bool) -> Path:
             "or pass --model DIR with a local checkpoint"
         ) from None
     except (LocalEntryNotFoundError, OSError):
-        reason = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hub cannot be reached"
+        reason = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else "the Hub cannot be reached"
         raise ModelNotFoundError(
             f"{repo_id}{at} is not in the Hub cache ({constants.HF_HUB_CACHE}) nor a local folder, and {reason}; "
             f"download it once with `hf download {repo_id}`, or pass --model DIR with a local checkpoint"

@@ -1,0 +1,197 @@
+"""A release is a complete Hugging Face Hub model repo: weights, config, processor, generation config, ONNX graphs,
+training logs, the evaluations behind its figures and a model card whose YAML metrics are read from them.
+
+Written into a temporary sibling folder and renamed into place at the end, so a failed release leaves nothing
+half-written; `push_release` uploads such a folder with `HfApi`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .hub import check_model_folder
+
+CARD_FILE = "README.md"
+EVAL_FOLDER = "eval"
+TRAINING_LOGS = ("training_log.json", "heads_training_log.json")
+CARD_METADATA = {
+    "language": "en",
+    "license": "apache-2.0",
+    "library_name": "transformers",
+    "pipeline_tag": "image-to-text",
+    "tags": ["image-captioning", "efficientnet-lite", "lstm", "onenet"],
+    "datasets": ["flickr8k"],
+    "metrics": ["bleu", "meteor", "rouge", "cider", "precision", "recall", "accuracy"],
+}
+# What each `onenet evaluate --task` measures, as the Hub's model-index names it.
+TASK_TYPES = {
+    "captions": ("image-to-text", "Image captioning"),
+    "tags": ("image-classification", "Tagging with GloVe words"),
+    "retrieval": ("text-to-image-retrieval", "Describe to search"),
+    "analogy": ("word-analogy", "Word analogies (Google questions-words)"),
+}
+METRIC_TYPES = {"BLEU": "bleu", "METEOR": "meteor", "ROUGE": "rouge", "CIDEr": "cider", "precision": "precision"}
+
+
+class ReleaseError(ValueError):
+    """A release cannot be written or pushed as asked; the message says why."""
+
+
+def front_matter_free(text: str) -> str:
+    """A card body without its YAML front matter (the release builds its own from the evaluations)."""
+    if text.startswith("---\n"):
+        end = text.find("\n---\n", 4)
+        if end < 0:
+            raise ReleaseError("the model card's YAML front matter has no closing '---' line")
+        text = text[end + 5 :]
+    return text.lstrip("\n")
+
+
+def _metric_type(name: str) -> str:
+    return next((kind for prefix, kind in METRIC_TYPES.items() if name.startswith(prefix)), "recall")
+
+
+def eval_results(result: dict):
+    """The model-index entries (`EvalResult`) of one `onenet evaluate --output` JSON, values as measured."""
+    from huggingface_hub import EvalResult
+
+    task = result.get("task")
+    if task not in TASK_TYPES or not isinstance(result.get("metrics"), dict):
+        raise ReleaseError(f"not an `onenet evaluate --output` file (task {task!r}); evaluate again with --output")
+    task_type, task_name = TASK_TYPES[task]
+    dataset = result.get("dataset", "google-analogies" if task == "analogy" else None)
+    if dataset is None:
+        raise ReleaseError(f"the {task} evaluation does not say its dataset; evaluate again with this version")
+    split = result.get("split", "test")
+    common = {"task_type": task_type, "task_name": task_name, "dataset_type": dataset, "dataset_split": split}
+    common["dataset_name"] = f"{dataset} ({split} split)" if task != "analogy" else "Google analogy questions"
+    rows = []
+    if task == "captions":
+        beam = f" (beam {result['beam_size']})"
+        rows = [(name + beam, _metric_type(name), value) for name, value in result["metrics"].items()]
+    elif task == "tags":
+        rows = [("Tag precision@5", "precision", result["metrics"]["precision@5"])]
+    elif task == "retrieval":
+        for method, values in result["metrics"].items():
+            rows += [(f"{method}: {name}", "recall", value) for name, value in values.items() if "R@" in name]
+    else:
+        space = result.get("space", "glove")
+        for method, sections in result["metrics"].items():
+            total = sections.get("total", next(iter(sections.values())))
+            rows.append((f"{method} accuracy ({space} space)", "accuracy", total["accuracy"]))
+    return [EvalResult(metric_name=name, metric_type=kind, metric_value=value, **common) for name, kind, value in rows]
+
+
+def model_card(evaluations: list[dict], body: str, model_name: str):
+    """The release's README.md: YAML from `CARD_METADATA` and the evaluations, then the hand-written body."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    results = [row for result in evaluations for row in eval_results(result)]
+    data = ModelCardData(model_name=model_name, eval_results=results or None, **CARD_METADATA)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{front_matter_free(body)}")
+
+
+def write_release(
+    model: str | os.PathLike,
+    out: str | os.PathLike,
+    evaluation_files: list[str | os.PathLike] = (),
+    card_body_file: str | os.PathLike | None = None,
+    model_name: str | None = None,
+    half_precision_weights: bool = False,
+    onnx: bool = True,
+) -> Path:
+    """Write the release of `model` (folder or Hub id) to `out`, which must not exist yet (or be empty)."""
+    from .pipeline import OneNet
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ReleaseError(f"{out} already exists; a release is written whole into a new folder")
+    evaluations = []
+    for file in evaluation_files:
+        try:
+            evaluations.append(json.loads(Path(file).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as error:
+            raise ReleaseError(f"cannot read the evaluation {file}: {error}") from None
+    body = Path(card_body_file).read_text(encoding="utf-8") if card_body_file else _default_body(model_name or out.name)
+    card = model_card(evaluations, body, model_name or out.name)  # refuse bad evaluations before any work
+    net = OneNet.from_pretrained(model)
+    source = Path(net.model.name_or_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        net.save_pretrained(building, half_precision_weights=half_precision_weights)
+        for log in TRAINING_LOGS:
+            if (source / log).is_file():
+                shutil.copyfile(source / log, building / log)
+        (building / EVAL_FOLDER).mkdir()
+        for file, result in zip(evaluation_files, evaluations, strict=True):
+            (building / EVAL_FOLDER / Path(file).name).write_text(json.dumps(result, indent=2) + "\n")
+        card.save(building / CARD_FILE)
+        if onnx:
+            from export import export_onnx
+
+            export_onnx(building, building / "onnx")
+        building.chmod(0o755)
+        if out.is_dir():
+            out.rmdir()  # empty, checked above
+        os.replace(building, out)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return out
+
+
+def _default_body(name: str) -> str:
+    return (
+        f"# {name}\n\nA OneNet model: one image representation from a frozen EfficientNet-Lite2, one LSTM decoder "
+        "that captions it; the same network tags, searches and relates words. See https://github.com/onenet-hf.\n"
+    )
+
+
+@dataclass(frozen=True)
+class ReleaseFile:
+    """A file of a release folder and its size, as `push --dry-run` lists them."""
+
+    path: str
+    size: int
+
+
+def release_files(folder: str | os.PathLike) -> list[ReleaseFile]:
+    """Every file a push uploads (hidden files and folders left out, as `upload_folder` does), sorted."""
+    folder = check_model_folder(Path(folder))
+    if not (folder / CARD_FILE).is_file():
+        raise ReleaseError(f"{folder} has no {CARD_FILE} (model card): write the folder with `onenet release`")
+    files = [
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
+    return [ReleaseFile(p.relative_to(folder).as_posix(), p.stat().st_size) for p in sorted(files)]
+
+
+def push_release(folder: str | os.PathLike, repo_id: str, private: bool = False, dry_run: bool = False):
+    """Upload a release folder to the Hub model repo `repo_id` (created if needed); with `dry_run`, only list it."""
+    files = release_files(folder)
+    if dry_run:
+        return files
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", ignore_patterns=[".*"])
+
+
+__all__ = [
+    "ReleaseError",
+    "ReleaseFile",
+    "eval_results",
+    "model_card",
+    "push_release",
+    "release_files",
+    "write_release",
+]

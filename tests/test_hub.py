@@ -1,0 +1,132 @@
+"""Models by Hub id: resolved offline from a Hub cache laid out as huggingface_hub lays it out, sockets blocked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from huggingface_hub import constants
+
+from onenet_hf import OneNet, OneNetImageToTextPipeline
+from onenet_hf.cli import main
+from onenet_hf.hub import ModelNotFoundError, resolve_model
+from onenet_hf.samples import sample_photos
+
+from .hub_cache import add_snapshot
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "onenet-flickr8k"
+REPO_ID = "onenet-hf/onenet-flickr8k"
+
+
+def _release_copy(target: Path) -> Path:
+    shutil.copytree(CHECKPOINT, target, ignore=shutil.ignore_patterns("onnx"))
+    return target
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tmp_path_factory) -> dict:
+    """The shipped checkpoint as `main` of REPO_ID, and a `v0.1` tag whose generation config decodes greedily."""
+    root = tmp_path_factory.mktemp("hf")
+    cache = root / "hub"
+    main_commit = add_snapshot(cache, REPO_ID, _release_copy(root / "release"))
+    greedy = _release_copy(root / "greedy")
+    settings = json.loads((greedy / "generation_config.json").read_text())
+    (greedy / "generation_config.json").write_text(json.dumps(settings | {"num_beams": 1}))
+    old_commit = add_snapshot(cache, REPO_ID, greedy, refs=("v0.1",))
+    return {"cache": cache, "main": main_commit, "v0.1": old_commit}
+
+
+@pytest.fixture
+def offline(hub_cache, monkeypatch):
+    """HF_HUB_OFFLINE=1 and HF_HUB_CACHE pointing at the test cache; any socket connection fails the test."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache["cache"]))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache["cache"]))
+
+    def blocked(*args, **kwargs):
+        raise AssertionError(f"a test tried to open a network connection: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", blocked)
+    monkeypatch.setattr(socket, "create_connection", blocked)
+    return hub_cache
+
+
+def test_a_hub_id_resolves_to_its_cached_snapshot(offline):
+    folder = resolve_model(REPO_ID)
+    assert folder == offline["cache"] / "models--onenet-hf--onenet-flickr8k" / "snapshots" / offline["main"]
+    assert resolve_model(REPO_ID, revision="v0.1").name == offline["v0.1"]
+    assert resolve_model(REPO_ID, revision=offline["v0.1"]).name == offline["v0.1"]
+    assert resolve_model(CHECKPOINT) == CHECKPOINT  # a local folder passes through
+
+
+def test_hub_id_and_local_folder_give_the_same_caption_and_revisions_differ(offline):
+    photo = next(p for p in sample_photos() if p.stem == "motorcycle_left")
+    local = OneNet.from_pretrained(CHECKPOINT).caption(photo)[0]
+    assert OneNet.from_pretrained(REPO_ID).caption(photo)[0] == local
+    greedy = OneNet.from_pretrained(REPO_ID, revision="v0.1")
+    assert greedy.model.generation_config.num_beams == 1
+    assert greedy.caption(photo)[0] == OneNet.from_pretrained(CHECKPOINT).caption(photo, beam_size=1)[0]
+
+
+def test_pipeline_and_generate_give_the_caption_of_onenet_caption(offline):
+    from transformers import pipeline
+
+    photos = [str(p) for p in sample_photos()[:3]]
+    expected = [c.text for c in OneNet.from_pretrained(REPO_ID).caption(photos)]
+    captioner = pipeline("image-text-to-text", model=REPO_ID, pipeline_class=OneNetImageToTextPipeline)
+    assert [out[0]["generated_text"] for out in captioner(photos)] == expected
+    assert captioner(photos[0]) == [{"generated_text": expected[0]}]
+    expected_greedy = OneNet.from_pretrained(REPO_ID).caption(photos[0], beam_size=1)[0].text
+    assert captioner(photos[0], num_beams=1) == [{"generated_text": expected_greedy}]
+
+
+@pytest.mark.parametrize(
+    ("model", "revision", "message"),
+    [
+        ("onenet-hf/no-such-model", None, "onenet-hf/no-such-model is not in the Hub cache"),
+        (REPO_ID, "v9.9", "at revision 'v9.9' is not in the Hub cache"),
+        ("not a repo id!", None, "is neither a model folder nor a Hub repo id"),
+        ("./missing-folder", None, "./missing-folder: no such model folder"),
+    ],
+)
+def test_models_that_cannot_be_had_are_one_clear_error(offline, model, revision, message, capsys):
+    with pytest.raises(ModelNotFoundError, match=message):
+        resolve_model(model, revision)
+    args = ["caption", "--model", model, str(sample_photos()[0])] + (["--revision", revision] if revision else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+
+
+def test_incomplete_or_foreign_folders_are_refused(tmp_path):
+    partial = _release_copy(tmp_path / "partial")
+    (partial / "tokenizer.json").unlink()
+    with pytest.raises(ModelNotFoundError, match="not a complete OneNet model: missing tokenizer.json"):
+        resolve_model(partial)
+    foreign = _release_copy(tmp_path / "foreign")
+    (foreign / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ModelNotFoundError, match="not a OneNet model \\(config.json says model_type 'bert'\\)"):
+        resolve_model(foreign)
+    with pytest.raises(ModelNotFoundError, match="--revision applies to Hub repo ids"):
+        resolve_model(CHECKPOINT, revision="main")
+
+
+@pytest.mark.slow
+def test_onnx_backend_from_a_hub_id(hub_cache, tmp_path_factory, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from export import export_onnx
+
+    release = _release_copy(tmp_path_factory.mktemp("onnx-release") / "release")
+    export_onnx(release, release / "onnx", int8=False)
+    add_snapshot(hub_cache["cache"], "onenet-hf/with-onnx", release)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache["cache"]))
+    photo = next(p for p in sample_photos() if p.stem == "astronaut")
+    onnx = OneNet.from_pretrained("onenet-hf/with-onnx", backend="onnx")
+    assert onnx.caption(photo)[0].text == OneNet.from_pretrained(CHECKPOINT).caption(photo)[0].text
+    with pytest.raises(ValueError, match="no ONNX export"):
+        OneNet.from_pretrained(REPO_ID, backend="onnx")  # this repo has no onnx/
