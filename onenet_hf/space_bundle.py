@@ -1,0 +1,159 @@
+"""`onenet build-space`: a self-contained Hugging Face Space repo (Gradio SDK) that starts without embedding anything.
+
+The folder holds `app.py`, a Spaces `README.md`, `requirements.txt` (public packages only), the `onenet_hf` package
+itself (Spaces put the app's folder on `sys.path`; a wheel named in requirements.txt would not be there when
+Spaces installs it), the model, the gallery photos with their licences and a prebuilt gallery index.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .gallery import list_images
+from .hub import DEFAULT_MODEL_ID, check_model_folder, resolve_model
+from .samples import sample_photos
+
+MODEL_FOLDER, GALLERY_FOLDER, INDEX_FOLDER = "model", "gallery", "gallery_index"
+ATTRIBUTION_FILE = "ATTRIBUTION.md"
+# COCO's own licence table (ids as in the `license` field of its images); only these allow redistribution
+# in a public demo without further permission, with attribution.
+COCO_REDISTRIBUTABLE = {
+    4: ("CC BY 2.0", "http://creativecommons.org/licenses/by/2.0/"),
+    5: ("CC BY-SA 2.0", "http://creativecommons.org/licenses/by-sa/2.0/"),
+    7: ("No known copyright restrictions", "http://flickr.com/commons/usage/"),
+    8: ("United States Government Work", "http://www.usa.gov/copyright.shtml"),
+}
+APP = '''"""OneNet Space, built by `onenet build-space`: the UI is `onenet_hf.space_app`; model and gallery are here."""
+
+from onenet_hf.space_app import main
+
+if __name__ == "__main__":
+    main(["--model", "{model}", "--gallery", "{gallery}", "--index-dir", "{index}"])
+'''
+
+
+class SpaceBundleError(ValueError):
+    """A Space folder cannot be built as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class GalleryPhoto:
+    """A photo for the Space's gallery and the line of ATTRIBUTION.md that credits it."""
+
+    path: Path
+    credit: str
+
+
+def gallery_photos(gallery: str | os.PathLike | None) -> list[GalleryPhoto]:
+    """scikit-image's photos, plus a folder's images or, for a COCO-format folder, its openly licensed photos."""
+    photos = [
+        GalleryPhoto(p, f"scikit-image sample photo `{p.name}` (scikit-image, BSD-3-Clause)") for p in sample_photos()
+    ]
+    if gallery is None:
+        return photos
+    folder = Path(gallery)
+    coco = sorted(folder.glob("captions*.json")) if folder.is_dir() else []
+    if not coco:
+        return photos + [GalleryPhoto(p, f"`{p.name}` from the builder's own folder") for p in list_images(folder)]
+    for image in json.loads(coco[0].read_text(encoding="utf-8"))["images"]:
+        if image.get("license") in COCO_REDISTRIBUTABLE and (folder / "images" / image["file_name"]).is_file():
+            name, link = COCO_REDISTRIBUTABLE[image["license"]]
+            credit = f"`{image['file_name']}`: Flickr photo {image.get('flickr_url', '')} (MS-COCO), [{name}]({link})"
+            photos.append(GalleryPhoto(folder / "images" / image["file_name"], credit))
+    return photos
+
+
+def space_requirements(with_onnx: bool) -> list[str]:
+    """What the Space installs: onenet_hf's own requirements, its `space` extra and, for ONNX captions, `onnx`."""
+    wanted = {"space"} | ({"onnx"} if with_onnx else set())
+    lines = []
+    for requirement in importlib.metadata.requires("onenet_hf") or []:
+        name, _, marker = requirement.partition(";")
+        extra = marker.split("==")[-1].strip().strip("\"'") if "extra" in marker else None
+        if extra is None or extra in wanted:
+            lines.append(name.strip())
+    return sorted(set(lines), key=str.lower)
+
+
+def space_card(model_id: str) -> str:
+    """The Space's README.md: Spaces YAML (gradio SDK, app file, the model repo it shows) and a short text."""
+    import gradio
+    from huggingface_hub import SpaceCard, SpaceCardData
+
+    data = SpaceCardData(
+        title="OneNet",
+        sdk="gradio",
+        sdk_version=gradio.__version__,
+        app_file="app.py",
+        license="apache-2.0",
+        models=[model_id],
+        emoji="🖼️",
+        colorFrom="indigo",
+        colorTo="yellow",
+        pinned=False,
+        short_description="One network, six uses: caption, tag, words, analogies, similar images, text search",
+    )
+    text = (
+        "# OneNet\n\nOne image encoder and one caption decoder, six uses: caption, tag, similar words, analogy, "
+        f"similar images and describe to search. Model: [{model_id}](https://huggingface.co/{model_id}); "
+        f"gallery photos and their licences: [{ATTRIBUTION_FILE}]({ATTRIBUTION_FILE}).\n"
+    )
+    return str(SpaceCard(f"---\n{data.to_yaml()}\n---\n\n{text}"))
+
+
+def build_space(
+    model: str | os.PathLike,
+    out: str | os.PathLike,
+    gallery: str | os.PathLike | None = None,
+    revision: str | None = None,
+    model_id: str | None = None,
+) -> Path:
+    """Write the Space folder `out` (new or empty) for `model` (folder or Hub id) and a gallery; atomic."""
+    from .pipeline import OneNet
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SpaceBundleError(f"{out} already exists; a Space folder is written whole into a new folder")
+    source = resolve_model(model, revision, with_onnx=True)
+    is_hub_id = not Path(model).expanduser().is_dir()
+    photos = gallery_photos(gallery)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        shutil.copytree(source, building / MODEL_FOLDER, ignore=shutil.ignore_patterns(".*"))
+        try:
+            net = OneNet.from_pretrained(check_model_folder(building / MODEL_FOLDER))
+        except Exception as error:  # a corrupt weight file fails in safetensors, torch or transformers
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            raise SpaceBundleError(f"the model {model} does not load: {reason}") from None
+        (building / GALLERY_FOLDER).mkdir()
+        names = set()
+        for photo in photos:
+            name = photo.path.name if photo.path.name not in names else f"{len(names)}-{photo.path.name}"
+            names.add(name)
+            shutil.copyfile(photo.path, building / GALLERY_FOLDER / name)
+        credits = "\n".join(f"- {photo.credit}" for photo in photos)
+        (building / ATTRIBUTION_FILE).write_text(f"# Gallery photos\n\n{credits}\n", encoding="utf-8")
+        net.build_index(building / GALLERY_FOLDER, building / INDEX_FOLDER)
+        shutil.copytree(Path(__file__).parent, building / "onenet_hf", ignore=shutil.ignore_patterns("__pycache__"))
+        requirements = space_requirements(with_onnx=(building / MODEL_FOLDER / "onnx").is_dir())
+        (building / "requirements.txt").write_text("\n".join(requirements) + "\n")
+        (building / "README.md").write_text(space_card(str(model) if is_hub_id else model_id or DEFAULT_MODEL_ID))
+        (building / "app.py").write_text(APP.format(model=MODEL_FOLDER, gallery=GALLERY_FOLDER, index=INDEX_FOLDER))
+        building.chmod(0o755)
+        if out.is_dir():
+            out.rmdir()
+        os.replace(building, out)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return out
+
+
+__all__ = ["SpaceBundleError", "build_space", "gallery_photos", "space_card", "space_requirements"]

@@ -1,0 +1,79 @@
+"""A wheel (`pip install .`, no extras) in a fresh venv, run from another folder, offline against a Hub cache.
+
+Slow (it installs torch and friends into a venv from the package index or pip's cache, about two minutes).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from onenet_hf import OneNet
+from onenet_hf.samples import sample_photos
+
+from .hub_cache import add_snapshot
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT = ROOT / "checkpoints" / "onenet-flickr8k"
+REPO_ID = "onenet-hf/onenet-flickr8k"
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory) -> Path:
+    """A fresh venv holding only the onenet_hf wheel and its requirements (no extras)."""
+    work = tmp_path_factory.mktemp("install")
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(work), str(ROOT)]
+    subprocess.run(pip, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
+    wheel = next(work.glob("onenet_hf-*.whl"))
+    subprocess.run([str(work / "venv" / "bin" / "pip"), "install", "-q", str(wheel)], check=True, capture_output=True)
+    return work / "venv"
+
+
+@pytest.fixture(scope="module")
+def hub_home(tmp_path_factory) -> Path:
+    """HF_HOME whose Hub cache holds the shipped release, its ONNX graphs included (exported here)."""
+    from export import export_onnx
+
+    home = tmp_path_factory.mktemp("hf-home")
+    release = home.parent / f"{home.name}-release"
+    shutil.copytree(CHECKPOINT, release, ignore=shutil.ignore_patterns("onnx"))
+    export_onnx(release, release / "onnx", int8=False)
+    add_snapshot(home / "hub", REPO_ID, release)
+    return home
+
+
+def run(venv: Path, args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_CACHE", "ONENET_MODEL")}
+    env |= {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "PATH": f"{venv / 'bin'}:{env['PATH']}"}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_wheel_works_from_another_folder_by_hub_id_and_says_which_extra_is_missing(venv, hub_home, tmp_path):
+    photo = str(next(p for p in sample_photos() if p.stem == "motorcycle_left"))
+    expected = OneNet.from_pretrained(CHECKPOINT).caption(photo)[0].text
+    where = run(venv, ["python", "-c", "import onenet_hf; print(onenet_hf.__file__)"], tmp_path, hub_home)
+    assert str(venv) in where.stdout and str(ROOT) not in where.stdout  # the installed copy, not the checkout
+    for model in (REPO_ID, str(CHECKPOINT)):
+        result = run(venv, ["onenet", "caption", "--model", model, photo], tmp_path, hub_home)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"{photo}\t{expected}\n"
+    script = (
+        "import onenet_hf, sys; from transformers import pipeline; "
+        f"p = pipeline('image-text-to-text', model='{REPO_ID}', pipeline_class=onenet_hf.OneNetImageToTextPipeline); "
+        f"print(p(sys.argv[1])[0]['generated_text'])"
+    )
+    assert run(venv, ["python", "-c", script, photo], tmp_path, hub_home).stdout == f"{expected}\n"
+    for args in (["onenet", "export", str(CHECKPOINT)], ["onenet", "caption", "--backend", "onnx", photo]):
+        result = run(venv, args, tmp_path, hub_home)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "pip install 'onenet_hf[onnx]'" in result.stderr
+    run(venv, ["pip", "install", "-q", "onnxruntime"], tmp_path, hub_home).check_returncode()
+    result = run(venv, ["onenet", "caption", "--backend", "onnx", "--model", REPO_ID, photo], tmp_path, hub_home)
+    assert result.returncode == 0 and result.stdout == f"{photo}\t{expected}\n", result.stderr
