@@ -75,7 +75,7 @@ def eval_results(result: dict):
         beam = f" (beam {result['beam_size']})"
         rows = [(name + beam, _metric_type(name), value) for name, value in result["metrics"].items()]
     elif task == "tags":
-        rows = [("Tag precision@5", "precision", result["metrics"]["precision@5"])]
+        rows = [("Tag precision@5", "precision", result["metrics"]["tag_precision@5"])]
     elif task == "retrieval":
         for method, values in result["metrics"].items():
             rows += [(f"{method}: {name}", "recall", value) for name, value in values.items() if "R@" in name]

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "onenet-flickr8k"
 CAPTIONS = {"model": "m", "task": "captions", "dataset": "flickr8k", "split": "dev", "images": 2, "beam_size": 3}
 CAPTIONS["metrics"] = {"BLEU-4": 0.2109, "CIDEr": 0.5392}
-TAGS = {"model": "m", "task": "tags", "dataset": "flickr8k", "split": "dev", "metrics": {"precision@5": 0.6122}}
+TAGS = {"model": "m", "task": "tags", "dataset": "flickr8k", "split": "dev", "metrics": {"tag_precision@5": 0.6122}}
 
 
 @pytest.fixture(scope="module")
