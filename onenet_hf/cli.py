@@ -205,6 +205,14 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_space(args: argparse.Namespace) -> int:
+    from .space_bundle import build_space
+
+    out = build_space(args.model, args.out, args.gallery, args.revision, args.model_id)
+    print(f"Space written to {out}: deploy it with `hf upload ORG/NAME {out} --repo-type space`")
+    return 0
+
+
 def _push(args: argparse.Namespace) -> int:
     from .release import push_release
 
@@ -387,6 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true", help="create the repo private")
     push.add_argument("--dry-run", action="store_true", help="only list the files and sizes that would be uploaded")
     push.set_defaults(run=_push)
+
+    space = commands.add_parser("build-space", help="write a self-contained Hugging Face Space folder")
+    space.add_argument("--model", default=default_model(), help="model folder or Hub repo id (default: %(default)s)")
+    space.add_argument("--revision", help="Hub branch, tag or commit of --model")
+    space.add_argument("--out", required=True, help="new folder to write (refused if it exists and is not empty)")
+    space.add_argument("--gallery", help="image folder, or a COCO-format folder (its openly licensed photos only)")
+    space.add_argument("--model-id", help="Hub repo the Space's card names when --model is a folder")
+    space.set_defaults(run=_build_space)
     return parser
 
 

@@ -183,14 +183,14 @@ def build_index(
 ) -> GalleryIndex:
     """Embed every image of a folder (or a list of paths) and write the index to `folder`.
 
-    Images already in an index at `folder` (same path and content) are not embedded again; an index there
+    Images already in an index at `folder` (same content, wherever they now lie) are not embedded again; an index there
     from another model or format is replaced. Unreadable files are skipped and listed in the metadata
     (`skipped`), never fatal.
     """
     folder = Path(folder)
     paths = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
     fingerprint = model_fingerprint(model)
-    previous: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    previous: dict[str, dict[str, np.ndarray]] = {}  # by content hash: a moved or copied gallery is not re-embedded
     if (folder / INDEX_FILE).exists() and not rebuild:
         try:
             old = GalleryIndex.load(folder, model)
@@ -198,7 +198,7 @@ def build_index(
             tqdm.write(f"re-embedding every image: {error}")
         else:
             for row, (path, content) in enumerate(zip(old.paths, old.metadata["hashes"], strict=True)):
-                previous[(path, content)] = {name: np.asarray(getattr(old, name)[row]) for name in ARRAYS}
+                previous[content] = {name: np.asarray(getattr(old, name)[row]) for name in ARRAYS}
 
     rows: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
     kept, hashes, skipped, pending = [], [], [], []
@@ -217,12 +217,12 @@ def build_index(
         key = str(path.resolve())
         try:
             content = _content_hash(path)
-            if (key, content) in previous:
+            if content in previous:
                 flush()
                 kept.append(key)
                 hashes.append(content)
                 for name in ARRAYS:
-                    rows[name].append(previous[(key, content)][name])
+                    rows[name].append(previous[content][name])
                 continue
             pending.append((key, content, load_image(path)))
         except (ImageLoadError, OSError) as error:

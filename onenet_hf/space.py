@@ -24,6 +24,9 @@ Rows = list[list]
 class OneNetSpace:
     """A loaded checkpoint and a gallery index (built at start, reused at the next start).
 
+    The index and added photos live in `folder` (a built Space ships one), by default one folder per gallery
+    under `cache_dir`.
+
     Captions run on onnxruntime when the checkpoint has a matching ONNX export (`onenet export`), the
     other uses on PyTorch (the export covers the caption path only).
     """
@@ -34,12 +37,13 @@ class OneNetSpace:
         gallery: str | Path | None = None,
         cache_dir: str | Path = GALLERY_CACHE,
         revision: str | None = None,
+        folder: str | Path | None = None,
     ):
         self.net = OneNet.from_pretrained(model, revision=revision)
         self.captioner = self._onnx_captioner(model, revision) or self.net
         self.gallery = Path(gallery).resolve() if gallery else None
         source = str(self.gallery) if self.gallery else "scikit-image sample photos"
-        self.folder = Path(cache_dir) / hashlib.sha256(source.encode()).hexdigest()[:16]
+        self.folder = Path(folder) if folder else Path(cache_dir) / hashlib.sha256(source.encode()).hexdigest()[:16]
         self.added = self.folder / "added"
         self._lock = threading.Lock()
         self.index = self._build()

@@ -116,6 +116,7 @@ def build_space(
 ) -> Path:
     """Write the Space folder `out` (new or empty) for `model` (folder or Hub id) and a gallery; atomic."""
     from .pipeline import OneNet
+    from .space import OneNetSpace
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -140,7 +141,7 @@ def build_space(
             shutil.copyfile(photo.path, building / GALLERY_FOLDER / name)
         credits = "\n".join(f"- {photo.credit}" for photo in photos)
         (building / ATTRIBUTION_FILE).write_text(f"# Gallery photos\n\n{credits}\n", encoding="utf-8")
-        net.build_index(building / GALLERY_FOLDER, building / INDEX_FOLDER)
+        OneNetSpace(building / MODEL_FOLDER, building / GALLERY_FOLDER, folder=building / INDEX_FOLDER)
         shutil.copytree(Path(__file__).parent, building / "onenet_hf", ignore=shutil.ignore_patterns("__pycache__"))
         requirements = space_requirements(with_onnx=(building / MODEL_FOLDER / "onnx").is_dir())
         (building / "requirements.txt").write_text("\n".join(requirements) + "\n")

@@ -117,3 +117,12 @@ def test_bad_queries_are_clear_errors(shapes_net, image_dir, tmp_path):
         shapes_net.similar_images(index, str(tmp_path / "missing.png"))
     with pytest.raises(GalleryIndexError, match="no readable images"):
         build_index(shapes_net.model, shapes_net.processor, [image_dir / "broken.jpg"], tmp_path / "empty")
+
+
+def test_a_moved_gallery_is_not_embedded_again(shapes_net, image_dir, tmp_path, monkeypatch):
+    """A built Space ships its index; where it is unpacked, the photos' paths differ but not their bytes."""
+    shapes_net.build_index(image_dir, tmp_path / "index")
+    moved = image_dir.rename(tmp_path / "moved")
+    monkeypatch.setattr(gallery, "embed_images", lambda *args: pytest.fail("an unchanged photo was embedded again"))
+    index = shapes_net.build_index(moved, tmp_path / "index")
+    assert len(index) == 4 and all(path.startswith(str(moved.resolve())) for path in index.paths)

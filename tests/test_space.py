@@ -6,7 +6,6 @@ chromium at /usr/bin/chromium and the `playwright` package (see DEVELOPERS.md); 
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 from pathlib import Path
 
@@ -36,9 +35,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The Space on a free loopback port, with the shipped checkpoint and the sample-photo gallery."""
-    spec = importlib.util.spec_from_file_location("space_app", ROOT / "spaces" / "app.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
+    from onenet_hf import space_app as app
+
     space = OneNetSpace(CHECKPOINT, cache_dir=tmp_path_factory.mktemp("galleries"))
     demo = app.build_demo(space)
     port = _free_port()

@@ -1,0 +1,124 @@
+"""The OneNet Space's UI: six tabs over one network, wiring only; every result comes from `OneNetSpace`.
+
+`spaces/app.py` and the `app.py` that `onenet build-space` writes both call `main`. Needs the `space` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+from pathlib import Path
+
+from .extras import require
+from .hub import default_model
+from .samples import sample_photos
+from .space import OneNetSpace
+from .uses.describe import SEARCH_METHODS
+from .uses.tag import imagenet_labels
+from .uses.words import ANALOGY_METHODS
+
+gr = require("gradio", "space", "the Space")
+
+
+def user_errors(function):
+    """Show bad input (ValueError, e.g. an unknown word or a corrupt image) in the UI; the server keeps serving."""
+
+    @functools.wraps(function)
+    def wrapper(*args):
+        try:
+            return function(*args)
+        except (ValueError, IndexError) as error:
+            raise gr.Error(str(error)) from None
+
+    return wrapper
+
+
+def clicked_row(event: gr.SelectData) -> tuple[int, None]:
+    """The gallery position a user clicked; the uploaded image is cleared so the click is the query."""
+    return event.index, None
+
+
+def build_demo(space: OneNetSpace) -> gr.Blocks:
+    with gr.Blocks(title="OneNet: one network, many uses") as demo:
+        gr.Markdown("# OneNet: one network, many uses\nOne image encoder and one caption decoder, six uses.")
+        examples = [str(p) for p in sample_photos()]
+        with gr.Tab("Caption"):
+            image = gr.Image(type="filepath", label="Image")
+            beam = gr.Slider(1, 8, value=3, step=1, label="Beam size")
+            caption = gr.Textbox(label="Caption")
+            gr.Examples(examples, image)
+            gr.Button("Caption", variant="primary").click(
+                user_errors(space.caption), [image, beam], caption, api_name="caption"
+            )
+        with gr.Tab("Tag"):
+            image = gr.Image(type="filepath", label="Image")
+            k = gr.Slider(1, 20, value=5, step=1, label="Tags")
+            words = gr.Dataframe(headers=["tag", "score"], label="Word tags", interactive=False)
+            labels = gr.Dataframe(headers=["ImageNet label", "probability"], label="ImageNet labels", interactive=False)
+            gr.Examples(examples, image)
+            gr.Button("Tag", variant="primary").click(
+                user_errors(space.tag), [image, k], [words, labels], api_name="tag"
+            )
+        with gr.Tab("Similar words"):
+            text = gr.Textbox(label="Word(s)", placeholder="beach")
+            word_space = gr.Radio(["learned", "glove"], value="learned", label="Word space")
+            k = gr.Slider(1, 50, value=10, step=1, label="Words")
+            table = gr.Dataframe(headers=["word", "cosine"], label="Similar words", interactive=False)
+            gr.Button("Find", variant="primary").click(
+                user_errors(space.similar_words), [text, word_space, k], table, api_name="similar_words"
+            )
+        with gr.Tab("Analogy"):
+            with gr.Row():
+                a, b, c = gr.Textbox(label="a", value="man"), gr.Textbox(label="b", value="king"), gr.Textbox(label="c")
+            method = gr.Radio(list(ANALOGY_METHODS), value="3cosadd", label="Method")
+            word_space = gr.Radio(["glove", "learned"], value="glove", label="Word space")
+            k = gr.Slider(1, 20, value=5, step=1, label="Answers")
+            table = gr.Dataframe(headers=["d", "score"], label="a : b :: c : d", interactive=False)
+            gr.Button("Solve", variant="primary").click(
+                user_errors(space.analogy), [a, b, c, method, word_space, k], table, api_name="analogy"
+            )
+        with gr.Tab("Similar images"):
+            gallery = gr.Gallery(space.gallery_items(), label="Gallery (click an image to search with it)", columns=6)
+            clicked = gr.Number(visible=False, precision=0)
+            image = gr.Image(type="filepath", label="Or upload an image")
+            focus = gr.Dropdown([""] + list(imagenet_labels()), value="", label="Focus on ImageNet class (optional)")
+            k = gr.Slider(1, 20, value=6, step=1, label="Results")
+            results = gr.Gallery(label="Similar images", columns=6)
+            gr.Button("Search", variant="primary").click(
+                user_errors(space.similar_images), [image, clicked, k, focus], results, api_name="similar_images"
+            )
+            gallery.select(clicked_row, None, [clicked, image], api_visibility="private").then(
+                user_errors(space.similar_images), [image, clicked, k, focus], results, api_visibility="private"
+            )
+            uploads = gr.File(file_count="multiple", file_types=["image"], label="Add your photos to the gallery")
+            gr.Button("Add to gallery").click(user_errors(space.add_images), uploads, gallery, api_visibility="private")
+        with gr.Tab("Describe to search"):
+            text = gr.Textbox(label="Description", placeholder="a dog jumping into a pool")
+            method = gr.Radio(list(SEARCH_METHODS), value="embed", label="Method")
+            k = gr.Slider(1, 20, value=6, step=1, label="Results")
+            results = gr.Gallery(label="Matching images", columns=6)
+            gr.Button("Search", variant="primary").click(
+                user_errors(space.search), [text, method, k], results, api_name="describe_to_search"
+            )
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the OneNet Space")
+    parser.add_argument("--model", default=default_model(), help="checkpoint folder or Hub repo id")
+    parser.add_argument("--revision", help="Hub branch, tag or commit of --model")
+    parser.add_argument("--gallery", help="folder of images to index (default: scikit-image's sample photos)")
+    parser.add_argument("--index-dir", help="the Space's own folder for its gallery index (default: under ~/.cache)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    args = parser.parse_args(argv)
+    space = OneNetSpace(args.model, args.gallery, revision=args.revision, folder=args.index_dir)
+    allowed = [str(space.folder)] + [str(Path(p).parent) for p in space.index.paths]
+    build_demo(space).launch(
+        server_name=args.host, server_port=args.port, allowed_paths=sorted(set(allowed)), show_error=True
+    )
+
+
+if __name__ == "__main__":
+    main()

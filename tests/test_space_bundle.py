@@ -1,0 +1,135 @@
+"""`onenet build-space` writes a Space folder that installs in a fresh venv and serves all six endpoints.
+
+Does what Hugging Face Spaces does: `pip install -r requirements.txt` in a fresh venv, then `python app.py`
+with the folder as working directory and no checkout on `sys.path`. Slow (installs torch, gradio, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from huggingface_hub import SpaceCard
+from PIL import Image
+
+from onenet_hf.cli import main
+from onenet_hf.samples import sample_photos
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT = ROOT / "checkpoints" / "onenet-flickr8k"
+ARTIFACTS = ROOT / "test-artifacts" / "space-bundle"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def coco_folder(root: Path) -> Path:
+    """A COCO-format folder: one CC BY photo, one non-commercial one (which a Space must not carry)."""
+    (root / "images").mkdir(parents=True)
+    images = []
+    for number, licence in ((1, 4), (2, 2)):
+        Image.new("RGB", (64, 48), (40 * number, 90, 160)).save(root / "images" / f"{number:012d}.jpg")
+        images.append({"id": number, "file_name": f"{number:012d}.jpg", "license": licence, "flickr_url": f"u{number}"})
+    (root / "captions_dev.json").write_text(json.dumps({"images": images, "annotations": []}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("space") / "onenet-space"
+    gallery = coco_folder(tmp_path_factory.mktemp("coco"))
+    assert main(["build-space", "--model", str(CHECKPOINT), "--out", str(out), "--gallery", str(gallery)]) == 0
+    return out
+
+
+def test_the_folder_is_a_space_repo(bundle):
+    card = SpaceCard.load(bundle / "README.md")
+    assert card.data.sdk == "gradio" and card.data.app_file == "app.py" and card.data.sdk_version
+    assert card.data.models == ["onenet-hf/onenet-flickr8k"]
+    gallery = sorted(p.name for p in (bundle / "gallery").iterdir())
+    assert "000000000001.jpg" in gallery and "000000000002.jpg" not in gallery  # non-commercial licence left out
+    assert len(gallery) == len(sample_photos()) + 1
+    assert "000000000001.jpg`: Flickr photo u1 (MS-COCO), [CC BY 2.0]" in (bundle / "ATTRIBUTION.md").read_text()
+    requirements = (bundle / "requirements.txt").read_text().splitlines()
+    assert any(line.startswith("gradio==") for line in requirements) and "torch==2.13.0" in requirements
+    assert not any("onenet" in line for line in requirements)  # the package travels in the folder itself
+
+
+def test_a_corrupt_model_or_a_taken_folder_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(CHECKPOINT, corrupt, ignore=shutil.ignore_patterns("onnx"))
+    (corrupt / "model.safetensors").write_bytes(b"not weights")
+    assert main(["build-space", "--model", str(corrupt), "--out", str(tmp_path / "space")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not load" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_space_installs_in_a_fresh_venv_and_answers_all_six_endpoints(bundle, tmp_path):
+    from gradio_client import Client, handle_file
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = [str(venv / "bin" / "pip"), "install", "-q", "-r", "requirements.txt"]
+    subprocess.run(install, cwd=bundle, check=True, capture_output=True, timeout=900)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ONENET_MODEL")}
+    env |= {"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1"}
+    env["HOME"] = str(tmp_path)  # no gallery cache of an earlier run
+    log = (tmp_path / "space.log").open("w")
+    started = time.perf_counter()
+    server = subprocess.Popen([str(venv / "bin" / "python"), "app.py"], cwd=bundle, env=env, stdout=log, stderr=log)
+    try:
+        url, client = f"http://127.0.0.1:{port}/", None
+        while client is None:
+            assert server.poll() is None, (tmp_path / "space.log").read_text()[-3000:]
+            assert time.perf_counter() - started < 300, "the Space did not answer within 300 s"
+            try:
+                client = Client(url, verbose=False)
+            except Exception:
+                time.sleep(1)
+        photo = str(next(p for p in sample_photos() if p.stem == "motorcycle_left"))
+        caption = client.predict(handle_file(photo), 3, api_name="/caption")
+        cold_start = time.perf_counter() - started
+        print(f"cold start (process start to first caption): {cold_start:.1f} s")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "cold_start.txt").write_text(f"{cold_start:.1f} s\n")
+        assert "motorcycle" in caption or "bike" in caption
+        words, labels = client.predict(handle_file(photo), 5, api_name="/tag")
+        assert len(words["data"]) == 5 and labels["data"]
+        assert client.predict("dog", "learned", 5, api_name="/similar_words")["data"]
+        analogy = client.predict("man", "king", "woman", "3cosadd", "glove", 3, api_name="/analogy")
+        assert analogy["data"][0][0] == "queen"
+        assert len(client.predict(None, 0, 3, "", api_name="/similar_images")) == 3
+        assert client.predict("a man riding a motorcycle", "embed", 3, api_name="/describe_to_search")
+        _screenshot(url)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _screenshot(url: str) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.get_by_role("tab", name="Similar images").click()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "space.png"), full_page=True)
+        browser.close()
