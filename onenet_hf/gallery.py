@@ -197,7 +197,7 @@ def build_index(
         except GalleryIndexError as error:  # another model's or an older index: its vectors are of no use
             tqdm.write(f"re-embedding every image: {error}")
         else:
-            for row, (path, content) in enumerate(zip(old.paths, old.metadata["hashes"], strict=True)):
+            for row, content in enumerate(old.metadata["hashes"]):
                 previous[content] = {name: np.asarray(getattr(old, name)[row]) for name in ARRAYS}
 
     rows: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}

@@ -129,7 +129,7 @@ def build_space(
     try:
         shutil.copytree(source, building / MODEL_FOLDER, ignore=shutil.ignore_patterns(".*"))
         try:
-            net = OneNet.from_pretrained(check_model_folder(building / MODEL_FOLDER))
+            OneNet.from_pretrained(check_model_folder(building / MODEL_FOLDER))
         except Exception as error:  # a corrupt weight file fails in safetensors, torch or transformers
             reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
             raise SpaceBundleError(f"the model {model} does not load: {reason}") from None

@@ -6,13 +6,9 @@ with the folder as working directory and no checkout on `sys.path`. Slow (instal
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "onenet-flickr8k"
 ARTIFACTS = ROOT / "test-artifacts" / "space-bundle"
 CHROMIUM = Path("/usr/bin/chromium")
+_spec = importlib.util.spec_from_file_location("space_cold_start", ROOT / "bench" / "space_cold_start.py")
+cold_start = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cold_start)
 
 
 def coco_folder(root: Path) -> Path:
@@ -71,41 +70,17 @@ def test_a_corrupt_model_or_a_taken_folder_is_one_line_and_leaves_nothing(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_the_space_installs_in_a_fresh_venv_and_answers_all_six_endpoints(bundle, tmp_path):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    install = [str(venv / "bin" / "pip"), "install", "-q", "-r", "requirements.txt"]
-    subprocess.run(install, cwd=bundle, check=True, capture_output=True, timeout=900)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ONENET_MODEL")}
-    env |= {"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1"}
-    env["HOME"] = str(tmp_path)  # no gallery cache of an earlier run
-    log = (tmp_path / "space.log").open("w")
-    started = time.perf_counter()
-    server = subprocess.Popen([str(venv / "bin" / "python"), "app.py"], cwd=bundle, env=env, stdout=log, stderr=log)
+    python = cold_start.install(bundle, tmp_path / "venv")
+    server, client, seconds = cold_start.start(bundle, python, tmp_path / "space.log", tmp_path)
     try:
-        url, client = f"http://127.0.0.1:{port}/", None
-        while client is None:
-            assert server.poll() is None, (tmp_path / "space.log").read_text()[-3000:]
-            assert time.perf_counter() - started < 300, "the Space did not answer within 300 s"
-            try:
-                client = Client(url, verbose=False)
-            except Exception:
-                time.sleep(1)
+        print(f"cold start (process start to first caption): {seconds:.1f} s")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "cold_start.txt").write_text(f"{seconds:.1f} s\n")
         photo = str(next(p for p in sample_photos() if p.stem == "motorcycle_left"))
         caption = client.predict(handle_file(photo), 3, api_name="/caption")
-        cold_start = time.perf_counter() - started
-        print(f"cold start (process start to first caption): {cold_start:.1f} s")
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "cold_start.txt").write_text(f"{cold_start:.1f} s\n")
         assert "motorcycle" in caption or "bike" in caption
         words, labels = client.predict(handle_file(photo), 5, api_name="/tag")
         assert len(words["data"]) == 5 and labels["data"]
@@ -114,7 +89,7 @@ def test_the_space_installs_in_a_fresh_venv_and_answers_all_six_endpoints(bundle
         assert analogy["data"][0][0] == "queen"
         assert len(client.predict(None, 0, 3, "", api_name="/similar_images")) == 3
         assert client.predict("a man riding a motorcycle", "embed", 3, api_name="/describe_to_search")
-        _screenshot(url)
+        _screenshot(client.src)
     finally:
         server.terminate()
         server.wait(timeout=30)
