@@ -29,6 +29,15 @@ COCO_REDISTRIBUTABLE = {
     7: ("No known copyright restrictions", "http://flickr.com/commons/usage/"),
     8: ("United States Government Work", "http://www.usa.gov/copyright.shtml"),
 }
+# scikit-image's own notes on each photo (skimage.data docstrings).
+SAMPLE_PHOTO_CREDITS = {
+    "astronaut.png": "NASA, public domain",
+    "camera.png": "CC0, by the photographer Lav Varshney",
+    "chelsea.png": "CC0, by the photographer Stefan van der Walt",
+    "coffee.png": "CC0, by the photographer Rachel Michetti",
+    "motorcycle_left.png": "Middlebury 2014 stereo dataset (Scharstein et al., GCPR 2014)",
+    "rocket.jpg": "SpaceX, released into the public domain",
+}
 APP = '''"""OneNet Space, built by `onenet build-space`: the UI is `onenet_hf.space_app`; model and gallery are here."""
 
 from onenet_hf.space_app import main
@@ -53,7 +62,8 @@ class GalleryPhoto:
 def gallery_photos(gallery: str | os.PathLike | None) -> list[GalleryPhoto]:
     """scikit-image's photos, plus a folder's images or, for a COCO-format folder, its openly licensed photos."""
     photos = [
-        GalleryPhoto(p, f"scikit-image sample photo `{p.name}` (scikit-image, BSD-3-Clause)") for p in sample_photos()
+        GalleryPhoto(p, f"`{p.name}`: scikit-image sample photo, {SAMPLE_PHOTO_CREDITS.get(p.name, 'see its docs')}")
+        for p in sample_photos()
     ]
     if gallery is None:
         return photos
