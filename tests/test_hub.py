@@ -77,7 +77,7 @@ def test_pipeline_and_generate_give_the_caption_of_onenet_caption(offline):
 
     photos = [str(p) for p in sample_photos()[:3]]
     expected = [c.text for c in OneNet.from_pretrained(REPO_ID).caption(photos)]
-    captioner = pipeline("image-text-to-text", model=REPO_ID, pipeline_class=OneNetImageToTextPipeline)
+    captioner = pipeline("image-to-text", model=REPO_ID, pipeline_class=OneNetImageToTextPipeline)
     assert [out[0]["generated_text"] for out in captioner(photos)] == expected
     assert captioner(photos[0]) == [{"generated_text": expected[0]}]
     expected_greedy = OneNet.from_pretrained(REPO_ID).caption(photos[0], beam_size=1)[0].text
