@@ -1,23 +1,36 @@
 """A persisted gallery of embedded images: an Annoy index (angular) over image representations, plus metadata.
 
 Files in the index folder: `index.json` (model identity, representation size, image paths and content
-hashes, skipped files, build id) and, per build, the vectors (`*.npy`) and the Annoy file. `index.json`
-is replaced last and atomically, so a killed build leaves the previous index intact.
+hashes, skipped files, build id, and the build's files) and, per build, the vectors (`*.npy`) and the Annoy
+file; `.onenet-index` marks the folder as an index and is locked while a build writes. `index.json` is
+replaced last and atomically, so a killed build leaves the previous index intact.
+
+Ownership: a build writes only into a new or empty folder, or one that is already an index (marked, or
+holding nothing but what builds write); it deletes only files that an earlier build listed in `index.json`
+and leftovers named as a build names its files, never anything else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+try:
+    import fcntl
+except ImportError:  # Windows: builds of one index are not locked against each other
+    fcntl = None
 
 from .image_processing_onenet import ImageLoadError, load_image
 
@@ -26,6 +39,12 @@ INDEX_FORMAT = 2
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 EXACT_SEARCH_MAX_IMAGES = 20_000
 ARRAYS = ("image_embeds", "pooled_features", "retrieval_embeds", "tag_embeds")
+MARKER_FILE = ".onenet-index"  # marks a folder as an index; locked (flock) while a build writes
+MAX_N_TREES = 1000  # Annoy trees; 50 reach 0.997 recall@10 on 1,000 images (README), more only cost time
+# Names a build gives its files: `image_embeds-<build>.npy`, `annoy-<build>.ann`, `index.json.<build>.tmp`.
+_BUILD_FILE = re.compile(
+    rf"(?:(?:{'|'.join(ARRAYS)})-[0-9a-f]{{12}}\.npy|annoy-[0-9a-f]{{12}}\.ann|index\.json\.[0-9a-f]{{12}}\.tmp)"
+)
 
 
 class GalleryIndexError(ValueError):
@@ -49,11 +68,19 @@ def _content_hash(path: Path) -> str:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files (by suffix) under `folder`, recursively, in sorted order."""
+    """Image files (by suffix) under `folder`, recursively, in sorted order.
+
+    Broken links and link loops with an image suffix are listed too, so that indexing reports them as
+    skipped (with the reason) instead of leaving them out unsaid.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise GalleryIndexError(f"image folder not found: {folder}")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or (p.is_symlink() and not p.exists()))
+    )
 
 
 @dataclass
@@ -81,20 +108,34 @@ class GalleryIndex:
 
     @classmethod
     def load(cls, folder: str | Path, model=None) -> GalleryIndex:
-        """Open an index; with `model`, refuse an index that another model made."""
+        """Open an index; with `model`, refuse an index that another model made.
+
+        Any malformed metadata is a `GalleryIndexError` (one line). Should a build replace the index while
+        this reads it (its old arrays then go), the new metadata is read once more.
+        """
         folder = Path(folder)
         metadata_file = folder / INDEX_FILE
-        if not metadata_file.is_file():
-            raise GalleryIndexError(f"no gallery index at {folder} ({INDEX_FILE} missing); build one: onenet index")
-        try:
-            metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
-            if metadata.get("format") != INDEX_FORMAT:
-                raise GalleryIndexError(f"{metadata_file} has format {metadata.get('format')!r}, not {INDEX_FORMAT}")
-            arrays = {name: np.load(folder / metadata["files"][name], mmap_mode="r") for name in ARRAYS}
-        except (OSError, ValueError, KeyError) as error:
-            if isinstance(error, GalleryIndexError):
-                raise
-            raise GalleryIndexError(f"corrupt gallery index at {folder}: {error}; rebuild it: onenet index") from error
+        for attempt in range(2):
+            if not metadata_file.is_file():
+                raise GalleryIndexError(f"no gallery index at {folder} ({INDEX_FILE} missing); build one: onenet index")
+            try:
+                text = metadata_file.read_text(encoding="utf-8")
+                metadata = _checked_metadata(json.loads(text))
+                arrays = {name: np.load(folder / metadata["files"][name], mmap_mode="r") for name in ARRAYS}
+            except FileNotFoundError as error:
+                if attempt == 0 and metadata_file.read_text(encoding="utf-8") != text:
+                    continue  # a build replaced the index meanwhile: read its metadata
+                missing = Path(str(error.filename)).name
+                raise GalleryIndexError(
+                    f"corrupt gallery index at {folder}: {missing} is missing; rebuild it"
+                ) from None
+            except (OSError, ValueError, EOFError) as error:
+                if isinstance(error, GalleryIndexError):
+                    raise GalleryIndexError(f"corrupt gallery index at {folder}: {error}") from None
+                raise GalleryIndexError(
+                    f"corrupt gallery index at {folder}: {error}; rebuild it: onenet index"
+                ) from None
+            break
         if any(len(array) != len(metadata["paths"]) for array in arrays.values()):
             raise GalleryIndexError(f"corrupt gallery index at {folder}: array sizes differ from the path list")
         if model is not None and metadata["model"] != model_fingerprint(model):
@@ -140,6 +181,34 @@ class GalleryIndex:
         return [ImageMatch(self.paths[i], float(score)) for i, score in pairs]
 
 
+def _checked_metadata(metadata) -> dict:
+    """The parsed `index.json` if it has every field a reader and the next build use, with the right types;
+    otherwise a GalleryIndexError naming the first problem (the caller adds where)."""
+
+    def problem(text: str) -> GalleryIndexError:
+        return GalleryIndexError(f"{INDEX_FILE} {text}; rebuild it: onenet index")
+
+    if not isinstance(metadata, dict):
+        raise problem(f"holds {json.dumps(metadata)[:20]}, not an object")
+    if metadata.get("format") != INDEX_FORMAT:
+        raise problem(f"has format {str(metadata.get('format'))[:20]!r}, not {INDEX_FORMAT}")
+    fields = {"model": str, "representation_size": int, "paths": list, "hashes": list, "files": dict, "skipped": list}
+    for field, kind in fields.items():
+        if not isinstance(metadata.get(field), kind):
+            raise problem(f"has no {kind.__name__} {field!r}")
+    paths, hashes, files = metadata["paths"], metadata["hashes"], metadata["files"]
+    if not all(isinstance(p, str) for p in paths + hashes) or len(paths) != len(hashes):
+        raise problem("has paths and hashes that are not two lists of strings of one length")
+    if set(files) != {*ARRAYS, "annoy"} or not all(
+        isinstance(f, str) and _BUILD_FILE.fullmatch(f) for f in files.values()
+    ):
+        raise problem(f"lists files other than a build writes: {sorted(files)[:6]}")
+    if not all(isinstance(s, dict) and isinstance(s.get("path"), str) and isinstance(s.get("reason"), str)
+               for s in metadata["skipped"]):  # fmt: skip
+        raise problem("has skipped entries without a path and a reason")
+    return metadata
+
+
 def cosine_matrix(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     """Cosine similarity (Q, N) between query rows and gallery rows (exact search)."""
     queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
@@ -172,6 +241,67 @@ def embed_images(model, processor, images: Sequence) -> dict[str, np.ndarray]:
     }
 
 
+def check_index_folder(folder: str | Path, images: Sequence[str | Path] = ()) -> None:
+    """Refuse, before any work, an index folder a build must not write into: an existing file, a folder that
+    is or contains the images (`images`: the image folder, or the image paths), or a non-empty folder that is
+    not an index. The index deletes files it wrote, so it keeps a folder of its own."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise GalleryIndexError(f"{folder} is a file, not a folder: give a new folder for the index")
+    resolved = Path(os.path.realpath(folder))
+    for image in images:
+        image = Path(os.path.realpath(image))
+        if image == resolved or resolved in image.parents:
+            raise GalleryIndexError(
+                f"the index folder {folder} is or contains the images to index ({image}); "
+                "give the index a folder of its own"
+            )
+    if folder.is_dir() and any(folder.iterdir()) and not _is_index_folder(folder):
+        raise GalleryIndexError(
+            f"{folder} is not empty and holds no gallery index; give a new or empty folder "
+            "(an index keeps a folder of its own and deletes only files it wrote)"
+        )
+
+
+def _is_index_folder(folder: Path) -> bool:
+    """Marked by a build, or (an index from before the marker) holding nothing but what builds write."""
+    if (folder / MARKER_FILE).is_file():
+        return True
+    names = [entry.name for entry in folder.iterdir()]
+    return INDEX_FILE in names and all(name == INDEX_FILE or _BUILD_FILE.fullmatch(name) for name in names)
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path, timeout: float | None) -> Iterator[None]:
+    """Hold the index folder's lock (flock on its marker file) for a whole build. A second build waits for it,
+    then extends what the first wrote; `timeout` seconds (None: no limit) bound the wait."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / MARKER_FILE, "a", encoding="utf-8") as marker:
+        start, waiting = time.monotonic(), False
+        while fcntl is not None:
+            try:
+                fcntl.flock(marker, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if timeout is not None and time.monotonic() - start >= timeout:
+                    raise GalleryIndexError(
+                        f"another build of the index at {folder} is running (waited {timeout:g} s); "
+                        "run this again when it has finished"
+                    ) from None
+                if not waiting:
+                    tqdm.write(f"waiting for another build of the index at {folder} to finish")
+                    waiting = True
+                time.sleep(0.1)
+        try:
+            if marker.tell() == 0:
+                marker.write("A OneNet gallery index: builds lock this file and delete only files they wrote.\n")
+                marker.flush()
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(marker, fcntl.LOCK_UN)
+
+
 def build_index(
     model,
     processor,
@@ -180,26 +310,43 @@ def build_index(
     batch_size: int = 32,
     n_trees: int = 50,
     rebuild: bool = False,
+    lock_timeout: float | None = None,
 ) -> GalleryIndex:
     """Embed every image of a folder (or a list of paths) and write the index to `folder`.
 
-    Images already in an index at `folder` (same content, wherever they now lie) are not embedded again; an index there
-    from another model or format is replaced. Unreadable files are skipped and listed in the metadata
-    (`skipped`), never fatal.
+    Images already in an index at `folder` (same content, wherever they now lie) are not embedded again; an
+    index there from another model or format, or a corrupt one, is replaced. Unreadable files are skipped and
+    listed in the metadata (`skipped`), never fatal. `folder` must be new, empty or an index
+    (`check_index_folder`); a build running on it meanwhile is waited for (up to `lock_timeout` seconds;
+    None: no limit).
     """
     folder = Path(folder)
-    paths = list_images(images) if isinstance(images, (str, Path)) else [Path(p) for p in images]
+    if not isinstance(n_trees, int) or not 1 <= n_trees <= MAX_N_TREES:
+        raise ValueError(f"n_trees must be 1 to {MAX_N_TREES}, got {n_trees!r}")
+    if isinstance(images, (str, Path)):
+        paths, sources = list_images(images), [Path(images)]
+    else:
+        paths = sources = [Path(p) for p in images]
+    check_index_folder(folder, sources)
     fingerprint = model_fingerprint(model)
-    previous: dict[str, dict[str, np.ndarray]] = {}  # by content hash: a moved or copied gallery is not re-embedded
-    if (folder / INDEX_FILE).exists() and not rebuild:
-        try:
-            old = GalleryIndex.load(folder, model)
-        except GalleryIndexError as error:  # another model's or an older index: its vectors are of no use
-            tqdm.write(f"re-embedding every image: {error}")
-        else:
-            for row, content in enumerate(old.metadata["hashes"]):
-                previous[content] = {name: np.asarray(getattr(old, name)[row]) for name in ARRAYS}
+    with _build_lock(folder, lock_timeout):
+        previous: dict[str, dict[str, np.ndarray]] = {}  # by content: a moved or copied gallery is not re-embedded
+        if (folder / INDEX_FILE).exists() and not rebuild:
+            try:
+                old = GalleryIndex.load(folder, model)
+            except GalleryIndexError as error:  # another model's, an older or a corrupt index: of no use
+                tqdm.write(f"re-embedding every image: {error}")
+            else:
+                for row, content in enumerate(old.metadata["hashes"]):
+                    previous[content] = {name: np.asarray(getattr(old, name)[row]) for name in ARRAYS}
+        kept, hashes, skipped, rows = _embed_new(model, processor, paths, previous, batch_size)
+        if not kept:
+            raise GalleryIndexError(f"no readable images among {len(paths)} files; skipped: {skipped[:3]}")
+        return _write_index(folder, fingerprint, kept, hashes, skipped, rows, n_trees)
 
+
+def _embed_new(model, processor, paths: Sequence[Path], previous: dict, batch_size: int):
+    """Rows of every readable image: reused from `previous` (same content) or embedded in batches."""
     rows: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
     kept, hashes, skipped, pending = [], [], [], []
 
@@ -214,7 +361,7 @@ def build_index(
             pending.clear()
 
     for path in tqdm(paths, desc="indexing images", unit="img"):
-        key = str(path.resolve())
+        key = os.path.realpath(path)  # unlike Path.resolve, no error on a link loop (reported below)
         try:
             content = _content_hash(path)
             if content in previous:
@@ -225,21 +372,24 @@ def build_index(
                     rows[name].append(previous[content][name])
                 continue
             pending.append((key, content, load_image(path)))
-        except (ImageLoadError, OSError) as error:
-            skipped.append({"path": key, "reason": str(error)})
+        except ImageLoadError as error:
+            skipped.append({"path": os.path.abspath(path), "reason": str(error)})
+            continue
+        except OSError as error:  # unreadable, a broken link, a link loop
+            skipped.append({"path": os.path.abspath(path), "reason": f"{path}: {error.strerror or error}"})
             continue
         if len(pending) >= batch_size:
             flush()
     flush()
-    if not kept:
-        raise GalleryIndexError(f"no readable images among {len(paths)} files; skipped: {skipped[:3]}")
-    return _write_index(folder, fingerprint, kept, hashes, skipped, rows, n_trees)
+    return kept, hashes, skipped, rows
 
 
 def _write_index(folder: Path, fingerprint: str, paths, hashes, skipped, rows, n_trees: int) -> GalleryIndex:
+    """Write a build's files, switch `index.json` to them atomically, then delete what earlier builds wrote
+    (their listed files and the leftovers of killed ones: names a build gives its files), nothing else.
+    The caller holds the folder's lock, so no other build is half-way."""
     from annoy import AnnoyIndex
 
-    folder.mkdir(parents=True, exist_ok=True)
     build = uuid.uuid4().hex[:12]
     files = {name: f"{name}-{build}.npy" for name in ARRAYS} | {"annoy": f"annoy-{build}.ann"}
     arrays = {name: np.stack(rows[name]) for name in ARRAYS}
@@ -267,7 +417,7 @@ def _write_index(folder: Path, fingerprint: str, paths, hashes, skipped, rows, n
     tmp.write_text(json.dumps(metadata, indent=1), encoding="utf-8")
     os.replace(tmp, folder / INDEX_FILE)  # the switch: before it the old index is whole, after it the new one
     for stale in folder.iterdir():
-        if stale.name != INDEX_FILE and build not in stale.name:
+        if _BUILD_FILE.fullmatch(stale.name) and stale.name not in files.values() and not stale.is_dir():
             stale.unlink()
     return GalleryIndex.load(folder)
 
@@ -277,7 +427,9 @@ __all__ = [
     "GalleryIndex",
     "GalleryIndexError",
     "ImageMatch",
+    "MAX_N_TREES",
     "build_index",
+    "check_index_folder",
     "cosine_matrix",
     "embed_images",
     "list_images",

@@ -13,8 +13,13 @@ from transformers.image_utils import PILImageResampling
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
-# Pillow's own guard against decompression bombs is a warning below 2x this limit; we make it an error.
-MAX_IMAGE_PIXELS = 89_478_485
+# Pixels decoded per image. The network sees 260x260, so larger images are reduced right after decoding;
+# the limit bounds the decoded frame itself (about 4 bytes a pixel), checked from the header before decoding.
+MAX_IMAGE_PIXELS = 40_000_000
+# JPEGs decode at 1/2, 1/4 or 1/8 scale (`draft`), so the limit applies to the drafted size and a JPEG's full
+# size may go up to Pillow's own decompression-bomb guard (a warning above this; we make it an error).
+MAX_JPEG_PIXELS = Image.MAX_IMAGE_PIXELS
+REDUCED_SIZE = 1024  # large images are reduced (JPEG: drafted) to about this on their short side
 
 
 class ImageLoadError(ValueError):
@@ -48,8 +53,38 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} megapixels"
+
+
+def _reduce(image: Image.Image) -> Image.Image:
+    """A large decoded image box-reduced by a whole factor to about REDUCED_SIZE on its short side, strip by
+    strip so no full-size copy is made (`reduce` premultiplies RGBA into one; palette images need converting).
+
+    The EXIF orientation is applied first so it survives; the few edge pixels past a multiple of the factor go.
+    """
+    factor = min(image.size) // REDUCED_SIZE
+    if factor < 2:
+        return image
+    if image.getexif().get(0x0112, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    mode = {"1": "L", "P": "RGBA", "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I"}.get(image.mode, image.mode)
+    width, height = image.width // factor * factor, image.height // factor * factor
+    reduced = Image.new(mode, (width // factor, height // factor))
+    step = factor * 64
+    for top in range(0, height, step):
+        strip = image.crop((0, top, width, min(top + step, height))).convert(mode)
+        reduced.paste(strip.reduce(factor), (0, top // factor))
+    reduced.info = dict(image.info)
+    return reduced
+
+
 def load_image(image: ImageLike) -> Image.Image:
-    """Open a path, PIL image or HxW[xC] uint8 array as upright RGB, or raise ImageLoadError saying why."""
+    """Open a path, PIL image or HxW[xC] uint8 array as upright RGB, or raise ImageLoadError saying why.
+
+    Files are checked against MAX_IMAGE_PIXELS from their header before decoding, and large ones come out
+    reduced (see `_reduce`), so one image costs at most a few hundred MB however large it claims to be.
+    """
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ImageLoadError(f"array images must be uint8 HxW or HxWxC, got {image.dtype} {image.shape}")
@@ -58,19 +93,24 @@ def load_image(image: ImageLike) -> Image.Image:
         name = "image"
     elif isinstance(image, (str, os.PathLike)):
         name = str(image)
+        if Path(name).is_dir():
+            raise ImageLoadError(f"{name}: is a directory, not an image file")
         if not Path(name).is_file():
             raise ImageLoadError(f"{name}: no such file")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(name)
+                image = Image.open(name)  # reads the header only
+                width, height = image.size
+                image.draft("RGB", (REDUCED_SIZE, REDUCED_SIZE))  # JPEG: decode at reduced scale
                 if image.width * image.height > MAX_IMAGE_PIXELS:
-                    raise Image.DecompressionBombError(f"{image.width}x{image.height} pixels")
-                image.draft("RGB", (1024, 1024))  # JPEG: decode at reduced scale, far faster for huge photos
+                    raise Image.DecompressionBombError(f"{width}x{height} = {_megapixels(width * height)}")
                 image.load()
+            image = _reduce(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise ImageLoadError(
-                f"{name}: image is too large ({error}); the limit is {MAX_IMAGE_PIXELS:,} pixels"
+                f"{name}: image is too large ({error}); the limit is {_megapixels(MAX_IMAGE_PIXELS)} "
+                f"(JPEG: {_megapixels(MAX_JPEG_PIXELS)})"
             ) from None
         except UnidentifiedImageError:
             raise ImageLoadError(f"{name}: not an image file (or an unsupported format)") from None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import random
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,17 @@ def write_shapes_dataset(root: Path, per_class: dict[str, int]) -> Path:
 def shapes_dir(tmp_path_factory) -> Path:
     """Synthetic shapes set: 4 train and 1 dev image for each of 12 colour-shape classes."""
     return write_shapes_dataset(tmp_path_factory.mktemp("shapes"), {"train": 4, "dev": 1})
+
+
+def png_claiming_size(path, width: int, height: int) -> None:
+    """A tiny PNG whose header claims a huge size: a decompression bomb as far as a decoder can tell."""
+    Image.new("1", (8, 8)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = data[12:29]
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(data))
 
 
 SMALL = dict(

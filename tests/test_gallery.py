@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,3 +129,143 @@ def test_a_moved_gallery_is_not_embedded_again(shapes_net, image_dir, tmp_path, 
     monkeypatch.setattr(gallery, "embed_images", lambda *args: pytest.fail("an unchanged photo was embedded again"))
     index = shapes_net.build_index(moved, tmp_path / "index")
     assert len(index) == 4 and all(path.startswith(str(moved.resolve())) for path in index.paths)
+
+
+def _count_embeddings(monkeypatch, seconds: float = 0.0) -> list[int]:
+    """Record how many images each `embed_images` call embeds (optionally slowed, to widen race windows)."""
+    embedded, original = [], gallery.embed_images
+
+    def counting(model, processor, images):
+        embedded.append(len(images))
+        time.sleep(seconds)
+        return original(model, processor, images)
+
+    monkeypatch.setattr(gallery, "embed_images", counting)
+    return embedded
+
+
+def test_an_out_folder_that_is_not_the_index_s_own_is_refused_before_any_work(
+    shapes_net, image_dir, tmp_path, monkeypatch
+):
+    (image_dir / "nested" / "deeper").mkdir()
+    before = sorted(image_dir.rglob("*"))
+    (tmp_path / "a-file").write_text("keep me")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("keep me")
+    (tmp_path / "other" / "sub").mkdir()
+    embedded = _count_embeddings(monkeypatch)
+    cases = [
+        (image_dir, "is or contains the images"),  # --out equal to the image folder
+        (tmp_path, "is or contains the images"),  # --out containing it (here also not empty)
+        (tmp_path / "a-file", "is a file, not a folder"),
+        (tmp_path / "other", "is not empty and holds no gallery index"),
+    ]
+    for out, message in cases:
+        with pytest.raises(GalleryIndexError, match=message):
+            shapes_net.build_index(image_dir, out)
+    with pytest.raises(GalleryIndexError, match="is or contains the images"):
+        shapes_net.build_index([image_dir / "nested" / "red_circle_2.jpg"], image_dir / "nested")
+    assert embedded == [] and sorted(image_dir.rglob("*")) == before
+    assert (tmp_path / "a-file").read_text() == "keep me"
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["notes.txt", "sub"]
+
+
+def test_a_build_deletes_only_files_builds_wrote(shapes_net, image_dir, tmp_path):
+    first = shapes_net.build_index(image_dir, tmp_path / "index")
+    (tmp_path / "index" / "notes.txt").write_text("a user's file")
+    (tmp_path / "index" / "backup").mkdir()
+    leftover = tmp_path / "index" / "image_embeds-0123456789ab.npy"  # as a killed build leaves it
+    leftover.write_bytes(b"partial")
+    draw_shape("green", "square", 300).save(image_dir / "green_square.png")
+    second = shapes_net.build_index(image_dir, tmp_path / "index")
+    names = {p.name for p in (tmp_path / "index").iterdir()}
+    assert names == {"index.json", ".onenet-index", "notes.txt", "backup", *second.metadata["files"].values()}
+    assert not set(first.metadata["files"].values()) & names and len(second) == 5
+    inside = shapes_net.build_index(image_dir, image_dir / ".index")  # a folder of its own inside the images
+    assert len(inside) == 5 and (image_dir / "notes.txt").read_text() == "not an image"
+
+
+def test_builds_of_one_index_at_once_take_turns(shapes_net, image_dir, tmp_path, monkeypatch):
+    embedded = _count_embeddings(monkeypatch, seconds=1.0)  # a large gallery's long embedding phase
+    replace = gallery.os.replace
+
+    def slow_replace(*args):  # a long write phase: arrays written, metadata not yet switched
+        time.sleep(1.0)
+        replace(*args)
+
+    monkeypatch.setattr(gallery.os, "replace", slow_replace)
+    folder = tmp_path / "index"
+    results, errors = [], []
+
+    def build() -> None:
+        try:
+            results.append(shapes_net.build_index(image_dir, folder))
+        except Exception as error:  # reported by the assertions below
+            errors.append(error)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    threads[0].start()
+    time.sleep(0.3)
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    index = GalleryIndex.load(folder, shapes_net.model)  # before the lock: files deleted by the other build
+    assert len(index) == 4 and index.paths == results[0].paths == results[1].paths
+    assert {p.name for p in folder.iterdir()} == {"index.json", ".onenet-index", *index.metadata["files"].values()}
+    assert embedded == [4]  # the second build waited, then reused the first one's vectors
+
+
+def test_a_build_refuses_to_wait_longer_than_its_lock_timeout(shapes_net, image_dir, tmp_path):
+    folder = tmp_path / "index"
+    with gallery._build_lock(folder, None):  # another build holds the index
+        with pytest.raises(GalleryIndexError, match=f"another build of the index at {folder} is running"):
+            shapes_net.build_index(image_dir, folder, lock_timeout=0.2)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        [],
+        None,
+        {},
+        "text",
+        {"drop": "model"},
+        {"drop": "hashes"},
+        {"drop": "files"},
+        {"set": ("hashes", None)},
+        {"set": ("paths", "not a list")},
+        {"set": ("files", {"image_embeds": "../../x.npy"})},
+        {"set": ("skipped", [1])},
+    ],
+    ids=lambda m: json.dumps(m)[:40],
+)
+def test_malformed_metadata_is_a_corrupt_index_that_indexing_rebuilds(shapes_net, image_dir, tmp_path, metadata):
+    folder = tmp_path / "index"
+    good = json.loads((shapes_net.build_index(image_dir, folder).folder / "index.json").read_text())
+    if isinstance(metadata, dict) and metadata:
+        changed = dict(good)
+        if "drop" in metadata:
+            del changed[metadata["drop"]]
+        else:
+            changed[metadata["set"][0]] = metadata["set"][1]
+        metadata = changed
+    (folder / "index.json").write_text(json.dumps(metadata))
+    with pytest.raises(GalleryIndexError, match=r"^corrupt gallery index at .*index\.json .*; rebuild it") as error:
+        shapes_net.load_index(folder)
+    assert "\n" not in str(error.value)
+    assert len(shapes_net.build_index(image_dir, folder)) == 4  # no --rebuild needed
+    assert len(shapes_net.load_index(folder)) == 4
+
+
+def test_link_loops_and_broken_links_are_listed_as_skipped(shapes_net, image_dir, tmp_path):
+    (image_dir / "loop.jpg").symlink_to(image_dir / "loop.jpg")
+    (image_dir / "a.png").symlink_to(image_dir / "b.png")
+    (image_dir / "b.png").symlink_to(image_dir / "a.png")
+    (image_dir / "gone.png").symlink_to(tmp_path / "deleted.png")
+    index = shapes_net.build_index(image_dir, tmp_path / "index")
+    reasons = {Path(s["path"]).name: s["reason"] for s in index.metadata["skipped"]}
+    assert "Too many levels of symbolic links" in reasons["loop.jpg"]
+    assert "Too many levels of symbolic links" in reasons["a.png"] and "b.png" in reasons
+    assert "No such file or directory" in reasons["gone.png"]
+    assert len(index) == 4

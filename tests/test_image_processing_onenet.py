@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from onenet_hf import ImageLoadError, OneNetImageProcessor, load_image
+from onenet_hf.image_processing_onenet import MAX_IMAGE_PIXELS
+from tests.conftest import png_claiming_size
 
 RED = (200, 20, 20)
 
@@ -73,17 +72,6 @@ def test_preprocess_gives_normalised_260px_tensor():
     assert pixels[1].max().item() == pytest.approx(-127 / 128, abs=1e-4)
 
 
-def _png_claiming_size(path, width: int, height: int) -> None:
-    """A tiny PNG whose header claims a huge size: a decompression bomb as far as a decoder can tell."""
-    Image.new("1", (8, 8)).save(path)
-    data = bytearray(path.read_bytes())
-    ihdr = data[12:29]
-    ihdr[4:12] = struct.pack(">II", width, height)
-    data[12:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
-    path.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize(
     ("name", "write", "message"),
     [
@@ -91,7 +79,8 @@ def _png_claiming_size(path, width: int, height: int) -> None:
         ("empty.png", lambda p: p.write_bytes(b""), "not an image"),
         ("corrupt.png", lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50), "not an image"),
         ("tiny.png", lambda p: Image.new("RGB", (1, 1)).save(p), "too small"),
-        ("bomb.png", lambda p: _png_claiming_size(p, 100_000, 100_000), "too large"),
+        ("bomb.png", lambda p: png_claiming_size(p, 100_000, 100_000), "too large"),
+        ("big.png", lambda p: png_claiming_size(p, 7000, 6000), r"too large \(7000x6000 = 42.0 megapixels\)"),
     ],
 )
 def test_bad_files_raise_clear_errors(tmp_path, name, write, message):
@@ -100,6 +89,33 @@ def test_bad_files_raise_clear_errors(tmp_path, name, write, message):
     with pytest.raises(ImageLoadError, match=message) as error:
         load_image(path)
     assert name in str(error.value)
+
+
+def test_the_pixel_limit_is_read_from_the_header_and_named_in_the_error(tmp_path):
+    png_claiming_size(tmp_path / "bomb.png", 6400, 6400)  # 41 megapixels claimed, 8x8 stored: never decoded
+    with pytest.raises(ImageLoadError, match="the limit is 40.0 megapixels"):
+        load_image(tmp_path / "bomb.png")
+    assert MAX_IMAGE_PIXELS == 40_000_000
+
+
+def test_large_images_come_out_reduced_upright_and_flattened(tmp_path):
+    image = Image.new("RGBA", (3000, 2100), (0, 0, 255, 255))
+    image.paste((*RED, 255), (0, 0, 1500, 2100))  # left half red
+    image.paste((0, 0, 0, 0), (2900, 0, 3000, 2100))  # a transparent strip on the right
+    exif = Image.Exif()
+    exif[0x0112] = 6  # viewers turn it 90 degrees clockwise: the red half goes on top
+    image.save(tmp_path / "large.png", exif=exif)
+    loaded = load_image(tmp_path / "large.png")
+    assert loaded.size == (1050, 1500)  # reduced by 2 on both sides, then turned upright
+    pixels = np.asarray(loaded)
+    assert tuple(pixels[100, 500]) == RED and tuple(pixels[1000, 500]) == (0, 0, 255)
+    assert tuple(pixels[1490, 500]) == (255, 255, 255)  # the transparent strip, flattened on white
+
+
+def test_a_directory_is_named_as_one(tmp_path):
+    (tmp_path / "photos.jpg").mkdir()
+    with pytest.raises(ImageLoadError, match="photos.jpg: is a directory"):
+        load_image(tmp_path / "photos.jpg")
 
 
 def test_truncated_jpeg(tmp_path):

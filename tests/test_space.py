@@ -18,6 +18,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 from onenet_hf.samples import sample_photos  # noqa: E402
 from onenet_hf.space import OneNetSpace  # noqa: E402
+from tests.conftest import png_claiming_size  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,19 +86,22 @@ def test_every_endpoint_answers_sensibly(client):
 def test_bad_input_is_a_readable_error_and_the_server_keeps_serving(client, tmp_path):
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    huge = tmp_path / "huge.png"
-    Image.fromarray(np.zeros((7100, 7100, 3), dtype=np.uint8)).save(huge, compress_level=1)  # 50.4 megapixels
+    bomb = tmp_path / "bomb.png"
+    png_claiming_size(bomb, 9400, 9400)  # 88.4 megapixels by its header: refused before decoding
+    big = tmp_path / "big.png"
+    Image.fromarray(np.zeros((6000, 6000, 3), dtype=np.uint8)).save(big, compress_level=1)  # 36 megapixels
     cases = [
         (lambda: client.predict(None, 3, api_name="/caption"), "no image"),
         (lambda: client.predict(handle_file(str(corrupt)), 3, api_name="/caption"), "Truncated|not an image"),
         (lambda: client.predict("   ", "embed", 3, api_name="/describe_to_search"), "the description is empty"),
         (lambda: client.predict("qwzx", "learned", 5, api_name="/similar_words"), "not in the learned caption"),
         (lambda: client.predict("man", "kingg", "woman", "3cosadd", "glove", 3, api_name="/analogy"), "did you mean"),
+        (lambda: client.predict(handle_file(str(bomb)), 3, api_name="/caption"), "limit is 40.0 megapixels"),
     ]
     for call, message in cases:
         with pytest.raises(Exception, match=message):
             call()
-    assert client.predict(handle_file(str(huge)), 1, api_name="/caption")  # big but valid: answered
+    assert client.predict(handle_file(str(big)), 1, api_name="/caption")  # big but valid: answered
     assert client.predict("man", "king", "woman", "3cosadd", "glove", 1, api_name="/analogy")["data"]
 
 

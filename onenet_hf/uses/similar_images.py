@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ def _query_row(index: GalleryIndex, query: ImageLike | int) -> int | None:
             raise IndexError(f"gallery item {query} does not exist; the gallery has {len(index)} images")
         return int(query)
     if isinstance(query, str) or hasattr(query, "__fspath__"):
-        resolved = str(Path(query).resolve())
+        resolved = os.path.realpath(query)  # as the index stores paths; no error on a link loop
         if resolved in index.paths:
             return index.paths.index(resolved)
     return None
