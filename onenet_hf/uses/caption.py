@@ -10,7 +10,7 @@ import torch
 
 from ..image_processing_onenet import ImageLike
 from ..processing_onenet import OneNetProcessor
-from ..search import beam_search
+from ..search import beam_search, check_beam_size
 
 
 class CaptionBackend(Protocol):
@@ -73,6 +73,7 @@ def caption_images(
 
     An unreadable image raises `ImageLoadError` naming it; call per image to skip bad ones.
     """
+    check_beam_size(beam_size)  # before any image is read
     images = list(images) if isinstance(images, (list, tuple)) else [images]
     captions: list[Caption] = []
     for start in range(0, len(images), batch_size):
