@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .extras import MissingExtraError
 from .hub import MODEL_ENV, default_model
+from .messages import escape_controls
 
 
 def _add_dataclass_arguments(parser: argparse.ArgumentParser, arguments: type) -> None:
@@ -169,18 +170,26 @@ def _for_each_image(args: argparse.Namespace, describe) -> int:
         try:
             text = describe(net, load_image(path))
         except ImageLoadError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {escape_controls(str(error))}", file=sys.stderr)
             failed += 1
             continue
-        print(f"{path}\t{text}", flush=True)
+        print(f"{escape_controls(path)}\t{text}", flush=True)
     return 1 if failed else 0
 
 
 def _caption(args: argparse.Namespace) -> int:
+    from .search import check_beam_size
+
+    if args.beam_size is not None:
+        check_beam_size(args.beam_size)  # before the model loads
     return _for_each_image(args, lambda net, image: net.caption(image, args.beam_size, args.length_penalty)[0].text)
 
 
 def _tag(args: argparse.Namespace) -> int:
+    from .uses.words import check_k
+
+    check_k(args.k)  # before the model loads
+
     def describe(net, image) -> str:
         tags = net.tag(image, args.k, args.caption_samples, args.caption_weight)[0]
         words = ", ".join(f"{t.word} {t.score:.2f}" for t in tags.words)
@@ -228,7 +237,7 @@ def _push(args: argparse.Namespace) -> int:
 
 def _print_scored(rows) -> None:
     for row in rows:
-        print(f"{row.word if hasattr(row, 'word') else row.path}\t{row.score:.4f}")
+        print(f"{escape_controls(row.word if hasattr(row, 'word') else row.path)}\t{row.score:.4f}")
 
 
 def _similar_words(args: argparse.Namespace) -> int:
@@ -242,11 +251,14 @@ def _analogy(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
+    from .gallery import check_index_folder
+
+    check_index_folder(args.out, [args.images])  # before the model loads
     net = _load(args)
     index = net.build_index(args.images, args.out, n_trees=args.n_trees, rebuild=args.rebuild)
     for skipped in index.metadata["skipped"]:
-        print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
-    print(f"indexed {len(index)} images into {args.out} ({len(index.metadata['skipped'])} skipped)")
+        print(f"skipped {escape_controls(skipped['path'])}: {escape_controls(skipped['reason'])}", file=sys.stderr)
+    print(f"indexed {len(index)} images into {escape_controls(args.out)} ({len(index.metadata['skipped'])} skipped)")
     return 0
 
 
@@ -266,7 +278,9 @@ def _search(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .evaluation import RETRIEVAL_METHODS
+    from .gallery import MAX_N_TREES
     from .head_training import HeadTrainingArguments
+    from .search import MAX_BEAM_SIZE
     from .training import TrainingArguments
     from .uses.describe import SEARCH_METHODS
     from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT
@@ -291,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--onnx-dir", default=None, help="exported graphs (default: MODEL/onnx)")
         sub.add_argument("--onnx-variant", default="fp32", choices=["fp32", "int8", "fp16"])
         if decoding:
-            sub.add_argument("--beam-size", type=int, help="default: the model's generation config (3 in a release)")
+            help_text = f"1 (greedy) to {MAX_BEAM_SIZE} (default: the model's generation config, 3 in a release)"
+            sub.add_argument("--beam-size", type=int, help=help_text)
             sub.add_argument("--length-penalty", type=float, help="score = log p / length ** this (default: 1.0)")
 
     def tagger_options(sub: argparse.ArgumentParser) -> None:
@@ -352,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_options(index)
     index.add_argument("images", help="folder of images (searched recursively)")
     index.add_argument("--out", required=True, help="index folder (created, or extended when it exists)")
-    index.add_argument("--n-trees", type=int, default=50, help="Annoy trees")
+    index.add_argument("--n-trees", type=int, default=50, help=f"Annoy trees (1 to {MAX_N_TREES:,})")
     index.add_argument("--rebuild", action="store_true", help="re-embed everything instead of extending")
     index.set_defaults(run=_index)
 
@@ -411,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ValueError, IndexError, FileNotFoundError, NotImplementedError, MissingExtraError) as error:  # bad input
-        print(f"onenet {args.command}: error: {error}", file=sys.stderr)
+        print(f"onenet {args.command}: error: {escape_controls(str(error))}", file=sys.stderr)
         return 2
 
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -289,7 +290,7 @@ def _build_lock(folder: Path, timeout: float | None) -> Iterator[None]:
                         "run this again when it has finished"
                     ) from None
                 if not waiting:
-                    tqdm.write(f"waiting for another build of the index at {folder} to finish")
+                    tqdm.write(f"waiting for another build of the index at {folder} to finish", file=sys.stderr)
                     waiting = True
                 time.sleep(0.1)
         try:
@@ -335,7 +336,7 @@ def build_index(
             try:
                 old = GalleryIndex.load(folder, model)
             except GalleryIndexError as error:  # another model's, an older or a corrupt index: of no use
-                tqdm.write(f"re-embedding every image: {error}")
+                tqdm.write(f"re-embedding every image: {error}", file=sys.stderr)
             else:
                 for row, content in enumerate(old.metadata["hashes"]):
                     previous[content] = {name: np.asarray(getattr(old, name)[row]) for name in ARRAYS}

@@ -15,7 +15,7 @@ from transformers import GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_onenet import OneNetConfig
-from .search import generate_beams
+from .search import check_beam_size, generate_beams
 from .tokenization_onenet import UNK_TOKEN_ID
 
 DecoderState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -354,8 +354,7 @@ class OneNetModel(OneNetPreTrainedModel):
 
 def check_generation_config(generation_config: GenerationConfig) -> None:
     """Refuse generation settings beam search cannot honour, naming the setting."""
-    if not isinstance(generation_config.num_beams, int) or generation_config.num_beams < 1:
-        raise ValueError(f"num_beams must be an integer >= 1, got {generation_config.num_beams!r}")
+    check_beam_size(generation_config.num_beams)
     if not isinstance(generation_config.max_new_tokens, int) or generation_config.max_new_tokens < 2:
         got = generation_config.max_new_tokens
         raise ValueError(f"max_new_tokens must be an integer >= 2 (a word and EOS), got {got!r}")

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from .gallery import GalleryIndex, ImageMatch, build_index
 from .hub import resolve_model
 from .image_processing_onenet import ImageLike
+from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .uses.caption import Caption, CaptionBackend, caption_images
@@ -111,7 +112,7 @@ class OneNet:
         if space == "glove":
             return glove_vectors()
         if space != "learned":
-            raise ValueError(f"unknown word space {space!r}; choose one of {WORD_SPACES}")
+            raise ValueError(f"unknown word space {shorten(space)}; choose one of {WORD_SPACES}")
         if self._learned_vectors is None:
             self._learned_vectors = learned_vectors(
                 self._torch_model("the learned word space"), self.processor.tokenizer

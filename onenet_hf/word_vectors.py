@@ -10,6 +10,8 @@ from importlib import resources
 
 import numpy as np
 
+from .messages import shorten
+
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 
@@ -86,7 +88,8 @@ class WordVectors:
             if word not in self.index:
                 close = self.close_spellings(word)
                 hint = f"; did you mean {', '.join(repr(w) for w in close)}?" if close else ""
-                raise UnknownWordError(f"{word!r} is not in the {self.name} vocabulary ({len(self)} words){hint}")
+                vocabulary = f"the {self.name} vocabulary ({len(self)} words)"
+                raise UnknownWordError(f"{shorten(word)} is not in {vocabulary}{hint}")
             rows.append(self.index[word])
         return rows
 
@@ -94,7 +97,7 @@ class WordVectors:
         """The words of a query: lower-cased words; the stop-words go when anything else is left."""
         words = _WORD.findall(text.lower())
         if not words:
-            raise UnknownWordError(f"no words in {text[:60]!r}: give one or more English words")
+            raise UnknownWordError(f"no words in {shorten(text)}: give one or more English words")
         content = [word for word in words if word not in stopwords()]
         return content or words
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 from onenet_hf.cli import main
+from onenet_hf.samples import sample_photos
 
 pytestmark = pytest.mark.slow
 
@@ -115,3 +117,67 @@ def test_evaluate_analogy_prints_sections_and_total(shapes_model_with_heads, tmp
     assert "3cosadd  family" in out and "3cosadd  total" in out
     total = json.loads((tmp_path / "a.json").read_text())["metrics"]["3cosadd"]["total"]
     assert total["questions"] == 2 and total["skipped"] == 1 and total["correct"] >= 1
+
+
+def _one_line_error(err: str, command: str) -> str:
+    """The one error line on stderr (progress bars aside)."""
+    lines = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1 and lines[0].startswith(f"onenet {command}: error: ") and "Traceback" not in err
+    return lines[0]
+
+
+def test_index_refuses_an_out_folder_that_is_not_its_own_and_deletes_nothing(shapes_model_with_heads, tmp_path, capsys):
+    folder = tmp_path / "X"
+    folder.mkdir()
+    for photo in sample_photos()[:2]:
+        shutil.copy(photo, folder)
+    (folder / "notes.txt").write_text("my notes")
+    (tmp_path / "a-file").write_text("keep me")
+    before = sorted(p.name for p in folder.iterdir())
+    model = ["--model", str(shapes_model_with_heads)]
+    assert main(["index", str(folder), "--out", str(folder), *model]) == 2
+    assert "is or contains the images to index" in _one_line_error(capsys.readouterr().err, "index")
+    assert main(["index", str(folder), "--out", str(tmp_path / "a-file"), *model]) == 2
+    assert "is a file, not a folder" in _one_line_error(capsys.readouterr().err, "index")
+    assert sorted(p.name for p in folder.iterdir()) == before and (tmp_path / "a-file").read_text() == "keep me"
+
+
+def test_index_rebuilds_a_corrupt_index_of_its_own(shapes_model_with_heads, shapes_dir, tmp_path, capsys):
+    model = ["--model", str(shapes_model_with_heads)]
+    images, out = str(shapes_dir / "images"), str(tmp_path / "index")
+    assert main(["index", images, "--out", out, *model]) == 0
+    (tmp_path / "index" / "index.json").write_text("null")
+    assert main(["search", "red", "--index", out, *model]) == 2
+    assert "corrupt gallery index" in _one_line_error(capsys.readouterr().err, "search")
+    assert main(["index", images, "--out", out, *model]) == 0  # no --rebuild needed
+    assert main(["search", "red", "--index", out, "-k", "2", *model]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3  # "indexed ..." and two results
+
+
+def test_file_names_with_control_characters_stay_on_one_line(shapes_model_with_heads, shapes_dir, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    source = sorted((shapes_dir / "images").glob("dev_*.jpg"))
+    shutil.copy(source[0], folder / "two\nlines.jpg")
+    shutil.copy(source[1], folder / "tab\there.jpg")
+    model = ["--model", str(shapes_model_with_heads)]
+    assert main(["caption", str(folder / "two\nlines.jpg"), str(folder / "tab\there.jpg"), *model]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(folder / "two\\nlines.jpg"), str(folder / "tab\\there.jpg")]
+    assert main(["index", str(folder), "--out", str(tmp_path / "index"), *model]) == 0
+    capsys.readouterr()
+    assert main(["search", "a", "red", "circle", "--index", str(tmp_path / "index"), "-k", "2", *model]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.count("\t") == 1 for line in lines)
+
+
+def test_caps_and_long_input_are_short_one_line_errors(shapes_model_with_heads, capsys):
+    model = ["--model", str(shapes_model_with_heads)]
+    assert main(["caption", "--samples", "--beam-size", "100000", *model]) == 2
+    line = _one_line_error(capsys.readouterr().err, "caption")
+    assert "beam_size must be an integer from 1 to 64, got 100000" in line
+    assert main(["tag", "--samples", "-k", "5000", *model]) == 2
+    assert "k must be an integer from 1 to 1,000, got 5000" in _one_line_error(capsys.readouterr().err, "tag")
+    assert main(["similar-words", "q" * 10_000, "--space", "glove", *model]) == 2
+    line = _one_line_error(capsys.readouterr().err, "similar-words")
+    assert f"{'q' * 40!r}… is not in the GloVe vocabulary" in line and len(line) < 150

@@ -64,5 +64,5 @@ def test_unknown_words_are_explained(shapes_net, shapes_index):
 def test_unknown_method_and_bad_k_are_refused(shapes_net, shapes_index):
     with pytest.raises(ValueError, match="unknown search method"):
         shapes_net.search(shapes_index, "a red circle", method="telepathy")
-    with pytest.raises(ValueError, match="k must be a positive integer"):
+    with pytest.raises(ValueError, match="k must be an integer from 1 to 1,000, got 0"):
         shapes_net.search(shapes_index, "a red circle", k=0)

@@ -46,7 +46,9 @@ def test_similar_images_exact_and_annoy_agree_and_leave_the_query_out(shapes_net
     assert np.allclose([m.score for m in exact], [m.score for m in approximate], atol=1e-4)
     assert query not in [m.path for m in exact] and len(exact) == 3
     assert exact[0].path.endswith("red_circle_2.jpg")
-    assert len(shapes_net.similar_images(index, 0, k=10**6)) == 3
+    assert len(shapes_net.similar_images(index, 0, k=1000)) == 3  # a k beyond the gallery returns all of it
+    with pytest.raises(ValueError, match="k must be an integer from 1 to 1,000, got 1000000"):
+        shapes_net.similar_images(index, 0, k=10**6)
 
 
 def test_class_focused_search_runs_on_pooled_features(shapes_net, image_dir, tmp_path):
@@ -112,7 +114,7 @@ def test_missing_corrupt_and_foreign_indexes_are_refused(shapes_net, shapes_mode
 
 def test_bad_queries_are_clear_errors(shapes_net, image_dir, tmp_path):
     index = shapes_net.build_index(image_dir, tmp_path / "index")
-    with pytest.raises(ValueError, match="k must be a positive integer"):
+    with pytest.raises(ValueError, match="k must be an integer from 1 to 1,000, got 0"):
         shapes_net.similar_images(index, 0, k=0)
     with pytest.raises(IndexError, match="gallery item 99 does not exist"):
         shapes_net.similar_images(index, 99)

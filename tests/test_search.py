@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from onenet_hf.search import beam_search, sample_sequences
+from onenet_hf.search import MAX_BEAM_SIZE, beam_search, sample_sequences
 
 BOS, EOS, A, B = 0, 1, 2, 3
 
@@ -47,9 +47,10 @@ def test_length_penalty_zero_prefers_short_hypotheses():
     assert best.token_ids == [B]
 
 
-def test_beam_size_must_be_positive():
-    with pytest.raises(ValueError, match="beam_size"):
-        beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=0)
+@pytest.mark.parametrize("beam_size", [0, MAX_BEAM_SIZE + 1, 100_000])
+def test_beam_size_must_be_from_1_to_the_cap(beam_size):
+    with pytest.raises(ValueError, match=f"beam_size must be an integer from 1 to {MAX_BEAM_SIZE}, got {beam_size}"):
+        beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=beam_size)
 
 
 def test_suppressed_tokens_are_never_generated():

@@ -97,7 +97,7 @@ def test_tags_of_a_shape_name_its_colour_or_shape(shapes_net):
 
 @pytest.mark.slow
 def test_bad_k_and_bad_image_are_clear_errors(shapes_net, tmp_path):
-    with pytest.raises(ValueError, match="k must be a positive integer"):
+    with pytest.raises(ValueError, match="k must be an integer from 1 to 1,000, got 0"):
         shapes_net.tag(Image.new("RGB", (64, 64)), k=0)
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match="not an image"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from onenet_hf.uses.words import analogy, evaluate_analogies, learned_vectors, similar_words
+from onenet_hf.uses.words import MAX_K, analogy, evaluate_analogies, learned_vectors, similar_words
 from onenet_hf.word_vectors import UnknownWordError, glove_vectors
 
 
@@ -30,16 +30,22 @@ def test_similar_words_in_the_learned_space(shapes_net):
     assert len(result) == 3 and "red" not in [w.word for w in result]
 
 
-@pytest.mark.parametrize("k", [0, -1])
+@pytest.mark.parametrize("k", [0, -1, MAX_K + 1, 10**9])
 def test_bad_k_is_refused(k):
-    with pytest.raises(ValueError, match="k must be a positive integer"):
+    with pytest.raises(ValueError, match=f"k must be an integer from 1 to 1,000, got {k}"):
         similar_words(glove_vectors(), "ocean", k=k)
 
 
 @pytest.mark.slow
-def test_huge_k_returns_the_whole_vocabulary(shapes_net):
+def test_a_k_beyond_the_vocabulary_returns_all_of_it(shapes_net):
     vectors = learned_vectors(shapes_net.model, shapes_net.processor.tokenizer)
-    assert len(similar_words(vectors, "red", k=10**9)) == len(vectors) - 1
+    assert len(vectors) < MAX_K and len(similar_words(vectors, "red", k=MAX_K)) == len(vectors) - 1
+
+
+def test_a_long_unknown_word_is_shortened_when_echoed():
+    with pytest.raises(UnknownWordError) as error:
+        similar_words(glove_vectors(), "q" * 10_000)
+    assert str(error.value).startswith(f"{'q' * 40!r}… is not in the GloVe vocabulary") and len(str(error.value)) < 120
 
 
 def test_unknown_word_is_a_clear_error():

@@ -80,6 +80,7 @@ def caption_images(
 
     An unreadable image raises `ImageLoadError` naming it; call per image to skip bad ones.
     """
+    caption_options(backend, beam_size, length_penalty)  # bad options fail before any image is read
     images = list(images) if isinstance(images, (list, tuple)) else [images]
     captions: list[Caption] = []
     for start in range(0, len(images), batch_size):

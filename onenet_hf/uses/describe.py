@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..gallery import GalleryIndex, ImageMatch, top_k_scores
+from ..messages import shorten
 from ..text_encoder import MAX_TEXT_CHARACTERS, encode_sentences
 from ..word_vectors import UnknownWordError, glove_vectors
 from .tag import tag_word_features
@@ -37,7 +38,7 @@ def description_token_ids(processor, text: str, max_length: int) -> list[int]:
     ids = processor.tokenizer(check_description(text))["input_ids"]
     words = ids[1:-1][:max_length]
     if not [i for i in words if i != processor.tokenizer.unk_token_id]:
-        raise UnknownWordError(f"none of the words of {text[:60]!r} are in the caption vocabulary")
+        raise UnknownWordError(f"none of the words of {shorten(text)} are in the caption vocabulary")
     return ids[:1] + words + ids[-1:]
 
 
@@ -91,7 +92,7 @@ def glove_description_embeds(model, tokenizer, texts: Sequence[str]) -> torch.Te
     for text in texts:
         words = [w for w in glove.query_words(check_description(text)) if w in glove]
         if not words:
-            raise UnknownWordError(f"none of the words of {text[:60]!r} are in GloVe's vocabulary")
+            raise UnknownWordError(f"none of the words of {shorten(text)} are in GloVe's vocabulary")
         rows.append(tag_word_features(model, tokenizer, words).mean(0))
     return model.get_tag_word_embeds(torch.stack(rows))
 
@@ -135,7 +136,7 @@ def search_by_description(
     if method == "glove":
         query = glove_description_embeds(model, processor.tokenizer, [text])[0]
         return index.matches(top_k_scores(np.asarray(index.tag_embeds, dtype=np.float32) @ query.cpu().numpy(), k))
-    raise ValueError(f"unknown search method {method!r}; choose one of {SEARCH_METHODS}")
+    raise ValueError(f"unknown search method {shorten(method)}; choose one of {SEARCH_METHODS}")
 
 
 __all__ = [

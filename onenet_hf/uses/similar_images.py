@@ -9,6 +9,7 @@ import torch
 
 from ..gallery import GalleryIndex, ImageMatch, cosine_matrix, embed_images, top_k_scores
 from ..image_processing_onenet import ImageLike, load_image
+from ..messages import shorten
 from .tag import imagenet_labels
 from .words import check_k
 
@@ -32,7 +33,7 @@ def class_focus_weights(model, imagenet_class: int | str) -> np.ndarray:
     if isinstance(imagenet_class, str):
         names = [label.lower() for label in labels]
         if imagenet_class.lower() not in names:
-            raise ValueError(f"unknown ImageNet class {imagenet_class!r}; give an index 0-999 or a class name")
+            raise ValueError(f"unknown ImageNet class {shorten(imagenet_class)}; give an index 0-999 or a class name")
         imagenet_class = names.index(imagenet_class.lower())
     if not 0 <= int(imagenet_class) < len(labels):
         raise ValueError(f"ImageNet class index must be 0-999, got {imagenet_class}")

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..messages import shorten
 from ..word_vectors import UnknownWordError, WordVectors
 
 ANALOGY_METHODS = ("3cosadd", "3cosmul")
+MAX_K = 1000  # results of one top-k query (words, tags, gallery images)
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,11 @@ def learned_vectors(model, tokenizer) -> WordVectors:
     return WordVectors([w for w, _ in rows], weights[[i for _, i in rows]], name="learned caption")
 
 
-def check_k(k: int) -> None:
-    """k of a top-k query must be a positive integer (a k beyond the candidates returns them all)."""
-    if not isinstance(k, int) or k <= 0:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+def check_k(k: int, maximum: int = MAX_K) -> None:
+    """k of a top-k query must be a positive integer up to `maximum` (a k beyond the candidates returns them
+    all); the cap bounds the work a query asks for, e.g. the decoder re-ranking `k` gallery images."""
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= maximum:
+        raise ValueError(f"k must be an integer from 1 to {maximum:,}, got {str(k)[:20]}")
 
 
 def similar_words(vectors: WordVectors, text: str, k: int = 10) -> list[ScoredWord]:
@@ -56,7 +59,7 @@ def _analogy_scores(
     if method == "3cosmul":  # Levy & Goldberg (2014): cosines shifted to [0, 1]
         shifted = [(vectors[rows] @ transposed + 1.0) / 2.0 for rows in (a, b, c)]
         return torch.div(shifted[1] * shifted[2], shifted[0] + 1e-3, out=out)
-    raise ValueError(f"unknown analogy method {method!r}; choose one of {ANALOGY_METHODS}")
+    raise ValueError(f"unknown analogy method {shorten(method)}; choose one of {ANALOGY_METHODS}")
 
 
 @torch.inference_mode()
@@ -148,6 +151,7 @@ def _accuracy(correct: int, questions: int, skipped: int) -> dict[str, float]:
 
 __all__ = [
     "ANALOGY_METHODS",
+    "MAX_K",
     "ScoredWord",
     "UnknownWordError",
     "analogy",
