@@ -1,24 +1,44 @@
 """What the Gradio Space serves: the six uses over one loaded model and one persisted gallery, as table rows.
 
-`spaces/app.py` only builds the UI around an `OneNetSpace`; a `ValueError` from here is a user error
+`onenet_hf/space_app.py` only builds the UI around an `OneNetSpace`; a `ValueError` from here is a user error
 (the app shows it with `gr.Error`), anything else is a bug.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 
-from .gallery import GalleryIndex, list_images
+from .gallery import IMAGE_SUFFIXES, GalleryIndex, GalleryIndexError, list_images
 from .image_processing_onenet import load_image
 from .pipeline import OneNet
 from .samples import sample_photos
+from .search import check_beam_size
+from .uses.words import check_k
 
 GALLERY_CACHE = Path.home() / ".cache" / "onenet" / "galleries"
 GalleryItem = tuple[str, str]
 Rows = list[list]
+
+# Stricter than the library's caps (beam 64, k 1,000): one request must not hold the shared CPU for long.
+SPACE_MAX_BEAM_SIZE = 8
+SPACE_MAX_K = 50
+# "Add to gallery": added photos are shown to every user and kept across restarts, so they are bounded.
+MAX_UPLOAD_FILES = 20  # photos per request
+MAX_UPLOAD_BYTES = 20_000_000  # per photo
+MAX_ADDED_BYTES = 500_000_000  # all added photos together
+_SERVER_PATH = re.compile(r"(?<![\w.])(?:~|[A-Za-z]:)?[/\\](?:[^\s'\"/\\]+[/\\])*(?=[^\s'\"/\\])")
+
+
+def public_message(text: str) -> str:
+    """An error message fit to show a Space's users: absolute paths cut to their last part, so that neither
+    the server's folders nor its upload folder names are revealed."""
+    return _SERVER_PATH.sub("", text)
 
 
 class OneNetSpace:
@@ -38,6 +58,10 @@ class OneNetSpace:
         cache_dir: str | Path = GALLERY_CACHE,
         revision: str | None = None,
         folder: str | Path | None = None,
+        allow_uploads: bool = False,
+        max_upload_files: int = MAX_UPLOAD_FILES,
+        max_upload_bytes: int = MAX_UPLOAD_BYTES,
+        max_added_bytes: int = MAX_ADDED_BYTES,
     ):
         self.net = OneNet.from_pretrained(model, revision=revision)
         self.captioner = self._onnx_captioner(model, revision) or self.net
@@ -45,6 +69,9 @@ class OneNetSpace:
         source = str(self.gallery) if self.gallery else "scikit-image sample photos"
         self.folder = Path(folder) if folder else Path(cache_dir) / hashlib.sha256(source.encode()).hexdigest()[:16]
         self.added = self.folder / "added"
+        self.allow_uploads = allow_uploads
+        self.max_upload_files, self.max_upload_bytes = max_upload_files, max_upload_bytes
+        self.max_added_bytes = max_added_bytes
         self._lock = threading.Lock()
         self.index = self._build()
 
@@ -70,20 +97,34 @@ class OneNetSpace:
             raise ValueError("no image: upload one or pick an example")
         return load_image(image)
 
+    @staticmethod
+    def _k(k) -> int:
+        check_k(int(k), SPACE_MAX_K)
+        return int(k)
+
+    def served_paths(self) -> list[str]:
+        """The files the Space may serve: exactly the gallery's indexed images and the example photos, never
+        a folder (gradio's `allowed_paths`); index metadata, other files and dotfiles beside them stay private."""
+        return sorted(set(self.index.paths) | {os.path.realpath(p) for p in sample_photos()})
+
     def caption(self, image, beam_size: int | None = None) -> str:
-        return self.captioner.caption(self._image(image), None if beam_size is None else int(beam_size))[0].text
+        """The caption; beam size defaults to the model's generation config, capped lower than the CLI's."""
+        if beam_size is not None:
+            beam_size = int(beam_size)
+            check_beam_size(beam_size, SPACE_MAX_BEAM_SIZE)
+        return self.captioner.caption(self._image(image), beam_size)[0].text
 
     def tag(self, image, k: int = 5) -> tuple[Rows, Rows]:
-        tags = self.net.tag(self._image(image), int(k))[0]
+        tags = self.net.tag(self._image(image), self._k(k))[0]
         return [[t.word, round(t.score, 4)] for t in tags.words], [[t.word, round(t.score, 4)] for t in tags.imagenet]
 
     def similar_words(self, text: str, space: str = "learned", k: int = 10) -> Rows:
-        return [[w.word, round(w.score, 4)] for w in self.net.similar_words(text or "", int(k), space)]
+        return [[w.word, round(w.score, 4)] for w in self.net.similar_words(text or "", self._k(k), space)]
 
     def analogy(self, a: str, b: str, c: str, method: str = "3cosadd", space: str = "glove", k: int = 5) -> Rows:
         if not all(word and word.strip() for word in (a, b, c)):
             raise ValueError("give three words: a is to b as c is to ?")
-        return [[w.word, round(w.score, 4)] for w in self.net.analogy(a, b, c, int(k), space, method)]
+        return [[w.word, round(w.score, 4)] for w in self.net.analogy(a, b, c, self._k(k), space, method)]
 
     def gallery_items(self) -> list[GalleryItem]:
         """Every gallery image with its file name, for the clickable gallery."""
@@ -92,26 +133,55 @@ class OneNetSpace:
     def similar_images(self, image, row: int | None = None, k: int = 6, focus_class: str | None = None):
         """Images like an upload, or like gallery item `row` (a click) when no image is given."""
         query = row if image is None and row is not None else self._image(image)
-        matches = self.net.similar_images(self.index, query, int(k), focus_class=focus_class or None)
+        matches = self.net.similar_images(self.index, query, self._k(k), focus_class=focus_class or None)
         return [(m.path, f"{Path(m.path).name} ({m.score:.3f})") for m in matches]
 
     def search(self, text: str, method: str = "embed", k: int = 6) -> list[GalleryItem]:
-        matches = self.net.search(self.index, text or "", int(k), method)
+        matches = self.net.search(self.index, text or "", self._k(k), method)
         return [(m.path, f"{Path(m.path).name} ({m.score:.3f})") for m in matches]
 
     def add_images(self, files: list[str] | None) -> list[GalleryItem]:
-        """Copy uploaded photos into the gallery's own folder and extend the index (only they are embedded)."""
+        """Copy uploaded photos into the gallery's own folder and extend the index (only they are embedded).
+
+        Names are content-addressed (`added/<hash>-<name>`): the same bytes twice are one photo, different
+        photos of one name are both kept. Limits: files per request, bytes per photo, bytes of all added
+        photos (`max_upload_files`, `max_upload_bytes`, `max_added_bytes`); each is a clear error.
+        """
+        if not self.allow_uploads:
+            raise ValueError("adding photos is turned off on this Space")
         if not files:
             raise ValueError("no files: choose one or more photos to add")
+        if len(files) > self.max_upload_files:
+            raise ValueError(f"{len(files)} files: add at most {self.max_upload_files} photos at a time")
+        uploads = {}
         for file in files:
+            path = Path(file)
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise ValueError(f"{path.name[:60]}: only {', '.join(sorted(IMAGE_SUFFIXES))} files can be added")
+            if path.stat().st_size > self.max_upload_bytes:
+                raise ValueError(f"{path.name[:60]}: larger than {self.max_upload_bytes / 1e6:g} MB per photo")
             load_image(file)  # refuse a bad upload before it enters the gallery
+            digest = hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest()
+            uploads[digest] = path
         with self._lock:
             self.added.mkdir(parents=True, exist_ok=True)
-            for file in files:
-                target = self.added / Path(file).name
-                shutil.copyfile(file, target)
-            self.index = self._build()
+            entries = [entry for entry in self.added.iterdir() if entry.is_file() and not entry.name.startswith(".")]
+            present = {entry.name.split("-", 1)[0]: entry for entry in entries}
+            new = {digest: path for digest, path in uploads.items() if digest not in present}
+            total = sum(entry.stat().st_size for entry in present.values())
+            total += sum(path.stat().st_size for path in new.values())
+            if total > self.max_added_bytes:
+                raise ValueError(f"the gallery's added photos would pass {self.max_added_bytes / 1e6:g} MB in all")
+            for digest, path in new.items():
+                name = re.sub(r"[^\w.-]", "_", path.stem)[:40] + path.suffix.lower()
+                with tempfile.NamedTemporaryFile(dir=self.added, prefix=".upload-", delete=False) as tmp:
+                    shutil.copyfileobj(path.open("rb"), tmp)
+                os.replace(tmp.name, self.added / f"{digest}-{name}")  # whole or absent, never half a photo
+            try:
+                self.index = self._build()
+            except GalleryIndexError as error:
+                raise ValueError(f"the gallery could not be extended: {public_message(str(error))}") from None
         return self.gallery_items()
 
 
-__all__ = ["OneNetSpace"]
+__all__ = ["MAX_ADDED_BYTES", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_FILES", "OneNetSpace", "public_message"]

@@ -8,12 +8,11 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-from pathlib import Path
 
 from .extras import require
 from .hub import default_model
 from .samples import sample_photos
-from .space import OneNetSpace
+from .space import SPACE_MAX_BEAM_SIZE, SPACE_MAX_K, OneNetSpace, public_message
 from .uses.describe import SEARCH_METHODS
 from .uses.tag import imagenet_labels
 from .uses.words import ANALOGY_METHODS
@@ -22,14 +21,15 @@ gr = require("gradio", "space", "the Space")
 
 
 def user_errors(function):
-    """Show bad input (ValueError, e.g. an unknown word or a corrupt image) in the UI; the server keeps serving."""
+    """Show bad input (ValueError, e.g. an unknown word or a corrupt image) in the UI, server paths cut out;
+    the server keeps serving."""
 
     @functools.wraps(function)
     def wrapper(*args):
         try:
             return function(*args)
         except (ValueError, IndexError) as error:
-            raise gr.Error(str(error)) from None
+            raise gr.Error(public_message(str(error))) from None
 
     return wrapper
 
@@ -40,19 +40,21 @@ def clicked_row(event: gr.SelectData) -> tuple[int, None]:
 
 
 def build_demo(space: OneNetSpace) -> gr.Blocks:
+    """The six tabs. Image inputs keep `image_mode=None`: gradio then passes the upload's path on without
+    decoding it, and `load_image` checks its size from the header before decoding (its pixel limit)."""
     with gr.Blocks(title="OneNet: one network, many uses") as demo:
         gr.Markdown("# OneNet: one network, many uses\nOne image encoder and one caption decoder, six uses.")
         examples = [str(p) for p in sample_photos()]
         with gr.Tab("Caption"):
-            image = gr.Image(type="filepath", label="Image")
-            beam = gr.Slider(1, 8, value=3, step=1, label="Beam size")
+            image = gr.Image(type="filepath", image_mode=None, label="Image")
+            beam = gr.Slider(1, SPACE_MAX_BEAM_SIZE, value=3, step=1, label="Beam size")
             caption = gr.Textbox(label="Caption")
             gr.Examples(examples, image)
             gr.Button("Caption", variant="primary").click(
                 user_errors(space.caption), [image, beam], caption, api_name="caption"
             )
         with gr.Tab("Tag"):
-            image = gr.Image(type="filepath", label="Image")
+            image = gr.Image(type="filepath", image_mode=None, label="Image")
             k = gr.Slider(1, 20, value=5, step=1, label="Tags")
             words = gr.Dataframe(headers=["tag", "score"], label="Word tags", interactive=False)
             labels = gr.Dataframe(headers=["ImageNet label", "probability"], label="ImageNet labels", interactive=False)
@@ -63,7 +65,7 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
         with gr.Tab("Similar words"):
             text = gr.Textbox(label="Word(s)", placeholder="beach")
             word_space = gr.Radio(["learned", "glove"], value="learned", label="Word space")
-            k = gr.Slider(1, 50, value=10, step=1, label="Words")
+            k = gr.Slider(1, SPACE_MAX_K, value=10, step=1, label="Words")
             table = gr.Dataframe(headers=["word", "cosine"], label="Similar words", interactive=False)
             gr.Button("Find", variant="primary").click(
                 user_errors(space.similar_words), [text, word_space, k], table, api_name="similar_words"
@@ -81,7 +83,7 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
         with gr.Tab("Similar images"):
             gallery = gr.Gallery(space.gallery_items(), label="Gallery (click an image to search with it)", columns=6)
             clicked = gr.Number(visible=False, precision=0)
-            image = gr.Image(type="filepath", label="Or upload an image")
+            image = gr.Image(type="filepath", image_mode=None, label="Or upload an image")
             focus = gr.Dropdown([""] + list(imagenet_labels()), value="", label="Focus on ImageNet class (optional)")
             k = gr.Slider(1, 20, value=6, step=1, label="Results")
             results = gr.Gallery(label="Similar images", columns=6)
@@ -91,8 +93,15 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
             gallery.select(clicked_row, None, [clicked, image], api_visibility="private").then(
                 user_errors(space.similar_images), [image, clicked, k, focus], results, api_visibility="private"
             )
-            uploads = gr.File(file_count="multiple", file_types=["image"], label="Add your photos to the gallery")
-            gr.Button("Add to gallery").click(user_errors(space.add_images), uploads, gallery, api_visibility="private")
+            if space.allow_uploads:  # otherwise the handler does not exist at all, in the UI or over HTTP
+
+                def add_images(files):
+                    items = space.add_images(files)
+                    demo.allowed_paths = space.served_paths()  # the added photos may now be served too
+                    return items
+
+                uploads = gr.File(file_count="multiple", file_types=["image"], label="Add your photos to the gallery")
+                gr.Button("Add to gallery").click(user_errors(add_images), uploads, gallery, api_visibility="private")
         with gr.Tab("Describe to search"):
             text = gr.Textbox(label="Description", placeholder="a dog jumping into a pool")
             method = gr.Radio(list(SEARCH_METHODS), value="embed", label="Method")
@@ -112,11 +121,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--index-dir", help="the Space's own folder for its gallery index (default: under ~/.cache)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    help_text = "let users add photos to the gallery (default: on for the sample photos, off for --gallery)"
+    parser.add_argument("--allow-uploads", action=argparse.BooleanOptionalAction, help=help_text)
     args = parser.parse_args(argv)
-    space = OneNetSpace(args.model, args.gallery, revision=args.revision, folder=args.index_dir)
-    allowed = [str(space.folder)] + [str(Path(p).parent) for p in space.index.paths]
+    allow_uploads = args.allow_uploads if args.allow_uploads is not None else args.gallery is None
+    space = OneNetSpace(
+        args.model, args.gallery, revision=args.revision, folder=args.index_dir, allow_uploads=allow_uploads
+    )
+    # show_error=False: gradio's own errors (e.g. an upload it cannot open) would show server paths; ours
+    # reach users as gr.Error (see user_errors), paths cut out.
     build_demo(space).launch(
-        server_name=args.host, server_port=args.port, allowed_paths=sorted(set(allowed)), show_error=True
+        server_name=args.host, server_port=args.port, allowed_paths=space.served_paths(), show_error=False
     )
 
 

@@ -34,21 +34,30 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The Space on a free loopback port, with the shipped checkpoint and the sample-photo gallery."""
-    from onenet_hf import space_app as app
+def app():
+    from onenet_hf import space_app
 
-    space = OneNetSpace(CHECKPOINT, cache_dir=tmp_path_factory.mktemp("galleries"))
+    return space_app
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    """The shipped checkpoint and the sample-photo gallery, uploads off."""
+    return OneNetSpace(CHECKPOINT, cache_dir=tmp_path_factory.mktemp("galleries"))
+
+
+@pytest.fixture(scope="module")
+def server(app, space):
+    """The Space on a free loopback port, serving what `onenet_hf.space_app.main` serves."""
     demo = app.build_demo(space)
     port = _free_port()
-    allowed = [str(space.folder)] + sorted({str(Path(p).parent) for p in space.index.paths})
     demo.launch(
         server_name="127.0.0.1",
         server_port=port,
         prevent_thread_lock=True,
-        allowed_paths=allowed,
+        allowed_paths=space.served_paths(),
         quiet=True,
-        show_error=True,
+        show_error=False,
     )
     yield f"http://127.0.0.1:{port}/"
     demo.close()
@@ -85,24 +94,67 @@ def test_every_endpoint_answers_sensibly(client):
 
 def test_bad_input_is_a_readable_error_and_the_server_keeps_serving(client, tmp_path):
     corrupt = tmp_path / "corrupt.jpg"
-    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(corrupt)
+    corrupt.write_bytes(corrupt.read_bytes()[: corrupt.stat().st_size // 2])  # a JPEG cut off half-way
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     bomb = tmp_path / "bomb.png"
     png_claiming_size(bomb, 9400, 9400)  # 88.4 megapixels by its header: refused before decoding
     big = tmp_path / "big.png"
     Image.fromarray(np.zeros((6000, 6000, 3), dtype=np.uint8)).save(big, compress_level=1)  # 36 megapixels
     cases = [
         (lambda: client.predict(None, 3, api_name="/caption"), "no image"),
-        (lambda: client.predict(handle_file(str(corrupt)), 3, api_name="/caption"), "Truncated|not an image"),
+        (lambda: client.predict(handle_file(str(corrupt)), 3, api_name="/caption"), "corrupt or truncated"),
         (lambda: client.predict("   ", "embed", 3, api_name="/describe_to_search"), "the description is empty"),
         (lambda: client.predict("qwzx", "learned", 5, api_name="/similar_words"), "not in the learned caption"),
         (lambda: client.predict("man", "kingg", "woman", "3cosadd", "glove", 3, api_name="/analogy"), "did you mean"),
         (lambda: client.predict(handle_file(str(bomb)), 3, api_name="/caption"), "limit is 40.0 megapixels"),
+        (lambda: client.predict(handle_file(photo("chelsea")), 9, api_name="/caption"), "maximum value 8"),
+        (lambda: client.predict("dog", "learned", 51, api_name="/similar_words"), "maximum value 50"),
     ]
     for call, message in cases:
         with pytest.raises(Exception, match=message):
             call()
+    for upload in (corrupt, garbage):  # ours (the file name only), and gradio's own (not shown)
+        with pytest.raises(Exception) as error:
+            client.predict(handle_file(str(upload)), 3, api_name="/caption")
+        assert "gradio/" not in str(error.value) and "/tmp" not in str(error.value)  # no server paths
     assert client.predict(handle_file(str(big)), 1, api_name="/caption")  # big but valid: answered
     assert client.predict("man", "king", "woman", "3cosadd", "glove", 1, api_name="/analogy")["data"]
+
+
+def test_the_space_s_caps_are_stricter_than_the_library_s(space):
+    with pytest.raises(ValueError, match="beam_size must be an integer from 1 to 8, got 9"):
+        space.caption(photo("chelsea"), 9)
+    with pytest.raises(ValueError, match="k must be an integer from 1 to 50, got 51"):
+        space.similar_words("dog", "learned", 51)
+
+
+def test_only_the_gallery_s_image_files_are_served(server, space):
+    httpx = pytest.importorskip("httpx")
+    secret = space.folder / ".env"
+    secret.write_text("TOKEN=secret\n")
+    beside_photos = Path(space.index.paths[0]).parent / "README.txt"  # scikit-image's data folder
+    private = [secret, beside_photos, space.folder / "index" / "index.json", space.folder, Path.home()]
+    assert beside_photos.is_file()
+    for path in private:
+        response = httpx.get(f"{server}gradio_api/file={path}")
+        assert response.status_code in (403, 404), path
+    assert httpx.get(f"{server}gradio_api/file={space.index.paths[0]}").status_code == 200
+
+
+def test_adding_photos_exists_only_when_uploads_are_allowed(app, space):
+    def add_handlers(demo) -> int:
+        return sum(fn.name == "add_images" for fn in demo.fns.values())
+
+    assert not space.allow_uploads and add_handlers(app.build_demo(space)) == 0
+    space.allow_uploads = True
+    try:
+        assert add_handlers(app.build_demo(space)) == 1
+    finally:
+        space.allow_uploads = False
+    with pytest.raises(ValueError, match="adding photos is turned off"):
+        space.add_images([photo("chelsea")])
 
 
 def test_every_tab_in_headless_chromium(server):
@@ -185,17 +237,40 @@ def test_captions_use_onnxruntime_when_the_checkpoint_is_exported(shapes_model_w
     assert space.caption(image, 2) == without.caption(image, 2)
 
 
-def test_added_photos_join_the_gallery_and_bad_ones_are_refused(shapes_model_with_heads, shapes_dir, tmp_path):
-    space = OneNetSpace(shapes_model_with_heads, shapes_dir / "images", cache_dir=tmp_path)
+def _png(path: Path, value: int) -> str:
+    Image.fromarray(np.full((64, 64, 3), value, dtype=np.uint8)).save(path)
+    return str(path)
+
+
+def test_added_photos_join_the_gallery_by_content_and_within_limits(shapes_model_with_heads, shapes_dir, tmp_path):
+    images = shapes_dir / "images"
+    space = OneNetSpace(shapes_model_with_heads, images, cache_dir=tmp_path, allow_uploads=True, max_upload_files=3)
     before = len(space.gallery_items())
-    new = tmp_path / "upload.png"
-    Image.fromarray(np.full((64, 64, 3), 200, dtype=np.uint8)).save(new)
-    assert len(space.add_images([str(new)])) == before + 1
-    assert len(OneNetSpace(shapes_model_with_heads, shapes_dir / "images", cache_dir=tmp_path).index) == before + 1
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, other = _png(tmp_path / "a" / "photo.png", 200), _png(tmp_path / "b" / "photo.png", 50)
+    assert len(space.add_images([first, other])) == before + 2  # one name, two photos: both kept
+    assert len(space.add_images([first])) == before + 2  # the same bytes again: the same photo
+    assert len(list(space.added.iterdir())) == 2
+    assert len(OneNetSpace(shapes_model_with_heads, images, cache_dir=tmp_path).index) == before + 2  # kept
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="not an image"):
-        space.add_images([str(broken)])
-    with pytest.raises(ValueError, match="no files"):
-        space.add_images([])
-    assert len(space.index) == before + 1
+    cases = [
+        ([str(broken)], "not an image"),
+        ([], "no files"),
+        ([first] * 4, "add at most 3 photos at a time"),
+        ([str(tmp_path / "notes.txt")], "only .bmp, .gif"),
+    ]
+    (tmp_path / "notes.txt").write_text("text")
+    for files, message in cases:
+        with pytest.raises(ValueError, match=message):
+            space.add_images(files)
+    new = _png(tmp_path / "new.png", 120)
+    space.max_upload_bytes = Path(new).stat().st_size - 1
+    with pytest.raises(ValueError, match="larger than"):
+        space.add_images([new])
+    added = sum(p.stat().st_size for p in space.added.iterdir())
+    space.max_upload_bytes, space.max_added_bytes = 10**6, added + Path(new).stat().st_size - 1
+    with pytest.raises(ValueError, match="added photos would pass"):
+        space.add_images([new])
+    assert len(space.index) == before + 2 and len(list(space.added.iterdir())) == 2
