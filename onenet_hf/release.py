@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .folders import check_new_folder, new_folder
 from .hub import check_model_folder
 
 CARD_FILE = "README.md"
@@ -109,8 +109,7 @@ def write_release(
     from .pipeline import OneNet
 
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ReleaseError(f"{out} already exists; a release is written whole into a new folder")
+    check_new_folder(out, "a release")
     evaluations = []
     for file in evaluation_files:
         try:
@@ -121,9 +120,7 @@ def write_release(
     card = model_card(evaluations, body, model_name or out.name)  # refuse bad evaluations before any work
     net = OneNet.from_pretrained(model)
     source = Path(net.model.name_or_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with new_folder(out, "a release") as building:
         net.save_pretrained(building, half_precision_weights=half_precision_weights)
         for log in TRAINING_LOGS:
             if (source / log).is_file():
@@ -136,20 +133,13 @@ def write_release(
             from export import export_onnx
 
             export_onnx(building, building / "onnx")
-        building.chmod(0o755)
-        if out.is_dir():
-            out.rmdir()  # empty, checked above
-        os.replace(building, out)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
     return out
 
 
 def _default_body(name: str) -> str:
     return (
         f"# {name}\n\nA OneNet model: one image representation from a frozen EfficientNet-Lite2, one LSTM decoder "
-        "that captions it; the same network tags, searches and relates words. See https://github.com/onenet-hf.\n"
+        "that captions it; the same network tags, searches and relates words.\n"
     )
 
 

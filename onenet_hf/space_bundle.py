@@ -11,10 +11,10 @@ import importlib.metadata
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .folders import check_new_folder, new_folder
 from .gallery import list_images
 from .hub import DEFAULT_MODEL_ID, check_model_folder, resolve_model
 from .samples import sample_photos
@@ -129,14 +129,11 @@ def build_space(
     from .space import OneNetSpace
 
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise SpaceBundleError(f"{out} already exists; a Space folder is written whole into a new folder")
+    check_new_folder(out, "a Space folder")
     source = resolve_model(model, revision, with_onnx=True)
     is_hub_id = not Path(model).expanduser().is_dir()
     photos = gallery_photos(gallery)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with new_folder(out, "a Space folder") as building:
         shutil.copytree(source, building / MODEL_FOLDER, ignore=shutil.ignore_patterns(".*"))
         try:
             OneNet.from_pretrained(check_model_folder(building / MODEL_FOLDER))
@@ -157,13 +154,6 @@ def build_space(
         (building / "requirements.txt").write_text("\n".join(requirements) + "\n")
         (building / "README.md").write_text(space_card(str(model) if is_hub_id else model_id or DEFAULT_MODEL_ID))
         (building / "app.py").write_text(APP.format(model=MODEL_FOLDER, gallery=GALLERY_FOLDER, index=INDEX_FOLDER))
-        building.chmod(0o755)
-        if out.is_dir():
-            out.rmdir()
-        os.replace(building, out)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
     return out
 
 
