@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--card", help="model card body in Markdown (e.g. model_card.md); its YAML is rebuilt")
     release.add_argument("--model-name", help="name in the card (default: the --out folder's name)")
     release.add_argument("--fp16-weights", action="store_true", help="store weights in fp16 (computed in fp32)")
-    release.add_argument("--no-onnx", dest="onnx", action="store_false", help="leave out onnx/ (needs the onnx extra)")
+    release.add_argument("--no-onnx", dest="onnx", action="store_false", help="leave out onnx/ (writing it needs onnx)")
     release.set_defaults(run=_release)
 
     push = commands.add_parser("push", help="upload a release folder to a Hugging Face Hub model repo")

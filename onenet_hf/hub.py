@@ -82,7 +82,7 @@ def resolve_model(model: str | os.PathLike, revision: str | None = None, with_on
             raise ModelNotFoundError(f"--revision applies to Hub repo ids; {model} is a local folder")
         return check_model_folder(path)
     text = str(model)
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep == "\\" and "\\" in text:
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:  # a path
         raise ModelNotFoundError(f"{model}: no such model folder")
     return check_model_folder(_hub_snapshot(text, revision, with_onnx), f"the Hub repo {text}")
 

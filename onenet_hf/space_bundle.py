@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .folders import check_new_folder, new_folder
-from .gallery import list_images
+from .gallery import GalleryIndexError, list_images
 from .hub import DEFAULT_MODEL_ID, check_model_folder, resolve_model
 from .samples import sample_photos
 
@@ -125,7 +125,6 @@ def build_space(
     model_id: str | None = None,
 ) -> Path:
     """Write the Space folder `out` (new or empty) for `model` (folder or Hub id) and a gallery; atomic."""
-    from .pipeline import OneNet
     from .space import OneNetSpace
 
     out = Path(out)
@@ -135,11 +134,6 @@ def build_space(
     photos = gallery_photos(gallery)
     with new_folder(out, "a Space folder") as building:
         shutil.copytree(source, building / MODEL_FOLDER, ignore=shutil.ignore_patterns(".*"))
-        try:
-            OneNet.from_pretrained(check_model_folder(building / MODEL_FOLDER))
-        except Exception as error:  # a corrupt weight file fails in safetensors, torch or transformers
-            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-            raise SpaceBundleError(f"the model {model} does not load: {reason}") from None
         (building / GALLERY_FOLDER).mkdir()
         names = set()
         for photo in photos:
@@ -148,7 +142,14 @@ def build_space(
             shutil.copyfile(photo.path, building / GALLERY_FOLDER / name)
         credits = "\n".join(f"- {photo.credit}" for photo in photos)
         (building / ATTRIBUTION_FILE).write_text(f"# Gallery photos\n\n{credits}\n", encoding="utf-8")
-        OneNetSpace(building / MODEL_FOLDER, building / GALLERY_FOLDER, folder=building / INDEX_FOLDER)
+        check_model_folder(building / MODEL_FOLDER)
+        try:  # what the Space does at start: load the model, build the gallery index it then finds ready
+            OneNetSpace(building / MODEL_FOLDER, building / GALLERY_FOLDER, folder=building / INDEX_FOLDER)
+        except GalleryIndexError:
+            raise
+        except Exception as error:  # a corrupt weight file fails in safetensors, torch or transformers
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            raise SpaceBundleError(f"the model {model} does not load: {reason}") from None
         shutil.copytree(Path(__file__).parent, building / "onenet_hf", ignore=shutil.ignore_patterns("__pycache__"))
         requirements = space_requirements(with_onnx=(building / MODEL_FOLDER / "onnx").is_dir())
         (building / "requirements.txt").write_text("\n".join(requirements) + "\n")
