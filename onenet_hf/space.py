@@ -174,8 +174,11 @@ class OneNetSpace:
                 raise ValueError(f"the gallery's added photos would pass {self.max_added_bytes / 1e6:g} MB in all")
             for digest, path in new.items():
                 name = re.sub(r"[^\w.-]", "_", path.stem)[:40] + path.suffix.lower()
-                with tempfile.NamedTemporaryFile(dir=self.added, prefix=".upload-", delete=False) as tmp:
-                    shutil.copyfileobj(path.open("rb"), tmp)
+                with (
+                    path.open("rb") as source,
+                    tempfile.NamedTemporaryFile(dir=self.added, prefix=".upload-", delete=False) as tmp,
+                ):
+                    shutil.copyfileobj(source, tmp)
                 os.replace(tmp.name, self.added / f"{digest}-{name}")  # whole or absent, never half a photo
             try:
                 self.index = self._build()
