@@ -3,7 +3,7 @@
 transformers 5 removed its own image-to-text pipeline (`"image-to-text"` now builds the chat-style
 image-text-to-text pipeline, which requires a text prompt), so OneNet brings one:
 
-    pipeline("image-to-text", model="onenet-hf/onenet-flickr8k", pipeline_class=OneNetImageToTextPipeline)
+    pipeline("image-text-to-text", model="onenet-hf/onenet-flickr8k", pipeline_class=OneNetImageToTextPipeline)
 
 It runs `OneNetModel.generate`, the beam search of `onenet caption`, on pixels from the same image loader.
 """
