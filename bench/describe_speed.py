@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from onenet_hf import OneNet, read_split
-from onenet_hf.uses.describe import SEARCH_METHODS
+from onenet_hf.uses.search import SEARCH_METHODS
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     examples = read_split(args.data_dir, "dev")
     index = net.build_index([e.path for e in examples], args.index)
     queries = [e.captions[0] for e in examples[: args.queries]]
-    net.search(index, queries[0], method="embed")  # load the sentence encoder before timing
+    net.search(index, queries[0], method="reranked")  # load the sentence encoder before timing
     results = {}
     for method in SEARCH_METHODS:
         seconds = []

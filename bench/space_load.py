@@ -28,7 +28,7 @@ def requests(photos: list[str]) -> list[tuple[str, tuple]]:
         ("/similar_words", ("beach", "glove", 10)),
         ("/analogy", ("man", "king", "woman", "3cosadd", "glove", 5)),
         ("/similar_images", (None, 0, 6, "")),
-        ("/describe_to_search", ("a dog running on the grass", "embed", 6)),
+        ("/search", ("a dog running on the grass", "reranked", 6)),
     ]
 
 

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .extras import MissingExtraError
+from .errors import OneNetError
 from .hub import MODEL_ENV, default_model
 from .messages import escape_controls
 
@@ -33,9 +33,9 @@ def _dataclass_from(arguments: type, args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import TrainingArguments, train
+    from .training import CaptionTrainingArguments, train
 
-    print(f"best model written to {train(_dataclass_from(TrainingArguments, args))}")
+    print(f"best model written to {train(_dataclass_from(CaptionTrainingArguments, args))}")
     return 0
 
 
@@ -47,7 +47,7 @@ def _train_heads(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
-    from .pipeline import OneNet
+    from .onenet import OneNet
 
     return OneNet.from_pretrained(
         args.model, args.device, args.backend, args.onnx_dir, args.onnx_variant, revision=args.revision
@@ -55,120 +55,62 @@ def _load(args: argparse.Namespace):
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    if args.task == "analogy":
-        return _evaluate_analogy(args)
-    from .data import read_split
+    from .evaluation import evaluate, format_table
 
-    if not args.data_dir:
-        raise ValueError(f"--data-dir is required for --task {args.task}")
-    net = _load(args)
-    examples = read_split(args.data_dir, args.split, args.data_format)
-    result = {"model": str(args.model), "task": args.task, "dataset": Path(args.data_dir).name, "split": args.split}
-    result["images"] = len(examples)
-    grids = None
-    if args.backend == "torch":  # cached backbone features make repeated evaluations cheap
-        from .features import cached_backbone_features
-
-        paths = [e.path for e in examples]
-        grids = cached_backbone_features(net.model, net.processor.image_processor, paths, args.cache_dir)
-    if args.task == "captions":
-        result |= _evaluate_captions(args, net, examples, grids)
-    else:
-        from .evaluation import evaluate_retrieval, evaluate_tags
-
-        if grids is None:
-            raise ValueError(f"--task {args.task} runs on the PyTorch backend; leave out --backend onnx")
-        if args.task == "tags":
-            tagging = {"caption_samples": args.caption_samples, "caption_weight": args.caption_weight}
-            result |= tagging
-            result["metrics"] = evaluate_tags(net.model, net.processor, grids, examples, 5, **tagging)
-        else:
-            methods = args.methods.split(",")
-            result["captions_per_image"] = args.captions_per_image
-            result["metrics"] = {
-                m: evaluate_retrieval(net.model, net.processor, grids, examples, m, args.captions_per_image)
-                for m in methods
-            }
-    _print_and_save(result, args.output)
-    return 0
-
-
-def _print_and_save(result: dict, output: str | None) -> None:
-    from .evaluation import format_table
-
+    if args.task != "analogy" and not args.data_dir:
+        raise OneNetError(f"--data-dir is required for --task {args.task}")
+    net = _load(args) if args.task != "analogy" or args.space == "learned" else None
+    result = evaluate(
+        net,
+        args.task,
+        args.data_dir,
+        args.split,
+        args.data_format,
+        args.cache_dir,
+        args.beam_size,
+        args.length_penalty,
+        args.methods.split(","),
+        args.captions_per_image,
+        args.caption_samples,
+        args.caption_weight,
+        args.space,
+        args.analogy_methods.split(","),
+        args.restrict_vocab,
+        args.questions,
+    )
+    result = {"model": str(args.model), **result}
+    captions = result.pop("captions", None)
+    if captions is not None and args.captions_output:
+        Path(args.captions_output).write_text("".join(f"{name}\t{text}\n" for name, text in captions))
     metrics = result["metrics"]
-    if all(isinstance(v, dict) for v in metrics.values()):
+    if args.task == "analogy":
+        for method, sections in metrics.items():
+            for section, row in sections.items():
+                print(f"{method:8s} {section:28s} {100 * row['accuracy']:6.2f}%  ({row['correct']}/{row['questions']}, "
+                      f"{row['skipped']} skipped)")  # fmt: skip
+    elif all(isinstance(v, dict) for v in metrics.values()):
         for name, values in metrics.items():
             print(f"[{name}]\n{format_table(values)}")
     else:
         print(format_table({k: v for k, v in metrics.items() if isinstance(v, float)}))
-    if output:
-        Path(output).write_text(json.dumps(result, indent=2) + "\n")
-
-
-def _evaluate_captions(args: argparse.Namespace, net, examples, grids) -> dict:
-    from .evaluation import CAPTION_METRICS, caption_metrics, evaluate_on_features
-    from .uses.caption import caption_options
-
-    if grids is not None:
-        scores, texts = evaluate_on_features(
-            net.model, net.processor, grids, examples, args.beam_size, args.length_penalty, metrics=CAPTION_METRICS
-        )
-    else:
-        captions = net.caption([e.path for e in examples], args.beam_size, args.length_penalty)
-        texts = [c.text for c in captions]
-        scores = caption_metrics([e.captions for e in examples], texts)
-    if args.captions_output:
-        lines = [f"{e.path.name}\t{t}" for e, t in zip(examples, texts, strict=True)]
-        Path(args.captions_output).write_text("\n".join(lines) + "\n")
-    options = caption_options(net.model, args.beam_size, args.length_penalty)
-    return {
-        "backend": args.backend + (f"-{args.onnx_variant}" if args.backend == "onnx" else ""),
-        "beam_size": options.num_beams,
-        "length_penalty": options.length_penalty,
-        "metrics": scores,
-    }
-
-
-def _evaluate_analogy(args: argparse.Namespace) -> int:
-    from .uses.words import evaluate_analogies
-    from .word_vectors import glove_vectors
-
-    questions = args.questions or _gensim_questions()
-    vectors = glove_vectors() if args.space == "glove" else _load(args).word_vectors(args.space)
-    results = {}
-    for method in args.analogy_methods.split(","):
-        results[method] = evaluate_analogies(vectors, questions, args.restrict_vocab, method)
-        for section, row in results[method].items():
-            print(f"{method:8s} {section:28s} {100 * row['accuracy']:6.2f}%  ({row['correct']}/{row['questions']}, "
-                  f"{row['skipped']} skipped)")  # fmt: skip
     if args.output:
-        meta = {"model": str(args.model), "task": "analogy", "space": args.space, "restrict_vocab": args.restrict_vocab}
-        Path(args.output).write_text(json.dumps({**meta, "metrics": results}, indent=2) + "\n")
+        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 
-def _gensim_questions() -> str:
-    try:
-        from gensim.test.utils import datapath
-    except ImportError as error:
-        raise FileNotFoundError("give --questions questions-words.txt, or pip install gensim (it ships it)") from error
-    return datapath("questions-words.txt")
-
-
 def _for_each_image(args: argparse.Namespace, describe) -> int:
-    """Print `PATH<TAB>describe(net, image)` per image in order; an unreadable image is an error line, not fatal."""
-    from .image_processing_onenet import ImageLoadError, load_image
+    """Print `PATH<TAB>describe(net, path)` per image in order; an unreadable image is an error line, not fatal."""
+    from .image_processing_onenet import ImageLoadError
     from .samples import sample_photos
 
-    paths = list(args.images) + ([str(p) for p in sample_photos()] if args.samples else [])
+    paths = list(args.images) + ([str(p) for p in sample_photos()] if args.sample_photos else [])
     if not paths:
-        print(f"onenet {args.command}: give image paths, or --samples", file=sys.stderr)
+        print(f"onenet {args.command}: give image paths, or --sample-photos", file=sys.stderr)
         return 2
     net, failed = _load(args), 0
     for path in paths:
         try:
-            text = describe(net, load_image(path))
+            text = describe(net, path)
         except ImageLoadError as error:
             print(f"error: {escape_controls(str(error))}", file=sys.stderr)
             failed += 1
@@ -178,7 +120,7 @@ def _for_each_image(args: argparse.Namespace, describe) -> int:
 
 
 def _caption(args: argparse.Namespace) -> int:
-    from .search import check_beam_size
+    from .decoding import check_beam_size
 
     if args.beam_size is not None:
         check_beam_size(args.beam_size)  # before the model loads
@@ -251,7 +193,7 @@ def _analogy(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from .gallery import check_index_folder
+    from .indexing import check_index_folder
 
     check_index_folder(args.out, [args.images])  # before the model loads
     net = _load(args)
@@ -277,12 +219,13 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .evaluation import RETRIEVAL_METHODS
-    from .gallery import MAX_N_TREES
+    from .decoding import MAX_BEAM_SIZE
+    from .evaluation import EVALUATION_TASKS, RETRIEVAL_METHODS
+    from .features import DEFAULT_CACHE_DIR
     from .head_training import HeadTrainingArguments
-    from .search import MAX_BEAM_SIZE
-    from .training import TrainingArguments
-    from .uses.describe import SEARCH_METHODS
+    from .indexing import MAX_N_TREES
+    from .training import CaptionTrainingArguments
+    from .uses.search import SEARCH_METHODS
     from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT
     from .uses.words import ANALOGY_METHODS
 
@@ -290,9 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train OneNet's caption network on a captioned-image dataset")
-    _add_dataclass_arguments(train, TrainingArguments)
+    _add_dataclass_arguments(train, CaptionTrainingArguments)
     train.set_defaults(run=_train)
-    train_heads = commands.add_parser("train-heads", help="train the tag and text-image heads on a trained model")
+    train_heads = commands.add_parser("train-heads", help="train the tag and retrieval heads on a trained model")
     _add_dataclass_arguments(train_heads, HeadTrainingArguments)
     train_heads.set_defaults(run=_train_heads)
 
@@ -317,12 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="caption metrics, tag precision, analogy accuracy or retrieval")
     model_options(evaluate, decoding=True)
-    evaluate.add_argument("--task", default="captions", choices=["captions", "tags", "analogy", "retrieval"])
+    evaluate.add_argument("--task", default="captions", choices=EVALUATION_TASKS)
     evaluate.add_argument("--data-dir", help="dataset folder (all tasks but analogy)")
     evaluate.add_argument("--data-format", default="flickr8k", choices=["flickr8k", "coco"])
     evaluate.add_argument("--split", default="dev")
-    evaluate.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "onenet" / "features"))
-    evaluate.add_argument("--methods", default=",".join(RETRIEVAL_METHODS), help="retrieval methods, comma-separated")
+    evaluate.add_argument(
+        "--cache-dir", default=DEFAULT_CACHE_DIR, help="backbone feature cache (default: %(default)s)"
+    )
+    evaluate.add_argument("--methods", default=",".join(RETRIEVAL_METHODS), help="search methods, comma-separated")
     evaluate.add_argument("--captions-per-image", type=int, help="retrieval: query with each image's first N captions")
     evaluate.add_argument("--space", default="glove", choices=["glove", "learned"], help="analogy word space")
     evaluate.add_argument("--analogy-methods", default=",".join(ANALOGY_METHODS))
@@ -336,13 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     caption = commands.add_parser("caption", help="print PATH<TAB>caption for each image")
     model_options(caption, decoding=True)
     caption.add_argument("images", nargs="*")
-    caption.add_argument("--samples", action="store_true", help="also caption scikit-image's sample photos")
+    caption.add_argument("--sample-photos", action="store_true", help="also caption scikit-image's sample photos")
     caption.set_defaults(run=_caption)
 
     tag = commands.add_parser("tag", help="print PATH<TAB>word tags<TAB>ImageNet labels for each image")
     model_options(tag)
     tag.add_argument("images", nargs="*")
-    tag.add_argument("--samples", action="store_true", help="also tag scikit-image's sample photos")
+    tag.add_argument("--sample-photos", action="store_true", help="also tag scikit-image's sample photos")
     tag.add_argument("-k", type=int, default=5)
     tagger_options(tag)
     tag.set_defaults(run=_tag)
@@ -384,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_options(search)
     search.add_argument("text", nargs="+")
     search.add_argument("--index", required=True)
-    search.add_argument("--method", default="embed", choices=SEARCH_METHODS)
+    search.add_argument("--method", default="reranked", choices=SEARCH_METHODS)
     search.add_argument("-k", type=int, default=5)
     search.set_defaults(run=_search)
 
@@ -425,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, IndexError, FileNotFoundError, NotImplementedError, MissingExtraError) as error:  # bad input
+    except OneNetError as error:  # bad input, a missing file, model or extra: one line; anything else is a bug
         print(f"onenet {args.command}: error: {escape_controls(str(error))}", file=sys.stderr)
         return 2
 

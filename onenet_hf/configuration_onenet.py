@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from .errors import OneNetError
+
 
 class OneNetConfig(PretrainedConfig):
     r"""
@@ -96,7 +98,7 @@ class OneNetConfig(PretrainedConfig):
         **kwargs,
     ):
         if image_pooling not in ("mean", "attention"):
-            raise ValueError(f"image_pooling must be 'mean' or 'attention', got {image_pooling!r}")
+            raise OneNetError(f"image_pooling must be 'mean' or 'attention', got {image_pooling!r}")
         self.backbone_name = backbone_name
         self.backbone_hidden_size = backbone_hidden_size
         self.image_size = image_size

@@ -7,6 +7,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import OneNetError
+
 FLICKR8K_SPLIT_FILES = {
     "train": "Flickr_8k.trainImages.txt",
     "dev": "Flickr_8k.devImages.txt",
@@ -14,7 +16,7 @@ FLICKR8K_SPLIT_FILES = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(OneNetError):
     """A dataset folder or file is missing or inconsistent; the message says which and how."""
 
 

@@ -1,27 +1,31 @@
-"""Quality measures: captions (pycocoevalcap BLEU-1..4, METEOR, ROUGE-L, CIDEr), tag precision, retrieval recall."""
+"""Quality measures: captions (pycocoevalcap BLEU-1..4, METEOR, ROUGE-L, CIDEr), tag precision, search recall,
+analogy accuracy; `evaluate` runs one task as `onenet evaluate` does, through the same functions users call."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import CaptionedImage
+from .data import CaptionedImage, read_split
+from .errors import OneNetError
+from .features import DEFAULT_CACHE_DIR, cached_backbone_features
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .text_encoder import encode_sentences
-from .uses.caption import captions_from_embeddings
-from .uses.describe import (
-    decoder_rerank_scores,
-    description_token_ids,
-    glove_description_embeds,
-    invert_descriptions,
-)
+from .uses.caption import caption_options, captions_from_embeddings
+from .uses.search import glove_text_embeds, rerank, text_token_ids
 from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, Tagger
-from .word_vectors import content_words, normalize_word
+from .uses.words import ANALOGY_METHODS, evaluate_analogies
+from .word_vectors import content_words, glove_vectors, normalize_word
+
+if TYPE_CHECKING:
+    from .onenet import OneNet
 
 CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 
@@ -40,10 +44,10 @@ def caption_metrics(
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
     if len(references) != len(hypotheses):
-        raise ValueError(f"got {len(references)} reference sets but {len(hypotheses)} hypotheses")
+        raise OneNetError(f"got {len(references)} reference sets but {len(hypotheses)} hypotheses")
     unknown = set(metrics) - set(CAPTION_METRICS)
     if unknown:
-        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {CAPTION_METRICS}")
+        raise OneNetError(f"unknown metrics {sorted(unknown)}; choose from {CAPTION_METRICS}")
     tokenizer = PTBTokenizer()
     gts = tokenizer.tokenize({i: [{"caption": c} for c in refs] for i, refs in enumerate(references)})
     res = tokenizer.tokenize({i: [{"caption": h}] for i, h in enumerate(hypotheses)})
@@ -83,7 +87,7 @@ def evaluate_on_features(
 def tag_precision(predicted: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> float:
     """Share of predicted tags whose stem (`normalize_word`) occurs among the stems of the image's captions."""
     if len(predicted) != len(references):
-        raise ValueError(f"got {len(predicted)} tag lists but {len(references)} reference sets")
+        raise OneNetError(f"got {len(predicted)} tag lists but {len(references)} reference sets")
     hits = []
     for tags, captions in zip(predicted, references, strict=True):
         stems = {normalize_word(word) for caption in captions for word in content_words(caption)}
@@ -96,10 +100,11 @@ def retrieval_metrics(similarity: torch.Tensor, text_to_image: torch.Tensor) -> 
 
     Image-to-text counts an image as found at the best rank of any of its texts.
     """
-    similarity = similarity.float()
+    similarity = similarity.double() if similarity.dtype == torch.float64 else similarity.float()
     truth = similarity.gather(1, text_to_image[:, None])
     text_ranks = (similarity > truth).sum(1)  # 0 = first
-    best_truth = torch.full((similarity.shape[1],), -torch.inf).scatter_reduce(0, text_to_image, truth[:, 0], "amax")
+    best_truth = torch.full((similarity.shape[1],), -torch.inf, dtype=similarity.dtype)
+    best_truth = best_truth.scatter_reduce(0, text_to_image, truth[:, 0], "amax")
     image_ranks = (similarity.T > best_truth[:, None]).sum(1)
     metrics: dict[str, float] = {}
     for name, ranks in (("text_to_image", text_ranks), ("image_to_text", image_ranks)):
@@ -149,16 +154,17 @@ def evaluate_tags(
     }
 
 
-RETRIEVAL_METHODS = ("glove", "joint", "embed", "invert")
+RETRIEVAL_METHODS = ("glove", "retrieval", "reranked", "invert")  # the search methods, in evaluation order
 
 
 @torch.inference_mode()
-def _decoder_reranked(model: OneNetModel, similarity: torch.Tensor, token_ids, representations) -> torch.Tensor:
-    """Text-to-image scores with each text's top `rerank_top_k` images re-scored by the decoder, above the rest."""
-    scores = similarity.clone()
+def _reranked_scores(model: OneNetModel, similarity: torch.Tensor, token_ids, representations) -> torch.Tensor:
+    """Text-to-image scores (float64) that rank each text's images as `reranked` search does: the top
+    `rerank_top_k` by the decoder's re-ranking score, above the rest by retrieval cosine."""
+    scores = similarity.double()
     for text in tqdm(range(len(scores)), desc="decoder re-ranking", unit="query"):
-        top = scores[text].topk(min(model.config.rerank_top_k, scores.shape[1])).indices
-        scores[text, top] = 1e4 + decoder_rerank_scores(model, token_ids[text], representations[top], scores[text, top])
+        rows, reranked = rerank(model, token_ids[text], similarity[text], representations, model.config.rerank_top_k)
+        scores[text, rows] = 1e4 + reranked.double()
     return scores
 
 
@@ -170,36 +176,110 @@ def evaluate_retrieval(
     method: str,
     captions_per_image: int | None = None,
 ) -> dict[str, float]:
-    """Text-to-image and image-to-text recall on a split: every caption queries the split's images.
-
-    `joint` is the `embed` method without the decoder re-ranking (which only `embed`'s text-to-image
-    direction uses); `invert` runs the inversion per caption.
+    """Text-to-image and image-to-text recall of a search method on a split: every caption queries the split's
+    images. The decoder re-ranking of `reranked` is text-to-image only, so its image-to-text figures are those
+    of `retrieval`; `invert` runs the inversion per caption.
     `captions_per_image` keeps only each image's first captions as queries (all by default).
     """
     if method not in RETRIEVAL_METHODS:
-        raise ValueError(f"unknown retrieval method {method!r}; choose from {RETRIEVAL_METHODS}")
+        raise OneNetError(f"unknown search method {method!r}; choose from {RETRIEVAL_METHODS}")
     model.eval()
     pooled, representations = image_inputs_from_features(model, grids)
     captions = [caption for e in examples for caption in e.captions[:captions_per_image]]
     owners = torch.tensor([i for i, e in enumerate(examples) for _ in e.captions[:captions_per_image]])
-    if method in ("embed", "invert"):  # the decoder reads the captions' tokens
-        token_ids = [description_token_ids(processor, c, model.config.max_caption_length) for c in captions]
+    if method in ("reranked", "invert"):  # the decoder reads the captions' tokens
+        token_ids = [text_token_ids(processor, c, model.config.max_caption_length) for c in captions]
     with torch.inference_mode():
-        if method in ("joint", "embed"):
+        if method in ("retrieval", "reranked"):
             texts = model.get_retrieval_text_embeds(encode_sentences(captions, model.config.text_encoder_name))
             similarity = texts @ model.get_retrieval_image_embeds(pooled).T
         elif method == "glove":
-            queries = glove_description_embeds(model, processor.tokenizer, captions)
+            queries = glove_text_embeds(model, processor.tokenizer, captions)
             similarity = queries @ model.get_tag_image_embeds(representations).T
-    if method == "embed":  # the decoder re-ranks images for a text; image-to-text stays in the joint space
-        reranked = retrieval_metrics(_decoder_reranked(model, similarity, token_ids, representations), owners)
-        joint = retrieval_metrics(similarity, owners)
-        return {k: (reranked if k.startswith("text_to_image") else joint)[k] for k in joint}
+    if method == "reranked":  # the decoder re-ranks images for a text; image-to-text stays in the retrieval space
+        reranked = retrieval_metrics(_reranked_scores(model, similarity, token_ids, representations), owners)
+        retrieval = retrieval_metrics(similarity, owners)
+        return {k: (reranked if k.startswith("text_to_image") else retrieval)[k] for k in retrieval}
     if method == "invert":
         chunks = [token_ids[i : i + 50] for i in range(0, len(token_ids), 50)]
-        inverted = torch.cat([invert_descriptions(model, chunk) for chunk in tqdm(chunks, desc="inverting")])
+        inverted = torch.cat([model.invert_captions(chunk) for chunk in tqdm(chunks, desc="inverting")])
         similarity = F.normalize(inverted, dim=-1) @ F.normalize(representations, dim=-1).T
     return retrieval_metrics(similarity, owners)
+
+
+EVALUATION_TASKS = ("captions", "tags", "analogy", "retrieval")
+
+
+def evaluate(
+    net: OneNet | None,
+    task: str = "captions",
+    data_dir: str | Path | None = None,
+    split: str = "dev",
+    data_format: str = "flickr8k",
+    cache_dir: str | Path = DEFAULT_CACHE_DIR,
+    beam_size: int | None = None,
+    length_penalty: float | None = None,
+    methods: Sequence[str] = RETRIEVAL_METHODS,
+    captions_per_image: int | None = None,
+    caption_samples: int = CAPTION_SAMPLES,
+    caption_weight: float = CAPTION_WEIGHT,
+    space: str = "glove",
+    analogy_methods: Sequence[str] = ANALOGY_METHODS,
+    restrict_vocab: int = 30_000,
+    questions: str | Path | None = None,
+) -> dict:
+    """One evaluation of a loaded `OneNet`, as the record `onenet evaluate --output` writes: the task, data and
+    options, then "metrics". The captions task also returns `"captions"`: (image file name, caption) pairs.
+    GloVe analogies need no model (`net=None`).
+
+    With the PyTorch backend, images go through the backbone once (`features.cached_backbone_features`) and the
+    tasks run on the cached grids; the ONNX backend captions the image files."""
+    if task not in EVALUATION_TASKS:
+        raise OneNetError(f"unknown evaluation task {task!r}; choose from {EVALUATION_TASKS}")
+    if task == "analogy":
+        vectors = glove_vectors() if space == "glove" else net.word_vectors(space)
+        metrics = {
+            m: evaluate_analogies(vectors, questions or gensim_questions(), restrict_vocab, m) for m in analogy_methods
+        }
+        return {"task": task, "space": space, "restrict_vocab": restrict_vocab, "metrics": metrics}
+    if not data_dir:
+        raise OneNetError(f"a data folder is required for the {task} task (--data-dir)")
+    examples = read_split(data_dir, split, data_format)
+    result = {"task": task, "dataset": Path(data_dir).name, "split": split, "images": len(examples)}
+    torch_backend = isinstance(net.model, OneNetModel)
+    if not torch_backend and task != "captions":
+        raise OneNetError(f"the {task} task runs on the PyTorch backend; leave out --backend onnx")
+    grids = None
+    if torch_backend:  # cached backbone features make repeated evaluations cheap
+        paths = [e.path for e in examples]
+        grids = cached_backbone_features(net.model, net.processor.image_processor, paths, cache_dir)
+    if task == "captions":
+        options = caption_options(net.model, beam_size, length_penalty)
+        if grids is not None:
+            scores, texts = evaluate_on_features(
+                net.model, net.processor, grids, examples, options.num_beams, options.length_penalty, CAPTION_METRICS
+            )
+        else:
+            texts = [c.text for c in net.caption([e.path for e in examples], beam_size, length_penalty)]
+            scores = caption_metrics([e.captions for e in examples], texts)
+        backend = "torch" if torch_backend else f"onnx-{net.model.variant}"
+        options = {"backend": backend, "beam_size": options.num_beams, "length_penalty": options.length_penalty}
+        captions = [(e.path.name, text) for e, text in zip(examples, texts, strict=True)]
+        return result | options | {"metrics": scores, "captions": captions}
+    if task == "tags":
+        tagging = {"caption_samples": caption_samples, "caption_weight": caption_weight}
+        return result | tagging | {"metrics": evaluate_tags(net.model, net.processor, grids, examples, 5, **tagging)}
+    metrics = {m: evaluate_retrieval(net.model, net.processor, grids, examples, m, captions_per_image) for m in methods}
+    return result | {"captions_per_image": captions_per_image, "metrics": metrics}
+
+
+def gensim_questions() -> str:
+    """gensim's copy of the Google analogy questions (questions-words.txt)."""
+    try:
+        from gensim.test.utils import datapath
+    except ImportError:
+        raise OneNetError("give a questions file (--questions questions-words.txt), or pip install gensim") from None
+    return datapath("questions-words.txt")
 
 
 def format_table(results: Mapping[str, float]) -> str:
@@ -210,6 +290,9 @@ def format_table(results: Mapping[str, float]) -> str:
 
 __all__ = [
     "CAPTION_METRICS",
+    "EVALUATION_TASKS",
+    "evaluate",
+    "gensim_questions",
     "caption_metrics",
     "RETRIEVAL_METHODS",
     "evaluate_on_features",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from .errors import OneNetError
 
-class MissingExtraError(ImportError):
+
+class MissingExtraError(OneNetError, ImportError):
     """A command needs an optional dependency that is not installed; the message names the extra to install."""
 
 

@@ -13,14 +13,17 @@ from numpy.lib.format import open_memmap
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .fingerprint import file_hash
 from .image_processing_onenet import OneNetImageProcessor
-from .modeling_onenet import _WHEEL_WEIGHTS, OneNetModel
+from .modeling_onenet import OneNetModel, backbone_weights_file
+
+DEFAULT_CACHE_DIR = str(Path.home() / ".cache" / "onenet" / "features")  # training, head training, evaluation
 
 
 def backbone_identity(model: OneNetModel, image_processor: OneNetImageProcessor) -> str:
     """Hash of what determines the features: backbone name, its weight file and the preprocessing."""
     digest = hashlib.sha256(model.config.backbone_name.encode())
-    digest.update(Path(_WHEEL_WEIGHTS[model.config.backbone_name]()).read_bytes())
+    digest.update(Path(backbone_weights_file(model.config.backbone_name)).read_bytes())
     digest.update(json.dumps(image_processor.to_dict(), sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
 
@@ -32,8 +35,7 @@ def feature_cache_key(
     key = hashlib.sha256(backbone_identity(model, image_processor).encode())
     key.update(b"flipped" if horizontal_flip else b"")
     for path in paths:  # a changed file gets fresh features
-        content = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
-        key.update(f"{path.resolve()}\t{content}\n".encode())
+        key.update(f"{path.resolve()}\t{file_hash(path)}\n".encode())
     return key.hexdigest()[:20]
 
 
@@ -102,4 +104,4 @@ def cached_backbone_features(
     return np.load(features_file, mmap_mode="r")
 
 
-__all__ = ["backbone_identity", "cached_backbone_features", "feature_cache_key"]
+__all__ = ["DEFAULT_CACHE_DIR", "backbone_identity", "cached_backbone_features", "feature_cache_key"]

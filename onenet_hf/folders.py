@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import OneNetError
+
 
 def check_new_folder(out: Path, what: str) -> None:
     """Refuse an `out` that exists and is not an empty folder: a release or a Space never mixes with other files."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{out} already exists; {what} is written whole into a new folder")
+        raise OneNetError(f"{out} already exists; {what} is written whole into a new folder")
 
 
 @contextmanager

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import CaptionedImage, read_split
+from .errors import OneNetError
 from .evaluation import image_inputs_from_features, retrieval_metrics, tag_precision
-from .features import cached_backbone_features
+from .features import DEFAULT_CACHE_DIR, cached_backbone_features
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .text_encoder import cached_sentence_embeddings
@@ -29,7 +30,6 @@ from .word_vectors import content_words, normalize_word
 HEADS_STATE_FILE = "heads_state.pt"
 HEADS_LOG_FILE = "heads_training_log.json"
 HEADS = ("tag", "retrieval")
-HEAD_LOG_NAMES = {"tag": "tag", "retrieval": "text-image"}  # the "head" of each row in the training log
 
 
 @dataclass
@@ -43,7 +43,7 @@ class HeadTrainingArguments:
     heads: str = ",".join(HEADS)  # the heads to (re)train; the others are kept as the model folder has them
     train_split: str = "train"
     dev_split: str = "dev"
-    cache_dir: str = str(Path.home() / ".cache" / "onenet" / "features")
+    cache_dir: str = DEFAULT_CACHE_DIR
     tag_epochs: int = 20
     tag_batch_size: int = 128
     retrieval_epochs: int = 10
@@ -118,8 +118,7 @@ def train_tag_head(
     targets = targets / targets.sum(1, keepdim=True).clamp(min=1)
 
     def batch_loss(batch: torch.Tensor) -> torch.Tensor:
-        logits = model.tag_head.logit_scale.exp() * model.get_tag_image_embeds(train_images[batch])
-        logits = logits @ model.get_tag_word_embeds(features).T
+        logits = model.get_tag_logits(train_images[batch], model.get_tag_word_embeds(features))
         return -(targets[batch] * logits.log_softmax(-1)).sum(1).mean()
 
     def evaluate() -> tuple[dict, float]:
@@ -131,7 +130,7 @@ def train_tag_head(
         return {"dev_tag_precision@5": precision}, precision
 
     return _train_keeping_best(
-        model.tag_head, HEAD_LOG_NAMES["tag"], len(train_images), args.tag_batch_size, args.tag_epochs, args,
+        model.tag_head, "tag", len(train_images), args.tag_batch_size, args.tag_epochs, args,
         batch_loss, evaluate,
     )  # fmt: skip
 
@@ -151,8 +150,7 @@ def train_retrieval_head(
     def batch_loss(batch: torch.Tensor) -> torch.Tensor:
         owners = train_owner[batch]
         images = model.get_retrieval_image_embeds(train_pooled[owners])
-        texts = model.get_retrieval_text_embeds(train_texts[batch])
-        logits = model.retrieval_head.logit_scale.exp().clamp(max=100) * texts @ images.T
+        logits = model.get_retrieval_logits(model.get_retrieval_text_embeds(train_texts[batch]), images)
         same_image = (owners[:, None] == owners[None, :]) & ~torch.eye(len(batch), dtype=torch.bool)
         logits = logits.masked_fill(same_image, -1e4)
         labels = torch.arange(len(batch))
@@ -165,7 +163,7 @@ def train_retrieval_head(
         return {f"dev_{k}": v for k, v in metrics.items()}, sum(metrics[f"text_to_image_R@{k}"] for k in (1, 5, 10))
 
     return _train_keeping_best(
-        model.retrieval_head, HEAD_LOG_NAMES["retrieval"], len(train_texts), args.retrieval_batch_size,
+        model.retrieval_head, "retrieval", len(train_texts), args.retrieval_batch_size,
         args.retrieval_epochs, args, batch_loss, evaluate,
     )  # fmt: skip
 
@@ -173,7 +171,7 @@ def train_retrieval_head(
 def _heads_to_train(args: HeadTrainingArguments) -> list[str]:
     names = [name.strip() for name in args.heads.split(",") if name.strip()]
     if not names or set(names) - set(HEADS):
-        raise ValueError(f"--heads {args.heads!r}: name one or more of {', '.join(HEADS)}, comma-separated")
+        raise OneNetError(f"--heads {args.heads!r}: name one or more of {', '.join(HEADS)}, comma-separated")
     return names
 
 
@@ -221,7 +219,7 @@ def train_heads(args: HeadTrainingArguments) -> Path:
     state_path = output_dir / HEADS_STATE_FILE
     state = torch.load(state_path, weights_only=False) if state_path.exists() else {"arguments": asdict(args)}
     if state["arguments"] != asdict(args):
-        raise ValueError(f"{state_path} was written with other arguments; use a new --output-dir")
+        raise OneNetError(f"{state_path} was written with other arguments; use a new --output-dir")
     for name, train_one in (
         ("tag", lambda: train_tag_head(
             model, processor.tokenizer, representations["train"], examples["train"],
@@ -254,7 +252,7 @@ def train_heads(args: HeadTrainingArguments) -> Path:
     log = [
         row
         for name in HEADS
-        for row in (state[name]["history"] if name in names else [r for r in kept if r["head"] == HEAD_LOG_NAMES[name]])
+        for row in (state[name]["history"] if name in names else [r for r in kept if r["head"] == name])
     ]
     (output_dir / HEADS_LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")
     return output_dir

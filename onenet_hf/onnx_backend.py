@@ -12,6 +12,7 @@ from transformers import GenerationConfig
 from transformers.utils import GENERATION_CONFIG_NAME
 
 from .configuration_onenet import OneNetConfig
+from .errors import OneNetError
 from .extras import require
 from .fingerprint import checkpoint_fingerprint
 from .modeling_onenet import caption_generation_config
@@ -27,7 +28,7 @@ def checkpoint_generation_config(checkpoint: Path, config: OneNetConfig) -> Gene
     return caption_generation_config(config)
 
 
-class OnnxExportError(ValueError):
+class OnnxExportError(OneNetError):
     """The ONNX folder is missing, incomplete, or was exported from another checkpoint."""
 
 
@@ -50,10 +51,10 @@ class OnnxOneNetBackend:
     def __init__(self, checkpoint: str | os.PathLike, onnx_dir: str | os.PathLike | None = None, variant: str = "fp32"):
         onnxruntime = require("onnxruntime", "onnx", "the ONNX backend")
         if variant not in VARIANTS:
-            raise ValueError(f"unknown ONNX variant {variant!r}; choose one of {VARIANTS}")
+            raise OneNetError(f"unknown ONNX variant {variant!r}; choose one of {VARIANTS}")
         if variant == "fp16" and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
             # onnxruntime's CPU provider crashes the process on these fp16 graphs: refuse before loading
-            raise ValueError(
+            raise OneNetError(
                 "the fp16 ONNX variant needs CUDAExecutionProvider (onnxruntime-gpu); on CPU use fp32 or int8"
             )
         checkpoint = Path(checkpoint)

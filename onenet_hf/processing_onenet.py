@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import BatchFeature, ProcessorMixin
 
+from .errors import OneNetError
+
 
 class OneNetProcessor(ProcessorMixin):
     """Turns images into `pixel_values` and captions into `input_ids`; decodes generated ids back to text."""
@@ -13,7 +15,7 @@ class OneNetProcessor(ProcessorMixin):
 
     def __call__(self, images=None, text=None, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
         if images is None and text is None:
-            raise ValueError("You have to specify either images or text.")
+            raise OneNetError("You have to specify either images or text.")
         encoding = BatchFeature()
         if images is not None:
             encoding.update(self.image_processor(images, return_tensors=return_tensors))

@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import OneNetError
 from .folders import check_new_folder, new_folder
 from .hub import check_model_folder
 
@@ -38,7 +39,7 @@ TASK_TYPES = {
 METRIC_TYPES = {"BLEU": "bleu", "METEOR": "meteor", "ROUGE": "rouge", "CIDEr": "cider", "precision": "precision"}
 
 
-class ReleaseError(ValueError):
+class ReleaseError(OneNetError):
     """A release cannot be written or pushed as asked; the message says why."""
 
 
@@ -106,7 +107,7 @@ def write_release(
     onnx: bool = True,
 ) -> Path:
     """Write the release of `model` (folder or Hub id) to `out`, which must not exist yet (or be empty)."""
-    from .pipeline import OneNet
+    from .onenet import OneNet
 
     out = Path(out)
     check_new_folder(out, "a release")

@@ -1,12 +1,13 @@
 """What the Gradio Space serves: the six uses over one loaded model and one persisted gallery, as table rows.
 
-`onenet_hf/space_app.py` only builds the UI around an `OneNetSpace`; a `ValueError` from here is a user error
-(the app shows it with `gr.Error`), anything else is a bug.
+`onenet_hf/space_app.py` only builds the UI around an `OneNetSpace`; a `OneNetError` from here or the library is
+a user error (the app shows it with `gr.Error`), anything else is a bug.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -14,11 +15,14 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .gallery import IMAGE_SUFFIXES, GalleryIndex, GalleryIndexError, list_images
+from .decoding import check_beam_size
+from .errors import OneNetError
+from .fingerprint import file_hash
+from .gallery import GalleryIndex, GalleryIndexError
 from .image_processing_onenet import load_image
-from .pipeline import OneNet
+from .indexing import IMAGE_SUFFIXES, list_images
+from .onenet import OneNet
 from .samples import sample_photos
-from .search import check_beam_size
 from .uses.words import check_k
 
 GALLERY_CACHE = Path.home() / ".cache" / "onenet" / "galleries"
@@ -93,14 +97,24 @@ class OneNetSpace:
 
     @staticmethod
     def _image(image):
+        """The image as given (a path or an array; the model's processor loads it, once), or an error if none."""
         if image is None:
-            raise ValueError("no image: upload one or pick an example")
-        return load_image(image)
+            raise OneNetError("no image: upload one or pick an example")
+        return image
 
     @staticmethod
-    def _k(k) -> int:
-        check_k(int(k), SPACE_MAX_K)
-        return int(k)
+    def _whole_number(value, name: str) -> int:
+        """A form's number as an int (gradio may send 5.0); anything else is a user error naming the field."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise OneNetError(f"{name} must be a whole number, got {str(value)[:20]}")
+        if value != int(value):
+            raise OneNetError(f"{name} must be a whole number, got {str(value)[:20]}")
+        return int(value)
+
+    def _k(self, k) -> int:
+        k = self._whole_number(k, "k")
+        check_k(k, SPACE_MAX_K)
+        return k
 
     def served_paths(self) -> list[str]:
         """The files the Space may serve: exactly the gallery's indexed images and the example photos, never
@@ -110,7 +124,7 @@ class OneNetSpace:
     def caption(self, image, beam_size: int | None = None) -> str:
         """The caption; beam size defaults to the model's generation config, capped lower than the CLI's."""
         if beam_size is not None:
-            beam_size = int(beam_size)
+            beam_size = self._whole_number(beam_size, "beam_size")
             check_beam_size(beam_size, SPACE_MAX_BEAM_SIZE)
         return self.captioner.caption(self._image(image), beam_size)[0].text
 
@@ -123,7 +137,7 @@ class OneNetSpace:
 
     def analogy(self, a: str, b: str, c: str, method: str = "3cosadd", space: str = "glove", k: int = 5) -> Rows:
         if not all(word and word.strip() for word in (a, b, c)):
-            raise ValueError("give three words: a is to b as c is to ?")
+            raise OneNetError("give three words: a is to b as c is to ?")
         return [[w.word, round(w.score, 4)] for w in self.net.analogy(a, b, c, self._k(k), space, method)]
 
     def gallery_items(self) -> list[GalleryItem]:
@@ -136,7 +150,7 @@ class OneNetSpace:
         matches = self.net.similar_images(self.index, query, self._k(k), focus_class=focus_class or None)
         return [(m.path, f"{Path(m.path).name} ({m.score:.3f})") for m in matches]
 
-    def search(self, text: str, method: str = "embed", k: int = 6) -> list[GalleryItem]:
+    def search(self, text: str, method: str = "reranked", k: int = 6) -> list[GalleryItem]:
         matches = self.net.search(self.index, text or "", self._k(k), method)
         return [(m.path, f"{Path(m.path).name} ({m.score:.3f})") for m in matches]
 
@@ -148,20 +162,20 @@ class OneNetSpace:
         photos (`max_upload_files`, `max_upload_bytes`, `max_added_bytes`); each is a clear error.
         """
         if not self.allow_uploads:
-            raise ValueError("adding photos is turned off on this Space")
+            raise OneNetError("adding photos is turned off on this Space")
         if not files:
-            raise ValueError("no files: choose one or more photos to add")
+            raise OneNetError("no files: choose one or more photos to add")
         if len(files) > self.max_upload_files:
-            raise ValueError(f"{len(files)} files: add at most {self.max_upload_files} photos at a time")
+            raise OneNetError(f"{len(files)} files: add at most {self.max_upload_files} photos at a time")
         uploads = {}
         for file in files:
             path = Path(file)
             if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise ValueError(f"{path.name[:60]}: only {', '.join(sorted(IMAGE_SUFFIXES))} files can be added")
+                raise OneNetError(f"{path.name[:60]}: only {', '.join(sorted(IMAGE_SUFFIXES))} files can be added")
             if path.stat().st_size > self.max_upload_bytes:
-                raise ValueError(f"{path.name[:60]}: larger than {self.max_upload_bytes / 1e6:g} MB per photo")
+                raise OneNetError(f"{path.name[:60]}: larger than {self.max_upload_bytes / 1e6:g} MB per photo")
             load_image(file)  # refuse a bad upload before it enters the gallery
-            digest = hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest()
+            digest = file_hash(path, digest_size=8)
             uploads[digest] = path
         with self._lock:
             self.added.mkdir(parents=True, exist_ok=True)
@@ -171,7 +185,7 @@ class OneNetSpace:
             total = sum(entry.stat().st_size for entry in present.values())
             total += sum(path.stat().st_size for path in new.values())
             if total > self.max_added_bytes:
-                raise ValueError(f"the gallery's added photos would pass {self.max_added_bytes / 1e6:g} MB in all")
+                raise OneNetError(f"the gallery's added photos would pass {self.max_added_bytes / 1e6:g} MB in all")
             for digest, path in new.items():
                 name = re.sub(r"[^\w.-]", "_", path.stem)[:40] + path.suffix.lower()
                 with (
@@ -183,7 +197,7 @@ class OneNetSpace:
             try:
                 self.index = self._build()
             except GalleryIndexError as error:
-                raise ValueError(f"the gallery could not be extended: {public_message(str(error))}") from None
+                raise OneNetError(f"the gallery could not be extended: {public_message(str(error))}") from None
         return self.gallery_items()
 
 

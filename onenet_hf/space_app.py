@@ -9,11 +9,12 @@ import argparse
 import functools
 import os
 
+from .errors import OneNetError
 from .extras import require
 from .hub import default_model
 from .samples import sample_photos
 from .space import SPACE_MAX_BEAM_SIZE, SPACE_MAX_K, OneNetSpace, public_message
-from .uses.describe import SEARCH_METHODS
+from .uses.search import SEARCH_METHODS
 from .uses.tag import imagenet_labels
 from .uses.words import ANALOGY_METHODS
 
@@ -21,14 +22,14 @@ gr = require("gradio", "space", "the Space")
 
 
 def user_errors(function):
-    """Show bad input (ValueError, e.g. an unknown word or a corrupt image) in the UI, server paths cut out;
-    the server keeps serving."""
+    """Show a user error (`OneNetError`, e.g. an unknown word or a corrupt image) in the UI, server paths cut
+    out; the server keeps serving. Anything else is a bug: gradio logs its traceback."""
 
     @functools.wraps(function)
     def wrapper(*args):
         try:
             return function(*args)
-        except (ValueError, IndexError) as error:
+        except OneNetError as error:
             raise gr.Error(public_message(str(error))) from None
 
     return wrapper
@@ -104,11 +105,11 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
                 gr.Button("Add to gallery").click(user_errors(add_images), uploads, gallery, api_visibility="private")
         with gr.Tab("Describe to search"):
             text = gr.Textbox(label="Description", placeholder="a dog jumping into a pool")
-            method = gr.Radio(list(SEARCH_METHODS), value="embed", label="Method")
+            method = gr.Radio(list(SEARCH_METHODS), value="reranked", label="Method")
             k = gr.Slider(1, 20, value=6, step=1, label="Results")
             results = gr.Gallery(label="Matching images", columns=6)
             gr.Button("Search", variant="primary").click(
-                user_errors(space.search), [text, method, k], results, api_name="describe_to_search"
+                user_errors(space.search), [text, method, k], results, api_name="search"
             )
     return demo
 

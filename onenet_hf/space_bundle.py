@@ -14,9 +14,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import OneNetError
 from .folders import check_new_folder, new_folder
-from .gallery import GalleryIndexError, list_images
+from .gallery import GalleryIndexError
 from .hub import DEFAULT_MODEL_ID, check_model_folder, resolve_model
+from .indexing import list_images
 from .samples import sample_photos
 
 MODEL_FOLDER, GALLERY_FOLDER, INDEX_FOLDER = "model", "gallery", "gallery_index"
@@ -47,7 +49,7 @@ if __name__ == "__main__":
 '''
 
 
-class SpaceBundleError(ValueError):
+class SpaceBundleError(OneNetError):
     """A Space folder cannot be built as asked; the message says why."""
 
 

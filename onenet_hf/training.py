@@ -15,8 +15,9 @@ from tqdm.auto import tqdm
 
 from .configuration_onenet import OneNetConfig
 from .data import CaptionedImage, read_split
+from .errors import OneNetError
 from .evaluation import evaluate_on_features
-from .features import cached_backbone_features
+from .features import DEFAULT_CACHE_DIR, cached_backbone_features
 from .image_processing_onenet import OneNetImageProcessor
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
@@ -27,7 +28,7 @@ LOG_FILE = "training_log.json"
 
 
 @dataclass
-class TrainingArguments:
+class CaptionTrainingArguments:
     """What `onenet train` exposes: data, output, schedule, and the model's size."""
 
     data_dir: str
@@ -35,7 +36,7 @@ class TrainingArguments:
     data_format: str = "flickr8k"
     train_split: str = "train"
     dev_split: str = "dev"
-    cache_dir: str = str(Path.home() / ".cache" / "onenet" / "features")
+    cache_dir: str = DEFAULT_CACHE_DIR
     epochs: int = 15
     batch_size: int = 128
     learning_rate: float = 2e-3
@@ -85,7 +86,7 @@ def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
     return torch.tensor([s + [value] * (width - len(s)) for s in sequences])
 
 
-def train(args: TrainingArguments) -> Path:
+def train(args: CaptionTrainingArguments) -> Path:
     """Train OneNet and write the best epoch (by dev CIDEr) as a Hugging Face folder in `args.output_dir`."""
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -145,7 +146,7 @@ def train(args: TrainingArguments) -> Path:
     if state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
         if {**state["arguments"], "device": args.device} != asdict(args):
-            raise ValueError(f"{state_path} was written with other training arguments; use a new --output-dir")
+            raise OneNetError(f"{state_path} was written with other training arguments; use a new --output-dir")
         model.load_state_dict(state["model"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -205,4 +206,4 @@ def train(args: TrainingArguments) -> Path:
     return output_dir
 
 
-__all__ = ["TrainingArguments", "train"]
+__all__ = ["CaptionTrainingArguments", "train"]

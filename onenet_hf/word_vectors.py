@@ -10,12 +10,14 @@ from importlib import resources
 
 import numpy as np
 
+from .errors import OneNetError
 from .messages import shorten
+from .ranking import top_k
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 
-class UnknownWordError(ValueError):
+class UnknownWordError(OneNetError):
     """A word is not in the vocabulary of a word space; the message lists close spellings."""
 
 
@@ -63,7 +65,7 @@ class WordVectors:
 
     def __init__(self, words: Sequence[str], vectors: np.ndarray, name: str = "words"):
         if len(words) != len(vectors):
-            raise ValueError(f"{len(words)} words but {len(vectors)} vectors")
+            raise OneNetError(f"{len(words)} words but {len(vectors)} vectors")
         self.name = name
         self.words = list(words)
         self.index = {word: i for i, word in enumerate(self.words)}
@@ -107,15 +109,12 @@ class WordVectors:
         return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
     def nearest(self, query: np.ndarray, k: int, exclude: Iterable[int] = (), restrict_vocab: int | None = None):
-        """The k rows most cosine-similar to each query vector (Q, D) -> (ids, scores), each (Q, k)."""
+        """The k rows most cosine-similar to each query vector (Q, D) -> (ids, scores), each (Q, k); excluded
+        rows score -inf."""
         vectors = self.vectors[:restrict_vocab]
-        k = min(k, len(vectors))
         scores = np.atleast_2d(query) @ vectors.T
         scores[:, [i for i in exclude if i < len(vectors)]] = -np.inf
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.take_along_axis(scores, top, 1).argsort(axis=1)[:, ::-1]
-        top = np.take_along_axis(top, order, 1)
-        return top, np.take_along_axis(scores, top, 1)
+        return top_k(scores, k)
 
 
 @cache

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from onenet_hf.data import FLICKR8K_SPLIT_FILES
-from onenet_hf.training import TrainingArguments, train
+from onenet_hf.training import CaptionTrainingArguments, train
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (30, 60, 220), "yellow": (240, 220, 20)}
 SHAPES = ("circle", "square", "triangle")
@@ -94,7 +94,7 @@ def shapes_model(shapes_dir, feature_cache, tmp_path_factory):
     """A small OneNet trained on the shapes set (shared with the CLI tests)."""
     output = tmp_path_factory.mktemp("shapes_model")
     return train(
-        TrainingArguments(data_dir=str(shapes_dir), output_dir=str(output), cache_dir=feature_cache, epochs=45, **SMALL)
+        CaptionTrainingArguments(data_dir=str(shapes_dir), output_dir=str(output), cache_dir=feature_cache, epochs=45, **SMALL)
     )
 
 

@@ -1,107 +1,103 @@
-"""Beam search and sampling on a toy decoder whose distribution is known."""
+"""Describe to search (use 6): retrieval, decoder re-ranking, inversion, GloVe mean; bad texts."""
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import pytest
 import torch
 
-from onenet_hf.search import MAX_BEAM_SIZE, beam_search, sample_sequences
+from onenet_hf import OneNetError
+from onenet_hf.uses.search import SEARCH_METHODS, rerank, text_token_ids
+from onenet_hf.word_vectors import UnknownWordError
+from tests.conftest import COLOURS, SHAPES, draw_shape
 
-BOS, EOS, A, B = 0, 1, 2, 3
-
-
-def toy_step(tokens: torch.Tensor, state: tuple[torch.Tensor, ...]):
-    """After BOS: A (0.6) or B (0.4). After A: EOS or B, even odds. After B: EOS (0.99)."""
-    (position,) = state
-    table = {
-        BOS: [0.0, 0.0, 0.6, 0.4],
-        A: [0.0, 0.5, 0.0, 0.5],
-        B: [0.0, 0.99, 0.005, 0.005],
-    }
-    probs = torch.tensor([table[int(t)] for t in tokens]) + 1e-12
-    return probs.log(), (position + 1,)
+pytestmark = pytest.mark.slow
 
 
-def test_greedy_takes_the_locally_best_word():
-    [best] = beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=1, max_length=5)
-    assert best.token_ids == [A]
-    assert best.score == pytest.approx(math.log(0.6 * 0.5) / 2)
+@pytest.fixture(scope="module")
+def shapes_index(shapes_net, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gallery")
+    for k, (colour, shape) in enumerate((c, s) for c in COLOURS for s in SHAPES):
+        draw_shape(colour, shape, 500 + k).save(folder / f"{colour}_{shape}.png")
+    return shapes_net.build_index(folder, folder / "index")
 
 
-def test_beam_finds_the_more_likely_sequence():
-    [best] = beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=2, max_length=5)
-    assert best.token_ids == [B]  # 0.4 * 0.99 beats 0.6 * 0.5
-    assert best.score == pytest.approx(math.log(0.4 * 0.99) / 2)
+@pytest.mark.parametrize("method", SEARCH_METHODS)
+def test_each_method_returns_k_gallery_images_in_the_order_of_their_scores(shapes_net, shapes_index, method):
+    matches = shapes_net.search(shapes_index, "a red circle", k=4, method=method)
+    assert len(matches) == 4 and all(m.path in shapes_index.paths for m in matches)
+    scores = [m.score for m in matches]
+    assert scores == sorted(scores, reverse=True)
+    assert all(-1.0 <= m.cosine <= 1.0 for m in matches)
+    if method != "reranked":
+        assert all(m.score == m.cosine for m in matches)
 
 
-def test_batch_items_are_independent_and_max_length_is_respected():
-    results = beam_search(toy_step, (torch.zeros(3),), BOS, EOS, beam_size=3, max_length=1)
-    assert len(results) == 3 and all(len(r.token_ids) <= 1 for r in results)
-    assert results[0] == results[1] == results[2]
+def test_reranked_scores_are_the_decoders_and_retrieval_is_the_order_without_it(shapes_net, shapes_index):
+    model, text = shapes_net.model, "a blue square"
+    retrieval = shapes_net.search(shapes_index, text, k=12, method="retrieval")
+    reranked = shapes_net.search(shapes_index, text, k=12, method="reranked")
+    assert {m.path for m in reranked} == {m.path for m in retrieval}  # the whole gallery, in two orders
+    cosine = {m.path: m.cosine for m in retrieval}
+    assert all(m.cosine == pytest.approx(cosine[m.path], abs=1e-6) for m in reranked)
+    rows = [shapes_index.paths.index(m.path) for m in reranked]
+    ids = text_token_ids(shapes_net.processor, text, model.config.max_caption_length)
+    embeds = torch.from_numpy(np.asarray(shapes_index.image_embeds[rows], dtype=np.float32))
+    with torch.inference_mode():
+        expected = model.get_rerank_scores(ids, embeds, torch.tensor([m.cosine for m in reranked]))
+    assert [m.score for m in reranked] == pytest.approx(expected.tolist(), abs=1e-4)
 
 
-def test_length_penalty_zero_prefers_short_hypotheses():
-    [best] = beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=3, max_length=5, length_penalty=0.0)
-    assert best.token_ids == [B]
+def test_rerank_orders_only_the_top_candidates_by_the_decoder(shapes_net):
+    model = shapes_net.model
+    torch.manual_seed(0)
+    embeds = model.image_norm(torch.randn(10, model.config.hidden_size)).detach()
+    cosines = torch.linspace(0.9, 0.0, 10)
+    ids = text_token_ids(shapes_net.processor, "a red circle", model.config.max_caption_length)
+    rows, scores = rerank(model, ids, cosines, embeds, top=4)
+    assert sorted(rows.tolist()) == [0, 1, 2, 3]  # the 4 best cosines, nothing else
+    assert scores.tolist() == sorted(scores.tolist(), reverse=True)
+    with torch.inference_mode():
+        assert scores.tolist() == pytest.approx(model.get_rerank_scores(ids, embeds[rows], cosines[rows]).tolist())
 
 
-@pytest.mark.parametrize("beam_size", [0, MAX_BEAM_SIZE + 1, 100_000])
-def test_beam_size_must_be_from_1_to_the_cap(beam_size):
-    with pytest.raises(ValueError, match=f"beam_size must be an integer from 1 to {MAX_BEAM_SIZE}, got {beam_size}"):
-        beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=beam_size)
+def test_embed_finds_the_described_shape(shapes_net, shapes_index):
+    pairs = [(c, s) for c in COLOURS for s in SHAPES]
+    hits = [shapes_net.search(shapes_index, f"a {c} {s}", k=3)[0].path for c, s in pairs]
+    found = sum(path.endswith(f"{c}_{s}.png") for path, (c, s) in zip(hits, pairs, strict=True))
+    assert found >= 6, hits  # at least half of the 12 descriptions find their image first (chance: 1)
 
 
-def test_suppressed_tokens_are_never_generated():
-    [best] = beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=1, max_length=5, suppress_token_ids=(A,))
-    assert best.token_ids == [B]
+def test_inversion_makes_the_description_likely(shapes_net):
+    model, processor = shapes_net.model, shapes_net.processor
+    ids = [text_token_ids(processor, "a green triangle", model.config.max_caption_length)]
+    inverted = model.invert_captions(ids, restarts=4, steps=30)
+    random_start = model.image_norm(torch.randn(1, model.config.hidden_size))
+    with torch.inference_mode():
+        assert model.caption_log_likelihood(ids, inverted) > model.caption_log_likelihood(ids, random_start)
 
 
-def test_samples_follow_the_decoder_distribution_and_end_with_eos():
-    [samples] = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=4000, max_length=6).token_ids
-    assert samples.shape == (4000, 6)
-    assert float((samples[:, 0] == A).float().mean()) == pytest.approx(0.6, abs=0.03)
-    assert float(((samples[:, 0] == A) & (samples[:, 1] == EOS)).float().mean()) == pytest.approx(0.3, abs=0.03)
-    ended = torch.cumsum(samples == EOS, dim=1) > 0
-    assert bool((samples[ended] == EOS).all())  # nothing but EOS once a sequence has ended
-    assert bool(ended[:, -1].all())
+def test_one_word_and_very_long_queries_work(shapes_net, shapes_index):
+    assert len(shapes_net.search(shapes_index, "triangle", k=2)) == 2
+    assert len(shapes_net.search(shapes_index, "red " * 5000, k=2)) == 2
 
 
-def test_sampling_never_draws_suppressed_tokens():
-    [samples] = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, 500, 4, suppress_token_ids=(A,)).token_ids
-    assert not (samples == A).any() and (samples[:, 0] == B).all()
+@pytest.mark.parametrize("text", ["", "   \n"])
+def test_empty_text_is_refused(shapes_net, shapes_index, text):
+    with pytest.raises(OneNetError, match="the text is empty"):
+        shapes_net.search(shapes_index, text)
 
 
-def item_step(tokens: torch.Tensor, state: tuple[torch.Tensor, ...]):
-    """Each batch item has its own odds of A after BOS (its state); then EOS."""
-    (odds,) = state
-    first = torch.stack([torch.zeros_like(odds), torch.zeros_like(odds), odds, 1 - odds], dim=1)
-    after = torch.tensor([0.0, 1.0, 0.0, 0.0]).expand(len(tokens), -1)
-    probs = torch.where((tokens == BOS)[:, None], first, after) + 1e-12
-    return probs.log(), state
+def test_unknown_words_are_explained(shapes_net, shapes_index):
+    with pytest.raises(UnknownWordError, match="caption vocabulary"):
+        shapes_net.search(shapes_index, "猫がいる", method="invert")
+    with pytest.raises(UnknownWordError, match="no words"):
+        shapes_net.search(shapes_index, "猫がいる", method="glove")
+    assert len(shapes_net.search(shapes_index, "猫がいる", k=2)) == 2  # MiniLM reads any text; no re-ranking
 
 
-def test_an_items_samples_are_reproducible_and_do_not_depend_on_the_batch():
-    alone = sample_sequences(item_step, (torch.tensor([0.3]),), BOS, EOS, 200, max_length=3).token_ids
-    batched = sample_sequences(item_step, (torch.tensor([0.9, 0.3, 0.5]),), BOS, EOS, 200, max_length=3).token_ids
-    assert torch.equal(alone[0], batched[1])
-    other_seed = sample_sequences(item_step, (torch.tensor([0.3]),), BOS, EOS, 200, max_length=3, seed=1).token_ids
-    assert not torch.equal(alone, other_seed)
-    assert float((batched[0, :, 0] == A).float().mean()) > float((batched[1, :, 0] == A).float().mean())
-
-
-def test_token_chances_follow_each_sampled_sequence():
-    samples = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=50, max_length=6)
-    ids, chances = samples.token_ids[0], -torch.expm1(samples.token_log_misses[0])
-    said_a_then_eos = [i for i in range(50) if ids[i, 0] == A and ids[i, 1] == EOS]
-    assert said_a_then_eos  # p = 0.3: some of 50 samples
-    # steps: after BOS (A 0.6, B 0.4), after A (EOS 0.5, B 0.5)
-    expected = torch.tensor([0.0, 0.5, 0.6, 1 - 0.6 * 0.5])
-    assert torch.allclose(chances[said_a_then_eos[0]], expected, atol=1e-5)
-    assert bool(((chances >= 0) & (chances <= 1)).all())
-
-
-def test_num_samples_must_be_positive():
-    with pytest.raises(ValueError, match="num_samples and max_length must be >= 1"):
-        sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=0)
+def test_unknown_method_and_bad_k_are_refused(shapes_net, shapes_index):
+    with pytest.raises(OneNetError, match="unknown search method"):
+        shapes_net.search(shapes_index, "a red circle", method="telepathy")
+    with pytest.raises(OneNetError, match="k must be an integer from 1 to 1,000, got 0"):
+        shapes_net.search(shapes_index, "a red circle", k=0)

@@ -8,7 +8,7 @@ from PIL import Image
 
 from onenet_hf import OneNetConfig, OneNetModel, build_tokenizer
 from onenet_hf.evaluation import tag_precision
-from onenet_hf.uses.tag import Tagger, imagenet_labels, tag_images, tag_vocabulary, tag_word_features
+from onenet_hf.uses.tag import Tagger, imagenet_labels, tag, tag_vocabulary, tag_word_features
 from onenet_hf.word_vectors import normalize_word, stopwords
 from tests.conftest import draw_shape
 
@@ -101,4 +101,4 @@ def test_bad_k_and_bad_image_are_clear_errors(shapes_net, tmp_path):
         shapes_net.tag(Image.new("RGB", (64, 64)), k=0)
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match="not an image"):
-        tag_images(shapes_net.model, shapes_net.processor, str(tmp_path / "broken.jpg"))
+        tag(shapes_net.model, shapes_net.processor, str(tmp_path / "broken.jpg"))

@@ -8,7 +8,7 @@ import pytest
 
 from onenet_hf import OneNet, read_flickr8k
 from onenet_hf import training as training_module
-from onenet_hf.training import LOG_FILE, TrainingArguments, train
+from onenet_hf.training import LOG_FILE, CaptionTrainingArguments, train
 
 from .conftest import SMALL
 
@@ -46,7 +46,7 @@ def test_interrupted_training_resumes_to_the_same_result(shapes_dir, feature_cac
             return evaluate(*args, **kwargs)
 
         monkeypatch.setattr(training_module, "evaluate_on_features", evaluate_then_maybe_stop)
-        args = TrainingArguments(
+        args = CaptionTrainingArguments(
             data_dir=str(shapes_dir), output_dir=str(folder), cache_dir=feature_cache, epochs=3, **SMALL
         )
         return train(args)
@@ -61,6 +61,6 @@ def test_interrupted_training_resumes_to_the_same_result(shapes_dir, feature_cac
 
 def test_resume_refuses_other_arguments(shapes_dir, feature_cache, tmp_path):
     args = dict(data_dir=str(shapes_dir), output_dir=str(tmp_path), cache_dir=feature_cache, **SMALL)
-    train(TrainingArguments(epochs=1, **args))
+    train(CaptionTrainingArguments(epochs=1, **args))
     with pytest.raises(ValueError, match="other training arguments"):
-        train(TrainingArguments(epochs=2, **args))
+        train(CaptionTrainingArguments(epochs=2, **args))

@@ -10,10 +10,10 @@ from typing import Protocol
 import torch
 from transformers import GenerationConfig
 
+from ..decoding import generate_beams
 from ..image_processing_onenet import ImageLike
 from ..modeling_onenet import check_generation_config
 from ..processing_onenet import OneNetProcessor
-from ..search import generate_beams
 
 
 class CaptionBackend(Protocol):
@@ -67,7 +67,7 @@ def captions_from_embeddings(
 
 
 @torch.inference_mode()
-def caption_images(
+def caption(
     backend: CaptionBackend,
     processor: OneNetProcessor,
     images: ImageLike | Sequence[ImageLike],
@@ -90,4 +90,4 @@ def caption_images(
     return captions
 
 
-__all__ = ["Caption", "CaptionBackend", "caption_images", "caption_options", "captions_from_embeddings"]
+__all__ = ["Caption", "CaptionBackend", "caption", "caption_options", "captions_from_embeddings"]

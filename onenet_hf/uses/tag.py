@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import numpy as np
 import torch
 
+from ..decoding import sample_sequences
+from ..errors import OneNetError
 from ..image_processing_onenet import ImageLike
+from ..modeling_onenet import never_generated_token_ids
 from ..processing_onenet import OneNetProcessor
-from ..search import sample_sequences
 from ..word_vectors import glove_vectors, normalize_word, stopwords
 from .words import ScoredWord, check_k
 
@@ -44,15 +45,14 @@ def tag_vocabulary(size: int = 20_000) -> tuple[str, ...]:
 
 
 def tag_word_features(model, tokenizer, words: Sequence[str]) -> torch.Tensor:
-    """What the tag head sees of GloVe words: the unit GloVe vector, log(1 + frequency rank) / 10, and the
-    decoder's learned embedding where the caption vocabulary (`tokenizer`) has the word."""
+    """The tag head's features of GloVe words (`OneNetModel.get_tag_word_features`): looks up each word's unit
+    GloVe vector, its GloVe frequency rank, and its caption token id (`tokenizer`; padding for an unknown word)."""
     glove = glove_vectors()
     rows = glove.ids(words)
-    rank = np.log1p(np.asarray(rows, dtype=np.float32))[:, None] / 10.0
-    vectors = torch.from_numpy(np.concatenate([glove.vectors[rows], rank], axis=1))
     input_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(words)))
     input_ids[input_ids == tokenizer.unk_token_id] = model.config.pad_token_id  # the decoder does not know it
-    return model.get_tag_word_features(vectors.to(model.device), input_ids.to(model.device))
+    vectors = torch.from_numpy(glove.vectors[rows]).to(model.device)
+    return model.get_tag_word_features(vectors, torch.tensor(rows), input_ids.to(model.device))
 
 
 @cache
@@ -83,9 +83,9 @@ class Tagger:
         batch_size: int = 32,
     ):
         if not 0 <= caption_samples <= MAX_CAPTION_SAMPLES:
-            raise ValueError(f"caption_samples must be 0 to {MAX_CAPTION_SAMPLES}, got {caption_samples}")
+            raise OneNetError(f"caption_samples must be 0 to {MAX_CAPTION_SAMPLES}, got {caption_samples}")
         if caption_weight < 0:
-            raise ValueError(f"caption_weight must be >= 0, got {caption_weight}")
+            raise OneNetError(f"caption_weight must be >= 0, got {caption_weight}")
         self.model, self.tokenizer = model, tokenizer
         self.words = list(vocabulary or tag_vocabulary(model.config.tag_vocabulary_size))
         self.caption_samples, self.caption_weight, self.batch_size = caption_samples, caption_weight, batch_size
@@ -103,8 +103,7 @@ class Tagger:
     @torch.inference_mode()
     def head_log_probs(self, image_embeds: torch.Tensor) -> torch.Tensor:
         """The tag head's log-softmax (B, V) over the vocabulary."""
-        cosines = self.model.get_tag_image_embeds(image_embeds) @ self.word_embeds.T
-        return (self.model.tag_head.logit_scale.exp() * cosines).log_softmax(-1)
+        return self.model.get_tag_logits(image_embeds, self.word_embeds).log_softmax(-1)
 
     @torch.inference_mode()
     def caption_chances(self, image_embeds: torch.Tensor) -> torch.Tensor:
@@ -118,7 +117,7 @@ class Tagger:
             eos_token_id=config.eos_token_id,
             num_samples=self.caption_samples,
             max_length=config.max_caption_length,
-            suppress_token_ids=(config.pad_token_id, config.bos_token_id, self.tokenizer.unk_token_id),
+            suppress_token_ids=never_generated_token_ids(config),
         )
         token_misses = samples.token_log_misses  # (B, samples, tokens)
         places, columns = self.token_places.to(token_misses.device), self.reached_columns.to(token_misses.device)
@@ -147,7 +146,7 @@ class Tagger:
 
 
 @torch.inference_mode()
-def tag_images(
+def tag(
     model,
     processor: OneNetProcessor,
     images: ImageLike | Sequence[ImageLike],
@@ -164,7 +163,7 @@ def tag_images(
         pixel_values = processor(images=images[start : start + batch_size])["pixel_values"]
         grid = model.get_backbone_features(pixel_values)
         words = tagger.top_words(model.get_image_features(backbone_features=grid), k)
-        probabilities = model.backbone.imagenet_logits(model.get_pooled_features(grid)).softmax(-1)
+        probabilities = model.get_imagenet_logits(model.get_pooled_features(grid)).softmax(-1)
         top = probabilities.topk(min(k, len(labels)), dim=1)
         for image_words, ids, values in zip(words, top.indices, top.values, strict=True):
             imagenet = [ScoredWord(labels[i], float(p)) for i, p in zip(ids.tolist(), values.tolist(), strict=True)]
@@ -178,7 +177,7 @@ __all__ = [
     "ImageTags",
     "Tagger",
     "imagenet_labels",
-    "tag_images",
+    "tag",
     "tag_vocabulary",
     "tag_word_features",
 ]

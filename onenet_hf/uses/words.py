@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import OneNetError
 from ..messages import shorten
 from ..word_vectors import UnknownWordError, WordVectors
 
@@ -36,7 +37,7 @@ def check_k(k: int, maximum: int = MAX_K) -> None:
     """k of a top-k query must be a positive integer up to `maximum` (a k beyond the candidates returns them
     all); the cap bounds the work a query asks for, e.g. the decoder re-ranking `k` gallery images."""
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= maximum:
-        raise ValueError(f"k must be an integer from 1 to {maximum:,}, got {str(k)[:20]}")
+        raise OneNetError(f"k must be an integer from 1 to {maximum:,}, got {str(k)[:20]}")
 
 
 def similar_words(vectors: WordVectors, text: str, k: int = 10) -> list[ScoredWord]:
@@ -59,7 +60,7 @@ def _analogy_scores(
     if method == "3cosmul":  # Levy & Goldberg (2014): cosines shifted to [0, 1]
         shifted = [(vectors[rows] @ transposed + 1.0) / 2.0 for rows in (a, b, c)]
         return torch.div(shifted[1] * shifted[2], shifted[0] + 1e-3, out=out)
-    raise ValueError(f"unknown analogy method {shorten(method)}; choose one of {ANALOGY_METHODS}")
+    raise OneNetError(f"unknown analogy method {shorten(method)}; choose one of {ANALOGY_METHODS}")
 
 
 @torch.inference_mode()
@@ -109,7 +110,7 @@ def read_analogy_questions(path: str | Path) -> list[tuple[str, list[tuple[str, 
         elif line.strip():
             words = line.lower().split()
             if len(words) != 4 or not sections:
-                raise ValueError(f"{path}:{number}: expected ': section' or four words, got {line!r}")
+                raise OneNetError(f"{path}:{number}: expected ': section' or four words, got {line!r}")
             sections[-1][1].append(tuple(words))
     return sections
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import OneNetError
+
 StepFunction = Callable[[torch.Tensor, tuple[torch.Tensor, ...]], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
 
 
@@ -27,7 +29,7 @@ MAX_BEAM_SIZE = 64  # one image at beam 64 decodes in under 2 s on 2 CPU cores; 
 def check_beam_size(beam_size: int, maximum: int = MAX_BEAM_SIZE) -> None:
     """A beam of 1 (greedy) to `maximum` hypotheses: the cap bounds time and memory (both grow with the beam)."""
     if not isinstance(beam_size, int) or isinstance(beam_size, bool) or not 1 <= beam_size <= maximum:
-        raise ValueError(f"beam_size must be an integer from 1 to {maximum}, got {str(beam_size)[:20]}")
+        raise OneNetError(f"beam_size must be an integer from 1 to {maximum}, got {str(beam_size)[:20]}")
 
 
 @torch.no_grad()
@@ -127,7 +129,7 @@ def sample_sequences(
     reproducible and do not depend on what else is in the batch.
     """
     if num_samples < 1 or max_length < 1:
-        raise ValueError(f"num_samples and max_length must be >= 1, got {num_samples} and {max_length}")
+        raise OneNetError(f"num_samples and max_length must be >= 1, got {num_samples} and {max_length}")
     batch = state[0].shape[0]
     device = state[0].device
     uniforms = torch.rand(num_samples, max_length, generator=torch.Generator().manual_seed(seed)).to(device)

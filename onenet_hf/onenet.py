@@ -1,4 +1,9 @@
-"""`OneNet`: the model and its processor behind one object with a method per use."""
+"""`OneNet`, the Python API: a loaded model and its processor behind one object with one method per use.
+
+Each method calls its use's module in `onenet_hf/uses/` (the lower layer, whose functions take the model and
+processor explicitly); the CLI, the Space, the benchmarks and the evaluation call these same methods or
+functions.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,18 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .gallery import GalleryIndex, ImageMatch, build_index
+from .errors import OneNetError
+from .gallery import GalleryIndex, ImageMatch
 from .hub import resolve_model
 from .image_processing_onenet import ImageLike
+from .indexing import build_index
 from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
-from .uses.caption import Caption, CaptionBackend, caption_images
-from .uses.describe import search_by_description
-from .uses.similar_images import similar_images
-from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, ImageTags, Tagger, tag_images
-from .uses.words import ScoredWord, analogy, learned_vectors, similar_words
+from .uses import caption, search, similar_images, tag, words
+from .uses.caption import Caption, CaptionBackend
+from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, ImageTags, Tagger
+from .uses.words import ScoredWord
 from .word_vectors import WordVectors, glove_vectors
 
 WORD_SPACES = ("learned", "glove")
@@ -29,7 +35,8 @@ class OneNet:
     """A loaded OneNet checkpoint, ready for inference.
 
     `model` is the PyTorch `OneNetModel` (eval mode, float32) or, with `backend="onnx"`, an
-    `OnnxOneNetBackend` running the exported graphs; every use works with either.
+    `OnnxOneNetBackend` running the exported graphs, which cover captioning only: the other uses need the
+    PyTorch backend and say so.
     """
 
     def __init__(self, model: OneNetModel | CaptionBackend, processor: OneNetProcessor):
@@ -56,7 +63,7 @@ class OneNet:
         `onnx_variant` `"fp32"`, `"int8"` (CPU) or `"fp16"` (GPU).
         """
         if backend not in ("torch", "onnx"):
-            raise ValueError(f"unknown backend {backend!r}; choose 'torch' or 'onnx'")
+            raise OneNetError(f"unknown backend {backend!r}; choose 'torch' or 'onnx'")
         folder = resolve_model(path, revision, with_onnx=backend == "onnx" and onnx_dir is None)
         processor = OneNetProcessor.from_pretrained(folder)
         if backend == "onnx":
@@ -69,7 +76,7 @@ class OneNet:
     def save_pretrained(self, path: str | os.PathLike, half_precision_weights: bool = False) -> None:
         """Write model and processor as an HF folder; optionally store weights in fp16 (loaded back as fp32)."""
         if not isinstance(self.model, OneNetModel):
-            raise TypeError("only a PyTorch-backed OneNet can be saved; the ONNX graphs are exported from one")
+            raise OneNetError("only a PyTorch-backed OneNet can be saved; the ONNX graphs are exported from one")
         self.model.save_pretrained(path)
         self.processor.save_pretrained(path)
         if half_precision_weights:
@@ -86,11 +93,12 @@ class OneNet:
         length_penalty: float | None = None,
     ) -> list[Caption]:
         """One `Caption(text, score)` per image, in input order; defaults from the model's generation config."""
-        return caption_images(self.model, self.processor, images, beam_size, length_penalty)
+        return caption.caption(self.model, self.processor, images, beam_size, length_penalty)
 
     def _torch_model(self, use: str) -> OneNetModel:
+        """The PyTorch model, or an error naming the use that the ONNX backend cannot run."""
         if not isinstance(self.model, OneNetModel):
-            raise NotImplementedError(f"{use} runs on the PyTorch backend; load with backend='torch'")
+            raise OneNetError(f"{use} runs on the PyTorch backend; load with backend='torch'")
         return self.model
 
     def tag(
@@ -105,32 +113,32 @@ class OneNet:
         options = (caption_samples, caption_weight)
         if options not in self._taggers:
             self._taggers[options] = Tagger(self._torch_model("tagging"), self.processor.tokenizer, None, *options)
-        return tag_images(self.model, self.processor, images, k, self._taggers[options])
+        return tag.tag(self.model, self.processor, images, k, self._taggers[options])
 
     def word_vectors(self, space: str = "learned") -> WordVectors:
         """The decoder's learned word embeddings (`"learned"`) or GloVe 6B 50d (`"glove"`)."""
         if space == "glove":
             return glove_vectors()
         if space != "learned":
-            raise ValueError(f"unknown word space {shorten(space)}; choose one of {WORD_SPACES}")
+            raise OneNetError(f"unknown word space {shorten(space)}; choose one of {WORD_SPACES}")
         if self._learned_vectors is None:
-            self._learned_vectors = learned_vectors(
+            self._learned_vectors = words.learned_vectors(
                 self._torch_model("the learned word space"), self.processor.tokenizer
             )
         return self._learned_vectors
 
     def similar_words(self, text: str, k: int = 10, space: str = "learned") -> list[ScoredWord]:
         """Words closest to a word (or the mean of several) by cosine."""
-        return similar_words(self.word_vectors(space), text, k)
+        return words.similar_words(self.word_vectors(space), text, k)
 
     def analogy(
         self, a: str, b: str, c: str, k: int = 5, space: str = "glove", method: str = "3cosadd"
     ) -> list[ScoredWord]:
         """a is to b as c is to ? (3CosAdd or 3CosMul), the query words excluded."""
-        return analogy(self.word_vectors(space), a, b, c, k, method)
+        return words.analogy(self.word_vectors(space), a, b, c, k, method)
 
     def build_index(self, images: str | os.PathLike | Sequence, folder: str | os.PathLike, **kwargs) -> GalleryIndex:
-        """Embed a folder (or list) of images into a persisted gallery index; see `gallery.build_index`."""
+        """Embed a folder (or list) of images into a persisted gallery index; see `indexing.build_index`."""
         return build_index(self._torch_model("indexing"), self.processor, images, folder, **kwargs)
 
     def load_index(self, folder: str | os.PathLike) -> GalleryIndex:
@@ -146,14 +154,13 @@ class OneNet:
         focus_class: int | str | None = None,
     ) -> list[ImageMatch]:
         """Gallery images most like an image, a gallery path or row; optionally focused on an ImageNet class."""
-        return similar_images(self._torch_model("similar images"), self.processor, index, query, k, exact, focus_class)
+        model = self._torch_model("similar images")
+        return similar_images.similar_images(model, self.processor, index, query, k, exact, focus_class)
 
-    def search(
-        self, index: GalleryIndex, text: str, k: int = 5, method: str = "embed", rerank: bool = True
-    ) -> list[ImageMatch]:
-        """Gallery images that match a description (`embed`, `invert` or `glove`; `embed` re-ranks by the decoder)."""
-        model = self._torch_model("describe-to-search")
-        return search_by_description(model, self.processor, index, text, k, method, rerank)
+    def search(self, index: GalleryIndex, text: str, k: int = 5, method: str = "reranked") -> list[ImageMatch]:
+        """Gallery images that match a text, best first; methods in `uses.search.SEARCH_METHODS`: `reranked`
+        (retrieval, then the decoder re-ranks), `retrieval`, `invert`, `glove`."""
+        return search.search(self._torch_model("search"), self.processor, index, text, k, method)
 
 
 __all__ = ["OneNet"]

@@ -1,0 +1,105 @@
+"""Use 6, describe to search: a text finds gallery images (`OneNet.search`, `onenet search`).
+
+Methods (`SEARCH_METHODS`):
+- `reranked` (default): `retrieval`, then the caption decoder re-ranks the top `config.rerank_top_k` images by
+  how likely it finds the text for each (`OneNetModel.get_rerank_scores`).
+- `retrieval`: the frozen MiniLM sentence embedding and the images' pooled features meet in the retrieval
+  head's space; nearest by cosine.
+- `invert`: image representations optimised so the decoder says the text (`OneNetModel.invert_captions`);
+  the best one searches the gallery by representation.
+- `glove`: the mean tag-head word features of the text's GloVe words, against the images' tag-space vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import OneNetError
+from ..gallery import GalleryIndex, ImageMatch
+from ..messages import shorten
+from ..ranking import top_k_pairs
+from ..text_encoder import MAX_TEXT_CHARACTERS, encode_sentences
+from ..word_vectors import UnknownWordError, glove_vectors
+from .tag import tag_word_features
+from .words import check_k
+
+SEARCH_METHODS = ("reranked", "retrieval", "invert", "glove")
+
+
+def check_text(text: str) -> str:
+    """The text, stripped; empty or whitespace-only text is an error, long text is cut."""
+    if not isinstance(text, str) or not text.strip():
+        raise OneNetError("the text is empty: describe the image you are looking for in a few words")
+    return text.strip()[:MAX_TEXT_CHARACTERS]
+
+
+def text_token_ids(processor, text: str, max_length: int) -> list[int]:
+    """[BOS] words [EOS] of a text, as the decoder reads it; an error when no word is in the caption vocabulary."""
+    ids = processor.tokenizer(check_text(text))["input_ids"]
+    words = ids[1:-1][:max_length]
+    if not [i for i in words if i != processor.tokenizer.unk_token_id]:
+        raise UnknownWordError(f"none of the words of {shorten(text)} are in the caption vocabulary")
+    return ids[:1] + words + ids[-1:]
+
+
+@torch.inference_mode()
+def glove_text_embeds(model, tokenizer, texts: Sequence[str]) -> torch.Tensor:
+    """Tag-space vectors of texts: the mean tag-head word features of their GloVe content words."""
+    glove, rows = glove_vectors(), []
+    for text in texts:
+        words = [w for w in glove.query_words(check_text(text)) if w in glove]
+        if not words:
+            raise UnknownWordError(f"none of the words of {shorten(text)} are in GloVe's vocabulary")
+        rows.append(tag_word_features(model, tokenizer, words).mean(0))
+    return model.get_tag_word_embeds(torch.stack(rows))
+
+
+@torch.inference_mode()
+def rerank(
+    model, token_ids: Sequence[int], cosines: torch.Tensor, image_embeds, top: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `top` images of N with the best retrieval cosines (N,) for one text, re-scored by the decoder
+    (`get_rerank_scores`): their rows and scores, best first. `image_embeds` holds the N image representations
+    (a tensor or an array, e.g. a gallery's memory-mapped one; only the `top` rows are read).
+
+    Search and `onenet evaluate --task retrieval` both rank through this function."""
+    rows = cosines.topk(min(top, len(cosines))).indices
+    candidates = torch.as_tensor(np.asarray(image_embeds[rows.cpu().numpy()], dtype=np.float32))
+    scores = model.get_rerank_scores(token_ids, candidates.to(model.device), cosines[rows].to(model.device)).cpu()
+    order = scores.argsort(descending=True, stable=True)
+    return rows[order], scores[order]
+
+
+@torch.inference_mode()
+def search(model, processor, index: GalleryIndex, text: str, k: int = 5, method: str = "reranked") -> list[ImageMatch]:
+    """The k gallery images that best match a text (a sentence, a few words, or one word), best first."""
+    check_k(k)
+    text = check_text(text)
+    if method not in SEARCH_METHODS:
+        raise OneNetError(f"unknown search method {shorten(method)}; choose one of {SEARCH_METHODS}")
+    k = min(k, len(index))
+    if method in ("reranked", "retrieval"):
+        query = model.get_retrieval_text_embeds(encode_sentences([text], model.config.text_encoder_name))
+        cosines = np.asarray(index.retrieval_embeds, dtype=np.float32) @ query[0].cpu().numpy()
+        if method == "reranked":
+            try:
+                ids = text_token_ids(processor, text, model.config.max_caption_length)
+            except UnknownWordError:  # nothing the decoder knows: the retrieval order stands
+                return index.matches(top_k_pairs(cosines, k), cosines)
+            top = max(k, model.config.rerank_top_k)
+            rows, scores = rerank(model, ids, torch.from_numpy(cosines), index.image_embeds, top)
+            return index.matches(list(zip(rows[:k].tolist(), scores[:k].tolist(), strict=True)), cosines)
+        return index.matches(top_k_pairs(cosines, k), cosines)
+    if method == "invert":
+        ids = text_token_ids(processor, text, model.config.max_caption_length)
+        vector = model.invert_captions([ids])[0].cpu().numpy()
+        return index.matches(index.nearest(vector, k)[0])
+    query = glove_text_embeds(model, processor.tokenizer, [text])[0]
+    cosines = np.asarray(index.tag_embeds, dtype=np.float32) @ query.cpu().numpy()
+    return index.matches(top_k_pairs(cosines, k), cosines)
+
+
+__all__ = ["SEARCH_METHODS", "check_text", "glove_text_embeds", "rerank", "search", "text_token_ids"]

@@ -1,0 +1,107 @@
+"""Beam search and sampling on a toy decoder whose distribution is known."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from onenet_hf.decoding import MAX_BEAM_SIZE, beam_search, sample_sequences
+
+BOS, EOS, A, B = 0, 1, 2, 3
+
+
+def toy_step(tokens: torch.Tensor, state: tuple[torch.Tensor, ...]):
+    """After BOS: A (0.6) or B (0.4). After A: EOS or B, even odds. After B: EOS (0.99)."""
+    (position,) = state
+    table = {
+        BOS: [0.0, 0.0, 0.6, 0.4],
+        A: [0.0, 0.5, 0.0, 0.5],
+        B: [0.0, 0.99, 0.005, 0.005],
+    }
+    probs = torch.tensor([table[int(t)] for t in tokens]) + 1e-12
+    return probs.log(), (position + 1,)
+
+
+def test_greedy_takes_the_locally_best_word():
+    [best] = beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=1, max_length=5)
+    assert best.token_ids == [A]
+    assert best.score == pytest.approx(math.log(0.6 * 0.5) / 2)
+
+
+def test_beam_finds_the_more_likely_sequence():
+    [best] = beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=2, max_length=5)
+    assert best.token_ids == [B]  # 0.4 * 0.99 beats 0.6 * 0.5
+    assert best.score == pytest.approx(math.log(0.4 * 0.99) / 2)
+
+
+def test_batch_items_are_independent_and_max_length_is_respected():
+    results = beam_search(toy_step, (torch.zeros(3),), BOS, EOS, beam_size=3, max_length=1)
+    assert len(results) == 3 and all(len(r.token_ids) <= 1 for r in results)
+    assert results[0] == results[1] == results[2]
+
+
+def test_length_penalty_zero_prefers_short_hypotheses():
+    [best] = beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=3, max_length=5, length_penalty=0.0)
+    assert best.token_ids == [B]
+
+
+@pytest.mark.parametrize("beam_size", [0, MAX_BEAM_SIZE + 1, 100_000])
+def test_beam_size_must_be_from_1_to_the_cap(beam_size):
+    with pytest.raises(ValueError, match=f"beam_size must be an integer from 1 to {MAX_BEAM_SIZE}, got {beam_size}"):
+        beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=beam_size)
+
+
+def test_suppressed_tokens_are_never_generated():
+    [best] = beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=1, max_length=5, suppress_token_ids=(A,))
+    assert best.token_ids == [B]
+
+
+def test_samples_follow_the_decoder_distribution_and_end_with_eos():
+    [samples] = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=4000, max_length=6).token_ids
+    assert samples.shape == (4000, 6)
+    assert float((samples[:, 0] == A).float().mean()) == pytest.approx(0.6, abs=0.03)
+    assert float(((samples[:, 0] == A) & (samples[:, 1] == EOS)).float().mean()) == pytest.approx(0.3, abs=0.03)
+    ended = torch.cumsum(samples == EOS, dim=1) > 0
+    assert bool((samples[ended] == EOS).all())  # nothing but EOS once a sequence has ended
+    assert bool(ended[:, -1].all())
+
+
+def test_sampling_never_draws_suppressed_tokens():
+    [samples] = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, 500, 4, suppress_token_ids=(A,)).token_ids
+    assert not (samples == A).any() and (samples[:, 0] == B).all()
+
+
+def item_step(tokens: torch.Tensor, state: tuple[torch.Tensor, ...]):
+    """Each batch item has its own odds of A after BOS (its state); then EOS."""
+    (odds,) = state
+    first = torch.stack([torch.zeros_like(odds), torch.zeros_like(odds), odds, 1 - odds], dim=1)
+    after = torch.tensor([0.0, 1.0, 0.0, 0.0]).expand(len(tokens), -1)
+    probs = torch.where((tokens == BOS)[:, None], first, after) + 1e-12
+    return probs.log(), state
+
+
+def test_an_items_samples_are_reproducible_and_do_not_depend_on_the_batch():
+    alone = sample_sequences(item_step, (torch.tensor([0.3]),), BOS, EOS, 200, max_length=3).token_ids
+    batched = sample_sequences(item_step, (torch.tensor([0.9, 0.3, 0.5]),), BOS, EOS, 200, max_length=3).token_ids
+    assert torch.equal(alone[0], batched[1])
+    other_seed = sample_sequences(item_step, (torch.tensor([0.3]),), BOS, EOS, 200, max_length=3, seed=1).token_ids
+    assert not torch.equal(alone, other_seed)
+    assert float((batched[0, :, 0] == A).float().mean()) > float((batched[1, :, 0] == A).float().mean())
+
+
+def test_token_chances_follow_each_sampled_sequence():
+    samples = sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=50, max_length=6)
+    ids, chances = samples.token_ids[0], -torch.expm1(samples.token_log_misses[0])
+    said_a_then_eos = [i for i in range(50) if ids[i, 0] == A and ids[i, 1] == EOS]
+    assert said_a_then_eos  # p = 0.3: some of 50 samples
+    # steps: after BOS (A 0.6, B 0.4), after A (EOS 0.5, B 0.5)
+    expected = torch.tensor([0.0, 0.5, 0.6, 1 - 0.6 * 0.5])
+    assert torch.allclose(chances[said_a_then_eos[0]], expected, atol=1e-5)
+    assert bool(((chances >= 0) & (chances <= 1)).all())
+
+
+def test_num_samples_must_be_positive():
+    with pytest.raises(ValueError, match="num_samples and max_length must be >= 1"):
+        sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=0)
