@@ -1,4 +1,4 @@
-"""Which text side for describe-to-search: one joint-space recipe, four text inputs, dev recall of each.
+"""Which text side for describe-to-search: one retrieval-head recipe, four text inputs, dev recall of each.
 
 - minilm: frozen all-MiniLM-L6-v2 sentence embeddings (384);
 - decoder: mean of the caption decoder's learned (unit) word embeddings (300) of the content words, a text
@@ -6,8 +6,8 @@
 - glove: mean of GloVe 6B 50d vectors of the content words, the tutorial's text side with a learned projection;
 - minilm+decoder: both of the first two, side by side.
 
-Each trains a fresh text-image head with `onenet train-heads`' recipe and seed on the Flickr8k train split
-and keeps its best dev epoch. These are joint-space figures, without the decoder re-ranking of the `embed`
+Each trains a fresh retrieval head with `onenet train-heads`' recipe and seed on the Flickr8k train split
+and keeps its best dev epoch. These are retrieval-space figures, without the decoder re-ranking of the `reranked`
 method; the shipped head reads minilm. Run:
 python bench/text_sides.py --model checkpoints/onenet-flickr8k --data-dir ../shared/datasets/flickr8k
 """

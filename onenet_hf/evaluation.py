@@ -257,7 +257,13 @@ def evaluate(
         options = caption_options(net.model, beam_size, length_penalty)
         if grids is not None:
             scores, texts = evaluate_on_features(
-                net.model, net.processor, grids, examples, options.num_beams, options.length_penalty, CAPTION_METRICS
+                net.model,
+                net.processor,
+                grids,
+                examples,
+                options.num_beams,
+                options.length_penalty,
+                metrics=CAPTION_METRICS,
             )
         else:
             texts = [c.text for c in net.caption([e.path for e in examples], beam_size, length_penalty)]

@@ -11,6 +11,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import PILImageResampling
 
+from .configuration_onenet import IMAGE_SIZE
 from .errors import OneNetError
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
@@ -127,7 +128,8 @@ def load_image(image: ImageLike) -> Image.Image:
 
 class OneNetImageProcessor(PilBackend):
     r"""
-    Resizes to the backbone's 260x260 input and scales pixels as (x - 127) / 128, the EfficientNet-Lite
+    Resizes to the backbone's square input (`OneNetConfig.image_size`, 260 for EfficientNet-Lite2) and scales
+    pixels as (x - 127) / 128, the EfficientNet-Lite
     convention (rescale by 1/255, then normalise with mean 127/255 and std 128/255).
 
     Paths, PIL images of any mode (EXIF-rotated, greyscale, RGBA, CMYK, 16-bit, palette) and uint8 arrays
@@ -136,7 +138,7 @@ class OneNetImageProcessor(PilBackend):
 
     model_input_names = ["pixel_values"]
     resample = PILImageResampling.BICUBIC
-    size = {"height": 260, "width": 260}
+    size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     default_to_square = True
     do_resize = True
     do_rescale = True

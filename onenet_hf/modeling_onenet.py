@@ -242,7 +242,9 @@ class OneNetPreTrainedModel(PreTrainedModel):
 
 
 class OneNetModel(OneNetPreTrainedModel):
-    """Images -> image representation (`get_image_features`) -> caption logits (`forward`)."""
+    """Images -> image representation (`get_image_features`) -> caption logits (`forward`), plus every score the
+    uses compute from the network: tags (`get_tag_*`), ImageNet labels and class focus, the retrieval head
+    (`get_retrieval_*`), caption likelihood, re-ranking and inversion. The uses call these and nothing inside."""
 
     def __init__(self, config: OneNetConfig):
         super().__init__(config)
@@ -312,7 +314,7 @@ class OneNetModel(OneNetPreTrainedModel):
 
     @staticmethod
     def get_pooled_features(backbone_features: torch.Tensor) -> torch.Tensor:
-        """Grid mean (B, 1280): the input of the ImageNet classifier, the text-image head and class focus."""
+        """Grid mean (B, 1280): the input of the ImageNet classifier, the retrieval head and class focus."""
         return backbone_features.mean((2, 3))
 
     def get_image_features(

@@ -40,6 +40,12 @@ class OneNet:
     """
 
     def __init__(self, model: OneNetModel | CaptionBackend, processor: OneNetProcessor):
+        side, size = model.config.image_size, processor.image_processor.size
+        if (size["height"], size["width"]) != (side, side):
+            raise OneNetError(
+                f"the image processor resizes to {size['height']}x{size['width']}, but the model's backbone expects "
+                f"{side}x{side} (config.image_size): the checkpoint's two configs disagree"
+            )
         self.model, self.processor = model, processor
         self._taggers: dict[tuple[int, float], Tagger] = {}
         self._learned_vectors: WordVectors | None = None

@@ -42,7 +42,7 @@ def _providers(variant: str) -> list[str]:
 
 
 class OnnxOneNetBackend:
-    """Runs OneNet's exported graphs with onnxruntime; provides what `caption_images` needs.
+    """Runs OneNet's exported graphs with onnxruntime; provides what captioning needs (`uses.caption.CaptionBackend`).
 
     CUDAExecutionProvider is used when onnxruntime-gpu offers it (except for int8, a CPU format),
     CPUExecutionProvider otherwise.

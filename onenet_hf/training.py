@@ -96,7 +96,6 @@ def train(args: CaptionTrainingArguments) -> Path:
     dev_examples = read_split(args.data_dir, args.dev_split, args.data_format)
 
     tokenizer = build_tokenizer((c for e in train_examples for c in e.captions), args.min_word_frequency)
-    processor = OneNetProcessor(image_processor=OneNetImageProcessor(), tokenizer=tokenizer)
     config = OneNetConfig(
         vocab_size=len(tokenizer),
         hidden_size=args.hidden_size,
@@ -109,6 +108,8 @@ def train(args: CaptionTrainingArguments) -> Path:
         eos_token_id=tokenizer.eos_token_id,
     )
     model = OneNetModel(config).to(device)
+    image_processor = OneNetImageProcessor(size={"height": config.image_size, "width": config.image_size})
+    processor = OneNetProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
     train_paths = [e.path for e in train_examples]
     views = [False, True] if args.horizontal_flip else [False]

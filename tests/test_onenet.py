@@ -6,7 +6,15 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from onenet_hf import OneNet, OneNetConfig, OneNetImageProcessor, OneNetModel, OneNetProcessor, build_tokenizer
+from onenet_hf import (
+    OneNet,
+    OneNetConfig,
+    OneNetError,
+    OneNetImageProcessor,
+    OneNetModel,
+    OneNetProcessor,
+    build_tokenizer,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,3 +40,10 @@ def test_unknown_backend_is_named(tiny_net, tmp_path):
     tiny_net.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'; choose 'torch' or 'onnx'"):
         OneNet.from_pretrained(tmp_path, backend="tensorrt")
+
+
+def test_a_processor_that_resizes_to_another_size_than_the_backbone_expects_is_refused(tiny_net):
+    other = OneNetProcessor(image_processor=OneNetImageProcessor(size={"height": 224, "width": 224}),
+                            tokenizer=tiny_net.processor.tokenizer)  # fmt: skip
+    with pytest.raises(OneNetError, match="resizes to 224x224, but the model's backbone expects 260x260"):
+        OneNet(tiny_net.model, other)

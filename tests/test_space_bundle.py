@@ -88,7 +88,7 @@ def test_the_space_installs_in_a_fresh_venv_and_answers_all_six_endpoints(bundle
         analogy = client.predict("man", "king", "woman", "3cosadd", "glove", 3, api_name="/analogy")
         assert analogy["data"][0][0] == "queen"
         assert len(client.predict(None, 0, 3, "", api_name="/similar_images")) == 3
-        assert client.predict("a man riding a motorcycle", "embed", 3, api_name="/describe_to_search")
+        assert client.predict("a man riding a motorcycle", "reranked", 3, api_name="/search")
         _screenshot(client.src)
     finally:
         server.terminate()

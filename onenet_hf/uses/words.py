@@ -18,7 +18,8 @@ MAX_K = 1000  # results of one top-k query (words, tags, gallery images)
 
 @dataclass(frozen=True)
 class ScoredWord:
-    """A word and its cosine (or 3CosMul) score."""
+    """A word and its score, higher is better: a cosine (similar words, 3CosAdd analogies), a 3CosMul score, a
+    tag's log-probability plus weighted decoder log-chance, or an ImageNet label's probability."""
 
     word: str
     score: float
