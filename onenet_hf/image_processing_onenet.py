@@ -43,7 +43,12 @@ def _to_8bit(image: Image.Image) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Upright 8-bit RGB from any PIL image: applies EXIF orientation, flattens alpha onto white."""
+    """Upright 8-bit RGB from any PIL image: applies EXIF orientation, flattens alpha onto white.
+
+    An image that is already upright RGB (e.g. what `load_image` returned) comes back as it is, not copied, so
+    the processor does not load again what a caller has loaded."""
+    if image.mode == "RGB" and "transparency" not in image.info and image.getexif().get(0x0112, 1) == 1:
+        return image
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         image = _to_8bit(image)

@@ -135,3 +135,12 @@ def test_missing_file_and_wrong_type(tmp_path):
         load_image(42)
     with pytest.raises(ImageLoadError, match="uint8"):
         load_image(np.zeros((4, 4), dtype=np.float64))
+
+
+def test_an_image_load_image_returned_is_not_loaded_again(tmp_path):
+    Image.new("RGBA", (40, 30), (255, 0, 0, 128)).save(tmp_path / "half.png")
+    loaded = load_image(tmp_path / "half.png")
+    assert loaded.mode == "RGB" and load_image(loaded) is loaded  # upright RGB: returned as it is
+    processor = OneNetImageProcessor()
+    from_loaded = processor([loaded], return_tensors="np")["pixel_values"]
+    assert np.array_equal(from_loaded, processor([str(tmp_path / "half.png")], return_tensors="np")["pixel_values"])
