@@ -75,7 +75,7 @@ def cached_backbone_features(
         return np.load(features_file, mmap_mode="r")
 
     size = image_processor.size
-    probe = model.backbone(torch.zeros(1, 3, size["height"], size["width"], device=model.device))
+    probe = model.get_backbone_features(torch.zeros(1, 3, size["height"], size["width"]))
     shape = (len(paths), *probe.shape[1:])
     if features_file.exists() and done_file.exists():
         features, done = open_memmap(features_file, mode="r+"), np.load(done_file)
@@ -94,7 +94,7 @@ def cached_backbone_features(
     ) as bar:
         for start, pixel_values in zip(range(0, len(todo), batch_size), loader, strict=True):
             indices = todo[start : start + batch_size]
-            features[indices] = model.backbone(pixel_values.to(model.device)).cpu().numpy().astype(np.float16)
+            features[indices] = model.get_backbone_features(pixel_values).cpu().numpy().astype(np.float16)
             features.flush()
             done[indices] = True
             np.save(done_file, done)
