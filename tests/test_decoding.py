@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from onenet_hf.decoding import MAX_BEAM_SIZE, beam_search, sample_sequences
+from onenet_hf.errors import OneNetError
 
 BOS, EOS, A, B = 0, 1, 2, 3
 
@@ -49,7 +50,7 @@ def test_length_penalty_zero_prefers_short_hypotheses():
 
 @pytest.mark.parametrize("beam_size", [0, MAX_BEAM_SIZE + 1, 100_000])
 def test_beam_size_must_be_from_1_to_the_cap(beam_size):
-    with pytest.raises(ValueError, match=f"beam_size must be an integer from 1 to {MAX_BEAM_SIZE}, got {beam_size}"):
+    with pytest.raises(OneNetError, match=f"beam_size must be an integer from 1 to {MAX_BEAM_SIZE}, got {beam_size}"):
         beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=beam_size)
 
 
@@ -103,5 +104,5 @@ def test_token_chances_follow_each_sampled_sequence():
 
 
 def test_num_samples_must_be_positive():
-    with pytest.raises(ValueError, match="num_samples and max_length must be >= 1"):
+    with pytest.raises(OneNetError, match="num_samples and max_length must be >= 1"):
         sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=0)

@@ -13,6 +13,7 @@ from huggingface_hub import constants
 
 from onenet_hf import OneNet, OneNetImageToTextPipeline
 from onenet_hf.cli import main
+from onenet_hf.errors import OneNetError
 from onenet_hf.hub import ModelNotFoundError, resolve_model
 from onenet_hf.samples import sample_photos
 
@@ -133,5 +134,5 @@ def test_onnx_backend_from_a_hub_id(hub_cache, tmp_path_factory, monkeypatch):
     photo = next(p for p in sample_photos() if p.stem == "astronaut")
     onnx = OneNet.from_pretrained("onenet-hf/with-onnx", backend="onnx")
     assert onnx.caption(photo)[0].text == OneNet.from_pretrained(CHECKPOINT).caption(photo)[0].text
-    with pytest.raises(ValueError, match="no ONNX export"):
+    with pytest.raises(OneNetError, match="no ONNX export"):
         OneNet.from_pretrained(REPO_ID, backend="onnx")  # this repo has no onnx/

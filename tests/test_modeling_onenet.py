@@ -18,6 +18,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcesso
 from transformers.utils import logging as transformers_logging
 
 from onenet_hf import OneNetConfig, OneNetImageProcessor, OneNetModel, OneNetProcessor, build_tokenizer
+from onenet_hf.errors import OneNetError
 from onenet_hf.modeling_onenet import OneNetImagePooling, backbone_wheel_state_dict
 
 TINY = dict(vocab_size=12, hidden_size=16, word_embedding_size=8, decoder_hidden_size=16, dropout=0.0)
@@ -53,7 +54,7 @@ def test_config_docstring_defaults_match_code():
 
 
 def test_config_rejects_unknown_pooling():
-    with pytest.raises(ValueError, match="image_pooling must be 'mean' or 'attention'"):
+    with pytest.raises(OneNetError, match="image_pooling must be 'mean' or 'attention'"):
         OneNetConfig(image_pooling="max")
 
 
@@ -153,7 +154,7 @@ def test_loading_never_touches_the_network(tiny_folder):
 def test_processor_needs_images_or_text(tiny_folder):
     _, folder = tiny_folder
     processor = OneNetProcessor.from_pretrained(folder)
-    with pytest.raises(ValueError, match="either images or text"):
+    with pytest.raises(OneNetError, match="either images or text"):
         processor()
     encoded = processor(text=["a red circle", "a blue square"])
     assert processor.batch_decode(encoded["input_ids"], skip_special_tokens=True) == [

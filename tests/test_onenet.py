@@ -38,7 +38,7 @@ def test_release_with_half_precision_weights_loads_as_float32(tiny_net, tmp_path
 
 def test_unknown_backend_is_named(tiny_net, tmp_path):
     tiny_net.save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="unknown backend 'tensorrt'; choose 'torch' or 'onnx'"):
+    with pytest.raises(OneNetError, match="unknown backend 'tensorrt'; choose 'torch' or 'onnx'"):
         OneNet.from_pretrained(tmp_path, backend="tensorrt")
 
 

@@ -14,6 +14,7 @@ import torch
 
 from export import MANIFEST_FILE, export_onnx
 from onenet_hf import OneNet
+from onenet_hf.errors import OneNetError
 from onenet_hf.onnx_backend import OnnxExportError
 from onenet_hf.samples import sample_photos
 
@@ -82,14 +83,14 @@ def test_missing_or_mismatched_export_is_a_clear_error(exported, shapes_model, t
     net.save_pretrained(other)
     with pytest.raises(OnnxExportError, match="made from another checkpoint"):
         OneNet.from_pretrained(other, backend="onnx", onnx_dir=out)
-    with pytest.raises(ValueError, match="unknown ONNX variant 'int4'"):
+    with pytest.raises(OneNetError, match="unknown ONNX variant 'int4'"):
         OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out, onnx_variant="int4")
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="a GPU is present")
 def test_fp16_variant_is_refused_without_a_gpu(exported, shapes_model):
     _, out = exported
-    with pytest.raises(ValueError, match="fp16 ONNX variant needs CUDAExecutionProvider"):
+    with pytest.raises(OneNetError, match="fp16 ONNX variant needs CUDAExecutionProvider"):
         OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out, onnx_variant="fp16")
 
 

@@ -61,7 +61,7 @@ def test_rerank_orders_only_the_top_candidates_by_the_decoder(shapes_net):
         assert scores.tolist() == pytest.approx(model.get_rerank_scores(ids, embeds[rows], cosines[rows]).tolist())
 
 
-def test_embed_finds_the_described_shape(shapes_net, shapes_index):
+def test_reranked_search_finds_the_described_shape(shapes_net, shapes_index):
     pairs = [(c, s) for c in COLOURS for s in SHAPES]
     hits = [shapes_net.search(shapes_index, f"a {c} {s}", k=3)[0].path for c, s in pairs]
     found = sum(path.endswith(f"{c}_{s}.png") for path, (c, s) in zip(hits, pairs, strict=True))

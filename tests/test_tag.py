@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from onenet_hf import OneNetConfig, OneNetModel, build_tokenizer
+from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import tag_precision
 from onenet_hf.uses.tag import Tagger, imagenet_labels, tag, tag_vocabulary, tag_word_features
 from onenet_hf.word_vectors import normalize_word, stopwords
@@ -69,7 +70,7 @@ def test_sampled_captions_reorder_the_head_and_zero_samples_leave_it_alone():
     assert {w.word for w in tagger.top_words(images, 2)[0]} == {"red", "circle"}
     assert tagger.top_words(images, 1)[1][0].word == "square"
     for bad in (-1, 1001):
-        with pytest.raises(ValueError, match="caption_samples must be 0 to 1000"):
+        with pytest.raises(OneNetError, match="caption_samples must be 0 to 1000"):
             scripted_tagger(["a red circle"], caption_samples=bad)
 
 
@@ -97,8 +98,8 @@ def test_tags_of_a_shape_name_its_colour_or_shape(shapes_net):
 
 @pytest.mark.slow
 def test_bad_k_and_bad_image_are_clear_errors(shapes_net, tmp_path):
-    with pytest.raises(ValueError, match="k must be an integer from 1 to 1,000, got 0"):
+    with pytest.raises(OneNetError, match="k must be an integer from 1 to 1,000, got 0"):
         shapes_net.tag(Image.new("RGB", (64, 64)), k=0)
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(ValueError, match="not an image"):
+    with pytest.raises(OneNetError, match="not an image"):
         tag(shapes_net.model, shapes_net.processor, str(tmp_path / "broken.jpg"))
