@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +52,36 @@ def test_similar_images_exact_and_annoy_agree_and_leave_the_query_out(shapes_net
         shapes_net.similar_images(index, 0, k=10**6)
 
 
-def test_class_focused_search_runs_on_pooled_features(shapes_net, image_dir, tmp_path):
+def _focused_ranking(index: GalleryIndex, class_weights: np.ndarray, row: int) -> tuple[list[str], np.ndarray]:
+    """Every other gallery image ranked by the cosine of class-weighted pooled features, computed here."""
+    weighted = np.asarray(index.pooled_features, dtype=np.float64) * class_weights
+    weighted /= np.linalg.norm(weighted, axis=1, keepdims=True)
+    scores = weighted @ weighted[row]
+    order = [i for i in np.argsort(-scores, kind="stable") if i != row]
+    return [index.paths[i] for i in order], scores[order]
+
+
+def test_class_focused_search_ranks_by_that_class_s_weighted_pooled_features(shapes_net, image_dir, tmp_path):
+    from onenet_hf.uses.tag import imagenet_labels
+
     index = shapes_net.build_index(image_dir, tmp_path / "index")
-    by_index = shapes_net.similar_images(index, 1, k=2, focus_class=284)
-    by_name = shapes_net.similar_images(index, 1, k=2, focus_class="Siamese cat")
-    assert [m.path for m in by_index] == [m.path for m in by_name] and len(by_index) == 2
+    row = index.paths.index(str((image_dir / "red_circle.png").resolve()))
+    unfocused = [m.path for m in shapes_net.similar_images(index, row, k=3, exact=True)]
+    classifier = shapes_net.model.backbone.net._fc.weight.detach().double().numpy()  # (1000 classes, 1280)
+    names = Counter(label.lower() for label in imagenet_labels())
+    unique = [c for c, label in enumerate(imagenet_labels()) if names[label.lower()] == 1]  # a name finds this class
+    rankings = {c: _focused_ranking(index, classifier[c], row) for c in unique}
+    # A class whose weighting reorders the gallery, its scores well apart: only the class weights explain its order.
+    reordering = {c: ranking for c, ranking in rankings.items() if ranking[0] != unfocused}
+    assert reordering, "no ImageNet class reorders this gallery: the test cannot tell focus from no focus"
+    focus = max(reordering, key=lambda c: np.diff(-reordering[c][1]).min())
+    expected_paths, expected_scores = reordering[focus]
+    assert np.diff(-expected_scores).min() > 1e-3
+    by_index = shapes_net.similar_images(index, row, k=3, focus_class=focus)
+    assert [m.path for m in by_index] == expected_paths != unfocused
+    assert [m.score for m in by_index] == pytest.approx(expected_scores, abs=1e-4)
+    by_name = shapes_net.similar_images(index, row, k=2, focus_class=imagenet_labels()[focus].upper())
+    assert [m.path for m in by_name] == expected_paths[:2]
     with pytest.raises(ValueError, match="unknown ImageNet class"):
         shapes_net.similar_images(index, 1, focus_class="unicorn")
 

@@ -29,14 +29,23 @@ def test_heads_learn_and_the_caption_network_is_unchanged(shapes_model, shapes_m
     assert max(r["dev_text_to_image_R@10"] for r in retrieval_rows) > 100 * 10 / 12  # chance is 10 in 12
 
 
-def test_rerun_reuses_finished_heads(shapes_model, shapes_dir, feature_cache, shapes_model_with_heads, capsys):
-    state = json.loads((shapes_model_with_heads / "config.json").read_text())
-    assert state["model_type"] == "onenet"
-    arguments = shapes_head_arguments(shapes_model, shapes_dir, shapes_model_with_heads, feature_cache)
-    train_heads(arguments)
+def test_rerun_reuses_finished_heads(shapes_model, shapes_dir, feature_cache, tmp_path, capsys):
+    """Run in a folder of its own (short schedules): a re-run writes its output folder again, and the shared
+    `shapes_model_with_heads` folder must stay as its fixture made it."""
+    arguments = shapes_head_arguments(shapes_model, shapes_dir, tmp_path / "heads", feature_cache)
+    arguments = HeadTrainingArguments(**{**arguments.__dict__, "tag_epochs": 2, "retrieval_epochs": 2})
+    first = train_heads(arguments)
+    assert json.loads((first / "config.json").read_text())["model_type"] == "onenet"
+    trained = OneNetModel.from_pretrained(first).state_dict()
+    capsys.readouterr()
+    assert train_heads(arguments) == first
     captured = capsys.readouterr()
     printed = captured.out + captured.err
     assert "tag head already trained" in printed and "retrieval head already trained" in printed
+    assert "tag head 1" not in printed and "text-image head 1" not in printed  # no epoch ran again
+    rerun = OneNetModel.from_pretrained(first).state_dict()
+    for name, tensor in trained.items():
+        assert torch.equal(tensor, rerun[name]), name
     with pytest.raises(ValueError, match="other arguments"):
         train_heads(HeadTrainingArguments(**{**arguments.__dict__, "tag_epochs": 1}))
 

@@ -6,6 +6,7 @@ chromium at /usr/bin/chromium and the `playwright` package (see DEVELOPERS.md); 
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
@@ -134,13 +135,16 @@ def test_only_the_gallery_s_image_files_are_served(server, space):
     httpx = pytest.importorskip("httpx")
     secret = space.folder / ".env"
     secret.write_text("TOKEN=secret\n")
-    beside_photos = Path(space.index.paths[0]).parent / "README.txt"  # scikit-image's data folder
-    private = [secret, beside_photos, space.folder / "index" / "index.json", space.folder, Path.home()]
-    assert beside_photos.is_file()
-    for path in private:
-        response = httpx.get(f"{server}gradio_api/file={path}")
-        assert response.status_code in (403, 404), path
-    assert httpx.get(f"{server}gradio_api/file={space.index.paths[0]}").status_code == 200
+    try:
+        beside_photos = Path(space.index.paths[0]).parent / "README.txt"  # scikit-image's data folder
+        private = [secret, beside_photos, space.folder / "index" / "index.json", space.folder, Path.home()]
+        assert beside_photos.is_file()
+        for path in private:
+            response = httpx.get(f"{server}gradio_api/file={path}")
+            assert response.status_code in (403, 404), path
+        assert httpx.get(f"{server}gradio_api/file={space.index.paths[0]}").status_code == 200
+    finally:
+        secret.unlink()  # the module's Space folder is shared: leave it as the other tests find it
 
 
 def test_adding_photos_exists_only_when_uploads_are_allowed(app, space):
@@ -227,14 +231,17 @@ def test_captions_use_onnxruntime_when_the_checkpoint_is_exported(shapes_model_w
     from export import export_onnx
     from onenet_hf.onnx_backend import OnnxOneNetBackend
 
+    model = tmp_path / "model"  # a copy: the shared model folder must not gain an onnx/ that other tests would use
+    shutil.copytree(shapes_model_with_heads, model, ignore=shutil.ignore_patterns("*.pt"))
     images = shapes_dir / "images"
-    without = OneNetSpace(shapes_model_with_heads, images, cache_dir=tmp_path / "a")
+    without = OneNetSpace(model, images, cache_dir=tmp_path / "a")
     assert without.captioner is without.net
-    export_onnx(shapes_model_with_heads, shapes_model_with_heads / "onnx", int8=False)
-    space = OneNetSpace(shapes_model_with_heads, images, cache_dir=tmp_path / "b")
+    export_onnx(model, model / "onnx", int8=False)
+    space = OneNetSpace(model, images, cache_dir=tmp_path / "b")
     assert isinstance(space.captioner.model, OnnxOneNetBackend)
     image = str(sorted(images.glob("dev_*.jpg"))[0])
     assert space.caption(image, 2) == without.caption(image, 2)
+    assert not (shapes_model_with_heads / "onnx").exists()
 
 
 def _png(path: Path, value: int) -> str:
