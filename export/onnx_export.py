@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from onenet_hf.fingerprint import checkpoint_fingerprint
+from onenet_hf.hub import check_model_folder
 from onenet_hf.modeling_onenet import OneNetModel
 from onenet_hf.onnx_backend import MANIFEST_FILE
 
@@ -113,10 +114,10 @@ def export_onnx(
 ) -> dict:
     """Write `{name}.onnx` (fp32), `{name}.int8.onnx` (dynamic int8) and optionally `{name}.fp16.onnx`, plus
     `manifest.json` with the opset, input/output names, file hashes and the checkpoint's fingerprint."""
-    checkpoint = Path(checkpoint)
+    checkpoint = check_model_folder(Path(checkpoint))  # before anything is written
     out = Path(out_dir) if out_dir else checkpoint / "onnx"
-    out.mkdir(parents=True, exist_ok=True)
     model = OneNetModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    out.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, dict] = {}
     for name, (module, args, inputs, outputs) in _graphs(model).items():
         files = {"fp32": out / f"{name}.onnx"}

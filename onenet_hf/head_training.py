@@ -1,4 +1,4 @@
-"""Second training stage: the tag head and the text-image head, on top of the frozen caption network.
+"""Second training stage: the tag head and the retrieval head, on top of the frozen caption network.
 
 The caption network (backbone, image representation, decoder) is not changed, so the caption quality of
 the checkpoint stays exactly what it was; the heads learn from its image representation and features.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,10 +21,11 @@ from .data import CaptionedImage, read_split
 from .errors import OneNetError
 from .evaluation import image_inputs_from_features, retrieval_metrics, tag_precision
 from .features import DEFAULT_CACHE_DIR, cached_backbone_features
+from .hub import resolve_model
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .text_encoder import cached_sentence_embeddings
-from .training import seed_everything
+from .training import LOG_FILE, seed_everything
 from .uses.tag import Tagger, tag_vocabulary, tag_word_features
 from .word_vectors import content_words, normalize_word
 
@@ -194,24 +196,25 @@ def train_heads(args: HeadTrainingArguments) -> Path:
     `args.heads` keep the weights (and training log rows) of `args.model_dir`.
     """
     names = _heads_to_train(args)
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(args.seed)
-    model = OneNetModel.from_pretrained(args.model_dir, dtype=torch.float32, ignore_mismatched_sizes=True).eval()
-    _fresh_heads(model, names)
-    processor = OneNetProcessor.from_pretrained(args.model_dir)
-    model.requires_grad_(False)
+    model_dir = resolve_model(args.model_dir)  # a missing model is one clear error, before anything is written
     examples = {
         split: read_split(args.data_dir, name, args.data_format)
         for split, name in (("train", args.train_split), ("dev", args.dev_split))
     }
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(args.seed)
+    model = OneNetModel.from_pretrained(model_dir, dtype=torch.float32, ignore_mismatched_sizes=True).eval()
+    _fresh_heads(model, names)
+    processor = OneNetProcessor.from_pretrained(model_dir)
+    model.requires_grad_(False)
     pooled, representations, sentences, owners = {}, {}, {}, {}
     for split, split_examples in examples.items():
         grids = cached_backbone_features(
             model, processor.image_processor, [e.path for e in split_examples], args.cache_dir
         )
         pooled[split], representations[split] = image_inputs_from_features(model, grids)
-        if "retrieval" in names:  # captions through the frozen sentence encoder: only the text-image head reads them
+        if "retrieval" in names:  # captions through the frozen sentence encoder: only the retrieval head reads them
             captions = [caption for e in split_examples for caption in e.captions]
             owners[split] = torch.tensor([i for i, e in enumerate(split_examples) for _ in e.captions])
             sentences[split] = cached_sentence_embeddings(captions, args.cache_dir, model.config.text_encoder_name)
@@ -247,7 +250,7 @@ def train_heads(args: HeadTrainingArguments) -> Path:
 
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
-    kept_log = Path(args.model_dir) / HEADS_LOG_FILE
+    kept_log = model_dir / HEADS_LOG_FILE
     kept = json.loads(kept_log.read_text()) if kept_log.exists() else []
     log = [
         row
@@ -255,6 +258,8 @@ def train_heads(args: HeadTrainingArguments) -> Path:
         for row in (state[name]["history"] if name in names else [r for r in kept if r["head"] == name])
     ]
     (output_dir / HEADS_LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")
+    if (model_dir / LOG_FILE).is_file():  # the caption network's own log goes with it (a release ships it)
+        shutil.copyfile(model_dir / LOG_FILE, output_dir / LOG_FILE)
     return output_dir
 
 

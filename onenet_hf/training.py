@@ -88,12 +88,12 @@ def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
 
 def train(args: CaptionTrainingArguments) -> Path:
     """Train OneNet and write the best epoch (by dev CIDEr) as a Hugging Face folder in `args.output_dir`."""
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     seed_everything(args.seed)
     train_examples = read_split(args.data_dir, args.train_split, args.data_format)
     dev_examples = read_split(args.data_dir, args.dev_split, args.data_format)
+    output_dir = Path(args.output_dir)  # made once the data has been read: a bad --data-dir leaves nothing behind
+    output_dir.mkdir(parents=True, exist_ok=True)
 
     tokenizer = build_tokenizer((c for e in train_examples for c in e.captions), args.min_word_frequency)
     config = OneNetConfig(

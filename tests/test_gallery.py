@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onenet_hf import gallery
-from onenet_hf.gallery import GalleryIndex, GalleryIndexError, build_index
+from onenet_hf import indexing
+from onenet_hf.fingerprint import model_fingerprint
+from onenet_hf.gallery import GalleryIndex, GalleryIndexError
+from onenet_hf.indexing import build_index
 from tests.conftest import draw_shape
 
 pytestmark = pytest.mark.slow
@@ -34,7 +36,7 @@ def test_build_lists_unreadable_files_and_records_the_model(shapes_net, image_di
     index = shapes_net.build_index(image_dir, tmp_path / "index")
     assert len(index) == 4 and [s["path"].endswith("broken.jpg") for s in index.metadata["skipped"]] == [True]
     assert index.metadata["representation_size"] == shapes_net.model.config.hidden_size
-    assert index.metadata["model"] == gallery.model_fingerprint(shapes_net.model)
+    assert index.metadata["model"] == model_fingerprint(shapes_net.model)
     assert index.image_embeds.shape == (4, shapes_net.model.config.hidden_size)
 
 
@@ -90,9 +92,9 @@ def test_adding_images_embeds_only_the_new_ones(shapes_net, image_dir, tmp_path,
     shapes_net.build_index(image_dir, tmp_path / "index")
     draw_shape("green", "square", 300).save(image_dir / "green_square.png")
     embedded = []
-    original = gallery.embed_images
+    original = indexing.embed_images
     monkeypatch.setattr(
-        gallery, "embed_images", lambda m, p, images: embedded.append(len(images)) or original(m, p, images)
+        indexing, "embed_images", lambda m, p, images: embedded.append(len(images)) or original(m, p, images)
     )
     index = shapes_net.build_index(image_dir, tmp_path / "index")
     assert embedded == [1] and len(index) == 5
@@ -108,7 +110,7 @@ def test_a_killed_build_leaves_the_old_index_intact(shapes_net, image_dir, tmp_p
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(gallery.os, "replace", crash)  # killed after writing new files, before the switch
+    monkeypatch.setattr(indexing.os, "replace", crash)  # killed after writing new files, before the switch
     with pytest.raises(KeyboardInterrupt):
         build_index(shapes_net.model, shapes_net.processor, image_dir, tmp_path / "index")
     monkeypatch.undo()
@@ -127,7 +129,7 @@ def test_missing_corrupt_and_foreign_indexes_are_refused(shapes_net, shapes_mode
         GalleryIndex.load(tmp_path / "index", other)
     rebuilt = build_index(other, shapes_net.processor, image_dir, tmp_path / "other")
     assert build_index(other, shapes_net.processor, image_dir, tmp_path / "index").paths == rebuilt.paths
-    assert GalleryIndex.load(tmp_path / "index", other).metadata["model"] == gallery.model_fingerprint(other)
+    assert GalleryIndex.load(tmp_path / "index", other).metadata["model"] == model_fingerprint(other)
     shapes_net.build_index(image_dir, tmp_path / "index")  # and back: building replaces a foreign index
     metadata = json.loads((tmp_path / "index" / "index.json").read_text())
     (tmp_path / "index" / metadata["files"]["image_embeds"]).write_bytes(b"garbage")
@@ -154,21 +156,21 @@ def test_a_moved_gallery_is_not_embedded_again(shapes_net, image_dir, tmp_path, 
     """A built Space ships its index; where it is unpacked, the photos' paths differ but not their bytes."""
     shapes_net.build_index(image_dir, tmp_path / "index")
     moved = image_dir.rename(tmp_path / "moved")
-    monkeypatch.setattr(gallery, "embed_images", lambda *args: pytest.fail("an unchanged photo was embedded again"))
+    monkeypatch.setattr(indexing, "embed_images", lambda *args: pytest.fail("an unchanged photo was embedded again"))
     index = shapes_net.build_index(moved, tmp_path / "index")
     assert len(index) == 4 and all(path.startswith(str(moved.resolve())) for path in index.paths)
 
 
 def _count_embeddings(monkeypatch, seconds: float = 0.0) -> list[int]:
     """Record how many images each `embed_images` call embeds (optionally slowed, to widen race windows)."""
-    embedded, original = [], gallery.embed_images
+    embedded, original = [], indexing.embed_images
 
     def counting(model, processor, images):
         embedded.append(len(images))
         time.sleep(seconds)
         return original(model, processor, images)
 
-    monkeypatch.setattr(gallery, "embed_images", counting)
+    monkeypatch.setattr(indexing, "embed_images", counting)
     return embedded
 
 
@@ -215,13 +217,13 @@ def test_a_build_deletes_only_files_builds_wrote(shapes_net, image_dir, tmp_path
 
 def test_builds_of_one_index_at_once_take_turns(shapes_net, image_dir, tmp_path, monkeypatch):
     embedded = _count_embeddings(monkeypatch, seconds=1.0)  # a large gallery's long embedding phase
-    replace = gallery.os.replace
+    replace = indexing.os.replace
 
     def slow_replace(*args):  # a long write phase: arrays written, metadata not yet switched
         time.sleep(1.0)
         replace(*args)
 
-    monkeypatch.setattr(gallery.os, "replace", slow_replace)
+    monkeypatch.setattr(indexing.os, "replace", slow_replace)
     folder = tmp_path / "index"
     results, errors = [], []
 
@@ -246,7 +248,7 @@ def test_builds_of_one_index_at_once_take_turns(shapes_net, image_dir, tmp_path,
 
 def test_a_build_refuses_to_wait_longer_than_its_lock_timeout(shapes_net, image_dir, tmp_path):
     folder = tmp_path / "index"
-    with gallery._build_lock(folder, None):  # another build holds the index
+    with indexing._build_lock(folder, None):  # another build holds the index
         with pytest.raises(GalleryIndexError, match=f"another build of the index at {folder} is running"):
             shapes_net.build_index(image_dir, folder, lock_timeout=0.2)
 

@@ -24,7 +24,7 @@ def test_heads_learn_and_the_caption_network_is_unchanged(shapes_model, shapes_m
     assert not torch.equal(before["tag_head.logit_scale"], after["tag_head.logit_scale"])
     log = json.loads((shapes_model_with_heads / HEADS_LOG_FILE).read_text())
     tag_rows = [row for row in log if row["head"] == "tag"]
-    retrieval_rows = [row for row in log if row["head"] == "text-image"]
+    retrieval_rows = [row for row in log if row["head"] == "retrieval"]
     assert max(r["dev_tag_precision@5"] for r in tag_rows) >= 0.4  # 2 of 5 tags are colour and shape
     assert max(r["dev_text_to_image_R@10"] for r in retrieval_rows) > 100 * 10 / 12  # chance is 10 in 12
 
@@ -42,7 +42,7 @@ def test_rerun_reuses_finished_heads(shapes_model, shapes_dir, feature_cache, tm
     captured = capsys.readouterr()
     printed = captured.out + captured.err
     assert "tag head already trained" in printed and "retrieval head already trained" in printed
-    assert "tag head 1" not in printed and "text-image head 1" not in printed  # no epoch ran again
+    assert "tag head 1" not in printed and "retrieval head 1" not in printed  # no epoch ran again
     rerun = OneNetModel.from_pretrained(first).state_dict()
     for name, tensor in trained.items():
         assert torch.equal(tensor, rerun[name]), name

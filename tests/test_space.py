@@ -75,7 +75,7 @@ def photo(stem: str) -> str:
 
 def test_six_named_endpoints(client):
     endpoints = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    assert endpoints == {"/caption", "/tag", "/similar_words", "/analogy", "/similar_images", "/describe_to_search"}
+    assert endpoints == {"/caption", "/tag", "/similar_words", "/analogy", "/similar_images", "/search"}
 
 
 def test_every_endpoint_answers_sensibly(client):
@@ -89,7 +89,7 @@ def test_every_endpoint_answers_sensibly(client):
     assert len(found) == 3 and all(Path(item["image"]).is_file() for item in found)
     focused = client.predict(None, 0, 2, "Siamese cat", api_name="/similar_images")
     assert len(focused) == 2
-    hits = client.predict("a man riding a motorcycle", "embed", 1, api_name="/describe_to_search")
+    hits = client.predict("a man riding a motorcycle", "reranked", 1, api_name="/search")
     assert hits[0]["caption"].startswith("motorcycle_left.png")
 
 
@@ -106,7 +106,7 @@ def test_bad_input_is_a_readable_error_and_the_server_keeps_serving(client, tmp_
     cases = [
         (lambda: client.predict(None, 3, api_name="/caption"), "no image"),
         (lambda: client.predict(handle_file(str(corrupt)), 3, api_name="/caption"), "corrupt or truncated"),
-        (lambda: client.predict("   ", "embed", 3, api_name="/describe_to_search"), "the description is empty"),
+        (lambda: client.predict("   ", "reranked", 3, api_name="/search"), "the text is empty"),
         (lambda: client.predict("qwzx", "learned", 5, api_name="/similar_words"), "not in the learned caption"),
         (lambda: client.predict("man", "kingg", "woman", "3cosadd", "glove", 3, api_name="/analogy"), "did you mean"),
         (lambda: client.predict(handle_file(str(bomb)), 3, api_name="/caption"), "limit is 40.0 megapixels"),
@@ -217,7 +217,7 @@ def test_every_tab_in_headless_chromium(server):
         panel.get_by_label("Description").fill("a man riding a motorcycle")
         panel.get_by_role("button", name="Search").click()
         sync_api.expect(panel.get_by_text("motorcycle_left.png", exact=False).first).to_be_visible(timeout=60_000)
-        page.screenshot(path=ARTIFACTS / "describe_to_search.png")
+        page.screenshot(path=ARTIFACTS / "search.png")
 
         panel.get_by_label("Description").fill("   ")
         panel.get_by_role("button", name="Search").click()
