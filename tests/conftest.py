@@ -94,7 +94,9 @@ def shapes_model(shapes_dir, feature_cache, tmp_path_factory):
     """A small OneNet trained on the shapes set (shared with the CLI tests)."""
     output = tmp_path_factory.mktemp("shapes_model")
     return train(
-        CaptionTrainingArguments(data_dir=str(shapes_dir), output_dir=str(output), cache_dir=feature_cache, epochs=45, **SMALL)
+        CaptionTrainingArguments(
+            data_dir=str(shapes_dir), output_dir=str(output), cache_dir=feature_cache, epochs=45, **SMALL
+        )
     )
 
 
