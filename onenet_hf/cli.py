@@ -13,9 +13,11 @@ from .hub import MODEL_ENV, default_model
 from .messages import escape_controls
 
 
-def _add_dataclass_arguments(parser: argparse.ArgumentParser, arguments: type) -> None:
-    """One flag per field of a training-arguments dataclass, its default shown in --help."""
+def _add_dataclass_arguments(parser: argparse.ArgumentParser, arguments: type, exclude: tuple[str, ...] = ()) -> None:
+    """One flag per field of a training-arguments dataclass (but those in `exclude`), its default shown in --help."""
     for field in dataclasses.fields(arguments):
+        if field.name in exclude:
+            continue
         flag = "--" + field.name.replace("_", "-")
         required = field.default is dataclasses.MISSING
         default = None if required else field.default

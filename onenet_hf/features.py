@@ -66,6 +66,17 @@ def cached_backbone_features(
     changed backbone, preprocessing or image never reuses stale features, while a re-copied dataset (new
     modification times, same bytes) still does. An interrupted
     run resumes from the last finished batch. `horizontal_flip` caches the mirrored images (augmentation).
+
+    Computing features leaves the global torch generator as it was: the `DataLoader` has its own generator
+    (without one, it draws its workers' base seed from the global generator, so a cold cache shifted every random
+    draw after it and a training run from an empty cache differed from one from a full cache).
+
+    The grids are bit-identical between runs on one machine, interrupted or not, but not across setups: on a CPU
+    another batch size (which images share a batch) or another thread count changes the last bits of some fp32
+    values, and so some fp16 values. A resumed extraction computes the same batches (the finished ones are a
+    prefix of whole batches of `batch_size`, and the remaining ones follow in the same order), so its grids equal
+    an uninterrupted one's as long as `batch_size` and the thread count stay the same. The cache key holds
+    neither, nor the device.
     """
     paths = [Path(path) for path in paths]
     folder = Path(cache_dir) / feature_cache_key(model, image_processor, paths, horizontal_flip)
@@ -84,7 +95,10 @@ def cached_backbone_features(
         done = np.zeros(len(paths), dtype=bool)
     todo = np.flatnonzero(~done)
     loader = DataLoader(
-        _PixelDataset([paths[i] for i in todo], image_processor, horizontal_flip), batch_size=batch_size, num_workers=1
+        _PixelDataset([paths[i] for i in todo], image_processor, horizontal_flip),
+        batch_size=batch_size,
+        num_workers=1,
+        generator=torch.Generator().manual_seed(0),  # not the global generator: see the docstring
     )
     with tqdm(
         total=len(paths),

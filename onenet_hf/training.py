@@ -1,4 +1,12 @@
-"""Training on cached backbone features: seeded, checkpointed every epoch, resumable, best epoch by dev CIDEr."""
+"""Training on cached backbone features: seeded, checkpointed every epoch, resumable, best epoch by dev CIDEr.
+
+Reproducible: on one machine the same arguments give bit-identical weights, whether the feature cache was empty
+or full and whether the run was interrupted and resumed. Every random stream of an epoch (caption order, image
+view, dropout) is seeded from (seed, epoch) alone, so nothing that runs before the epoch (feature caching,
+evaluation, a resume) can shift it; see `epoch_seed`. "One machine" means one device and one thread count:
+another thread count changes the last bits of CPU sums (in the cached features and in training), and those
+differences grow over epochs. A GPU may need `full_determinism` on top (not measured: no GPU was at hand).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,9 @@ import json
 import math
 import os
 import random
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +35,7 @@ from .tokenization_onenet import build_tokenizer
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "training_log.json"
+ORDER_STREAM, VIEW_STREAM, DROPOUT_STREAM = 0, 1, 2  # the random streams of an epoch, see `epoch_seed`
 
 
 @dataclass
@@ -53,13 +64,66 @@ class CaptionTrainingArguments:
     decoder_hidden_size: int = 512
     image_pooling: str = "mean"
     dropout: float = 0.5
+    full_determinism: bool = False  # torch.use_deterministic_algorithms and deterministic cuDNN (see below)
     device: str | None = None
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (torch's seeds every CUDA device too)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """A 64-bit seed for one random stream (`ORDER_STREAM`, `VIEW_STREAM`, `DROPOUT_STREAM`) of one epoch.
+
+    Why per epoch: the global torch generator, which dropout draws from, used to carry over from model
+    initialisation through feature caching into training, so anything that drew from it in between changed
+    every dropout mask. A cold feature cache did: its `DataLoader` drew its workers' base seed from the global
+    generator, a warm one never built a loader, so a run from an empty cache and one from a full cache parted
+    from the first step. Seeding each epoch's streams from (seed, epoch) alone also makes a resumed run equal an
+    uninterrupted one without saving generator states (CPU or CUDA).
+
+    Why `SeedSequence`: the streams of different seeds and epochs are independent. With `seed + epoch`, seed 1
+    would shuffle its epochs as seed 0 shuffles its epochs 2, 3, ..., which could make a spread over seeds
+    look smaller than it is.
+    """
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0])
+
+
+@contextmanager
+def full_determinism(enabled: bool = True) -> Iterator[None]:
+    """Within the block: `torch.use_deterministic_algorithms(True)`, deterministic cuDNN without benchmarking, and
+    `CUBLAS_WORKSPACE_CONFIG=:4096:8` (what transformers' `enable_full_determinism` sets, less its
+    `CUDA_LAUNCH_BLOCKING`); the previous settings come back afterwards.
+
+    Not needed on a CPU: there two runs give identical weights without it (tests/test_training.py). It is for
+    CUDA, where some kernels (cuBLAS with several workspaces, cuDNN's RNN and convolution algorithms) may add in
+    a different order from run to run; an operation with no deterministic implementation then raises. The
+    cuBLAS setting only takes effect if this process has not used cuBLAS yet."""
+    if not enabled:
+        yield
+        return
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    )
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
+        if saved[4] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = saved[4]
 
 
 def _save_atomically(obj: object, path: Path) -> None:
@@ -87,9 +151,25 @@ def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
 
 
 def train(args: CaptionTrainingArguments) -> Path:
-    """Train OneNet and write the best epoch (by dev CIDEr) as a Hugging Face folder in `args.output_dir`."""
+    """Train OneNet and write the best epoch (by dev CIDEr) as a Hugging Face folder in `args.output_dir`.
+
+    Re-running with the same arguments resumes after the last finished epoch (`training_state.pt`); the result
+    is bit-identical to an uninterrupted run's. With `args.full_determinism` the run is wrapped in
+    `full_determinism()`."""
+    if args.seed < 0:
+        raise OneNetError(f"--seed must be 0 or more, got {args.seed}")
+    with full_determinism(args.full_determinism):
+        return _train(args)
+
+
+def _recorded_arguments(state: dict, args: CaptionTrainingArguments) -> dict:
+    """The arguments a training state was written with; fields added since then count as their defaults."""
+    defaults = {f.name: f.default for f in fields(CaptionTrainingArguments) if f.default is not MISSING}
+    return {**defaults, **state["arguments"], "device": args.device}
+
+
+def _train(args: CaptionTrainingArguments) -> Path:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    seed_everything(args.seed)
     train_examples = read_split(args.data_dir, args.train_split, args.data_format)
     dev_examples = read_split(args.data_dir, args.dev_split, args.data_format)
     output_dir = Path(args.output_dir)  # made once the data has been read: a bad --data-dir leaves nothing behind
@@ -107,6 +187,7 @@ def train(args: CaptionTrainingArguments) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
+    seed_everything(args.seed)  # the initial weights; training's own streams are seeded per epoch
     model = OneNetModel(config).to(device)
     image_processor = OneNetImageProcessor(size={"height": config.image_size, "width": config.image_size})
     processor = OneNetProcessor(image_processor=image_processor, tokenizer=tokenizer)
@@ -143,22 +224,29 @@ def train(args: CaptionTrainingArguments) -> Path:
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     start_epoch, best, history = 0, float("-inf"), []
+    setup = {"device": str(device), "threads": torch.get_num_threads()}
     state_path = output_dir / STATE_FILE
     if state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
-        if {**state["arguments"], "device": args.device} != asdict(args):
+        if _recorded_arguments(state, args) != asdict(args):
             raise OneNetError(f"{state_path} was written with other training arguments; use a new --output-dir")
         model.load_state_dict(state["model"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
+        scheduler.load_state_dict(state["scheduler"])  # no generator state: each epoch seeds its own
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
         tqdm.write(f"resuming after epoch {state['epoch'] + 1} (best dev CIDEr so far {best:.4f})")
+        if state.get("setup", setup) != setup:
+            tqdm.write(
+                f"warning: the epochs so far ran on {state['setup']}, this process runs on {setup}; the weights will "
+                "not be bit-identical to an uninterrupted run's (the last bits of sums depend on these)"
+            )
 
     for epoch in range(start_epoch, args.epochs):
         model.train()
-        order = torch.randperm(len(caption_ids), generator=torch.Generator().manual_seed(args.seed + epoch))
-        view_generator = torch.Generator().manual_seed(args.seed + 1_000_003 * (epoch + 1))
+        order_generator = torch.Generator().manual_seed(epoch_seed(args.seed, epoch, ORDER_STREAM))
+        order = torch.randperm(len(caption_ids), generator=order_generator)
+        view_generator = torch.Generator().manual_seed(epoch_seed(args.seed, epoch, VIEW_STREAM))
+        torch.manual_seed(epoch_seed(args.seed, epoch, DROPOUT_STREAM))  # dropout draws from the global generator
         total_loss = 0.0
         bar = tqdm(range(0, len(order), args.batch_size), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch")
         for start in bar:
@@ -199,7 +287,7 @@ def train(args: CaptionTrainingArguments) -> Path:
                 "model": trainable,
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
+                "setup": setup,
             },
             state_path,
         )
@@ -207,4 +295,4 @@ def train(args: CaptionTrainingArguments) -> Path:
     return output_dir
 
 
-__all__ = ["CaptionTrainingArguments", "train"]
+__all__ = ["CaptionTrainingArguments", "epoch_seed", "full_determinism", "seed_everything", "train"]

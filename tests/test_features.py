@@ -78,3 +78,11 @@ def test_interrupted_extraction_resumes(model, images, tmp_path, monkeypatch):
     resumed = cached_backbone_features(model, processor, images, tmp_path / "cache", batch_size=2)
     assert counter.images == 2
     assert np.array_equal(np.array(resumed), expected)
+
+
+def test_computing_features_leaves_the_global_generator_alone(model, images, tmp_path):
+    """A cold cache used to draw its DataLoader's seed from the global generator, shifting every later draw."""
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    cached_backbone_features(model, OneNetImageProcessor(), images, tmp_path / "cache", batch_size=2)
+    assert torch.equal(torch.get_rng_state(), before)

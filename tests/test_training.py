@@ -1,18 +1,52 @@
-"""Training end to end on the synthetic shapes set: it learns, and an interrupted run resumes exactly."""
+"""Training end to end on the synthetic shapes set: it learns, it is reproducible (bit-identical weights for one
+seed, from a cold or a warm feature cache, interrupted or not), and an interrupted run resumes exactly."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 
 from onenet_hf import OneNet, read_flickr8k
 from onenet_hf import training as training_module
-from onenet_hf.training import LOG_FILE, CaptionTrainingArguments, train
+from onenet_hf.training import LOG_FILE, STATE_FILE, CaptionTrainingArguments, train
 
-from .conftest import SMALL
+from .conftest import SMALL, write_shapes_dataset
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """One train and one dev image per class (12 + 12): the smallest set whose features take little time."""
+    return write_shapes_dataset(tmp_path_factory.mktemp("tiny_shapes"), {"train": 1, "dev": 1})
+
+
+def tiny_run(data_dir, output_dir, cache_dir, seed=0, epochs=2, **overrides):
+    """Train on `data_dir` and return the trainable weights after the last epoch (training_state.pt)."""
+    arguments = {**SMALL, "seed": seed, "epochs": epochs, **overrides}
+    train(
+        CaptionTrainingArguments(
+            data_dir=str(data_dir), output_dir=str(output_dir), cache_dir=str(cache_dir), **arguments
+        )
+    )
+    return torch.load(output_dir / STATE_FILE, weights_only=False)["model"]
+
+
+def differing(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> list[str]:
+    assert first.keys() == second.keys()
+    return [name for name in first if not torch.equal(first[name], second[name])]
+
+
+def test_same_seed_gives_identical_weights_from_a_cold_or_a_warm_feature_cache(tiny_dir, tmp_path):
+    cache = tmp_path / "cache"
+    cold = tiny_run(tiny_dir, tmp_path / "cold", cache)  # computes the backbone features
+    assert (cache / next(cache.iterdir()).name / "complete").exists()
+    warm = tiny_run(tiny_dir, tmp_path / "warm", cache)  # reads them
+    assert differing(cold, warm) == []
+    other_seed = tiny_run(tiny_dir, tmp_path / "seed1", cache, seed=1)
+    assert len(differing(cold, other_seed)) > len(cold) // 2  # so the comparison can fail
 
 
 def test_trained_model_captions_held_out_shapes(shapes_model, shapes_dir):
@@ -33,10 +67,11 @@ class Interrupted(Exception):
     """Stands in for a killed process (pytest itself stops on a real KeyboardInterrupt)."""
 
 
-def test_interrupted_training_resumes_to_the_same_result(shapes_dir, feature_cache, tmp_path, monkeypatch):
+def test_interrupted_training_resumes_to_the_same_result(tiny_dir, tmp_path, monkeypatch):
+    """Straight through from an empty feature cache, against stopped after epoch 1 and resumed on a full cache."""
     evaluate = training_module.evaluate_on_features
 
-    def run(folder, interrupt_after=None):
+    def run(folder, cache, interrupt_after=None):
         calls = []
 
         def evaluate_then_maybe_stop(*args, **kwargs):
@@ -46,17 +81,26 @@ def test_interrupted_training_resumes_to_the_same_result(shapes_dir, feature_cac
             return evaluate(*args, **kwargs)
 
         monkeypatch.setattr(training_module, "evaluate_on_features", evaluate_then_maybe_stop)
-        args = CaptionTrainingArguments(
-            data_dir=str(shapes_dir), output_dir=str(folder), cache_dir=feature_cache, epochs=3, **SMALL
-        )
-        return train(args)
+        return tiny_run(tiny_dir, folder, cache, epochs=3)
 
-    straight = run(tmp_path / "straight")
+    straight = run(tmp_path / "straight", tmp_path / "cold-cache")
     with pytest.raises(Interrupted):
-        run(tmp_path / "resumed", interrupt_after=1)
+        run(tmp_path / "resumed", tmp_path / "cold-cache", interrupt_after=1)
     assert len(json.loads((tmp_path / "resumed" / LOG_FILE).read_text())) == 1
-    resumed = run(tmp_path / "resumed")
-    assert json.loads((resumed / LOG_FILE).read_text()) == json.loads((straight / LOG_FILE).read_text())
+    torch.manual_seed(12345)  # a resumed process starts with another generator state
+    resumed = run(tmp_path / "resumed", tmp_path / "cold-cache")
+    assert differing(straight, resumed) == []
+    logs = [json.loads((tmp_path / name / LOG_FILE).read_text()) for name in ("straight", "resumed")]
+    assert logs[0] == logs[1]
+
+
+def test_full_determinism_trains_alike_and_restores_the_global_settings(tiny_dir, tmp_path):
+    """On a CPU `--full-determinism` changes no weight (the default is already deterministic there)."""
+    before = torch.are_deterministic_algorithms_enabled()
+    strict = tiny_run(tiny_dir, tmp_path / "strict", tmp_path / "cache", epochs=1, full_determinism=True)
+    assert torch.are_deterministic_algorithms_enabled() == before
+    default = tiny_run(tiny_dir, tmp_path / "default", tmp_path / "cache", epochs=1)
+    assert differing(strict, default) == []
 
 
 def test_resume_refuses_other_arguments(shapes_dir, feature_cache, tmp_path):

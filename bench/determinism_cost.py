@@ -1,0 +1,88 @@
+"""What `onenet train --full-determinism` costs: the same small run timed with and without it, alternating.
+
+Each repeat trains the same arguments twice through the library's `train`, once with `full_determinism` and once
+without (which one goes first alternates), on a feature cache filled beforehand, so each time is epochs of
+training plus the dev evaluations after them. Prints the median wall time of each, their ratio, and whether the
+two gave bit-identical weights. Meant for a small set (the tests' synthetic shapes set, or a few hundred
+images), on the machine whose cost is wanted (`--device cuda` on a GPU). Run from the repository root:
+
+python bench/determinism_cost.py --data-dir /tmp/shapes --epochs 3
+(/tmp/shapes from: python -c "from pathlib import Path; from tests.conftest import write_shapes_dataset;
+write_shapes_dataset(Path('/tmp/shapes'), {'train': 4, 'dev': 1})")
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from onenet_hf.training import STATE_FILE, CaptionTrainingArguments, train
+
+SMALL = dict(  # the tests' small model (tests/conftest.py)
+    batch_size=16,
+    learning_rate=1e-2,
+    warmup_steps=10,
+    min_word_frequency=1,
+    hidden_size=64,
+    word_embedding_size=32,
+    decoder_hidden_size=64,
+    dropout=0.1,
+    label_smoothing=0.0,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--default-model", action="store_true", help="the default model size, not the tests' small one")
+    parser.add_argument("--output", help="write the results as JSON here")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="determinism-cost-"))
+    size = {} if args.default_model else SMALL
+    base = CaptionTrainingArguments(
+        args.data_dir, str(work / "run"), cache_dir=str(work / "cache"), epochs=args.epochs, device=args.device, **size
+    )
+    train(replace(base, epochs=1, output_dir=str(work / "warm-up")))  # fills the feature cache, loads everything
+    times: dict[bool, list[float]] = {False: [], True: []}
+    weights: dict[bool, dict] = {}
+    for repeat in range(args.repeats):
+        for strict in (False, True) if repeat % 2 == 0 else (True, False):
+            folder = work / f"run-{repeat}-{strict}"
+            start = time.perf_counter()
+            train(replace(base, output_dir=str(folder), full_determinism=strict))
+            times[strict].append(time.perf_counter() - start)
+            weights[strict] = torch.load(folder / STATE_FILE, weights_only=False)["model"]
+    identical = all(torch.equal(weights[False][k], weights[True][k]) for k in weights[False])
+    default, strict = statistics.median(times[False]), statistics.median(times[True])
+    result = {
+        "device": str(args.device or ("cuda" if torch.cuda.is_available() else "cpu")),
+        "threads": torch.get_num_threads(),
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "seconds_default": times[False],
+        "seconds_full_determinism": times[True],
+        "median_ratio": strict / default,
+        "identical_weights": identical,
+    }
+    print(
+        f"median {default:.2f} s default, {strict:.2f} s with full_determinism: ratio {strict / default:.3f}; "
+        f"weights {'identical' if identical else 'DIFFERENT'} ({result['device']}, {result['threads']} threads)"
+    )
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
