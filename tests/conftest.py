@@ -9,8 +9,10 @@ import zlib
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
+from onenet_hf import OneNet, OneNetConfig, OneNetImageProcessor, OneNetModel, OneNetProcessor, build_tokenizer
 from onenet_hf.data import FLICKR8K_SPLIT_FILES
 from onenet_hf.training import CaptionTrainingArguments, train
 
@@ -127,6 +129,13 @@ def shapes_head_arguments(model_dir, data_dir, output_dir, cache_dir):
 
 @pytest.fixture(scope="session")
 def shapes_net(shapes_model_with_heads):
-    from onenet_hf import OneNet
-
     return OneNet.from_pretrained(shapes_model_with_heads)
+
+
+@pytest.fixture(scope="module")
+def tiny_net():
+    """An untrained OneNet of a few units and a nine-token vocabulary: for what needs a model, not a good one."""
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer(["a red circle", "a blue square"], min_frequency=1)
+    config = OneNetConfig(vocab_size=len(tokenizer), hidden_size=16, word_embedding_size=8, decoder_hidden_size=16)
+    return OneNet(OneNetModel(config), OneNetProcessor(image_processor=OneNetImageProcessor(), tokenizer=tokenizer))

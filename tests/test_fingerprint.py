@@ -11,20 +11,9 @@ from onenet_hf import (
     OneNet,
     OneNetConfig,
     OneNetError,
-    OneNetImageProcessor,
     OneNetModel,
-    OneNetProcessor,
-    build_tokenizer,
 )
 from onenet_hf.fingerprint import checkpoint_fingerprint, file_hash, model_fingerprint
-
-
-@pytest.fixture(scope="module")
-def tiny_net():
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer(["a red circle", "a blue square"], min_frequency=1)
-    config = OneNetConfig(vocab_size=len(tokenizer), hidden_size=16, word_embedding_size=8, decoder_hidden_size=16)
-    return OneNet(OneNetModel(config), OneNetProcessor(image_processor=OneNetImageProcessor(), tokenizer=tokenizer))
 
 
 @pytest.mark.parametrize("half_precision_weights", [False, True])

@@ -8,21 +8,10 @@ from safetensors import safe_open
 
 from onenet_hf import (
     OneNet,
-    OneNetConfig,
     OneNetError,
     OneNetImageProcessor,
-    OneNetModel,
     OneNetProcessor,
-    build_tokenizer,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_net():
-    torch.manual_seed(0)
-    model = OneNetModel(OneNetConfig(vocab_size=9, hidden_size=16, word_embedding_size=8, decoder_hidden_size=16))
-    tokenizer = build_tokenizer(["a red circle", "a blue square"], min_frequency=1)
-    return OneNet(model, OneNetProcessor(image_processor=OneNetImageProcessor(), tokenizer=tokenizer))
 
 
 def test_release_with_half_precision_weights_loads_as_float32(tiny_net, tmp_path):

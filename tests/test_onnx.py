@@ -15,6 +15,7 @@ import torch
 from export import MANIFEST_FILE, export_onnx
 from onenet_hf import OneNet
 from onenet_hf.errors import OneNetError
+from onenet_hf.evaluation import evaluate
 from onenet_hf.onnx_backend import OnnxExportError
 from onenet_hf.samples import sample_photos
 
@@ -126,3 +127,17 @@ def test_a_variant_missing_from_the_export_is_named(shapes_model, tmp_path):
     export_onnx(shapes_model, tmp_path, int8=False)
     with pytest.raises(OnnxExportError, match="no int8 variant of image_encoder"):
         OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=tmp_path, onnx_variant="int8")
+
+
+def test_evaluate_captions_on_the_onnx_backend(exported, shapes_model, shapes_dir, feature_cache):
+    _, out = exported
+    onnx_net = OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out)
+    result = evaluate(onnx_net, "captions", shapes_dir, "dev", beam_size=2, cache_dir=feature_cache)
+    paths = sorted((shapes_dir / "images").glob("dev_*.jpg"))
+    captions = onnx_net.caption(paths, beam_size=2)
+    expected = {path.name: caption.text for path, caption in zip(paths, captions, strict=True)}
+    assert result["backend"] == "onnx-fp32" and result["beam_size"] == 2 and result["images"] == len(paths)
+    assert dict(result["captions"]) == expected  # the ONNX backend captions the image files
+    assert result["metrics"]["CIDEr"] > 1.0
+    with pytest.raises(OneNetError, match="the tags task runs on the PyTorch backend"):
+        evaluate(onnx_net, "tags", shapes_dir, "dev", cache_dir=feature_cache)
