@@ -117,7 +117,7 @@ def test_tag_index_similar_images_and_search(shapes_model_with_heads, shapes_dir
     assert main(["search", "a", "red", "circle", "--index", str(tmp_path / "index"), "-k", "2", *model]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert main(["search", "   ", "--index", str(tmp_path / "index"), *model]) == 2
-    assert "the description is empty" in capsys.readouterr().err
+    assert "the text is empty" in capsys.readouterr().err
     assert main(["search", "red", "--index", str(tmp_path / "missing"), *model]) == 2
     assert "no gallery index" in capsys.readouterr().err
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from onenet_hf import indexing
+from onenet_hf.errors import OneNetError
 from onenet_hf.fingerprint import model_fingerprint
 from onenet_hf.gallery import GalleryIndex, GalleryIndexError
 from onenet_hf.indexing import build_index
@@ -50,7 +51,7 @@ def test_similar_images_exact_and_annoy_agree_and_leave_the_query_out(shapes_net
     assert query not in [m.path for m in exact] and len(exact) == 3
     assert exact[0].path.endswith("red_circle_2.jpg")
     assert len(shapes_net.similar_images(index, 0, k=1000)) == 3  # a k beyond the gallery returns all of it
-    with pytest.raises(ValueError, match="k must be an integer from 1 to 1,000, got 1000000"):
+    with pytest.raises(OneNetError, match="k must be an integer from 1 to 1,000, got 1000000"):
         shapes_net.similar_images(index, 0, k=10**6)
 
 
@@ -84,7 +85,7 @@ def test_class_focused_search_ranks_by_that_class_s_weighted_pooled_features(sha
     assert [m.score for m in by_index] == pytest.approx(expected_scores, abs=1e-4)
     by_name = shapes_net.similar_images(index, row, k=2, focus_class=imagenet_labels()[focus].upper())
     assert [m.path for m in by_name] == expected_paths[:2]
-    with pytest.raises(ValueError, match="unknown ImageNet class"):
+    with pytest.raises(OneNetError, match="unknown ImageNet class"):
         shapes_net.similar_images(index, 1, focus_class="unicorn")
 
 
@@ -142,11 +143,11 @@ def test_missing_corrupt_and_foreign_indexes_are_refused(shapes_net, shapes_mode
 
 def test_bad_queries_are_clear_errors(shapes_net, image_dir, tmp_path):
     index = shapes_net.build_index(image_dir, tmp_path / "index")
-    with pytest.raises(ValueError, match="k must be an integer from 1 to 1,000, got 0"):
+    with pytest.raises(OneNetError, match="k must be an integer from 1 to 1,000, got 0"):
         shapes_net.similar_images(index, 0, k=0)
-    with pytest.raises(IndexError, match="gallery item 99 does not exist"):
+    with pytest.raises(OneNetError, match="gallery item 99 does not exist"):
         shapes_net.similar_images(index, 99)
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(OneNetError, match="no such file"):
         shapes_net.similar_images(index, str(tmp_path / "missing.png"))
     with pytest.raises(GalleryIndexError, match="no readable images"):
         build_index(shapes_net.model, shapes_net.processor, [image_dir / "broken.jpg"], tmp_path / "empty")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from onenet_hf.errors import OneNetError
 from onenet_hf.uses.words import MAX_K, analogy, evaluate_analogies, learned_vectors, similar_words
 from onenet_hf.word_vectors import UnknownWordError, glove_vectors
 
@@ -32,7 +33,7 @@ def test_similar_words_in_the_learned_space(shapes_net):
 
 @pytest.mark.parametrize("k", [0, -1, MAX_K + 1, 10**9])
 def test_bad_k_is_refused(k):
-    with pytest.raises(ValueError, match=f"k must be an integer from 1 to 1,000, got {k}"):
+    with pytest.raises(OneNetError, match=f"k must be an integer from 1 to 1,000, got {k}"):
         similar_words(glove_vectors(), "ocean", k=k)
 
 
@@ -54,7 +55,7 @@ def test_unknown_word_is_a_clear_error():
 
 
 def test_unknown_method_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown analogy method"):
+    with pytest.raises(OneNetError, match="unknown analogy method"):
         analogy(glove_vectors(), "man", "king", "woman", method="3cosfoo")
 
 
