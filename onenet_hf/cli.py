@@ -61,6 +61,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.task != "analogy" and not args.data_dir:
         raise OneNetError(f"--data-dir is required for --task {args.task}")
+    for option, file in (("--output", args.output), ("--captions-output", args.captions_output)):
+        if file and not Path(file).resolve().parent.is_dir():  # before the work, not after it
+            raise OneNetError(f"{option} {file}: its folder does not exist")
     net = _load(args) if args.task != "analogy" or args.space == "learned" else None
     result = evaluate(
         net,
@@ -130,7 +133,7 @@ def _caption(args: argparse.Namespace) -> int:
 
 
 def _tag(args: argparse.Namespace) -> int:
-    from .uses.words import check_k
+    from .ranking import check_k
 
     check_k(args.k)  # before the model loads
 
@@ -208,7 +211,7 @@ def _index(args: argparse.Namespace) -> int:
 
 def _similar_images(args: argparse.Namespace) -> int:
     net = _load(args)
-    query = int(args.query) if args.query.isdigit() else args.query
+    query = int(args.query) if args.query.isdecimal() and args.query.isascii() else args.query
     exact = True if args.exact else None
     _print_scored(net.similar_images(net.load_index(args.index), query, args.k, exact, args.focus_class))
     return 0
@@ -222,7 +225,7 @@ def _search(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .decoding import MAX_BEAM_SIZE
-    from .evaluation import EVALUATION_TASKS, RETRIEVAL_METHODS
+    from .evaluation import EVALUATION_TASKS
     from .features import DEFAULT_CACHE_DIR
     from .head_training import HeadTrainingArguments
     from .indexing import MAX_N_TREES
@@ -269,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--cache-dir", default=DEFAULT_CACHE_DIR, help="backbone feature cache (default: %(default)s)"
     )
-    evaluate.add_argument("--methods", default=",".join(RETRIEVAL_METHODS), help="search methods, comma-separated")
+    evaluate.add_argument(
+        "--methods", default=",".join(SEARCH_METHODS), help="retrieval task: search methods, comma-separated"
+    )
     evaluate.add_argument("--captions-per-image", type=int, help="retrieval: query with each image's first N captions")
     evaluate.add_argument("--space", default="glove", choices=["glove", "learned"], help="analogy word space")
     evaluate.add_argument("--analogy-methods", default=",".join(ANALOGY_METHODS))

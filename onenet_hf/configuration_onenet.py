@@ -68,7 +68,7 @@ class OneNetConfig(PretrainedConfig):
         rerank_top_k (`int`, *optional*, defaults to 100):
             Describe-to-search re-ranks this many nearest images by the caption decoder's likelihood.
         rerank_weight (`float`, *optional*, defaults to 1.5):
-            Weight of the decoder's log-likelihood against the scaled joint-space cosine when re-ranking.
+            Weight of the decoder's log-likelihood against the scaled retrieval-space cosine when re-ranking.
     """
 
     model_type = "onenet"

@@ -15,11 +15,12 @@ from tqdm.auto import tqdm
 from .data import CaptionedImage, read_split
 from .errors import OneNetError
 from .features import DEFAULT_CACHE_DIR, cached_backbone_features
+from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .text_encoder import encode_sentences
 from .uses.caption import caption_options, captions_from_embeddings
-from .uses.search import glove_text_embeds, rerank, text_token_ids
+from .uses.search import SEARCH_METHODS, check_method, glove_text_embeds, rerank, rerank_token_ids, text_token_ids
 from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, Tagger
 from .uses.words import ANALOGY_METHODS, evaluate_analogies
 from .word_vectors import content_words, glove_vectors, normalize_word
@@ -154,15 +155,14 @@ def evaluate_tags(
     }
 
 
-RETRIEVAL_METHODS = ("glove", "retrieval", "reranked", "invert")  # the search methods, in evaluation order
-
-
 @torch.inference_mode()
 def _reranked_scores(model: OneNetModel, similarity: torch.Tensor, token_ids, representations) -> torch.Tensor:
     """Text-to-image scores (float64) that rank each text's images as `reranked` search does: the top
     `rerank_top_k` by the decoder's re-ranking score, above the rest by retrieval cosine."""
     scores = similarity.double()
     for text in tqdm(range(len(scores)), desc="decoder re-ranking", unit="query"):
+        if token_ids[text] is None:  # the decoder knows none of its words: the retrieval order stands, as in search
+            continue
         rows, reranked = rerank(model, token_ids[text], similarity[text], representations, model.config.rerank_top_k)
         scores[text, rows] = 1e4 + reranked.double()
     return scores
@@ -181,14 +181,18 @@ def evaluate_retrieval(
     of `retrieval`; `invert` runs the inversion per caption.
     `captions_per_image` keeps only each image's first captions as queries (all by default).
     """
-    if method not in RETRIEVAL_METHODS:
-        raise OneNetError(f"unknown search method {method!r}; choose from {RETRIEVAL_METHODS}")
+    check_method(method)
     model.eval()
     pooled, representations = image_inputs_from_features(model, grids)
     captions = [caption for e in examples for caption in e.captions[:captions_per_image]]
     owners = torch.tensor([i for i, e in enumerate(examples) for _ in e.captions[:captions_per_image]])
     if method in ("reranked", "invert"):  # the decoder reads the captions' tokens
-        token_ids = [text_token_ids(processor, c, model.config.max_caption_length) for c in captions]
+        token_ids = [
+            (rerank_token_ids if method == "reranked" else text_token_ids)(
+                processor, c, model.config.max_caption_length
+            )
+            for c in captions
+        ]
     with torch.inference_mode():
         if method in ("retrieval", "reranked"):
             texts = model.get_retrieval_text_embeds(encode_sentences(captions, model.config.text_encoder_name))
@@ -219,7 +223,7 @@ def evaluate(
     cache_dir: str | Path = DEFAULT_CACHE_DIR,
     beam_size: int | None = None,
     length_penalty: float | None = None,
-    methods: Sequence[str] = RETRIEVAL_METHODS,
+    methods: Sequence[str] = SEARCH_METHODS,
     captions_per_image: int | None = None,
     caption_samples: int = CAPTION_SAMPLES,
     caption_weight: float = CAPTION_WEIGHT,
@@ -235,7 +239,13 @@ def evaluate(
     With the PyTorch backend, images go through the backbone once (`features.cached_backbone_features`) and the
     tasks run on the cached grids; the ONNX backend captions the image files."""
     if task not in EVALUATION_TASKS:
-        raise OneNetError(f"unknown evaluation task {task!r}; choose from {EVALUATION_TASKS}")
+        raise OneNetError(f"unknown evaluation task {shorten(task)}; choose from {EVALUATION_TASKS}")
+    if not isinstance(restrict_vocab, int) or restrict_vocab < 4:
+        raise OneNetError(
+            f"restrict_vocab must be an integer of at least 4 (three query words and an answer), got {restrict_vocab}"
+        )
+    if captions_per_image is not None and captions_per_image < 1:
+        raise OneNetError(f"captions_per_image must be 1 or more, got {captions_per_image}")
     if task == "analogy":
         vectors = glove_vectors() if space == "glove" else net.word_vectors(space)
         metrics = {
@@ -300,7 +310,6 @@ __all__ = [
     "evaluate",
     "gensim_questions",
     "caption_metrics",
-    "RETRIEVAL_METHODS",
     "evaluate_on_features",
     "evaluate_retrieval",
     "evaluate_tags",

@@ -44,7 +44,8 @@ class ImageMatch:
 
 
 class GalleryIndex:
-    """Embedded gallery images; search by representation (Annoy or exact), by class focus, or by text."""
+    """Embedded gallery images and their vectors; nearest images by representation (Annoy or exact). The uses
+    (`uses/similar_images.py`, `uses/search.py`) search its other vectors."""
 
     def __init__(self, folder: Path, metadata: dict, arrays: dict[str, np.ndarray]):
         self.folder, self.metadata = folder, metadata

@@ -32,6 +32,7 @@ from .word_vectors import content_words, normalize_word
 HEADS_STATE_FILE = "heads_state.pt"
 HEADS_LOG_FILE = "heads_training_log.json"
 HEADS = ("tag", "retrieval")
+OLD_HEAD_NAMES = {"text-image": "retrieval"}  # logs written before version 0.2
 
 
 @dataclass
@@ -252,6 +253,7 @@ def train_heads(args: HeadTrainingArguments) -> Path:
     processor.save_pretrained(output_dir)
     kept_log = model_dir / HEADS_LOG_FILE
     kept = json.loads(kept_log.read_text()) if kept_log.exists() else []
+    kept = [{**row, "head": OLD_HEAD_NAMES.get(row["head"], row["head"])} for row in kept]
     log = [
         row
         for name in HEADS

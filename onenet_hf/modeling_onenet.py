@@ -87,7 +87,7 @@ class OneNetBackbone(nn.Module):
         return super().train(False)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Pixels (B, 3, 260, 260) -> feature grid (B, 1280, 9, 9)."""
+        """Pixels (B, 3, image_size, image_size) -> feature grid (B, 1280, 9, 9 for EfficientNet-Lite2's 260)."""
         return self.net.extract_features(pixel_values)
 
     def imagenet_logits(self, pooled_features: torch.Tensor) -> torch.Tensor:

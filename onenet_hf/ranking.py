@@ -1,8 +1,19 @@
-"""Top-k of score rows: the one ranking routine behind similar words, analogies' callers and gallery search."""
+"""Top-k of score arrays (similar words, gallery search) and the cap on k that every top-k query shares."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from .errors import OneNetError
+
+MAX_K = 1000  # results of one top-k query (words, tags, gallery images)
+
+
+def check_k(k: int, maximum: int = MAX_K) -> None:
+    """k of a top-k query must be a positive integer up to `maximum` (a k beyond the candidates returns them
+    all); the cap bounds the work a query asks for, e.g. the decoder re-ranking `k` gallery images."""
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= maximum:
+        raise OneNetError(f"k must be an integer from 1 to {maximum:,}, got {str(k)[:20]}")
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -28,4 +39,4 @@ def top_k_pairs(scores: np.ndarray, k: int, skip: int | None = None) -> list[tup
     return [(int(i), float(s)) for i, s in zip(columns[0], values[0], strict=True) if np.isfinite(s)]
 
 
-__all__ = ["top_k", "top_k_pairs"]
+__all__ = ["MAX_K", "check_k", "top_k", "top_k_pairs"]

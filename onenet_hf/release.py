@@ -92,7 +92,10 @@ def model_card(evaluations: list[dict], body: str, model_name: str):
     """The release's README.md: YAML from `CARD_METADATA` and the evaluations, then the hand-written body."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    results = [row for result in evaluations for row in eval_results(result)]
+    try:
+        results = [row for result in evaluations for row in eval_results(result)]
+    except (AttributeError, KeyError, TypeError) as error:  # valid JSON, but not what `onenet evaluate` writes
+        raise ReleaseError(f"not an `onenet evaluate --output` file ({type(error).__name__}: {error})") from None
     data = ModelCardData(model_name=model_name, eval_results=results or None, **CARD_METADATA)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{front_matter_free(body)}")
 
@@ -117,7 +120,14 @@ def write_release(
             evaluations.append(json.loads(Path(file).read_text(encoding="utf-8")))
         except (OSError, ValueError) as error:
             raise ReleaseError(f"cannot read the evaluation {file}: {error}") from None
-    body = Path(card_body_file).read_text(encoding="utf-8") if card_body_file else _default_body(model_name or out.name)
+    try:
+        body = (
+            Path(card_body_file).read_text(encoding="utf-8")
+            if card_body_file
+            else _default_body(model_name or out.name)
+        )
+    except (OSError, UnicodeDecodeError) as error:
+        raise ReleaseError(f"cannot read the card body {card_body_file}: {error}") from None
     card = model_card(evaluations, body, model_name or out.name)  # refuse bad evaluations before any work
     net = OneNet.from_pretrained(model)
     source = Path(net.model.name_or_path)
@@ -171,10 +181,14 @@ def push_release(folder: str | os.PathLike, repo_id: str, private: bool = False,
     if dry_run:
         return files
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi()
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", ignore_patterns=[".*"])
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", ignore_patterns=[".*"])
+    except (OSError, ValueError, HfHubHTTPError) as error:  # not logged in, no network, no right to the repo
+        raise ReleaseError(f"could not push to {repo_id}: {str(error).splitlines()[0][:200]}") from None
 
 
 __all__ = [

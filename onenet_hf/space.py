@@ -22,8 +22,8 @@ from .gallery import GalleryIndex, GalleryIndexError
 from .image_processing_onenet import load_image
 from .indexing import IMAGE_SUFFIXES, list_images
 from .onenet import OneNet
+from .ranking import check_k
 from .samples import sample_photos
-from .uses.words import check_k
 
 GALLERY_CACHE = Path.home() / ".cache" / "onenet" / "galleries"
 GalleryItem = tuple[str, str]

@@ -73,7 +73,12 @@ def gallery_photos(gallery: str | os.PathLike | None) -> list[GalleryPhoto]:
     coco = sorted(folder.glob("captions*.json")) if folder.is_dir() else []
     if not coco:
         return photos + [GalleryPhoto(p, f"`{p.name}` from the builder's own folder") for p in list_images(folder)]
-    for image in json.loads(coco[0].read_text(encoding="utf-8"))["images"]:
+    try:
+        images = json.loads(coco[0].read_text(encoding="utf-8"))["images"]
+        images = [image for image in images if isinstance(image, dict) and isinstance(image.get("file_name"), str)]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SpaceBundleError(f"{coco[0]} is not a COCO captions file ({type(error).__name__}: {error})") from None
+    for image in images:
         if image.get("license") in COCO_REDISTRIBUTABLE and (folder / "images" / image["file_name"]).is_file():
             name, link = COCO_REDISTRIBUTABLE[image["license"]]
             credit = f"`{image['file_name']}`: Flickr photo {image.get('flickr_url', '')} (MS-COCO), [{name}]({link})"

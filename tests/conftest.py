@@ -104,7 +104,7 @@ def shapes_model(shapes_dir, feature_cache, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def shapes_model_with_heads(shapes_model, shapes_dir, feature_cache, tmp_path_factory):
-    """The shapes model with its tag and text-image heads trained (second stage)."""
+    """The shapes model with its tag and retrieval heads trained (second stage)."""
     from onenet_hf.head_training import train_heads
 
     output = tmp_path_factory.mktemp("shapes_heads")

@@ -16,6 +16,7 @@ from onenet_hf.errors import OneNetError
 from onenet_hf.fingerprint import model_fingerprint
 from onenet_hf.gallery import GalleryIndex, GalleryIndexError
 from onenet_hf.indexing import build_index
+from onenet_hf.uses.similar_images import imagenet_class_index
 from tests.conftest import draw_shape
 
 pytestmark = pytest.mark.slow
@@ -300,3 +301,9 @@ def test_link_loops_and_broken_links_are_listed_as_skipped(shapes_net, image_dir
     assert "Too many levels of symbolic links" in reasons["a.png"] and "b.png" in reasons
     assert "No such file or directory" in reasons["gone.png"]
     assert len(index) == 4
+
+
+def test_an_imagenet_class_is_an_index_a_decimal_string_or_a_name():
+    assert imagenet_class_index(284) == imagenet_class_index("284") == imagenet_class_index("Siamese cat") == 284
+    with pytest.raises(OneNetError, match="index must be 0-999"):
+        imagenet_class_index("1000")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from onenet_hf import OneNetError
-from onenet_hf.uses.search import SEARCH_METHODS, rerank, text_token_ids
+from onenet_hf.uses.search import SEARCH_METHODS, check_method, rerank, text_token_ids
 from onenet_hf.word_vectors import UnknownWordError
 from tests.conftest import COLOURS, SHAPES, draw_shape
 
@@ -101,3 +101,10 @@ def test_unknown_method_and_bad_k_are_refused(shapes_net, shapes_index):
         shapes_net.search(shapes_index, "a red circle", method="telepathy")
     with pytest.raises(OneNetError, match="k must be an integer from 1 to 1,000, got 0"):
         shapes_net.search(shapes_index, "a red circle", k=0)
+
+
+def test_the_old_method_names_say_their_new_ones():
+    with pytest.raises(OneNetError, match="`embed` is now `reranked`"):
+        check_method("embed")
+    with pytest.raises(OneNetError, match="`joint` is now `retrieval`"):
+        check_method("joint")

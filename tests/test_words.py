@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from onenet_hf.errors import OneNetError
-from onenet_hf.uses.words import MAX_K, analogy, evaluate_analogies, learned_vectors, similar_words
+from onenet_hf.ranking import MAX_K
+from onenet_hf.uses.words import analogy, evaluate_analogies, learned_vectors, similar_words
 from onenet_hf.word_vectors import UnknownWordError, glove_vectors
 
 

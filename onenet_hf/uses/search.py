@@ -20,13 +20,20 @@ import torch
 from ..errors import OneNetError
 from ..gallery import GalleryIndex, ImageMatch
 from ..messages import shorten
-from ..ranking import top_k_pairs
+from ..ranking import check_k, top_k_pairs
 from ..text_encoder import MAX_TEXT_CHARACTERS, encode_sentences
 from ..word_vectors import UnknownWordError, glove_vectors
 from .tag import tag_word_features
-from .words import check_k
 
 SEARCH_METHODS = ("reranked", "retrieval", "invert", "glove")
+RENAMED_METHODS = {"embed": "reranked", "joint": "retrieval"}  # names before version 0.2
+
+
+def check_method(method: str) -> None:
+    """A search method of SEARCH_METHODS; an old name says its new one."""
+    if method not in SEARCH_METHODS:
+        renamed = f" (`{method}` is now `{RENAMED_METHODS[method]}`)" if method in RENAMED_METHODS else ""
+        raise OneNetError(f"unknown search method {shorten(method)}{renamed}; choose one of {SEARCH_METHODS}")
 
 
 def check_text(text: str) -> str:
@@ -34,6 +41,15 @@ def check_text(text: str) -> str:
     if not isinstance(text, str) or not text.strip():
         raise OneNetError("the text is empty: describe the image you are looking for in a few words")
     return text.strip()[:MAX_TEXT_CHARACTERS]
+
+
+def rerank_token_ids(processor, text: str, max_length: int) -> list[int] | None:
+    """The text's token ids for re-ranking, or None when the decoder knows none of its words: then the
+    retrieval order stands (search and evaluation alike)."""
+    try:
+        return text_token_ids(processor, text, max_length)
+    except UnknownWordError:
+        return None
 
 
 def text_token_ids(processor, text: str, max_length: int) -> list[int]:
@@ -78,17 +94,13 @@ def search(model, processor, index: GalleryIndex, text: str, k: int = 5, method:
     """The k gallery images that best match a text (a sentence, a few words, or one word), best first."""
     check_k(k)
     text = check_text(text)
-    if method not in SEARCH_METHODS:
-        raise OneNetError(f"unknown search method {shorten(method)}; choose one of {SEARCH_METHODS}")
+    check_method(method)
     k = min(k, len(index))
     if method in ("reranked", "retrieval"):
         query = model.get_retrieval_text_embeds(encode_sentences([text], model.config.text_encoder_name))
         cosines = np.asarray(index.retrieval_embeds, dtype=np.float32) @ query[0].cpu().numpy()
-        if method == "reranked":
-            try:
-                ids = text_token_ids(processor, text, model.config.max_caption_length)
-            except UnknownWordError:  # nothing the decoder knows: the retrieval order stands
-                return index.matches(top_k_pairs(cosines, k), cosines)
+        ids = rerank_token_ids(processor, text, model.config.max_caption_length) if method == "reranked" else None
+        if ids is not None:
             top = max(k, model.config.rerank_top_k)
             rows, scores = rerank(model, ids, torch.from_numpy(cosines), index.image_embeds, top)
             return index.matches(list(zip(rows[:k].tolist(), scores[:k].tolist(), strict=True)), cosines)
@@ -102,4 +114,13 @@ def search(model, processor, index: GalleryIndex, text: str, k: int = 5, method:
     return index.matches(top_k_pairs(cosines, k), cosines)
 
 
-__all__ = ["SEARCH_METHODS", "check_text", "glove_text_embeds", "rerank", "search", "text_token_ids"]
+__all__ = [
+    "SEARCH_METHODS",
+    "check_method",
+    "check_text",
+    "glove_text_embeds",
+    "rerank",
+    "rerank_token_ids",
+    "search",
+    "text_token_ids",
+]

@@ -14,9 +14,8 @@ from ..gallery import GalleryIndex, ImageMatch, cosine_matrix
 from ..image_processing_onenet import ImageLike
 from ..indexing import embed_images
 from ..messages import shorten
-from ..ranking import top_k_pairs
+from ..ranking import check_k, top_k_pairs
 from .tag import imagenet_labels
-from .words import check_k
 
 
 def gallery_row(index: GalleryIndex, query: ImageLike | int) -> int | None:
@@ -43,6 +42,8 @@ def gallery_row(index: GalleryIndex, query: ImageLike | int) -> int | None:
 def imagenet_class_index(imagenet_class: int | str) -> int:
     """An ImageNet class given by index (e.g. 284) or name (e.g. "Siamese cat"), as its index."""
     labels = imagenet_labels()
+    if isinstance(imagenet_class, str) and imagenet_class.strip().isdecimal() and imagenet_class.isascii():
+        imagenet_class = int(imagenet_class)  # "284" from a command line is the index
     if isinstance(imagenet_class, str):
         names = [label.lower() for label in labels]
         if imagenet_class.lower() not in names:

@@ -14,8 +14,9 @@ from ..errors import OneNetError
 from ..image_processing_onenet import ImageLike
 from ..modeling_onenet import never_generated_token_ids
 from ..processing_onenet import OneNetProcessor
+from ..ranking import check_k
 from ..word_vectors import glove_vectors, normalize_word, stopwords
-from .words import ScoredWord, check_k
+from .words import ScoredWord
 
 CAPTION_SAMPLES = 100  # decoder captions sampled per tagged image; with CAPTION_WEIGHT, chosen on Flickr8k dev
 CAPTION_WEIGHT = 2.0

@@ -10,10 +10,10 @@ import torch
 
 from ..errors import OneNetError
 from ..messages import shorten
+from ..ranking import check_k
 from ..word_vectors import UnknownWordError, WordVectors
 
 ANALOGY_METHODS = ("3cosadd", "3cosmul")
-MAX_K = 1000  # results of one top-k query (words, tags, gallery images)
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,6 @@ def learned_vectors(model, tokenizer) -> WordVectors:
     vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
     rows = [(word, i) for word, i in vocab if i not in special]
     return WordVectors([w for w, _ in rows], weights[[i for _, i in rows]], name="learned caption")
-
-
-def check_k(k: int, maximum: int = MAX_K) -> None:
-    """k of a top-k query must be a positive integer up to `maximum` (a k beyond the candidates returns them
-    all); the cap bounds the work a query asks for, e.g. the decoder re-ranking `k` gallery images."""
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= maximum:
-        raise OneNetError(f"k must be an integer from 1 to {maximum:,}, got {str(k)[:20]}")
 
 
 def similar_words(vectors: WordVectors, text: str, k: int = 10) -> list[ScoredWord]:
@@ -105,7 +98,11 @@ def analogy(vectors: WordVectors, a: str, b: str, c: str, k: int = 5, method: st
 def read_analogy_questions(path: str | Path) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
     """Sections of the Google analogy file (`: section` lines, then `a b c d` lines), lower-cased."""
     sections: list[tuple[str, list[tuple[str, str, str, str]]]] = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise OneNetError(f"cannot read the analogy questions {path}: {error}") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if line.startswith(":"):
             sections.append((line[1:].strip(), []))
         elif line.strip():
@@ -153,11 +150,9 @@ def _accuracy(correct: int, questions: int, skipped: int) -> dict[str, float]:
 
 __all__ = [
     "ANALOGY_METHODS",
-    "MAX_K",
     "ScoredWord",
     "UnknownWordError",
     "analogy",
-    "check_k",
     "evaluate_analogies",
     "learned_vectors",
     "read_analogy_questions",
