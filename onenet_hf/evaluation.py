@@ -246,6 +246,9 @@ def evaluate(
         )
     if captions_per_image is not None and captions_per_image < 1:
         raise OneNetError(f"captions_per_image must be 1 or more, got {captions_per_image}")
+    if task == "retrieval":
+        for method in methods:  # a bad name fails before hours of work on the good ones
+            check_method(method)
     if task == "analogy":
         vectors = glove_vectors() if space == "glove" else net.word_vectors(space)
         metrics = {
@@ -264,22 +267,22 @@ def evaluate(
         paths = [e.path for e in examples]
         grids = cached_backbone_features(net.model, net.processor.image_processor, paths, cache_dir)
     if task == "captions":
-        options = caption_options(net.model, beam_size, length_penalty)
+        generation = caption_options(net.model, beam_size, length_penalty)
         if grids is not None:
             scores, texts = evaluate_on_features(
                 net.model,
                 net.processor,
                 grids,
                 examples,
-                options.num_beams,
-                options.length_penalty,
+                generation.num_beams,
+                generation.length_penalty,
                 metrics=CAPTION_METRICS,
             )
         else:
             texts = [c.text for c in net.caption([e.path for e in examples], beam_size, length_penalty)]
             scores = caption_metrics([e.captions for e in examples], texts)
         backend = "torch" if torch_backend else f"onnx-{net.model.variant}"
-        options = {"backend": backend, "beam_size": options.num_beams, "length_penalty": options.length_penalty}
+        options = {"backend": backend, "beam_size": generation.num_beams, "length_penalty": generation.length_penalty}
         captions = [(e.path.name, text) for e, text in zip(examples, texts, strict=True)]
         return result | options | {"metrics": scores, "captions": captions}
     if task == "tags":
