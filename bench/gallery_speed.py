@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import image_inputs_from_features
-from onenet_hf.features import cached_backbone_features
+from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
 
 
 def exact_top(gallery: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, float]:
@@ -112,7 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="checkpoints/onenet-flickr8k")
     parser.add_argument("--data-dir", default="../shared/datasets/flickr8k")
-    parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "onenet" / "features"))
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
     parser.add_argument("--random-size", type=int, default=1_000_000)
     parser.add_argument("--model-like-size", type=int, default=1_000_000, help="0 leaves that gallery out")
     parser.add_argument("--queries", type=int, default=200)

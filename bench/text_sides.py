@@ -23,7 +23,7 @@ import torch
 
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import image_inputs_from_features
-from onenet_hf.features import cached_backbone_features
+from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.head_training import HeadTrainingArguments, train_retrieval_head
 from onenet_hf.modeling_onenet import OneNetProjection, OneNetRetrievalHead
 from onenet_hf.text_encoder import cached_sentence_embeddings
@@ -48,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="checkpoints/onenet-flickr8k")
     parser.add_argument("--data-dir", default="../shared/datasets/flickr8k")
-    parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "onenet" / "features"))
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
     recipe = HeadTrainingArguments(args.model, args.data_dir, output_dir="", cache_dir=args.cache_dir)

@@ -22,7 +22,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from onenet_hf import OneNet
-from onenet_hf.cli import _add_dataclass_arguments, _dataclass_from
+from onenet_hf.cli import add_dataclass_arguments, dataclass_from
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate
 from onenet_hf.training import LOG_FILE, CaptionTrainingArguments, train
@@ -118,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", required=True, help=f"comma-separated seeds, e.g. 0,1,2 (at most {MAX_SEEDS})")
     parser.add_argument("--beam-size", type=int, default=3, help="dev evaluation's beam (default: %(default)s)")
-    _add_dataclass_arguments(parser, CaptionTrainingArguments, exclude=("seed",))
+    add_dataclass_arguments(parser, CaptionTrainingArguments, exclude=("seed",))
     args = parser.parse_args(argv)
     try:
         seeds = parse_seeds(args.seeds)
-        recipe = _dataclass_from(CaptionTrainingArguments, args)
+        recipe = dataclass_from(CaptionTrainingArguments, args)
         output_dir = Path(recipe.output_dir)
         records = []
         for seed in seeds:

@@ -13,7 +13,7 @@ from .hub import MODEL_ENV, default_model
 from .messages import escape_controls
 
 
-def _add_dataclass_arguments(parser: argparse.ArgumentParser, arguments: type, exclude: tuple[str, ...] = ()) -> None:
+def add_dataclass_arguments(parser: argparse.ArgumentParser, arguments: type, exclude: tuple[str, ...] = ()) -> None:
     """One flag per field of a training-arguments dataclass (but those in `exclude`), its default shown in --help."""
     for field in dataclasses.fields(arguments):
         if field.name in exclude:
@@ -29,7 +29,8 @@ def _add_dataclass_arguments(parser: argparse.ArgumentParser, arguments: type, e
         parser.add_argument(flag, type=kind, default=default, required=required, dest=field.name, help=help_text)
 
 
-def _dataclass_from(arguments: type, args: argparse.Namespace):
+def dataclass_from(arguments: type, args: argparse.Namespace):
+    """The dataclass built from parsed flags (those `add_dataclass_arguments` added); the bench scripts use it too."""
     fields = {f.name for f in dataclasses.fields(arguments)}
     return arguments(**{k: v for k, v in vars(args).items() if k in fields})
 
@@ -37,14 +38,14 @@ def _dataclass_from(arguments: type, args: argparse.Namespace):
 def _train(args: argparse.Namespace) -> int:
     from .training import CaptionTrainingArguments, train
 
-    print(f"best model written to {train(_dataclass_from(CaptionTrainingArguments, args))}")
+    print(f"best model written to {train(dataclass_from(CaptionTrainingArguments, args))}")
     return 0
 
 
 def _train_heads(args: argparse.Namespace) -> int:
     from .head_training import HeadTrainingArguments, train_heads
 
-    print(f"model with trained heads written to {train_heads(_dataclass_from(HeadTrainingArguments, args))}")
+    print(f"model with trained heads written to {train_heads(dataclass_from(HeadTrainingArguments, args))}")
     return 0
 
 
@@ -238,10 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train OneNet's caption network on a captioned-image dataset")
-    _add_dataclass_arguments(train, CaptionTrainingArguments)
+    add_dataclass_arguments(train, CaptionTrainingArguments)
     train.set_defaults(run=_train)
     train_heads = commands.add_parser("train-heads", help="train the tag and retrieval heads on a trained model")
-    _add_dataclass_arguments(train_heads, HeadTrainingArguments)
+    add_dataclass_arguments(train_heads, HeadTrainingArguments)
     train_heads.set_defaults(run=_train_heads)
 
     def model_options(sub: argparse.ArgumentParser, decoding: bool = False) -> None:

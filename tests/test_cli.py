@@ -19,7 +19,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from onenet_hf import OneNet
-from onenet_hf.cli import _add_dataclass_arguments, _dataclass_from, build_parser, main
+from onenet_hf.cli import add_dataclass_arguments, build_parser, dataclass_from, main
 from onenet_hf.head_training import HEADS_LOG_FILE, HeadTrainingArguments
 from onenet_hf.samples import sample_photos
 from onenet_hf.training import LOG_FILE, CaptionTrainingArguments
@@ -384,7 +384,7 @@ def _parser(arguments: type) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flags", formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=80, width=200)
     )
-    _add_dataclass_arguments(parser, arguments)
+    add_dataclass_arguments(parser, arguments)
     return parser
 
 
@@ -402,7 +402,7 @@ def test_every_field_is_a_flag_whose_default_is_the_dataclass_default(arguments)
         if field.name not in REQUIRED[arguments]:
             value = getattr(parsed, field.name)
             assert value == field.default and type(value) is type(field.default), field.name
-    assert _dataclass_from(arguments, parsed) == arguments(**{name: f"/{name}" for name in REQUIRED[arguments]})
+    assert dataclass_from(arguments, parsed) == arguments(**{name: f"/{name}" for name in REQUIRED[arguments]})
 
 
 @pytest.mark.parametrize("arguments", [CaptionTrainingArguments, HeadTrainingArguments], ids=lambda a: a.__name__)
@@ -438,7 +438,7 @@ def test_flags_are_typed_as_their_defaults_and_every_value_reaches_the_dataclass
             assert f"argument {option}: invalid {kind.__name__} value: '1.5x'" in capsys.readouterr().err
     assert {int, float, str} <= kinds  # every kind met (and bool in CaptionTrainingArguments)
     assert (bool in kinds) == (arguments is CaptionTrainingArguments)
-    built = _dataclass_from(arguments, parser.parse_args([*required, *given]))
+    built = dataclass_from(arguments, parser.parse_args([*required, *given]))
     assert built == arguments(**expected) and built != arguments(**{name: f"/{name}" for name in REQUIRED[arguments]})
 
 
@@ -470,11 +470,11 @@ def test_the_commands_build_their_arguments_from_the_flags():
     args = build_parser().parse_args(
         ["train", "--data-dir", "d", "--output-dir", "o", "--epochs", "3", "--horizontal-flip"]
     )
-    assert args.command == "train" and _dataclass_from(CaptionTrainingArguments, args) == CaptionTrainingArguments(
+    assert args.command == "train" and dataclass_from(CaptionTrainingArguments, args) == CaptionTrainingArguments(
         data_dir="d", output_dir="o", epochs=3, horizontal_flip=True
     )
     given = ["train-heads", "--model-dir", "m", "--data-dir", "d", "--output-dir", "o", "--heads", "tag"]
     args = build_parser().parse_args([*given, "--learning-rate", "0.5"])
-    assert _dataclass_from(HeadTrainingArguments, args) == HeadTrainingArguments(
+    assert dataclass_from(HeadTrainingArguments, args) == HeadTrainingArguments(
         model_dir="m", data_dir="d", output_dir="o", heads="tag", learning_rate=0.5
     )
