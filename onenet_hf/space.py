@@ -23,7 +23,7 @@ from .image_processing_onenet import load_image
 from .indexing import IMAGE_SUFFIXES, list_images
 from .onenet import OneNet
 from .ranking import check_k
-from .samples import sample_photos
+from .samples import sample_gallery, sample_photos
 
 GALLERY_CACHE = Path.home() / ".cache" / "onenet" / "galleries"
 GalleryItem = tuple[str, str]
@@ -70,7 +70,7 @@ class OneNetSpace:
         self.net = OneNet.from_pretrained(model, revision=revision)
         self.captioner = self._onnx_captioner(model, revision) or self.net
         self.gallery = Path(gallery).resolve() if gallery else None
-        source = str(self.gallery) if self.gallery else "scikit-image sample photos"
+        source = str(self.gallery) if self.gallery else "scikit-image sample photos"  # the key of older folders
         self.folder = Path(folder) if folder else Path(cache_dir) / hashlib.sha256(source.encode()).hexdigest()[:16]
         self.added = self.folder / "added"
         self.allow_uploads = allow_uploads
@@ -90,7 +90,7 @@ class OneNetSpace:
             return None
 
     def _build(self) -> GalleryIndex:
-        images = list_images(self.gallery) if self.gallery else sample_photos()
+        images = list_images(self.gallery) if self.gallery else sample_gallery()
         if self.added.is_dir():
             images += list_images(self.added)
         return self.net.build_index(images, self.folder / "index")

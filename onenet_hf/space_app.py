@@ -118,11 +118,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the OneNet Space")
     parser.add_argument("--model", default=default_model(), help="checkpoint folder or Hub repo id")
     parser.add_argument("--revision", help="Hub branch, tag or commit of --model")
-    parser.add_argument("--gallery", help="folder of images to index (default: scikit-image's sample photos)")
+    parser.add_argument("--gallery", help="folder of images to index (default: the sample gallery)")
     parser.add_argument("--index-dir", help="the Space's own folder for its gallery index (default: under ~/.cache)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
-    help_text = "let users add photos to the gallery (default: on for the sample photos, off for --gallery)"
+    help_text = "let users add photos to the gallery (default: on for the sample gallery, off for --gallery)"
     parser.add_argument("--allow-uploads", action=argparse.BooleanOptionalAction, help=help_text)
     args = parser.parse_args(argv)
     allow_uploads = args.allow_uploads if args.allow_uploads is not None else args.gallery is None

@@ -19,7 +19,7 @@ from .folders import check_new_folder, new_folder
 from .gallery import GalleryIndexError
 from .hub import DEFAULT_MODEL_ID, check_model_folder, resolve_model
 from .indexing import list_images
-from .samples import sample_photos
+from .samples import PHOTO_CREDITS, sample_gallery
 
 MODEL_FOLDER, GALLERY_FOLDER, INDEX_FOLDER = "model", "gallery", "gallery_index"
 ATTRIBUTION_FILE = "ATTRIBUTION.md"
@@ -30,15 +30,6 @@ COCO_REDISTRIBUTABLE = {
     5: ("CC BY-SA 2.0", "http://creativecommons.org/licenses/by-sa/2.0/"),
     7: ("No known copyright restrictions", "http://flickr.com/commons/usage/"),
     8: ("United States Government Work", "http://www.usa.gov/copyright.shtml"),
-}
-# scikit-image's own notes on each photo (skimage.data docstrings).
-SAMPLE_PHOTO_CREDITS = {
-    "astronaut.png": "NASA, public domain",
-    "camera.png": "CC0, by the photographer Lav Varshney",
-    "chelsea.png": "CC0, by the photographer Stefan van der Walt",
-    "coffee.png": "CC0, by the photographer Rachel Michetti",
-    "motorcycle_left.png": "Middlebury 2014 stereo dataset (Scharstein et al., GCPR 2014)",
-    "rocket.jpg": "SpaceX, released into the public domain",
 }
 APP = '''"""OneNet Space, built by `onenet build-space`: the UI is `onenet_hf.space_app`; model and gallery are here."""
 
@@ -62,11 +53,9 @@ class GalleryPhoto:
 
 
 def gallery_photos(gallery: str | os.PathLike | None) -> list[GalleryPhoto]:
-    """scikit-image's photos, plus a folder's images or, for a COCO-format folder, its openly licensed photos."""
-    photos = [
-        GalleryPhoto(p, f"`{p.name}`: scikit-image sample photo, {SAMPLE_PHOTO_CREDITS.get(p.name, 'see its docs')}")
-        for p in sample_photos()
-    ]
+    """The sample gallery (scikit-image's and scikit-learn's openly licensed photos), plus a folder's images or,
+    for a COCO-format folder, its openly licensed photos."""
+    photos = [GalleryPhoto(p, f"`{p.name}`: {PHOTO_CREDITS[p.name]}") for p in sample_gallery()]
     if gallery is None:
         return photos
     folder = Path(gallery)

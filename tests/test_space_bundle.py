@@ -16,7 +16,7 @@ from huggingface_hub import SpaceCard
 from PIL import Image
 
 from onenet_hf.cli import main
-from onenet_hf.samples import sample_photos
+from onenet_hf.samples import sample_gallery, sample_photos
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def test_the_folder_is_a_space_repo(bundle):
     assert card.data.models == ["onenet-hf/onenet-flickr8k"]
     gallery = sorted(p.name for p in (bundle / "gallery").iterdir())
     assert "000000000001.jpg" in gallery and "000000000002.jpg" not in gallery  # non-commercial licence left out
-    assert len(gallery) == len(sample_photos()) + 1
+    assert len(gallery) == len(sample_gallery()) + 1
     assert "000000000001.jpg`: Flickr photo u1 (MS-COCO), [CC BY 2.0]" in (bundle / "ATTRIBUTION.md").read_text()
     requirements = (bundle / "requirements.txt").read_text().splitlines()
     assert any(line.startswith("gradio==") for line in requirements) and "torch==2.13.0" in requirements
