@@ -3,10 +3,13 @@
 Each repeat trains the same arguments twice through the library's `train`, once with `full_determinism` and once
 without (which one goes first alternates), on a feature cache filled beforehand, so each time is epochs of
 training plus the dev evaluations after them. Prints the median wall time of each, their ratio, and whether the
-two gave bit-identical weights. Meant for a small set (the tests' synthetic shapes set, or a few hundred
-images), on the machine whose cost is wanted (`--device cuda` on a GPU). Run from the repository root:
+runs (every repeat, with and without it) all gave bit-identical weights. Meant for a small set (the tests'
+synthetic shapes set, or a few hundred images) or one epoch of the full recipe, on the machine whose cost is
+wanted (`--device cuda` on a GPU). Run from the repository root:
 
 python bench/determinism_cost.py --data-dir /tmp/shapes --epochs 3
+python bench/determinism_cost.py --data-dir ../shared/datasets/flickr8k --default-model --epochs 1 --repeats 2 \
+    --cache-dir ~/.cache/onenet/features   # full size: Flickr8k, the default model, a feature cache already filled
 (/tmp/shapes from: python -c "from pathlib import Path; from tests.conftest import write_shapes_dataset;
 write_shapes_dataset(Path('/tmp/shapes'), {'train': 4, 'dev': 1})")
 """
@@ -46,24 +49,31 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None)
     parser.add_argument("--default-model", action="store_true", help="the default model size, not the tests' small one")
+    parser.add_argument("--cache-dir", help="a feature cache to use (default: a fresh one, removed at the end)")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="determinism-cost-"))
     size = {} if args.default_model else SMALL
     base = CaptionTrainingArguments(
-        args.data_dir, str(work / "run"), cache_dir=str(work / "cache"), epochs=args.epochs, device=args.device, **size
+        args.data_dir,
+        str(work / "run"),
+        cache_dir=args.cache_dir or str(work / "cache"),
+        epochs=args.epochs,
+        device=args.device,
+        **size,
     )
     train(replace(base, epochs=1, output_dir=str(work / "warm-up")))  # fills the feature cache, loads everything
     times: dict[bool, list[float]] = {False: [], True: []}
-    weights: dict[bool, dict] = {}
+    runs: list[dict] = []
     for repeat in range(args.repeats):
         for strict in (False, True) if repeat % 2 == 0 else (True, False):
             folder = work / f"run-{repeat}-{strict}"
             start = time.perf_counter()
             train(replace(base, output_dir=str(folder), full_determinism=strict))
             times[strict].append(time.perf_counter() - start)
-            weights[strict] = torch.load(folder / STATE_FILE, weights_only=False)["model"]
-    identical = all(torch.equal(weights[False][k], weights[True][k]) for k in weights[False])
+            runs.append(torch.load(folder / STATE_FILE, weights_only=False)["model"])
+            shutil.rmtree(folder)
+    identical = all(torch.equal(runs[0][k], other[k]) for other in runs[1:] for k in runs[0])
     default, strict = statistics.median(times[False]), statistics.median(times[True])
     result = {
         "device": str(args.device or ("cuda" if torch.cuda.is_available() else "cpu")),
@@ -77,7 +87,8 @@ def main() -> None:
     }
     print(
         f"median {default:.2f} s default, {strict:.2f} s with full_determinism: ratio {strict / default:.3f}; "
-        f"weights {'identical' if identical else 'DIFFERENT'} ({result['device']}, {result['threads']} threads)"
+        f"weights of all {len(runs)} runs {'identical' if identical else 'DIFFERENT'} "
+        f"({result['device']}, {result['threads']} threads)"
     )
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
