@@ -305,7 +305,7 @@ def image_labels(
     return labels
 
 
-def _word_rows(vectors: WordVectors, words: Sequence[str] | None, top_words: int | None) -> list[int]:
+def word_rows(vectors: WordVectors, words: Sequence[str] | None, top_words: int | None) -> list[int]:
     """Rows of the given words (lower-cased, each once, in order; an unknown one is an error naming close
     spellings), or of the `top_words` most frequent alphabetic words (GloVe's most frequent tokens are punctuation
     and numbers; all of them when the space has fewer)."""
@@ -350,7 +350,7 @@ def embedding_map(
         kind, coloured = "images", {"class": "top ImageNet class", "tag": "top tag"}[color_by]
         title = f"{len(names):,} gallery images by their representation, coloured by {coloured}"
     else:
-        rows = _word_rows(vectors, words, top_words)
+        rows = word_rows(vectors, words, top_words)
         perplexity = check_map_size(len(rows), perplexity, "words")
         paths, names = (), tuple(vectors.words[i] for i in rows)
         labels = (vectors.name,) * len(rows)
@@ -384,4 +384,5 @@ __all__ = [
     "image_labels",
     "map_trustworthiness",
     "project",
+    "word_rows",
 ]
