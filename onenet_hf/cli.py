@@ -238,7 +238,7 @@ def _map(args: argparse.Namespace) -> int:
     space, color_by = args.space or "learned", args.color_by or "class"
     result = net.embedding_map(index, words, args.top_words, space, color_by, args.method, args.perplexity, args.seed)
     result.save(args.out)
-    print(f"{result.title}\nwritten to {escape_controls(str(args.out))}")
+    print(f"{result.title}, {result.settings}\nwritten to {escape_controls(str(args.out))}")
     return 0
 
 

@@ -54,6 +54,7 @@ def test_an_image_map_has_a_point_per_image_named_by_file_and_labelled_by_top_im
     assert image_map.hover[0] == f"{image_map.names[0]}\n{image_map.labels[0]}"
     assert image_map.perplexity == pytest.approx(11 / 3)  # min(30, (n - 1) / 3)
     assert "12 gallery images" in image_map.title and "top ImageNet class" in image_map.title
+    assert image_map.settings == "t-SNE (openTSNE), perplexity 3.67, seed 0"
 
 
 def test_tag_colouring_is_the_top_tag_of_the_tag_head_alone(tiny_net, gallery):

@@ -34,6 +34,7 @@ from ..word_vectors import WordVectors
 from .tag import Tagger, imagenet_labels
 
 MAP_METHODS = ("opentsne", "sklearn-tsne")
+METHOD_NAMES = {"opentsne": "openTSNE", "sklearn-tsne": "scikit-learn"}
 COLOR_BY = ("class", "tag")
 MAP_SUFFIXES = (".html", ".png")
 MAX_MAP_POINTS = 20_000  # t-SNE time and the trustworthiness check's n x n distances grow with the square beyond
@@ -72,6 +73,11 @@ class EmbeddingMap:
     def __len__(self) -> int:
         return len(self.points)
 
+    @property
+    def settings(self) -> str:
+        """How the map was made, e.g. "t-SNE (openTSNE), perplexity 30, seed 0": a subtitle."""
+        return f"t-SNE ({METHOD_NAMES[self.method]}), perplexity {self.perplexity:.3g}, seed {self.seed}"
+
     def trustworthiness(self, k: int = 10) -> float:
         """Share of local structure kept (sklearn's trustworthiness, cosine in the original space), 1 is best."""
         return map_trustworthiness(self.vectors, self.points, k)
@@ -107,13 +113,13 @@ class EmbeddingMap:
             )
         hidden = {"visible": False}
         figure.update_layout(
-            title=self.title,
+            title={"text": f"{html.escape(self.title)}<br><sup>{self.settings}</sup>", "font": {"size": 15}},
             template="plotly_white",
             hovermode="closest",
             showlegend=self.kind == "images",
             xaxis=hidden,
             yaxis={**hidden, "scaleanchor": "x"},
-            margin={"l": 10, "r": 10, "t": 50, "b": 10},
+            margin={"l": 10, "r": 10, "t": 70, "b": 10},
         )
         return figure
 
@@ -142,7 +148,7 @@ class EmbeddingMap:
         FigureCanvasAgg(figure)
         axes = figure.add_axes((0.01, 0.01, 0.98, 0.94))
         axes.set_axis_off()
-        axes.set_title(self.title, fontsize=11)
+        axes.set_title(f"{self.title}\n{self.settings}", fontsize=11)
         groups = self.label_groups()
         for label, colour, rows in groups:
             axes.scatter(self.points[rows, 0], self.points[rows, 1], s=10, color=colour, label=label)
@@ -340,7 +346,6 @@ def embedding_map(
     _check_choices(method, color_by, seed)
     if [index, words, top_words].count(None) != 2 or (index is None and vectors is None):
         raise OneNetError("map one thing: a gallery index, or words of a word space (a list, or the N most frequent)")
-    method_name = {"opentsne": "openTSNE", "sklearn-tsne": "scikit-learn"}[method]
     if index is not None:
         perplexity = check_map_size(len(index), perplexity, "gallery images")
         paths = tuple(index.paths)
@@ -369,7 +374,7 @@ def embedding_map(
         method=method,
         perplexity=perplexity,
         seed=seed,
-        title=f"{title} (t-SNE, {method_name}, perplexity {perplexity:.3g}, seed {seed})",
+        title=title,
     )
 
 
