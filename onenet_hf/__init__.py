@@ -20,6 +20,7 @@ from .onenet import OneNet
 from .processing_onenet import OneNetProcessor
 from .tokenization_onenet import build_tokenizer
 from .uses.caption import Caption
+from .uses.maps import EmbeddingMap
 from .uses.tag import ImageTags
 from .uses.words import ScoredWord
 from .word_vectors import UnknownWordError, WordVectors
@@ -35,6 +36,7 @@ __all__ = [
     "CaptionedImage",
     "DEFAULT_MODEL_ID",
     "DatasetError",
+    "EmbeddingMap",
     "GalleryIndex",
     "GalleryIndexError",
     "ImageLoadError",

@@ -224,6 +224,24 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _map(args: argparse.Namespace) -> int:
+    from .uses.maps import check_map_path
+
+    check_map_path(args.out)  # before the model loads
+    if args.index and args.space:
+        raise OneNetError("--space applies to word maps (--words, --top-words); an image map shows representations")
+    if not args.index and args.color_by:
+        raise OneNetError("--color-by applies to image maps (--index); a word map shows words")
+    net = _load(args)
+    index = net.load_index(args.index) if args.index else None
+    words = args.words.split(",") if args.words is not None else None
+    space, color_by = args.space or "learned", args.color_by or "class"
+    result = net.embedding_map(index, words, args.top_words, space, color_by, args.method, args.perplexity, args.seed)
+    result.save(args.out)
+    print(f"{result.title}, {result.settings}\nwritten to {escape_controls(str(args.out))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .decoding import MAX_BEAM_SIZE
     from .evaluation import EVALUATION_TASKS
@@ -231,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .head_training import HeadTrainingArguments
     from .indexing import MAX_N_TREES
     from .training import CaptionTrainingArguments
+    from .uses.maps import COLOR_BY, MAP_METHODS
     from .uses.search import SEARCH_METHODS
     from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT
     from .uses.words import ANALOGY_METHODS
@@ -340,6 +359,20 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--method", default="reranked", choices=SEARCH_METHODS)
     search.add_argument("-k", type=int, default=5)
     search.set_defaults(run=_search)
+
+    maps = commands.add_parser("map", help="a 2-D t-SNE map of a gallery's images or of words (.html or .png)")
+    model_options(maps)
+    source = maps.add_mutually_exclusive_group(required=True)
+    source.add_argument("--index", help="gallery index folder: map its images")
+    source.add_argument("--words", help="comma-separated words to map, e.g. dog,cat,ball")
+    source.add_argument("--top-words", type=int, help="map the N most frequent words of --space")
+    maps.add_argument("--space", choices=["learned", "glove"], help="word maps: the word space (default: learned)")
+    maps.add_argument("--color-by", choices=COLOR_BY, help="image maps: top ImageNet class or top tag (default: class)")
+    maps.add_argument("--method", default="opentsne", choices=MAP_METHODS)
+    maps.add_argument("--perplexity", type=float, help="t-SNE perplexity (default: min(30, (points - 1) / 3))")
+    maps.add_argument("--seed", type=int, default=0, help="the same seed gives the same map")
+    maps.add_argument("--out", required=True, help="map.html (interactive) or map.png (thumbnails or words)")
+    maps.set_defaults(run=_map)
 
     export = commands.add_parser("export", help="export ONNX graphs (same as python -m export)")
     from export.__main__ import add_arguments as add_export_arguments

@@ -22,8 +22,9 @@ from .indexing import build_index
 from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
-from .uses import caption, search, similar_images, tag, words
+from .uses import caption, maps, search, similar_images, tag, words
 from .uses.caption import Caption, CaptionBackend
+from .uses.maps import EmbeddingMap
 from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, ImageTags, Tagger
 from .uses.words import ScoredWord
 from .word_vectors import WordVectors, glove_vectors
@@ -116,10 +117,14 @@ class OneNet:
     ) -> list[ImageTags]:
         """The k best word tags (any frequent GloVe word) and ImageNet labels of each image; the tag head's
         ranking is sharpened by `caption_samples` captions sampled from the decoder (0: the head alone)."""
+        return tag.tag(self.model, self.processor, images, k, self._tagger(caption_samples, caption_weight))
+
+    def _tagger(self, caption_samples: int, caption_weight: float) -> Tagger:
+        """The tagger of these settings, built once (it scores the whole tag vocabulary's word side)."""
         options = (caption_samples, caption_weight)
         if options not in self._taggers:
             self._taggers[options] = Tagger(self._torch_model("tagging"), self.processor.tokenizer, None, *options)
-        return tag.tag(self.model, self.processor, images, k, self._taggers[options])
+        return self._taggers[options]
 
     def word_vectors(self, space: str = "learned") -> WordVectors:
         """The decoder's learned word embeddings (`"learned"`) or GloVe 6B 50d (`"glove"`)."""
@@ -142,6 +147,26 @@ class OneNet:
     ) -> list[ScoredWord]:
         """a is to b as c is to ? (3CosAdd or 3CosMul), the query words excluded."""
         return words.analogy(self.word_vectors(space), a, b, c, k, method)
+
+    def embedding_map(
+        self,
+        index: GalleryIndex | None = None,
+        words: Sequence[str] | None = None,
+        top_words: int | None = None,
+        space: str = "learned",
+        color_by: str = "class",
+        method: str = "opentsne",
+        perplexity: float | None = None,
+        seed: int = 0,
+    ) -> EmbeddingMap:
+        """A 2-D t-SNE map of a gallery's images (coloured by top ImageNet class or top tag) or of words of a
+        word space (`words`, or the `top_words` most frequent); `.figure()` for plotly, `.save("map.html")`."""
+        model = self._torch_model("maps")
+        tagger = self._tagger(0, CAPTION_WEIGHT) if index is not None and color_by == "tag" else None  # head alone
+        vectors = self.word_vectors(space) if index is None else None
+        return maps.embedding_map(
+            model, self.processor, index, vectors, words, top_words, color_by, method, perplexity, seed, tagger=tagger
+        )
 
     def build_index(self, images: str | os.PathLike | Sequence, folder: str | os.PathLike, **kwargs) -> GalleryIndex:
         """Embed a folder (or list) of images into a persisted gallery index; see `indexing.build_index`."""
