@@ -159,14 +159,18 @@ def test_cli_errors_are_one_line_and_write_nothing(tiny_folder, photo, tmp_path,
 @pytest.mark.slow
 @pytest.mark.parametrize("corner", ["top-right", "bottom-left"])
 def test_grad_cam_finds_the_shape_the_trained_model_names(shapes_net, corner):
-    """A red circle in one corner of a white image: the heat maps of "red" and "circle" lie mostly on it (a
-    transposed or flipped map would put them in the opposite corner)."""
+    """A red circle in one corner of a white image: the heat map of "circle" lies on it, and so does most of
+    "red"'s; a transposed or flipped map would put them in the opposite corner, which the maps leave nearly cold.
+    (Not every word of the shapes model is so clean: a blue square's maps lie on the white background.)"""
     image = Image.new("RGB", (SIDE, SIDE), "white")
     x, y = (195, 65) if corner == "top-right" else (65, 195)
     ImageDraw.Draw(image).ellipse((x - 55, y - 55, x + 55, y + 55), fill=(220, 30, 30))
     explanation = shapes_net.explain(image, "a red circle")
-    inside = np.zeros((SIDE, SIDE), dtype=bool)
-    inside[y - 65 : y + 65, x - 65 : x + 65] = True
+    shares = {}
     for word in explanation.words[1:]:
-        heat = word.heatmap
-        assert heat[inside].sum() > 0.6 * heat.sum(), (word.word, heat[inside].sum() / heat.sum())
+        heat = word.heatmap / word.heatmap.sum()
+        shares[word.word] = heat[y - 65 : y + 65, x - 65 : x + 65].sum(), heat[x - 65 : x + 65, y - 65 : y + 65].sum()
+    on_shape, opposite = shares["circle"]
+    assert on_shape > 0.75 and opposite < 0.05, shares  # the box around the circle is a quarter of the image
+    on_shape, opposite = shares["red"]
+    assert on_shape > 0.4 and on_shape > 5 * opposite, shares
