@@ -20,6 +20,7 @@ from .onenet import OneNet
 from .processing_onenet import OneNetProcessor
 from .tokenization_onenet import build_tokenizer
 from .uses.caption import Caption
+from .uses.explain import CaptionExplanation, WordSaliency
 from .uses.maps import EmbeddingMap
 from .uses.tag import ImageTags
 from .uses.words import ScoredWord
@@ -33,6 +34,7 @@ AutoProcessor.register(OneNetConfig, OneNetProcessor, exist_ok=True)
 
 __all__ = [
     "Caption",
+    "CaptionExplanation",
     "CaptionedImage",
     "DEFAULT_MODEL_ID",
     "DatasetError",
@@ -55,6 +57,7 @@ __all__ = [
     "OneNetProcessor",
     "ScoredWord",
     "UnknownWordError",
+    "WordSaliency",
     "WordVectors",
     "build_tokenizer",
     "load_image",

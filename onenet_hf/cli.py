@@ -239,6 +239,19 @@ def _map(args: argparse.Namespace) -> int:
     result = net.embedding_map(index, words, args.top_words, space, color_by, args.method, args.perplexity, args.seed)
     result.save(args.out)
     print(f"{result.title}, {result.settings}\nwritten to {escape_controls(str(args.out))}")
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .decoding import check_beam_size
+    from .uses.explain import check_output_folder
+
+    if args.beam_size is not None:
+        check_beam_size(args.beam_size)  # before the model loads
+    check_output_folder(args.out)
+    explanation = _load(args).explain(args.image, args.caption, args.beam_size)
+    print(f"caption: {escape_controls(explanation.caption)}")
+    for path, word in zip(explanation.save_overlays(args.out), explanation.words, strict=True):
+        print(f"{escape_controls(str(path))}\t{escape_controls(word.word)}\t{word.log_prob:.4f}")
     return 0
 
 
@@ -373,6 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
     maps.add_argument("--seed", type=int, default=0, help="the same seed gives the same map")
     maps.add_argument("--out", required=True, help="map.html (interactive) or map.png (thumbnails or words)")
     maps.set_defaults(run=_map)
+    explain = commands.add_parser("explain", help="one heat map per caption word: where in the image it comes from")
+    model_options(explain)
+    explain.add_argument("image")
+    explain.add_argument("--out", required=True, help="folder for 01-WORD.png, ... (created; nothing else is touched)")
+    explain.add_argument("--caption", help="explain this caption instead of the model's own")
+    help_text = f"beam for the model's own caption: 1 (greedy) to {MAX_BEAM_SIZE} (default: the generation config)"
+    explain.add_argument("--beam-size", type=int, help=help_text)
+    explain.set_defaults(run=_explain)
 
     export = commands.add_parser("export", help="export ONNX graphs (same as python -m export)")
     from export.__main__ import add_arguments as add_export_arguments

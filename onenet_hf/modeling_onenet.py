@@ -244,7 +244,8 @@ class OneNetPreTrainedModel(PreTrainedModel):
 class OneNetModel(OneNetPreTrainedModel):
     """Images -> image representation (`get_image_features`) -> caption logits (`forward`), plus every score the
     uses compute from the network: tags (`get_tag_*`), ImageNet labels and class focus, the retrieval head
-    (`get_retrieval_*`), caption likelihood, re-ranking and inversion. The uses call these and nothing inside."""
+    (`get_retrieval_*`), caption likelihood (per token and whole), re-ranking and inversion. The uses call these
+    and nothing inside."""
 
     def __init__(self, config: OneNetConfig):
         super().__init__(config)
@@ -407,16 +408,21 @@ class OneNetModel(OneNetPreTrainedModel):
         """Scaled cosines (T, I) of retrieval-space text and image vectors: the contrastive loss's logits."""
         return self.retrieval_head.scale() * text_embeds @ image_embeds.T
 
-    def caption_log_likelihood(self, token_ids: Sequence[Sequence[int]], image_embeds: torch.Tensor) -> torch.Tensor:
-        """log p(caption | image) per row: the decoder's summed token log-probabilities after [BOS] of each
-        `[BOS] words [EOS]` token list, given the image representation of the same row."""
+    def caption_token_log_probs(self, token_ids: Sequence[Sequence[int]], image_embeds: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced log p(token | earlier tokens, image) (B, T) of each `[BOS] words [EOS]` token list after
+        its [BOS], given the image representation of the same row: column i is the (i + 1)-th token (the i-th
+        word, or EOS); T is the longest list's length - 1, and columns past a shorter list's end are 0."""
         width = max(len(ids) for ids in token_ids)
         padded = [list(ids) + [-100] * (width - len(ids)) for ids in token_ids]
         padded = torch.tensor(padded, device=image_embeds.device)
         inputs, labels = padded[:, :-1].clamp(min=0), padded[:, 1:]
         log_probs = self(input_ids=inputs, image_embeds=image_embeds).logits.float().log_softmax(-1)
         token_log_probs = log_probs.gather(2, labels.clamp(min=0)[..., None])[..., 0]
-        return (token_log_probs * (labels != -100)).sum(1)
+        return token_log_probs * (labels != -100)
+
+    def caption_log_likelihood(self, token_ids: Sequence[Sequence[int]], image_embeds: torch.Tensor) -> torch.Tensor:
+        """log p(caption | image) per row: the sum of its `caption_token_log_probs`."""
+        return self.caption_token_log_probs(token_ids, image_embeds).sum(1)
 
     def get_rerank_scores(
         self, token_ids: Sequence[int], image_embeds: torch.Tensor, retrieval_cosines: torch.Tensor

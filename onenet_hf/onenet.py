@@ -22,8 +22,9 @@ from .indexing import build_index
 from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
-from .uses import caption, maps, search, similar_images, tag, words
+from .uses import caption, explain, maps, search, similar_images, tag, words
 from .uses.caption import Caption, CaptionBackend
+from .uses.explain import CaptionExplanation
 from .uses.maps import EmbeddingMap
 from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, ImageTags, Tagger
 from .uses.words import ScoredWord
@@ -192,6 +193,11 @@ class OneNet:
         """Gallery images that match a text, best first; methods in `uses.search.SEARCH_METHODS`: `reranked`
         (retrieval, then the decoder re-ranks), `retrieval`, `invert`, `glove`."""
         return search.search(self._torch_model("search"), self.processor, index, text, k, method)
+
+    def explain(self, image: ImageLike, caption: str | None = None, beam_size: int | None = None) -> CaptionExplanation:
+        """Where each word of the image's caption (the model's own, or `caption`) comes from: one Grad-CAM heat map
+        per word over the image; `.overlays()` draws them, `.save_overlays(folder)` writes them as PNGs."""
+        return explain.explain(self._torch_model("explain"), self.processor, image, caption, beam_size)
 
 
 __all__ = ["OneNet"]

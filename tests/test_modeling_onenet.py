@@ -174,3 +174,20 @@ def test_image_pooling_modes():
         attention.score.weight.normal_()
         pooled, cells = attention(grid), grid.flatten(2)
         assert ((pooled >= cells.min(-1).values - 1e-5) & (pooled <= cells.max(-1).values + 1e-5)).all()
+
+
+def test_caption_token_log_probs_per_row_padding_and_their_sum(tiny_folder):
+    model, _ = tiny_folder
+    torch.manual_seed(2)
+    embeds = model.image_norm(torch.randn(2, TINY["hidden_size"])).detach()
+    ids = [[2, 4, 5, 6, 3], [2, 7, 3]]
+    with torch.no_grad():
+        token_log_probs = model.caption_token_log_probs(ids, embeds)
+        assert token_log_probs.shape == (2, 4)
+        for row, row_ids in enumerate(ids):  # each row alone, unpadded: log_softmax of the next token's logit
+            logits = model(input_ids=torch.tensor([row_ids[:-1]]), image_embeds=embeds[row : row + 1]).logits[0]
+            expected = logits.log_softmax(-1)[torch.arange(len(row_ids) - 1), row_ids[1:]]
+            assert torch.allclose(token_log_probs[row, : len(expected)], expected, atol=1e-6)
+            assert (token_log_probs[row, len(expected) :] == 0).all()
+        assert (token_log_probs[0] < 0).all()
+        assert torch.equal(model.caption_log_likelihood(ids, embeds), token_log_probs.sum(1))
