@@ -239,6 +239,7 @@ def _map(args: argparse.Namespace) -> int:
     result = net.embedding_map(index, words, args.top_words, space, color_by, args.method, args.perplexity, args.seed)
     result.save(args.out)
     print(f"{result.title}, {result.settings}\nwritten to {escape_controls(str(args.out))}")
+    return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
