@@ -5,12 +5,14 @@ For the first `--limit` Flickr8k dev images (200 by default, in split-file order
 is explained (`OneNet.explain`). For each noun of the caption, on the processed 260 x 260 pixels:
 - salient: the `--fraction` (20%) pixels where the word's Grad-CAM heat map is highest (ties broken at random,
   seeded) are replaced by a Gaussian blur (sigma `--sigma` pixels) of the image;
-- random: the same share of pixels, chosen as the highest of a random map of the same grain (uniform noise on the
-  backbone's grid, 9 x 9, upsampled as the heat maps are; seeded), is blurred the same way. Random blobs, not
-  scattered single pixels, so the two masks differ only in where they lie, not in how they are shaped;
-and the drop of the word's teacher-forced log-probability (same caption, same position) is measured for both.
-Reported: the share of (image, noun) pairs where the salient drop exceeds the random drop (target >= 80%), and
-the mean drop of each.
+- two random baselines, the same share of pixels blurred the same way (seeded):
+  - random blobs: the highest of a random map of the same grain (uniform noise on the backbone's grid, 9 x 9,
+    upsampled as the heat maps are), so the masks differ only in where they lie, not in how they are shaped;
+  - random pixels: scattered single pixels (the issue's "a random 20%"), an easier baseline: a CNN sees
+    scattered blurred pixels as mild noise;
+and the drop of the word's teacher-forced log-probability (same caption, same position) is measured for each.
+Reported: the share of (image, noun) pairs where the salient drop exceeds the random drop, for each baseline
+(target >= 80%), and the mean drop of each.
 
 Nouns: no part-of-speech tagger is available offline, so a noun is a caption word in `NOUNS`, a list curated by
 hand from the 300 most frequent Flickr8k caption words: concrete, visible things (people, animals, places,
@@ -48,6 +50,9 @@ NOUNS = frozenset(
     face mouth hair head hand hands arms body
     """.split()
 )
+
+
+MASKS = ("salient", "random_blobs", "random_pixels")  # what is blurred, for each (image, noun) pair
 
 
 def gaussian_blur(pixels: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -118,36 +123,28 @@ def main() -> None:
         for _, word in nouns:
             masks.append(top_mask(word.heatmap, args.fraction, rng))
             masks.append(top_mask(random_map(grid, size, rng), args.fraction, rng))
+            masks.append(top_mask(rng.random(size), args.fraction, rng))
         mask = torch.from_numpy(np.stack(masks))[:, None].to(model.device)
-        deleted = torch.where(mask, blurred, pixels)  # (2 x nouns, 3, H, W): salient, random, salient, ...
-        positions = [position for position, _ in nouns for _ in range(2)]
-        after = word_log_probs(model, deleted, list(explanation.token_ids), positions)
-        for k, (position, word) in enumerate(nouns):
-            salient_drop, random_drop = word.log_prob - after[2 * k], word.log_prob - after[2 * k + 1]
+        deleted = torch.where(mask, blurred, pixels)  # (3 x nouns, 3, H, W): salient, blobs, pixels, salient, ...
+        positions = [position for position, _ in nouns for _ in MASKS]
+        after = word_log_probs(model, deleted, list(explanation.token_ids), positions).reshape(len(nouns), len(MASKS))
+        for (position, word), row in zip(nouns, after, strict=True):
+            pair = {"image": example.path.name, "word": word.word, "position": position, "log_prob": word.log_prob}
             pairs.append(
-                {
-                    "image": example.path.name,
-                    "word": word.word,
-                    "position": position,
-                    "log_prob": word.log_prob,
-                    "salient_drop": float(salient_drop),
-                    "random_drop": float(random_drop),
-                }
+                pair | {f"{name}_drop": float(word.log_prob - value) for name, value in zip(MASKS, row, strict=True)}
             )
-    salient = np.array([p["salient_drop"] for p in pairs])
-    random = np.array([p["random_drop"] for p in pairs])
+    drops = {name: np.array([p[f"{name}_drop"] for p in pairs]) for name in MASKS}
+    salient = drops["salient"]
     summary = {
         "model": args.model,
         "split": args.split,
         "images": len(examples),
         "images_with_nouns": len({p["image"] for p in pairs}),
         "pairs": len(pairs),
-        "share_salient_drop_exceeds_random": float((salient > random).mean()) if pairs else None,
         "target_share": 0.8,
-        "mean_salient_drop": float(salient.mean()) if pairs else None,
-        "mean_random_drop": float(random.mean()) if pairs else None,
-        "median_salient_drop": float(np.median(salient)) if pairs else None,
-        "median_random_drop": float(np.median(random)) if pairs else None,
+        **{f"share_salient_drop_exceeds_{name}": float((salient > drops[name]).mean()) for name in MASKS[1:]},
+        **{f"mean_{name}_drop": float(drops[name].mean()) for name in MASKS},
+        **{f"median_{name}_drop": float(np.median(drops[name])) for name in MASKS},
         "settings": {"fraction": args.fraction, "sigma": args.sigma, "beam_size": args.beam_size, "seed": args.seed},
     }
     markdown = markdown_report(summary)
@@ -162,17 +159,18 @@ def markdown_report(summary: dict) -> str:
     if not summary["pairs"]:
         return f"No (image, noun) pairs among {summary['images']} images: no caption had a listed noun.\n"
     settings = summary["settings"]
-    share = summary["share_salient_drop_exceeds_random"]
     return (
         f"Deletion test on {summary['images']} Flickr8k {summary['split']} images ({summary['pairs']} (image, noun) "
         f"pairs from {summary['images_with_nouns']} images): blur (sigma {settings['sigma']:g} px) "
-        f"{100 * settings['fraction']:g}% of the 260 x 260 pixels, the most salient or random ones.\n\n"
-        "| figure | value |\n| --- | --- |\n"
-        f"| pairs where the salient drop exceeds the random drop | {100 * share:.1f}% (target >= 80%) |\n"
-        f"| mean drop of the word's log-probability, salient pixels blurred | {summary['mean_salient_drop']:.3f} |\n"
-        f"| mean drop of the word's log-probability, random pixels blurred | {summary['mean_random_drop']:.3f} |\n"
-        f"| median drop, salient / random | {summary['median_salient_drop']:.3f} / "
-        f"{summary['median_random_drop']:.3f} |\n"
+        f"{100 * settings['fraction']:g}% of the 260 x 260 pixels: the most salient, random blobs or random "
+        "pixels.\n\n| pixels blurred | mean drop of the word's log-probability | median drop | pairs where the "
+        "salient drop is larger (target >= 80%) |\n| --- | ---: | ---: | ---: |\n"
+        + "".join(
+            f"| {name.replace('_', ' ')} | {summary[f'mean_{name}_drop']:.3f} | {summary[f'median_{name}_drop']:.3f} | "
+            + ("" if name == "salient" else f"{100 * summary[f'share_salient_drop_exceeds_{name}']:.1f}%")
+            + " |\n"
+            for name in MASKS
+        )
     )
 
 
