@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,18 @@ def model_card(evaluations: list[dict], body: str, model_name: str):
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{front_matter_free(body)}")
 
 
+_IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def linked_images(body: str) -> list[str]:
+    """The relative paths of the images a card shows (`![alt](figures/map.png)`); web links are left alone."""
+    links = [link for link in _IMAGE_LINK.findall(body) if "://" not in link]
+    for link in links:
+        if Path(link).is_absolute() or ".." in Path(link).parts:
+            raise ReleaseError(f"the card shows {link}: give images as paths inside the card's folder")
+    return sorted(set(links))
+
+
 def write_release(
     model: str | os.PathLike,
     out: str | os.PathLike,
@@ -129,6 +142,11 @@ def write_release(
     except (OSError, UnicodeDecodeError) as error:
         raise ReleaseError(f"cannot read the card body {card_body_file}: {error}") from None
     card = model_card(evaluations, body, model_name or out.name)  # refuse bad evaluations before any work
+    card_folder = Path(card_body_file).parent if card_body_file else Path(".")
+    images = linked_images(body)
+    missing = [link for link in images if not (card_folder / link).is_file()]
+    if missing:
+        raise ReleaseError(f"the card shows {missing[0]}, which is not in {card_folder}: make it first")
     net = OneNet.from_pretrained(model)
     source = Path(net.model.name_or_path)
     with new_folder(out, "a release") as building:
@@ -140,6 +158,9 @@ def write_release(
         for file, result in zip(evaluation_files, evaluations, strict=True):
             (building / EVAL_FOLDER / Path(file).name).write_text(json.dumps(result, indent=2) + "\n")
         card.save(building / CARD_FILE)
+        for link in images:  # the card's pictures, at the paths it links them by
+            (building / link).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(card_folder / link, building / link)
         if onnx:
             from export import export_onnx
 

@@ -90,3 +90,26 @@ def test_the_shipped_checkpoint_is_a_release_of_model_card_md():
             for name, value in result["metrics"].items():
                 assert measured[(result["dataset"], f"{name} (beam {result['beam_size']})")] == value
     assert any(name == "Tag precision@5" for _, name in measured)
+
+
+def test_the_card_s_pictures_travel_with_it_and_a_missing_one_is_refused(tiny_model, tmp_path):
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "map.png").write_bytes(b"\x89PNG picture")
+    body = tmp_path / "card.md"
+    body.write_text("# Tiny\n\n![a map](figures/map.png) and ![web](https://example.org/x.png)\n")
+    out = write_release(tiny_model, tmp_path / "release", [], body, "tiny", onnx=False)
+    assert (out / "figures" / "map.png").read_bytes() == b"\x89PNG picture"
+    body.write_text("# Tiny\n\n![gone](figures/gone.png)\n")
+    with pytest.raises(ReleaseError, match="figures/gone.png"):
+        write_release(tiny_model, tmp_path / "again", [], body, "tiny", onnx=False)
+    body.write_text("# Tiny\n\n![outside](../secret.png)\n")
+    with pytest.raises(ReleaseError, match="inside the card's folder"):
+        write_release(tiny_model, tmp_path / "again", [], body, "tiny", onnx=False)
+    assert not (tmp_path / "again").exists()
+
+
+def test_the_shipped_checkpoint_has_every_picture_its_card_shows():
+    from onenet_hf.release import linked_images
+
+    for link in linked_images((ROOT / "model_card.md").read_text()):
+        assert (CHECKPOINT / link).read_bytes() == (ROOT / link).read_bytes()
