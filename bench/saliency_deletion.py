@@ -52,6 +52,13 @@ NOUNS = frozenset(
 )
 
 
+# Nouns of broad scenes, said from much of the photo: their share is reported apart from the other nouns'.
+SCENE_NOUNS = frozenset(
+    """
+    grass water snow field beach street sand ocean road pool sidewalk ground park mountain mountains dirt city
+    building wall rock rocks lake hill tree trees woods forest river wave waves shore track yard ice crowd people
+    """.split()
+)
 MASKS = ("salient", "random_blobs", "random_pixels")  # what is blurred, for each (image, noun) pair
 
 
@@ -135,6 +142,8 @@ def main() -> None:
             )
     drops = {name: np.array([p[f"{name}_drop"] for p in pairs]) for name in MASKS}
     salient = drops["salient"]
+    scene = np.array([p["word"] in SCENE_NOUNS for p in pairs], dtype=bool)
+    wins = salient > drops["random_blobs"]
     summary = {
         "model": args.model,
         "split": args.split,
@@ -143,6 +152,11 @@ def main() -> None:
         "pairs": len(pairs),
         "target_share": 0.8,
         **{f"share_salient_drop_exceeds_{name}": float((salient > drops[name]).mean()) for name in MASKS[1:]},
+        "scene_nouns": {
+            group: {"pairs": int(chosen.sum()), "share_vs_random_blobs": float(wins[chosen].mean())}
+            for group, chosen in (("scene", scene), ("other", ~scene))
+            if chosen.any()
+        },
         **{f"mean_{name}_drop": float(drops[name].mean()) for name in MASKS},
         **{f"median_{name}_drop": float(np.median(drops[name])) for name in MASKS},
         "settings": {"fraction": args.fraction, "sigma": args.sigma, "beam_size": args.beam_size, "seed": args.seed},
@@ -171,6 +185,14 @@ def markdown_report(summary: dict) -> str:
             + " |\n"
             for name in MASKS
         )
+        + "\nAgainst random blobs, by noun: "
+        + "; ".join(
+            f"{group} nouns (SCENE_NOUNS) {100 * row['share_vs_random_blobs']:.1f}% of {row['pairs']} pairs"
+            if group == "scene"
+            else f"the other nouns {100 * row['share_vs_random_blobs']:.1f}% of {row['pairs']}"
+            for group, row in summary["scene_nouns"].items()
+        )
+        + ".\n"
     )
 
 
