@@ -20,6 +20,8 @@ from .onenet import OneNet
 from .processing_onenet import OneNetProcessor
 from .tokenization_onenet import build_tokenizer
 from .uses.caption import Caption
+from .uses.layers import StageActivations
+from .uses.neurons import Neuron, NeuronImage
 from .uses.tag import ImageTags
 from .uses.words import ScoredWord
 from .word_vectors import UnknownWordError, WordVectors
@@ -42,6 +44,8 @@ __all__ = [
     "ImageTags",
     "MissingExtraError",
     "ModelNotFoundError",
+    "Neuron",
+    "NeuronImage",
     "OneNet",
     "OneNetConfig",
     "OneNetError",
@@ -52,6 +56,7 @@ __all__ = [
     "OneNetPreTrainedModel",
     "OneNetProcessor",
     "ScoredWord",
+    "StageActivations",
     "UnknownWordError",
     "WordVectors",
     "build_tokenizer",
