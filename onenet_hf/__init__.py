@@ -21,7 +21,9 @@ from .processing_onenet import OneNetProcessor
 from .tokenization_onenet import build_tokenizer
 from .uses.caption import Caption
 from .uses.explain import CaptionExplanation, WordSaliency
+from .uses.layers import StageActivations
 from .uses.maps import EmbeddingMap
+from .uses.neurons import Neuron, NeuronImage
 from .uses.tag import ImageTags
 from .uses.words import ScoredWord
 from .word_vectors import UnknownWordError, WordVectors
@@ -46,6 +48,8 @@ __all__ = [
     "ImageTags",
     "MissingExtraError",
     "ModelNotFoundError",
+    "Neuron",
+    "NeuronImage",
     "OneNet",
     "OneNetConfig",
     "OneNetError",
@@ -56,6 +60,7 @@ __all__ = [
     "OneNetPreTrainedModel",
     "OneNetProcessor",
     "ScoredWord",
+    "StageActivations",
     "UnknownWordError",
     "WordSaliency",
     "WordVectors",

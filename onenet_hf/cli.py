@@ -256,6 +256,57 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _neuron(args: argparse.Namespace) -> int:
+    from .sheets import save_png
+    from .uses.neurons import DESCRIBED, check_sizes, neuron_sheet
+
+    check_sizes(args.k, args.n_words, args.n)  # before the model loads
+    _check_out_file(args.out)
+    net = _load(args)
+    index = net.load_index(args.index)
+    if args.image is None:
+        found = [net.neuron(index, args.unit, args.channel, args.k, args.n_words)]
+    else:
+        found = net.distinctive_neurons(index, args.image, args.n, args.k, args.n_words, args.kind)
+    for item in found:
+        stats = f"gallery mean {item.gallery_mean:.4f}, std {item.gallery_std:.4f}"
+        if item.z_score is not None:
+            stats = f"this image {item.activation:.4f}, z-score {item.z_score:.2f}; {stats}"
+        print(f"{item.name} of {DESCRIBED[item.kind]}: {stats}")
+        words = ", ".join(f"{escape_controls(w.word)} {w.score:+.3f}" for w in item.words) or "none"
+        print(f"words (mean log-probability rise when it is pushed up): {words}")
+        for image in item.images:
+            print(f"{escape_controls(image.path)}\t{image.activation:.4f}")
+    if args.out:
+        print(f"contact sheet written to {escape_controls(str(save_png(neuron_sheet(found), args.out)))}")
+    return 0
+
+
+def _layers(args: argparse.Namespace) -> int:
+    from .sheets import save_png
+    from .uses.layers import check_channels
+
+    check_channels(args.channels)  # before the model loads
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OneNetError(f"--out {args.out} is a file; give a folder for the stage pictures")
+    stages = _load(args).layer_activations(args.image, args.channels)
+    out.mkdir(parents=True, exist_ok=True)
+    for stage in stages:
+        height, width = stage.resolution
+        strongest = ", ".join(f"{c} ({m:.3f})" for c, m in zip(stage.channels[:5], stage.means[:5], strict=False))
+        path = save_png(stage.to_image(), out / stage.file_name)
+        print(f"{escape_controls(str(path))}\t{stage.name}: {stage.stage_channels} channels at {height}x{width}; "
+              f"strongest: {strongest}")  # fmt: skip
+    return 0
+
+
+def _check_out_file(out: str | None) -> None:
+    """An output file's folder must exist: checked before the work, not after it."""
+    if out and not Path(out).resolve().parent.is_dir():
+        raise OneNetError(f"--out {out}: its folder does not exist")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .decoding import MAX_BEAM_SIZE
     from .evaluation import EVALUATION_TASKS
@@ -263,7 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .head_training import HeadTrainingArguments
     from .indexing import MAX_N_TREES
     from .training import CaptionTrainingArguments
+    from .uses.layers import CHANNELS, MAX_CHANNELS
     from .uses.maps import COLOR_BY, MAP_METHODS
+    from .uses.neurons import MAX_IMAGES, MAX_NEURONS, MAX_WORDS, NEURON_KINDS
     from .uses.search import SEARCH_METHODS
     from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT
     from .uses.words import ANALOGY_METHODS
@@ -395,6 +448,28 @@ def build_parser() -> argparse.ArgumentParser:
     help_text = f"beam for the model's own caption: 1 (greedy) to {MAX_BEAM_SIZE} (default: the generation config)"
     explain.add_argument("--beam-size", type=int, help=help_text)
     explain.set_defaults(run=_explain)
+    neuron = commands.add_parser("neuron", help="a unit or channel's top gallery images and words; an image's own")
+    model_options(neuron)
+    neuron.add_argument("--index", required=True)
+    which = neuron.add_mutually_exclusive_group(required=True)
+    which.add_argument("--unit", type=int, help="a unit of the image representation (0-511 in the shipped model)")
+    which.add_argument("--channel", type=int, help="a channel of the pooled backbone features (0-1279)")
+    which.add_argument("--image", help="an image: its most distinctive units (or channels, --kind channel)")
+    neuron.add_argument("-k", "--k", type=int, default=9, help=f"top gallery images per neuron (1 to {MAX_IMAGES})")
+    help_text = f"words per neuron (0 to {MAX_WORDS}; 0 skips the decoder)"
+    neuron.add_argument("--words", type=int, default=10, dest="n_words", help=help_text)
+    neuron.add_argument("-n", type=int, default=5, help=f"--image: how many distinctive neurons (1 to {MAX_NEURONS})")
+    neuron.add_argument("--kind", default="unit", choices=NEURON_KINDS, help="--image: units or channels")
+    neuron.add_argument("--out", help="also write a contact sheet PNG here (thumbnails with their activations)")
+    neuron.set_defaults(run=_neuron)
+
+    stages = commands.add_parser("layers", help="an image's backbone activations stage by stage, one PNG each")
+    model_options(stages)
+    stages.add_argument("image")
+    stages.add_argument("--out", required=True, help="folder for NN-STAGE.png files (created; nothing else touched)")
+    help_text = f"strongest channels shown per stage (1 to {MAX_CHANNELS})"
+    stages.add_argument("--channels", type=int, default=CHANNELS, help=help_text)
+    stages.set_defaults(run=_layers)
 
     export = commands.add_parser("export", help="export ONNX graphs (same as python -m export)")
     from export.__main__ import add_arguments as add_export_arguments

@@ -90,6 +90,21 @@ class OneNetBackbone(nn.Module):
         """Pixels (B, 3, image_size, image_size) -> feature grid (B, 1280, 9, 9 for EfficientNet-Lite2's 260)."""
         return self.net.extract_features(pixel_values)
 
+    def stage_features(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Activations (B, C, H, W) after the stem, after each stage and after the head, whose grid `forward`
+        returns. A stage is a run of MBConv blocks at one resolution and width: a block that changes either
+        starts the next one (EfficientNet-Lite2 at 260: 7 stages, 130x130 with 16 channels to 9x9 with 352)."""
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(pixel_values)))
+        stages, name = {"stem": x}, "stem"
+        for block in net._blocks:
+            y = block(x)  # no drop connect: the backbone is always in eval mode, as in `extract_features`
+            if y.shape != x.shape:
+                name = f"stage {len(stages)}"
+            stages[name] = x = y
+        stages["head"] = net._swish(net._bn1(net._conv_head(x)))
+        return stages
+
     def imagenet_logits(self, pooled_features: torch.Tensor) -> torch.Tensor:
         """The ImageNet-1k classifier on mean-pooled features (B, 1280) -> logits (B, 1000)."""
         return self.net._fc(pooled_features)
@@ -313,6 +328,11 @@ class OneNetModel(OneNetPreTrainedModel):
             raise OneNetError("You have to specify either pixel_values or backbone_features.")
         return self.backbone(pixel_values.to(self.device))
 
+    def get_stage_features(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The backbone's activations stage by stage, in order: `"stem"`, `"stage 1"` ... `"stage 7"`, `"head"`
+        (B, C, H, W each; see `OneNetBackbone.stage_features`); the head's are `get_backbone_features`."""
+        return self.backbone.stage_features(pixel_values.to(self.device))
+
     @staticmethod
     def get_pooled_features(backbone_features: torch.Tensor) -> torch.Tensor:
         """Grid mean (B, 1280): the input of the ImageNet classifier, the retrieval head and class focus."""
@@ -324,8 +344,14 @@ class OneNetModel(OneNetPreTrainedModel):
         """The image representation (B, hidden_size) from pixels, or from cached backbone feature grids."""
         if backbone_features is None:
             backbone_features = self.get_backbone_features(pixel_values)
-        pooled = self.image_pooling(backbone_features.to(self.image_projection.weight.dtype))
-        pooled = self.feature_norm(pooled)
+        return self.get_image_features_from_pooled(
+            self.image_pooling(backbone_features.to(self.image_projection.weight.dtype))
+        )
+
+    def get_image_features_from_pooled(self, pooled_features: torch.Tensor) -> torch.Tensor:
+        """The projection from a pooled feature vector (B, 1280) to the image representation (B, hidden_size) that
+        `get_image_features` applies after pooling; neurons follow a pushed backbone channel through it."""
+        pooled = self.feature_norm(pooled_features.to(self.image_projection.weight.dtype))
         return self.image_norm(self.image_projection(self.image_dropout(pooled)))
 
     def forward(
@@ -423,6 +449,25 @@ class OneNetModel(OneNetPreTrainedModel):
     def caption_log_likelihood(self, token_ids: Sequence[Sequence[int]], image_embeds: torch.Tensor) -> torch.Tensor:
         """log p(caption | image) per row: the sum of its `caption_token_log_probs`."""
         return self.caption_token_log_probs(token_ids, image_embeds).sum(1)
+
+    def get_word_log_prob_changes(
+        self, token_ids: Sequence[Sequence[int]], image_embeds: torch.Tensor, pushed_embeds: torch.Tensor
+    ) -> torch.Tensor:
+        """How much each word's log-probability rises when image representations (B, hidden_size) move to pushed
+        ones (P, B, hidden_size: P pushes of each): (P, B, V), the mean over the decoding positions of row b's
+        `[BOS] words [EOS]` token list, read (teacher-forced) by the decoder before and after. Neurons rank words
+        by it."""
+        width = max(len(ids) for ids in token_ids)
+        pad = self.config.pad_token_id
+        inputs = torch.tensor([list(ids[:-1]) + [pad] * (width - len(ids)) for ids in token_ids])
+        positions = torch.tensor([[1.0] * (len(ids) - 1) + [0.0] * (width - len(ids)) for ids in token_ids])
+        inputs, positions = inputs.to(image_embeds.device), positions.to(image_embeds.device)[..., None]
+        before = self(input_ids=inputs, image_embeds=image_embeds).logits.float().log_softmax(-1)
+        changes = []
+        for pushed in pushed_embeds:  # one push at a time: a (B, T, V) tensor each
+            after = self(input_ids=inputs, image_embeds=pushed).logits.float().log_softmax(-1)
+            changes.append(((after - before) * positions).sum(1) / positions.sum(1))
+        return torch.stack(changes)
 
     def get_rerank_scores(
         self, token_ids: Sequence[int], image_embeds: torch.Tensor, retrieval_cosines: torch.Tensor

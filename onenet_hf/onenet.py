@@ -22,10 +22,12 @@ from .indexing import build_index
 from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
-from .uses import caption, explain, maps, search, similar_images, tag, words
+from .uses import caption, explain, layers, maps, neurons, search, similar_images, tag, words
 from .uses.caption import Caption, CaptionBackend
 from .uses.explain import CaptionExplanation
+from .uses.layers import CHANNELS, StageActivations
 from .uses.maps import EmbeddingMap
+from .uses.neurons import Neuron
 from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, ImageTags, Tagger
 from .uses.words import ScoredWord
 from .word_vectors import WordVectors, glove_vectors
@@ -198,6 +200,31 @@ class OneNet:
         """Where each word of the image's caption (the model's own, or `caption`) comes from: one Grad-CAM heat map
         per word over the image; `.overlays()` draws them, `.save_overlays(folder)` writes them as PNGs."""
         return explain.explain(self._torch_model("explain"), self.processor, image, caption, beam_size)
+
+    def neuron(
+        self,
+        index: GalleryIndex,
+        unit: int | None = None,
+        channel: int | None = None,
+        k: int = 9,
+        n_words: int = 10,
+    ) -> Neuron:
+        """A unit of the image representation or a channel of the pooled backbone features (give one): its k top
+        gallery images, from the vectors the index stored, and the words the decoder says more of when it rises."""
+        return neurons.neuron(self._torch_model("neurons"), self.processor, index, unit, channel, k, n_words)
+
+    def distinctive_neurons(
+        self, index: GalleryIndex, image: ImageLike, n: int = 5, k: int = 9, n_words: int = 10, kind: str = "unit"
+    ) -> list[Neuron]:
+        """The n units (`kind="channel"`: pooled-feature channels) where an image stands out most from the
+        gallery (z-score), each as `neuron` describes it."""
+        model = self._torch_model("neurons")
+        return neurons.distinctive_neurons(model, self.processor, index, image, n, k, n_words, kind)
+
+    def layer_activations(self, image: ImageLike, channels: int = CHANNELS) -> list[StageActivations]:
+        """The backbone's activations of an image stage by stage (stem, 7 stages, head), each with its strongest
+        channels; `StageActivations.to_image()` draws a stage as a grid."""
+        return layers.layer_activations(self._torch_model("layer activations"), self.processor, image, channels)
 
 
 __all__ = ["OneNet"]
