@@ -21,9 +21,11 @@ from .fingerprint import file_hash
 from .gallery import GalleryIndex, GalleryIndexError
 from .image_processing_onenet import load_image
 from .indexing import IMAGE_SUFFIXES, list_images
+from .messages import shorten
 from .onenet import OneNet
 from .ranking import check_k
 from .samples import sample_gallery, sample_photos
+from .uses.neurons import NEURON_KINDS
 
 GALLERY_CACHE = Path.home() / ".cache" / "onenet" / "galleries"
 GalleryItem = tuple[str, str]
@@ -32,6 +34,11 @@ Rows = list[list]
 # Stricter than the library's caps (beam 64, k 1,000): one request must not hold the shared CPU for long.
 SPACE_MAX_BEAM_SIZE = 8
 SPACE_MAX_K = 50
+# Explore: a word map of at most this many words (t-SNE's time grows with the points); maps, the heaviest
+# Explore results, are kept for the same request (a bounded number of them).
+SPACE_MAX_MAP_WORDS = 1_000
+SPACE_MAP_CACHE_SIZE = 16
+SPACE_DISTINCTIVE_NEURONS = 4  # an uploaded image's neurons shown, each with its top images
 # "Add to gallery": added photos are shown to every user and kept across restarts, so they are bounded.
 MAX_UPLOAD_FILES = 20  # photos per request
 MAX_UPLOAD_BYTES = 20_000_000  # per photo
@@ -77,6 +84,7 @@ class OneNetSpace:
         self.max_upload_files, self.max_upload_bytes = max_upload_files, max_upload_bytes
         self.max_added_bytes = max_added_bytes
         self._lock = threading.Lock()
+        self._maps: dict[tuple, object] = {}
         self.index = self._build()
 
     @staticmethod
@@ -153,6 +161,62 @@ class OneNetSpace:
     def search(self, text: str, method: str = "reranked", k: int = 6) -> list[GalleryItem]:
         matches = self.net.search(self.index, text or "", self._k(k), method)
         return [(m.path, f"{Path(m.path).name} ({m.score:.3f})") for m in matches]
+
+    def embedding_map(
+        self, subject: str = "images", color_by: str = "tag", space: str = "learned", words: str = "", top_words=300
+    ):
+        """A plotly figure: the gallery's images (coloured by `color_by`), or words of a word space (the given
+        ones, else the `top_words` most frequent). The same request is answered from a bounded cache."""
+        if subject == "images":
+            key = ("images", color_by, self.index.metadata["build"], len(self.index))
+        elif subject == "words":
+            chosen = tuple(w for w in re.split(r"[\s,]+", words or "") if w)
+            count = None if chosen else self._whole_number(top_words, "top_words")
+            if len(chosen) > SPACE_MAX_MAP_WORDS or (count is not None and count > SPACE_MAX_MAP_WORDS):
+                raise OneNetError(f"a word map on this Space has at most {SPACE_MAX_MAP_WORDS} words")
+            key = ("words", space, chosen, count)
+        else:
+            raise OneNetError(f"map {shorten(str(subject))}: choose 'images' or 'words'")
+        with self._lock:
+            if key in self._maps:
+                return self._maps[key]
+        if subject == "images":
+            made = self.net.embedding_map(self.index, color_by=color_by)
+        else:
+            made = self.net.embedding_map(words=list(chosen) or None, top_words=count, space=space)
+        figure = made.figure()
+        with self._lock:
+            self._maps[key] = figure
+            while len(self._maps) > SPACE_MAP_CACHE_SIZE:
+                self._maps.pop(next(iter(self._maps)))
+        return figure
+
+    def neuron(self, kind: str = "unit", number=0, image=None, k=8) -> tuple[list, Rows]:
+        """A neuron's top gallery images and its words; with an image, the image's most distinctive neurons of
+        `kind` instead, each as a contact sheet (its words and top images)."""
+        if kind not in NEURON_KINDS:
+            raise OneNetError(f"neuron kind {shorten(str(kind))}: choose one of {NEURON_KINDS}")
+        k = self._k(k)
+        if image is not None:
+            found = self.net.distinctive_neurons(self.index, image, SPACE_DISTINCTIVE_NEURONS, k, kind=kind)
+            items = [(n.to_image(), f"{n.name}: {n.activation:.3f}, z {n.z_score:+.1f}") for n in found]
+        else:
+            found = [self.net.neuron(self.index, k=k, **{kind: self._whole_number(number, kind)})]
+            items = [(m.path, f"{Path(m.path).name} ({m.activation:.3f})") for m in found[0].images]
+        rows = [[n.name, w.word, round(w.score, 4)] for n in found for w in n.words]
+        return items, rows
+
+    def explain(self, image, caption: str | None = None) -> list:
+        """One overlay per word of the caption (the model's own, or the given one): where it comes from."""
+        explanation = self.net.explain(self._image(image), caption or None)
+        return [
+            (overlay, f"{w.word} (log p {w.log_prob:.2f})")
+            for overlay, w in zip(explanation.overlays(), explanation.words, strict=True)
+        ]
+
+    def layer_activations(self, image) -> list:
+        """Each backbone stage's strongest channels for an image, as one grid per stage."""
+        return [(stage.to_image(), stage.name) for stage in self.net.layer_activations(self._image(image))]
 
     def add_images(self, files: list[str] | None) -> list[GalleryItem]:
         """Copy uploaded photos into the gallery's own folder and extend the index (only they are embedded).

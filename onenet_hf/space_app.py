@@ -1,4 +1,5 @@
-"""The OneNet Space's UI: six tabs over one network, wiring only; every result comes from `OneNetSpace`.
+"""The OneNet Space's UI: six use tabs and an Explore tab over one network, wiring only; every result comes from
+`OneNetSpace`.
 
 `spaces/app.py` and the `app.py` that `onenet build-space` writes both call `main`. Needs the `space` extra.
 """
@@ -13,7 +14,9 @@ from .errors import OneNetError
 from .extras import require
 from .hub import default_model
 from .samples import sample_photos
-from .space import SPACE_MAX_BEAM_SIZE, SPACE_MAX_K, OneNetSpace, public_message
+from .space import SPACE_MAX_BEAM_SIZE, SPACE_MAX_K, SPACE_MAX_MAP_WORDS, OneNetSpace, public_message
+from .uses.maps import COLOR_BY
+from .uses.neurons import NEURON_KINDS
 from .uses.search import SEARCH_METHODS
 from .uses.tag import imagenet_labels
 from .uses.words import ANALOGY_METHODS
@@ -41,8 +44,8 @@ def clicked_row(event: gr.SelectData) -> tuple[int, None]:
 
 
 def build_demo(space: OneNetSpace) -> gr.Blocks:
-    """The six tabs. Image inputs keep `image_mode=None`: gradio then passes the upload's path on without
-    decoding it, and `load_image` checks its size from the header before decoding (its pixel limit)."""
+    """The six use tabs and Explore. Image inputs keep `image_mode=None`: gradio then passes the upload's path on
+    without decoding it, and `load_image` checks its size from the header before decoding (its pixel limit)."""
     with gr.Blocks(title="OneNet: one network, many uses") as demo:
         gr.Markdown("# OneNet: one network, many uses\nOne image encoder and one caption decoder, six uses.")
         examples = [str(p) for p in sample_photos()]
@@ -111,7 +114,65 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
             gr.Button("Search", variant="primary").click(
                 user_errors(space.search), [text, method, k], results, api_name="search"
             )
+        with gr.Tab("Explore"):
+            explore_tabs(space, examples)
     return demo
+
+
+def explore_tabs(space: OneNetSpace, examples: list[str]) -> None:
+    """What the network learned: maps, neurons, where each word comes from, layer by layer."""
+
+    def embedding_map(subject, color_by, word_space, words, top_words, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+        """gradio's documented idiom: this default makes it show the library's tqdm bars as the request's progress."""
+        return space.embedding_map(subject, color_by, word_space, words, top_words)
+
+    with gr.Tab("Map"):
+        gr.Markdown("A t-SNE map: nearby points have similar vectors. Hover a point for its name.")
+        with gr.Row():
+            subject = gr.Radio(["images", "words"], value="images", label="Map of")
+            color_by = gr.Radio(list(COLOR_BY), value="tag", label="Colour images by")
+            word_space = gr.Radio(["learned", "glove"], value="learned", label="Word space")
+        with gr.Row():
+            words = gr.Textbox(label="Words (optional; else the most frequent)", placeholder="dog, cat, beach, snow")
+            top_words = gr.Slider(10, SPACE_MAX_MAP_WORDS, value=300, step=10, label="Most frequent words")
+        plot = gr.Plot(label="Map")
+        gr.Button("Draw the map", variant="primary").click(
+            user_errors(embedding_map), [subject, color_by, word_space, words, top_words], plot, api_name="map"
+        )
+    with gr.Tab("Neurons"):
+        gr.Markdown(
+            "A unit of the image representation or a channel of the backbone's pooled features: the gallery "
+            "images that excite it most, and the words the caption decoder says more of when it rises. "
+            "Upload an image instead to see its most distinctive neurons."
+        )
+        with gr.Row():
+            kind = gr.Radio(list(NEURON_KINDS), value="unit", label="Kind")
+            number = gr.Number(value=0, precision=0, label="Number")
+            k = gr.Slider(1, 16, value=8, step=1, label="Top images")
+        image = gr.Image(type="filepath", image_mode=None, label="Or upload an image")
+        gr.Examples(examples, image)
+        images = gr.Gallery(label="Top gallery images", columns=4)
+        table = gr.Dataframe(headers=["neuron", "word", "rise (nats)"], label="Words", interactive=False)
+        gr.Button("Show", variant="primary").click(
+            user_errors(space.neuron), [kind, number, image, k], [images, table], api_name="neuron"
+        )
+    with gr.Tab("Why this word"):
+        gr.Markdown("For each word of the caption, Grad-CAM shows the part of the photo that made the decoder say it.")
+        image = gr.Image(type="filepath", image_mode=None, label="Image")
+        caption = gr.Textbox(label="Caption to explain (optional; else the model's own)")
+        gr.Examples(examples, image)
+        overlays = gr.Gallery(label="Where each word comes from", columns=4, object_fit="contain")
+        gr.Button("Explain", variant="primary").click(
+            user_errors(space.explain), [image, caption], overlays, api_name="explain"
+        )
+    with gr.Tab("Layer by layer"):
+        gr.Markdown("The backbone stage by stage, from edges to parts to objects: each stage's strongest channels.")
+        image = gr.Image(type="filepath", image_mode=None, label="Image")
+        gr.Examples(examples, image)
+        stages = gr.Gallery(label="Stages", columns=3, object_fit="contain")
+        gr.Button("Show the layers", variant="primary").click(
+            user_errors(space.layer_activations), image, stages, api_name="layers"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

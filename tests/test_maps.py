@@ -107,6 +107,10 @@ def test_the_figure_hovers_names_and_labels_and_writes_few_words_beside_their_po
     assert {trace.name for trace in figure.data} <= set(image_map.labels) | {"other"}
     words = word_map.figure()
     assert words.data[0].mode == "markers+text" and list(words.data[0].text) == list(word_map.names)
+    thumbnails = figure.layout.images  # one inlined JPEG per image, centred on its point
+    assert len(thumbnails) == 12 and not words.layout.images
+    assert {(t.x, t.y) for t in thumbnails} == {tuple(map(float, p)) for p in image_map.points}
+    assert all(t.source.startswith("data:image/jpeg;base64,") for t in thumbnails)
 
 
 def test_label_groups_give_the_most_frequent_labels_colours_and_the_rest_other(monkeypatch, image_map):

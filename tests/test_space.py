@@ -74,9 +74,40 @@ def photo(stem: str) -> str:
     return str(next(p for p in sample_photos() if p.stem == stem))
 
 
-def test_six_named_endpoints(client):
+def test_the_named_endpoints_six_uses_and_four_explore_views(client):
     endpoints = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    assert endpoints == {"/caption", "/tag", "/similar_words", "/analogy", "/similar_images", "/search"}
+    uses = {"/caption", "/tag", "/similar_words", "/analogy", "/similar_images", "/search"}
+    assert endpoints == uses | {"/map", "/neuron", "/explain", "/layers"}
+
+
+def test_the_explore_endpoints_answer_sensibly(client):
+    figure = client.predict("images", "tag", "learned", "", 300, api_name="/map")
+    names = {text.split("<br>")[0] for trace in figure_traces(figure) for text in trace.get("hovertext") or []}
+    assert {"chelsea.png", "rocket.jpg", "china.jpg"} <= {name.replace("<b>", "").replace("</b>", "") for name in names}
+    words = client.predict(
+        "words", "tag", "learned", "dog, cat, beach, snow, red, blue, man, woman", 300, api_name="/map"
+    )
+    assert figure_traces(words)
+    images, table = client.predict("unit", 17, None, 5, api_name="/neuron")
+    assert len(images) == 5 and len(table["data"]) == 10 and all(row[0] == "unit 17" for row in table["data"])
+    sheets, _ = client.predict("channel", 0, handle_file(photo("chelsea")), 3, api_name="/neuron")
+    assert len(sheets) == 4 and all(item["caption"].startswith("channel ") for item in sheets)
+    overlays = client.predict(handle_file(photo("motorcycle_left")), "", api_name="/explain")
+    assert any(item["caption"].startswith("motorcycle (") for item in overlays)
+    assert [item["caption"] for item in client.predict(handle_file(photo("rocket")), api_name="/layers")] == [
+        "stem",
+        *(f"stage {n}" for n in range(1, 8)),
+        "head",
+    ]
+
+
+def figure_traces(figure) -> list[dict]:
+    """The traces of a plotly figure as gradio_client hands a `gr.Plot` value back (JSON, maybe nested)."""
+    import json
+
+    plot = figure.get("plot", figure) if isinstance(figure, dict) else figure
+    plot = json.loads(plot) if isinstance(plot, str) else plot
+    return plot["data"]
 
 
 def test_every_endpoint_answers_sensibly(client):
@@ -113,6 +144,12 @@ def test_bad_input_is_a_readable_error_and_the_server_keeps_serving(client, tmp_
         (lambda: client.predict(handle_file(str(bomb)), 3, api_name="/caption"), "limit is 40.0 megapixels"),
         (lambda: client.predict(handle_file(photo("chelsea")), 9, api_name="/caption"), "maximum value 8"),
         (lambda: client.predict("dog", "learned", 51, api_name="/similar_words"), "maximum value 50"),
+        (lambda: client.predict("unit", 512, None, 5, api_name="/neuron"), "units 0-511"),
+        (lambda: client.predict("channel", -1, None, 5, api_name="/neuron"), "channels 0-1279"),
+        (lambda: client.predict("words", "tag", "learned", "dog, qwzx", 300, api_name="/map"), "qwzx"),
+        (lambda: client.predict(handle_file(str(corrupt)), "", api_name="/explain"), "corrupt or truncated"),
+        (lambda: client.predict(handle_file(photo("chelsea")), "a qwzx", api_name="/explain"), "qwzx"),
+        (lambda: client.predict(handle_file(str(corrupt)), api_name="/layers"), "corrupt or truncated"),
     ]
     for call, message in cases:
         with pytest.raises(Exception, match=message):
@@ -225,8 +262,40 @@ def test_every_tab_in_headless_chromium(server):
         panel.get_by_role("button", name="Search").click()
         sync_api.expect(page.get_by_text("the text is empty").first).to_be_visible(timeout=30_000)
         page.screenshot(path=ARTIFACTS / "error.png")
+
+        page.goto(server)  # a fresh page: the error toast above would cover the Explore screenshots
+        tab("Explore")
+
+        def explore_tab(name: str):
+            page.get_by_role("tab", name=name).click()
+            return page.locator(".tabitem:visible .tabitem:visible").first
+
+        panel = explore_tab("Map")
+        panel.get_by_role("button", name="Draw the map").click()
+        sync_api.expect(panel.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+        page.screenshot(path=ARTIFACTS / "explore_map.png")
+
+        panel = explore_tab("Neurons")
+        panel.locator("input[type=number]").first.fill("17")
+        panel.get_by_role("button", name="Show").click()
+        sync_api.expect(panel.get_by_text("unit 17").filter(visible=True).first).to_be_visible(timeout=60_000)
+        page.screenshot(path=ARTIFACTS / "explore_neurons.png")
+
+        panel = explore_tab("Why this word")
+        panel.locator("input[type=file][accept='image/*']").first.set_input_files(photo("motorcycle_left"))
+        panel.get_by_role("button", name="Explain").click()
+        sync_api.expect(panel.get_by_text("motorcycle (log p").filter(visible=True).first).to_be_visible(timeout=90_000)
+        page.screenshot(path=ARTIFACTS / "explore_explain.png")
+
+        panel = explore_tab("Layer by layer")
+        panel.locator("input[type=file][accept='image/*']").first.set_input_files(photo("chelsea"))
+        panel.get_by_role("button", name="Show the layers").click()
+        sync_api.expect(panel.get_by_text("stage 7", exact=True).filter(visible=True).first).to_be_visible(
+            timeout=60_000
+        )
+        page.screenshot(path=ARTIFACTS / "explore_layers.png")
         browser.close()
-    assert len(list(ARTIFACTS.glob("*.png"))) >= 7
+    assert len(list(ARTIFACTS.glob("*.png"))) >= 11
 
 
 def test_captions_use_onnxruntime_when_the_checkpoint_is_exported(shapes_model_with_heads, shapes_dir, tmp_path):

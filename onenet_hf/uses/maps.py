@@ -12,7 +12,9 @@ of neighbours each point keeps) is min(30, (n - 1) / 3) unless given: t-SNE need
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import itertools
 import os
 from collections import Counter
@@ -47,6 +49,7 @@ OTHER_COLOUR = "#b0b0b0"
 PNG_SIZE = 1200  # pixels, width and height of a PNG map
 MAX_THUMBNAILS = 2_000  # thumbnails drawn on a PNG image map (evenly spread over the rows); every image has a dot
 MAX_PNG_WORDS = 2_000  # words written on a PNG word map (the first ones: the most frequent for a top-N map)
+MAX_FIGURE_THUMBNAILS = 300  # an interactive image map shows thumbnails up to this many images (inlined JPEGs)
 MAX_TEXT_WORDS = 300  # an interactive word map writes each word beside its point up to this many; hover above it
 PARALLEL_MIN_POINTS = 1_000  # smaller maps run on one core: threads cost more per iteration than they save
 _PROGRESS_EVERY = 50  # openTSNE iterations between progress updates
@@ -121,7 +124,40 @@ class EmbeddingMap:
             yaxis={**hidden, "scaleanchor": "x"},
             margin={"l": 10, "r": 10, "t": 70, "b": 10},
         )
+        if self.kind == "images" and len(self) <= MAX_FIGURE_THUMBNAILS:
+            figure.update_layout(images=self._figure_thumbnails())
         return figure
+
+    def _figure_thumbnails(self) -> list[dict]:
+        """Each image as a small inlined JPEG centred on its point, under the points (so hover still works);
+        its side is a fraction of the map's extent that shrinks as images get more numerous."""
+        extent = float(np.ptp(self.points, axis=0).max()) or 1.0
+        side = extent * float(np.clip(0.6 / np.sqrt(len(self)), 0.03, 0.15))
+        thumbnails = []
+        for (x, y), path in zip(self.points, self.paths, strict=True):
+            try:
+                image = load_image(path)
+            except ImageLoadError:
+                continue
+            image.thumbnail((96, 96))
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=80)
+            source = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+            thumbnails.append(
+                {
+                    "source": source,
+                    "x": float(x),
+                    "y": float(y),
+                    "sizex": side,
+                    "sizey": side,
+                    "xref": "x",
+                    "yref": "y",
+                    "xanchor": "center",
+                    "yanchor": "middle",
+                    "layer": "below",
+                }
+            )
+        return thumbnails
 
     def save(self, path: str | os.PathLike, size: int = PNG_SIZE) -> Path:
         """Write the map as `.html` (the interactive figure, plotly.js embedded so it opens offline) or `.png`
