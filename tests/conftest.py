@@ -38,6 +38,13 @@ def draw_shape(colour: str, shape: str, seed: int, size: int = 96) -> Image.Imag
     return image
 
 
+def write_shape_gallery(folder: Path, first_seed: int) -> Path:
+    """One image of each colour and shape (12), `colour_shape.png`, drawn with seeds from `first_seed` on."""
+    for k, (colour, shape) in enumerate(itertools.product(COLOURS, SHAPES)):
+        draw_shape(colour, shape, first_seed + k).save(folder / f"{colour}_{shape}.png")
+    return folder
+
+
 def write_shapes_dataset(root: Path, per_class: dict[str, int]) -> Path:
     """Flickr8k-layout folder: images/, Flickr8k.token.txt and one split file per entry of `per_class`."""
     (root / "images").mkdir(parents=True)

@@ -18,7 +18,7 @@ from onenet_hf.gallery import ARRAYS
 from onenet_hf.uses import maps
 from onenet_hf.uses.maps import MAP_METHODS, PNG_SIZE, EmbeddingMap, check_map_size
 from onenet_hf.uses.tag import imagenet_labels
-from tests.conftest import COLOURS, SHAPES, draw_shape
+from tests.conftest import COLOURS, write_shape_gallery
 
 ANIMALS_AND_CARS = ["dog", "cat", "puppy", "kitten", "horse", "car", "truck", "bus", "train", "bicycle"]
 
@@ -26,8 +26,7 @@ ANIMALS_AND_CARS = ["dog", "cat", "puppy", "kitten", "horse", "car", "truck", "b
 @pytest.fixture(scope="module")
 def gallery(tiny_net, tmp_path_factory):
     folder = tmp_path_factory.mktemp("map_gallery")
-    for k, (colour, shape) in enumerate((c, s) for c in COLOURS for s in SHAPES):
-        draw_shape(colour, shape, 700 + k).save(folder / f"{colour}_{shape}.png")
+    write_shape_gallery(folder, 700)
     return tiny_net.build_index(folder, folder / "index")
 
 

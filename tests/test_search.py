@@ -9,7 +9,7 @@ import torch
 from onenet_hf import OneNetError
 from onenet_hf.uses.search import SEARCH_METHODS, check_method, rerank, text_token_ids
 from onenet_hf.word_vectors import UnknownWordError
-from tests.conftest import COLOURS, SHAPES, draw_shape
+from tests.conftest import COLOURS, SHAPES, write_shape_gallery
 
 pytestmark = pytest.mark.slow
 
@@ -17,8 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def shapes_index(shapes_net, tmp_path_factory):
     folder = tmp_path_factory.mktemp("gallery")
-    for k, (colour, shape) in enumerate((c, s) for c in COLOURS for s in SHAPES):
-        draw_shape(colour, shape, 500 + k).save(folder / f"{colour}_{shape}.png")
+    write_shape_gallery(folder, 500)
     return shapes_net.build_index(folder, folder / "index")
 
 

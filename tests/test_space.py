@@ -214,17 +214,19 @@ def test_every_tab_in_headless_chromium(server):
             page.get_by_role("tab", name=name).click()
             return page.locator(".tabitem:visible").first
 
+        def upload_and_click(panel, stem: str, button: str) -> None:
+            panel.locator("input[type=file][accept='image/*']").first.set_input_files(photo(stem))
+            panel.get_by_role("button", name=button).click()
+
         panel = tab("Caption")
-        panel.locator("input[type=file][accept='image/*']").first.set_input_files(photo("motorcycle_left"))
-        panel.get_by_role("button", name="Caption").click()
+        upload_and_click(panel, "motorcycle_left", "Caption")
         sync_api.expect(panel.get_by_label("Caption")).to_have_value(
             __import__("re").compile("motorcycle"), timeout=60_000
         )
         page.screenshot(path=ARTIFACTS / "caption.png")
 
         panel = tab("Tag")
-        panel.locator("input[type=file][accept='image/*']").first.set_input_files(photo("chelsea"))
-        panel.get_by_role("button", name="Tag").click()
+        upload_and_click(panel, "chelsea", "Tag")
         sync_api.expect(panel.get_by_text("Egyptian cat").filter(visible=True).first).to_be_visible(timeout=60_000)
         page.screenshot(path=ARTIFACTS / "tag.png")
 
@@ -241,8 +243,7 @@ def test_every_tab_in_headless_chromium(server):
         page.screenshot(path=ARTIFACTS / "analogy.png")
 
         panel = tab("Similar images")
-        panel.locator("input[type=file][accept='image/*']").first.set_input_files(photo("camera"))
-        panel.get_by_role("button", name="Search").click()
+        upload_and_click(panel, "camera", "Search")
         sync_api.expect(panel.get_by_text("(0.", exact=False).first).to_be_visible(timeout=60_000)
         page.screenshot(path=ARTIFACTS / "similar_images.png")
         # the upload has a gallery photo's bytes: it is that gallery row, left out of its own results
@@ -282,14 +283,12 @@ def test_every_tab_in_headless_chromium(server):
         page.screenshot(path=ARTIFACTS / "explore_neurons.png")
 
         panel = explore_tab("Why this word")
-        panel.locator("input[type=file][accept='image/*']").first.set_input_files(photo("motorcycle_left"))
-        panel.get_by_role("button", name="Explain").click()
+        upload_and_click(panel, "motorcycle_left", "Explain")
         sync_api.expect(panel.get_by_text("motorcycle (log p").filter(visible=True).first).to_be_visible(timeout=90_000)
         page.screenshot(path=ARTIFACTS / "explore_explain.png")
 
         panel = explore_tab("Layer by layer")
-        panel.locator("input[type=file][accept='image/*']").first.set_input_files(photo("chelsea"))
-        panel.get_by_role("button", name="Show the layers").click()
+        upload_and_click(panel, "chelsea", "Show the layers")
         sync_api.expect(panel.get_by_text("stage 7", exact=True).filter(visible=True).first).to_be_visible(
             timeout=60_000
         )
