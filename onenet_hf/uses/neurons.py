@@ -105,7 +105,7 @@ def check_neuron(index: GalleryIndex, unit: int | None, channel: int | None) -> 
         width = {kind: _vectors(index, kind).shape[1] for kind in NEURON_KINDS}
         raise OneNetError(
             f"give {'one' if unit is None else 'only one'} of unit (0-{width['unit'] - 1}, {DESCRIBED['unit']}) "
-            f"and channel (0-{width['channel'] - 1}, {DESCRIBED['channel']})"
+            f"or channel (0-{width['channel'] - 1}, {DESCRIBED['channel']})"
         )
     kind, number = ("unit", unit) if channel is None else ("channel", channel)
     width = _vectors(index, kind).shape[1]

@@ -19,7 +19,8 @@ ANALOGY_METHODS = ("3cosadd", "3cosmul")
 @dataclass(frozen=True)
 class ScoredWord:
     """A word and its score, higher is better: a cosine (similar words, 3CosAdd analogies), a 3CosMul score, a
-    tag's log-probability plus weighted decoder log-chance, or an ImageNet label's probability."""
+    tag's log-probability plus weighted decoder log-chance, an ImageNet label's probability, or the mean rise of
+    its log-probability when a neuron is pushed up."""
 
     word: str
     score: float
