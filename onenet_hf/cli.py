@@ -83,6 +83,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.analogy_methods.split(","),
         args.restrict_vocab,
         args.questions,
+        args.no_repeat_ngram_size,
     )
     result = {"model": str(args.model), **result}
     captions = result.pop("captions", None)
@@ -130,7 +131,8 @@ def _caption(args: argparse.Namespace) -> int:
 
     if args.beam_size is not None:
         check_beam_size(args.beam_size)  # before the model loads
-    return _for_each_image(args, lambda net, image: net.caption(image, args.beam_size, args.length_penalty)[0].text)
+    options = (args.beam_size, args.length_penalty, args.no_repeat_ngram_size)
+    return _for_each_image(args, lambda net, image: net.caption(image, *options)[0].text)
 
 
 def _tag(args: argparse.Namespace) -> int:
@@ -343,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
             help_text = f"1 (greedy) to {MAX_BEAM_SIZE} (default: the model's generation config, 3 in a release)"
             sub.add_argument("--beam-size", type=int, help=help_text)
             sub.add_argument("--length-penalty", type=float, help="score = log p / length ** this (default: 1.0)")
+            help_text = "never repeat an n-gram of this length; 0 = off (default: the model's generation config)"
+            sub.add_argument("--no-repeat-ngram-size", type=int, help=help_text)
 
     def tagger_options(sub: argparse.ArgumentParser) -> None:
         help_text = "tags: decoder captions sampled per image to sharpen the tag head; 0 = the head alone"

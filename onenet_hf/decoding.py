@@ -23,6 +23,7 @@ class Hypothesis:
     score: float
 
 
+MAX_NO_REPEAT_NGRAM_SIZE = 24  # the longest caption the default generation config allows
 MAX_BEAM_SIZE = 64  # one image at beam 64 decodes in under 2 s on 2 CPU cores; 2048 took 8 s and 256 MB more
 
 
@@ -30,6 +31,14 @@ def check_beam_size(beam_size: int, maximum: int = MAX_BEAM_SIZE) -> None:
     """A beam of 1 (greedy) to `maximum` hypotheses: the cap bounds time and memory (both grow with the beam)."""
     if not isinstance(beam_size, int) or isinstance(beam_size, bool) or not 1 <= beam_size <= maximum:
         raise OneNetError(f"beam_size must be an integer from 1 to {maximum}, got {str(beam_size)[:20]}")
+
+
+def check_no_repeat_ngram_size(size: int) -> None:
+    """0 (off) or an n-gram length from 1 to MAX_NO_REPEAT_NGRAM_SIZE."""
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_NO_REPEAT_NGRAM_SIZE:
+        raise OneNetError(
+            f"no_repeat_ngram_size must be an integer from 0 (off) to {MAX_NO_REPEAT_NGRAM_SIZE}, got {str(size)[:20]}"
+        )
 
 
 @torch.no_grad()
@@ -42,13 +51,15 @@ def beam_search(
     max_length: int = 24,
     length_penalty: float = 1.0,
     suppress_token_ids: tuple[int, ...] = (),
+    no_repeat_ngram_size: int = 0,
 ) -> list[Hypothesis]:
     """Best hypothesis per batch item; `beam_size=1` is greedy decoding.
 
     A hypothesis scores sum(log p) / (tokens + 1) ** length_penalty (the +1 counts EOS). As in fairseq, each
     step looks at the 2K best extensions: those ending in EOS (among the top K) become finished hypotheses,
     the best K others live on; an item stops once it has K finished ones. `suppress_token_ids` (e.g.
-    padding, unknown-word and start tokens) are never generated.
+    padding, unknown-word and start tokens) are never generated. With `no_repeat_ngram_size=n` > 0 no hypothesis
+    says an n-gram twice (as transformers' option of that name): this stops "a white shirt and a white shirt".
     """
     check_beam_size(beam_size)
     batch, k = state[0].shape[0], beam_size
@@ -64,6 +75,7 @@ def beam_search(
         log_probs, state = step(tokens, state)
         log_probs = log_probs.float()
         log_probs[:, list(suppress_token_ids)] = float("-inf")
+        block_repeated_ngrams(log_probs, history, no_repeat_ngram_size)
         vocab = log_probs.shape[-1]
         if length == max_length:
             log_probs = torch.full_like(log_probs, float("-inf"))
@@ -87,9 +99,22 @@ def beam_search(
     return [max(hypotheses, key=lambda h: h.score) for hypotheses in finished]
 
 
+def block_repeated_ngrams(log_probs: torch.Tensor, history: torch.Tensor, n: int) -> None:
+    """Set to -inf, in place, each token that would complete an n-gram the row's history already contains."""
+    if n < 1 or history.shape[1] < n:
+        return
+    if n == 1:
+        log_probs.scatter_(1, history, float("-inf"))
+        return
+    windows = history.unfold(1, n, 1)  # (rows, positions, n): every n-gram said so far
+    last = history[:, history.shape[1] - n + 1 :].unsqueeze(1)
+    rows, positions = (windows[:, :, :-1] == last).all(-1).nonzero(as_tuple=True)
+    log_probs[rows, windows[rows, positions, -1]] = float("-inf")
+
+
 def generate_beams(backend, image_embeds: torch.Tensor, generation_config) -> list[Hypothesis]:
     """Beam search as a `GenerationConfig` asks (num_beams, max_new_tokens counting EOS, length_penalty,
-    suppress_tokens): the one search behind `generate`, `onenet caption` and the pipeline."""
+    suppress_tokens, no_repeat_ngram_size): the one search behind `generate`, `onenet caption` and the pipeline."""
     return beam_search(
         backend.decoder_step,
         backend.initial_state(image_embeds),
@@ -99,6 +124,7 @@ def generate_beams(backend, image_embeds: torch.Tensor, generation_config) -> li
         max_length=generation_config.max_new_tokens - 1,
         length_penalty=generation_config.length_penalty,
         suppress_token_ids=tuple(generation_config.suppress_tokens or ()),
+        no_repeat_ngram_size=generation_config.no_repeat_ngram_size or 0,
     )
 
 
@@ -165,6 +191,7 @@ __all__ = [
     "Samples",
     "beam_search",
     "check_beam_size",
+    "check_no_repeat_ngram_size",
     "generate_beams",
     "sample_sequences",
 ]

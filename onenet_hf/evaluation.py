@@ -73,16 +73,31 @@ def evaluate_on_features(
     length_penalty: float = 1.0,
     batch_size: int = 100,
     metrics: tuple[str, ...] = ("BLEU-4", "CIDEr"),
+    no_repeat_ngram_size: int | None = None,
 ) -> tuple[dict[str, float], list[str]]:
-    """Caption metrics of the model on cached backbone features of `examples`, and the captions."""
+    """Caption metrics of the model on cached backbone features of `examples`, and the captions; n-gram
+    blocking defaults to the model's generation config."""
     model.eval()
     texts: list[str] = []
     for start in range(0, len(examples), batch_size):
         grid = torch.from_numpy(np.array(features[start : start + batch_size])).to(model.device)
         embeds = model.get_image_features(backbone_features=grid)
-        captions = captions_from_embeddings(model, processor, embeds, beam_size, length_penalty)
+        captions = captions_from_embeddings(model, processor, embeds, beam_size, length_penalty, no_repeat_ngram_size)
         texts += [caption.text for caption in captions]
     return caption_metrics([e.captions for e in examples], texts, metrics), texts
+
+
+def caption_diversity(captions: Sequence[str]) -> dict[str, float]:
+    """How loopy and how varied captions are: the share (%) that say some word pair twice ("a white shirt and a
+    white shirt"), and how many distinct words they use together (a decoder that says the safe thing uses few)."""
+    repeated, words = 0, set()
+    for text in captions:
+        tokens = text.lower().split()
+        bigrams = list(zip(tokens, tokens[1:], strict=False))
+        repeated += len(set(bigrams)) < len(bigrams)
+        words.update(tokens)
+    share = 100.0 * repeated / len(captions) if captions else float("nan")
+    return {"repeated_bigram_%": share, "distinct_words": float(len(words))}
 
 
 def tag_precision(predicted: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> float:
@@ -231,6 +246,7 @@ def evaluate(
     analogy_methods: Sequence[str] = ANALOGY_METHODS,
     restrict_vocab: int = 30_000,
     questions: str | Path | None = None,
+    no_repeat_ngram_size: int | None = None,
 ) -> dict:
     """One evaluation of a loaded `OneNet`, as the record `onenet evaluate --output` writes: the task, data and
     options, then "metrics". The captions task also returns `"captions"`: (image file name, caption) pairs.
@@ -267,24 +283,23 @@ def evaluate(
         paths = [e.path for e in examples]
         grids = cached_backbone_features(net.model, net.processor.image_processor, paths, cache_dir)
     if task == "captions":
-        generation = caption_options(net.model, beam_size, length_penalty)
+        generation = caption_options(net.model, beam_size, length_penalty, no_repeat_ngram_size)
+        options = {
+            "beam_size": generation.num_beams,
+            "length_penalty": generation.length_penalty,
+            "no_repeat_ngram_size": generation.no_repeat_ngram_size or 0,
+        }
         if grids is not None:
             scores, texts = evaluate_on_features(
-                net.model,
-                net.processor,
-                grids,
-                examples,
-                generation.num_beams,
-                generation.length_penalty,
-                metrics=CAPTION_METRICS,
+                net.model, net.processor, grids, examples, metrics=CAPTION_METRICS, **options
             )
         else:
-            texts = [c.text for c in net.caption([e.path for e in examples], beam_size, length_penalty)]
+            texts = [c.text for c in net.caption([e.path for e in examples], *options.values())]
             scores = caption_metrics([e.captions for e in examples], texts)
         backend = "torch" if torch_backend else f"onnx-{net.model.variant}"
-        options = {"backend": backend, "beam_size": generation.num_beams, "length_penalty": generation.length_penalty}
         captions = [(e.path.name, text) for e, text in zip(examples, texts, strict=True)]
-        return result | options | {"metrics": scores, "captions": captions}
+        metrics = scores | caption_diversity(texts)
+        return result | {"backend": backend} | options | {"metrics": metrics, "captions": captions}
     if task == "tags":
         tagging = {"caption_samples": caption_samples, "caption_weight": caption_weight}
         return result | tagging | {"metrics": evaluate_tags(net.model, net.processor, grids, examples, 5, **tagging)}
@@ -312,6 +327,7 @@ __all__ = [
     "EVALUATION_TASKS",
     "evaluate",
     "gensim_questions",
+    "caption_diversity",
     "caption_metrics",
     "evaluate_on_features",
     "evaluate_retrieval",

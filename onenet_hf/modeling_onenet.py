@@ -17,7 +17,7 @@ from transformers import GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_onenet import OneNetConfig
-from .decoding import check_beam_size, generate_beams
+from .decoding import check_beam_size, check_no_repeat_ngram_size, generate_beams
 from .errors import OneNetError
 from .tokenization_onenet import UNK_TOKEN_ID
 
@@ -39,6 +39,9 @@ def backbone_wheel_state_dict(backbone_name: str) -> dict[str, torch.Tensor]:
     return torch.load(backbone_weights_file(backbone_name), map_location="cpu", weights_only=True)
 
 
+NO_REPEAT_NGRAM_SIZE = 2  # chosen on Flickr8k dev among 0, 2 and 3 (model card, "Decoding")
+
+
 def never_generated_token_ids(config: OneNetConfig) -> tuple[int, ...]:
     """Padding, unknown-word and start tokens: no caption contains them, beam-searched or sampled."""
     return (config.pad_token_id, UNK_TOKEN_ID, config.bos_token_id)
@@ -46,9 +49,10 @@ def never_generated_token_ids(config: OneNetConfig) -> tuple[int, ...]:
 
 def caption_generation_config(config: OneNetConfig, num_beams: int = 3) -> GenerationConfig:
     """Captioning defaults shared by `generate`, `onenet caption` and the pipeline; a release saves them as
-    generation_config.json. Padding, start and unknown-word tokens are never generated."""
+    generation_config.json. Padding, start and unknown-word tokens are never generated, nor a repeated n-gram."""
     return GenerationConfig(
         num_beams=num_beams,
+        no_repeat_ngram_size=NO_REPEAT_NGRAM_SIZE,
         length_penalty=1.0,
         max_new_tokens=config.max_caption_length + 1,
         bos_token_id=config.bos_token_id,
@@ -302,12 +306,14 @@ class OneNetModel(OneNetPreTrainedModel):
         **kwargs,
     ) -> torch.LongTensor:
         """Caption token ids (B, T), `[BOS] words [EOS]` padded with `[PAD]`, by the beam search `onenet caption`
-        runs; `num_beams`, `max_new_tokens` and `length_penalty` override the generation config."""
+        runs; `num_beams`, `max_new_tokens`, `length_penalty` and `no_repeat_ngram_size` override the generation
+        config."""
         generation_config = copy.deepcopy(generation_config or self.generation_config)
         unused = generation_config.update(**kwargs)
         if unused:
             raise OneNetError(
-                f"OneNet's generate takes num_beams, max_new_tokens and length_penalty, not {', '.join(sorted(unused))}"
+                "OneNet's generate takes num_beams, max_new_tokens, length_penalty and no_repeat_ngram_size, "
+                f"not {', '.join(sorted(unused))}"
             )
         check_generation_config(generation_config)
         hypotheses = generate_beams(self, self.get_image_features(pixel_values, backbone_features), generation_config)
@@ -525,6 +531,7 @@ def check_generation_config(generation_config: GenerationConfig) -> None:
     if not isinstance(generation_config.max_new_tokens, int) or generation_config.max_new_tokens < 2:
         got = generation_config.max_new_tokens
         raise OneNetError(f"max_new_tokens must be an integer >= 2 (a word and EOS), got {got!r}")
+    check_no_repeat_ngram_size(generation_config.no_repeat_ngram_size or 0)
 
 
 __all__ = [

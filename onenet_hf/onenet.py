@@ -101,9 +101,10 @@ class OneNet:
         images: ImageLike | Sequence[ImageLike],
         beam_size: int | None = None,
         length_penalty: float | None = None,
+        no_repeat_ngram_size: int | None = None,
     ) -> list[Caption]:
         """One `Caption(text, score)` per image, in input order; defaults from the model's generation config."""
-        return caption.caption(self.model, self.processor, images, beam_size, length_penalty)
+        return caption.caption(self.model, self.processor, images, beam_size, length_penalty, no_repeat_ngram_size)
 
     def _torch_model(self, use: str) -> OneNetModel:
         """The PyTorch model, or an error naming the use that the ONNX backend cannot run."""

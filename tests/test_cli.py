@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -56,10 +57,13 @@ def test_evaluate_writes_json_and_table(shapes_model, shapes_dir, feature_cache,
     assert main([*args, "--cache-dir", feature_cache, "--beam-size", "2", "--output", str(output)]) == 0
     table = capsys.readouterr().out
     results = json.loads(output.read_text())
-    assert results["images"] == 12 and results["beam_size"] == 2
-    assert set(results["metrics"]) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"}
+    assert results["images"] == 12 and results["beam_size"] == 2 and results["no_repeat_ngram_size"] == 2
+    scores = {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"}
+    assert set(results["metrics"]) == scores | {"repeated_bigram_%", "distinct_words"}
+    assert results["metrics"]["repeated_bigram_%"] == 0.0  # blocked by the default generation config
+    assert results["metrics"]["distinct_words"] >= 2  # a colour and a shape at least
     assert results["metrics"]["CIDEr"] > 1.0  # the shapes model names colour and shape of held-out images
-    assert f"CIDEr    {results['metrics']['CIDEr']:.4f}" in table
+    assert re.search(rf"^CIDEr +{results['metrics']['CIDEr']:.4f}$", table, re.MULTILINE)
 
 
 def _installed_onenet(*args: str) -> subprocess.CompletedProcess:

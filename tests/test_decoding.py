@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from onenet_hf.decoding import MAX_BEAM_SIZE, beam_search, sample_sequences
+from onenet_hf.decoding import MAX_BEAM_SIZE, MAX_NO_REPEAT_NGRAM_SIZE, beam_search, sample_sequences
 from onenet_hf.errors import OneNetError
 
 BOS, EOS, A, B = 0, 1, 2, 3
@@ -52,6 +52,31 @@ def test_length_penalty_zero_prefers_short_hypotheses():
 def test_beam_size_must_be_from_1_to_the_cap(beam_size):
     with pytest.raises(OneNetError, match=f"beam_size must be an integer from 1 to {MAX_BEAM_SIZE}, got {beam_size}"):
         beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=beam_size)
+
+
+def looping_step(tokens: torch.Tensor, state: tuple[torch.Tensor, ...]):
+    """A loop-prone decoder, "A B A B ..." for ever: after BOS or B comes A (0.9), after A comes B (0.9)."""
+    rows = [[0.0, 0.05, 0.9, 0.05] if int(t) in (BOS, B) else [0.0, 0.05, 0.05, 0.9] for t in tokens]
+    return torch.tensor(rows).log(), state
+
+
+def test_no_repeat_ngram_size_stops_loops():
+    state = (torch.zeros(2),)
+    [looping, _] = beam_search(looping_step, state, BOS, EOS, beam_size=1, max_length=8)
+    assert looping.token_ids == [A, B] * 4
+    for n in (1, 2, 3):
+        [best, _] = beam_search(looping_step, state, BOS, EOS, beam_size=1, max_length=8, no_repeat_ngram_size=n)
+        ngrams = [tuple(best.token_ids[i : i + n]) for i in range(len(best.token_ids) - n + 1)]
+        assert len(set(ngrams)) == len(ngrams), (n, best.token_ids)
+        assert best.token_ids[: n + 1] == [A, B, A, B][: n + 1]  # what is not a repeat is kept
+
+
+@pytest.mark.parametrize("size", [-1, MAX_NO_REPEAT_NGRAM_SIZE + 1, 2.0])
+def test_no_repeat_ngram_size_is_checked(size):
+    from onenet_hf.decoding import check_no_repeat_ngram_size
+
+    with pytest.raises(OneNetError, match="no_repeat_ngram_size must be an integer"):
+        check_no_repeat_ngram_size(size)
 
 
 def test_suppressed_tokens_are_never_generated():
@@ -106,3 +131,10 @@ def test_token_chances_follow_each_sampled_sequence():
 def test_num_samples_must_be_positive():
     with pytest.raises(OneNetError, match="num_samples and max_length must be >= 1"):
         sample_sequences(toy_step, (torch.zeros(1),), BOS, EOS, num_samples=0)
+
+
+def test_caption_diversity_counts_captions_with_a_repeated_word_pair_and_distinct_words():
+    from onenet_hf.evaluation import caption_diversity
+
+    captions = ["a dog and a dog and a cat", "a dog runs", "A white shirt and a white shirt", "dog dog"]
+    assert caption_diversity(captions) == {"repeated_bigram_%": 50.0, "distinct_words": 7.0}

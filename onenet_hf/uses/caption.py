@@ -40,7 +40,10 @@ class Caption:
 
 
 def caption_options(
-    backend: CaptionBackend, beam_size: int | None = None, length_penalty: float | None = None
+    backend: CaptionBackend,
+    beam_size: int | None = None,
+    length_penalty: float | None = None,
+    no_repeat_ngram_size: int | None = None,
 ) -> GenerationConfig:
     """The backend's generation config (the release's generation_config.json) with the caller's overrides."""
     options = copy.deepcopy(backend.generation_config)
@@ -48,6 +51,8 @@ def caption_options(
         options.num_beams = beam_size
     if length_penalty is not None:
         options.length_penalty = length_penalty
+    if no_repeat_ngram_size is not None:
+        options.no_repeat_ngram_size = no_repeat_ngram_size
     check_generation_config(options)
     return options
 
@@ -59,9 +64,11 @@ def captions_from_embeddings(
     image_embeds: torch.Tensor,
     beam_size: int | None = None,
     length_penalty: float | None = None,
+    no_repeat_ngram_size: int | None = None,
 ) -> list[Caption]:
     """Captions for image representations already computed (training-time evaluation uses this)."""
-    hypotheses = generate_beams(backend, image_embeds, caption_options(backend, beam_size, length_penalty))
+    options = caption_options(backend, beam_size, length_penalty, no_repeat_ngram_size)
+    hypotheses = generate_beams(backend, image_embeds, options)
     texts = processor.batch_decode([h.token_ids for h in hypotheses], skip_special_tokens=True)
     return [Caption(text, h.score) for text, h in zip(texts, hypotheses, strict=True)]
 
@@ -73,20 +80,22 @@ def caption(
     images: ImageLike | Sequence[ImageLike],
     beam_size: int | None = None,
     length_penalty: float | None = None,
+    no_repeat_ngram_size: int | None = None,
     batch_size: int = 16,
 ) -> list[Caption]:
-    """Caption one image or a list (paths, PIL images or arrays), in input order; beam size and length penalty
-    default to the model's generation config.
+    """Caption one image or a list (paths, PIL images or arrays), in input order; beam size, length penalty and
+    n-gram blocking default to the model's generation config.
 
     An unreadable image raises `ImageLoadError` naming it; call per image to skip bad ones.
     """
-    caption_options(backend, beam_size, length_penalty)  # bad options fail before any image is read
+    options = (beam_size, length_penalty, no_repeat_ngram_size)
+    caption_options(backend, *options)  # bad options fail before any image is read
     images = list(images) if isinstance(images, (list, tuple)) else [images]
     captions: list[Caption] = []
     for start in range(0, len(images), batch_size):
         pixel_values = processor(images=images[start : start + batch_size])["pixel_values"]
         image_embeds = backend.get_image_features(pixel_values)
-        captions += captions_from_embeddings(backend, processor, image_embeds, beam_size, length_penalty)
+        captions += captions_from_embeddings(backend, processor, image_embeds, *options)
     return captions
 
 
