@@ -10,8 +10,8 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path

@@ -46,6 +46,16 @@ def sample_index(shipped, tmp_path_factory):
     return shipped.build_index(sample_photos(), tmp_path_factory.mktemp("samples") / "index")
 
 
+def test_no_repeat_ngram_size_reaches_caption_and_generate_alike(shipped):
+    photo = next(p for p in sample_photos() if p.stem == "astronaut")
+    unblocked = shipped.caption(photo, no_repeat_ngram_size=0)[0].text.split()
+    assert len(set(unblocked)) < len(unblocked), unblocked  # the test needs a caption that repeats a word
+    blocked = shipped.caption(photo, no_repeat_ngram_size=1)[0].text
+    assert len(set(blocked.split())) == len(blocked.split()), blocked
+    ids = shipped.model.generate(shipped.processor(images=[photo])["pixel_values"], no_repeat_ngram_size=1)
+    assert shipped.processor.batch_decode(ids, skip_special_tokens=True) == [blocked]
+
+
 @pytest.mark.slow
 def test_tags_and_imagenet_labels_of_sample_photos(shipped):
     photos = {p.stem: p for p in sample_photos()}
