@@ -127,10 +127,12 @@ def _for_each_image(args: argparse.Namespace, describe) -> int:
 
 
 def _caption(args: argparse.Namespace) -> int:
-    from .decoding import check_beam_size
+    from .decoding import check_beam_size, check_no_repeat_ngram_size
 
     if args.beam_size is not None:
         check_beam_size(args.beam_size)  # before the model loads
+    if args.no_repeat_ngram_size is not None:
+        check_no_repeat_ngram_size(args.no_repeat_ngram_size)
     options = (args.beam_size, args.length_penalty, args.no_repeat_ngram_size)
     return _for_each_image(args, lambda net, image: net.caption(image, *options)[0].text)
 

@@ -39,7 +39,7 @@ def backbone_wheel_state_dict(backbone_name: str) -> dict[str, torch.Tensor]:
     return torch.load(backbone_weights_file(backbone_name), map_location="cpu", weights_only=True)
 
 
-NO_REPEAT_NGRAM_SIZE = 2  # chosen on Flickr8k dev among 0, 2 and 3 (model card, "Decoding")
+NO_REPEAT_NGRAM_SIZE = 2  # chosen on Flickr8k dev among 0, 2 and 3 (model card, "Loops and n-gram blocking")
 
 
 def never_generated_token_ids(config: OneNetConfig) -> tuple[int, ...]:

@@ -227,6 +227,9 @@ def test_caps_and_long_input_are_short_one_line_errors(shapes_model_with_heads, 
     assert main(["caption", "--sample-photos", "--beam-size", "100000", *model]) == 2
     line = _one_line_error(capsys.readouterr().err, "caption")
     assert "beam_size must be an integer from 1 to 64, got 100000" in line
+    assert main(["caption", "--sample-photos", "--no-repeat-ngram-size", "-1", "--model", "no/such-model"]) == 2
+    line = _one_line_error(capsys.readouterr().err, "caption")  # checked before the model is looked for
+    assert "no_repeat_ngram_size must be an integer from 0 (off) to 24, got -1" in line
     assert main(["tag", "--sample-photos", "-k", "5000", *model]) == 2
     assert "k must be an integer from 1 to 1,000, got 5000" in _one_line_error(capsys.readouterr().err, "tag")
     assert main(["similar-words", "q" * 10_000, "--space", "glove", *model]) == 2
