@@ -49,6 +49,13 @@ def _train_heads(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_scst(args: argparse.Namespace) -> int:
+    from .scst import SCSTArguments, train_scst
+
+    print(f"best model (by dev CIDEr) written to {train_scst(dataclass_from(SCSTArguments, args))}")
+    return 0
+
+
 def _load(args: argparse.Namespace):
     from .onenet import OneNet
 
@@ -317,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .features import DEFAULT_CACHE_DIR
     from .head_training import HeadTrainingArguments
     from .indexing import MAX_N_TREES
+    from .scst import SCSTArguments
     from .training import CaptionTrainingArguments
     from .uses.layers import CHANNELS, MAX_CHANNELS
     from .uses.maps import COLOR_BY, MAP_METHODS
@@ -334,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     train_heads = commands.add_parser("train-heads", help="train the tag and retrieval heads on a trained model")
     add_dataclass_arguments(train_heads, HeadTrainingArguments)
     train_heads.set_defaults(run=_train_heads)
+    train_scst = commands.add_parser(
+        "train-scst", help="fine-tune a trained model's caption decoder on CIDEr-D (self-critical training)"
+    )
+    add_dataclass_arguments(train_scst, SCSTArguments)
+    train_scst.set_defaults(run=_train_scst)
 
     def model_options(sub: argparse.ArgumentParser, decoding: bool = False) -> None:
         help_text = f"checkpoint folder or Hub repo id (default: ${MODEL_ENV} if set, else %(default)s)"

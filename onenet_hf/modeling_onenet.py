@@ -440,15 +440,20 @@ class OneNetModel(OneNetPreTrainedModel):
         """Scaled cosines (T, I) of retrieval-space text and image vectors: the contrastive loss's logits."""
         return self.retrieval_head.scale() * text_embeds @ image_embeds.T
 
-    def caption_token_log_probs(self, token_ids: Sequence[Sequence[int]], image_embeds: torch.Tensor) -> torch.Tensor:
+    def caption_token_log_probs(
+        self, token_ids: Sequence[Sequence[int]], image_embeds: torch.Tensor, suppress_token_ids: Sequence[int] = ()
+    ) -> torch.Tensor:
         """Teacher-forced log p(token | earlier tokens, image) (B, T) of each `[BOS] words [EOS]` token list after
         its [BOS], given the image representation of the same row: column i is the (i + 1)-th token (the i-th
-        word, or EOS); T is the longest list's length - 1, and columns past a shorter list's end are 0."""
+        word, or EOS); T is the longest list's length - 1, and columns past a shorter list's end are 0.
+        `suppress_token_ids` are left out of the softmax, as sampling and beam search leave them out."""
         width = max(len(ids) for ids in token_ids)
         padded = [list(ids) + [-100] * (width - len(ids)) for ids in token_ids]
         padded = torch.tensor(padded, device=image_embeds.device)
         inputs, labels = padded[:, :-1].clamp(min=0), padded[:, 1:]
-        log_probs = self(input_ids=inputs, image_embeds=image_embeds).logits.float().log_softmax(-1)
+        logits = self(input_ids=inputs, image_embeds=image_embeds).logits.float()
+        logits[..., list(suppress_token_ids)] = float("-inf")
+        log_probs = logits.log_softmax(-1)
         token_log_probs = log_probs.gather(2, labels.clamp(min=0)[..., None])[..., 0]
         return token_log_probs * (labels != -100)
 

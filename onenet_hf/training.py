@@ -126,7 +126,8 @@ def full_determinism(enabled: bool = True) -> Iterator[None]:
             os.environ["CUBLAS_WORKSPACE_CONFIG"] = saved[4]
 
 
-def _save_atomically(obj: object, path: Path) -> None:
+def save_atomically(obj: object, path: Path) -> None:
+    """`torch.save` to a temporary file beside `path`, then a rename: a killed run leaves the previous state."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -278,7 +279,7 @@ def _train(args: CaptionTrainingArguments) -> Path:
             model.save_pretrained(output_dir)
             processor.save_pretrained(output_dir)
         trainable = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
-        _save_atomically(
+        save_atomically(
             {
                 "arguments": asdict(args),
                 "epoch": epoch,
@@ -295,4 +296,4 @@ def _train(args: CaptionTrainingArguments) -> Path:
     return output_dir
 
 
-__all__ = ["CaptionTrainingArguments", "epoch_seed", "full_determinism", "seed_everything", "train"]
+__all__ = ["CaptionTrainingArguments", "epoch_seed", "full_determinism", "save_atomically", "seed_everything", "train"]

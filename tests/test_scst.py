@@ -1,0 +1,126 @@
+"""Self-critical training: its baselines, a policy-gradient step that moves towards rewarded captions, and the
+`train-scst` stage on the shapes set (only the decoder learns, per-epoch dev figures, resumes exactly)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from onenet_hf import OneNetModel, OneNetProcessor
+from onenet_hf import scst as scst_module
+from onenet_hf.cider import CiderD
+from onenet_hf.data import read_split
+from onenet_hf.errors import OneNetError
+from onenet_hf.evaluation import evaluate_on_features
+from onenet_hf.features import cached_backbone_features
+from onenet_hf.scst import SCST_LOG_FILE, SCST_STATE_FILE, SCST_TRAINABLE, SCSTArguments, baselines, scst_loss
+from onenet_hf.training import LOG_FILE
+
+
+def test_mean_baseline_is_the_mean_of_the_other_samples_and_greedy_the_greedy_reward():
+    rewards = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 6.0]])
+    assert baselines(rewards, None).tolist() == [[2.5, 2.0, 1.5], [3.0, 3.0, 0.0]]
+    assert baselines(rewards, torch.tensor([1.0, 4.0])).tolist() == [[1.0] * 3, [4.0] * 3]
+
+
+def test_policy_gradient_steps_make_the_rewarded_caption_likelier(tiny_net):
+    model, tokenizer = tiny_net.model, tiny_net.processor.tokenizer
+    model.eval()
+    reference, other = tokenizer(["a red circle", "a blue square"], add_special_tokens=True)["input_ids"]
+    cider = CiderD([[reference[1:-1]], [other[1:-1]]])  # idf needs more than one image
+    embeds = torch.randn(1, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    parameters = [p for name, p in model.named_parameters() if name.startswith(SCST_TRAINABLE)]
+    saved = [p.detach().clone() for p in parameters]
+    optimizer = torch.optim.Adam(parameters, lr=0.05)
+    with torch.no_grad():
+        before = model.caption_log_likelihood([reference], embeds).item()
+    rewards = []
+    for step in range(15):
+        loss, reward = scst_loss(model, cider, embeds, [0], 16, "mean", seed=step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        rewards.append(reward)
+    with torch.no_grad():
+        after = model.caption_log_likelihood([reference], embeds).item()
+        for parameter, value in zip(parameters, saved, strict=True):
+            parameter.copy_(value)  # tiny_net is shared by the module's tests
+    assert after > before + 1.0, (before, after)
+    assert sum(rewards[-5:]) > sum(rewards[:5])
+
+
+@pytest.mark.slow
+def test_train_scst_changes_only_the_decoder_logs_each_epoch_and_resumes_exactly(
+    shapes_model_with_heads, shapes_dir, feature_cache, tmp_path, monkeypatch
+):
+    arguments = dict(
+        model_dir=str(shapes_model_with_heads), data_dir=str(shapes_dir), cache_dir=feature_cache,
+        epochs=3, images_per_batch=8, samples_per_image=4, learning_rate=5e-3,
+    )  # fmt: skip
+    straight = scst_module.train_scst(SCSTArguments(output_dir=str(tmp_path / "straight"), **arguments))
+    log = json.loads((straight / SCST_LOG_FILE).read_text())
+    assert [row["epoch"] for row in log] == [0, 1, 2, 3]
+    assert {"BLEU-4", "CIDEr", "repeated_bigram_%", "distinct_words"} <= log[0].keys()
+    assert all(row["train_CIDEr-D_reward"] > 0 for row in log[1:])
+    assert (straight / LOG_FILE).exists()  # the starting model's training log travels along
+
+    start = OneNetModel.from_pretrained(shapes_model_with_heads).state_dict()
+    final = torch.load(straight / SCST_STATE_FILE, weights_only=False)["trainable"]
+    assert set(final) == {name for name in start if name.startswith(SCST_TRAINABLE)}
+    assert any(not torch.equal(start[name], tensor) for name, tensor in final.items())
+    saved = OneNetModel.from_pretrained(straight).state_dict()
+    for name, tensor in start.items():
+        if not name.startswith(SCST_TRAINABLE):  # representation, word embeddings and heads stay bit for bit
+            assert torch.equal(tensor, saved[name]), name
+    dev = read_split(shapes_dir, "dev")
+    processor = OneNetProcessor.from_pretrained(straight)
+    model = OneNetModel.from_pretrained(straight)
+    features = cached_backbone_features(model, processor.image_processor, [e.path for e in dev], feature_cache)
+    scores, _ = evaluate_on_features(model, processor, features, dev)
+    assert scores["CIDEr"] == max(row["CIDEr"] for row in log)  # the written model is the best epoch's
+
+    evaluate = scst_module.evaluate_on_features
+    calls = []
+
+    def evaluate_then_stop(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # epoch 0 (the start), epoch 1, then stop during epoch 2's evaluation
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(scst_module, "evaluate_on_features", evaluate_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        scst_module.train_scst(SCSTArguments(output_dir=str(tmp_path / "resumed"), **arguments))
+    monkeypatch.setattr(scst_module, "evaluate_on_features", evaluate)
+    torch.manual_seed(12345)  # a resumed process starts with another generator state
+    resumed = scst_module.train_scst(SCSTArguments(output_dir=str(tmp_path / "resumed"), **arguments))
+    assert json.loads((resumed / SCST_LOG_FILE).read_text()) == log
+    again = torch.load(resumed / SCST_STATE_FILE, weights_only=False)["trainable"]
+    assert all(torch.equal(final[name], again[name]) for name in final)
+    with pytest.raises(OneNetError, match="other arguments"):
+        scst_module.train_scst(SCSTArguments(output_dir=str(tmp_path / "resumed"), **{**arguments, "epochs": 4}))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"baseline": "best"}, "choose one of mean, greedy"),
+        ({"samples_per_image": 1}, "the baseline needs 2"),
+        ({"images_per_batch": 0}, "--images-per-batch must be 1 to"),
+        ({"epochs": 0}, "--epochs must be >= 1"),
+    ],
+)
+def test_bad_arguments_are_one_clear_error_before_any_work(tmp_path, change, message):
+    arguments = dict(model_dir=str(tmp_path / "nowhere"), data_dir=str(tmp_path), output_dir=str(tmp_path / "out"))
+    with pytest.raises(OneNetError, match=message):
+        scst_module.train_scst(SCSTArguments(**{**arguments, **change}))
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_dir_must_not_be_the_model_dir(shapes_model, shapes_dir, tmp_path):
+    with pytest.raises(OneNetError, match="must differ from --model-dir"):
+        scst_module.train_scst(
+            SCSTArguments(model_dir=str(shapes_model), data_dir=str(shapes_dir), output_dir=str(shapes_model))
+        )
