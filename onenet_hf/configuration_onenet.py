@@ -69,6 +69,12 @@ class OneNetConfig(PretrainedConfig):
             Describe-to-search re-ranks this many nearest images by the caption decoder's likelihood.
         rerank_weight (`float`, *optional*, defaults to 1.5):
             Weight of the decoder's log-likelihood against the scaled retrieval-space cosine when re-ranking.
+        text_rerank_weight (`float`, *optional*, defaults to 0.5):
+            The other way (captions for an image): weight of the decoder's pointwise mutual information, log
+            p(caption | image) minus the caption's log prior, against the scaled cosine; the `rerank_top_k` nearest
+            captions are re-ranked.
+        text_prior_images (`int`, *optional*, defaults to 20):
+            A caption's log prior is the log of its mean likelihood over this many images of the searched set.
     """
 
     model_type = "onenet"
@@ -100,6 +106,8 @@ class OneNetConfig(PretrainedConfig):
         projection_dropout: float = 0.2,
         rerank_top_k: int = 100,
         rerank_weight: float = 1.5,
+        text_rerank_weight: float = 0.5,
+        text_prior_images: int = 20,
         **kwargs,
     ):
         if image_pooling not in ("mean", "attention"):
@@ -126,6 +134,8 @@ class OneNetConfig(PretrainedConfig):
         self.projection_dropout = projection_dropout
         self.rerank_top_k = rerank_top_k
         self.rerank_weight = rerank_weight
+        self.text_rerank_weight = text_rerank_weight
+        self.text_prior_images = text_prior_images
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
 
 

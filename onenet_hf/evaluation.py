@@ -20,7 +20,16 @@ from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .text_encoder import encode_sentences
 from .uses.caption import caption_options, captions_from_embeddings
-from .uses.search import SEARCH_METHODS, check_method, glove_text_embeds, rerank, rerank_token_ids, text_token_ids
+from .uses.search import (
+    SEARCH_METHODS,
+    caption_log_priors,
+    check_method,
+    glove_text_embeds,
+    rerank,
+    rerank_texts,
+    rerank_token_ids,
+    text_token_ids,
+)
 from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, Tagger
 from .uses.words import ANALOGY_METHODS, evaluate_analogies
 from .word_vectors import content_words, glove_vectors, normalize_word
@@ -183,6 +192,23 @@ def _reranked_scores(model: OneNetModel, similarity: torch.Tensor, token_ids, re
     return scores
 
 
+@torch.inference_mode()
+def _reranked_text_scores(model: OneNetModel, similarity: torch.Tensor, token_ids, representations) -> torch.Tensor:
+    """(texts, images) scores that rank each image's texts as `rerank_texts` does: the top `rerank_top_k` by the
+    decoder's pointwise mutual information, above the rest by retrieval cosine. The captions' log priors are
+    taken over `text_prior_images` images of the split, drawn with a fixed seed."""
+    prior_rows = torch.randperm(len(representations), generator=torch.Generator().manual_seed(0))
+    priors = caption_log_priors(model, token_ids, representations[prior_rows[: model.config.text_prior_images]])
+    scores = similarity.double().T.clone()
+    for image in tqdm(range(len(scores)), desc="decoder re-ranking of captions", unit="image"):
+        rows, reranked = rerank_texts(
+            model, token_ids, similarity[:, image], representations[image : image + 1], priors,
+            model.config.rerank_top_k,
+        )  # fmt: skip
+        scores[image, rows] = 1e4 + reranked
+    return scores.T
+
+
 def evaluate_retrieval(
     model: OneNetModel,
     processor: OneNetProcessor,
@@ -192,8 +218,8 @@ def evaluate_retrieval(
     captions_per_image: int | None = None,
 ) -> dict[str, float]:
     """Text-to-image and image-to-text recall of a search method on a split: every caption queries the split's
-    images. The decoder re-ranking of `reranked` is text-to-image only, so its image-to-text figures are those
-    of `retrieval`; `invert` runs the inversion per caption.
+    images, every image its captions. `reranked` re-ranks both ways with the decoder (`rerank`, `rerank_texts`);
+    `invert` runs the inversion per caption.
     `captions_per_image` keeps only each image's first captions as queries (all by default).
     """
     check_method(method)
@@ -215,10 +241,10 @@ def evaluate_retrieval(
         elif method == "glove":
             queries = glove_text_embeds(model, processor.tokenizer, captions)
             similarity = queries @ model.get_tag_image_embeds(representations).T
-    if method == "reranked":  # the decoder re-ranks images for a text; image-to-text stays in the retrieval space
-        reranked = retrieval_metrics(_reranked_scores(model, similarity, token_ids, representations), owners)
-        retrieval = retrieval_metrics(similarity, owners)
-        return {k: (reranked if k.startswith("text_to_image") else retrieval)[k] for k in retrieval}
+    if method == "reranked":  # the decoder re-ranks images for each text, and texts for each image
+        images = retrieval_metrics(_reranked_scores(model, similarity, token_ids, representations), owners)
+        texts = retrieval_metrics(_reranked_text_scores(model, similarity, token_ids, representations), owners)
+        return {k: (images if k.startswith("text_to_image") else texts)[k] for k in images}
     if method == "invert":
         chunks = [token_ids[i : i + 50] for i in range(0, len(token_ids), 50)]
         inverted = torch.cat([model.invert_captions(chunk) for chunk in tqdm(chunks, desc="inverting")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -487,6 +488,28 @@ class OneNetModel(OneNetPreTrainedModel):
         plus `config.rerank_weight` x log p(text | image) from the caption decoder."""
         likelihood = self.caption_log_likelihood([token_ids] * len(image_embeds), image_embeds)
         return self.retrieval_head.scale() * retrieval_cosines + self.config.rerank_weight * likelihood
+
+    def get_caption_log_priors(self, token_ids: Sequence[Sequence[int]], prior_embeds: torch.Tensor) -> torch.Tensor:
+        """log of the mean over P image representations (P, hidden_size) of p(caption | image), per caption: how
+        likely the decoder finds a caption whatever the image. Ranking captions for an image subtracts it
+        (pointwise mutual information): the likelihood alone prefers short, generic captions."""
+        likelihoods = torch.stack(
+            [self.caption_log_likelihood(token_ids, embeds.expand(len(token_ids), -1)) for embeds in prior_embeds]
+        )
+        return likelihoods.logsumexp(0) - math.log(len(prior_embeds))
+
+    def get_text_rerank_scores(
+        self,
+        token_ids: Sequence[Sequence[int]],
+        image_embeds: torch.Tensor,
+        retrieval_cosines: torch.Tensor,
+        log_priors: torch.Tensor,
+    ) -> torch.Tensor:
+        """Re-ranking score of N candidate captions for one image (1, hidden_size): the scaled retrieval-space
+        cosine of each, plus `config.text_rerank_weight` x its log p(caption | image) minus its log prior."""
+        likelihood = self.caption_log_likelihood(token_ids, image_embeds.expand(len(token_ids), -1))
+        information = likelihood - log_priors
+        return self.retrieval_head.scale() * retrieval_cosines + self.config.text_rerank_weight * information
 
     def invert_captions(
         self,

@@ -23,6 +23,7 @@ from onenet_hf import OneNet
 from onenet_hf.cli import add_dataclass_arguments, build_parser, dataclass_from, main
 from onenet_hf.head_training import HEADS_LOG_FILE, HeadTrainingArguments
 from onenet_hf.samples import sample_photos
+from onenet_hf.scst import SCSTArguments
 from onenet_hf.training import LOG_FILE, CaptionTrainingArguments
 
 from .conftest import SMALL
@@ -80,7 +81,7 @@ def _installed_onenet(*args: str) -> subprocess.CompletedProcess:
 def test_console_script_is_installed_and_explains_usage(shapes_model, shapes_dir, tmp_path):
     usage = _installed_onenet("--help")
     assert usage.returncode == 0, usage.stderr
-    assert all(command in usage.stdout for command in ("train-heads", "caption", "release", "export"))
+    assert all(command in usage.stdout for command in ("train-heads", "train-scst", "caption", "release", "export"))
     nothing = _installed_onenet("caption")
     assert nothing.returncode == 2 and nothing.stderr == "onenet caption: give image paths, or --sample-photos\n"
     image = sorted((shapes_dir / "images").glob("dev_*.jpg"))[0]
@@ -305,6 +306,17 @@ def test_train_heads_on_a_missing_model_is_a_one_line_error(shapes_dir, tmp_path
     assert not (tmp_path / "out").exists()  # nothing written before the model was found
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--baseline", "best"], "--baseline 'best': choose one of mean, greedy"), ([], "nowhere: no such model folder")],
+)
+def test_train_scst_bad_input_is_a_one_line_error_before_any_work(tmp_path, capsys, flags, message):
+    args = ["train-scst", "--model-dir", str(tmp_path / "nowhere"), "--data-dir", str(tmp_path)]
+    assert main([*args, "--output-dir", str(tmp_path / "out"), *flags]) == 2
+    assert message in _one_line_error(capsys.readouterr().err, "train-scst")
+    assert not (tmp_path / "out").exists()
+
+
 @slow
 def test_release_writes_the_card_weights_logs_and_evaluations(shapes_model_with_heads, shapes_dir, tmp_path, capsys):
     evaluation = tmp_path / "captions.json"
@@ -378,11 +390,12 @@ def test_export_of_a_folder_without_a_model_is_a_one_line_error(tmp_path, capsys
     assert not (tmp_path / "empty" / "onnx").exists()  # nothing written before the model was found
 
 
-# The flags of `train` and `train-heads`, made from their arguments dataclasses.
+# The flags of `train`, `train-heads` and `train-scst`, made from their arguments dataclasses.
 
 REQUIRED = {
     CaptionTrainingArguments: {"data_dir", "output_dir"},
     HeadTrainingArguments: {"model_dir", "data_dir", "output_dir"},
+    SCSTArguments: {"model_dir", "data_dir", "output_dir"},
 }
 
 
@@ -399,7 +412,7 @@ def _required_flags(arguments: type, leave_out: str | None = None) -> list[str]:
     return [text for name in sorted(REQUIRED[arguments] - {leave_out}) for text in (_flag(name), f"/{name}")]
 
 
-@pytest.mark.parametrize("arguments", [CaptionTrainingArguments, HeadTrainingArguments], ids=lambda a: a.__name__)
+@pytest.mark.parametrize("arguments", list(REQUIRED), ids=lambda a: a.__name__)
 def test_every_field_is_a_flag_whose_default_is_the_dataclass_default(arguments):
     fields = dataclasses.fields(arguments)
     assert {f.name for f in fields if f.default is dataclasses.MISSING} == REQUIRED[arguments]
@@ -412,7 +425,7 @@ def test_every_field_is_a_flag_whose_default_is_the_dataclass_default(arguments)
     assert dataclass_from(arguments, parsed) == arguments(**{name: f"/{name}" for name in REQUIRED[arguments]})
 
 
-@pytest.mark.parametrize("arguments", [CaptionTrainingArguments, HeadTrainingArguments], ids=lambda a: a.__name__)
+@pytest.mark.parametrize("arguments", list(REQUIRED), ids=lambda a: a.__name__)
 def test_flags_are_typed_as_their_defaults_and_every_value_reaches_the_dataclass(arguments, capsys):
     parser, required = _parser(arguments), _required_flags(arguments)
     kinds, given, expected = set(), [], {name: f"/{name}" for name in REQUIRED[arguments]}
@@ -443,13 +456,13 @@ def test_flags_are_typed_as_their_defaults_and_every_value_reaches_the_dataclass
                 parser.parse_args([*required, option, "1.5x"])
             assert error.value.code == 2
             assert f"argument {option}: invalid {kind.__name__} value: '1.5x'" in capsys.readouterr().err
-    assert {int, float, str} <= kinds  # every kind met (and bool in CaptionTrainingArguments)
-    assert (bool in kinds) == (arguments is CaptionTrainingArguments)
+    assert {int, float, str} <= kinds  # every kind met (and bool where the dataclass has one)
+    assert (bool in kinds) == (arguments is not HeadTrainingArguments)
     built = dataclass_from(arguments, parser.parse_args([*required, *given]))
     assert built == arguments(**expected) and built != arguments(**{name: f"/{name}" for name in REQUIRED[arguments]})
 
 
-@pytest.mark.parametrize("arguments", [CaptionTrainingArguments, HeadTrainingArguments], ids=lambda a: a.__name__)
+@pytest.mark.parametrize("arguments", list(REQUIRED), ids=lambda a: a.__name__)
 def test_required_fields_are_required_flags(arguments, capsys):
     for name in REQUIRED[arguments]:
         with pytest.raises(SystemExit) as error:
@@ -458,7 +471,7 @@ def test_required_fields_are_required_flags(arguments, capsys):
         assert f"the following arguments are required: {_flag(name)}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("arguments", [CaptionTrainingArguments, HeadTrainingArguments], ids=lambda a: a.__name__)
+@pytest.mark.parametrize("arguments", list(REQUIRED), ids=lambda a: a.__name__)
 def test_help_shows_each_default(arguments):
     options = _parser(arguments).format_help().split("options:\n")[1].splitlines()
     for field in dataclasses.fields(arguments):

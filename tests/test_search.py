@@ -7,9 +7,16 @@ import pytest
 import torch
 
 from onenet_hf import OneNetError
-from onenet_hf.uses.search import SEARCH_METHODS, check_method, rerank, text_token_ids
+from onenet_hf.uses.search import (
+    SEARCH_METHODS,
+    caption_log_priors,
+    check_method,
+    rerank,
+    rerank_texts,
+    text_token_ids,
+)
 from onenet_hf.word_vectors import UnknownWordError
-from tests.conftest import COLOURS, SHAPES, write_shape_gallery
+from tests.conftest import COLOURS, SHAPES, draw_shape, write_shape_gallery
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +65,41 @@ def test_rerank_orders_only_the_top_candidates_by_the_decoder(shapes_net):
     assert scores.tolist() == sorted(scores.tolist(), reverse=True)
     with torch.inference_mode():
         assert scores.tolist() == pytest.approx(model.get_rerank_scores(ids, embeds[rows], cosines[rows]).tolist())
+
+
+def test_caption_log_prior_is_the_log_mean_likelihood_over_the_prior_images(shapes_net):
+    model, processor = shapes_net.model, shapes_net.processor
+    torch.manual_seed(0)
+    images = model.image_norm(torch.randn(3, model.config.hidden_size)).detach()
+    ids = [text_token_ids(processor, text, 24) for text in ("a red circle", "the big green triangle")]
+    with torch.inference_mode():
+        each = torch.stack([model.caption_log_likelihood(ids, image.expand(2, -1)) for image in images])
+        priors = caption_log_priors(model, [ids[0], None, ids[1]], images, batch_size=1)
+    expected = each.exp().mean(0).log()
+    assert priors.tolist() == pytest.approx([expected[0].item(), 0.0, expected[1].item()], abs=1e-5)
+
+
+def test_rerank_texts_orders_the_top_captions_by_cosine_and_information(shapes_net):
+    """An image's captions: the decoder's pointwise mutual information lifts its own shape above a closer cosine,
+    and a caption it cannot read keeps its scaled cosine."""
+    model, processor, texts = shapes_net.model, shapes_net.processor, ("a red circle", "a blue square")
+    with torch.inference_mode():
+        shapes = [draw_shape("red", "circle", 7), draw_shape("blue", "square", 8)]
+        pixels = processor.image_processor(shapes, return_tensors="pt")["pixel_values"]
+        red, blue = model.get_image_features(pixels).split(1)
+    ids = [text_token_ids(processor, text, 24) for text in texts] + [None, None]
+    cosines = torch.tensor([0.30, 0.35, 0.9, 0.0])  # the blue caption and an unreadable one are closer
+    with torch.inference_mode():
+        priors = caption_log_priors(model, ids, torch.cat([red, blue]))
+        rows, scores = rerank_texts(model, ids, cosines, red, priors, top=3)
+        information = model.caption_log_likelihood(ids[:2], red.expand(2, -1)) - priors[:2]
+    assert sorted(rows.tolist()) == [0, 1, 2]  # the 3 best cosines, nothing else
+    assert rows.tolist().index(0) < rows.tolist().index(1)  # the red caption beats the closer blue one
+    scale, weight = model.retrieval_head.scale().item(), model.config.text_rerank_weight
+    expected = {0: scale * 0.30 + weight * information[0].item(), 1: scale * 0.35 + weight * information[1].item()}
+    expected[2] = scale * 0.9
+    assert scores.tolist() == pytest.approx([expected[row] for row in rows.tolist()], abs=1e-4)
+    assert scores.tolist() == sorted(scores.tolist(), reverse=True)
 
 
 def test_reranked_search_finds_the_described_shape(shapes_net, shapes_index):
