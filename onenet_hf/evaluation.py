@@ -192,17 +192,23 @@ def _reranked_scores(model: OneNetModel, similarity: torch.Tensor, token_ids, re
     return scores
 
 
+def prior_images(representations: torch.Tensor, count: int) -> torch.Tensor:
+    """`count` image representations of a split, drawn with a fixed seed: the images captions' log priors
+    (`caption_log_priors`) are taken over when an evaluation re-ranks captions."""
+    rows = torch.randperm(len(representations), generator=torch.Generator().manual_seed(0))[:count]
+    return representations[rows]
+
+
 @torch.inference_mode()
-def _reranked_text_scores(model: OneNetModel, similarity: torch.Tensor, token_ids, representations) -> torch.Tensor:
+def reranked_text_scores(
+    model: OneNetModel, similarity: torch.Tensor, token_ids, representations, log_priors: torch.Tensor
+) -> torch.Tensor:
     """(texts, images) scores that rank each image's texts as `rerank_texts` does: the top `rerank_top_k` by the
-    decoder's pointwise mutual information, above the rest by retrieval cosine. The captions' log priors are
-    taken over `text_prior_images` images of the split, drawn with a fixed seed."""
-    prior_rows = torch.randperm(len(representations), generator=torch.Generator().manual_seed(0))
-    priors = caption_log_priors(model, token_ids, representations[prior_rows[: model.config.text_prior_images]])
+    decoder's pointwise mutual information, above the rest by retrieval cosine."""
     scores = similarity.double().T.clone()
     for image in tqdm(range(len(scores)), desc="decoder re-ranking of captions", unit="image"):
         rows, reranked = rerank_texts(
-            model, token_ids, similarity[:, image], representations[image : image + 1], priors,
+            model, token_ids, similarity[:, image], representations[image : image + 1], log_priors,
             model.config.rerank_top_k,
         )  # fmt: skip
         scores[image, rows] = 1e4 + reranked
@@ -243,7 +249,8 @@ def evaluate_retrieval(
             similarity = queries @ model.get_tag_image_embeds(representations).T
     if method == "reranked":  # the decoder re-ranks images for each text, and texts for each image
         images = retrieval_metrics(_reranked_scores(model, similarity, token_ids, representations), owners)
-        texts = retrieval_metrics(_reranked_text_scores(model, similarity, token_ids, representations), owners)
+        priors = caption_log_priors(model, token_ids, prior_images(representations, model.config.text_prior_images))
+        texts = retrieval_metrics(reranked_text_scores(model, similarity, token_ids, representations, priors), owners)
         return {k: (images if k.startswith("text_to_image") else texts)[k] for k in images}
     if method == "invert":
         chunks = [token_ids[i : i + 50] for i in range(0, len(token_ids), 50)]
