@@ -12,13 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
 from tqdm.auto import tqdm
 
 from onenet_hf import OneNet, read_split
-from onenet_hf.evaluation import image_inputs_from_features, retrieval_metrics
+from onenet_hf.evaluation import caption_queries, image_inputs_from_features, retrieval_metrics, retrieval_similarity
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
-from onenet_hf.text_encoder import encode_sentences
 from onenet_hf.uses.search import rerank, text_token_ids
 
 
@@ -35,11 +33,8 @@ def main() -> None:
     examples = read_split(args.data_dir, args.split)
     grids = cached_backbone_features(model, processor.image_processor, [e.path for e in examples], args.cache_dir)
     pooled, representations = image_inputs_from_features(model, grids)
-    captions = [caption for e in examples for caption in e.captions]
-    owners = torch.tensor([i for i, e in enumerate(examples) for _ in e.captions])
-    with torch.inference_mode():
-        texts = model.get_retrieval_text_embeds(encode_sentences(captions, model.config.text_encoder_name))
-        similarity = texts @ model.get_retrieval_image_embeds(pooled).T
+    captions, owners = caption_queries(examples)
+    similarity = retrieval_similarity(model, captions, pooled)
     rounded, exact, moved = similarity.clone(), similarity.double(), []
     for text in tqdm(range(len(captions)), desc="decoder re-ranking", unit="query"):
         ids = text_token_ids(processor, captions[text], model.config.max_caption_length)

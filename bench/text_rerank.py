@@ -16,12 +16,16 @@ import argparse
 import json
 import time
 
-import torch
-
 from onenet_hf import OneNet, read_split
-from onenet_hf.evaluation import image_inputs_from_features, prior_images, reranked_text_scores, retrieval_metrics
+from onenet_hf.evaluation import (
+    caption_queries,
+    image_inputs_from_features,
+    prior_images,
+    reranked_text_scores,
+    retrieval_metrics,
+    retrieval_similarity,
+)
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
-from onenet_hf.text_encoder import encode_sentences
 from onenet_hf.uses.search import caption_log_priors, rerank_token_ids
 
 MAX_WEIGHTS = 8  # each weight re-scores every image's top captions once
@@ -43,12 +47,9 @@ def main() -> None:
     examples = read_split(args.data_dir, args.split)
     grids = cached_backbone_features(model, processor.image_processor, [e.path for e in examples], args.cache_dir)
     pooled, representations = image_inputs_from_features(model, grids)
-    captions = [caption for e in examples for caption in e.captions]
-    owners = torch.tensor([i for i, e in enumerate(examples) for _ in e.captions])
+    captions, owners = caption_queries(examples)
     token_ids = [rerank_token_ids(processor, c, model.config.max_caption_length) for c in captions]
-    with torch.inference_mode():
-        texts = model.get_retrieval_text_embeds(encode_sentences(captions, model.config.text_encoder_name))
-        similarity = texts @ model.get_retrieval_image_embeds(pooled).T
+    similarity = retrieval_similarity(model, captions, pooled)
     start = time.perf_counter()
     priors = caption_log_priors(model, token_ids, prior_images(representations, model.config.text_prior_images))
     results = {"retrieval": retrieval_metrics(similarity, owners), "priors_seconds": time.perf_counter() - start}

@@ -192,6 +192,23 @@ def _reranked_scores(model: OneNetModel, similarity: torch.Tensor, token_ids, re
     return scores
 
 
+def caption_queries(
+    examples: list[CaptionedImage], captions_per_image: int | None = None
+) -> tuple[list[str], torch.Tensor]:
+    """A split's captions as retrieval queries (each image's first `captions_per_image`, all by default) and the
+    row of each one's image."""
+    captions = [caption for e in examples for caption in e.captions[:captions_per_image]]
+    owners = torch.tensor([i for i, e in enumerate(examples) for _ in e.captions[:captions_per_image]])
+    return captions, owners
+
+
+@torch.inference_mode()
+def retrieval_similarity(model: OneNetModel, captions: list[str], pooled: torch.Tensor) -> torch.Tensor:
+    """(texts, images) retrieval-space cosines: the `retrieval` method's scores, where both re-rankings start."""
+    texts = model.get_retrieval_text_embeds(encode_sentences(captions, model.config.text_encoder_name))
+    return texts @ model.get_retrieval_image_embeds(pooled).T
+
+
 def prior_images(representations: torch.Tensor, count: int) -> torch.Tensor:
     """`count` image representations of a split, drawn with a fixed seed: the images captions' log priors
     (`caption_log_priors`) are taken over when an evaluation re-ranks captions."""
@@ -231,8 +248,7 @@ def evaluate_retrieval(
     check_method(method)
     model.eval()
     pooled, representations = image_inputs_from_features(model, grids)
-    captions = [caption for e in examples for caption in e.captions[:captions_per_image]]
-    owners = torch.tensor([i for i, e in enumerate(examples) for _ in e.captions[:captions_per_image]])
+    captions, owners = caption_queries(examples, captions_per_image)
     if method in ("reranked", "invert"):  # the decoder reads the captions' tokens
         token_ids = [
             (rerank_token_ids if method == "reranked" else text_token_ids)(
@@ -240,11 +256,10 @@ def evaluate_retrieval(
             )
             for c in captions
         ]
-    with torch.inference_mode():
-        if method in ("retrieval", "reranked"):
-            texts = model.get_retrieval_text_embeds(encode_sentences(captions, model.config.text_encoder_name))
-            similarity = texts @ model.get_retrieval_image_embeds(pooled).T
-        elif method == "glove":
+    if method in ("retrieval", "reranked"):
+        similarity = retrieval_similarity(model, captions, pooled)
+    elif method == "glove":
+        with torch.inference_mode():
             queries = glove_text_embeds(model, processor.tokenizer, captions)
             similarity = queries @ model.get_tag_image_embeds(representations).T
     if method == "reranked":  # the decoder re-ranks images for each text, and texts for each image
