@@ -453,7 +453,8 @@ class OneNetModel(OneNetPreTrainedModel):
         padded = torch.tensor(padded, device=image_embeds.device)
         inputs, labels = padded[:, :-1].clamp(min=0), padded[:, 1:]
         logits = self(input_ids=inputs, image_embeds=image_embeds).logits.float()
-        logits[..., list(suppress_token_ids)] = float("-inf")
+        if suppress_token_ids:
+            logits = logits.index_fill(-1, torch.tensor(list(suppress_token_ids), device=logits.device), float("-inf"))
         log_probs = logits.log_softmax(-1)
         token_log_probs = log_probs.gather(2, labels.clamp(min=0)[..., None])[..., 0]
         return token_log_probs * (labels != -100)
