@@ -86,6 +86,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.captions_per_image,
         args.caption_samples,
         args.caption_weight,
+        args.imagenet_weight,
         args.space,
         args.analogy_methods.split(","),
         args.restrict_vocab,
@@ -150,7 +151,7 @@ def _tag(args: argparse.Namespace) -> int:
     check_k(args.k)  # before the model loads
 
     def describe(net, image) -> str:
-        tags = net.tag(image, args.k, args.caption_samples, args.caption_weight)[0]
+        tags = net.tag(image, args.k, args.caption_samples, args.caption_weight, args.imagenet_weight)[0]
         words = ", ".join(f"{t.word} {t.score:.2f}" for t in tags.words)
         return f"tags: {words}\timagenet: " + ", ".join(f"{t.word} {t.score:.2f}" for t in tags.imagenet)
 
@@ -330,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .uses.maps import COLOR_BY, MAP_METHODS
     from .uses.neurons import MAX_IMAGES, MAX_NEURONS, MAX_WORDS, NEURON_KINDS
     from .uses.search import SEARCH_METHODS
-    from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT
+    from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT
     from .uses.words import ANALOGY_METHODS
 
     parser = argparse.ArgumentParser(prog="onenet", description="One network, many uses.")
@@ -368,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--caption-samples", type=int, default=CAPTION_SAMPLES, help=help_text)
         help_text = "tags: weight of the log chance that the decoder says a word along the sampled captions"
         sub.add_argument("--caption-weight", type=float, default=CAPTION_WEIGHT, help=help_text)
+        help_text = "tags: weight of the log chance that the backbone's ImageNet labels name a word; 0 = off"
+        sub.add_argument("--imagenet-weight", type=float, default=IMAGENET_WEIGHT, help=help_text)
 
     evaluate = commands.add_parser("evaluate", help="caption metrics, tag precision, analogy accuracy or retrieval")
     model_options(evaluate, decoding=True)

@@ -30,7 +30,7 @@ from .uses.search import (
     rerank_token_ids,
     text_token_ids,
 )
-from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, Tagger
+from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT, Tagger
 from .uses.words import ANALOGY_METHODS, evaluate_analogies
 from .word_vectors import content_words, glove_vectors, normalize_word
 
@@ -160,15 +160,20 @@ def evaluate_tags(
     k: int = 5,
     caption_samples: int = CAPTION_SAMPLES,
     caption_weight: float = CAPTION_WEIGHT,
+    imagenet_weight: float = IMAGENET_WEIGHT,
 ) -> dict:
     """Tag precision@k on cached backbone features, the share of tags the captions never used (words outside
-    the caption vocabulary), and the tags of the first images; `caption_samples=0` measures the tag head alone."""
-    _, representations = image_inputs_from_features(model, grids)
-    tagger = Tagger(model, processor.tokenizer, None, caption_samples, caption_weight)
+    the caption vocabulary), and the tags of the first images; `caption_samples=0` with `imagenet_weight=0`
+    measures the tag head alone."""
+    pooled, representations = image_inputs_from_features(model, grids)
+    tagger = Tagger(model, processor.tokenizer, None, caption_samples, caption_weight, imagenet_weight)
+    batches = range(0, len(representations), tagger.batch_size)
     tags = [
         [w.word for w in words]
-        for start in tqdm(range(0, len(representations), tagger.batch_size), desc="tags", unit="batch")
-        for words in tagger.top_words(representations[start : start + tagger.batch_size], k)
+        for start in tqdm(batches, desc="tags", unit="batch")
+        for words in tagger.top_words(
+            representations[start : start + tagger.batch_size], k, pooled[start : start + tagger.batch_size]
+        )
     ]
     caption_vocabulary = processor.tokenizer.get_vocab()
     unseen = sum(word not in caption_vocabulary for words in tags for word in words) / sum(map(len, tags))
@@ -290,6 +295,7 @@ def evaluate(
     captions_per_image: int | None = None,
     caption_samples: int = CAPTION_SAMPLES,
     caption_weight: float = CAPTION_WEIGHT,
+    imagenet_weight: float = IMAGENET_WEIGHT,
     space: str = "glove",
     analogy_methods: Sequence[str] = ANALOGY_METHODS,
     restrict_vocab: int = 30_000,
@@ -349,7 +355,7 @@ def evaluate(
         metrics = scores | caption_diversity(texts)
         return result | {"backend": backend} | options | {"metrics": metrics, "captions": captions}
     if task == "tags":
-        tagging = {"caption_samples": caption_samples, "caption_weight": caption_weight}
+        tagging = dict(caption_samples=caption_samples, caption_weight=caption_weight, imagenet_weight=imagenet_weight)
         return result | tagging | {"metrics": evaluate_tags(net.model, net.processor, grids, examples, 5, **tagging)}
     metrics = {m: evaluate_retrieval(net.model, net.processor, grids, examples, m, captions_per_image) for m in methods}
     return result | {"captions_per_image": captions_per_image, "metrics": metrics}

@@ -127,7 +127,7 @@ def train_tag_head(
     def evaluate() -> tuple[dict, float]:
         predicted = [
             [tag.word for tag in tags]
-            for tags in Tagger(model, tokenizer, words, caption_samples=0).top_words(dev_images, 5)
+            for tags in Tagger(model, tokenizer, words, caption_samples=0, imagenet_weight=0).top_words(dev_images, 5)
         ]
         precision = tag_precision(predicted, [e.captions for e in dev_examples])
         return {"dev_tag_precision@5": precision}, precision

@@ -28,7 +28,7 @@ from .uses.explain import CaptionExplanation
 from .uses.layers import CHANNELS, StageActivations
 from .uses.maps import EmbeddingMap
 from .uses.neurons import Neuron
-from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, ImageTags, Tagger
+from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT, ImageTags, Tagger
 from .uses.words import ScoredWord
 from .word_vectors import WordVectors, glove_vectors
 
@@ -118,14 +118,17 @@ class OneNet:
         k: int = 5,
         caption_samples: int = CAPTION_SAMPLES,
         caption_weight: float = CAPTION_WEIGHT,
+        imagenet_weight: float = IMAGENET_WEIGHT,
     ) -> list[ImageTags]:
         """The k best word tags (any frequent GloVe word) and ImageNet labels of each image; the tag head's
-        ranking is sharpened by `caption_samples` captions sampled from the decoder (0: the head alone)."""
-        return tag.tag(self.model, self.processor, images, k, self._tagger(caption_samples, caption_weight))
+        ranking is sharpened by `caption_samples` captions sampled from the decoder and by the words of the
+        backbone's ImageNet labels (`caption_samples=0, imagenet_weight=0`: the head alone)."""
+        tagger = self._tagger(caption_samples, caption_weight, imagenet_weight)
+        return tag.tag(self.model, self.processor, images, k, tagger)
 
-    def _tagger(self, caption_samples: int, caption_weight: float) -> Tagger:
+    def _tagger(self, caption_samples: int, caption_weight: float, imagenet_weight: float) -> Tagger:
         """The tagger of these settings, built once (it scores the whole tag vocabulary's word side)."""
-        options = (caption_samples, caption_weight)
+        options = (caption_samples, caption_weight, imagenet_weight)
         if options not in self._taggers:
             self._taggers[options] = Tagger(self._torch_model("tagging"), self.processor.tokenizer, None, *options)
         return self._taggers[options]
@@ -166,7 +169,8 @@ class OneNet:
         """A 2-D t-SNE map of a gallery's images (coloured by top ImageNet class or top tag) or of words of a
         word space (`words`, or the `top_words` most frequent); `.figure()` for plotly, `.save("map.html")`."""
         model = self._torch_model("maps")
-        tagger = self._tagger(0, CAPTION_WEIGHT) if index is not None and color_by == "tag" else None  # head alone
+        head_alone = (0, CAPTION_WEIGHT, 0.0)
+        tagger = self._tagger(*head_alone) if index is not None and color_by == "tag" else None
         vectors = self.word_vectors(space) if index is None else None
         return maps.embedding_map(
             model, self.processor, index, vectors, words, top_words, color_by, method, perplexity, seed, tagger=tagger

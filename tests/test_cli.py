@@ -140,13 +140,15 @@ def test_evaluate_tags_and_retrieval(shapes_model_with_heads, shapes_dir, featur
     ]
     assert main([*args, "--task", "tags", "--caption-samples", "20", "--output", str(tmp_path / "tags.json")]) == 0
     result = json.loads((tmp_path / "tags.json").read_text())
-    assert result["caption_samples"] == 20 and result["caption_weight"] == 2.0
+    assert result["caption_samples"] == 20 and result["caption_weight"] == 2.0 and result["imagenet_weight"] == 0.5
     assert 0 <= result["metrics"]["tag_precision@5"] <= 1
     assert 0 <= result["metrics"]["share_outside_caption_vocabulary"] <= 1
     assert main([*args, "--task", "tags", "--caption-samples", "-1"]) == 2
     assert "caption_samples must be 0 to 1000" in capsys.readouterr().err
     assert main([*args, "--task", "tags", "--caption-weight", "-0.5"]) == 2
     assert "caption_weight must be >= 0" in capsys.readouterr().err
+    assert main([*args, "--task", "tags", "--imagenet-weight", "nan"]) == 2
+    assert "imagenet_weight must be >= 0, got nan" in capsys.readouterr().err
     assert (
         main([*args, "--task", "retrieval", "--methods", "retrieval,reranked", "--output", str(tmp_path / "r.json")])
         == 0

@@ -58,7 +58,8 @@ def test_an_image_map_has_a_point_per_image_named_by_file_and_labelled_by_top_im
 
 def test_tag_colouring_is_the_top_tag_of_the_tag_head_alone(tiny_net, gallery):
     tagged = tiny_net.embedding_map(gallery, color_by="tag")
-    expected = [tags.words[0].word for tags in tiny_net.tag(list(gallery.paths), k=1, caption_samples=0)]
+    head_alone = dict(caption_samples=0, imagenet_weight=0)
+    expected = [tags.words[0].word for tags in tiny_net.tag(list(gallery.paths), k=1, **head_alone)]
     assert list(tagged.labels) == expected
     assert "top tag" in tagged.title
 

@@ -9,7 +9,14 @@ from PIL import Image
 from onenet_hf import OneNetConfig, OneNetModel, build_tokenizer
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import tag_precision
-from onenet_hf.uses.tag import Tagger, imagenet_labels, tag, tag_vocabulary, tag_word_features
+from onenet_hf.uses.tag import (
+    Tagger,
+    imagenet_label_stems,
+    imagenet_labels,
+    tag,
+    tag_vocabulary,
+    tag_word_features,
+)
 from onenet_hf.word_vectors import normalize_word, stopwords
 from tests.conftest import draw_shape
 
@@ -51,7 +58,7 @@ def scripted_tagger(captions: list[str], caption_samples: int) -> Tagger:
         return log_probs, (item, position + 1)
 
     model.initial_state, model.decoder_step = initial_state, decoder_step
-    return Tagger(model, tokenizer, ["circle", "square", "red", "ocean"], caption_samples=caption_samples)
+    return Tagger(model, tokenizer, ["circle", "square", "red", "ocean"], caption_samples, imagenet_weight=0)
 
 
 def test_caption_chances_join_the_forms_of_a_word_and_stay_probabilities():
@@ -72,6 +79,47 @@ def test_sampled_captions_reorder_the_head_and_zero_samples_leave_it_alone():
     for bad in (-1, 1001):
         with pytest.raises(OneNetError, match="caption_samples must be 0 to 1000"):
             scripted_tagger(["a red circle"], caption_samples=bad)
+
+
+def label_tagger(words: list[str], imagenet_weight: float) -> Tagger:
+    """A tagger over `words` whose model takes pooled features to be the ImageNet logits themselves."""
+    tokenizer = build_tokenizer(["a red circle"], min_frequency=1)
+    model = OneNetModel(OneNetConfig(vocab_size=len(tokenizer), hidden_size=16, word_embedding_size=8)).eval()
+    model.get_imagenet_logits = lambda pooled: pooled
+    return Tagger(model, tokenizer, words, caption_samples=0, imagenet_weight=imagenet_weight)
+
+
+def test_every_name_of_an_imagenet_class_votes_for_its_words():
+    stems = imagenet_label_stems()
+    assert {"egyptian", "cat"} <= stems[285] and "tabbi" in stems[281] and "sheep" not in stems[348]  # ram, tup
+    cat_classes = [c for c, s in enumerate(stems) if "cat" in s]
+    assert {281, 282, 283, 284, 285} <= set(cat_classes)
+    tagger = label_tagger(["cat", "smile", "ram"], imagenet_weight=1.0)
+    logits = torch.randn(2, 1000)
+    chances = tagger.label_chances(logits)
+    probabilities = logits.softmax(-1)
+    assert torch.allclose(chances[:, 0], probabilities[:, cat_classes].sum(1))
+    assert torch.equal(chances[:, 1], torch.zeros(2))  # no class has "smile" in a name
+    assert torch.allclose(chances[:, 2], probabilities[:, [c for c, s in enumerate(stems) if "ram" in s]].sum(1))
+
+
+def test_imagenet_labels_move_their_words_up_and_need_the_pooled_features():
+    images, logits = torch.randn(1, 16), torch.full((1, 1000), -20.0)
+    logits[0, 348] = 20.0  # the classifier is sure it sees a ram
+    head_alone = label_tagger(["cat", "smile", "ram"], imagenet_weight=0)
+    with_labels = label_tagger(["cat", "smile", "ram"], imagenet_weight=1.0)
+    with_labels.model.load_state_dict(head_alone.model.state_dict())
+    with_labels.word_embeds = head_alone.word_embeds
+    head_scores = head_alone.scores(images)
+    assert torch.allclose(
+        with_labels.scores(images, logits) - head_scores, torch.tensor([[-6.9078, -6.9078, 0.0]]), atol=1e-3
+    )
+    assert with_labels.top_words(images, 1, logits)[0][0].word == "ram"
+    with pytest.raises(OneNetError, match="the ImageNet term needs the images' pooled_features"):
+        with_labels.scores(images)
+    for name in ("caption_weight", "imagenet_weight"):
+        with pytest.raises(OneNetError, match=f"{name} must be >= 0, got -1"):
+            Tagger(with_labels.model, with_labels.tokenizer, ["cat"], 0, **{name: -1})
 
 
 def test_imagenet_labels_ship_with_the_package():

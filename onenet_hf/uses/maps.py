@@ -340,7 +340,7 @@ def image_labels(
             logits = model.get_imagenet_logits(torch.from_numpy(pooled).to(model.device))
             labels += [names[i] for i in logits.argmax(-1).tolist()]
         return labels
-    tagger = tagger or Tagger(model, processor.tokenizer, caption_samples=0)
+    tagger = tagger or Tagger(model, processor.tokenizer, caption_samples=0, imagenet_weight=0)
     for start in range(0, len(index), batch_size):
         embeds = np.array(index.image_embeds[start : start + batch_size], dtype=np.float32)
         labels += [tags[0].word for tags in tagger.top_words(torch.from_numpy(embeds).to(model.device), 1)]
