@@ -92,6 +92,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.restrict_vocab,
         args.questions,
         args.no_repeat_ngram_size,
+        args.imagenet_steering,
     )
     result = {"model": str(args.model), **result}
     captions = result.pop("captions", None)
@@ -141,7 +142,7 @@ def _caption(args: argparse.Namespace) -> int:
         check_beam_size(args.beam_size)  # before the model loads
     if args.no_repeat_ngram_size is not None:
         check_no_repeat_ngram_size(args.no_repeat_ngram_size)
-    options = (args.beam_size, args.length_penalty, args.no_repeat_ngram_size)
+    options = (args.beam_size, args.length_penalty, args.no_repeat_ngram_size, args.imagenet_steering)
     return _for_each_image(args, lambda net, image: net.caption(image, *options)[0].text)
 
 
@@ -363,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--length-penalty", type=float, help="score = log p / length ** this (default: 1.0)")
             help_text = "never repeat an n-gram of this length; 0 = off (default: the model's generation config)"
             sub.add_argument("--no-repeat-ngram-size", type=int, help=help_text)
+            help_text = "steer beam search towards the words of the backbone's ImageNet labels; 0 = off (default)"
+            sub.add_argument("--imagenet-steering", type=float, default=0.0, help=help_text)
 
     def tagger_options(sub: argparse.ArgumentParser) -> None:
         help_text = "tags: decoder captions sampled per image to sharpen the tag head; 0 = the head alone"

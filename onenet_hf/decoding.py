@@ -52,6 +52,7 @@ def beam_search(
     length_penalty: float = 1.0,
     suppress_token_ids: tuple[int, ...] = (),
     no_repeat_ngram_size: int = 0,
+    token_bias: torch.Tensor | None = None,
 ) -> list[Hypothesis]:
     """Best hypothesis per batch item; `beam_size=1` is greedy decoding.
 
@@ -60,10 +61,13 @@ def beam_search(
     the best K others live on; an item stops once it has K finished ones. `suppress_token_ids` (e.g.
     padding, unknown-word and start tokens) are never generated. With `no_repeat_ngram_size=n` > 0 no hypothesis
     says an n-gram twice (as transformers' option of that name): this stops "a white shirt and a white shirt".
+    `token_bias` (batch, vocab) is added to each item's log-probabilities at every step: it steers the search
+    towards words, e.g. those the backbone's ImageNet labels name (`uses.caption.imagenet_token_bias`).
     """
     check_beam_size(beam_size)
     batch, k = state[0].shape[0], beam_size
     state = tuple(tensor.repeat_interleave(k, dim=0) for tensor in state)
+    row_bias = None if token_bias is None else token_bias.float().repeat_interleave(k, dim=0)
     device = state[0].device
     tokens = torch.full((batch * k,), bos_token_id, dtype=torch.long, device=device)
     scores = torch.full((batch, k), float("-inf"), device=device)
@@ -73,7 +77,7 @@ def beam_search(
     offsets = torch.arange(batch, device=device).unsqueeze(1) * k
     for length in range(max_length + 1):
         log_probs, state = step(tokens, state)
-        log_probs = log_probs.float()
+        log_probs = log_probs.float() if row_bias is None else log_probs.float() + row_bias
         log_probs[:, list(suppress_token_ids)] = float("-inf")
         block_repeated_ngrams(log_probs, history, no_repeat_ngram_size)
         vocab = log_probs.shape[-1]
@@ -112,9 +116,12 @@ def block_repeated_ngrams(log_probs: torch.Tensor, history: torch.Tensor, n: int
     log_probs[rows, windows[rows, positions, -1]] = float("-inf")
 
 
-def generate_beams(backend, image_embeds: torch.Tensor, generation_config) -> list[Hypothesis]:
+def generate_beams(
+    backend, image_embeds: torch.Tensor, generation_config, token_bias: torch.Tensor | None = None
+) -> list[Hypothesis]:
     """Beam search as a `GenerationConfig` asks (num_beams, max_new_tokens counting EOS, length_penalty,
-    suppress_tokens, no_repeat_ngram_size): the one search behind `generate`, `onenet caption` and the pipeline."""
+    suppress_tokens, no_repeat_ngram_size), steered by `token_bias` if given: the one search behind `generate`,
+    `onenet caption` and the pipeline."""
     return beam_search(
         backend.decoder_step,
         backend.initial_state(image_embeds),
@@ -125,6 +132,7 @@ def generate_beams(backend, image_embeds: torch.Tensor, generation_config) -> li
         length_penalty=generation_config.length_penalty,
         suppress_token_ids=tuple(generation_config.suppress_tokens or ()),
         no_repeat_ngram_size=generation_config.no_repeat_ngram_size or 0,
+        token_bias=token_bias,
     )
 
 

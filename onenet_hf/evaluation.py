@@ -19,7 +19,7 @@ from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .text_encoder import encode_sentences
-from .uses.caption import caption_options, captions_from_embeddings
+from .uses.caption import caption_options, captions_from_embeddings, check_imagenet_steering, imagenet_token_bias
 from .uses.search import (
     SEARCH_METHODS,
     caption_log_priors,
@@ -83,15 +83,22 @@ def evaluate_on_features(
     batch_size: int = 100,
     metrics: tuple[str, ...] = ("BLEU-4", "CIDEr"),
     no_repeat_ngram_size: int | None = None,
+    imagenet_steering: float = 0.0,
 ) -> tuple[dict[str, float], list[str]]:
     """Caption metrics of the model on cached backbone features of `examples`, and the captions; n-gram
-    blocking defaults to the model's generation config."""
+    blocking defaults to the model's generation config; `imagenet_steering` > 0 steers the search towards the
+    words of the ImageNet labels (`imagenet_token_bias`)."""
     model.eval()
     texts: list[str] = []
     for start in range(0, len(examples), batch_size):
         grid = torch.from_numpy(np.array(features[start : start + batch_size])).to(model.device)
         embeds = model.get_image_features(backbone_features=grid)
-        captions = captions_from_embeddings(model, processor, embeds, beam_size, length_penalty, no_repeat_ngram_size)
+        bias = None
+        if imagenet_steering:
+            pooled = model.get_pooled_features(grid.float())
+            bias = imagenet_token_bias(model, processor.tokenizer, pooled, imagenet_steering)
+        options = (beam_size, length_penalty, no_repeat_ngram_size, bias)
+        captions = captions_from_embeddings(model, processor, embeds, *options)
         texts += [caption.text for caption in captions]
     return caption_metrics([e.captions for e in examples], texts, metrics), texts
 
@@ -301,6 +308,7 @@ def evaluate(
     restrict_vocab: int = 30_000,
     questions: str | Path | None = None,
     no_repeat_ngram_size: int | None = None,
+    imagenet_steering: float = 0.0,
 ) -> dict:
     """One evaluation of a loaded `OneNet`, as the record `onenet evaluate --output` writes: the task, data and
     options, then "metrics". The captions task also returns `"captions"`: (image file name, caption) pairs.
@@ -316,6 +324,8 @@ def evaluate(
         )
     if captions_per_image is not None and captions_per_image < 1:
         raise OneNetError(f"captions_per_image must be 1 or more, got {captions_per_image}")
+    if task == "captions":
+        check_imagenet_steering(net.model, imagenet_steering)  # before any image is read
     if task == "retrieval":
         for method in methods:  # a bad name fails before hours of work on the good ones
             check_method(method)
@@ -342,6 +352,7 @@ def evaluate(
             "beam_size": generation.num_beams,
             "length_penalty": generation.length_penalty,
             "no_repeat_ngram_size": generation.no_repeat_ngram_size or 0,
+            "imagenet_steering": imagenet_steering,
         }
         if grids is not None:
             scores, texts = evaluate_on_features(

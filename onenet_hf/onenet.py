@@ -102,9 +102,13 @@ class OneNet:
         beam_size: int | None = None,
         length_penalty: float | None = None,
         no_repeat_ngram_size: int | None = None,
+        imagenet_steering: float = 0.0,
     ) -> list[Caption]:
-        """One `Caption(text, score)` per image, in input order; defaults from the model's generation config."""
-        return caption.caption(self.model, self.processor, images, beam_size, length_penalty, no_repeat_ngram_size)
+        """One `Caption(text, score)` per image, in input order; defaults from the model's generation config.
+        `imagenet_steering` > 0 steers beam search towards the words of the backbone's ImageNet labels (helps
+        photos unlike Flickr8k; see the model card)."""
+        options = (beam_size, length_penalty, no_repeat_ngram_size, imagenet_steering)
+        return caption.caption(self.model, self.processor, images, *options)
 
     def _torch_model(self, use: str) -> OneNetModel:
         """The PyTorch model, or an error naming the use that the ONNX backend cannot run."""

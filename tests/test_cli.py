@@ -65,6 +65,12 @@ def test_evaluate_writes_json_and_table(shapes_model, shapes_dir, feature_cache,
     assert results["metrics"]["distinct_words"] >= 2  # a colour and a shape at least
     assert results["metrics"]["CIDEr"] > 1.0  # the shapes model names colour and shape of held-out images
     assert re.search(rf"^CIDEr +{results['metrics']['CIDEr']:.4f}$", table, re.MULTILINE)
+    assert results["imagenet_steering"] == 0.0
+    steered = tmp_path / "steered.json"
+    assert main([*args, "--cache-dir", feature_cache, "--imagenet-steering", "1.5", "--output", str(steered)]) == 0
+    assert json.loads(steered.read_text())["imagenet_steering"] == 1.5
+    assert main([*args, "--cache-dir", feature_cache, "--imagenet-steering", "-1"]) == 2
+    assert "imagenet_steering must be a number >= 0" in capsys.readouterr().err
 
 
 def _installed_onenet(*args: str) -> subprocess.CompletedProcess:

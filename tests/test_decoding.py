@@ -79,6 +79,14 @@ def test_no_repeat_ngram_size_is_checked(size):
         check_no_repeat_ngram_size(size)
 
 
+def test_a_token_bias_steers_only_its_own_item():
+    bias = torch.zeros(2, 4)
+    bias[0, B] = 0.5  # greedy item 0 now prefers B (0.4 * e^0.5 > 0.6); item 1 is left alone
+    first, second = beam_search(toy_step, (torch.zeros(2),), BOS, EOS, beam_size=1, max_length=5, token_bias=bias)
+    assert first.token_ids == [B] and second.token_ids == [A]
+    assert first.score == pytest.approx((math.log(0.4) + 0.5 + math.log(0.99)) / 2)
+
+
 def test_suppressed_tokens_are_never_generated():
     [best] = beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=1, max_length=5, suppress_token_ids=(A,))
     assert best.token_ids == [B]

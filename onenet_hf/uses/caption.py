@@ -11,9 +11,12 @@ import torch
 from transformers import GenerationConfig
 
 from ..decoding import generate_beams
+from ..errors import OneNetError
 from ..image_processing_onenet import ImageLike
 from ..modeling_onenet import check_generation_config
 from ..processing_onenet import OneNetProcessor
+from ..word_vectors import normalize_word
+from .tag import label_chances, label_pairs
 
 
 class CaptionBackend(Protocol):
@@ -57,6 +60,27 @@ def caption_options(
     return options
 
 
+def check_imagenet_steering(backend: CaptionBackend, weight: float) -> None:
+    """Steering needs a weight >= 0 and, above 0, the ImageNet classifier that only the PyTorch model carries."""
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight >= 0:
+        raise OneNetError(f"imagenet_steering must be a number >= 0 (0: off), got {str(weight)[:20]}")
+    if weight and not hasattr(backend, "get_imagenet_logits"):
+        raise OneNetError("imagenet_steering runs on the PyTorch backend; load with backend='torch'")
+
+
+@torch.inference_mode()
+def imagenet_token_bias(model, tokenizer, pooled_features: torch.Tensor, weight: float) -> torch.Tensor:
+    """`weight` x the chance (B, vocab) that the backbone's ImageNet labels name each caption token: added to
+    the decoder's log-probabilities, it steers captions of unfamiliar photos towards the object the classifier
+    sees ("cat" for scikit-image's cat), within one-vector conditioning (the image representation is unchanged)."""
+    stems = [
+        normalize_word(token) if token.isalpha() else ""
+        for token in tokenizer.convert_ids_to_tokens(range(len(tokenizer)))
+    ]
+    probabilities = model.get_imagenet_logits(pooled_features).softmax(-1)
+    return weight * label_chances(probabilities, label_pairs(stems), len(stems))
+
+
 @torch.inference_mode()
 def captions_from_embeddings(
     backend: CaptionBackend,
@@ -65,10 +89,12 @@ def captions_from_embeddings(
     beam_size: int | None = None,
     length_penalty: float | None = None,
     no_repeat_ngram_size: int | None = None,
+    token_bias: torch.Tensor | None = None,
 ) -> list[Caption]:
-    """Captions for image representations already computed (training-time evaluation uses this)."""
+    """Captions for image representations already computed (training-time evaluation uses this); `token_bias`
+    steers the search (`imagenet_token_bias`)."""
     options = caption_options(backend, beam_size, length_penalty, no_repeat_ngram_size)
-    hypotheses = generate_beams(backend, image_embeds, options)
+    hypotheses = generate_beams(backend, image_embeds, options, token_bias)
     texts = processor.batch_decode([h.token_ids for h in hypotheses], skip_special_tokens=True)
     return [Caption(text, h.score) for text, h in zip(texts, hypotheses, strict=True)]
 
@@ -81,22 +107,40 @@ def caption(
     beam_size: int | None = None,
     length_penalty: float | None = None,
     no_repeat_ngram_size: int | None = None,
+    imagenet_steering: float = 0.0,
     batch_size: int = 16,
 ) -> list[Caption]:
     """Caption one image or a list (paths, PIL images or arrays), in input order; beam size, length penalty and
-    n-gram blocking default to the model's generation config.
+    n-gram blocking default to the model's generation config; `imagenet_steering` > 0 steers the search towards
+    the words of the backbone's ImageNet labels (`imagenet_token_bias`; PyTorch backend only).
 
     An unreadable image raises `ImageLoadError` naming it; call per image to skip bad ones.
     """
     options = (beam_size, length_penalty, no_repeat_ngram_size)
     caption_options(backend, *options)  # bad options fail before any image is read
+    check_imagenet_steering(backend, imagenet_steering)
     images = list(images) if isinstance(images, (list, tuple)) else [images]
     captions: list[Caption] = []
     for start in range(0, len(images), batch_size):
         pixel_values = processor(images=images[start : start + batch_size])["pixel_values"]
-        image_embeds = backend.get_image_features(pixel_values)
-        captions += captions_from_embeddings(backend, processor, image_embeds, *options)
+        token_bias = None
+        if imagenet_steering:
+            grid = backend.get_backbone_features(pixel_values)
+            image_embeds = backend.get_image_features(backbone_features=grid)
+            pooled = backend.get_pooled_features(grid)
+            token_bias = imagenet_token_bias(backend, processor.tokenizer, pooled, imagenet_steering)
+        else:
+            image_embeds = backend.get_image_features(pixel_values)
+        captions += captions_from_embeddings(backend, processor, image_embeds, *options, token_bias)
     return captions
 
 
-__all__ = ["Caption", "CaptionBackend", "caption", "caption_options", "captions_from_embeddings"]
+__all__ = [
+    "Caption",
+    "CaptionBackend",
+    "caption",
+    "caption_options",
+    "captions_from_embeddings",
+    "check_imagenet_steering",
+    "imagenet_token_bias",
+]

@@ -81,6 +81,31 @@ def imagenet_label_stems() -> tuple[frozenset[str], ...]:
     )
 
 
+@cache
+def imagenet_classes_by_stem() -> dict[str, tuple[int, ...]]:
+    """For each stem in some ImageNet class name, the classes that name it ("cat": 281 tabby, ... 285)."""
+    classes: dict[str, list[int]] = {}
+    for label, stems in enumerate(imagenet_label_stems()):
+        for stem in sorted(stems):
+            classes.setdefault(stem, []).append(label)
+    return {stem: tuple(labels) for stem, labels in classes.items()}
+
+
+def label_pairs(stems: Sequence[str]) -> torch.Tensor:
+    """(2, pairs) ImageNet classes and places in `stems` where the class names that stem: the sparse matrix
+    that turns the classifier's probabilities into the chance it names each word."""
+    by_stem = imagenet_classes_by_stem()
+    pairs = [(label, place) for place, stem in enumerate(stems) for label in by_stem.get(stem, ())]
+    return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2).T
+
+
+def label_chances(probabilities: torch.Tensor, pairs: torch.Tensor, size: int) -> torch.Tensor:
+    """Chance (B, size) that the ImageNet classifier names each word: the summed probabilities (B, 1000) of the
+    classes with the word in one of their names (`pairs` from `label_pairs`)."""
+    classes, places = pairs.to(probabilities.device)
+    return probabilities.new_zeros(len(probabilities), size).index_add_(1, places, probabilities[:, classes])
+
+
 def combine_tag_scores(
     head_log_probs: torch.Tensor,
     caption_chances: torch.Tensor | None,
@@ -137,14 +162,7 @@ class Tagger:
             token_columns[token_id] = column_of_stem.get(normalize_word(token), len(self.words))
         # the few columns caption tokens reach, and each token's place among them (keeps caption_chances small)
         self.reached_columns, self.token_places = token_columns.unique(return_inverse=True)
-        # (ImageNet class, tag column) pairs where one of the class's names holds the word
-        pairs = [
-            (label, column_of_stem[stem])
-            for label, stems in enumerate(imagenet_label_stems())
-            for stem in sorted(stems)
-            if stem in column_of_stem
-        ]
-        self.label_classes, self.label_columns = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2).T
+        self.label_pairs = label_pairs([normalize_word(word) for word in self.words])
 
     @torch.inference_mode()
     def head_log_probs(self, image_embeds: torch.Tensor) -> torch.Tensor:
@@ -177,9 +195,7 @@ class Tagger:
         """Chance (B, V) that the ImageNet classifier names each word: the summed softmax probability of the
         classes with the word in one of their names ("tabby cat" and "Egyptian cat" both count for "cat")."""
         probabilities = self.model.get_imagenet_logits(pooled_features).softmax(-1)
-        classes, columns = self.label_classes.to(probabilities.device), self.label_columns.to(probabilities.device)
-        chances = probabilities.new_zeros(len(probabilities), len(self.words))
-        return chances.index_add_(1, columns, probabilities[:, classes])
+        return label_chances(probabilities, self.label_pairs, len(self.words))
 
     def scores(self, image_embeds: torch.Tensor, pooled_features: torch.Tensor | None = None) -> torch.Tensor:
         """Score (B, V) of every vocabulary word for each image, higher is better (see the class docstring).
@@ -243,7 +259,10 @@ __all__ = [
     "ImageTags",
     "Tagger",
     "combine_tag_scores",
+    "imagenet_classes_by_stem",
     "imagenet_label_stems",
+    "label_chances",
+    "label_pairs",
     "imagenet_labels",
     "tag",
     "tag_vocabulary",
