@@ -86,12 +86,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.captions_per_image,
         args.caption_samples,
         args.caption_weight,
-        args.imagenet_weight,
         args.space,
         args.analogy_methods.split(","),
         args.restrict_vocab,
         args.questions,
         args.no_repeat_ngram_size,
+        args.imagenet_weight,
         args.imagenet_steering,
     )
     result = {"model": str(args.model), **result}
@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--imagenet-steering", type=float, default=0.0, help=help_text)
 
     def tagger_options(sub: argparse.ArgumentParser) -> None:
-        help_text = "tags: decoder captions sampled per image to sharpen the tag head; 0 = the head alone"
+        help_text = "tags: decoder captions sampled per image to sharpen the tag head; 0 = none"
         sub.add_argument("--caption-samples", type=int, default=CAPTION_SAMPLES, help=help_text)
         help_text = "tags: weight of the log chance that the decoder says a word along the sampled captions"
         sub.add_argument("--caption-weight", type=float, default=CAPTION_WEIGHT, help=help_text)

@@ -173,7 +173,7 @@ def evaluate_tags(
     the caption vocabulary), and the tags of the first images; `caption_samples=0` with `imagenet_weight=0`
     measures the tag head alone."""
     pooled, representations = image_inputs_from_features(model, grids)
-    tagger = Tagger(model, processor.tokenizer, None, caption_samples, caption_weight, imagenet_weight)
+    tagger = Tagger(model, processor.tokenizer, None, caption_samples, caption_weight, imagenet_weight=imagenet_weight)
     batches = range(0, len(representations), tagger.batch_size)
     tags = [
         [w.word for w in words]
@@ -302,12 +302,12 @@ def evaluate(
     captions_per_image: int | None = None,
     caption_samples: int = CAPTION_SAMPLES,
     caption_weight: float = CAPTION_WEIGHT,
-    imagenet_weight: float = IMAGENET_WEIGHT,
     space: str = "glove",
     analogy_methods: Sequence[str] = ANALOGY_METHODS,
     restrict_vocab: int = 30_000,
     questions: str | Path | None = None,
     no_repeat_ngram_size: int | None = None,
+    imagenet_weight: float = IMAGENET_WEIGHT,
     imagenet_steering: float = 0.0,
 ) -> dict:
     """One evaluation of a loaded `OneNet`, as the record `onenet evaluate --output` writes: the task, data and
@@ -359,7 +359,7 @@ def evaluate(
                 net.model, net.processor, grids, examples, metrics=CAPTION_METRICS, **options
             )
         else:
-            texts = [c.text for c in net.caption([e.path for e in examples], *options.values())]
+            texts = [c.text for c in net.caption([e.path for e in examples], **options)]
             scores = caption_metrics([e.captions for e in examples], texts)
         backend = "torch" if torch_backend else f"onnx-{net.model.variant}"
         captions = [(e.path.name, text) for e, text in zip(examples, texts, strict=True)]

@@ -385,8 +385,9 @@ class OneNetModel(OneNetPreTrainedModel):
         return OneNetOutput(loss=loss, logits=logits, image_embeds=image_embeds)
 
     def get_imagenet_logits(self, pooled_features: torch.Tensor) -> torch.Tensor:
-        """The frozen ImageNet-1k classifier on pooled features (B, 1280) -> logits (B, 1000)."""
-        return self.backbone.imagenet_logits(pooled_features)
+        """The frozen ImageNet-1k classifier on pooled features (B, 1280) -> logits (B, 1000); fp16 features (a
+        gallery's, a feature cache's) are cast to the classifier's dtype."""
+        return self.backbone.imagenet_logits(pooled_features.to(self.backbone.net._fc.weight.dtype))
 
     def get_class_focus_weights(self, imagenet_class: int) -> torch.Tensor:
         """Weights (1280,) over pooled features that keep what one ImageNet class detector looks at: its

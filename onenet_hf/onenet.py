@@ -51,7 +51,7 @@ class OneNet:
                 f"{side}x{side} (config.image_size): the checkpoint's two configs disagree"
             )
         self.model, self.processor = model, processor
-        self._taggers: dict[tuple[int, float], Tagger] = {}
+        self._taggers: dict[tuple[int, float, float], Tagger] = {}
         self._learned_vectors: WordVectors | None = None
         if isinstance(model, OneNetModel):
             model.eval()
@@ -105,10 +105,10 @@ class OneNet:
         imagenet_steering: float = 0.0,
     ) -> list[Caption]:
         """One `Caption(text, score)` per image, in input order; defaults from the model's generation config.
-        `imagenet_steering` > 0 steers beam search towards the words of the backbone's ImageNet labels (helps
-        photos unlike Flickr8k; see the model card)."""
-        options = (beam_size, length_penalty, no_repeat_ngram_size, imagenet_steering)
-        return caption.caption(self.model, self.processor, images, *options)
+        `imagenet_steering` > 0 steers beam search towards the words of the backbone's ImageNet labels (off by
+        default: a small, uneven gain on photos unlike Flickr8k; see the model card)."""
+        options = (beam_size, length_penalty, no_repeat_ngram_size)
+        return caption.caption(self.model, self.processor, images, *options, imagenet_steering=imagenet_steering)
 
     def _torch_model(self, use: str) -> OneNetModel:
         """The PyTorch model, or an error naming the use that the ONNX backend cannot run."""
@@ -134,7 +134,11 @@ class OneNet:
         """The tagger of these settings, built once (it scores the whole tag vocabulary's word side)."""
         options = (caption_samples, caption_weight, imagenet_weight)
         if options not in self._taggers:
-            self._taggers[options] = Tagger(self._torch_model("tagging"), self.processor.tokenizer, None, *options)
+            samples, caption_weight, imagenet_weight = options
+            self._taggers[options] = Tagger(
+                self._torch_model("tagging"), self.processor.tokenizer, None, samples, caption_weight,
+                imagenet_weight=imagenet_weight,
+            )  # fmt: skip
         return self._taggers[options]
 
     def word_vectors(self, space: str = "learned") -> WordVectors:

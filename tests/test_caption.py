@@ -38,9 +38,9 @@ def test_steering_leaves_captions_alone_at_zero_and_brings_in_the_label_s_word(t
     assert "blue" in steered.text.split(), (plain, steered)
 
 
-@pytest.mark.parametrize("weight", [-1.0, float("nan"), "2"])
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf"), 1e39, "2", True])
 def test_a_bad_steering_weight_or_a_backend_without_imagenet_labels_is_a_clear_error(tiny_net, weight):
-    with pytest.raises(OneNetError, match="imagenet_steering must be a number >= 0"):
+    with pytest.raises(OneNetError, match=r"imagenet_steering must be a number from 0 \(off\) to 100"):
         tiny_net.caption(Image.new("RGB", (64, 64)), imagenet_steering=weight)
     with pytest.raises(OneNetError, match="imagenet_steering runs on the PyTorch backend"):
         check_imagenet_steering(object(), 1.0)

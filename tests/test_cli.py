@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from huggingface_hub import ModelCard
 
 from onenet_hf import OneNet
@@ -52,7 +53,7 @@ def test_caption_prints_one_line_per_image_in_order_and_reports_bad_ones(shapes_
 
 
 @slow
-def test_evaluate_writes_json_and_table(shapes_model, shapes_dir, feature_cache, tmp_path, capsys):
+def test_evaluate_writes_json_and_table(shapes_model, shapes_dir, feature_cache, tmp_path, capsys, monkeypatch):
     output = tmp_path / "results.json"
     args = ["evaluate", "--model", str(shapes_model), "--data-dir", str(shapes_dir), "--split", "dev"]
     assert main([*args, "--cache-dir", feature_cache, "--beam-size", "2", "--output", str(output)]) == 0
@@ -66,11 +67,17 @@ def test_evaluate_writes_json_and_table(shapes_model, shapes_dir, feature_cache,
     assert results["metrics"]["CIDEr"] > 1.0  # the shapes model names colour and shape of held-out images
     assert re.search(rf"^CIDEr +{results['metrics']['CIDEr']:.4f}$", table, re.MULTILINE)
     assert results["imagenet_steering"] == 0.0
-    steered = tmp_path / "steered.json"
+    steered, weights = tmp_path / "steered.json", []
+
+    def spy(model, tokenizer, pooled, weight):  # the steering reaches beam search, as a (images, vocab) bias
+        weights.append(weight)
+        return torch.zeros(len(pooled), len(tokenizer))
+
+    monkeypatch.setattr("onenet_hf.evaluation.imagenet_token_bias", spy)
     assert main([*args, "--cache-dir", feature_cache, "--imagenet-steering", "1.5", "--output", str(steered)]) == 0
-    assert json.loads(steered.read_text())["imagenet_steering"] == 1.5
+    assert json.loads(steered.read_text())["imagenet_steering"] == 1.5 and weights == [1.5]
     assert main([*args, "--cache-dir", feature_cache, "--imagenet-steering", "-1"]) == 2
-    assert "imagenet_steering must be a number >= 0" in capsys.readouterr().err
+    assert "imagenet_steering must be a number from 0 (off) to 100" in capsys.readouterr().err
 
 
 def _installed_onenet(*args: str) -> subprocess.CompletedProcess:
@@ -152,9 +159,9 @@ def test_evaluate_tags_and_retrieval(shapes_model_with_heads, shapes_dir, featur
     assert main([*args, "--task", "tags", "--caption-samples", "-1"]) == 2
     assert "caption_samples must be 0 to 1000" in capsys.readouterr().err
     assert main([*args, "--task", "tags", "--caption-weight", "-0.5"]) == 2
-    assert "caption_weight must be >= 0" in capsys.readouterr().err
+    assert "caption_weight must be a number from 0 (off) to 100" in capsys.readouterr().err
     assert main([*args, "--task", "tags", "--imagenet-weight", "nan"]) == 2
-    assert "imagenet_weight must be >= 0, got nan" in capsys.readouterr().err
+    assert "imagenet_weight must be a number from 0 (off) to 100, got nan" in capsys.readouterr().err
     assert (
         main([*args, "--task", "retrieval", "--methods", "retrieval,reranked", "--output", str(tmp_path / "r.json")])
         == 0

@@ -87,6 +87,13 @@ def test_a_token_bias_steers_only_its_own_item():
     assert first.score == pytest.approx((math.log(0.4) + 0.5 + math.log(0.99)) / 2)
 
 
+def test_a_token_bias_follows_its_item_through_every_beam():
+    bias = torch.zeros(2, 4)
+    bias[0, A] = 5.0  # item 0 now ends "A"; item 1, unbiased, keeps the beam's answer "B"
+    first, second = beam_search(toy_step, (torch.zeros(2),), BOS, EOS, beam_size=2, max_length=5, token_bias=bias)
+    assert first.token_ids == [A] and second.token_ids == [B]
+
+
 def test_suppressed_tokens_are_never_generated():
     [best] = beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=1, max_length=5, suppress_token_ids=(A,))
     assert best.token_ids == [B]

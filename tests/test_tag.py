@@ -118,8 +118,9 @@ def test_imagenet_labels_move_their_words_up_and_need_the_pooled_features():
     with pytest.raises(OneNetError, match="the ImageNet term needs the images' pooled_features"):
         with_labels.scores(images)
     for name in ("caption_weight", "imagenet_weight"):
-        with pytest.raises(OneNetError, match=f"{name} must be >= 0, got -1"):
-            Tagger(with_labels.model, with_labels.tokenizer, ["cat"], 0, **{name: -1})
+        for bad in (-1, float("inf"), float("nan"), True, "2"):
+            with pytest.raises(OneNetError, match=f"{name} must be a number from 0 \\(off\\) to 100"):
+                Tagger(with_labels.model, with_labels.tokenizer, ["cat"], 0, **{name: bad})
 
 
 def test_imagenet_labels_ship_with_the_package():

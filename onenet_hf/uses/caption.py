@@ -16,7 +16,7 @@ from ..image_processing_onenet import ImageLike
 from ..modeling_onenet import check_generation_config
 from ..processing_onenet import OneNetProcessor
 from ..word_vectors import normalize_word
-from .tag import label_chances, label_pairs
+from .tag import check_weight, label_chances, label_pairs
 
 
 class CaptionBackend(Protocol):
@@ -36,7 +36,8 @@ class CaptionBackend(Protocol):
 
 @dataclass(frozen=True)
 class Caption:
-    """A generated caption and its length-normalised log-probability (higher is more confident)."""
+    """A generated caption and its length-normalised log-probability (higher is more confident; with steering,
+    the steering bias is part of it)."""
 
     text: str
     score: float
@@ -61,9 +62,9 @@ def caption_options(
 
 
 def check_imagenet_steering(backend: CaptionBackend, weight: float) -> None:
-    """Steering needs a weight >= 0 and, above 0, the ImageNet classifier that only the PyTorch model carries."""
-    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight >= 0:
-        raise OneNetError(f"imagenet_steering must be a number >= 0 (0: off), got {str(weight)[:20]}")
+    """Steering needs a weight from 0 to MAX_WEIGHT and, above 0, the ImageNet classifier that only the PyTorch
+    model carries."""
+    check_weight("imagenet_steering", weight)
     if weight and not hasattr(backend, "get_imagenet_logits"):
         raise OneNetError("imagenet_steering runs on the PyTorch backend; load with backend='torch'")
 
@@ -71,8 +72,8 @@ def check_imagenet_steering(backend: CaptionBackend, weight: float) -> None:
 @torch.inference_mode()
 def imagenet_token_bias(model, tokenizer, pooled_features: torch.Tensor, weight: float) -> torch.Tensor:
     """`weight` x the chance (B, vocab) that the backbone's ImageNet labels name each caption token: added to
-    the decoder's log-probabilities, it steers captions of unfamiliar photos towards the object the classifier
-    sees ("cat" for scikit-image's cat), within one-vector conditioning (the image representation is unchanged)."""
+    the decoder's log-probabilities, it steers captions of unfamiliar photos towards the objects the classifier
+    sees, within one-vector conditioning (the image representation is unchanged)."""
     stems = [
         normalize_word(token) if token.isalpha() else ""
         for token in tokenizer.convert_ids_to_tokens(range(len(tokenizer)))
@@ -107,8 +108,8 @@ def caption(
     beam_size: int | None = None,
     length_penalty: float | None = None,
     no_repeat_ngram_size: int | None = None,
-    imagenet_steering: float = 0.0,
     batch_size: int = 16,
+    imagenet_steering: float = 0.0,
 ) -> list[Caption]:
     """Caption one image or a list (paths, PIL images or arrays), in input order; beam size, length penalty and
     n-gram blocking default to the model's generation config; `imagenet_steering` > 0 steers the search towards

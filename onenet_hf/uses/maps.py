@@ -343,7 +343,9 @@ def image_labels(
     tagger = tagger or Tagger(model, processor.tokenizer, caption_samples=0, imagenet_weight=0)
     for start in range(0, len(index), batch_size):
         embeds = np.array(index.image_embeds[start : start + batch_size], dtype=np.float32)
-        labels += [tags[0].word for tags in tagger.top_words(torch.from_numpy(embeds).to(model.device), 1)]
+        pooled = np.array(index.pooled_features[start : start + batch_size], dtype=np.float32)  # the ImageNet vote's
+        tops = tagger.top_words(torch.from_numpy(embeds).to(model.device), 1, torch.from_numpy(pooled).to(model.device))
+        labels += [tags[0].word for tags in tops]
     return labels
 
 

@@ -23,6 +23,13 @@ CAPTION_WEIGHT = 2.0
 CHANCE_FLOOR = 1e-3  # added to the decoder's and the ImageNet labels' chance of a word before the log
 IMAGENET_WEIGHT = 0.5  # chosen on Flickr8k dev and coco-mini-dev: lifts the second, leaves the first unchanged
 MAX_CAPTION_SAMPLES = 1000  # bounds memory (samples x images x vocabulary per step); 200 gained under 0.001
+MAX_WEIGHT = 100.0  # weights of a vote or of steering: far above any that helps, below float overflow
+
+
+def check_weight(name: str, weight: float, maximum: float = MAX_WEIGHT) -> None:
+    """A vote's or steering's weight: a real number from 0 (off) to `maximum`; NaN, inf and bools are refused."""
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight <= maximum:
+        raise OneNetError(f"{name} must be a number from 0 (off) to {maximum:g}, got {str(weight)[:20]}")
 
 
 @dataclass(frozen=True)
@@ -140,14 +147,13 @@ class Tagger:
         vocabulary: Sequence[str] | None = None,
         caption_samples: int = CAPTION_SAMPLES,
         caption_weight: float = CAPTION_WEIGHT,
-        imagenet_weight: float = IMAGENET_WEIGHT,
         batch_size: int = 32,
+        imagenet_weight: float = IMAGENET_WEIGHT,
     ):
         if not 0 <= caption_samples <= MAX_CAPTION_SAMPLES:
             raise OneNetError(f"caption_samples must be 0 to {MAX_CAPTION_SAMPLES}, got {caption_samples}")
-        for name, weight in (("caption_weight", caption_weight), ("imagenet_weight", imagenet_weight)):
-            if not weight >= 0:
-                raise OneNetError(f"{name} must be >= 0, got {weight}")
+        check_weight("caption_weight", caption_weight)
+        check_weight("imagenet_weight", imagenet_weight)
         self.model, self.tokenizer = model, tokenizer
         self.words = list(vocabulary or tag_vocabulary(model.config.tag_vocabulary_size))
         self.caption_samples, self.caption_weight, self.batch_size = caption_samples, caption_weight, batch_size
@@ -257,7 +263,9 @@ __all__ = [
     "CAPTION_WEIGHT",
     "IMAGENET_WEIGHT",
     "ImageTags",
+    "MAX_WEIGHT",
     "Tagger",
+    "check_weight",
     "combine_tag_scores",
     "imagenet_classes_by_stem",
     "imagenet_label_stems",
