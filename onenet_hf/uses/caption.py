@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
 import torch
@@ -74,12 +75,15 @@ def imagenet_token_bias(model, tokenizer, pooled_features: torch.Tensor, weight:
     """`weight` x the chance (B, vocab) that the backbone's ImageNet labels name each caption token: added to
     the decoder's log-probabilities, it steers captions of unfamiliar photos towards the objects the classifier
     sees, within one-vector conditioning (the image representation is unchanged)."""
-    stems = [
-        normalize_word(token) if token.isalpha() else ""
-        for token in tokenizer.convert_ids_to_tokens(range(len(tokenizer)))
-    ]
+    tokens = tuple(tokenizer.convert_ids_to_tokens(range(len(tokenizer))))
     probabilities = model.get_imagenet_logits(pooled_features).softmax(-1)
-    return weight * label_chances(probabilities, label_pairs(stems), len(stems))
+    return weight * label_chances(probabilities, _token_label_pairs(tokens), len(tokens))
+
+
+@cache
+def _token_label_pairs(tokens: tuple[str, ...]) -> torch.Tensor:
+    """`label_pairs` of a caption vocabulary, stemmed once per vocabulary rather than once per batch."""
+    return label_pairs([normalize_word(token) if token.isalpha() else "" for token in tokens])
 
 
 @torch.inference_mode()
