@@ -458,7 +458,7 @@ class OneNetModel(OneNetPreTrainedModel):
             logits = logits.index_fill(-1, torch.tensor(list(suppress_token_ids), device=logits.device), float("-inf"))
         log_probs = logits.log_softmax(-1)
         token_log_probs = log_probs.gather(2, labels.clamp(min=0)[..., None])[..., 0]
-        return token_log_probs * (labels != -100)
+        return token_log_probs.masked_fill(labels == -100, 0.0)  # not x 0: a suppressed pad's -inf x 0 is nan
 
     def caption_log_likelihood(self, token_ids: Sequence[Sequence[int]], image_embeds: torch.Tensor) -> torch.Tensor:
         """log p(caption | image) per row: the sum of its `caption_token_log_probs`."""

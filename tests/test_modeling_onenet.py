@@ -191,3 +191,14 @@ def test_caption_token_log_probs_per_row_padding_and_their_sum(tiny_folder):
             assert (token_log_probs[row, len(expected) :] == 0).all()
         assert (token_log_probs[0] < 0).all()
         assert torch.equal(model.caption_log_likelihood(ids, embeds), token_log_probs.sum(1))
+
+
+def test_caption_token_log_probs_are_zero_past_a_row_end_when_the_pad_is_suppressed(tiny_folder):
+    model, _ = tiny_folder
+    embeds = model.image_norm(torch.randn(2, TINY["hidden_size"], generator=torch.Generator().manual_seed(3)))
+    ids = [[2, 4, 5, 6, 3], [2, 7, 3]]
+    suppressed = (model.config.pad_token_id, 1)
+    with torch.no_grad():
+        token_log_probs = model.caption_token_log_probs(ids, embeds.detach(), suppress_token_ids=suppressed)
+    assert torch.isfinite(token_log_probs).all()  # SCST sums these rows into its loss
+    assert (token_log_probs[1, 2:] == 0).all()
