@@ -37,7 +37,15 @@ TASK_TYPES = {
     "retrieval": ("text-to-image-retrieval", "Describe to search"),
     "analogy": ("word-analogy", "Word analogies (Google questions-words)"),
 }
-METRIC_TYPES = {"BLEU": "bleu", "METEOR": "meteor", "ROUGE": "rouge", "CIDEr": "cider", "precision": "precision"}
+METRIC_TYPES = {
+    "BLEU": "bleu",
+    "METEOR": "meteor",
+    "ROUGE": "rouge",
+    "CIDEr": "cider",
+    "precision": "precision",
+    "repeated_bigram": "repeated_bigram_rate",  # loops: % of captions that say a word pair twice
+    "distinct_words": "distinct_words",  # vocabulary used across the captions
+}
 
 
 class ReleaseError(OneNetError):

@@ -11,7 +11,7 @@ from huggingface_hub import ModelCard
 
 from onenet_hf import OneNet, OneNetConfig, OneNetImageProcessor, OneNetModel, OneNetProcessor, build_tokenizer
 from onenet_hf.cli import main
-from onenet_hf.release import ReleaseError, front_matter_free, write_release
+from onenet_hf.release import ReleaseError, eval_results, front_matter_free, write_release
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "onenet-flickr8k"
@@ -55,6 +55,11 @@ def test_release_is_a_complete_repo_whose_card_metrics_come_from_the_evaluations
         ("image-classification", "Tag precision@5"): 0.6122,
     }
     assert card.text.strip() == "# Tiny\n\nHand-written body."
+    loops = eval_results({**CAPTIONS, "metrics": {"repeated_bigram_%": 0.0, "distinct_words": 273.0}})
+    assert [(r.metric_type, r.metric_value) for r in loops] == [
+        ("repeated_bigram_rate", 0.0),
+        ("distinct_words", 273.0),
+    ]
     assert OneNet.from_pretrained(out).model.generation_config.num_beams == 3
 
 
