@@ -314,6 +314,59 @@ def _layers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_imagined(snapshot, out: str, what: str) -> int:
+    """Write an Imagine result (several images side by side) as a PNG and say what was made."""
+    from .sheets import save_png
+
+    images = snapshot.images
+    strip = images[0] if len(images) == 1 else _side_by_side(images)
+    path = save_png(strip, out)
+    print(f"{what} written to {escape_controls(str(path))} ({strip.width}x{strip.height}; "
+          f"{snapshot.steps} steps, objective {snapshot.objective:.4f})")  # fmt: skip
+    return 0
+
+
+def _side_by_side(images):
+    from PIL import Image
+
+    strip = Image.new("RGB", (sum(image.width for image in images), max(image.height for image in images)), "white")
+    left = 0
+    for image in images:
+        strip.paste(image, (left, 0))
+        left += image.width
+    return strip
+
+
+def _visualize(args: argparse.Namespace) -> int:
+    _check_out_file(args.out)
+    net = _load(args)
+    snapshot = net.visualize(
+        args.imagenet_class, args.channel, args.unit, args.stage, args.steps, args.seed, args.images, args.diversity,
+        args.size,
+    )  # fmt: skip
+    return _save_imagined(snapshot, args.out, "visualisation")
+
+
+def _imagine(args: argparse.Namespace) -> int:
+    _check_out_file(args.out)
+    snapshot = _load(args).imagine(args.text, args.steps, args.seed, args.size)
+    return _save_imagined(snapshot, args.out, "imagined image")
+
+
+def _dream(args: argparse.Namespace) -> int:
+    _check_out_file(args.out)
+    net = _load(args)
+    snapshot = net.dream(args.image, args.stage, args.steps, args.strength, args.octaves, args.size, args.seed)
+    return _save_imagined(snapshot, args.out, "dream")
+
+
+def _style(args: argparse.Namespace) -> int:
+    _check_out_file(args.out)
+    net = _load(args)
+    snapshot = net.style(args.content, args.style, args.steps, args.content_weight, args.style_weight, args.size)
+    return _save_imagined(snapshot, args.out, "stylised image")
+
+
 def _check_out_file(out: str | None) -> None:
     """An output file's folder must exist: checked before the work, not after it."""
     if out and not Path(out).resolve().parent.is_dir():
@@ -325,14 +378,24 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluation import EVALUATION_TASKS
     from .features import DEFAULT_CACHE_DIR
     from .head_training import HeadTrainingArguments
+    from .image_optimization import MAX_IMAGE_SIZE, MAX_STEPS, MIN_IMAGE_SIZE
+    from .image_optimization import MAX_IMAGES as MAX_IMAGINED
     from .indexing import MAX_N_TREES
     from .scst import SCSTArguments
     from .training import CaptionTrainingArguments
+    from .uses.dream import OCTAVES as DREAM_OCTAVES
+    from .uses.dream import STAGE as DREAM_STAGE
+    from .uses.dream import STEPS as DREAM_STEPS
+    from .uses.dream import STRENGTH as DREAM_STRENGTH
+    from .uses.imagine import STEPS as IMAGINE_STEPS
     from .uses.layers import CHANNELS, MAX_CHANNELS
     from .uses.maps import COLOR_BY, MAP_METHODS
     from .uses.neurons import MAX_IMAGES, MAX_NEURONS, MAX_WORDS, NEURON_KINDS
     from .uses.search import SEARCH_METHODS
+    from .uses.style import CONTENT_WEIGHT, STYLE_WEIGHT
+    from .uses.style import STEPS as STYLE_STEPS
     from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT
+    from .uses.visualize import STEPS as VISUALIZE_STEPS
     from .uses.words import ANALOGY_METHODS
 
     parser = argparse.ArgumentParser(prog="onenet", description="One network, many uses.")
@@ -495,6 +558,50 @@ def build_parser() -> argparse.ArgumentParser:
     help_text = f"strongest channels shown per stage (1 to {MAX_CHANNELS})"
     stages.add_argument("--channels", type=int, default=CHANNELS, help=help_text)
     stages.set_defaults(run=_layers)
+
+    def imagine_options(sub: argparse.ArgumentParser, steps: int, seed: bool = True) -> None:
+        sub.add_argument("--out", required=True, help="PNG file to write")
+        sub.add_argument("--steps", type=int, default=steps, help=f"optimisation steps, 1 to {MAX_STEPS}")
+        if seed:
+            sub.add_argument("--seed", type=int, default=0, help="same seed, same image (on one machine)")
+        help_text = f"image side in pixels, {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} (a photo: its short side)"
+        sub.add_argument("--size", type=int, default=260, help=help_text)
+
+    visualize = commands.add_parser("visualize", help="an image that excites an ImageNet class, a channel or a unit")
+    model_options(visualize)
+    target = visualize.add_mutually_exclusive_group(required=True)
+    target.add_argument("--class", dest="imagenet_class", help="an ImageNet class: index 0-999 or name")
+    target.add_argument("--channel", type=int, help="a channel of --stage (the head: 0-1279)")
+    target.add_argument("--unit", type=int, help="a unit of the image representation (0-511 in the shipped model)")
+    visualize.add_argument("--stage", default="head", help="--channel's backbone stage: stem, stage 1..7, head")
+    visualize.add_argument("--images", type=int, default=1, help=f"several images side by side, 1 to {MAX_IMAGINED}")
+    visualize.add_argument("--diversity", type=float, default=0.0, help="with --images: push them apart (e.g. 1)")
+    imagine_options(visualize, VISUALIZE_STEPS)
+    visualize.set_defaults(run=_visualize)
+
+    imagine = commands.add_parser("imagine", help="an image for a sentence, made with the caption decoder")
+    model_options(imagine)
+    imagine.add_argument("text", help="a sentence in the caption vocabulary, e.g. 'a dog runs on the beach'")
+    imagine_options(imagine, IMAGINE_STEPS)
+    imagine.set_defaults(run=_imagine)
+
+    dream = commands.add_parser("dream", help="DeepDream: amplify what a backbone stage sees in a photo")
+    model_options(dream)
+    dream.add_argument("image")
+    dream.add_argument("--stage", default=DREAM_STAGE, help="stem, stage 1..7 or head (default: %(default)s)")
+    dream.add_argument("--strength", type=float, default=DREAM_STRENGTH, help="step size, 0 to 100 (%(default)s)")
+    dream.add_argument("--octaves", type=int, default=DREAM_OCTAVES, help="scales, 1 to 6 (%(default)s)")
+    imagine_options(dream, DREAM_STEPS)
+    dream.set_defaults(run=_dream)
+
+    style = commands.add_parser("style", help="style transfer: CONTENT redrawn with STYLE's textures")
+    model_options(style)
+    style.add_argument("content")
+    style.add_argument("style")
+    style.add_argument("--content-weight", type=float, default=CONTENT_WEIGHT, help="0 to 100 (%(default)s)")
+    style.add_argument("--style-weight", type=float, default=STYLE_WEIGHT, help="0 to 100 (%(default)s)")
+    imagine_options(style, STYLE_STEPS, seed=False)
+    style.set_defaults(run=_style)
 
     export = commands.add_parser("export", help="export ONNX graphs (same as python -m export)")
     from export.__main__ import add_arguments as add_export_arguments

@@ -17,12 +17,27 @@ from safetensors.torch import load_file, save_file
 from .errors import OneNetError
 from .gallery import GalleryIndex, ImageMatch
 from .hub import resolve_model
+from .image_optimization import Snapshot, last
 from .image_processing_onenet import ImageLike
 from .indexing import build_index
 from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
-from .uses import caption, explain, layers, maps, neurons, search, similar_images, tag, words
+from .uses import (
+    caption,
+    dream,
+    explain,
+    imagine,
+    layers,
+    maps,
+    neurons,
+    search,
+    similar_images,
+    style,
+    tag,
+    visualize,
+    words,
+)
 from .uses.caption import Caption, CaptionBackend
 from .uses.explain import CaptionExplanation
 from .uses.layers import CHANNELS, StageActivations
@@ -238,6 +253,68 @@ class OneNet:
         """The backbone's activations of an image stage by stage (stem, 7 stages, head), each with its strongest
         channels; `StageActivations.to_image()` draws a stage as a grid."""
         return layers.layer_activations(self._torch_model("layer activations"), self.processor, image, channels)
+
+    def visualize(
+        self,
+        imagenet_class: int | str | None = None,
+        channel: int | None = None,
+        unit: int | None = None,
+        stage: str = "head",
+        steps: int = visualize.STEPS,
+        seed: int = 0,
+        images: int = 1,
+        diversity: float = 0.0,
+        size: int = 260,
+        progress: bool = True,
+    ) -> Snapshot:
+        """Images (`.images`) that excite one ImageNet class, a channel of a backbone `stage`, or a unit of the
+        image representation (give one), by feature visualisation; `images` > 1 with `diversity` > 0 shows
+        several different ones. The same seed gives the same images."""
+        model = self._torch_model("visualize")
+        target = visualize.visualization_target(model, imagenet_class, channel, unit, stage)
+        snapshots = visualize.visualize_steps(model, self.processor, target, steps, seed, images, diversity, size)
+        return last(snapshots, f"visualizing {target.label}", progress)
+
+    def imagine(
+        self, text: str, steps: int = imagine.STEPS, seed: int = 0, size: int = 260, progress: bool = True
+    ) -> Snapshot:
+        """An image (`.images[0]`) for a sentence: pixels optimised until the decoder's most likely mix of real
+        photos' features, for that sentence, is what the backbone sees."""
+        model = self._torch_model("imagine")
+        return last(imagine.imagine_steps(model, self.processor, text, steps, seed, size), "imagining", progress)
+
+    def dream(
+        self,
+        image: ImageLike,
+        stage: str = dream.STAGE,
+        steps: int = dream.STEPS,
+        strength: float = dream.STRENGTH,
+        octaves: int = dream.OCTAVES,
+        size: int = 260,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> Snapshot:
+        """DeepDream: the photo (`.images[0]`, short side `size`) with what backbone `stage` sees in it amplified."""
+        model = self._torch_model("dream")
+        snapshots = dream.dream_steps(model, self.processor, image, stage, steps, strength, octaves, size, seed)
+        return last(snapshots, f"dreaming ({stage})", progress)
+
+    def style(
+        self,
+        content: ImageLike,
+        style_image: ImageLike,
+        steps: int = style.STEPS,
+        content_weight: float = style.CONTENT_WEIGHT,
+        style_weight: float = style.STYLE_WEIGHT,
+        size: int = 260,
+        progress: bool = True,
+    ) -> Snapshot:
+        """Style transfer: `content` (`.images[0]`, short side `size`) redrawn with `style_image`'s textures."""
+        model = self._torch_model("style")
+        snapshots = style.style_steps(
+            model, self.processor, content, style_image, steps, content_weight, style_weight, size
+        )
+        return last(snapshots, "style transfer", progress)
 
 
 __all__ = ["OneNet"]

@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from .decoding import check_beam_size
@@ -25,6 +26,7 @@ from .messages import shorten
 from .onenet import OneNet
 from .ranking import check_k
 from .samples import sample_gallery, sample_photos
+from .uses import dream, imagine, style, visualize
 from .uses.neurons import NEURON_KINDS
 
 GALLERY_CACHE = Path.home() / ".cache" / "onenet" / "galleries"
@@ -39,6 +41,11 @@ SPACE_MAX_K = 50
 SPACE_MAX_MAP_WORDS = 1_000
 SPACE_MAP_CACHE_SIZE = 16
 SPACE_DISTINCTIVE_NEURONS = 4  # an uploaded image's neurons shown, each with its top images
+# Imagine: each optimisation step is a backbone pass with gradients (about 0.13 s at 260x260 on 2 cores), so the
+# steps are capped to keep one request within about 30 s; images are made at 260x260, photos resized to it.
+SPACE_MAX_IMAGINE_STEPS = 200
+SPACE_IMAGINE_SIZE = 260
+SPACE_SNAPSHOT_EVERY = 8  # steps between the intermediate images streamed to the page
 # "Add to gallery": added photos are shown to every user and kept across restarts, so they are bounded.
 MAX_UPLOAD_FILES = 20  # photos per request
 MAX_UPLOAD_BYTES = 20_000_000  # per photo
@@ -217,6 +224,63 @@ class OneNetSpace:
     def layer_activations(self, image) -> list:
         """Each backbone stage's strongest channels for an image, as one grid per stage."""
         return [(stage.to_image(), stage.name) for stage in self.net.layer_activations(self._image(image))]
+
+    def _steps(self, steps) -> int:
+        steps = self._whole_number(steps, "steps")
+        if not 1 <= steps <= SPACE_MAX_IMAGINE_STEPS:
+            raise OneNetError(
+                f"steps must be 1 to {SPACE_MAX_IMAGINE_STEPS} on this Space (asked for {steps}); run `onenet` "
+                "locally for more"
+            )
+        return steps
+
+    @staticmethod
+    def _stream(snapshots) -> Iterator[tuple[int, int, object]]:
+        """(step, steps, image or None) for each step of an Imagine optimisation: the app shows the step as
+        progress and each image as it comes."""
+        for snapshot in snapshots:
+            yield snapshot.step, snapshot.steps, snapshot.images[0] if snapshot.pixels is not None else None
+
+    def visualize(self, kind: str = "class", target="207", steps=visualize.STEPS, seed=0) -> Iterator:
+        """Feature visualisation of an ImageNet class (index or name), a head channel or a representation unit."""
+        kinds = {"class": "imagenet_class", "channel": "channel", "unit": "unit"}
+        if kind not in kinds:
+            raise OneNetError(f"target kind {shorten(str(kind))}: choose one of {', '.join(kinds)}")
+        target = str(target).strip() if kind == "class" else self._whole_number(target, kind)
+        model = self.net._torch_model("visualize")
+        chosen = visualize.visualization_target(model, **{kinds[kind]: target})
+        snapshots = visualize.visualize_steps(
+            model, self.net.processor, chosen, self._steps(steps), self._whole_number(seed, "seed"),
+            size=SPACE_IMAGINE_SIZE, snapshot_every=SPACE_SNAPSHOT_EVERY,
+        )  # fmt: skip
+        return self._stream(snapshots)
+
+    def imagine(self, text: str, steps=imagine.STEPS, seed=0) -> Iterator:
+        """An image for a sentence (imagined captions)."""
+        snapshots = imagine.imagine_steps(
+            self.net._torch_model("imagine"), self.net.processor, text, self._steps(steps),
+            self._whole_number(seed, "seed"), SPACE_IMAGINE_SIZE, snapshot_every=SPACE_SNAPSHOT_EVERY,
+        )  # fmt: skip
+        return self._stream(snapshots)
+
+    def dream(self, image, stage: str = dream.STAGE, strength: float = dream.STRENGTH, steps=dream.STEPS) -> Iterator:
+        """DeepDream on a photo, resized to the Space's image size on its short side."""
+        snapshots = dream.dream_steps(
+            self.net._torch_model("dream"), self.net.processor, self._image(image), stage, self._steps(steps),
+            strength, size=SPACE_IMAGINE_SIZE, snapshot_every=SPACE_SNAPSHOT_EVERY,
+        )  # fmt: skip
+        return self._stream(snapshots)
+
+    def style(self, content, style_image, style_weight: float = style.STYLE_WEIGHT, steps=style.STEPS) -> Iterator:
+        """Style transfer of the content photo with the style photo's textures."""
+        if style_image is None:
+            raise OneNetError("no style image: upload one or pick an example")
+        snapshots = style.style_steps(
+            self.net._torch_model("style"), self.net.processor, self._image(content), style_image,
+            self._steps(steps), style_weight=style_weight, size=SPACE_IMAGINE_SIZE,
+            snapshot_every=SPACE_SNAPSHOT_EVERY,
+        )  # fmt: skip
+        return self._stream(snapshots)
 
     def add_images(self, files: list[str] | None) -> list[GalleryItem]:
         """Copy uploaded photos into the gallery's own folder and extend the index (only they are embedded).

@@ -1,5 +1,5 @@
-"""The OneNet Space's UI: six use tabs and an Explore tab over one network, wiring only; every result comes from
-`OneNetSpace`.
+"""The OneNet Space's UI: six use tabs, an Explore tab and an Imagine tab over one network, wiring only; every
+result comes from `OneNetSpace`.
 
 `spaces/app.py` and the `app.py` that `onenet build-space` writes both call `main`. Needs the `space` extra.
 """
@@ -14,11 +14,20 @@ from .errors import OneNetError
 from .extras import require
 from .hub import default_model
 from .samples import sample_photos
-from .space import SPACE_MAX_BEAM_SIZE, SPACE_MAX_K, SPACE_MAX_MAP_WORDS, OneNetSpace, public_message
+from .space import (
+    SPACE_MAX_BEAM_SIZE,
+    SPACE_MAX_IMAGINE_STEPS,
+    SPACE_MAX_K,
+    SPACE_MAX_MAP_WORDS,
+    OneNetSpace,
+    public_message,
+)
+from .uses import dream, imagine, style, visualize
 from .uses.maps import COLOR_BY
 from .uses.neurons import NEURON_KINDS
 from .uses.search import SEARCH_METHODS
 from .uses.tag import imagenet_labels
+from .uses.visualize import stage_widths
 from .uses.words import ANALOGY_METHODS
 
 gr = require("gradio", "space", "the Space")
@@ -36,6 +45,23 @@ def user_errors(function):
             raise gr.Error(public_message(str(error))) from None
 
     return wrapper
+
+
+def streamed(method):
+    """A Space Imagine method as a gradio generator: each step advances the request's progress bar, each
+    intermediate image replaces the last on the page; a user error ends it with `gr.Error`."""
+
+    def stream(*args, progress=gr.Progress()):  # noqa: B008 (gradio's idiom: the default makes it a progress bar)
+        try:
+            for step, steps, image in method(*args):
+                progress((step, steps), unit="steps")
+                if image is not None:
+                    yield image
+        except OneNetError as error:
+            raise gr.Error(public_message(str(error))) from None
+
+    stream.__name__ = method.__name__
+    return stream
 
 
 def clicked_row(event: gr.SelectData) -> tuple[int, None]:
@@ -116,6 +142,8 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
             )
         with gr.Tab("Explore"):
             explore_tabs(space, examples)
+        with gr.Tab("Imagine"):
+            imagine_tabs(space, examples)
     return demo
 
 
@@ -172,6 +200,60 @@ def explore_tabs(space: OneNetSpace, examples: list[str]) -> None:
         stages = gr.Gallery(label="Stages", columns=3, object_fit="contain")
         gr.Button("Show the layers", variant="primary").click(
             user_errors(space.layer_activations), image, stages, api_name="layers"
+        )
+
+
+def imagine_tabs(space: OneNetSpace, examples: list[str]) -> None:
+    """What the network can picture: feature visualisation, imagined captions, DeepDream, style transfer. Each
+    streams its image as it forms; steps are capped (`SPACE_MAX_IMAGINE_STEPS`)."""
+    steps_label = f"Steps (at most {SPACE_MAX_IMAGINE_STEPS})"
+    with gr.Tab("Visualize"):
+        gr.Markdown("An image that excites one ImageNet class, one channel of the backbone's head or one unit of the "
+                    "image representation, optimised from noise.")  # fmt: skip
+        with gr.Row():
+            kind = gr.Radio(["class", "channel", "unit"], value="class", label="Target")
+            target = gr.Textbox(value="207", label="Class (index or name), channel or unit number")
+        with gr.Row():
+            steps = gr.Slider(1, SPACE_MAX_IMAGINE_STEPS, value=visualize.STEPS, step=1, label=steps_label)
+            seed = gr.Number(value=0, precision=0, label="Seed")
+        picture = gr.Image(label="Visualisation", type="pil", format="png")
+        gr.Button("Visualize", variant="primary").click(
+            streamed(space.visualize), [kind, target, steps, seed], picture, api_name="visualize"
+        )
+    with gr.Tab("Imagine a caption"):
+        gr.Markdown("An image for a sentence: pixels optimised until the caption decoder would say it.")
+        text = gr.Textbox(value="a dog runs on the beach", label="Sentence (caption words only)")
+        with gr.Row():
+            steps = gr.Slider(1, SPACE_MAX_IMAGINE_STEPS, value=imagine.STEPS, step=1, label=steps_label)
+            seed = gr.Number(value=0, precision=0, label="Seed")
+        picture = gr.Image(label="Imagined", type="pil", format="png")
+        gr.Button("Imagine", variant="primary").click(
+            streamed(space.imagine), [text, steps, seed], picture, api_name="imagine"
+        )
+    with gr.Tab("DeepDream"):
+        gr.Markdown("Amplify what one backbone stage sees in a photo, over three octaves.")
+        image = gr.Image(type="filepath", image_mode=None, label="Photo")
+        gr.Examples(examples, image)
+        with gr.Row():
+            stage = gr.Dropdown(list(stage_widths(space.net.model)), value=dream.STAGE, label="Stage")
+            strength = gr.Slider(0, 5, value=dream.STRENGTH, step=0.25, label="Strength")
+            steps = gr.Slider(3, SPACE_MAX_IMAGINE_STEPS, value=dream.STEPS, step=1, label=steps_label)
+        picture = gr.Image(label="Dream", type="pil", format="png")
+        gr.Button("Dream", variant="primary").click(
+            streamed(space.dream), [image, stage, strength, steps], picture, api_name="dream"
+        )
+    with gr.Tab("Style transfer"):
+        gr.Markdown("The content photo redrawn with the style photo's textures and colours (Gatys et al.).")
+        with gr.Row():
+            content = gr.Image(type="filepath", image_mode=None, label="Content photo")
+            style_image = gr.Image(type="filepath", image_mode=None, label="Style photo")
+        gr.Examples([[examples[0], examples[-1]]], [content, style_image])
+        with gr.Row():
+            weight = gr.Slider(0, 100, value=style.STYLE_WEIGHT, step=1, label="Style weight")
+            steps = gr.Slider(1, SPACE_MAX_IMAGINE_STEPS, value=style.STEPS, step=1, label=steps_label)
+        picture = gr.Image(label="Stylised", type="pil", format="png")
+        gr.Button("Transfer the style", variant="primary").click(
+            streamed(space.style), [content, style_image, weight, steps], picture, api_name="style"
         )
 
 

@@ -14,6 +14,7 @@ from transformers import GenerationConfig
 from ..decoding import generate_beams
 from ..errors import OneNetError
 from ..image_processing_onenet import ImageLike
+from ..messages import shorten
 from ..modeling_onenet import check_generation_config
 from ..processing_onenet import OneNetProcessor
 from ..word_vectors import normalize_word
@@ -86,6 +87,28 @@ def _token_label_pairs(tokens: tuple[str, ...]) -> torch.Tensor:
     return label_pairs([normalize_word(token) if token.isalpha() else "" for token in tokens])
 
 
+MAX_SENTENCE_CHARACTERS = 1000  # of a sentence given to the decoder to read, checked before it is tokenised
+
+
+def sentence_token_ids(processor: OneNetProcessor, sentence: str, what: str = "sentence") -> list[int]:
+    """`[BOS] words [EOS]` of a given sentence for the decoder to read; empty or over-long text, or a word outside
+    the caption vocabulary (the decoder cannot say it), is an error naming it (`what` names the sentence)."""
+    if not isinstance(sentence, str) or not sentence.strip():
+        raise OneNetError(f"the {what} is empty: give a few words")
+    if len(sentence) > MAX_SENTENCE_CHARACTERS:
+        raise OneNetError(f"the {what} has {len(sentence):,} characters; give at most {MAX_SENTENCE_CHARACTERS:,}")
+    tokenizer = processor.tokenizer
+    encoding = tokenizer(sentence, return_offsets_mapping=True)
+    ids, spans = encoding["input_ids"], encoding["offset_mapping"]
+    unknown = [sentence[start:end] for i, (start, end) in zip(ids, spans, strict=True) if i == tokenizer.unk_token_id]
+    if unknown:
+        listed = ", ".join(shorten(word) for word in dict.fromkeys(unknown))
+        raise OneNetError(f"not in the caption vocabulary: {listed}; use other words for them")
+    if len(ids) <= 2:
+        raise OneNetError(f"the {what} {shorten(sentence)} has no words; give a few words")
+    return ids
+
+
 @torch.inference_mode()
 def captions_from_embeddings(
     backend: CaptionBackend,
@@ -141,6 +164,8 @@ def caption(
 
 
 __all__ = [
+    "MAX_SENTENCE_CHARACTERS",
+    "sentence_token_ids",
     "Caption",
     "CaptionBackend",
     "caption",

@@ -27,10 +27,9 @@ from ..extras import require
 from ..image_processing_onenet import ImageLike, load_image
 from ..messages import shorten
 from ..processing_onenet import OneNetProcessor
-from .caption import caption_options
+from .caption import caption_options, sentence_token_ids
 
 MAX_WORDS = 32  # heat maps per call: each word is one more copy of the grid through the decoder, with gradients
-MAX_CAPTION_CHARACTERS = 1000  # of a given caption, checked before it is tokenised
 OVERLAY_ALPHA = 0.5  # weight of the colour-mapped heat map over the photo
 OVERLAY_COLORMAP = "jet"
 
@@ -123,21 +122,10 @@ def check_words(count: int) -> None:
 
 
 def caption_token_ids(processor: OneNetProcessor, caption: str) -> list[int]:
-    """`[BOS] words [EOS]` of a given caption; empty text, a word outside the caption vocabulary or too many
-    words is an error naming it."""
+    """`[BOS] words [EOS]` of a given caption to explain (`sentence_token_ids`), at most MAX_WORDS words."""
     if not isinstance(caption, str) or not caption.strip():
         raise OneNetError("the caption is empty: give a few words to explain, or none to explain the model's own")
-    if len(caption) > MAX_CAPTION_CHARACTERS:
-        raise OneNetError(f"the caption has {len(caption):,} characters; give at most {MAX_CAPTION_CHARACTERS:,}")
-    tokenizer = processor.tokenizer
-    encoding = tokenizer(caption, return_offsets_mapping=True)
-    ids, spans = encoding["input_ids"], encoding["offset_mapping"]
-    unknown = [caption[start:end] for i, (start, end) in zip(ids, spans, strict=True) if i == tokenizer.unk_token_id]
-    if unknown:
-        listed = ", ".join(shorten(word) for word in dict.fromkeys(unknown))
-        raise OneNetError(f"not in the caption vocabulary: {listed}; use other words for them")
-    if len(ids) <= 2:
-        raise OneNetError(f"the caption {shorten(caption)} has no words; give a few words to explain")
+    ids = sentence_token_ids(processor, caption, "caption")
     check_words(len(ids) - 2)
     return ids
 

@@ -1,0 +1,144 @@
+"""Imagine, imagined captions (`OneNet.imagine`, `onenet imagine TEXT`): an image for a sentence.
+
+The image-space counterpart of describe-to-search's inversion, in two steps. First the decoder chooses what the
+image should contain: a mix of real photos' pooled backbone features (a `FeatureBank`, 512 Flickr8k training
+photos by default) weighted so that the decoder finds the sentence most likely (mean token log-probability,
+`OneNetModel.caption_token_log_probs`). Then pixels, parameterised and regularised as in feature visualisation,
+are optimised until their pooled features point the same way (cosine), with a small weight on the sentence's
+likelihood itself. Mixing real photos keeps the target one
+that pixels can reach: the backbone pools its grid by the mean, so a collage's features are such a mix. Straight
+pixel ascent on the sentence's likelihood was measured first and stalls (model card, Imagine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import OneNetError
+from ..features import DEFAULT_CACHE_DIR, cached_backbone_features
+from ..image_optimization import (
+    FourierImage,
+    Snapshot,
+    backbone_input,
+    check_image_size,
+    check_learning_rate,
+    check_seed,
+    check_steps,
+    optimize,
+    random_transform,
+)
+from ..modeling_onenet import OneNetModel
+from ..processing_onenet import OneNetProcessor
+from .caption import sentence_token_ids
+
+STEPS = 96  # under 30 s for a 260x260 image on 2 CPU cores (bench/imagine_quality.py)
+LEARNING_RATE = 0.05
+MIX_STEPS = 300  # Adam steps choosing the mix: decoder passes on one vector, well under a second
+MIX_LEARNING_RATE = 0.1
+# Near the imagined features, the sentence's own likelihood refines the image (alone, from noise, it stalls):
+# on 4 dev sentences it kept "trick" and turned "a woman in the water" into "a girl in a canoe" (model card).
+LIKELIHOOD_WEIGHT = 0.1
+BANK_FILE = "imagine_bank_{backbone}.npy"
+BANK_SIZE = 512
+
+
+def bank_path(backbone_name: str) -> Path:
+    return Path(str(resources.files("onenet_hf") / "resources" / BANK_FILE.format(backbone=backbone_name)))
+
+
+@cache
+def _load_bank(path: str) -> torch.Tensor:
+    try:
+        array = np.load(path)
+    except (OSError, ValueError) as error:
+        raise OneNetError(f"cannot read the feature bank {path}: {error}") from None
+    if array.ndim != 2 or not np.isfinite(array).all():
+        raise OneNetError(f"the feature bank {path} must be a finite (photos, channels) array, got {array.shape}")
+    return torch.from_numpy(array.astype(np.float32))
+
+
+def feature_bank(model: OneNetModel, path: str | Path | None = None) -> torch.Tensor:
+    """Pooled backbone features (photos, 1280) of real photos: `path`, or the one shipped for the backbone."""
+    path = Path(path) if path is not None else bank_path(model.config.backbone_name)
+    if not path.is_file():
+        raise OneNetError(f"no feature bank at {path}; build one with bench/imagine_bank.py")
+    bank = _load_bank(str(path.resolve()))
+    if bank.shape[1] != model.config.backbone_hidden_size:
+        raise OneNetError(
+            f"the feature bank {path} has {bank.shape[1]} channels; this backbone pools "
+            f"{model.config.backbone_hidden_size}"
+        )
+    return bank.to(model.device)
+
+
+def build_feature_bank(
+    model: OneNetModel,
+    processor: OneNetProcessor,
+    image_paths: Sequence[str | Path],
+    count: int = BANK_SIZE,
+    seed: int = 0,
+    cache_dir: str = DEFAULT_CACHE_DIR,
+) -> np.ndarray:
+    """Pooled features (count, 1280) of `count` photos drawn (seeded) from `image_paths`, as float16."""
+    if not 1 <= count <= len(image_paths):
+        raise OneNetError(f"count must be 1 to {len(image_paths)} (the photos given), got {count}")
+    chosen = sorted(np.random.default_rng(seed).choice(len(image_paths), count, replace=False).tolist())
+    grids = cached_backbone_features(model, processor.image_processor, [image_paths[i] for i in chosen], cache_dir)
+    return np.stack([np.asarray(grid, dtype=np.float32).mean((1, 2)) for grid in grids]).astype(np.float16)
+
+
+def imagined_features(model: OneNetModel, token_ids: list[int], bank: torch.Tensor) -> torch.Tensor:
+    """The mix (1, 1280) of the bank's pooled features under which the decoder finds the sentence likeliest:
+    softmax weights over the photos, chosen by Adam on its mean token log-probability."""
+    logits = torch.zeros(1, len(bank), device=bank.device, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=MIX_LEARNING_RATE)
+    for _ in range(MIX_STEPS):
+        mix = logits.softmax(-1) @ bank
+        log_prob = model.caption_token_log_probs([token_ids], model.get_image_features_from_pooled(mix))[0].mean()
+        optimizer.zero_grad(set_to_none=True)
+        (-log_prob).backward()
+        optimizer.step()
+    return (logits.softmax(-1) @ bank).detach()
+
+
+def imagine_steps(
+    model: OneNetModel,
+    processor: OneNetProcessor,
+    text: str,
+    steps: int = STEPS,
+    seed: int = 0,
+    size: int = 260,
+    learning_rate: float = LEARNING_RATE,
+    snapshot_every: int = 0,
+    bank: str | Path | None = None,
+) -> Iterator[Snapshot]:
+    """Optimise one image so the decoder says `text`; yields each step's `Snapshot`, whose objective is the
+    cosine between the image's pooled features and the imagined ones plus LIKELIHOOD_WEIGHT x the sentence's
+    mean token log-probability given the image. A word outside the caption vocabulary is an error: the decoder
+    cannot say it."""
+    token_ids = sentence_token_ids(processor, text)
+    steps, seed, size = check_steps(steps), check_seed(seed), check_image_size(size)
+    learning_rate = check_learning_rate(learning_rate)
+    model.eval().requires_grad_(False)
+    target = imagined_features(model, token_ids, feature_bank(model, bank))
+    generator = torch.Generator().manual_seed(seed)
+    image = FourierImage(size, 1, generator).to(model.device)
+    mean, std = processor.image_processor.image_mean, processor.image_processor.image_std
+
+    def objective(pixels: torch.Tensor) -> torch.Tensor:
+        grid = model.get_backbone_features(backbone_input(model, random_transform(pixels, generator), mean, std))
+        pooled = model.get_pooled_features(grid.float())
+        image_embeds = model.get_image_features_from_pooled(pooled)
+        log_prob = model.caption_token_log_probs([token_ids], image_embeds)[0].mean()
+        return torch.cosine_similarity(pooled, target).mean() + LIKELIHOOD_WEIGHT * log_prob
+
+    yield from optimize(image, objective, steps, learning_rate, snapshot_every)
+
+
+__all__ = ["BANK_SIZE", "STEPS", "build_feature_bank", "feature_bank", "imagine_steps", "imagined_features"]

@@ -1,0 +1,87 @@
+"""The machinery Imagine shares: the Fourier image, the random transform, crops, checks and the Adam loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from onenet_hf.errors import OneNetError
+from onenet_hf.image_optimization import (
+    FourierImage,
+    PixelImage,
+    check_image_size,
+    check_learning_rate,
+    check_steps,
+    crop_and_resize,
+    from_image,
+    last,
+    optimize,
+    random_transform,
+    to_pil,
+)
+
+
+def test_fourier_image_is_in_range_seeded_and_learns_a_target_colour():
+    first = FourierImage(32, 2, torch.Generator().manual_seed(1))
+    again = FourierImage(32, 2, torch.Generator().manual_seed(1))
+    pixels = first()
+    assert pixels.shape == (2, 3, 32, 32) and 0 < pixels.min() and pixels.max() < 1
+    assert torch.equal(pixels, again())
+    red = torch.tensor([0.9, 0.1, 0.1]).view(1, 3, 1, 1)
+
+    def redness(p):
+        return -((p - red) ** 2).mean()
+
+    final = last(optimize(first, redness, 60, 0.1), "test", progress=False)
+    assert final.objective > redness(pixels).item() + 0.05
+    assert final.images[0].size == (32, 32)
+
+
+def test_pixel_image_stays_in_range():
+    image = PixelImage(torch.full((1, 3, 8, 8), 0.5))
+    snapshots = list(optimize(image, lambda p: p.sum(), 5, 0.2, snapshot_every=2))
+    assert [s.step for s in snapshots] == [1, 2, 3, 4, 5]
+    assert [s.pixels is not None for s in snapshots] == [False, True, False, True, True]
+    assert snapshots[-1].pixels.max() == 1.0
+    with pytest.raises(OneNetError, match="not a snapshot step"):
+        _ = snapshots[0].images
+
+
+def test_random_transform_keeps_shape_and_varies_with_the_draw():
+    pixels = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(3)
+    first, second = random_transform(pixels, generator), random_transform(pixels, generator)
+    assert first.shape == pixels.shape and not torch.allclose(first, second)
+    same = random_transform(pixels, generator, jitter=0, scale=0, degrees=0)
+    assert torch.allclose(same, pixels, atol=1e-5)
+
+
+def test_crop_and_resize_keeps_the_size_and_a_full_crop_is_the_image():
+    pixels = torch.rand(1, 3, 50, 50)
+    assert crop_and_resize(pixels, 0.9, torch.Generator().manual_seed(0)).shape == pixels.shape
+    assert torch.allclose(crop_and_resize(pixels, 1.0, torch.Generator()), pixels, atol=1e-5)
+
+
+def test_from_image_and_to_pil_round_trip(tmp_path):
+    pixels = torch.rand(1, 3, 20, 30, generator=torch.Generator().manual_seed(0))
+    to_pil(pixels)[0].save(tmp_path / "x.png")
+    back = from_image(tmp_path / "x.png")
+    assert back.shape == (1, 3, 20, 30) and (back - pixels).abs().max() <= 1 / 255
+    assert from_image(tmp_path / "x.png", size=40).shape == (1, 3, 40, 60)
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "message"),
+    [
+        (check_steps, 0, "steps must be"),
+        (check_steps, 10**6, "steps must be"),
+        (check_steps, 2.5, "steps must be"),
+        (check_image_size, 8, "image size must be"),
+        (check_image_size, 5000, "image size must be"),
+        (check_learning_rate, 0, "learning rate"),
+        (check_learning_rate, float("nan"), "learning rate"),
+    ],
+)
+def test_work_size_and_rate_checks_name_the_problem(check, value, message):
+    with pytest.raises(OneNetError, match=message):
+        check(value)

@@ -1,0 +1,104 @@
+"""Imagine, imagined captions: the decoder's mix of bank features makes the sentence likelier, pixels move towards
+it, the shipped bank fits the backbone, and one error per bad input. On conftest's tiny model."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from onenet_hf import OneNetError
+from onenet_hf.cli import main
+from onenet_hf.uses.caption import sentence_token_ids
+from onenet_hf.uses.imagine import BANK_SIZE, feature_bank, imagine_steps, imagined_features
+
+
+def test_the_shipped_bank_fits_the_backbone(tiny_net):
+    bank = feature_bank(tiny_net.model)
+    assert bank.shape == (BANK_SIZE, tiny_net.model.config.backbone_hidden_size)
+    assert torch.isfinite(bank).all() and bank.min() >= -0.3  # pooled swish activations
+
+
+def test_the_mix_makes_the_sentence_likelier_than_the_plain_mean(tiny_net):
+    model, ids = copy.deepcopy(tiny_net.model), sentence_token_ids(tiny_net.processor, "a red circle")
+    with torch.no_grad():  # the untrained decoder's outputs are near uniform: make them depend on the image
+        model.decoder.init_state.weight.mul_(100.0)
+        model.decoder.output_projection.weight.mul_(100.0)
+    bank = feature_bank(model)[:64]
+
+    def log_prob(pooled):
+        with torch.no_grad():
+            return model.caption_token_log_probs([ids], model.get_image_features_from_pooled(pooled))[0].mean().item()
+
+    mix = imagined_features(model, ids, bank)
+    assert mix.shape == (1, bank.shape[1])
+    assert log_prob(mix) > log_prob(bank.mean(0, keepdim=True)) + 0.05
+
+
+def test_pixels_move_towards_the_imagined_features(tiny_net):
+    snapshots = list(imagine_steps(tiny_net.model, tiny_net.processor, "a blue square", steps=15, size=64))
+    assert snapshots[-1].objective > snapshots[0].objective + 0.02
+    assert snapshots[-1].images[0].size == (64, 64)
+    again = list(imagine_steps(tiny_net.model, tiny_net.processor, "a blue square", steps=15, size=64))
+    assert torch.equal(again[-1].pixels, snapshots[-1].pixels)
+
+
+def test_a_custom_bank_is_used_and_a_bad_one_refused(tiny_net, tmp_path):
+    good = tmp_path / "bank.npy"
+    np.save(good, np.random.default_rng(0).random((4, 1280)).astype(np.float16))
+    assert feature_bank(tiny_net.model, good).shape == (4, 1280)
+    np.save(tmp_path / "narrow.npy", np.zeros((4, 10), np.float16))
+    with pytest.raises(OneNetError, match="has 10 channels; this backbone pools 1280"):
+        feature_bank(tiny_net.model, tmp_path / "narrow.npy")
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    with pytest.raises(OneNetError, match="cannot read the feature bank"):
+        feature_bank(tiny_net.model, tmp_path / "junk.npy")
+    with pytest.raises(OneNetError, match="no feature bank at"):
+        feature_bank(tiny_net.model, tmp_path / "missing.npy")
+
+
+@pytest.mark.parametrize(
+    ("text", "options", "message"),
+    [
+        ("", {}, "the sentence is empty"),
+        ("   ", {}, "the sentence is empty"),
+        ("a purple circle", {}, "not in the caption vocabulary: 'purple'"),
+        ("!!!", {}, "has no words"),
+        ("a red circle", dict(steps=0), "steps must be a whole number from 1"),
+        ("a red circle", dict(seed=-1), "seed must be"),
+    ],
+)
+def test_one_error_each_for_bad_input(tiny_net, text, options, message):
+    with pytest.raises(OneNetError, match=message):
+        tiny_net.imagine(text, **options, progress=False)
+
+
+def test_cli_visualize_imagine_dream_and_style_write_pngs(tiny_net, tmp_path, capsys):
+    from onenet_hf.sheets import save_png
+    from tests.conftest import draw_shape
+
+    model_dir = tmp_path / "model"
+    tiny_net.save_pretrained(model_dir)
+    photo = save_png(draw_shape("red", "circle", 3), tmp_path / "photo.png")
+    other = save_png(draw_shape("blue", "square", 1), tmp_path / "other.png")
+    small = ["--model", str(model_dir), "--steps", "3", "--size", "64"]
+    commands = {
+        "vis.png": ["visualize", "--class", "goldfish", "--images", "2"],
+        "imagined.png": ["imagine", "a red circle"],
+        "dream.png": ["dream", str(photo)],
+        "style.png": ["style", str(photo), str(other)],
+    }
+    for name, command in commands.items():
+        assert main([*command, *small, "--out", str(tmp_path / name)]) == 0, name
+        assert f"written to {tmp_path / name}" in capsys.readouterr().out
+    from PIL import Image
+
+    assert Image.open(tmp_path / "vis.png").size == (128, 64)
+    assert Image.open(tmp_path / "imagined.png").size == (64, 64)
+    assert main(["imagine", "a red circle", *small, "--out", str(tmp_path / "none" / "x.png")]) == 2
+    assert "its folder does not exist" in capsys.readouterr().err
+    assert main(["dream", str(photo), "--model", str(model_dir), "--steps", "0", "--out", str(tmp_path / "d.png")]) == 2
+    assert "steps must be a whole number from 1 to 2000, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "d.png").exists()
