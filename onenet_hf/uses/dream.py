@@ -27,7 +27,7 @@ from ..image_processing_onenet import ImageLike
 from ..modeling_onenet import OneNetModel
 from ..processing_onenet import OneNetProcessor
 from .tag import check_weight
-from .visualize import stage_widths
+from .visualize import check_stage
 
 STAGE = "head"  # the stage that feeds the representation: whole-object motifs (eyes, fur); earlier stages give textures
 STEPS = 80  # gradient steps over all octaves: under 10 s at 260 on 2 CPU cores (bench/imagine_quality.py)
@@ -48,13 +48,6 @@ def measure_stage(model: OneNetModel, processor: OneNetProcessor, pixels: torch.
     mean, std = processor.image_processor.image_mean, processor.image_processor.image_std
     with torch.no_grad():
         return stage_activation(model.get_stage_features(backbone_input(model, pixels, mean, std))[stage])
-
-
-def check_stage(model: OneNetModel, stage: str) -> str:
-    widths = stage_widths(model)
-    if stage not in widths:
-        raise OneNetError(f"unknown stage {stage!r}; choose one of {', '.join(widths)}")
-    return stage
 
 
 def dream_steps(

@@ -61,6 +61,14 @@ def stage_widths(model: OneNetModel) -> dict[str, int]:
         return {name: features.shape[1] for name, features in model.get_stage_features(probe).items()}
 
 
+def check_stage(model: OneNetModel, stage: str) -> str:
+    """A backbone stage's name (`stage_widths`), or an error listing them."""
+    widths = stage_widths(model)
+    if stage not in widths:
+        raise OneNetError(f"unknown stage {stage!r}; choose one of {', '.join(widths)}")
+    return stage
+
+
 def visualization_target(
     model: OneNetModel,
     imagenet_class: int | str | None = None,
@@ -78,10 +86,8 @@ def visualization_target(
     if imagenet_class is not None:
         return VisualizationTarget("class", imagenet_class_index(imagenet_class))
     if channel is not None:
-        widths = stage_widths(model)
-        if stage not in widths:
-            raise OneNetError(f"unknown stage {stage!r}; choose one of {', '.join(widths)}")
-        return VisualizationTarget("channel", _index("channel", channel, widths[stage], stage), stage)
+        width = stage_widths(model)[check_stage(model, stage)]
+        return VisualizationTarget("channel", _index("channel", channel, width, stage), stage)
     return VisualizationTarget("unit", _index("unit", unit, model.config.hidden_size, "the image representation"))
 
 
@@ -148,6 +154,7 @@ def visualize_steps(
 __all__ = [
     "STEPS",
     "TARGET_KINDS",
+    "check_stage",
     "VisualizationTarget",
     "gram_diversity",
     "stage_widths",
