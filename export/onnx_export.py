@@ -22,14 +22,16 @@ OPSET = 18
 
 
 class ImageEncoder(nn.Module):
-    """pixel_values -> image_embeds (the image representation)."""
+    """pixel_values -> image_embeds (the image representation) and pooled_features (the grid mean, which the
+    ImageNet classifier reads): one backbone pass serves captions and tags."""
 
     def __init__(self, model: OneNetModel):
         super().__init__()
         self.model = model
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model.get_image_features(pixel_values)
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        grid = self.model.get_backbone_features(pixel_values)
+        return self.model.get_image_features(backbone_features=grid), self.model.get_pooled_features(grid)
 
 
 class DecoderInit(nn.Module):
@@ -62,7 +64,7 @@ def _graphs(model: OneNetModel) -> dict[str, tuple[nn.Module, tuple, list[str], 
     state = torch.zeros(batch, config.decoder_layers, config.decoder_hidden_size)
     pixels = torch.zeros(batch, 3, config.image_size, config.image_size)
     return {
-        "image_encoder": (ImageEncoder(model), (pixels,), ["pixel_values"], ["image_embeds"]),
+        "image_encoder": (ImageEncoder(model), (pixels,), ["pixel_values"], ["image_embeds", "pooled_features"]),
         "decoder_init": (DecoderInit(model), (embeds,), ["image_embeds"], ["h", "c"]),
         "decoder_step": (
             DecoderStep(model),

@@ -418,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", default=default_model(), help=help_text)
         sub.add_argument("--revision", help="Hub branch, tag or commit of --model (default: main)")
         sub.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
-        sub.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+        help_text = "onnx: the exported graphs (captions only); auto: PyTorch, with the graphs where they exist"
+        sub.add_argument("--backend", default="torch", choices=["torch", "onnx", "auto"], help=help_text)
         sub.add_argument("--onnx-dir", default=None, help="exported graphs (default: MODEL/onnx)")
         sub.add_argument("--onnx-variant", default="fp32", choices=["fp32", "int8", "fp16"])
         if decoding:

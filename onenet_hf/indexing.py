@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ from .gallery import (
     GalleryIndexError,
 )
 from .image_processing_onenet import ImageLoadError, load_image
+
+if TYPE_CHECKING:
+    from .onnx_backend import OnnxOneNetBackend
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MARKER_FILE = ".onenet-index"  # marks a folder as an index; locked (flock) while a build writes
@@ -60,9 +64,17 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 @torch.inference_mode()
-def embed_images(model, processor, images: Sequence) -> dict[str, np.ndarray]:
-    """Each image's gallery vectors (`OneNetModel.get_gallery_embeds`) as arrays; pooled features in fp16."""
-    embeds = model.get_gallery_embeds(processor(images=list(images))["pixel_values"])
+def embed_images(
+    model, processor, images: Sequence, image_encoder: OnnxOneNetBackend | None = None
+) -> dict[str, np.ndarray]:
+    """Each image's gallery vectors (`OneNetModel.get_gallery_embeds`) as arrays; pooled features in fp16.
+    `image_encoder`: an ONNX backend whose export gives pooled features runs the backbone."""
+    pixel_values = processor(images=list(images))["pixel_values"]
+    if image_encoder is None:
+        embeds = model.get_gallery_embeds(pixel_values)
+    else:
+        image_embeds, pooled = image_encoder.get_image_and_pooled_features(pixel_values)
+        embeds = model.get_gallery_embeds(image_embeds=image_embeds, pooled_features=pooled)
     arrays = {name: tensor.float().cpu().numpy() for name, tensor in embeds.items()}
     arrays["pooled_features"] = arrays["pooled_features"].astype(np.float16)
     return arrays

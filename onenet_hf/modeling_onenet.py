@@ -394,11 +394,20 @@ class OneNetModel(OneNetPreTrainedModel):
         classifier row. Similar images "focused" on a class compare pooled features times these."""
         return self.backbone.imagenet_class_weights(imagenet_class)
 
-    def get_gallery_embeds(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+    def get_gallery_embeds(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
+        pooled_features: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Every vector a gallery keeps of an image, from one backbone pass: the image representation (similar
-        images), pooled features (class focus), and its retrieval-space and tag-space vectors (text search)."""
-        grid = self.get_backbone_features(pixel_values)
-        pooled, representation = self.get_pooled_features(grid), self.get_image_features(backbone_features=grid)
+        images), pooled features (class focus), and its retrieval-space and tag-space vectors (text search).
+        `image_embeds` with `pooled_features`, made elsewhere (the ONNX image encoder), replace the pass."""
+        if image_embeds is None or pooled_features is None:
+            grid = self.get_backbone_features(pixel_values)
+            pooled, representation = self.get_pooled_features(grid), self.get_image_features(backbone_features=grid)
+        else:
+            pooled, representation = pooled_features.to(self.device), image_embeds.to(self.device)
         return {
             "image_embeds": representation,
             "pooled_features": pooled,

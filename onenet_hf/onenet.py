@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -47,7 +48,11 @@ from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT, ImageTag
 from .uses.words import ScoredWord
 from .word_vectors import WordVectors, glove_vectors
 
+if TYPE_CHECKING:
+    from .onnx_backend import OnnxOneNetBackend
+
 WORD_SPACES = ("learned", "glove")
+BACKENDS = ("torch", "onnx", "auto")
 
 
 class OneNet:
@@ -55,17 +60,23 @@ class OneNet:
 
     `model` is the PyTorch `OneNetModel` (eval mode, float32) or, with `backend="onnx"`, an
     `OnnxOneNetBackend` running the exported graphs, which cover captioning only: the other uses need the
-    PyTorch backend and say so.
+    PyTorch backend and say so. `onnx`, beside a PyTorch model (`backend="auto"`), runs the parts its graphs
+    cover (the image side and the decoder's steps of captions and tags) faster on CPU; the rest stays PyTorch.
     """
 
-    def __init__(self, model: OneNetModel | CaptionBackend, processor: OneNetProcessor):
+    def __init__(
+        self,
+        model: OneNetModel | CaptionBackend,
+        processor: OneNetProcessor,
+        onnx: OnnxOneNetBackend | None = None,
+    ):
         side, size = model.config.image_size, processor.image_processor.size
         if (size["height"], size["width"]) != (side, side):
             raise OneNetError(
                 f"the image processor resizes to {size['height']}x{size['width']}, but the model's backbone expects "
                 f"{side}x{side} (config.image_size): the checkpoint's two configs disagree"
             )
-        self.model, self.processor = model, processor
+        self.model, self.processor, self.onnx = model, processor, onnx
         self._taggers: dict[tuple[int, float, float], Tagger] = {}
         self._learned_vectors: WordVectors | None = None
         if isinstance(model, OneNetModel):
@@ -85,18 +96,28 @@ class OneNet:
         (at `revision`), resolved through the Hub cache (see `hub.resolve_model`).
 
         `backend="onnx"` runs the graphs `onenet export` wrote (default `MODEL/onnx`, a release ships them),
-        `onnx_variant` `"fp32"`, `"int8"` (CPU) or `"fp16"` (GPU).
+        `onnx_variant` `"fp32"`, `"int8"` (CPU) or `"fp16"` (GPU). `backend="auto"` loads the PyTorch model for
+        every use and, where an export of this checkpoint is present and onnxruntime installed, runs captions
+        and tags through its graphs (the fastest path on CPU; see `bench/space_load.py`).
         """
-        if backend not in ("torch", "onnx"):
-            raise OneNetError(f"unknown backend {backend!r}; choose 'torch' or 'onnx'")
-        folder = resolve_model(path, revision, with_onnx=backend == "onnx" and onnx_dir is None)
+        if backend not in BACKENDS:
+            raise OneNetError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        folder = resolve_model(path, revision, with_onnx=backend != "torch" and onnx_dir is None)
         processor = OneNetProcessor.from_pretrained(folder)
         if backend == "onnx":
             from .onnx_backend import OnnxOneNetBackend
 
             return cls(OnnxOneNetBackend(folder, onnx_dir, onnx_variant), processor)
-        model = OneNetModel.from_pretrained(folder, dtype=torch.float32)
-        return cls(model.to(device or "cpu"), processor)
+        model = OneNetModel.from_pretrained(folder, dtype=torch.float32).to(device or "cpu")
+        onnx = None
+        if backend == "auto" and model.device.type == "cpu":
+            try:
+                from .onnx_backend import OnnxExportError, OnnxOneNetBackend
+
+                onnx = OnnxOneNetBackend(folder, onnx_dir, onnx_variant)
+            except (ImportError, OnnxExportError):
+                onnx = None  # no export of this checkpoint, or no onnxruntime: PyTorch runs everything
+        return cls(model, processor, onnx)
 
     def save_pretrained(self, path: str | os.PathLike, half_precision_weights: bool = False) -> None:
         """Write model and processor as an HF folder; optionally store weights in fp16 (loaded back as fp32)."""
@@ -123,7 +144,8 @@ class OneNet:
         `imagenet_steering` > 0 steers beam search towards the words of the backbone's ImageNet labels (off by
         default: a small, uneven gain on photos unlike Flickr8k; see the model card)."""
         options = (beam_size, length_penalty, no_repeat_ngram_size)
-        return caption.caption(self.model, self.processor, images, *options, imagenet_steering=imagenet_steering)
+        backend = self.onnx if self.onnx is not None and not imagenet_steering else self.model
+        return caption.caption(backend, self.processor, images, *options, imagenet_steering=imagenet_steering)
 
     def _torch_model(self, use: str) -> OneNetModel:
         """The PyTorch model, or an error naming the use that the ONNX backend cannot run."""
@@ -143,7 +165,12 @@ class OneNet:
         ranking is sharpened by `caption_samples` captions sampled from the decoder and by the words of the
         backbone's ImageNet labels (`caption_samples=0, imagenet_weight=0`: the head alone)."""
         tagger = self._tagger(caption_samples, caption_weight, imagenet_weight)
-        return tag.tag(self.model, self.processor, images, k, tagger)
+        return tag.tag(self.model, self.processor, images, k, tagger, image_encoder=self._image_encoder())
+
+    def _image_encoder(self) -> OnnxOneNetBackend | None:
+        """The ONNX graphs that give an image's representation and pooled features in one pass, if loaded
+        (`backend="auto"`) and exported with both."""
+        return self.onnx if self.onnx is not None and self.onnx.has_pooled_features else None
 
     def _tagger(self, caption_samples: int, caption_weight: float, imagenet_weight: float) -> Tagger:
         """The tagger of these settings, built once (it scores the whole tag vocabulary's word side)."""
@@ -152,7 +179,7 @@ class OneNet:
             samples, caption_weight, imagenet_weight = options
             self._taggers[options] = Tagger(
                 self._torch_model("tagging"), self.processor.tokenizer, None, samples, caption_weight,
-                imagenet_weight=imagenet_weight,
+                imagenet_weight=imagenet_weight, decoder=self.onnx,
             )  # fmt: skip
         return self._taggers[options]
 
@@ -217,7 +244,9 @@ class OneNet:
     ) -> list[ImageMatch]:
         """Gallery images most like an image, a gallery path or row; optionally focused on an ImageNet class."""
         model = self._torch_model("similar images")
-        return similar_images.similar_images(model, self.processor, index, query, k, exact, focus_class)
+        return similar_images.similar_images(
+            model, self.processor, index, query, k, exact, focus_class, image_encoder=self._image_encoder()
+        )
 
     def search(self, index: GalleryIndex, text: str, k: int = 5, method: str = "reranked") -> list[ImageMatch]:
         """Gallery images that match a text, best first; methods in `uses.search.SEARCH_METHODS`: `reranked`

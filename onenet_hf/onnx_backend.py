@@ -77,8 +77,12 @@ class OnnxOneNetBackend:
         self.providers = _providers(variant)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
-        self.sessions = {}
+        # idle onnxruntime threads would spin between runs, taking the cores PyTorch's ops (which run between
+        # the decoder's steps) and other requests need
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.sessions, self.outputs = {}, {}
         for name, graph in manifest["graphs"].items():
+            self.outputs[name] = graph["outputs"]
             if variant not in graph["files"]:
                 raise OnnxExportError(f"{folder} has no {variant} variant of {name}; export with that variant")
             path = folder / graph["files"][variant]["path"]
@@ -92,6 +96,19 @@ class OnnxOneNetBackend:
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self._run("image_encoder", pixel_values=pixel_values.float())[0]
+
+    @property
+    def has_pooled_features(self) -> bool:
+        """Whether the export gives the backbone's pooled features too (exports before they did give only
+        the representation)."""
+        return "pooled_features" in self.outputs.get("image_encoder", ())
+
+    def get_image_and_pooled_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image representation (B, hidden) and the pooled backbone features (B, 1280) of one backbone pass."""
+        if not self.has_pooled_features:
+            raise OnnxExportError("this ONNX export gives no pooled features (it predates them); export it again")
+        embeds, pooled = self._run("image_encoder", pixel_values=pixel_values.float())
+        return embeds, pooled
 
     def initial_state(self, image_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h, c = self._run("decoder_init", image_embeds=image_embeds)

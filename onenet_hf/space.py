@@ -13,7 +13,8 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .decoding import check_beam_size
@@ -25,6 +26,7 @@ from .indexing import IMAGE_SUFFIXES, list_images
 from .messages import shorten
 from .onenet import OneNet
 from .ranking import check_k
+from .request_batching import RequestBatcher
 from .samples import sample_gallery, sample_photos
 from .uses import dream, imagine, style, visualize
 from .uses.neurons import NEURON_KINDS
@@ -46,6 +48,13 @@ SPACE_DISTINCTIVE_NEURONS = 4  # an uploaded image's neurons shown, each with it
 SPACE_MAX_IMAGINE_STEPS = 200
 SPACE_IMAGINE_SIZE = 260
 SPACE_SNAPSHOT_EVERY = 8  # steps between the intermediate images streamed to the page
+# Concurrent caption and tag requests are answered together, up to this many per model pass (chosen with
+# bench/space_load.py, README "The Space under load");
+# answers of repeated requests (the example photos above all) are kept, up to this many.
+SPACE_MAX_BATCH_SIZE = 8
+SPACE_RESULT_CACHE_SIZE = 512
+SPACE_ONNX_VARIANT = "int8"  # captions and tags on the int8 graphs: README "The Space under load" measures why
+SPACE_THUMBNAIL_SIZE = 320  # gallery photos are shown (and sent) as JPEGs of at most this many pixels a side
 # "Add to gallery": added photos are shown to every user and kept across restarts, so they are bounded.
 MAX_UPLOAD_FILES = 20  # photos per request
 MAX_UPLOAD_BYTES = 20_000_000  # per photo
@@ -65,8 +74,10 @@ class OneNetSpace:
     The index and added photos live in `folder` (a built Space ships one), by default one folder per gallery
     under `cache_dir`.
 
-    Captions run on onnxruntime when the checkpoint has a matching ONNX export (`onenet export`), the
-    other uses on PyTorch (the export covers the caption path only).
+    The model loads with `backend="auto"`: captions and tags run their image side and decoder on onnxruntime when
+    the checkpoint has a matching ONNX export (`onenet export`), everything else on PyTorch. Concurrent caption
+    and tag requests are batched (`RequestBatcher`); answers to repeated requests come from a bounded cache, which
+    `warm_up` fills with the example photos' answers.
     """
 
     def __init__(
@@ -80,35 +91,85 @@ class OneNetSpace:
         max_upload_files: int = MAX_UPLOAD_FILES,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
         max_added_bytes: int = MAX_ADDED_BYTES,
+        max_batch_size: int = SPACE_MAX_BATCH_SIZE,
+        onnx_variant: str = SPACE_ONNX_VARIANT,
     ):
-        self.net = OneNet.from_pretrained(model, revision=revision)
-        self.captioner = self._onnx_captioner(model, revision) or self.net
+        self.net = OneNet.from_pretrained(model, revision=revision, backend="auto", onnx_variant=onnx_variant)
         self.gallery = Path(gallery).resolve() if gallery else None
         source = str(self.gallery) if self.gallery else "scikit-image sample photos"  # the key of older folders
         self.folder = Path(folder) if folder else Path(cache_dir) / hashlib.sha256(source.encode()).hexdigest()[:16]
-        self.added = self.folder / "added"
+        self.added, self.thumbnail_folder = self.folder / "added", self.folder / "thumbnails"
         self.allow_uploads = allow_uploads
         self.max_upload_files, self.max_upload_bytes = max_upload_files, max_upload_bytes
         self.max_added_bytes = max_added_bytes
         self._lock = threading.Lock()
         self._maps: dict[tuple, object] = {}
+        self._answers: OrderedDict[tuple, object] = OrderedDict()
+        self.max_batch_size = max_batch_size
+        self._captions = RequestBatcher(self._caption_batch, max_batch_size, "caption batches")
+        self._tags = RequestBatcher(self._tag_batch, max_batch_size, "tag batches")
         self.index = self._build()
 
-    @staticmethod
-    def _onnx_captioner(model: str | Path, revision: str | None) -> OneNet | None:
-        """Captioning on onnxruntime when `onenet export` has written graphs for this very checkpoint."""
-        from .onnx_backend import OnnxExportError
+    def warm_up(self) -> None:
+        """Load everything the first visitors would otherwise wait for (word spaces, taggers, the sentence
+        encoder) and keep the example photos' captions and tags, as the app's sliders first ask for them."""
+        for photo in sample_photos():
+            self.caption(str(photo), 3)
+            self.tag(str(photo), 5)
+        for space in ("learned", "glove"):
+            self.similar_words("dog", space)
+        self.search("a dog runs on the grass")
 
-        try:
-            return OneNet.from_pretrained(model, backend="onnx", revision=revision)
-        except (OnnxExportError, ImportError):
-            return None
+    def _cached(self, key: tuple | None, compute: Callable[[], object]):
+        """The answer kept for `key`, or `compute()`'s (then kept, least recently used first out); None: no key."""
+        if key is not None:
+            with self._lock:
+                if key in self._answers:
+                    self._answers.move_to_end(key)
+                    return self._answers[key]
+        answer = compute()
+        if key is not None:
+            with self._lock:
+                self._answers[key] = answer
+                while len(self._answers) > SPACE_RESULT_CACHE_SIZE:
+                    self._answers.popitem(last=False)
+        return answer
+
+    @staticmethod
+    def _image_key(image) -> str | None:
+        """A file's content hash (the same photo uploaded twice is one key); None for anything not a file."""
+        if isinstance(image, (str, os.PathLike)) and os.path.isfile(image):
+            return file_hash(image)
+        return None
 
     def _build(self) -> GalleryIndex:
+        """The gallery index (new or changed photos embedded) and a thumbnail of each of its photos."""
         images = list_images(self.gallery) if self.gallery else sample_gallery()
         if self.added.is_dir():
             images += list_images(self.added)
-        return self.net.build_index(images, self.folder / "index")
+        index = self.net.build_index(images, self.folder / "index")
+        self.thumbnails = self._make_thumbnails(index)
+        return index
+
+    def _make_thumbnails(self, index: GalleryIndex) -> dict[str, str]:
+        """A small JPEG of every gallery photo in `thumbnail_folder`, named by the photo's content hash (made once,
+        kept across restarts): results show and send these, a fraction of the photos' bytes."""
+        self.thumbnail_folder.mkdir(parents=True, exist_ok=True)
+        thumbnails = {}
+        for path, digest in zip(index.paths, index.metadata["hashes"], strict=True):
+            thumbnail = self.thumbnail_folder / f"{digest}.jpg"
+            if not thumbnail.is_file():
+                image = load_image(path)
+                image.thumbnail((SPACE_THUMBNAIL_SIZE, SPACE_THUMBNAIL_SIZE))
+                with tempfile.NamedTemporaryFile(dir=self.thumbnail_folder, suffix=".part", delete=False) as tmp:
+                    image.save(tmp, "JPEG", quality=85)
+                os.replace(tmp.name, thumbnail)  # whole or absent
+            thumbnails[path] = str(thumbnail)
+        return thumbnails
+
+    def _shown(self, path: str, score: float) -> GalleryItem:
+        """A gallery result as the page shows it: the photo's thumbnail, its name and score."""
+        return self.thumbnails[path], f"{Path(path).name} ({score:.3f})"
 
     @staticmethod
     def _image(image):
@@ -132,20 +193,46 @@ class OneNetSpace:
         return k
 
     def served_paths(self) -> list[str]:
-        """The files the Space may serve: exactly the gallery's indexed images and the example photos, never
-        a folder (gradio's `allowed_paths`); index metadata, other files and dotfiles beside them stay private."""
-        return sorted(set(self.index.paths) | {os.path.realpath(p) for p in sample_photos()})
+        """The files the Space may serve: exactly the gallery's thumbnails and the example photos, never a folder
+        (gradio's `allowed_paths`); the gallery's photos themselves, index metadata and dotfiles stay private."""
+        return sorted(set(self.thumbnails.values()) | {os.path.realpath(p) for p in sample_photos()})
 
     def caption(self, image, beam_size: int | None = None) -> str:
-        """The caption; beam size defaults to the model's generation config, capped lower than the CLI's."""
-        if beam_size is not None:
-            beam_size = self._whole_number(beam_size, "beam_size")
-            check_beam_size(beam_size, SPACE_MAX_BEAM_SIZE)
-        return self.captioner.caption(self._image(image), beam_size)[0].text
+        """The caption; beam size defaults to the model's generation config, capped lower than the CLI's. The
+        image is read here, so a bad one fails only its own request; the decoding joins a batch."""
+        if beam_size is None:
+            beam_size = self.net.model.generation_config.num_beams
+        beam_size = self._whole_number(beam_size, "beam_size")
+        check_beam_size(beam_size, SPACE_MAX_BEAM_SIZE)
+        image = self._image(image)
+        key = self._image_key(image)
+        return self._cached(key and ("caption", key, beam_size), lambda: self._captions((load_image(image), beam_size)))
+
+    def _caption_batch(self, requests: list[tuple]) -> list[str]:
+        """Captions of (image, beam size) requests: one batched decoding per beam size asked for."""
+        answers: list[str] = [""] * len(requests)
+        for beam_size in {beam for _, beam in requests}:
+            rows = [row for row, (_, beam) in enumerate(requests) if beam == beam_size]
+            for row, caption in zip(rows, self.net.caption([requests[r][0] for r in rows], beam_size), strict=True):
+                answers[row] = caption.text
+        return answers
 
     def tag(self, image, k: int = 5) -> tuple[Rows, Rows]:
-        tags = self.net.tag(self._image(image), self._k(k))[0]
-        return [[t.word, round(t.score, 4)] for t in tags.words], [[t.word, round(t.score, 4)] for t in tags.imagenet]
+        """Word tags and ImageNet labels as table rows; the tagging joins a batch (see `caption`)."""
+        k, image = self._k(k), self._image(image)
+        key = self._image_key(image)
+        return self._cached(key and ("tag", key, k), lambda: self._tags((load_image(image), k)))
+
+    def _tag_batch(self, requests: list[tuple]) -> list[tuple[Rows, Rows]]:
+        """Tags of (image, k) requests: one batched tagging at the largest k, each cut to its own."""
+        tagged = self.net.tag([image for image, _ in requests], max(k for _, k in requests))
+        return [
+            (
+                [[t.word, round(t.score, 4)] for t in tags.words[:k]],
+                [[t.word, round(t.score, 4)] for t in tags.imagenet[:k]],
+            )
+            for tags, (_, k) in zip(tagged, requests, strict=True)
+        ]
 
     def similar_words(self, text: str, space: str = "learned", k: int = 10) -> Rows:
         return [[w.word, round(w.score, 4)] for w in self.net.similar_words(text or "", self._k(k), space)]
@@ -156,18 +243,31 @@ class OneNetSpace:
         return [[w.word, round(w.score, 4)] for w in self.net.analogy(a, b, c, self._k(k), space, method)]
 
     def gallery_items(self) -> list[GalleryItem]:
-        """Every gallery image with its file name, for the clickable gallery."""
-        return [(path, Path(path).name) for path in self.index.paths]
+        """Every gallery image (its thumbnail) with its file name, for the clickable gallery."""
+        return [(self.thumbnails[path], Path(path).name) for path in self.index.paths]
 
     def similar_images(self, image, row: int | None = None, k: int = 6, focus_class: str | None = None):
         """Images like an upload, or like gallery item `row` (a click) when no image is given."""
-        query = row if image is None and row is not None else self._image(image)
-        matches = self.net.similar_images(self.index, query, self._k(k), focus_class=focus_class or None)
-        return [(m.path, f"{Path(m.path).name} ({m.score:.3f})") for m in matches]
+        by_row = image is None and row is not None
+        query = self._whole_number(row, "row") if by_row else self._image(image)
+        k, focus_class = self._k(k), focus_class or None
+        key = ("similar_images", query, k, focus_class, self.index.metadata["build"]) if by_row else None
+
+        def similar():
+            matches = self.net.similar_images(self.index, query, k, focus_class=focus_class)
+            return [self._shown(m.path, m.score) for m in matches]
+
+        return self._cached(key, similar)
 
     def search(self, text: str, method: str = "reranked", k: int = 6) -> list[GalleryItem]:
-        matches = self.net.search(self.index, text or "", self._k(k), method)
-        return [(m.path, f"{Path(m.path).name} ({m.score:.3f})") for m in matches]
+        """Gallery images for a description; a repeated one (same words, method and k) is answered from cache."""
+        text, k = text or "", self._k(k)
+
+        def matching():
+            matches = self.net.search(self.index, text, k, method)
+            return [self._shown(m.path, m.score) for m in matches]
+
+        return self._cached(("search", text, method, k, self.index.metadata["build"]), matching)
 
     def embedding_map(
         self, subject: str = "images", color_by: str = "tag", space: str = "learned", words: str = "", top_words=300
@@ -209,7 +309,7 @@ class OneNetSpace:
             items = [(n.to_image(), f"{n.name}: {n.activation:.3f}, z {n.z_score:+.1f}") for n in found]
         else:
             found = [self.net.neuron(self.index, k=k, **{kind: self._whole_number(number, kind)})]
-            items = [(m.path, f"{Path(m.path).name} ({m.activation:.3f})") for m in found[0].images]
+            items = [self._shown(m.path, m.activation) for m in found[0].images]
         rows = [[n.name, w.word, round(w.score, 4)] for n in found for w in n.words]
         return items, rows
 

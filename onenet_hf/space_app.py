@@ -13,12 +13,15 @@ import os
 from .errors import OneNetError
 from .extras import require
 from .hub import default_model
+from .request_batching import MAX_BATCH_SIZE
 from .samples import sample_photos
 from .space import (
+    SPACE_MAX_BATCH_SIZE,
     SPACE_MAX_BEAM_SIZE,
     SPACE_MAX_IMAGINE_STEPS,
     SPACE_MAX_K,
     SPACE_MAX_MAP_WORDS,
+    SPACE_ONNX_VARIANT,
     OneNetSpace,
     public_message,
 )
@@ -70,8 +73,12 @@ def clicked_row(event: gr.SelectData) -> tuple[int, None]:
 
 
 def build_demo(space: OneNetSpace) -> gr.Blocks:
-    """The six use tabs and Explore. Image inputs keep `image_mode=None`: gradio then passes the upload's path on
-    without decoding it, and `load_image` checks its size from the header before decoding (its pixel limit)."""
+    """The six use tabs, Explore and Imagine. Image inputs keep `image_mode=None`: gradio then passes the upload's
+    path on without decoding it, and `load_image` checks its size from the header before decoding (its pixel
+    limit). Caption and tag requests run up to `space.max_batch_size` at once, so `OneNetSpace` can batch them;
+    every other event runs one request at a time (gradio's default). Gallery thumbnails are static files: served
+    as they are, not copied into gradio's cache for every result."""
+    gr.set_static_paths([space.thumbnail_folder])  # a folder of the Space's own: only the thumbnails it wrote
     with gr.Blocks(title="OneNet: one network, many uses") as demo:
         gr.Markdown("# OneNet: one network, many uses\nOne image encoder and one caption decoder, six uses.")
         examples = [str(p) for p in sample_photos()]
@@ -81,7 +88,11 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
             caption = gr.Textbox(label="Caption")
             gr.Examples(examples, image)
             gr.Button("Caption", variant="primary").click(
-                user_errors(space.caption), [image, beam], caption, api_name="caption"
+                user_errors(space.caption),
+                [image, beam],
+                caption,
+                api_name="caption",
+                concurrency_limit=space.max_batch_size,
             )
         with gr.Tab("Tag"):
             image = gr.Image(type="filepath", image_mode=None, label="Image")
@@ -90,7 +101,11 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
             labels = gr.Dataframe(headers=["ImageNet label", "probability"], label="ImageNet labels", interactive=False)
             gr.Examples(examples, image)
             gr.Button("Tag", variant="primary").click(
-                user_errors(space.tag), [image, k], [words, labels], api_name="tag"
+                user_errors(space.tag),
+                [image, k],
+                [words, labels],
+                api_name="tag",
+                concurrency_limit=space.max_batch_size,
             )
         with gr.Tab("Similar words"):
             text = gr.Textbox(label="Word(s)", placeholder="beach")
@@ -257,6 +272,13 @@ def imagine_tabs(space: OneNetSpace, examples: list[str]) -> None:
         )
 
 
+def batch_size(text: str) -> int:
+    """A --max-batch-size value: a whole number from 1 to MAX_BATCH_SIZE."""
+    if not text.strip().isdecimal() or not 1 <= int(text) <= MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_BATCH_SIZE}, got {text[:20]!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the OneNet Space")
     parser.add_argument("--model", default=default_model(), help="checkpoint folder or Hub repo id")
@@ -267,11 +289,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     help_text = "let users add photos to the gallery (default: on for the sample gallery, off for --gallery)"
     parser.add_argument("--allow-uploads", action=argparse.BooleanOptionalAction, help=help_text)
+    help_text = f"caption and tag requests answered together per model pass (default {SPACE_MAX_BATCH_SIZE})"
+    parser.add_argument("--max-batch-size", type=batch_size, default=SPACE_MAX_BATCH_SIZE, help=help_text)
+    help_text = "the exported graphs captions and tags run on, when the model has them (default %(default)s)"
+    parser.add_argument("--onnx-variant", default=SPACE_ONNX_VARIANT, choices=["fp32", "int8"], help=help_text)
     args = parser.parse_args(argv)
     allow_uploads = args.allow_uploads if args.allow_uploads is not None else args.gallery is None
     space = OneNetSpace(
-        args.model, args.gallery, revision=args.revision, folder=args.index_dir, allow_uploads=allow_uploads
-    )
+        args.model, args.gallery, revision=args.revision, folder=args.index_dir, allow_uploads=allow_uploads,
+        max_batch_size=args.max_batch_size, onnx_variant=args.onnx_variant,
+    )  # fmt: skip
+    space.warm_up()
     # show_error=False: gradio's own errors (e.g. an upload it cannot open) would show server paths; ours
     # reach users as gr.Error (see user_errors), paths cut out.
     build_demo(space).launch(

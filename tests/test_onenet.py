@@ -27,7 +27,7 @@ def test_release_with_half_precision_weights_loads_as_float32(tiny_net, tmp_path
 
 def test_unknown_backend_is_named(tiny_net, tmp_path):
     tiny_net.save_pretrained(tmp_path)
-    with pytest.raises(OneNetError, match="unknown backend 'tensorrt'; choose 'torch' or 'onnx'"):
+    with pytest.raises(OneNetError, match="unknown backend 'tensorrt'; choose one of torch, onnx, auto"):
         OneNet.from_pretrained(tmp_path, backend="tensorrt")
 
 

@@ -37,6 +37,7 @@ def test_manifest_and_deterministic_export(exported, shapes_model, tmp_path):
     assert json.loads((out / MANIFEST_FILE).read_text()) == manifest
     assert manifest["opset"] >= 17 and set(manifest["graphs"]) == {"image_encoder", "decoder_init", "decoder_step"}
     assert manifest["graphs"]["decoder_step"]["inputs"] == ["input_ids", "h", "c", "image_embeds"]
+    assert manifest["graphs"]["image_encoder"]["outputs"] == ["image_embeds", "pooled_features"]
     again = export_onnx(shapes_model, tmp_path, int8=False)
     for name, graph in again["graphs"].items():
         assert graph["files"]["fp32"] == manifest["graphs"][name]["files"]["fp32"], name
@@ -141,3 +142,39 @@ def test_evaluate_captions_on_the_onnx_backend(exported, shapes_model, shapes_di
     assert result["metrics"]["CIDEr"] > 1.0
     with pytest.raises(OneNetError, match="the tags task runs on the PyTorch backend"):
         evaluate(onnx_net, "tags", shapes_dir, "dev", cache_dir=feature_cache)
+
+
+def test_the_auto_backend_tags_and_captions_as_pytorch_does(shapes_model_with_heads, shapes_dir, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(shapes_model_with_heads, model, ignore=shutil.ignore_patterns("*.pt"))
+    export_onnx(model, int8=False)
+    images = sorted((shapes_dir / "images").glob("dev_*.jpg"))[:4]
+    torch_net, auto = OneNet.from_pretrained(model), OneNet.from_pretrained(model, backend="auto")
+    assert auto.onnx is not None and auto.onnx.has_pooled_features and torch_net.onnx is None
+    pixels = torch_net.processor(images=images)["pixel_values"]
+    with torch.no_grad():
+        expected = torch_net.model.get_pooled_features(torch_net.model.get_backbone_features(pixels))
+    assert torch.allclose(auto.onnx.get_image_and_pooled_features(pixels)[1], expected, atol=1e-4)
+    assert [c.text for c in auto.caption(images, 2)] == [c.text for c in torch_net.caption(images, 2)]
+    for got, want in zip(auto.tag(images, 5), torch_net.tag(images, 5), strict=True):
+        assert [w.word for w in got.words] == [w.word for w in want.words]
+        assert [w.score for w in got.words] == pytest.approx([w.score for w in want.words], abs=1e-3)
+        assert [w.word for w in got.imagenet] == [w.word for w in want.imagenet]
+    gallery = sorted((shapes_dir / "images").glob("train_*.jpg"))[:12]
+    index = torch_net.build_index(gallery, tmp_path / "index")
+    for query in images:  # photos from outside the gallery: embedded by the ONNX encoder, then searched
+        got, want = auto.similar_images(index, query, 3), torch_net.similar_images(index, query, 3)
+        assert [m.path for m in got] == [m.path for m in want]
+        assert [m.score for m in got] == pytest.approx([m.score for m in want], abs=1e-4)
+    manifest = json.loads((model / "onnx" / MANIFEST_FILE).read_text())
+    manifest["graphs"]["image_encoder"]["outputs"] = ["image_embeds"]  # as exports before pooled features were
+    (model / "onnx" / MANIFEST_FILE).write_text(json.dumps(manifest))
+    older = OneNet.from_pretrained(model, backend="auto")
+    assert not older.onnx.has_pooled_features
+    with pytest.raises(OnnxExportError, match="gives no pooled features .* export it again"):
+        older.onnx.get_image_and_pooled_features(pixels)
+    assert [w.word for w in older.tag(images[0], 5)[0].words] == [w.word for w in torch_net.tag(images[0], 5)[0].words]
+
+
+def test_the_auto_backend_is_pytorch_alone_without_an_export(shapes_model):
+    assert OneNet.from_pretrained(shapes_model, backend="auto").onnx is None

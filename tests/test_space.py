@@ -6,6 +6,7 @@ chromium at /usr/bin/chromium and the `playwright` package (see DEVELOPERS.md); 
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import socket
@@ -193,7 +194,7 @@ def test_the_space_s_caps_are_stricter_than_the_library_s(space):
         space.similar_words("dog", "learned", 51)
 
 
-def test_only_the_gallery_s_image_files_are_served(server, space):
+def test_only_the_gallery_s_thumbnails_are_served(server, space):
     httpx = pytest.importorskip("httpx")
     secret = space.folder / ".env"
     secret.write_text("TOKEN=secret\n")
@@ -204,7 +205,11 @@ def test_only_the_gallery_s_image_files_are_served(server, space):
         for path in private:
             response = httpx.get(f"{server}gradio_api/file={path}")
             assert response.status_code in (403, 404), path
-        assert httpx.get(f"{server}gradio_api/file={space.index.paths[0]}").status_code == 200
+        examples = {str(p) for p in sample_photos()}  # served as they are: a visitor sends them
+        shown = next(path for path in space.index.paths if path not in examples)
+        assert httpx.get(f"{server}gradio_api/file={shown}").status_code == 403  # sent as its thumbnail only
+        thumbnail = httpx.get(f"{server}gradio_api/file={space.thumbnails[shown]}")
+        assert thumbnail.status_code == 200 and max(Image.open(io.BytesIO(thumbnail.content)).size) <= 320
     finally:
         secret.unlink()  # the module's Space folder is shared: leave it as the other tests find it
 
@@ -408,7 +413,9 @@ def test_imagine_tabs_in_headless_chromium(space_process):
     assert len(list(ARTIFACTS.glob("imagine_*.png"))) == 4
 
 
-def test_captions_use_onnxruntime_when_the_checkpoint_is_exported(shapes_model_with_heads, shapes_dir, tmp_path):
+def test_captions_and_tags_use_onnxruntime_when_the_checkpoint_is_exported(
+    shapes_model_with_heads, shapes_dir, tmp_path
+):
     from export import export_onnx
     from onenet_hf.onnx_backend import OnnxOneNetBackend
 
@@ -416,13 +423,51 @@ def test_captions_use_onnxruntime_when_the_checkpoint_is_exported(shapes_model_w
     shutil.copytree(shapes_model_with_heads, model, ignore=shutil.ignore_patterns("*.pt"))
     images = shapes_dir / "images"
     without = OneNetSpace(model, images, cache_dir=tmp_path / "a")
-    assert without.captioner is without.net
+    assert without.net.onnx is None
     export_onnx(model, model / "onnx", int8=False)
-    space = OneNetSpace(model, images, cache_dir=tmp_path / "b")
-    assert isinstance(space.captioner.model, OnnxOneNetBackend)
-    image = str(sorted(images.glob("dev_*.jpg"))[0])
-    assert space.caption(image, 2) == without.caption(image, 2)
+    assert OneNetSpace(model, images, cache_dir=tmp_path / "c").net.onnx is None  # no int8 graphs: PyTorch
+    space = OneNetSpace(model, images, cache_dir=tmp_path / "b", onnx_variant="fp32")
+    assert isinstance(space.net.onnx, OnnxOneNetBackend) and space.net.onnx.has_pooled_features
+    for image in map(str, sorted(images.glob("dev_*.jpg"))[:3]):
+        assert space.caption(image, 2) == without.caption(image, 2)
+        (words, labels), (torch_words, torch_labels) = space.tag(image, 5), without.tag(image, 5)
+        assert [w for w, _ in words] == [w for w, _ in torch_words]
+        assert np.allclose([s for _, s in words], [s for _, s in torch_words], atol=2e-4)
+        assert [w for w, _ in labels] == [w for w, _ in torch_labels]
     assert not (shapes_model_with_heads / "onnx").exists()
+
+
+def test_concurrent_visitors_share_batches_and_each_gets_their_own_answer(client, space, tmp_path):
+    photos = [photo(stem) for stem in ("chelsea", "astronaut", "coffee", "rocket", "motorcycle_left", "camera")]
+    ks = [1, 2, 3, 4, 5, 6]
+    alone_captions = [space.net.caption(p, 3)[0].text for p in photos]
+    alone_tags = [[w.word for w in space.net.tag(p, k)[0].words] for p, k in zip(photos, ks, strict=True)]
+    corrupt = tmp_path / "corrupt.jpg"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(corrupt)
+    corrupt.write_bytes(corrupt.read_bytes()[: corrupt.stat().st_size // 2])  # a JPEG cut off half-way
+    batches = {"caption": [], "tag": []}
+    runs = space._captions.run_batch, space._tags.run_batch
+
+    def recorded(run, sizes):
+        return lambda items: sizes.append(len(items)) or run(items)
+
+    space._captions.run_batch = recorded(runs[0], batches["caption"])
+    space._tags.run_batch = recorded(runs[1], batches["tag"])
+    space._answers.clear()  # nothing answered from cache: every request is computed
+    try:
+        jobs = [client.submit(handle_file(p), 3, api_name="/caption") for p in photos]
+        bad = client.submit(handle_file(str(corrupt)), 3, api_name="/caption")
+        tag_jobs = [client.submit(handle_file(p), k, api_name="/tag") for p, k in zip(photos, ks, strict=True)]
+        assert [job.result(timeout=120) for job in jobs] == alone_captions
+        assert [[w for w, _ in job.result(timeout=120)[0]["data"]] for job in tag_jobs] == alone_tags
+        with pytest.raises(Exception, match="corrupt or truncated"):  # its own error, no one else's
+            bad.result(timeout=120)
+        assert max(batches["caption"]) > 1 and max(batches["tag"]) > 1  # visitors shared model passes
+        assert sum(batches["caption"]) == len(photos) and sum(batches["tag"]) == len(photos)
+        assert client.predict(handle_file(photos[0]), 3, api_name="/caption") == alone_captions[0]
+        assert sum(batches["caption"]) == len(photos)  # that answer came from the cache
+    finally:
+        space._captions.run_batch, space._tags.run_batch = runs
 
 
 def _png(path: Path, value: int) -> str:

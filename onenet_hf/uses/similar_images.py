@@ -4,6 +4,7 @@ by the pooled backbone features weighted towards one ImageNet class (class focus
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from ..indexing import embed_images
 from ..messages import shorten
 from ..ranking import check_k, top_k_pairs
 from .tag import imagenet_labels
+
+if TYPE_CHECKING:
+    from ..onnx_backend import OnnxOneNetBackend
 
 
 def gallery_row(index: GalleryIndex, query: ImageLike | int) -> int | None:
@@ -63,11 +67,13 @@ def similar_images(
     k: int = 5,
     exact: bool | None = None,
     focus_class: int | str | None = None,
+    image_encoder: OnnxOneNetBackend | None = None,
 ) -> list[ImageMatch]:
     """The k gallery images most like `query` (an image, a path, or a gallery row), itself left out.
 
     With `focus_class`, pooled backbone features are weighted by that class's classifier weights
     (`OneNetModel.get_class_focus_weights`) and compared exactly, so only what the class detector looks at counts.
+    `image_encoder` (an ONNX backend with pooled features) embeds an image from outside the gallery.
     """
     check_k(k)
     weights = None
@@ -75,7 +81,7 @@ def similar_images(
         weights = model.get_class_focus_weights(imagenet_class_index(focus_class)).float().cpu().numpy()
     row = gallery_row(index, query)
     if row is None:
-        embedded = embed_images(model, processor, [query])
+        embedded = embed_images(model, processor, [query], image_encoder)
         vector, pooled = embedded["image_embeds"][0], embedded["pooled_features"][0]
     else:
         vector, pooled = np.asarray(index.image_embeds[row]), np.asarray(index.pooled_features[row])

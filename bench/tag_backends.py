@@ -1,0 +1,70 @@
+"""Tagging per backend and number of sampled captions: Flickr8k dev precision@5 and the latency of one image.
+
+A setting is BACKEND:CAPTION_SAMPLES, BACKEND one of torch, onnx-fp32, onnx-int8 (`OneNet.from_pretrained(...,
+backend="auto", onnx_variant=...)`: the ONNX graphs run the image side and sample the captions, the heads stay
+PyTorch). Precision is measured on every dev image from the cached backbone features (the image side agrees
+across backends to 1e-5), so it shows what the decoder that samples changes; latency is end to end (decode,
+backbone, tags) on the first `--images` dev photos, settings interleaved photo by photo so a noisy machine slows
+them alike. Run:
+python bench/tag_backends.py --output bench/results/space_load/tag_backends.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from onenet_hf import OneNet, read_split
+from onenet_hf.evaluation import tag_precision
+
+
+def load(model: str, backend: str) -> OneNet:
+    if backend == "torch":
+        return OneNet.from_pretrained(model)
+    return OneNet.from_pretrained(model, backend="auto", onnx_variant=backend.removeprefix("onnx-"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="checkpoints/onenet-flickr8k")
+    parser.add_argument("--data-dir", default="../shared/datasets/flickr8k")
+    parser.add_argument("--images", type=int, default=30, help="first N dev photos timed, one at a time")
+    parser.add_argument("--settings", nargs="+", default=["torch:100", "onnx-fp32:100", "onnx-int8:100"])
+    parser.add_argument("--output", help="write the results as JSON here")
+    args = parser.parse_args()
+    settings = {text: (text.split(":")[0], int(text.split(":")[1])) for text in args.settings}
+    nets = {backend: load(args.model, backend) for backend in {backend for backend, _ in settings.values()}}
+    examples = read_split(args.data_dir, "dev")
+    results = {}
+    for text, (backend, samples) in settings.items():
+        tagged = nets[backend].tag([e.path for e in examples], caption_samples=samples)
+        tags = [[w.word for w in image.words] for image in tagged]
+        results[text] = {"tag_precision@5": tag_precision(tags, [e.captions for e in examples])}
+        print(f"{text:16s} dev precision@5 {results[text]['tag_precision@5']:.4f}", flush=True)
+    paths = [e.path for e in examples[: args.images]]
+    for backend, samples in settings.values():
+        nets[backend].tag(paths[0], caption_samples=samples)  # warm
+    seconds: dict[str, list[float]] = {text: [] for text in settings}
+    for path in paths:
+        for text, (backend, samples) in settings.items():
+            start = time.perf_counter()
+            nets[backend].tag(path, caption_samples=samples)
+            seconds[text].append(time.perf_counter() - start)
+    baseline = np.mean(seconds[args.settings[0]])
+    for text, times in seconds.items():
+        ms = 1000 * np.array(times)
+        results[text].update(p50_ms=np.percentile(ms, 50), mean_ms=ms.mean(), ratio_to_first=np.mean(times) / baseline)
+        row = results[text]
+        print(f"{text:16s} p50 {row['p50_ms']:6.1f} ms  mean {row['mean_ms']:6.1f} ms  x{row['ratio_to_first']:.2f}")
+    print(f"({len(examples)} dev images for precision, {len(paths)} timed one at a time)")
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(results, indent=2, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()
