@@ -37,7 +37,7 @@ STYLE_STAGES = ("stem", "stage 1", "stage 2", "stage 3", "stage 4")
 STEPS = 200  # about 30 s at 260 on 2 CPU cores (bench/imagine_quality.py)
 CONTENT_WEIGHT = 1.0
 STYLE_WEIGHT = 10.0
-LEARNING_RATE = 0.05
+LEARNING_RATE = 0.02  # 0.05 left one pair of bench/imagine_quality.py at 87% style-loss fall, 0.02 all three >= 90%
 
 
 def gram(activations: torch.Tensor) -> torch.Tensor:
