@@ -98,6 +98,12 @@ class OnnxOneNetBackend:
         return self._run("image_encoder", pixel_values=pixel_values.float())[0]
 
     @property
+    def batch_independent(self) -> bool:
+        """Whether an image's results are the same alone and in a batch: not for int8, whose dynamic
+        quantisation takes one scale per input tensor, so the other images of a batch move it."""
+        return self.variant != "int8"
+
+    @property
     def has_pooled_features(self) -> bool:
         """Whether the export gives the backbone's pooled features too (exports before they did give only
         the representation)."""

@@ -32,16 +32,16 @@ class RequestBatcher(Generic[Item, Result]):
         if not isinstance(max_batch_size, int) or not 1 <= max_batch_size <= MAX_BATCH_SIZE:
             raise OneNetError(f"max_batch_size must be 1 to {MAX_BATCH_SIZE}, got {max_batch_size!r}")
         self.run_batch, self.max_batch_size, self.name = run_batch, max_batch_size, name
-        self._waiting: queue.SimpleQueue[tuple[Item, Future]] = queue.SimpleQueue()
+        self._waiting: queue.SimpleQueue[tuple[Item, Future[Result]]] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def __call__(self, item: Item) -> Result:
         """This item's result, computed in a batch with whatever else is waiting; its own error if it fails."""
-        answer: Future = Future()
+        answer: Future[Result] = Future()
         self._waiting.put((item, answer))
         with self._lock:
-            if self._worker is None:
+            if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._serve, name=self.name, daemon=True)
                 self._worker.start()
         return answer.result()
@@ -54,9 +54,17 @@ class RequestBatcher(Generic[Item, Result]):
                     batch.append(self._waiting.get_nowait())
                 except queue.Empty:
                     break
-            self._answer(batch)
+            try:
+                self._answer(batch)
+            except BaseException as error:  # e.g. SystemExit from the batch: its callers must not wait forever
+                with self._lock:
+                    self._worker = None  # before any caller wakes: the next call starts a new worker
+                for _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(error)
+                raise  # this worker ends; the next call starts another
 
-    def _answer(self, batch: list[tuple[Item, Future]]) -> None:
+    def _answer(self, batch: list[tuple[Item, Future[Result]]]) -> None:
         try:
             results = self.run_batch([item for item, _ in batch])
             if len(results) != len(batch):

@@ -16,6 +16,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+
+from PIL import Image
 
 from .decoding import check_beam_size
 from .errors import OneNetError
@@ -33,6 +36,7 @@ from .uses.neurons import NEURON_KINDS
 
 GALLERY_CACHE = Path.home() / ".cache" / "onenet" / "galleries"
 GalleryItem = tuple[str, str]
+Answer = TypeVar("Answer")
 Rows = list[list]
 
 # Stricter than the library's caps (beam 64, k 1,000): one request must not hold the shared CPU for long.
@@ -75,7 +79,8 @@ class OneNetSpace:
     under `cache_dir`.
 
     The model loads with `backend="auto"`: captions and tags run their image side and decoder on onnxruntime when
-    the checkpoint has a matching ONNX export (`onenet export`), everything else on PyTorch. Concurrent caption
+    the checkpoint has a matching ONNX export (`onenet export`), as does the embedding of an uploaded photo for
+    similar images; everything else runs on PyTorch. Concurrent caption
     and tag requests are batched (`RequestBatcher`); answers to repeated requests come from a bounded cache, which
     `warm_up` fills with the example photos' answers.
     """
@@ -102,7 +107,7 @@ class OneNetSpace:
         self.allow_uploads = allow_uploads
         self.max_upload_files, self.max_upload_bytes = max_upload_files, max_upload_bytes
         self.max_added_bytes = max_added_bytes
-        self._lock = threading.Lock()
+        self._lock, self._answers_lock = threading.Lock(), threading.Lock()
         self._maps: dict[tuple, object] = {}
         self._answers: OrderedDict[tuple, object] = OrderedDict()
         self.max_batch_size = max_batch_size
@@ -120,16 +125,16 @@ class OneNetSpace:
             self.similar_words("dog", space)
         self.search("a dog runs on the grass")
 
-    def _cached(self, key: tuple | None, compute: Callable[[], object]):
+    def _cached(self, key: tuple | None, compute: Callable[[], Answer]) -> Answer:
         """The answer kept for `key`, or `compute()`'s (then kept, least recently used first out); None: no key."""
         if key is not None:
-            with self._lock:
+            with self._answers_lock:
                 if key in self._answers:
                     self._answers.move_to_end(key)
                     return self._answers[key]
         answer = compute()
         if key is not None:
-            with self._lock:
+            with self._answers_lock:
                 self._answers[key] = answer
                 while len(self._answers) > SPACE_RESULT_CACHE_SIZE:
                     self._answers.popitem(last=False)
@@ -148,6 +153,7 @@ class OneNetSpace:
         if self.added.is_dir():
             images += list_images(self.added)
         index = self.net.build_index(images, self.folder / "index")
+        # thumbnails before the index: a request still reading the old index finds its photos (a build only adds)
         self.thumbnails = self._make_thumbnails(index)
         return index
 
@@ -162,7 +168,11 @@ class OneNetSpace:
                 image = load_image(path)
                 image.thumbnail((SPACE_THUMBNAIL_SIZE, SPACE_THUMBNAIL_SIZE))
                 with tempfile.NamedTemporaryFile(dir=self.thumbnail_folder, suffix=".part", delete=False) as tmp:
-                    image.save(tmp, "JPEG", quality=85)
+                    try:
+                        image.save(tmp, "JPEG", quality=85)
+                    except BaseException:
+                        os.unlink(tmp.name)
+                        raise
                 os.replace(tmp.name, thumbnail)  # whole or absent
             thumbnails[path] = str(thumbnail)
         return thumbnails
@@ -208,12 +218,19 @@ class OneNetSpace:
         key = self._image_key(image)
         return self._cached(key and ("caption", key, beam_size), lambda: self._captions((load_image(image), beam_size)))
 
-    def _caption_batch(self, requests: list[tuple]) -> list[str]:
+    def _passes(self, requests: list[tuple[Image.Image, int]]) -> list[list[int]]:
+        """The rows of `requests` that share one model pass: those with the same option (beam size, or any k),
+        or each row alone on int8 graphs, where the other images of a batch would change an image's answer."""
+        if self.net.onnx is not None and not self.net.onnx.batch_independent:
+            return [[row] for row in range(len(requests))]
+        return [[row for row, (_, o) in enumerate(requests) if o == option] for option in {o for _, o in requests}]
+
+    def _caption_batch(self, requests: list[tuple[Image.Image, int]]) -> list[str]:
         """Captions of (image, beam size) requests: one batched decoding per beam size asked for."""
         answers: list[str] = [""] * len(requests)
-        for beam_size in {beam for _, beam in requests}:
-            rows = [row for row, (_, beam) in enumerate(requests) if beam == beam_size]
-            for row, caption in zip(rows, self.net.caption([requests[r][0] for r in rows], beam_size), strict=True):
+        for rows in self._passes(requests):
+            captions = self.net.caption([requests[r][0] for r in rows], requests[rows[0]][1])
+            for row, caption in zip(rows, captions, strict=True):
                 answers[row] = caption.text
         return answers
 
@@ -223,9 +240,14 @@ class OneNetSpace:
         key = self._image_key(image)
         return self._cached(key and ("tag", key, k), lambda: self._tags((load_image(image), k)))
 
-    def _tag_batch(self, requests: list[tuple]) -> list[tuple[Rows, Rows]]:
-        """Tags of (image, k) requests: one batched tagging at the largest k, each cut to its own."""
-        tagged = self.net.tag([image for image, _ in requests], max(k for _, k in requests))
+    def _tag_batch(self, requests: list[tuple[Image.Image, int]]) -> list[tuple[Rows, Rows]]:
+        """Tags of (image, k) requests: tagged at the largest k (in shared passes, see `_passes`), each cut to its
+        own k."""
+        largest = max(k for _, k in requests)
+        tagged: list = [None] * len(requests)
+        for rows in self._passes([(image, 0) for image, _ in requests]):
+            for row, tags in zip(rows, self.net.tag([requests[r][0] for r in rows], largest), strict=True):
+                tagged[row] = tags
         return [
             (
                 [[t.word, round(t.score, 4)] for t in tags.words[:k]],
@@ -246,7 +268,9 @@ class OneNetSpace:
         """Every gallery image (its thumbnail) with its file name, for the clickable gallery."""
         return [(self.thumbnails[path], Path(path).name) for path in self.index.paths]
 
-    def similar_images(self, image, row: int | None = None, k: int = 6, focus_class: str | None = None):
+    def similar_images(
+        self, image, row: int | None = None, k: int = 6, focus_class: str | None = None
+    ) -> list[GalleryItem]:
         """Images like an upload, or like gallery item `row` (a click) when no image is given."""
         by_row = image is None and row is not None
         query = self._whole_number(row, "row") if by_row else self._image(image)

@@ -76,9 +76,7 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
     """The six use tabs, Explore and Imagine. Image inputs keep `image_mode=None`: gradio then passes the upload's
     path on without decoding it, and `load_image` checks its size from the header before decoding (its pixel
     limit). Caption and tag requests run up to `space.max_batch_size` at once, so `OneNetSpace` can batch them;
-    every other event runs one request at a time (gradio's default). Gallery thumbnails are static files: served
-    as they are, not copied into gradio's cache for every result."""
-    gr.set_static_paths([space.thumbnail_folder])  # a folder of the Space's own: only the thumbnails it wrote
+    every other event runs one request at a time (gradio's default)."""
     with gr.Blocks(title="OneNet: one network, many uses") as demo:
         gr.Markdown("# OneNet: one network, many uses\nOne image encoder and one caption decoder, six uses.")
         examples = [str(p) for p in sample_photos()]

@@ -46,7 +46,7 @@ def call_together(batcher: RequestBatcher, recorder: Recorder, items: list[int])
         while batcher._waiting.qsize() < len(items):
             time.sleep(0.01)
         recorder.release.set()
-        assert first.result() == 1000 * 1000
+        first.result()
         return [future.result() for future in futures]
 
 
@@ -54,6 +54,7 @@ def test_waiting_calls_share_a_batch_and_each_gets_its_own_answer():
     recorder = Recorder()
     batcher = RequestBatcher(recorder, max_batch_size=4)
     assert call_together(batcher, recorder, list(range(10))) == [n * n for n in range(10)]
+    assert recorder.batches[0] == [1000]  # the held batch
     sizes = [len(batch) for batch in recorder.batches[1:]]
     assert sum(sizes) == 10 and max(sizes) == 4  # batched, never above the cap
     assert sorted(n for batch in recorder.batches[1:] for n in batch) == list(range(10))
@@ -70,9 +71,27 @@ def test_an_error_reaches_only_the_request_that_caused_it():
 
 
 def test_a_batch_that_loses_answers_is_an_error_not_a_wrong_answer():
-    batcher = RequestBatcher(lambda items: items[:-1], max_batch_size=2)
-    with pytest.raises(RuntimeError, match="1 items gave 0 results"):
-        batcher(1)
+    recorder = Recorder()
+    batcher = RequestBatcher(lambda items: recorder(items)[:-1], max_batch_size=4)
+    results = call_together(batcher, recorder, [2, 3])
+    assert recorder.batches[1:] == [[2, 3], [2], [3]]  # the batch of two, then each alone
+    assert all(isinstance(r, RuntimeError) and "1 items gave 0 results" in str(r) for r in results)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the killed worker's
+def test_a_worker_killed_by_its_batch_fails_its_callers_and_the_next_call_gets_a_new_one():
+    def run(items):
+        if 0 in items:
+            raise SystemExit("stop")
+        return items
+
+    batcher = RequestBatcher(run, max_batch_size=2)
+    assert batcher(1) == 1
+    worker = batcher._worker
+    with pytest.raises(SystemExit):
+        batcher(0)
+    worker.join(10)  # it ends with the SystemExit, inside this test
+    assert not worker.is_alive() and batcher(7) == 7
 
 
 @pytest.mark.parametrize("size", [0, MAX_BATCH_SIZE + 1, 2.5])

@@ -20,6 +20,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 from onenet_hf.errors import OneNetError  # noqa: E402
+from onenet_hf.image_processing_onenet import load_image  # noqa: E402
 from onenet_hf.samples import sample_photos  # noqa: E402
 from onenet_hf.space import OneNetSpace  # noqa: E402
 from tests.conftest import png_claiming_size  # noqa: E402
@@ -441,7 +442,13 @@ def test_concurrent_visitors_share_batches_and_each_gets_their_own_answer(client
     photos = [photo(stem) for stem in ("chelsea", "astronaut", "coffee", "rocket", "motorcycle_left", "camera")]
     ks = [1, 2, 3, 4, 5, 6]
     alone_captions = [space.net.caption(p, 3)[0].text for p in photos]
-    alone_tags = [[w.word for w in space.net.tag(p, k)[0].words] for p, k in zip(photos, ks, strict=True)]
+    alone_tags = [
+        ([w.word for w in tags.words], [w.word for w in tags.imagenet])
+        for p, k in zip(photos, ks, strict=True)
+        for tags in space.net.tag(p, k)
+    ]
+    mixed = [(load_image(p), beam) for p, beam in zip(photos[:3], (1, 3, 1), strict=True)]  # beams regrouped
+    assert space._caption_batch(mixed) == [space.net.caption(image, beam)[0].text for image, beam in mixed]
     corrupt = tmp_path / "corrupt.jpg"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(corrupt)
     corrupt.write_bytes(corrupt.read_bytes()[: corrupt.stat().st_size // 2])  # a JPEG cut off half-way
@@ -459,7 +466,10 @@ def test_concurrent_visitors_share_batches_and_each_gets_their_own_answer(client
         bad = client.submit(handle_file(str(corrupt)), 3, api_name="/caption")
         tag_jobs = [client.submit(handle_file(p), k, api_name="/tag") for p, k in zip(photos, ks, strict=True)]
         assert [job.result(timeout=120) for job in jobs] == alone_captions
-        assert [[w for w, _ in job.result(timeout=120)[0]["data"]] for job in tag_jobs] == alone_tags
+        tagged = [job.result(timeout=120) for job in tag_jobs]
+        assert [
+            ([w for w, _ in words["data"]], [w for w, _ in labels["data"]]) for words, labels in tagged
+        ] == alone_tags
         with pytest.raises(Exception, match="corrupt or truncated"):  # its own error, no one else's
             bad.result(timeout=120)
         assert max(batches["caption"]) > 1 and max(batches["tag"]) > 1  # visitors shared model passes
