@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from gradio_client import Client, handle_file
 
+from onenet_hf import read_split
+
 ROOT = Path(__file__).resolve().parents[1]
 ENDPOINTS = ("/caption", "/tag", "/similar_words", "/analogy", "/similar_images", "/search")
 WORDS = ("beach", "dog", "snow", "bike", "water", "grass", "girl", "ball", "street", "mountain")
@@ -41,11 +43,11 @@ Request = tuple[str, tuple]
 
 
 def dev_photos(data_dir: Path, count: int) -> list[str]:
-    """`count` Flickr8k dev photos in the split file's order: distinct uploads for the image requests."""
-    names = (data_dir / "Flickr_8k.devImages.txt").read_text().split()
-    if len(names) < count:
-        raise SystemExit(f"{count} image requests need {count} dev photos; {data_dir} has {len(names)}")
-    return [str(data_dir / "images" / name) for name in names[:count]]
+    """`count` Flickr8k dev photos in the split's order: distinct uploads for the image requests."""
+    paths = [str(example.path) for example in read_split(data_dir, "dev")]
+    if len(paths) < count:
+        raise SystemExit(f"{count} image requests need {count} dev photos; {data_dir} has {len(paths)}")
+    return paths[:count]
 
 
 def request_for(endpoint: str, number: int, photo: str | None, alone: bool = False) -> Request:

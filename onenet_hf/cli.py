@@ -270,7 +270,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _neuron(args: argparse.Namespace) -> int:
-    from .sheets import save_png
+    from .sheets import save_image
     from .uses.neurons import DESCRIBED, check_sizes, neuron_sheet
 
     check_sizes(args.k, args.n_words, args.n)  # before the model loads
@@ -291,12 +291,12 @@ def _neuron(args: argparse.Namespace) -> int:
         for image in item.images:
             print(f"{escape_controls(image.path)}\t{image.activation:.4f}")
     if args.out:
-        print(f"contact sheet written to {escape_controls(str(save_png(neuron_sheet(found), args.out)))}")
+        print(f"contact sheet written to {escape_controls(str(save_image(neuron_sheet(found), args.out)))}")
     return 0
 
 
 def _layers(args: argparse.Namespace) -> int:
-    from .sheets import save_png
+    from .sheets import save_image
     from .uses.layers import check_channels
 
     check_channels(args.channels)  # before the model loads
@@ -308,7 +308,7 @@ def _layers(args: argparse.Namespace) -> int:
     for stage in stages:
         height, width = stage.resolution
         strongest = ", ".join(f"{c} ({m:.3f})" for c, m in zip(stage.channels[:5], stage.means[:5], strict=False))
-        path = save_png(stage.to_image(), out / stage.file_name)
+        path = save_image(stage.to_image(), out / stage.file_name)
         print(f"{escape_controls(str(path))}\t{stage.name}: {stage.stage_channels} channels at {height}x{width}; "
               f"strongest: {strongest}")  # fmt: skip
     return 0
@@ -316,11 +316,11 @@ def _layers(args: argparse.Namespace) -> int:
 
 def _save_imagined(snapshot, out: str, what: str) -> int:
     """Write an Imagine result (several images side by side) as a PNG and say what was made."""
-    from .sheets import save_png
+    from .sheets import save_image
 
     images = snapshot.images
     strip = images[0] if len(images) == 1 else _side_by_side(images)
-    path = save_png(strip, out)
+    path = save_image(strip, out)
     print(f"{what} written to {escape_controls(str(path))} ({strip.width}x{strip.height}; "
           f"{snapshot.steps} steps, objective {snapshot.objective:.4f})")  # fmt: skip
     return 0

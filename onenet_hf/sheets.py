@@ -100,13 +100,13 @@ def heat_map(activations: np.ndarray, side: int = TILE) -> Image.Image:
     return ImageOps.colorize(grey, black=black, mid=mid, white=white).resize((side, side), Image.Resampling.NEAREST)
 
 
-def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
-    """Write `image` as a PNG at `path` atomically (a temporary file beside it, then os.replace), so a reader
-    never sees half a picture and a failed write leaves no stray file."""
+def save_image(image: Image.Image, path: str | os.PathLike, format: str = "PNG", **options) -> Path:
+    """Write `image` at `path` atomically in `format` with Pillow's `options` (a temporary file beside it, then
+    os.replace), so a reader never sees half a picture and a failed write leaves no stray file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        image.save(tmp, format="PNG")
+        image.save(tmp, format=format, **options)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -121,7 +121,7 @@ __all__ = [
     "Tile",
     "contact_sheet",
     "heat_map",
-    "save_png",
+    "save_image",
     "sheet_size",
     "thumbnail",
 ]

@@ -31,6 +31,7 @@ from .onenet import OneNet
 from .ranking import check_k
 from .request_batching import RequestBatcher
 from .samples import sample_gallery, sample_photos
+from .sheets import save_image
 from .uses import dream, imagine, style, visualize
 from .uses.neurons import NEURON_KINDS
 
@@ -167,13 +168,7 @@ class OneNetSpace:
             if not thumbnail.is_file():
                 image = load_image(path)
                 image.thumbnail((SPACE_THUMBNAIL_SIZE, SPACE_THUMBNAIL_SIZE))
-                with tempfile.NamedTemporaryFile(dir=self.thumbnail_folder, suffix=".part", delete=False) as tmp:
-                    try:
-                        image.save(tmp, "JPEG", quality=85)
-                    except BaseException:
-                        os.unlink(tmp.name)
-                        raise
-                os.replace(tmp.name, thumbnail)  # whole or absent
+                save_image(image, thumbnail, "JPEG", quality=85)
             thumbnails[path] = str(thumbnail)
         return thumbnails
 
@@ -218,17 +213,17 @@ class OneNetSpace:
         key = self._image_key(image)
         return self._cached(key and ("caption", key, beam_size), lambda: self._captions((load_image(image), beam_size)))
 
-    def _passes(self, requests: list[tuple[Image.Image, int]]) -> list[list[int]]:
-        """The rows of `requests` that share one model pass: those with the same option (beam size, or any k),
-        or each row alone on int8 graphs, where the other images of a batch would change an image's answer."""
+    def _passes(self, keys: list) -> list[list[int]]:
+        """The rows that share one model pass: those with equal keys (a caption's beam size), or each row alone
+        on int8 graphs, where the other images of a batch would change an image's answer."""
         if self.net.onnx is not None and not self.net.onnx.batch_independent:
-            return [[row] for row in range(len(requests))]
-        return [[row for row, (_, o) in enumerate(requests) if o == option] for option in {o for _, o in requests}]
+            return [[row] for row in range(len(keys))]
+        return [[row for row, k in enumerate(keys) if k == key] for key in dict.fromkeys(keys)]
 
     def _caption_batch(self, requests: list[tuple[Image.Image, int]]) -> list[str]:
         """Captions of (image, beam size) requests: one batched decoding per beam size asked for."""
         answers: list[str] = [""] * len(requests)
-        for rows in self._passes(requests):
+        for rows in self._passes([beam for _, beam in requests]):
             captions = self.net.caption([requests[r][0] for r in rows], requests[rows[0]][1])
             for row, caption in zip(rows, captions, strict=True):
                 answers[row] = caption.text
@@ -245,7 +240,7 @@ class OneNetSpace:
         own k."""
         largest = max(k for _, k in requests)
         tagged: list = [None] * len(requests)
-        for rows in self._passes([(image, 0) for image, _ in requests]):
+        for rows in self._passes([None] * len(requests)):  # any k: tagged at the largest
             for row, tags in zip(rows, self.net.tag([requests[r][0] for r in rows], largest), strict=True):
                 tagged[row] = tags
         return [

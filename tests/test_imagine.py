@@ -76,13 +76,13 @@ def test_one_error_each_for_bad_input(tiny_net, text, options, message):
 
 
 def test_cli_visualize_imagine_dream_and_style_write_pngs(tiny_net, tmp_path, capsys):
-    from onenet_hf.sheets import save_png
+    from onenet_hf.sheets import save_image
     from tests.conftest import draw_shape
 
     model_dir = tmp_path / "model"
     tiny_net.save_pretrained(model_dir)
-    photo = save_png(draw_shape("red", "circle", 3), tmp_path / "photo.png")
-    other = save_png(draw_shape("blue", "square", 1), tmp_path / "other.png")
+    photo = save_image(draw_shape("red", "circle", 3), tmp_path / "photo.png")
+    other = save_image(draw_shape("blue", "square", 1), tmp_path / "other.png")
     small = ["--model", str(model_dir), "--steps", "3", "--size", "64"]
     commands = {
         "vis.png": ["visualize", "--class", "goldfish", "--images", "2"],
