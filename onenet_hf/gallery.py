@@ -1,30 +1,38 @@
 """A persisted gallery index, read side: open it, check it, search it by image representation.
 
-Files in the index folder: `index.json` (model fingerprint, representation size, image paths and content
-hashes, skipped files, build id, and the build's files) and, per build, the vectors (`*.npy`) and the Annoy
-file. `indexing.py` writes them.
+Files in the index folder: `index.sqlite` (SQLite, WAL: model fingerprint, each image's path, content hash,
+size, modification time and place in a shard, the skipped files, the shards and the builds) and the shards:
+per shard, one `.npy` file per array (`shard-<id>.<array>.npy`) and, for a large one, its ANN file
+(`shard-<id>.hnsw` or `.ann`). A shard is written once and never changed; a build adds one and registers it in
+one SQLite transaction, so it writes what changed, not the gallery. `indexing.py` writes them.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from .ann import ANN_METHODS, ShardAnn, unit_rows
 from .errors import OneNetError
 from .fingerprint import model_fingerprint
 from .ranking import top_k_pairs
 
-INDEX_FILE = "index.json"
-INDEX_FORMAT = 2
-EXACT_SEARCH_MAX_IMAGES = 20_000
+INDEX_DB = "index.sqlite"
+INDEX_FORMAT = 3
+LEGACY_INDEX_FILE = "index.json"  # format 2: one JSON file and whole arrays, rewritten by every build
+EXACT_SEARCH_MAX_IMAGES = 20_000  # a gallery, or shard, up to this size is searched exactly
 ARRAYS = ("image_embeds", "pooled_features", "retrieval_embeds", "tag_embeds")
-# Names a build gives its files: `image_embeds-<build>.npy`, `annoy-<build>.ann`, `index.json.<build>.tmp`.
-BUILD_FILE = re.compile(
+# Names a build gives its files: a shard's arrays and ANN file, written before SQLite registers them.
+SHARD_FILE = re.compile(rf"shard-(?P<shard>[0-9a-f]{{12}})\.(?:(?:{'|'.join(ARRAYS)})\.npy|hnsw|ann)")
+# Names format-2 builds gave their files: an upgrade deletes them once their vectors are in a shard.
+LEGACY_BUILD_FILE = re.compile(
     rf"(?:(?:{'|'.join(ARRAYS)})-[0-9a-f]{{12}}\.npy|annoy-[0-9a-f]{{12}}\.ann|index\.json\.[0-9a-f]{{12}}\.tmp)"
 )
 
@@ -43,91 +51,183 @@ class ImageMatch:
     cosine: float
 
 
-class GalleryIndex:
-    """Embedded gallery images and their vectors; nearest images by representation (Annoy or exact). The uses
-    (`uses/similar_images.py`, `uses/search.py`) search its other vectors."""
+def shard_files(name: str, ann: str | None) -> dict[str, str]:
+    """The files of shard `name`: one per array, and its ANN file when it has one."""
+    return {array: f"shard-{name}.{array}.npy" for array in ARRAYS} | ({"ann": f"shard-{name}.{ann}"} if ann else {})
 
-    def __init__(self, folder: Path, metadata: dict, arrays: dict[str, np.ndarray]):
+
+@dataclass
+class Shard:
+    """One shard as the index sees it: its files, how many rows it holds (`size`), and which of them are live
+    gallery rows (`positions`, ascending; rows of deleted or changed images are not), from gallery row `first_row`."""
+
+    name: str
+    size: int
+    ann: str | None
+    positions: np.ndarray
+    first_row: int
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @cached_property
+    def live(self) -> np.ndarray | None:
+        """Which positions are live (bool, `size`), or None when all are."""
+        if len(self.positions) == self.size:
+            return None
+        mask = np.zeros(self.size, dtype=bool)
+        mask[self.positions] = True
+        return mask
+
+    @cached_property
+    def live_bitmap(self) -> np.ndarray | None:
+        """`live` packed a bit per position (little-endian bytes), as faiss's IDSelectorBitmap reads it."""
+        return None if self.live is None else np.packbits(self.live, bitorder="little")
+
+    @cached_property
+    def live_share(self) -> float:
+        return len(self.positions) / max(self.size, 1)
+
+    @cached_property
+    def unit_live_embeds(self) -> np.ndarray:
+        """The live image representations at unit length, for the exact search of a small shard."""
+        return unit_rows(self.live_rows("image_embeds"))
+
+    def live_rows(self, name: str) -> np.ndarray:
+        """The live rows of one array, in gallery order (a view when every row is live)."""
+        array = self.arrays[name]
+        return array if self.live is None else array[self.positions]
+
+    def row(self, position: int) -> int:
+        return self.first_row + int(np.searchsorted(self.positions, position))
+
+
+class _GalleryArrays(Mapping):
+    """Each array over the whole gallery, joined from the shards' live rows on first use (memory-mapped, not
+    copied, when the gallery is one shard with every row live)."""
+
+    def __init__(self, shards: Sequence[Shard]):
+        self._shards, self._joined = shards, {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._joined:
+            parts = [shard.live_rows(name) for shard in self._shards]
+            self._joined[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return self._joined[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(ARRAYS)
+
+    def __len__(self) -> int:
+        return len(ARRAYS)
+
+
+class GalleryIndex:
+    """Embedded gallery images and their vectors; nearest images by representation (per-shard ANN, or exact).
+    The uses (`uses/similar_images.py`, `uses/search.py`) search its other vectors."""
+
+    def __init__(self, folder: Path, metadata: dict, arrays: Mapping[str, np.ndarray], shards: Sequence[Shard] = ()):
         self.folder, self.metadata = folder, metadata
         self.paths: list[str] = metadata["paths"]
-        self.image_embeds = arrays["image_embeds"]
-        self.pooled_features = arrays["pooled_features"]
-        self.retrieval_embeds = arrays["retrieval_embeds"]
-        self.tag_embeds = arrays["tag_embeds"]
-        self._annoy = None
+        self._arrays, self.shards = arrays, list(shards)
+        self._anns: dict[str, ShardAnn] = {}
+
+    image_embeds = property(lambda self: self._arrays["image_embeds"], doc="(N, hidden_size) image representations")
+    pooled_features = property(lambda self: self._arrays["pooled_features"], doc="(N, 1280) pooled backbone, fp16")
+    retrieval_embeds = property(lambda self: self._arrays["retrieval_embeds"], doc="(N, d) describe-to-search side")
+    tag_embeds = property(lambda self: self._arrays["tag_embeds"], doc="(N, d) tag-space side")
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @cached_property
+    def _row_of_path(self) -> dict[str, int]:
+        return {path: row for row, path in enumerate(self.paths)}
+
+    @cached_property
+    def _row_of_content(self) -> dict[str, int]:
+        return {content: row for row, content in reversed(list(enumerate(self.metadata["hashes"])))}
+
+    def row_of(self, path: str | None = None, content: str | None = None) -> int | None:
+        """The gallery row of a stored path (as the index stores it: real path), else of the first image with
+        content hash `content`; None when neither is in the gallery."""
+        if path is not None and path in self._row_of_path:
+            return self._row_of_path[path]
+        return self._row_of_content.get(content) if content is not None else None
 
     @classmethod
     def load(cls, folder: str | Path, model=None) -> GalleryIndex:
         """Open an index; with `model`, refuse an index that another model made.
 
-        Any malformed metadata is a `GalleryIndexError` (one line). Should a build replace the index while
-        this reads it (its old arrays then go), the new metadata is read once more.
+        Anything malformed is a `GalleryIndexError` (one line). Should a build replace a shard while this reads
+        the index (the shard's files then go), the index is read once more.
         """
         folder = Path(folder)
-        metadata_file = folder / INDEX_FILE
         for attempt in range(2):
-            if not metadata_file.is_file():
-                raise GalleryIndexError(f"no gallery index at {folder} ({INDEX_FILE} missing); build one: onenet index")
+            metadata, shards = read_catalogue(folder)
             try:
-                text = metadata_file.read_text(encoding="utf-8")
-                metadata = _checked_metadata(json.loads(text))
-                arrays = {name: np.load(folder / metadata["files"][name], mmap_mode="r") for name in ARRAYS}
+                for shard in shards:
+                    for name, file in shard_files(shard.name, None).items():
+                        shard.arrays[name] = np.load(folder / file, mmap_mode="r")
             except FileNotFoundError as error:
-                if attempt == 0 and metadata_file.read_text(encoding="utf-8") != text:
-                    continue  # a build replaced the index meanwhile: read its metadata
+                if attempt == 0:
+                    continue  # a build replaced a shard meanwhile: read the catalogue again
                 missing = Path(str(error.filename)).name
                 raise GalleryIndexError(
-                    f"corrupt gallery index at {folder}: {missing} is missing; rebuild it"
+                    f"corrupt gallery index at {folder}: {missing} is missing; rebuild it: onenet index"
                 ) from None
             except (OSError, ValueError, EOFError) as error:
-                if isinstance(error, GalleryIndexError):
-                    raise GalleryIndexError(f"corrupt gallery index at {folder}: {error}") from None
                 raise GalleryIndexError(
                     f"corrupt gallery index at {folder}: {error}; rebuild it: onenet index"
                 ) from None
             break
-        if any(len(array) != len(metadata["paths"]) for array in arrays.values()):
-            raise GalleryIndexError(f"corrupt gallery index at {folder}: array sizes differ from the path list")
+        for shard in shards:
+            if any(len(array) != shard.size for array in shard.arrays.values()):
+                raise GalleryIndexError(
+                    f"corrupt gallery index at {folder}: shard {shard.name}'s arrays differ from its size; rebuild it"
+                )
         if model is not None and metadata["model"] != model_fingerprint(model):
             raise GalleryIndexError(
                 f"the gallery index at {folder} was made by another model (fingerprint {metadata['model']}, "
                 f"this model is {model_fingerprint(model)}); rebuild it with this model: onenet index"
             )
-        return cls(folder, metadata, arrays)
+        return cls(folder, metadata, _GalleryArrays(shards), shards)
 
-    @property
-    def annoy(self):
-        """The Annoy index over image representations, opened (memory-mapped) on first use."""
-        if self._annoy is None:
-            from annoy import AnnoyIndex
-
-            self._annoy = AnnoyIndex(self.metadata["representation_size"], "angular")
-            if not self._annoy.load(str(self.folder / self.metadata["files"]["annoy"])):
-                raise GalleryIndexError(f"corrupt Annoy file in {self.folder}")
-        return self._annoy
+    def _ann(self, shard: Shard) -> ShardAnn:
+        """A shard's ANN file, opened on first use."""
+        if shard.name not in self._anns:
+            path = self.folder / shard_files(shard.name, shard.ann)["ann"]
+            try:
+                self._anns[shard.name] = ShardAnn(shard.ann, path, self.metadata["representation_size"])
+            except (OSError, RuntimeError) as error:
+                raise GalleryIndexError(f"corrupt ANN file {path.name} in {self.folder}: {error}") from None
+        return self._anns[shard.name]
 
     def nearest(
         self, vectors: np.ndarray, k: int, exact: bool | None = None, exclude: Sequence[int | None] = ()
     ) -> list[list[tuple[int, float]]]:
-        """The k nearest gallery rows (cosine) to each image representation; exact when small or asked."""
+        """The k nearest gallery rows (cosine) to each image representation; exact when small or asked,
+        otherwise each large shard's ANN and the small shards exactly, merged."""
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         k = min(k, len(self))
         exclude = list(exclude) or [None] * len(vectors)
         if exact is None:
             exact = len(self) <= EXACT_SEARCH_MAX_IMAGES
-        if exact:
+        if exact or not self.shards:
             return [
                 top_k_pairs(cosine_matrix(vector[None], self.image_embeds)[0], k, skip)
                 for vector, skip in zip(vectors, exclude, strict=True)
             ]
         results = []
         for vector, skip in zip(vectors, exclude, strict=True):
-            ids, distances = self.annoy.get_nns_by_vector(vector.tolist(), k + 1, search_k=-1, include_distances=True)
-            pairs = [(i, 1.0 - d * d / 2.0) for i, d in zip(ids, distances, strict=True) if i != skip]
-            results.append(pairs[:k])
+            found: list[tuple[int, float]] = []
+            for shard in self.shards:
+                if shard.ann is None:
+                    scores = shard.unit_live_embeds @ unit_rows(vector[None])[0]
+                    found += [(shard.first_row + i, s) for i, s in top_k_pairs(scores, k + 1)]
+                else:
+                    pairs = self._ann(shard).search(vector, k + 1, shard)
+                    found += [(shard.row(position), score) for position, score in pairs]
+            found.sort(key=lambda pair: -pair[1])
+            results.append([pair for pair in found if pair[0] != skip][:k])
         return results
 
     def matches(self, pairs: list[tuple[int, float]], cosines: np.ndarray | None = None) -> list[ImageMatch]:
@@ -138,44 +238,96 @@ class GalleryIndex:
         ]
 
 
-def _checked_metadata(metadata) -> dict:
-    """The parsed `index.json` if it has every field a reader and the next build use, with the right types;
-    otherwise a GalleryIndexError naming the first problem (the caller adds where)."""
+def connect(folder: Path, read_only: bool) -> sqlite3.Connection:
+    """A connection to the index's SQLite file (WAL: a reader never blocks a build, nor a build a reader).
 
+    A reader opens it writable when it may (never creating it), so the last connection to close tidies the WAL
+    files away; read-only (`mode=ro`) in a folder it cannot write."""
+    database = folder / INDEX_DB
+    if not read_only:
+        connection = sqlite3.connect(database, timeout=30)
+        connection.execute("PRAGMA journal_mode=WAL")
+        return connection
+    uri = database.resolve().as_uri()
+    mode = "rw" if os.access(folder, os.W_OK) and os.access(database, os.W_OK) else "ro"
+    return sqlite3.connect(f"{uri}?mode={mode}", uri=True, timeout=30)
+
+
+def read_catalogue(folder: Path) -> tuple[dict, list[Shard]]:
+    """The index's metadata (model, representation size, paths and hashes in gallery order, skipped files,
+    build, ann) and its shards (arrays not yet opened), checked; GalleryIndexError naming the first problem."""
+    if not (folder / INDEX_DB).is_file():
+        if (folder / LEGACY_INDEX_FILE).is_file():
+            raise GalleryIndexError(
+                f"the gallery index at {folder} has an older format (2, {LEGACY_INDEX_FILE}); upgrade it by running "
+                f"onenet index IMAGES --out {folder} once (its vectors are reused, nothing is embedded again)"
+            )
+        raise GalleryIndexError(f"no gallery index at {folder} ({INDEX_DB} missing); build one: onenet index")
+    try:
+        connection = connect(folder, read_only=True)
+        try:
+            info = dict(connection.execute("SELECT key, value FROM info"))
+            shard_rows = connection.execute("SELECT seq, name, size, ann FROM shards ORDER BY seq").fetchall()
+            image_rows = connection.execute(
+                "SELECT path, hash, shard, position FROM images ORDER BY shard, position"
+            ).fetchall()
+            skipped = [{"path": p, "reason": r} for p, r in connection.execute("SELECT path, reason FROM skipped")]
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        raise GalleryIndexError(f"corrupt gallery index at {folder}: {INDEX_DB}: {error}; rebuild it") from None
+    return _checked_catalogue(folder, info, shard_rows, image_rows, skipped)
+
+
+def _checked_catalogue(folder: Path, info: dict, shard_rows, image_rows, skipped) -> tuple[dict, list[Shard]]:
     def problem(text: str) -> GalleryIndexError:
-        return GalleryIndexError(f"{INDEX_FILE} {text}; rebuild it: onenet index")
+        return GalleryIndexError(f"corrupt gallery index at {folder}: {INDEX_DB} {text}; rebuild it: onenet index")
 
-    if not isinstance(metadata, dict):
-        raise problem(f"holds {json.dumps(metadata)[:20]}, not an object")
-    if metadata.get("format") != INDEX_FORMAT:
-        raise problem(f"has format {str(metadata.get('format'))[:20]!r}, not {INDEX_FORMAT}")
-    fields = {"model": str, "representation_size": int, "paths": list, "hashes": list, "files": dict, "skipped": list}
-    for field, kind in fields.items():
-        if not isinstance(metadata.get(field), kind):
-            raise problem(f"has no {kind.__name__} {field!r}")
-    paths, hashes, files = metadata["paths"], metadata["hashes"], metadata["files"]
-    if not all(isinstance(p, str) for p in paths + hashes) or len(paths) != len(hashes):
-        raise problem("has paths and hashes that are not two lists of strings of one length")
-    if set(files) != {*ARRAYS, "annoy"} or not all(
-        isinstance(f, str) and BUILD_FILE.fullmatch(f) for f in files.values()
-    ):
-        raise problem(f"lists files other than a build writes: {sorted(files)[:6]}")
-    if not all(isinstance(s, dict) and isinstance(s.get("path"), str) and isinstance(s.get("reason"), str)
-               for s in metadata["skipped"]):  # fmt: skip
-        raise problem("has skipped entries without a path and a reason")
-    return metadata
+    if info.get("format") != str(INDEX_FORMAT):
+        raise problem(f"has format {str(info.get('format'))[:20]!r}, not {INDEX_FORMAT}")
+    for key in ("model", "representation_size", "build", "ann"):
+        if not info.get(key):
+            raise problem(f"has no {key!r}")
+    if not info["representation_size"].isdecimal():
+        raise problem("has a representation_size that is not a number")
+    shards, by_seq = [], {}
+    for seq, name, size, ann in shard_rows:
+        named = isinstance(name, str) and SHARD_FILE.fullmatch(f"shard-{name}.hnsw")
+        if not named or ann not in (None, *ANN_METHODS):
+            raise problem(f"lists a shard other than a build writes: {str(name)[:20]!r}")
+        by_seq[seq] = Shard(name, int(size), ann, np.empty(0, dtype=np.int64), 0)
+    places: dict[int, list[int]] = {seq: [] for seq in by_seq}
+    for path, _, seq, position in image_rows:
+        if seq not in by_seq or not isinstance(position, int) or not 0 <= position < by_seq[seq].size:
+            raise problem(f"places {str(path)[:60]} outside its shards")
+        places[seq].append(position)
+    first_row = 0
+    for seq, shard in by_seq.items():
+        if places[seq]:
+            shard.positions, shard.first_row = np.asarray(places[seq], dtype=np.int64), first_row
+            first_row += len(places[seq])
+            shards.append(shard)
+    metadata = {
+        "format": INDEX_FORMAT,
+        "model": info["model"],
+        "representation_size": int(info["representation_size"]),
+        "build": info["build"],
+        "ann": info["ann"],
+        "paths": [row[0] for row in image_rows],
+        "hashes": [row[1] for row in image_rows],
+        "skipped": skipped,
+    }
+    return metadata, shards
 
 
 def cosine_matrix(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     """Cosine similarity (Q, N) between query rows and gallery rows (exact search)."""
-    queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-    gallery = np.asarray(gallery, dtype=np.float32)
-    gallery = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12)
-    return queries @ gallery.T
+    return unit_rows(queries) @ unit_rows(gallery).T
 
 
 __all__ = [
     "EXACT_SEARCH_MAX_IMAGES",
+    "INDEX_DB",
     "GalleryIndex",
     "GalleryIndexError",
     "ImageMatch",

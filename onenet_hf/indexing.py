@@ -1,9 +1,11 @@
-"""Building a gallery index: embed images, write the index files atomically, own the index folder.
+"""Building a gallery index: embed new images into a new shard, register it in SQLite, own the index folder.
 
-Ownership: a build writes only into a new or empty folder, or one that is already an index (marked, or
-holding nothing but what builds write); it deletes only files that an earlier build listed in `index.json`
-and leftovers named as a build names its files, never anything else. `index.json` is replaced last and
-atomically, so a killed build leaves the previous index intact.
+A build looks at each listed file's size and modification time; only new or changed files are hashed, and
+only content the index does not hold yet is embedded. It writes one new shard (the new rows) and commits the
+catalogue change (rows added, dropped, moved) in one SQLite transaction: a killed build leaves the previous
+index intact and loadable. Ownership: a build writes only into a new or empty folder, or one that is already
+an index; it deletes only shard files the catalogue no longer lists (and format-2 files after an upgrade),
+never anything else. One build at a time: a second is refused (or waits `lock_timeout` seconds).
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,15 +33,21 @@ try:
 except ImportError:  # Windows: builds of one index are not locked against each other
     fcntl = None
 
+from .ann import ANN_METHODS, ANNOY_TREES, build_ann
 from .errors import OneNetError
 from .fingerprint import file_hash, model_fingerprint
 from .gallery import (
     ARRAYS,
-    BUILD_FILE,
-    INDEX_FILE,
+    EXACT_SEARCH_MAX_IMAGES,
+    INDEX_DB,
     INDEX_FORMAT,
+    LEGACY_BUILD_FILE,
+    LEGACY_INDEX_FILE,
+    SHARD_FILE,
     GalleryIndex,
     GalleryIndexError,
+    connect,
+    shard_files,
 )
 from .image_processing_onenet import ImageLoadError, load_image
 
@@ -44,7 +56,22 @@ if TYPE_CHECKING:
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MARKER_FILE = ".onenet-index"  # marks a folder as an index; locked (flock) while a build writes
-MAX_N_TREES = 1000  # Annoy trees; 50 reach 0.997 recall@10 on 1,000 images (README), more only cost time
+MAX_N_TREES = 1000  # Annoy trees (`--ann annoy`)
+MAX_SMALL_SHARDS = 8  # shards searched exactly; more are merged into one, so a query scans few files
+PREFETCH_BATCHES = 2  # batches the loader thread reads ahead of the network
+MAX_DEAD_SHARE = 0.25  # a shard whose rows are this much deleted or changed is rewritten with its live rows
+SQLITE_FILES = {INDEX_DB, f"{INDEX_DB}-wal", f"{INDEX_DB}-shm", f"{INDEX_DB}-journal"}
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS info(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS shards(seq INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, size INTEGER NOT NULL, ann TEXT);
+CREATE TABLE IF NOT EXISTS images(
+    path TEXT PRIMARY KEY, hash TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    shard INTEGER NOT NULL, position INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS images_by_place ON images(shard, position);
+CREATE TABLE IF NOT EXISTS skipped(path TEXT PRIMARY KEY, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS builds(
+    id TEXT PRIMARY KEY, finished REAL NOT NULL, embedded INTEGER, reused INTEGER, dropped INTEGER, shards INTEGER);
+"""
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -69,7 +96,14 @@ def embed_images(
 ) -> dict[str, np.ndarray]:
     """Each image's gallery vectors (`OneNetModel.get_gallery_embeds`) as arrays; pooled features in fp16.
     `image_encoder`: an ONNX backend whose export gives pooled features runs the backbone."""
-    pixel_values = processor(images=list(images))["pixel_values"]
+    return embed_pixels(model, processor(images=list(images))["pixel_values"], image_encoder)
+
+
+@torch.inference_mode()
+def embed_pixels(
+    model, pixel_values: torch.Tensor, image_encoder: OnnxOneNetBackend | None = None
+) -> dict[str, np.ndarray]:
+    """`embed_images` of preprocessed images (the indexing loader preprocesses a batch ahead, in a thread)."""
     if image_encoder is None:
         embeds = model.get_gallery_embeds(pixel_values)
     else:
@@ -103,17 +137,20 @@ def check_index_folder(folder: str | Path, images: Sequence[str | Path] = ()) ->
 
 
 def _is_index_folder(folder: Path) -> bool:
-    """Marked by a build, or (an index from before the marker) holding nothing but what builds write."""
+    """Marked by a build, or (a format-2 index from before the marker) holding nothing but what builds wrote."""
     if (folder / MARKER_FILE).is_file():
         return True
     names = [entry.name for entry in folder.iterdir()]
-    return INDEX_FILE in names and all(name == INDEX_FILE or BUILD_FILE.fullmatch(name) for name in names)
+    return LEGACY_INDEX_FILE in names and all(
+        name == LEGACY_INDEX_FILE or LEGACY_BUILD_FILE.fullmatch(name) for name in names
+    )
 
 
 @contextlib.contextmanager
-def _build_lock(folder: Path, timeout: float | None) -> Iterator[None]:
-    """Hold the index folder's lock (flock on its marker file) for a whole build. A second build waits for it,
-    then extends what the first wrote; `timeout` seconds (None: no limit) bound the wait."""
+def build_lock(folder: str | Path, timeout: float | None) -> Iterator[None]:
+    """Hold the index folder's lock (flock on its marker file) for a whole build. A second build is refused at
+    once (`timeout` 0), or waits up to `timeout` seconds (None: no limit), then extends what the first wrote."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / MARKER_FILE, "a", encoding="utf-8") as marker:
         start, waiting = time.monotonic(), False
@@ -124,8 +161,9 @@ def _build_lock(folder: Path, timeout: float | None) -> Iterator[None]:
             except BlockingIOError:
                 if timeout is not None and time.monotonic() - start >= timeout:
                     raise GalleryIndexError(
-                        f"another build of the index at {folder} is running (waited {timeout:g} s); "
-                        "run this again when it has finished"
+                        f"another build of the index at {folder} is running"
+                        + (f" (waited {timeout:g} s)" if timeout else "")
+                        + "; run this again when it has finished"
                     ) from None
                 if not waiting:
                     tqdm.write(f"waiting for another build of the index at {folder} to finish", file=sys.stderr)
@@ -141,25 +179,52 @@ def _build_lock(folder: Path, timeout: float | None) -> Iterator[None]:
                 fcntl.flock(marker, fcntl.LOCK_UN)
 
 
+@dataclass
+class GalleryFile:
+    """A file a build considers: the path the index stores (`key`, the real path), the path it was listed by
+    (`listed`, for the skipped list) and what `os.stat` said of it (size, modification time)."""
+
+    key: str
+    listed: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Embedder:
+    """How a build turns gallery files into rows: `prepare` reads a batch (decoding, resizing; run in a loader
+    thread a batch ahead, so decoding overlaps the network), `embed` makes its arrays (rows of the readable
+    files) and says why the others failed: (file, reason) pairs."""
+
+    prepare: Callable[[list[GalleryFile]], object]
+    embed: Callable[[object], tuple[dict[str, np.ndarray], list[tuple[GalleryFile, str]]]]
+
+
 def build_index(
     model,
     processor,
     images: str | Path | Sequence[str | Path],
     folder: str | Path,
     batch_size: int = 32,
-    n_trees: int = 50,
+    ann: str = "ivfpq",
+    n_trees: int = ANNOY_TREES,
     rebuild: bool = False,
-    lock_timeout: float | None = None,
+    lock_timeout: float | None = 0,
+    image_encoder: OnnxOneNetBackend | None = None,
 ) -> GalleryIndex:
-    """Embed every image of a folder (or a list of paths) and write the index to `folder`.
+    """Index every image of a folder (or a list of paths) into `folder`: afterwards the index holds exactly the
+    readable ones.
 
-    Images already in an index at `folder` (same content, wherever they now lie) are not embedded again; an
-    index there from another model or format, or a corrupt one, is replaced. Unreadable files are skipped and
-    listed in the metadata (`skipped`), never fatal. `folder` must be new, empty or an index
-    (`check_index_folder`); a build running on it meanwhile is waited for (up to `lock_timeout` seconds;
-    None: no limit).
+    Unchanged files (same size and modification time) are not read; a new or changed file whose content the
+    index holds (a move, a copy) is not embedded again; files gone or unreadable are dropped, the unreadable
+    ones listed in `metadata["skipped"]` with the reason. An index there from another model, a corrupt one, or
+    `rebuild` starts afresh; a format-2 index is upgraded (its vectors reused). `folder` must be new, empty or an
+    index (`check_index_folder`). A build running on it meanwhile refuses this one, or is waited for up to
+    `lock_timeout` seconds (None: no limit). `image_encoder`: an ONNX backend that runs the backbone.
     """
     folder = Path(folder)
+    if ann not in ANN_METHODS:
+        raise OneNetError(f"unknown ANN method {ann!r}; use one of {', '.join(ANN_METHODS)}")
     if not isinstance(n_trees, int) or not 1 <= n_trees <= MAX_N_TREES:
         raise OneNetError(f"n_trees must be 1 to {MAX_N_TREES}, got {n_trees!r}")
     if isinstance(images, (str, Path)):
@@ -167,98 +232,335 @@ def build_index(
     else:
         paths = sources = [Path(p) for p in images]
     check_index_folder(folder, sources)
-    fingerprint = model_fingerprint(model)
-    with _build_lock(folder, lock_timeout):
-        previous: dict[str, dict[str, np.ndarray]] = {}  # by content: a moved or copied gallery is not re-embedded
-        if (folder / INDEX_FILE).exists() and not rebuild:
+
+    def prepare(batch: list[GalleryFile]):
+        loaded, failed = [], []
+        for item in batch:
             try:
-                old = GalleryIndex.load(folder, model)
-            except GalleryIndexError as error:  # another model's, an older or a corrupt index: of no use
-                tqdm.write(f"re-embedding every image: {error}", file=sys.stderr)
-            else:
-                for row, content in enumerate(old.metadata["hashes"]):
-                    previous[content] = {name: np.asarray(getattr(old, name)[row]) for name in ARRAYS}
-        kept, hashes, skipped, rows = _embed_new(model, processor, paths, previous, batch_size)
-        if not kept:
-            raise GalleryIndexError(f"no readable images among {len(paths)} files; skipped: {skipped[:3]}")
-        return _write_index(folder, fingerprint, kept, hashes, skipped, rows, n_trees)
+                loaded.append(load_image(item.key))
+            except ImageLoadError as error:
+                failed.append((item, str(error)))
+            except OSError as error:
+                failed.append((item, f"{item.listed}: {error.strerror or error}"))
+        return (processor(images=loaded)["pixel_values"] if loaded else None), failed
+
+    def embed(prepared):
+        pixels, failed = prepared
+        return (embed_pixels(model, pixels, image_encoder) if pixels is not None else {}), failed
+
+    with build_lock(folder, lock_timeout):
+        files, skipped = _stat_files(paths)
+        return write_gallery(
+            folder, model_fingerprint(model), model.config.hidden_size, files, skipped, Embedder(prepare, embed),
+            file_hash, batch_size, ann, n_trees, rebuild,
+        )  # fmt: skip
 
 
-def _embed_new(model, processor, paths: Sequence[Path], previous: dict, batch_size: int):
-    """Rows of every readable image: reused from `previous` (same content) or embedded in batches."""
-    rows: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
-    kept, hashes, skipped, pending = [], [], [], []
-
-    def flush() -> None:
-        if pending:
-            embedded = embed_images(model, processor, [image for _, _, image in pending])
-            for row, (path, content, _) in enumerate(pending):
-                kept.append(path)
-                hashes.append(content)
-                for name in ARRAYS:
-                    rows[name].append(embedded[name][row])
-            pending.clear()
-
-    for path in tqdm(paths, desc="indexing images", unit="img"):
+def _stat_files(paths: Sequence[Path]) -> tuple[list[GalleryFile], list[dict]]:
+    """Each listed path's GalleryFile, and a skipped entry (path, reason) for those that cannot be read."""
+    files, skipped = [], []
+    for path in paths:
         key = os.path.realpath(path)  # unlike Path.resolve, no error on a link loop (reported below)
         try:
-            content = file_hash(path)
-            if content in previous:
-                flush()
-                kept.append(key)
-                hashes.append(content)
-                for name in ARRAYS:
-                    rows[name].append(previous[content][name])
-                continue
-            pending.append((key, content, load_image(path)))
-        except ImageLoadError as error:
-            skipped.append({"path": os.path.abspath(path), "reason": str(error)})
-            continue
-        except OSError as error:  # unreadable, a broken link, a link loop
+            stat = os.stat(path)
+        except OSError as error:  # a broken link, a link loop, no permission
             skipped.append({"path": os.path.abspath(path), "reason": f"{path}: {error.strerror or error}"})
             continue
-        if len(pending) >= batch_size:
-            flush()
-    flush()
-    return kept, hashes, skipped, rows
+        files.append(GalleryFile(key, os.path.abspath(path), stat.st_size, stat.st_mtime_ns))
+    return files, skipped
 
 
-def _write_index(folder: Path, fingerprint: str, paths, hashes, skipped, rows, n_trees: int) -> GalleryIndex:
-    """Write a build's files, switch `index.json` to them atomically, then delete what earlier builds wrote
-    (their listed files and the leftovers of killed ones: names a build gives its files), nothing else.
-    The caller holds the folder's lock, so no other build is half-way."""
-    from annoy import AnnoyIndex
+def write_gallery(
+    folder: str | Path,
+    fingerprint: str,
+    representation_size: int,
+    files: Sequence[GalleryFile],
+    skipped: list[dict],
+    embedder: Embedder,
+    content_hash: Callable[[str], str] = file_hash,
+    batch_size: int = 32,
+    ann: str = "ivfpq",
+    n_trees: int = ANNOY_TREES,
+    rebuild: bool = False,
+) -> GalleryIndex:
+    """Bring the index at `folder` to exactly `files` (the caller holds the lock): one new shard for the rows
+    it lacks, merges when shards pile up or empty out, one transaction, then the unlisted files go.
 
-    build = uuid.uuid4().hex[:12]
-    files = {name: f"{name}-{build}.npy" for name in ARRAYS} | {"annoy": f"annoy-{build}.ann"}
-    arrays = {name: np.stack(rows[name]) for name in ARRAYS}
-    for name in ARRAYS:
-        np.save(folder / files[name], arrays[name])
-    annoy = AnnoyIndex(arrays["image_embeds"].shape[1], "angular")
-    for row, vector in enumerate(arrays["image_embeds"]):
-        annoy.add_item(row, vector.tolist())
-    annoy.build(n_trees, n_jobs=-1)
-    annoy.save(str(folder / files["annoy"]))
-    annoy.unload()
-    metadata = {
-        "format": INDEX_FORMAT,
-        "model": fingerprint,
-        "representation_size": int(arrays["image_embeds"].shape[1]),
-        "metric": "angular",
-        "n_trees": n_trees,
-        "build": build,
-        "files": files,
-        "paths": paths,
-        "hashes": hashes,
-        "skipped": skipped,
-    }
-    tmp = folder / f"{INDEX_FILE}.{build}.tmp"
-    tmp.write_text(json.dumps(metadata, indent=1), encoding="utf-8")
-    os.replace(tmp, folder / INDEX_FILE)  # the switch: before it the old index is whole, after it the new one
-    for stale in folder.iterdir():
-        if BUILD_FILE.fullmatch(stale.name) and stale.name not in files.values() and not stale.is_dir():
-            stale.unlink()
+    `embedder` and `content_hash` are how rows are made; bench/gallery_scale.py passes its own to inject vectors
+    into this same code path. Files are written before the transaction that lists them, so a killed build
+    leaves only unlisted files, which the next build deletes.
+    """
+    folder = Path(folder)
+    connection = _open_for_build(folder, fingerprint, rebuild)
+    try:
+        with connection:
+            connection.execute("BEGIN IMMEDIATE")  # readers go on reading the last committed index
+            build = _Build(folder, connection, ann, n_trees)
+            reuse = {} if rebuild else _reusable_rows(folder, connection, fingerprint)
+            build.place(files, skipped, reuse, embedder, content_hash, batch_size)
+            if not connection.execute("SELECT COUNT(*) FROM images").fetchone()[0]:  # rolled back: the old index stays
+                raise GalleryIndexError(
+                    f"no readable images among {len(files) + len(skipped)} files; skipped: {skipped[:3]}"
+                )
+            build.compact()
+            build.commit(fingerprint, representation_size, skipped)
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+        with contextlib.suppress(sqlite3.Error):
+            _delete_unlisted(folder)  # also a failed build's new files
     return GalleryIndex.load(folder)
 
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_N_TREES", "build_index", "check_index_folder", "embed_images", "list_images"]
+def _open_for_build(folder: Path, fingerprint: str, rebuild: bool) -> sqlite3.Connection:
+    """The index's SQLite file, ready for this build: created, or emptied when it holds another model's index or a
+    malformed one, or `rebuild` (a file that is not a database is replaced)."""
+    problem = None
+    if (folder / INDEX_DB).is_file():
+        try:
+            if GalleryIndex.load(folder).metadata["model"] != fingerprint:
+                problem = f"the index at {folder} was made by another model"
+        except GalleryIndexError as error:
+            problem = str(error)
+    try:
+        connection = connect(folder, read_only=False)
+        connection.executescript(SCHEMA)
+    except sqlite3.DatabaseError:  # not a database at all
+        for name in SQLITE_FILES:
+            (folder / name).unlink(missing_ok=True)
+        connection = connect(folder, read_only=False)
+        connection.executescript(SCHEMA)
+    if problem or rebuild:
+        if problem:
+            tqdm.write(f"re-embedding every image: {problem}", file=sys.stderr)
+        with connection:  # one transaction: a killed build leaves the old catalogue
+            for table in ("info", "shards", "images", "skipped"):
+                connection.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed table names)
+    return connection
+
+
+@dataclass
+class _Place:
+    """Where a row's vectors lie: a listed shard of this index (`shard` seq) or a format-2 array (`legacy`)."""
+
+    shard: int | None
+    position: int
+    legacy: dict[str, np.ndarray] | None = None
+
+
+def _reusable_rows(folder: Path, connection: sqlite3.Connection, fingerprint: str) -> dict[str, _Place]:
+    """Rows already embedded, by content hash: this index's, and a format-2 index's of this model (an upgrade)."""
+    reuse = {
+        content: _Place(shard, position)
+        for content, shard, position in connection.execute("SELECT hash, shard, position FROM images")
+    }
+    if (folder / LEGACY_INDEX_FILE).is_file():
+        try:
+            legacy = json.loads((folder / LEGACY_INDEX_FILE).read_text(encoding="utf-8"))
+            if legacy["model"] != fingerprint:
+                raise ValueError("another model made it")
+            arrays = {name: np.load(folder / legacy["files"][name], mmap_mode="r") for name in ARRAYS}
+            for position, content in enumerate(legacy["hashes"]):
+                reuse.setdefault(content, _Place(None, position, arrays))
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+            tqdm.write(f"not reusing the format-2 index at {folder}: {error}", file=sys.stderr)
+    return reuse
+
+
+class _Build:
+    """One build's changes to the catalogue, made inside the caller's transaction."""
+
+    def __init__(self, folder: Path, connection: sqlite3.Connection, ann: str, n_trees: int):
+        self.folder, self.connection, self.ann, self.n_trees = folder, connection, ann, n_trees
+        self.counts = {"embedded": 0, "reused": 0, "dropped": 0}
+        self.opened: dict[int, dict[str, np.ndarray]] = {}
+        self.shard: dict[str, np.ndarray] | None = None  # the shard being written, its files opened on first row
+
+    def _arrays(self, seq: int) -> dict[str, np.ndarray]:
+        """A listed shard's arrays, memory-mapped."""
+        if seq not in self.opened:
+            (name,) = self.connection.execute("SELECT name FROM shards WHERE seq = ?", (seq,)).fetchone()
+            self.opened[seq] = {
+                array: np.load(self.folder / file, mmap_mode="r") for array, file in shard_files(name, None).items()
+            }
+        return self.opened[seq]
+
+    def _vectors(self, place: _Place) -> dict[str, np.ndarray]:
+        arrays = place.legacy if place.legacy is not None else self._arrays(place.shard)
+        return {name: arrays[name][place.position] for name in ARRAYS}
+
+    def _start_shard(self, size: int) -> None:
+        self.name, self.size, self.shard = uuid.uuid4().hex[:12], size, None
+
+    def _write(self, position: int, vectors: dict[str, np.ndarray]) -> None:
+        """One row of the shard being written; its files (`size` rows) are created by the first row, in place."""
+        if self.shard is None:
+            self.shard = {
+                name: np.lib.format.open_memmap(
+                    self.folder / file, "w+", dtype=vectors[name].dtype, shape=(self.size, len(vectors[name]))
+                )
+                for name, file in shard_files(self.name, None).items()
+            }
+        for name in ARRAYS:
+            self.shard[name][position] = vectors[name]
+
+    def _finish_shard(self) -> int | None:
+        """Flush the shard's files, build its ANN file when it is large, list it; its seq (None: nothing written)."""
+        if self.shard is None:
+            return None
+        for array in self.shard.values():
+            array.flush()  # msync: on disk before the transaction that lists them commits
+        ann = self.ann if self.size > EXACT_SEARCH_MAX_IMAGES else None
+        if ann:
+            path = self.folder / shard_files(self.name, ann)["ann"]
+            build_ann(ann, self.shard["image_embeds"], path, self.n_trees)
+            with open(path, "rb") as written:
+                os.fsync(written.fileno())
+        self.shard = None
+        cursor = self.connection.execute(
+            "INSERT INTO shards(name, size, ann) VALUES (?, ?, ?)", (self.name, self.size, ann)
+        )
+        return cursor.lastrowid
+
+    def place(self, files, skipped: list[dict], reuse: dict, embedder: Embedder, content_hash, batch_size: int) -> None:
+        """Keep unchanged rows; copy reusable content into a new shard and embed the rest into it; drop the rest."""
+        current = {
+            path: (size, mtime_ns)
+            for path, size, mtime_ns in self.connection.execute("SELECT path, size, mtime_ns FROM images")
+        }
+        listed, copies, pending = set(), [], []
+        for item in tqdm(files, desc="checking files", unit="file", mininterval=1):
+            if item.key in listed:
+                continue  # the same file listed twice (a link and its target)
+            if current.get(item.key) == (item.size, item.mtime_ns):
+                listed.add(item.key)
+                continue
+            try:
+                content = content_hash(item.key)
+            except OSError as error:
+                skipped.append({"path": item.listed, "reason": f"{item.listed}: {error.strerror or error}"})
+                continue
+            listed.add(item.key)
+            (copies if content in reuse else pending).append((item, content))
+        changed = {item.key for item, _ in copies + pending}
+        self.counts["dropped"] = sum(path not in listed for path in current)
+        self.connection.executemany(
+            "DELETE FROM images WHERE path = ?", [(path,) for path in current if path not in listed or path in changed]
+        )
+        self._start_shard(len(copies) + len(pending))
+        new_rows = []
+        for position, (item, content) in enumerate(copies):
+            self._write(position, self._vectors(reuse[content]))
+            new_rows.append((item, content, position))
+        self.counts["reused"] = len(copies)
+        starts = range(0, len(pending), batch_size)
+        files_of = [[item for item, _ in pending[start : start + batch_size]] for start in starts]
+        progress = tqdm(total=len(pending), desc="embedding images", unit="img", mininterval=1)
+        with progress, ThreadPoolExecutor(1, thread_name_prefix="onenet-index-loader") as loader:
+            ahead = deque(loader.submit(embedder.prepare, files) for files in files_of[:PREFETCH_BATCHES])
+            for number, start in enumerate(starts):
+                batch = pending[start : start + batch_size]
+                prepared = ahead.popleft().result()
+                if number + PREFETCH_BATCHES < len(files_of):
+                    ahead.append(loader.submit(embedder.prepare, files_of[number + PREFETCH_BATCHES]))
+                arrays, failed = embedder.embed(prepared)
+                bad = {item.key for item, _ in failed}
+                skipped += [{"path": item.listed, "reason": reason} for item, reason in failed]
+                good = [(offset, item, c) for offset, (item, c) in enumerate(batch) if item.key not in bad]
+                for row, (offset, item, content) in enumerate(good):
+                    position = len(copies) + start + offset  # a file that failed leaves its slot unlisted
+                    self._write(position, {name: arrays[name][row] for name in ARRAYS})
+                    new_rows.append((item, content, position))
+                self.counts["embedded"] += len(good)
+                progress.update(len(batch))
+        seq = self._finish_shard()
+        self.connection.executemany(
+            "INSERT INTO images(path, hash, size, mtime_ns, shard, position) VALUES (?, ?, ?, ?, ?, ?)",
+            [(item.key, content, item.size, item.mtime_ns, seq, position) for item, content, position in new_rows],
+        )
+
+    def compact(self) -> None:
+        """Merge the small (exactly searched) shards when there are too many or they grow large, rewrite a
+        shard that is mostly dead rows, give large shards the asked-for ANN method, and unlist empty shards."""
+        shards = self.connection.execute(
+            "SELECT s.seq, s.name, s.size, s.ann, COUNT(i.path) FROM shards s LEFT JOIN images i ON i.shard = s.seq "
+            "GROUP BY s.seq ORDER BY s.seq"
+        ).fetchall()
+        empty = [(seq,) for seq, *_, live in shards if not live]
+        self.connection.executemany("DELETE FROM shards WHERE seq = ?", empty)
+        shards = [shard for shard in shards if shard[4]]
+        small = [shard for shard in shards if shard[3] is None]
+        if len(small) > MAX_SMALL_SHARDS or sum(live for *_, live in small) > EXACT_SEARCH_MAX_IMAGES:
+            self._merge([seq for seq, *_ in small])
+        for seq, name, size, ann, live in shards:
+            if ann is not None and live < (1 - MAX_DEAD_SHARE) * size:
+                self._merge([seq])
+            elif ann is not None and ann != self.ann:
+                build_ann(self.ann, self._arrays(seq)["image_embeds"], self.folder / shard_files(name, self.ann)["ann"],
+                          self.n_trees)  # fmt: skip
+                self.connection.execute("UPDATE shards SET ann = ? WHERE seq = ?", (self.ann, seq))
+
+    def _merge(self, seqs: list[int]) -> None:
+        """Rewrite the live rows of shards `seqs` into one new shard, moving their catalogue rows to it."""
+        marks = ",".join("?" * len(seqs))
+        rows = self.connection.execute(
+            f"SELECT path, shard, position FROM images WHERE shard IN ({marks}) ORDER BY shard, position", seqs
+        ).fetchall()  # noqa: S608 (placeholders only)
+        self._start_shard(len(rows))
+        for position, (_, seq, old) in enumerate(tqdm(rows, desc="merging shards", unit="row", mininterval=1)):
+            self._write(position, self._vectors(_Place(seq, old)))
+        new = self._finish_shard()
+        self.connection.executemany(
+            "UPDATE images SET shard = ?, position = ? WHERE path = ?",
+            [(new, position, path) for position, (path, _, _) in enumerate(rows)],
+        )
+        self.connection.execute(f"DELETE FROM shards WHERE seq IN ({marks})", seqs)  # noqa: S608
+
+    def commit(self, fingerprint: str, representation_size: int, skipped: list[dict]) -> None:
+        """The catalogue's info, skipped list and build record (the caller's transaction commits it)."""
+        build = uuid.uuid4().hex[:12]
+        info = {"format": INDEX_FORMAT, "model": fingerprint, "representation_size": representation_size,
+                "build": build, "ann": self.ann}  # fmt: skip
+        self.connection.executemany("INSERT OR REPLACE INTO info VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
+        self.connection.execute("DELETE FROM skipped")
+        self.connection.executemany(
+            "INSERT OR REPLACE INTO skipped VALUES (?, ?)", [(s["path"], s["reason"]) for s in skipped]
+        )
+        (shards,) = self.connection.execute("SELECT COUNT(*) FROM shards").fetchone()
+        self.connection.execute(
+            "INSERT INTO builds VALUES (?, ?, ?, ?, ?, ?)",
+            (build, time.time(), self.counts["embedded"], self.counts["reused"], self.counts["dropped"], shards),
+        )
+
+
+def _delete_unlisted(folder: Path) -> None:
+    """Delete shard files the catalogue does not list (replaced shards, a killed build's) and, once upgraded, the
+    format-2 files; nothing else. The caller holds the lock, so no other build is half-way."""
+    connection = connect(folder, read_only=True)
+    try:
+        listed = {name for (name,) in connection.execute("SELECT name FROM shards")}
+        anns = {shard_files(name, ann).get("ann") for name, ann in connection.execute("SELECT name, ann FROM shards")}
+    finally:
+        connection.close()
+    for entry in folder.iterdir():
+        match = SHARD_FILE.fullmatch(entry.name)
+        unused_ann = entry.suffix in {".hnsw", ".ann"} and entry.name not in anns
+        stale = match and (match["shard"] not in listed or unused_ann)
+        legacy = entry.name == LEGACY_INDEX_FILE or LEGACY_BUILD_FILE.fullmatch(entry.name)
+        if (stale or legacy) and entry.is_file() and not entry.is_symlink():
+            entry.unlink()
+
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_N_TREES",
+    "Embedder",
+    "GalleryFile",
+    "build_index",
+    "build_lock",
+    "check_index_folder",
+    "embed_images",
+    "embed_pixels",
+    "list_images",
+    "write_gallery",
+]

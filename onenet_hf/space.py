@@ -153,7 +153,7 @@ class OneNetSpace:
         images = list_images(self.gallery) if self.gallery else sample_gallery()
         if self.added.is_dir():
             images += list_images(self.added)
-        index = self.net.build_index(images, self.folder / "index")
+        index = self.net.build_index(images, self.folder / "index", lock_timeout=None)  # Spaces sharing it: take turns
         # thumbnails before the index: a request still reading the old index finds its photos (a build only adds)
         self.thumbnails = self._make_thumbnails(index)
         return index

@@ -211,7 +211,7 @@ def test_index_rebuilds_a_corrupt_index_of_its_own(shapes_model_with_heads, shap
     model = ["--model", str(shapes_model_with_heads)]
     images, out = str(shapes_dir / "images"), str(tmp_path / "index")
     assert main(["index", images, "--out", out, *model]) == 0
-    (tmp_path / "index" / "index.json").write_text("null")
+    (tmp_path / "index" / "index.sqlite").write_bytes(b"null" * 1000)
     assert main(["search", "red", "--index", out, *model]) == 2
     assert "corrupt gallery index" in _one_line_error(capsys.readouterr().err, "search")
     assert main(["index", images, "--out", out, *model]) == 0  # no --rebuild needed

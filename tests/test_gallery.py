@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -14,7 +16,7 @@ import pytest
 from onenet_hf import indexing
 from onenet_hf.errors import OneNetError
 from onenet_hf.fingerprint import model_fingerprint
-from onenet_hf.gallery import GalleryIndex, GalleryIndexError
+from onenet_hf.gallery import ARRAYS, GalleryIndex, GalleryIndexError, shard_files
 from onenet_hf.indexing import build_index
 from onenet_hf.uses.similar_images import imagenet_class_index
 from tests.conftest import draw_shape
@@ -90,34 +92,70 @@ def test_class_focused_search_ranks_by_that_class_s_weighted_pooled_features(sha
         shapes_net.similar_images(index, 1, focus_class="unicorn")
 
 
-def test_adding_images_embeds_only_the_new_ones(shapes_net, image_dir, tmp_path, monkeypatch):
-    shapes_net.build_index(image_dir, tmp_path / "index")
+def _files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def _shard_files(index: GalleryIndex) -> set[str]:
+    return {file for shard in index.shards for file in shard_files(shard.name, shard.ann).values()}
+
+
+def test_adding_images_writes_one_small_shard_and_embeds_only_the_new_ones(
+    shapes_net, image_dir, tmp_path, monkeypatch
+):
+    before = shapes_net.build_index(image_dir, tmp_path / "index")
     draw_shape("green", "square", 300).save(image_dir / "green_square.png")
-    embedded = []
-    original = indexing.embed_images
-    monkeypatch.setattr(
-        indexing, "embed_images", lambda m, p, images: embedded.append(len(images)) or original(m, p, images)
-    )
+    embedded = _count_embeddings(monkeypatch)
     index = shapes_net.build_index(image_dir, tmp_path / "index")
     assert embedded == [1] and len(index) == 5
-    assert sorted(p.name for p in (tmp_path / "index").iterdir() if p.suffix == ".ann") == [
-        index.metadata["files"]["annoy"]
-    ]
+    assert [(s.size, len(s.positions)) for s in index.shards] == [(5, 4), (2, 1)]  # the broken file: a slot unlisted
+    assert index.shards[0].name == before.shards[0].name  # the first shard is not rewritten
+    assert _files(tmp_path / "index") == {"index.sqlite", ".onenet-index", *_shard_files(index)}
+    assert np.array_equal(index.image_embeds[:4], before.image_embeds)
+    assert index.metadata["build"] != before.metadata["build"]
 
 
-def test_a_killed_build_leaves_the_old_index_intact(shapes_net, image_dir, tmp_path, monkeypatch):
+def test_deleted_and_changed_files_are_dropped_or_embedded_again(shapes_net, image_dir, tmp_path, monkeypatch):
+    before = shapes_net.build_index(image_dir, tmp_path / "index")
+    (image_dir / "red_square.png").unlink()
+    changed = image_dir / "blue_triangle.png"
+    draw_shape("green", "circle", 400).save(changed)
+    os.utime(changed, ns=(1, 1))  # a new modification time, whatever the clock's resolution
+    embedded = _count_embeddings(monkeypatch)
+    index = shapes_net.build_index(image_dir, tmp_path / "index")
+    assert embedded == [1] and len(index) == 3 and not any(p.endswith("red_square.png") for p in index.paths)
+    embedded.clear()
+    row = index.row_of(path=str(changed.resolve()))
+    assert not np.allclose(index.image_embeds[row], before.image_embeds[before.row_of(path=str(changed.resolve()))])
+    fresh = shapes_net.build_index(image_dir, tmp_path / "fresh")
+    assert sorted(index.paths) == sorted(fresh.paths)
+    assert np.allclose(
+        index.image_embeds[row], fresh.image_embeds[fresh.row_of(path=str(changed.resolve()))], atol=1e-5
+    )
+    again = shapes_net.build_index(image_dir, tmp_path / "index")  # nothing changed: nothing embedded or written
+    assert embedded == [3] and [s.name for s in again.shards] == [s.name for s in index.shards]
+
+
+def test_a_killed_build_leaves_the_old_index_intact_and_the_next_build_cleans_up(
+    shapes_net, image_dir, tmp_path, monkeypatch
+):
     before = shapes_net.build_index(image_dir, tmp_path / "index")
     draw_shape("green", "square", 300).save(image_dir / "green_square.png")
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(indexing.os, "replace", crash)  # killed after writing new files, before the switch
+    monkeypatch.setattr(indexing._Build, "commit", crash)  # killed after writing the new shard, before the commit,
+    monkeypatch.setattr(indexing, "_delete_unlisted", lambda folder: None)  # so no clean-up runs either
     with pytest.raises(KeyboardInterrupt):
         build_index(shapes_net.model, shapes_net.processor, image_dir, tmp_path / "index")
     monkeypatch.undo()
+    orphans = _files(tmp_path / "index") - _shard_files(before) - {"index.sqlite", ".onenet-index"}
+    assert len(orphans) == 4  # the new shard's arrays, listed nowhere
     after = GalleryIndex.load(tmp_path / "index", shapes_net.model)
     assert after.paths == before.paths and np.array_equal(after.image_embeds, before.image_embeds)
+    rebuilt = shapes_net.build_index(image_dir, tmp_path / "index")
+    assert len(rebuilt) == 5 and not orphans & _files(tmp_path / "index")
 
 
 def test_missing_corrupt_and_foreign_indexes_are_refused(shapes_net, shapes_model, image_dir, tmp_path):
@@ -132,14 +170,58 @@ def test_missing_corrupt_and_foreign_indexes_are_refused(shapes_net, shapes_mode
     rebuilt = build_index(other, shapes_net.processor, image_dir, tmp_path / "other")
     assert build_index(other, shapes_net.processor, image_dir, tmp_path / "index").paths == rebuilt.paths
     assert GalleryIndex.load(tmp_path / "index", other).metadata["model"] == model_fingerprint(other)
-    shapes_net.build_index(image_dir, tmp_path / "index")  # and back: building replaces a foreign index
-    metadata = json.loads((tmp_path / "index" / "index.json").read_text())
-    (tmp_path / "index" / metadata["files"]["image_embeds"]).write_bytes(b"garbage")
+    index = shapes_net.build_index(image_dir, tmp_path / "index")  # and back: building replaces a foreign index
+    (tmp_path / "index" / shard_files(index.shards[0].name, None)["image_embeds"]).write_bytes(b"garbage")
     with pytest.raises(GalleryIndexError, match="corrupt gallery index"):
         shapes_net.load_index(tmp_path / "index")
-    (tmp_path / "index" / "index.json").write_text("{not json")
-    with pytest.raises(GalleryIndexError, match="corrupt gallery index"):
+    (tmp_path / "index" / "index.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(GalleryIndexError, match="corrupt gallery index .*index.sqlite"):
         shapes_net.load_index(tmp_path / "index")
+    assert len(shapes_net.build_index(image_dir, tmp_path / "index")) == 4  # a corrupt catalogue is replaced
+
+
+def test_a_format_2_index_is_refused_with_how_to_upgrade_and_upgraded_without_embedding(
+    shapes_net, image_dir, tmp_path, monkeypatch
+):
+    built = shapes_net.build_index(image_dir, tmp_path / "built")
+    old = tmp_path / "old"
+    old.mkdir()
+    files = {name: f"{name}-0123456789ab.npy" for name in ARRAYS} | {"annoy": "annoy-0123456789ab.ann"}
+    for name in ARRAYS:
+        np.save(old / files[name], np.asarray(getattr(built, name)))
+    (old / files["annoy"]).write_bytes(b"")
+    metadata = {"format": 2, "model": built.metadata["model"], "representation_size": 16, "files": files,
+                "paths": built.paths, "hashes": built.metadata["hashes"], "skipped": []}  # fmt: skip
+    (old / "index.json").write_text(json.dumps(metadata))
+    with pytest.raises(GalleryIndexError, match=f"older format .*onenet index IMAGES --out {old} once"):
+        shapes_net.load_index(old)
+    embedded = _count_embeddings(monkeypatch)
+    upgraded = shapes_net.build_index(image_dir, old)
+    assert embedded == [] and sorted(upgraded.paths) == sorted(built.paths)
+    assert _files(old) == {"index.sqlite", ".onenet-index", *_shard_files(upgraded)}
+
+
+def test_large_shards_are_searched_by_their_ann_and_small_ones_merged(shapes_net, image_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(indexing, "EXACT_SEARCH_MAX_IMAGES", 2)  # every shard of 3+ rows gets an HNSW file
+    monkeypatch.setattr(indexing, "MAX_SMALL_SHARDS", 1)
+    index = shapes_net.build_index(image_dir, tmp_path / "index", ann="hnsw")
+    assert [(s.size, s.ann) for s in index.shards] == [(5, "hnsw")]  # the broken file's slot is not listed
+    assert len(index.shards[0].positions) == 4
+    for colour in ("green", "blue"):  # two one-image shards: the second build merges them
+        draw_shape(colour, "circle", 500).save(image_dir / f"{colour}_circle.png")
+        index = shapes_net.build_index(image_dir, tmp_path / "index", ann="hnsw")
+    assert [(s.size, s.ann) for s in index.shards] == [(5, "hnsw"), (2, None)]
+    query = str(image_dir / "red_circle.png")
+    approximate = shapes_net.similar_images(index, query, k=5, exact=False)
+    exact = shapes_net.similar_images(index, query, k=5, exact=True)
+    assert [m.path for m in approximate] == [m.path for m in exact]
+    (image_dir / "red_square.png").unlink()  # a dead row in the HNSW shard: filtered out of its answers
+    index = shapes_net.build_index(image_dir, tmp_path / "index", ann="annoy")
+    assert {s.ann for s in index.shards} == {"annoy", None}
+    assert [m.path for m in shapes_net.similar_images(index, query, k=4, exact=False)] == [
+        m.path for m in shapes_net.similar_images(index, query, k=4, exact=True)
+    ]
+    assert _files(tmp_path / "index") == {"index.sqlite", ".onenet-index", *_shard_files(index)}
 
 
 def test_bad_queries_are_clear_errors(shapes_net, image_dir, tmp_path):
@@ -158,21 +240,21 @@ def test_a_moved_gallery_is_not_embedded_again(shapes_net, image_dir, tmp_path, 
     """A built Space ships its index; where it is unpacked, the photos' paths differ but not their bytes."""
     shapes_net.build_index(image_dir, tmp_path / "index")
     moved = image_dir.rename(tmp_path / "moved")
-    monkeypatch.setattr(indexing, "embed_images", lambda *args: pytest.fail("an unchanged photo was embedded again"))
+    monkeypatch.setattr(indexing, "embed_pixels", lambda *a: pytest.fail("an unchanged photo was embedded again"))
     index = shapes_net.build_index(moved, tmp_path / "index")
     assert len(index) == 4 and all(path.startswith(str(moved.resolve())) for path in index.paths)
 
 
 def _count_embeddings(monkeypatch, seconds: float = 0.0) -> list[int]:
-    """Record how many images each `embed_images` call embeds (optionally slowed, to widen race windows)."""
-    embedded, original = [], indexing.embed_images
+    """Record how many images each `embed_pixels` call embeds (optionally slowed, to widen race windows)."""
+    embedded, original = [], indexing.embed_pixels
 
-    def counting(model, processor, images):
-        embedded.append(len(images))
+    def counting(model, pixel_values, image_encoder=None):
+        embedded.append(len(pixel_values))
         time.sleep(seconds)
-        return original(model, processor, images)
+        return original(model, pixel_values, image_encoder)
 
-    monkeypatch.setattr(indexing, "embed_images", counting)
+    monkeypatch.setattr(indexing, "embed_pixels", counting)
     return embedded
 
 
@@ -206,84 +288,80 @@ def test_a_build_deletes_only_files_builds_wrote(shapes_net, image_dir, tmp_path
     first = shapes_net.build_index(image_dir, tmp_path / "index")
     (tmp_path / "index" / "notes.txt").write_text("a user's file")
     (tmp_path / "index" / "backup").mkdir()
-    leftover = tmp_path / "index" / "image_embeds-0123456789ab.npy"  # as a killed build leaves it
+    leftover = tmp_path / "index" / "shard-0123456789ab.image_embeds.npy"  # as a killed build leaves it
     leftover.write_bytes(b"partial")
+    (tmp_path / "index" / "shard-notes.txt").write_text("a user's file with a shard-like name")
     draw_shape("green", "square", 300).save(image_dir / "green_square.png")
     second = shapes_net.build_index(image_dir, tmp_path / "index")
-    names = {p.name for p in (tmp_path / "index").iterdir()}
-    assert names == {"index.json", ".onenet-index", "notes.txt", "backup", *second.metadata["files"].values()}
-    assert not set(first.metadata["files"].values()) & names and len(second) == 5
+    names = _files(tmp_path / "index")
+    assert names == {"index.sqlite", ".onenet-index", "notes.txt", "shard-notes.txt", "backup", *_shard_files(second)}
+    assert _shard_files(first) <= names and len(second) == 5
     inside = shapes_net.build_index(image_dir, image_dir / ".index")  # a folder of its own inside the images
     assert len(inside) == 5 and (image_dir / "notes.txt").read_text() == "not an image"
 
 
-def test_builds_of_one_index_at_once_take_turns(shapes_net, image_dir, tmp_path, monkeypatch):
+def test_a_second_build_of_one_index_is_refused_or_waits_its_turn(shapes_net, image_dir, tmp_path, monkeypatch):
     embedded = _count_embeddings(monkeypatch, seconds=1.0)  # a large gallery's long embedding phase
-    replace = indexing.os.replace
-
-    def slow_replace(*args):  # a long write phase: arrays written, metadata not yet switched
-        time.sleep(1.0)
-        replace(*args)
-
-    monkeypatch.setattr(indexing.os, "replace", slow_replace)
     folder = tmp_path / "index"
     results, errors = [], []
 
-    def build() -> None:
+    def build(**kwargs) -> None:
         try:
-            results.append(shapes_net.build_index(image_dir, folder))
+            results.append(shapes_net.build_index(image_dir, folder, **kwargs))
         except Exception as error:  # reported by the assertions below
             errors.append(error)
 
-    threads = [threading.Thread(target=build) for _ in range(2)]
+    threads = [threading.Thread(target=build), threading.Thread(target=build)]
     threads[0].start()
     time.sleep(0.3)
     threads[1].start()
     for thread in threads:
         thread.join()
-    assert errors == []
-    index = GalleryIndex.load(folder, shapes_net.model)  # before the lock: files deleted by the other build
-    assert len(index) == 4 and index.paths == results[0].paths == results[1].paths
-    assert {p.name for p in folder.iterdir()} == {"index.json", ".onenet-index", *index.metadata["files"].values()}
-    assert embedded == [4]  # the second build waited, then reused the first one's vectors
+    assert len(results) == 1 and len(errors) == 1 and embedded == [4]
+    assert isinstance(errors[0], GalleryIndexError)
+    assert str(errors[0]) == f"another build of the index at {folder} is running; run this again when it has finished"
+    draw_shape("green", "square", 300).save(image_dir / "green_square.png")
+    results.clear()
+    threads = [threading.Thread(target=build), threading.Thread(target=build, kwargs={"lock_timeout": None})]
+    threads[0].start()
+    time.sleep(0.3)
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    assert errors[1:] == [] and embedded == [4, 1]  # the second waited, then found nothing left to embed
+    index = GalleryIndex.load(folder, shapes_net.model)
+    assert len(index) == 5 and index.paths == results[0].paths == results[1].paths
+    assert _files(folder) == {"index.sqlite", ".onenet-index", *_shard_files(index)}
 
 
 def test_a_build_refuses_to_wait_longer_than_its_lock_timeout(shapes_net, image_dir, tmp_path):
     folder = tmp_path / "index"
-    with indexing._build_lock(folder, None):  # another build holds the index
+    with indexing.build_lock(folder, None):  # another build holds the index
         with pytest.raises(GalleryIndexError, match=f"another build of the index at {folder} is running"):
             shapes_net.build_index(image_dir, folder, lock_timeout=0.2)
 
 
 @pytest.mark.parametrize(
-    "metadata",
+    "change",
     [
-        [],
-        None,
-        {},
-        "text",
-        {"drop": "model"},
-        {"drop": "hashes"},
-        {"drop": "files"},
-        {"set": ("hashes", None)},
-        {"set": ("paths", "not a list")},
-        {"set": ("files", {"image_embeds": "../../x.npy"})},
-        {"set": ("skipped", [1])},
+        "DELETE FROM info WHERE key = 'format'",
+        "UPDATE info SET value = '2' WHERE key = 'format'",
+        "DELETE FROM info WHERE key = 'model'",
+        "UPDATE info SET value = 'many' WHERE key = 'representation_size'",
+        "UPDATE shards SET name = '../../x'",
+        "UPDATE shards SET ann = 'magic'",
+        "UPDATE images SET position = 99",
+        "UPDATE images SET shard = 42",
+        "DROP TABLE images",
     ],
-    ids=lambda m: json.dumps(m)[:40],
 )
-def test_malformed_metadata_is_a_corrupt_index_that_indexing_rebuilds(shapes_net, image_dir, tmp_path, metadata):
+def test_a_malformed_catalogue_is_a_corrupt_index_that_indexing_rebuilds(shapes_net, image_dir, tmp_path, change):
     folder = tmp_path / "index"
-    good = json.loads((shapes_net.build_index(image_dir, folder).folder / "index.json").read_text())
-    if isinstance(metadata, dict) and metadata:
-        changed = dict(good)
-        if "drop" in metadata:
-            del changed[metadata["drop"]]
-        else:
-            changed[metadata["set"][0]] = metadata["set"][1]
-        metadata = changed
-    (folder / "index.json").write_text(json.dumps(metadata))
-    with pytest.raises(GalleryIndexError, match=r"^corrupt gallery index at .*index\.json .*; rebuild it") as error:
+    shapes_net.build_index(image_dir, folder)
+    with sqlite3.connect(folder / "index.sqlite") as connection:
+        connection.execute(change)
+    connection.close()
+    with pytest.raises(GalleryIndexError, match=r"^corrupt gallery index at .*index\.sqlite.*; rebuild it") as error:
         shapes_net.load_index(folder)
     assert "\n" not in str(error.value)
     assert len(shapes_net.build_index(image_dir, folder)) == 4  # no --rebuild needed

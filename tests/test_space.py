@@ -201,7 +201,7 @@ def test_only_the_gallery_s_thumbnails_are_served(server, space):
     secret.write_text("TOKEN=secret\n")
     try:
         beside_photos = Path(space.index.paths[0]).parent / "README.txt"  # scikit-image's data folder
-        private = [secret, beside_photos, space.folder / "index" / "index.json", space.folder, Path.home()]
+        private = [secret, beside_photos, space.folder / "index" / "index.sqlite", space.folder, Path.home()]
         assert beside_photos.is_file()
         for path in private:
             response = httpx.get(f"{server}gradio_api/file={path}")

@@ -31,15 +31,13 @@ def gallery_row(index: GalleryIndex, query: ImageLike | int) -> int | None:
         return int(query)
     if isinstance(query, str) or hasattr(query, "__fspath__"):
         resolved = os.path.realpath(query)  # as the index stores paths; no error on a link loop
-        if resolved in index.paths:
-            return index.paths.index(resolved)
+        if index.row_of(path=resolved) is not None:
+            return index.row_of(path=resolved)
         if os.path.isfile(resolved):
             try:
-                content = file_hash(resolved)
+                return index.row_of(content=file_hash(resolved))
             except OSError:
                 return None  # unreadable: loading it will say why
-            if content in index.metadata["hashes"]:
-                return index.metadata["hashes"].index(content)
     return None
 
 

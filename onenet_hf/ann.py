@@ -1,0 +1,134 @@
+"""Approximate nearest-neighbour search over one gallery shard's image representations (cosine).
+
+A shard's vectors never change once written, so each large shard gets one ANN file, built once; small shards
+are searched exactly. `ivfpq` (faiss: an inverted file of 4-bit product-quantised codes scanned with SIMD, its
+candidates re-ranked by exact cosine from a flat copy of the vectors kept in the same file) is the default: on
+bench/gallery_scale.py's 1M gallery it beat HNSW on both latency and build time (README, "Galleries of
+millions"). `hnsw` (faiss) and `annoy` (the
+index users know) are options.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import OneNetError
+
+if TYPE_CHECKING:
+    from .gallery import Shard
+
+ANN_METHODS = ("ivfpq", "hnsw", "annoy")
+IVF_LISTS = 1024  # inverted lists of a 1M shard (fewer for smaller ones: about 100 vectors a list at least)
+IVF_PROBE_SHARE = 96 / 1024  # share of the lists a query scans: 96 of 1,024 chosen on the 1M bench (README)
+PQ_DIMS = 4  # dims per product-quantiser sub-vector, 4 bits each: 64 bytes for a 512-d vector, SIMD-scanned
+REFINE_FACTOR = 30  # k x this many quantised candidates are re-ranked by exact cosine
+HNSW_NEIGHBOURS = 32  # graph degree M: faiss's usual choice
+HNSW_BUILD_SEARCH = 64  # efConstruction: candidates kept while inserting
+HNSW_SEARCH = 256  # efSearch: 0.955 recall@10 on the 1M model-like gallery (model card)
+ANNOY_TREES = 50  # 0.997 recall@10 on 1,000 images (README); more only cost time
+ANNOY_SEARCH_K = 100_000  # tree nodes a query inspects: recall for time (bench/gallery_scale.py's sweep)
+TRAIN_SAMPLE = 100_000  # vectors k-means and the quantiser learn from
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32), so inner product is cosine."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def build_ann(method: str, vectors: np.ndarray, path: Path, n_trees: int = ANNOY_TREES) -> None:
+    """Build the `method` index over `vectors` (rows in shard order) and write it to `path`."""
+    if method == "ivfpq":
+        faiss = _faiss()
+        lists = max(1, min(IVF_LISTS, len(vectors) // 100))
+        size = vectors.shape[1]
+        codes = size // PQ_DIMS if size % PQ_DIMS == 0 else size
+        index = faiss.index_factory(size, f"IVF{lists},PQ{codes}x4fs,RFlat", faiss.METRIC_INNER_PRODUCT)
+        sample = np.sort(np.random.default_rng(0).permutation(len(vectors))[:TRAIN_SAMPLE])
+        index.train(unit_rows(vectors[sample]))
+        for start in range(0, len(vectors), 100_000):  # unit rows a block at a time: no second full copy
+            index.add(unit_rows(vectors[start : start + 100_000]))
+        faiss.write_index(index, str(path))
+    elif method == "hnsw":
+        faiss = _faiss()
+        index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_BUILD_SEARCH
+        for start in range(0, len(vectors), 100_000):  # unit rows a block at a time: no second full copy
+            index.add(unit_rows(vectors[start : start + 100_000]))
+        faiss.write_index(index, str(path))
+    elif method == "annoy":
+        from annoy import AnnoyIndex
+
+        index = AnnoyIndex(vectors.shape[1], "angular")
+        for row, vector in enumerate(vectors):
+            index.add_item(row, np.asarray(vector, dtype=np.float32).tolist())
+        index.build(n_trees, n_jobs=-1)
+        index.save(str(path))
+        index.unload()
+    else:
+        raise OneNetError(f"unknown ANN method {method!r}; use one of {', '.join(ANN_METHODS)}")
+
+
+class ShardAnn:
+    """A shard's ANN file, opened (memory-mapped where the library can) for searching."""
+
+    def __init__(self, method: str, path: Path, size: int):
+        self.method = method
+        if method in ("ivfpq", "hnsw"):
+            faiss = _faiss()
+            self._index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)  # flat vectors paged in as used
+            self._lists = faiss.extract_index_ivf(self._index).nlist if method == "ivfpq" else 0
+        else:
+            from annoy import AnnoyIndex
+
+            self._index = AnnoyIndex(size, "angular")
+            if not self._index.load(str(path)):
+                raise OSError(f"cannot open {path.name}")
+
+    def search(self, vector: np.ndarray, k: int, shard: Shard) -> list[tuple[int, float]]:
+        """Up to k (shard position, cosine) pairs, best first, among the shard's live positions.
+
+        Dead positions (deleted or changed images) are dropped from an answer fetched a little larger; only
+        when they crowd it out is the search run again with them excluded inside the library, which costs
+        more per query (faiss's ID filter slows its SIMD scan)."""
+        vector = unit_rows(vector[None])[0]
+        if shard.live is None:
+            return self._candidates(vector, k, shard, exclude_dead=False)
+        # a few more than k: ivfpq re-ranks REFINE_FACTOR candidates per result asked, so no more than needed
+        pairs = self._candidates(vector, math.ceil(k / shard.live_share) + 2, shard, exclude_dead=False)
+        pairs = [(position, score) for position, score in pairs if shard.live[position]]
+        return pairs[:k] if len(pairs) >= k else self._candidates(vector, k, shard, exclude_dead=True)
+
+    def _candidates(self, vector: np.ndarray, k: int, shard: Shard, exclude_dead: bool) -> list[tuple[int, float]]:
+        if self.method == "annoy":
+            dead = shard.size - len(shard.positions) if exclude_dead else 0
+            positions, distances = self._index.get_nns_by_vector(
+                vector.tolist(), k + dead, search_k=max(ANNOY_SEARCH_K, k + dead), include_distances=True
+            )
+            pairs = [(p, 1.0 - d * d / 2.0) for p, d in zip(positions, distances, strict=True)]
+            return [(p, s) for p, s in pairs if not exclude_dead or shard.live[p]][:k]
+        faiss = _faiss()
+        selector = faiss.IDSelectorBitmap(shard.live_bitmap) if exclude_dead else None
+        if self.method == "ivfpq":
+            probe = faiss.SearchParametersIVF(nprobe=max(1, round(self._lists * IVF_PROBE_SHARE)), sel=selector)
+            params = faiss.IndexRefineSearchParameters(k_factor=REFINE_FACTOR, base_index_params=probe)
+        else:
+            params = faiss.SearchParametersHNSW(efSearch=max(HNSW_SEARCH, k), sel=selector)
+        scores, positions = self._index.search(vector[None], k, params=params)
+        keep = positions[0] >= 0
+        return [(int(p), float(s)) for p, s in zip(positions[0][keep], scores[0][keep], strict=True)]
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as error:
+        raise OneNetError("ivfpq and hnsw search need faiss: pip install faiss-cpu (or use --ann annoy)") from error
+    return faiss
+
+
+__all__ = ["ANN_METHODS", "ShardAnn", "build_ann", "unit_rows"]

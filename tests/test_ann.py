@@ -1,0 +1,117 @@
+"""Per-shard ANN search (ann.py) through the index's own write path, with vectors injected as the scale bench does."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from onenet_hf import indexing
+from onenet_hf.ann import ANN_METHODS
+from onenet_hf.gallery import ARRAYS, GalleryIndex
+from onenet_hf.indexing import Embedder, GalleryFile, build_lock, write_gallery
+
+SIZE, DIM = 3000, 32
+
+
+def _vectors(rng: np.random.Generator) -> np.ndarray:
+    """Clustered unit vectors: 30 centres, each with 100 noisy copies."""
+    centres = rng.standard_normal((30, DIM)).astype(np.float32)
+    rows = np.repeat(centres, SIZE // 30, axis=0) + 0.5 * rng.standard_normal((SIZE, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def _write(folder, vectors: np.ndarray, keep: np.ndarray, ann: str):
+    """The gallery of rows `keep` (file i holds row i), through write_gallery with injected vectors."""
+    files = [GalleryFile(f"/gallery/{i:05d}.jpg", f"/gallery/{i:05d}.jpg", 1000 + int(i), 0) for i in keep]
+
+    def embed(batch):
+        rows = [int(item.key[-9:-4]) for item in batch]
+        arrays = {name: vectors[rows] for name in ARRAYS} | {"pooled_features": vectors[rows].astype(np.float16)}
+        return arrays, []
+
+    def content_hash(path: str) -> str:
+        return hashlib.sha256(path.encode()).hexdigest()
+
+    with build_lock(folder, 0):
+        return write_gallery(folder, "test-model", DIM, files, [], Embedder(list, embed), content_hash, 512, ann)
+
+
+@pytest.mark.parametrize("ann", ANN_METHODS)
+def test_each_method_finds_the_exact_neighbours_and_never_a_dropped_row(tmp_path, monkeypatch, ann):
+    monkeypatch.setattr(indexing, "EXACT_SEARCH_MAX_IMAGES", 1000)  # a 3,000-row shard gets its ANN file
+    rng = np.random.default_rng(0)
+    vectors = _vectors(rng)
+    index = _write(tmp_path / "index", vectors, np.arange(SIZE), ann)
+    assert [(s.size, s.ann) for s in index.shards] == [(SIZE, ann)]
+    queries = vectors[rng.choice(SIZE, 50, replace=False)] + 0.1 * rng.standard_normal((50, DIM)).astype(np.float32)
+
+    def recall(index) -> float:
+        exact = index.nearest(queries, 10, exact=True)
+        approximate = index.nearest(queries, 10, exact=False)
+        return np.mean(
+            [len({r for r, _ in a} & {r for r, _ in e}) / 10 for a, e in zip(approximate, exact, strict=True)]
+        )
+
+    assert recall(index) >= 0.9
+    kept = np.setdiff1d(np.arange(SIZE), np.arange(0, SIZE, 7))  # drop every 7th file: dead rows in the shard
+    index = _write(tmp_path / "index", vectors, kept, ann)
+    assert len(index) == len(kept) and index.shards[0].size == SIZE  # under the dead share: not rewritten
+    assert recall(index) >= 0.9
+    found = {index.paths[row] for rows in index.nearest(queries, 10, exact=False) for row, _ in rows}
+    assert found <= set(index.paths) and not any(int(path[-9:-4]) % 7 == 0 for path in found)
+    kept = np.arange(90, SIZE)  # 90 of cluster 0's 100 rows gone: a query there finds mostly dead candidates
+    index = _write(tmp_path / "index", vectors, kept, ann)
+    assert index.shards[0].size == SIZE and len(index) == SIZE - 90
+    centre = vectors[:100].mean(0)
+    approximate = [index.paths[row] for row, _ in index.nearest(centre, 10, exact=False)[0]]
+    exact = [index.paths[row] for row, _ in index.nearest(centre, 10, exact=True)[0]]
+    assert len(approximate) == 10 and len(set(approximate) & set(exact)) >= 9
+    assert all(90 <= int(path[-9:-4]) < 100 for path in exact)  # the ten survivors of cluster 0
+
+
+KILLED_BUILD = """
+import sys, time
+import numpy as np
+from onenet_hf.gallery import ARRAYS, GalleryIndex
+from onenet_hf.indexing import Embedder, GalleryFile, build_lock, write_gallery
+folder, marker = sys.argv[1], sys.argv[2]
+files = [GalleryFile(f"/gallery/{i:05d}.jpg", f"/gallery/{i:05d}.jpg", 1, 0) for i in range(200)]
+calls = []
+def embed(batch):
+    calls.append(1)
+    if len(calls) == 2:
+        open(marker, "w").close()  # the first batch's rows are in the new shard's files: kill now
+        time.sleep(60)
+    return {name: np.ones((len(batch), 32), dtype=np.float16 if name == "pooled_features" else np.float32)
+            for name in ARRAYS}, []
+with build_lock(folder, 0):
+    write_gallery(folder, "test-model", 32, files, [], Embedder(list, embed), lambda path: path, 50)
+"""
+
+
+def test_a_build_killed_with_sigkill_leaves_the_previous_index_and_its_lock_free(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    vectors = _vectors(np.random.default_rng(0))
+    before = _write(tmp_path / "index", vectors, np.arange(100), "ivfpq")
+    names = {p.name for p in (tmp_path / "index").iterdir()}
+    marker = tmp_path / "killed-now"
+    process = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(tmp_path / "index"), str(marker)])
+    deadline = time.monotonic() + 120
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the build never reached its second batch"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    after = GalleryIndex.load(tmp_path / "index")
+    assert after.paths == before.paths and np.array_equal(after.image_embeds, before.image_embeds)
+    orphans = {p.name for p in (tmp_path / "index").iterdir() if p.name.startswith("shard-")} - names
+    assert len(orphans) == 4  # the killed build's new shard, listed nowhere
+    again = _write(tmp_path / "index", vectors, np.arange(100), "ivfpq")  # the lock died with the process
+    assert again.paths == before.paths and not orphans & {p.name for p in (tmp_path / "index").iterdir()}
