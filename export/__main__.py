@@ -12,12 +12,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder (default: CHECKPOINT/onnx)")
     parser.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 (CPU) variant")
     parser.add_argument("--fp16", action="store_true", help="also write an fp16 (GPU) variant")
+    help_text = "folder of photos to calibrate a static int8 image encoder on (the fast path of onenet index)"
+    parser.add_argument("--calibration-images", help=help_text)
+    parser.add_argument("--calibration-count", type=int, default=256, help="photos used from that folder (1 to 5,000)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from onenet_hf.errors import OneNetError
+    from onenet_hf.indexing import list_images
+
     from . import export_onnx  # needs the onnx extra: a missing one is a one-line error
 
-    manifest = export_onnx(args.checkpoint, args.out, int8=args.int8, fp16=args.fp16)
+    photos = []
+    if args.calibration_images:
+        if not 1 <= args.calibration_count <= 5_000:
+            raise OneNetError(f"--calibration-count must be 1 to 5,000, got {args.calibration_count}")
+        photos = list_images(args.calibration_images)[: args.calibration_count]
+        if not photos:
+            raise OneNetError(f"no images in {args.calibration_images}")
+    manifest = export_onnx(args.checkpoint, args.out, int8=args.int8, fp16=args.fp16, calibration_images=photos)
     print(json.dumps(manifest, indent=2))
     return 0
 

@@ -216,7 +216,7 @@ def _index(args: argparse.Namespace) -> int:
 
     check_index_folder(args.out, [args.images])  # before the model loads
     net = _load(args)
-    index = net.build_index(args.images, args.out, n_trees=args.n_trees, rebuild=args.rebuild)
+    index = net.build_index(args.images, args.out, ann=args.ann, n_trees=args.n_trees, rebuild=args.rebuild)
     for skipped in index.metadata["skipped"]:
         print(f"skipped {escape_controls(skipped['path'])}: {escape_controls(skipped['reason'])}", file=sys.stderr)
     print(f"indexed {len(index)} images into {escape_controls(args.out)} ({len(index.metadata['skipped'])} skipped)")
@@ -374,6 +374,7 @@ def _check_out_file(out: str | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .ann import ANN_METHODS, ANNOY_TREES
     from .decoding import MAX_BEAM_SIZE
     from .evaluation import EVALUATION_TASKS
     from .features import DEFAULT_CACHE_DIR
@@ -381,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .image_optimization import MAX_IMAGE_SIZE, MAX_STEPS, MIN_IMAGE_SIZE
     from .image_optimization import MAX_IMAGES as MAX_IMAGINED
     from .indexing import MAX_N_TREES
+    from .onnx_backend import VARIANTS
     from .scst import SCSTArguments
     from .training import CaptionTrainingArguments
     from .uses.dream import OCTAVES as DREAM_OCTAVES
@@ -421,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = "onnx: the exported graphs (captions only); auto: PyTorch, with the graphs where they exist"
         sub.add_argument("--backend", default="torch", choices=["torch", "onnx", "auto"], help=help_text)
         sub.add_argument("--onnx-dir", default=None, help="exported graphs (default: MODEL/onnx)")
-        sub.add_argument("--onnx-variant", default="fp32", choices=["fp32", "int8", "fp16"])
+        help_text = "int8-static: the image encoder only (others fp32); fastest: int8-static where exported, else fp32"
+        sub.add_argument("--onnx-variant", default="fp32", choices=VARIANTS, help=help_text)
         if decoding:
             help_text = f"1 (greedy) to {MAX_BEAM_SIZE} (default: the model's generation config, 3 in a release)"
             sub.add_argument("--beam-size", type=int, help=help_text)
@@ -495,9 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     model_options(index)
     index.add_argument("images", help="folder of images (searched recursively)")
     index.add_argument("--out", required=True, help="index folder (created, or extended when it exists)")
-    index.add_argument("--n-trees", type=int, default=50, help=f"Annoy trees (1 to {MAX_N_TREES:,})")
+    index.add_argument(
+        "--ann", choices=ANN_METHODS, default="ivfpq", help="nearest-neighbour index of shards over 20,000 images"
+    )
+    index.add_argument("--n-trees", type=int, default=ANNOY_TREES, help=f"Annoy trees (1 to {MAX_N_TREES:,})")
     index.add_argument("--rebuild", action="store_true", help="re-embed everything instead of extending")
-    index.set_defaults(run=_index)
+    index.set_defaults(run=_index, backend="auto", onnx_variant="fastest")  # the fastest exported image encoder
 
     similar = commands.add_parser("similar-images", help="gallery images most like an image (path or row)")
     model_options(similar)

@@ -228,7 +228,11 @@ class OneNet:
         )
 
     def build_index(self, images: str | os.PathLike | Sequence, folder: str | os.PathLike, **kwargs) -> GalleryIndex:
-        """Embed a folder (or list) of images into a persisted gallery index; see `indexing.build_index`."""
+        """Embed a folder (or list) of images into a persisted gallery index; see `indexing.build_index`. The ONNX
+        graphs embed when loaded (`backend="auto"`) and batch-independent (fp32), so a photo's row never depends
+        on the photos beside it in a batch."""
+        encoder = self._image_encoder()
+        kwargs.setdefault("image_encoder", encoder if encoder is not None and encoder.batch_independent else None)
         return build_index(self._torch_model("indexing"), self.processor, images, folder, **kwargs)
 
     def load_index(self, folder: str | os.PathLike) -> GalleryIndex:

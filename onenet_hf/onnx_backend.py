@@ -18,7 +18,9 @@ from .fingerprint import checkpoint_fingerprint
 from .modeling_onenet import caption_generation_config
 
 MANIFEST_FILE = "manifest.json"
-VARIANTS = ("fp32", "int8", "fp16")
+VARIANTS = ("fp32", "int8", "fp16", "int8-static", "fastest")
+# Variants exported for some graphs only (the image encoder): the other graphs run fp32.
+IMAGE_ENCODER_VARIANTS = ("int8-static",)
 
 
 def checkpoint_generation_config(checkpoint: Path, config: OneNetConfig) -> GenerationConfig:
@@ -36,7 +38,7 @@ def _providers(variant: str) -> list[str]:
     import onnxruntime
 
     available = onnxruntime.get_available_providers()
-    if "CUDAExecutionProvider" in available and variant != "int8":
+    if "CUDAExecutionProvider" in available and variant not in ("int8", "int8-static"):
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
@@ -83,12 +85,23 @@ class OnnxOneNetBackend:
         self.sessions, self.outputs = {}, {}
         for name, graph in manifest["graphs"].items():
             self.outputs[name] = graph["outputs"]
-            if variant not in graph["files"]:
+            graph_variant = self._graph_variant(name, graph["files"])
+            if graph_variant not in graph["files"]:
                 raise OnnxExportError(f"{folder} has no {variant} variant of {name}; export with that variant")
-            path = folder / graph["files"][variant]["path"]
+            path = folder / graph["files"][graph_variant]["path"]
             if not path.is_file():
                 raise OnnxExportError(f"{path} is missing; export again")
             self.sessions[name] = onnxruntime.InferenceSession(str(path), options, providers=self.providers)
+
+    def _graph_variant(self, name: str, files: dict) -> str:
+        """The file variant graph `name` runs: `fastest` is the static int8 image encoder where exported (fp32
+        otherwise) and fp32 decoder graphs, all batch-independent; image-encoder-only variants run fp32 decoders."""
+        if self.variant == "fastest":
+            on_cpu = "CUDAExecutionProvider" not in self.providers  # static int8 is a CPU format
+            return "int8-static" if name == "image_encoder" and "int8-static" in files and on_cpu else "fp32"
+        if self.variant in IMAGE_ENCODER_VARIANTS and name != "image_encoder":
+            return "fp32"
+        return self.variant
 
     def _run(self, name: str, **inputs: torch.Tensor) -> list[torch.Tensor]:
         feeds = {key: np.ascontiguousarray(value.detach().cpu().numpy()) for key, value in inputs.items()}

@@ -178,3 +178,36 @@ def test_the_auto_backend_tags_and_captions_as_pytorch_does(shapes_model_with_he
 
 def test_the_auto_backend_is_pytorch_alone_without_an_export(shapes_model):
     assert OneNet.from_pretrained(shapes_model, backend="auto").onnx is None
+
+
+def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
+    shapes_model_with_heads, shapes_dir, tmp_path
+):
+    model = tmp_path / "model"
+    shutil.copytree(shapes_model_with_heads, model)
+    calibration = sorted((shapes_dir / "images").glob("train_*.jpg"))[:16]  # never the photos compared below
+    manifest = export_onnx(model, int8=False, calibration_images=calibration)
+    assert {name: set(graph["files"]) for name, graph in manifest["graphs"].items()} == {
+        "image_encoder": {"fp32", "int8-static"},
+        "decoder_init": {"fp32"},
+        "decoder_step": {"fp32"},
+    }
+    fastest = OneNet.from_pretrained(model, backend="auto", onnx_variant="fastest")
+    assert fastest.onnx.batch_independent
+    images = sorted((shapes_dir / "images").glob("dev_*.jpg"))[:8]
+    pixels = fastest.processor(images=images)["pixel_values"]
+    with torch.no_grad():
+        expected = fastest.model.get_image_features(pixels)
+    quantised, _ = fastest.onnx.get_image_and_pooled_features(pixels)
+    cosines = torch.nn.functional.cosine_similarity(expected, quantised)
+    assert cosines.min() >= 0.95 and not torch.equal(expected, quantised)  # quantised, and close
+    alone = torch.cat([fastest.onnx.get_image_and_pooled_features(pixels[i : i + 1])[0] for i in range(8)])
+    assert torch.allclose(alone, quantised, atol=1e-5)  # static scales: a photo's row ignores its batch
+    index = fastest.build_index(images, tmp_path / "index")
+    assert torch.allclose(torch.from_numpy(index.image_embeds[: len(images)]), quantised, atol=1e-4)
+    assert (
+        OneNet.from_pretrained(model, backend="onnx", onnx_variant="int8-static").onnx._graph_variant(
+            "decoder_step", manifest["graphs"]["decoder_step"]["files"]
+        )
+        == "fp32"
+    )
