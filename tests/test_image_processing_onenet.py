@@ -144,3 +144,17 @@ def test_an_image_load_image_returned_is_not_loaded_again(tmp_path):
     processor = OneNetImageProcessor()
     from_loaded = processor([loaded], return_tensors="np")["pixel_values"]
     assert np.array_equal(from_loaded, processor([str(tmp_path / "half.png")], return_tensors="np")["pixel_values"])
+
+
+def test_the_vectorised_pass_equals_the_generic_one_and_yields_to_other_settings():
+    from transformers.image_processing_backends import PilBackend
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in ((300, 200), (90, 410))]
+    processor = OneNetImageProcessor()
+    fast = processor(images, return_tensors="pt")["pixel_values"]
+    generic = PilBackend.preprocess(processor, images, return_tensors="pt")["pixel_values"]
+    assert fast.shape == generic.shape == (2, 3, 260, 260) and fast.dtype == generic.dtype
+    assert float((fast - generic).abs().max()) <= 1e-6
+    smaller = OneNetImageProcessor(size={"height": 224, "width": 224})
+    assert smaller(images, return_tensors="pt")["pixel_values"].shape == (2, 3, 224, 224)
