@@ -1,0 +1,125 @@
+"""Gallery embedding speed per backend and precision, and what the fast paths cost in accuracy, in one run.
+
+Network only: images a second of the image side (representation + pooled features) on preprocessed dev photos,
+batch 32: PyTorch fp32 eager, channels_last, bf16 autocast (AMX) on channels_last, onnxruntime fp32 and the
+export's static int8 image encoder (`onenet export --calibration-images`). End to end: `build_index` on the
+same photos into a fresh index (listing, hashing, decoding, resizing, the network, shards and SQLite), as
+`onenet index` runs it, for each backend the index can use. Accuracy: each fast path's representation against
+PyTorch fp32 (cosine per photo: mean, 1st percentile, min); with `--quality`, dev caption BLEU-4/CIDEr (beam 3)
+and retrieval recall (`retrieval` method) from each backend's image side on all dev photos.
+Run: python bench/embed_speed.py --output bench/results/embed_speed/embed_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from onenet_hf import OneNet, read_split
+from onenet_hf.evaluation import caption_metrics, caption_queries, retrieval_metrics, retrieval_similarity
+from onenet_hf.indexing import build_index
+from onenet_hf.onnx_backend import OnnxOneNetBackend
+from onenet_hf.uses.caption import captions_from_embeddings
+
+
+def image_side(model, encoder, pixel_values: torch.Tensor, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image_embeds, pooled_features) of every image, batch by batch: `encoder` is a callable of pixels."""
+    outputs = [encoder(pixel_values[start : start + batch_size]) for start in range(0, len(pixel_values), batch_size)]
+    return torch.cat([o[0] for o in outputs]).float(), torch.cat([o[1] for o in outputs]).float()
+
+
+def torch_encoder(model, channels_last: bool = False, bf16: bool = False):
+    def encode(pixels: torch.Tensor):
+        if channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            grid = model.get_backbone_features(pixels)
+            return model.get_image_features(backbone_features=grid), model.get_pooled_features(grid)
+
+    return encode
+
+
+def timed(model, encoder, pixel_values: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+    image_side(model, encoder, pixel_values[:32])  # warm-up: first-run allocations and graph set-up
+    start = time.perf_counter()
+    embeds, pooled = image_side(model, encoder, pixel_values)
+    return len(pixel_values) / (time.perf_counter() - start), embeds, pooled
+
+
+def cosines(embeds: torch.Tensor, reference: torch.Tensor) -> dict:
+    values = F.cosine_similarity(embeds, reference).numpy()
+    return {"mean": float(values.mean()), "p1": float(np.percentile(values, 1)), "min": float(values.min())}
+
+
+def quality(net: OneNet, embeds: torch.Tensor, pooled: torch.Tensor, examples) -> dict:
+    """Dev caption metrics (beam 3) and retrieval recall from one backend's image side."""
+    with torch.inference_mode():
+        captions = [
+            c
+            for i in range(0, len(embeds), 100)
+            for c in captions_from_embeddings(net.model, net.processor, embeds[i : i + 100], 3)
+        ]
+    metrics = caption_metrics([e.captions for e in examples], [c.text for c in captions], ("BLEU-4", "CIDEr"))
+    queries, owners = caption_queries(examples)
+    return metrics | retrieval_metrics(retrieval_similarity(net.model, queries, pooled), owners)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="checkpoints/onenet-flickr8k")
+    parser.add_argument("--data-dir", default="../shared/datasets/flickr8k")
+    parser.add_argument("--images", type=int, default=500, help="dev photos timed (the first N)")
+    parser.add_argument("--quality", action="store_true", help="also caption and retrieval figures on all dev")
+    parser.add_argument("--output", help="write the results as JSON here")
+    args = parser.parse_args()
+    net = OneNet.from_pretrained(args.model)
+    model = net.model.eval()
+    examples = read_split(args.data_dir, "dev")
+    paths = [e.path for e in examples[: args.images]]
+    pixel_values = net.processor(images=paths)["pixel_values"]
+    onnx = {variant: OnnxOneNetBackend(args.model, variant=variant) for variant in ("fp32", "int8-static")}
+    encoders = {
+        "torch fp32": torch_encoder(model),
+        "torch fp32 channels_last": torch_encoder(model, channels_last=True),
+        "torch bf16 autocast channels_last": torch_encoder(model, channels_last=True, bf16=True),
+        **{f"onnxruntime {v}": b.get_image_and_pooled_features for v, b in onnx.items()},
+    }
+    results = {"images": len(paths), "network_only": {}, "end_to_end": {}, "quality": {}}
+    reference = None
+    for name, encoder in encoders.items():
+        rate, embeds, pooled = timed(model, encoder, pixel_values)
+        reference = embeds if reference is None else reference
+        results["network_only"][name] = {"images_per_s": rate, "cosine_to_fp32": cosines(embeds, reference)}
+        print(f"{name:36s} {rate:7.1f} img/s  cosine to fp32 {results['network_only'][name]['cosine_to_fp32']}")
+    model.to(memory_format=torch.contiguous_format)
+    for name, encoder in {"torch fp32": None, **{f"onnxruntime {v}": b for v, b in onnx.items()}}.items():
+        folder = Path(tempfile.mkdtemp(prefix="onenet-embed-speed-"))
+        try:
+            start = time.perf_counter()
+            index = build_index(model, net.processor, paths, folder / "index", image_encoder=encoder)
+            rate = len(index) / (time.perf_counter() - start)
+        finally:
+            shutil.rmtree(folder)
+        results["end_to_end"][name] = {"images_per_s": rate}
+        print(f"build_index, {name:24s} {rate:7.1f} img/s (decode, hashing, shards and SQLite included)")
+    if args.quality:
+        everything = net.processor(images=[e.path for e in examples])["pixel_values"]
+        for name in ("torch fp32", "onnxruntime int8-static"):
+            embeds, pooled = image_side(model, encoders[name], everything)
+            results["quality"][name] = quality(net, embeds, pooled, examples)
+            print(f"{name}: {results['quality'][name]}")
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
