@@ -3,8 +3,8 @@
 Files in the index folder: `index.sqlite` (SQLite, WAL: model fingerprint, each image's path, content hash,
 size, modification time and place in a shard, the skipped files, the shards and the builds) and the shards:
 per shard, one `.npy` file per array (`shard-<id>.<array>.npy`) and, for a large one, its ANN file
-(`shard-<id>.hnsw` or `.ann`). A shard is written once and never changed; a build adds one and registers it in
-one SQLite transaction, so it writes what changed, not the gallery. `indexing.py` writes them.
+(`shard-<id>.ivfpq`, `.hnsw` or `.annoy`). A shard is written once and never changed; a build adds one and
+registers it in one SQLite transaction, so it writes what changed, not the gallery. `indexing.py` writes them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ LEGACY_INDEX_FILE = "index.json"  # format 2: one JSON file and whole arrays, re
 EXACT_SEARCH_MAX_IMAGES = 20_000  # a gallery, or shard, up to this size is searched exactly
 ARRAYS = ("image_embeds", "pooled_features", "retrieval_embeds", "tag_embeds")
 # Names a build gives its files: a shard's arrays and ANN file, written before SQLite registers them.
-SHARD_FILE = re.compile(rf"shard-(?P<shard>[0-9a-f]{{12}})\.(?:(?:{'|'.join(ARRAYS)})\.npy|hnsw|ann)")
+SHARD_FILE = re.compile(rf"shard-(?P<shard>[0-9a-f]{{12}})\.(?:(?:{'|'.join(ARRAYS)})\.npy|{'|'.join(ANN_METHODS)})")
 # Names format-2 builds gave their files: an upgrade deletes them once their vectors are in a shard.
 LEGACY_BUILD_FILE = re.compile(
     rf"(?:(?:{'|'.join(ARRAYS)})-[0-9a-f]{{12}}\.npy|annoy-[0-9a-f]{{12}}\.ann|index\.json\.[0-9a-f]{{12}}\.tmp)"
@@ -67,6 +67,7 @@ class Shard:
     positions: np.ndarray
     first_row: int
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    ann_index: ShardAnn | None = None
 
     @cached_property
     def live(self) -> np.ndarray | None:
@@ -128,7 +129,6 @@ class GalleryIndex:
         self.folder, self.metadata = folder, metadata
         self.paths: list[str] = metadata["paths"]
         self._arrays, self.shards = arrays, list(shards)
-        self._anns: dict[str, ShardAnn] = {}
 
     image_embeds = property(lambda self: self._arrays["image_embeds"], doc="(N, hidden_size) image representations")
     pooled_features = property(lambda self: self._arrays["pooled_features"], doc="(N, 1280) pooled backbone, fp16")
@@ -167,6 +167,11 @@ class GalleryIndex:
                 for shard in shards:
                     for name, file in shard_files(shard.name, None).items():
                         shard.arrays[name] = np.load(folder / file, mmap_mode="r")
+                    if shard.ann is not None:  # opened now: a later build may replace the shard and delete it
+                        path = folder / shard_files(shard.name, shard.ann)["ann"]
+                        if not path.is_file():
+                            raise FileNotFoundError(2, "missing", str(path))
+                        shard.ann_index = _open_ann(shard, path, metadata["representation_size"])
             except FileNotFoundError as error:
                 if attempt == 0:
                     continue  # a build replaced a shard meanwhile: read the catalogue again
@@ -191,16 +196,6 @@ class GalleryIndex:
             )
         return cls(folder, metadata, _GalleryArrays(shards), shards)
 
-    def _ann(self, shard: Shard) -> ShardAnn:
-        """A shard's ANN file, opened on first use."""
-        if shard.name not in self._anns:
-            path = self.folder / shard_files(shard.name, shard.ann)["ann"]
-            try:
-                self._anns[shard.name] = ShardAnn(shard.ann, path, self.metadata["representation_size"])
-            except (OSError, RuntimeError) as error:
-                raise GalleryIndexError(f"corrupt ANN file {path.name} in {self.folder}: {error}") from None
-        return self._anns[shard.name]
-
     def nearest(
         self, vectors: np.ndarray, k: int, exact: bool | None = None, exclude: Sequence[int | None] = ()
     ) -> list[list[tuple[int, float]]]:
@@ -224,7 +219,7 @@ class GalleryIndex:
                     scores = shard.unit_live_embeds @ unit_rows(vector[None])[0]
                     found += [(shard.first_row + i, s) for i, s in top_k_pairs(scores, k + 1)]
                 else:
-                    pairs = self._ann(shard).search(vector, k + 1, shard)
+                    pairs = shard.ann_index.search(vector, k + 1, shard)
                     found += [(shard.row(position), score) for position, score in pairs]
             found.sort(key=lambda pair: -pair[1])
             results.append([pair for pair in found if pair[0] != skip][:k])
@@ -236,6 +231,13 @@ class GalleryIndex:
             ImageMatch(self.paths[i], float(score), float(score if cosines is None else cosines[i]))
             for i, score in pairs
         ]
+
+
+def _open_ann(shard: Shard, path: Path, representation_size: int) -> ShardAnn:
+    try:
+        return ShardAnn(shard.ann, path, representation_size)
+    except RuntimeError as error:  # faiss: not an index file
+        raise GalleryIndexError(f"corrupt ANN file {path.name} in {path.parent}: {error}") from None
 
 
 def connect(folder: Path, read_only: bool) -> sqlite3.Connection:
@@ -266,6 +268,7 @@ def read_catalogue(folder: Path) -> tuple[dict, list[Shard]]:
     try:
         connection = connect(folder, read_only=True)
         try:
+            connection.execute("BEGIN")  # one read snapshot: a build committing meanwhile is seen whole or not at all
             info = dict(connection.execute("SELECT key, value FROM info"))
             shard_rows = connection.execute("SELECT seq, name, size, ann FROM shards ORDER BY seq").fetchall()
             image_rows = connection.execute(

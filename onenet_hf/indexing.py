@@ -63,7 +63,8 @@ MAX_DEAD_SHARE = 0.25  # a shard whose rows are this much deleted or changed is 
 SQLITE_FILES = {INDEX_DB, f"{INDEX_DB}-wal", f"{INDEX_DB}-shm", f"{INDEX_DB}-journal"}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS shards(seq INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, size INTEGER NOT NULL, ann TEXT);
+CREATE TABLE IF NOT EXISTS shards(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL, size INTEGER NOT NULL, ann TEXT);
 CREATE TABLE IF NOT EXISTS images(
     path TEXT PRIMARY KEY, hash TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     shard INTEGER NOT NULL, position INTEGER NOT NULL);
@@ -291,10 +292,16 @@ def write_gallery(
     leaves only unlisted files, which the next build deletes.
     """
     folder = Path(folder)
-    connection = _open_for_build(folder, fingerprint, rebuild)
+    connection, problem = _open_for_build(folder, fingerprint)
+    committed = False
     try:
         with connection:
             connection.execute("BEGIN IMMEDIATE")  # readers go on reading the last committed index
+            if problem or rebuild:  # start afresh, in this transaction: a failed build leaves the old catalogue
+                if problem:
+                    tqdm.write(f"re-embedding every image: {problem}", file=sys.stderr)
+                for table in ("info", "shards", "images", "skipped"):
+                    connection.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed table names)
             build = _Build(folder, connection, ann, n_trees)
             reuse = {} if rebuild else _reusable_rows(folder, connection, fingerprint)
             build.place(files, skipped, reuse, embedder, content_hash, batch_size)
@@ -304,17 +311,18 @@ def write_gallery(
                 )
             build.compact()
             build.commit(fingerprint, representation_size, skipped)
+        committed = True
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         connection.close()
         with contextlib.suppress(sqlite3.Error):
-            _delete_unlisted(folder)  # also a failed build's new files
+            _delete_unlisted(folder, upgraded=committed)  # also a failed build's new files
     return GalleryIndex.load(folder)
 
 
-def _open_for_build(folder: Path, fingerprint: str, rebuild: bool) -> sqlite3.Connection:
-    """The index's SQLite file, ready for this build: created, or emptied when it holds another model's index or a
-    malformed one, or `rebuild` (a file that is not a database is replaced)."""
+def _open_for_build(folder: Path, fingerprint: str) -> tuple[sqlite3.Connection, str | None]:
+    """The index's SQLite file, and why its catalogue must start afresh (another model's, or malformed), if it
+    must; a file that is not a database is replaced (nothing of it could be read anyway)."""
     problem = None
     if (folder / INDEX_DB).is_file():
         try:
@@ -330,13 +338,7 @@ def _open_for_build(folder: Path, fingerprint: str, rebuild: bool) -> sqlite3.Co
             (folder / name).unlink(missing_ok=True)
         connection = connect(folder, read_only=False)
         connection.executescript(SCHEMA)
-    if problem or rebuild:
-        if problem:
-            tqdm.write(f"re-embedding every image: {problem}", file=sys.stderr)
-        with connection:  # one transaction: a killed build leaves the old catalogue
-            for table in ("info", "shards", "images", "skipped"):
-                connection.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed table names)
-    return connection
+    return connection, problem
 
 
 @dataclass
@@ -533,9 +535,9 @@ class _Build:
         )
 
 
-def _delete_unlisted(folder: Path) -> None:
-    """Delete shard files the catalogue does not list (replaced shards, a killed build's) and, once upgraded, the
-    format-2 files; nothing else. The caller holds the lock, so no other build is half-way."""
+def _delete_unlisted(folder: Path, upgraded: bool) -> None:
+    """Delete shard files the catalogue does not list (replaced shards, a failed or killed build's) and, once a
+    build has committed (`upgraded`), the format-2 files; nothing else. The caller holds the lock."""
     connection = connect(folder, read_only=True)
     try:
         listed = {name for (name,) in connection.execute("SELECT name FROM shards")}
@@ -544,9 +546,9 @@ def _delete_unlisted(folder: Path) -> None:
         connection.close()
     for entry in folder.iterdir():
         match = SHARD_FILE.fullmatch(entry.name)
-        unused_ann = entry.suffix in {".hnsw", ".ann"} and entry.name not in anns
+        unused_ann = entry.suffix.lstrip(".") in ANN_METHODS and entry.name not in anns
         stale = match and (match["shard"] not in listed or unused_ann)
-        legacy = entry.name == LEGACY_INDEX_FILE or LEGACY_BUILD_FILE.fullmatch(entry.name)
+        legacy = upgraded and (entry.name == LEGACY_INDEX_FILE or LEGACY_BUILD_FILE.fullmatch(entry.name))
         if (stale or legacy) and entry.is_file() and not entry.is_symlink():
             entry.unlink()
 

@@ -59,8 +59,10 @@ def test_each_method_finds_the_exact_neighbours_and_never_a_dropped_row(tmp_path
     index = _write(tmp_path / "index", vectors, kept, ann)
     assert len(index) == len(kept) and index.shards[0].size == SIZE  # under the dead share: not rewritten
     assert recall(index) >= 0.9
-    found = {index.paths[row] for rows in index.nearest(queries, 10, exact=False) for row, _ in rows}
-    assert found <= set(index.paths) and not any(int(path[-9:-4]) % 7 == 0 for path in found)
+    shard = index.shards[0]
+    for query in queries:  # the shard's own answers, before rows are mapped: never a dead position
+        positions = [position for position, _ in shard.ann_index.search(query, 10, shard)]
+        assert len(positions) == 10 and shard.live[positions].all()
     kept = np.arange(90, SIZE)  # 90 of cluster 0's 100 rows gone: a query there finds mostly dead candidates
     index = _write(tmp_path / "index", vectors, kept, ann)
     assert index.shards[0].size == SIZE and len(index) == SIZE - 90
@@ -69,6 +71,23 @@ def test_each_method_finds_the_exact_neighbours_and_never_a_dropped_row(tmp_path
     exact = [index.paths[row] for row, _ in index.nearest(centre, 10, exact=True)[0]]
     assert len(approximate) == 10 and len(set(approximate) & set(exact)) >= 9
     assert all(90 <= int(path[-9:-4]) < 100 for path in exact)  # the ten survivors of cluster 0
+    positions = [position for position, _ in index.shards[0].ann_index.search(centre, 10, index.shards[0])]
+    assert index.shards[0].live[positions].all()
+
+
+def test_replaced_shards_lose_their_ann_files_and_an_open_index_keeps_searching(tmp_path, monkeypatch):
+    monkeypatch.setattr(indexing, "EXACT_SEARCH_MAX_IMAGES", 1000)
+    vectors = _vectors(np.random.default_rng(1))
+    opened = _write(tmp_path / "index", vectors, np.arange(SIZE), "ivfpq")
+    old = {p.name for p in (tmp_path / "index").iterdir() if p.name.startswith("shard-")}
+    assert any(name.endswith(".ivfpq") for name in old)
+    rewritten = _write(tmp_path / "index", vectors, np.arange(SIZE // 2), "ivfpq")  # half dead: rewritten
+    assert rewritten.shards[0].name != opened.shards[0].name
+    assert not old & {p.name for p in (tmp_path / "index").iterdir()}  # the old arrays and .ivfpq file are gone
+    assert len(opened.nearest(vectors[:3], 5, exact=False)[0]) == 5  # opened before: its files stay mapped
+    changed = _write(tmp_path / "index", vectors, np.arange(SIZE // 2), "annoy")  # another method: a new ANN file
+    assert {p.suffix for p in (tmp_path / "index").iterdir() if p.name.startswith("shard-")} == {".npy", ".annoy"}
+    assert changed.shards[0].ann == "annoy"
 
 
 KILLED_BUILD = """

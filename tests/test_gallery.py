@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -146,7 +147,7 @@ def test_a_killed_build_leaves_the_old_index_intact_and_the_next_build_cleans_up
         raise KeyboardInterrupt
 
     monkeypatch.setattr(indexing._Build, "commit", crash)  # killed after writing the new shard, before the commit,
-    monkeypatch.setattr(indexing, "_delete_unlisted", lambda folder: None)  # so no clean-up runs either
+    monkeypatch.setattr(indexing, "_delete_unlisted", lambda folder, upgraded: None)  # so no clean-up runs either
     with pytest.raises(KeyboardInterrupt):
         build_index(shapes_net.model, shapes_net.processor, image_dir, tmp_path / "index")
     monkeypatch.undo()
@@ -199,6 +200,32 @@ def test_a_format_2_index_is_refused_with_how_to_upgrade_and_upgraded_without_em
     upgraded = shapes_net.build_index(image_dir, old)
     assert embedded == [] and sorted(upgraded.paths) == sorted(built.paths)
     assert _files(old) == {"index.sqlite", ".onenet-index", *_shard_files(upgraded)}
+
+
+@pytest.mark.parametrize("failure", ["rebuild", "upgrade"])
+def test_a_failed_rebuild_or_upgrade_keeps_the_index_it_would_replace(shapes_net, image_dir, tmp_path, failure):
+    folder = tmp_path / "index"
+    built = shapes_net.build_index(image_dir, folder)
+    if failure == "upgrade":  # a format-2 index of the same vectors, as 0.2 wrote it
+        shutil.rmtree(folder)
+        folder.mkdir()
+        files = {name: f"{name}-0123456789ab.npy" for name in ARRAYS} | {"annoy": "annoy-0123456789ab.ann"}
+        for name in ARRAYS:
+            np.save(folder / files[name], np.asarray(getattr(built, name)))
+        (folder / files["annoy"]).write_bytes(b"")
+        metadata = {"format": 2, "model": built.metadata["model"], "representation_size": 16, "files": files,
+                    "paths": built.paths, "hashes": built.metadata["hashes"], "skipped": []}  # fmt: skip
+        (folder / "index.json").write_text(json.dumps(metadata))
+    before = _files(folder)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(GalleryIndexError, match="no readable images"):  # a wrong or unmounted image folder
+        shapes_net.build_index([empty / "gone.jpg"], folder, rebuild=failure == "rebuild")
+    if failure == "rebuild":
+        assert shapes_net.load_index(folder).paths == built.paths
+    else:
+        assert before <= _files(folder)  # every format-2 file is still there
+        assert len(shapes_net.build_index(image_dir, folder)) == 4
 
 
 def test_large_shards_are_searched_by_their_ann_and_small_ones_merged(shapes_net, image_dir, tmp_path, monkeypatch):
