@@ -181,19 +181,24 @@ def test_missing_corrupt_and_foreign_indexes_are_refused(shapes_net, shapes_mode
     assert len(shapes_net.build_index(image_dir, tmp_path / "index")) == 4  # a corrupt catalogue is replaced
 
 
+def _format_2_index(built: GalleryIndex, folder: Path) -> Path:
+    """`built`'s vectors as a format-2 index (index.json and whole arrays, as OneNet 0.2 wrote them) at `folder`."""
+    folder.mkdir()
+    files = {name: f"{name}-0123456789ab.npy" for name in ARRAYS} | {"annoy": "annoy-0123456789ab.ann"}
+    for name in ARRAYS:
+        np.save(folder / files[name], np.asarray(getattr(built, name)))
+    (folder / files["annoy"]).write_bytes(b"")
+    metadata = {"format": 2, "model": built.metadata["model"], "representation_size": 16, "files": files,
+                "paths": built.paths, "hashes": built.metadata["hashes"], "skipped": []}  # fmt: skip
+    (folder / "index.json").write_text(json.dumps(metadata))
+    return folder
+
+
 def test_a_format_2_index_is_refused_with_how_to_upgrade_and_upgraded_without_embedding(
     shapes_net, image_dir, tmp_path, monkeypatch
 ):
     built = shapes_net.build_index(image_dir, tmp_path / "built")
-    old = tmp_path / "old"
-    old.mkdir()
-    files = {name: f"{name}-0123456789ab.npy" for name in ARRAYS} | {"annoy": "annoy-0123456789ab.ann"}
-    for name in ARRAYS:
-        np.save(old / files[name], np.asarray(getattr(built, name)))
-    (old / files["annoy"]).write_bytes(b"")
-    metadata = {"format": 2, "model": built.metadata["model"], "representation_size": 16, "files": files,
-                "paths": built.paths, "hashes": built.metadata["hashes"], "skipped": []}  # fmt: skip
-    (old / "index.json").write_text(json.dumps(metadata))
+    old = _format_2_index(built, tmp_path / "old")
     with pytest.raises(GalleryIndexError, match=f"older format .*onenet index IMAGES --out {old} once"):
         shapes_net.load_index(old)
     embedded = _count_embeddings(monkeypatch)
@@ -206,16 +211,9 @@ def test_a_format_2_index_is_refused_with_how_to_upgrade_and_upgraded_without_em
 def test_a_failed_rebuild_or_upgrade_keeps_the_index_it_would_replace(shapes_net, image_dir, tmp_path, failure):
     folder = tmp_path / "index"
     built = shapes_net.build_index(image_dir, folder)
-    if failure == "upgrade":  # a format-2 index of the same vectors, as 0.2 wrote it
+    if failure == "upgrade":
         shutil.rmtree(folder)
-        folder.mkdir()
-        files = {name: f"{name}-0123456789ab.npy" for name in ARRAYS} | {"annoy": "annoy-0123456789ab.ann"}
-        for name in ARRAYS:
-            np.save(folder / files[name], np.asarray(getattr(built, name)))
-        (folder / files["annoy"]).write_bytes(b"")
-        metadata = {"format": 2, "model": built.metadata["model"], "representation_size": 16, "files": files,
-                    "paths": built.paths, "hashes": built.metadata["hashes"], "skipped": []}  # fmt: skip
-        (folder / "index.json").write_text(json.dumps(metadata))
+        _format_2_index(built, folder)
     before = _files(folder)
     empty = tmp_path / "empty"
     empty.mkdir()
