@@ -54,6 +54,17 @@ def timed(model, encoder, pixel_values: torch.Tensor) -> tuple[float, torch.Tens
     return len(pixel_values) / (time.perf_counter() - start), embeds, pooled
 
 
+def build_rate(build) -> float:
+    """Images a second of `build(folder)` (a `build_index` call into a fresh index folder), end to end."""
+    folder = Path(tempfile.mkdtemp(prefix="onenet-embed-speed-"))
+    try:
+        start = time.perf_counter()
+        index = build(folder / "index")
+        return len(index) / (time.perf_counter() - start)
+    finally:
+        shutil.rmtree(folder)
+
+
 def cosines(embeds: torch.Tensor, reference: torch.Tensor) -> dict:
     values = F.cosine_similarity(embeds, reference).numpy()
     return {"mean": float(values.mean()), "p1": float(np.percentile(values, 1)), "min": float(values.min())}
@@ -101,13 +112,7 @@ def main() -> None:
         print(f"{name:36s} {rate:7.1f} img/s  cosine to fp32 {results['network_only'][name]['cosine_to_fp32']}")
     model.to(memory_format=torch.contiguous_format)
     for name, encoder in {"torch fp32": None, **{f"onnxruntime {v}": b for v, b in onnx.items()}}.items():
-        folder = Path(tempfile.mkdtemp(prefix="onenet-embed-speed-"))
-        try:
-            start = time.perf_counter()
-            index = build_index(model, net.processor, paths, folder / "index", image_encoder=encoder)
-            rate = len(index) / (time.perf_counter() - start)
-        finally:
-            shutil.rmtree(folder)
+        rate = build_rate(lambda folder, e=encoder: build_index(model, net.processor, paths, folder, image_encoder=e))
         results["end_to_end"][name] = {"images_per_s": rate}
         print(f"build_index, {name:24s} {rate:7.1f} img/s (decode, hashing, shards and SQLite included)")
     if args.quality:

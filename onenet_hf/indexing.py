@@ -53,6 +53,7 @@ from .image_processing_onenet import ImageLoadError, load_image
 
 if TYPE_CHECKING:
     from .onnx_backend import OnnxOneNetBackend
+    from .ray_indexing import RayEmbedder
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MARKER_FILE = ".onenet-index"  # marks a folder as an index; locked (flock) while a build writes
@@ -193,46 +194,34 @@ class GalleryFile:
 
 @dataclass
 class Embedder:
-    """How a build turns gallery files into rows: `prepare` reads a batch (decoding, resizing; run in a loader
-    thread a batch ahead, so decoding overlaps the network), `embed` makes its arrays (rows of the readable
-    files) and says why the others failed: (file, reason) pairs."""
+    """How a build turns gallery files into rows in this process: `prepare` reads a batch (decoding, resizing;
+    run in a loader thread a batch ahead, so decoding overlaps the network), `embed` makes its arrays (rows of
+    the readable files) and says why the others failed: (file, reason) pairs. `ray_indexing.RayEmbedder` is the
+    same contract (`run`) on a Ray cluster."""
 
     prepare: Callable[[list[GalleryFile]], object]
     embed: Callable[[object], tuple[dict[str, np.ndarray], list[tuple[GalleryFile, str]]]]
 
+    def run(
+        self, files: Sequence[GalleryFile], batch_size: int
+    ) -> Iterator[tuple[list[int], dict[str, np.ndarray], list[tuple[GalleryFile, str]]]]:
+        """Batch by batch: the indices (into `files`) of the rows embedded, their arrays, and the failures."""
+        starts = range(0, len(files), batch_size)
+        batches = [list(files[start : start + batch_size]) for start in starts]
+        with ThreadPoolExecutor(1, thread_name_prefix="onenet-index-loader") as loader:
+            ahead = deque(loader.submit(self.prepare, batch) for batch in batches[:PREFETCH_BATCHES])
+            for number, (start, batch) in enumerate(zip(starts, batches, strict=True)):
+                prepared = ahead.popleft().result()
+                if number + PREFETCH_BATCHES < len(batches):
+                    ahead.append(loader.submit(self.prepare, batches[number + PREFETCH_BATCHES]))
+                arrays, failed = self.embed(prepared)
+                bad = {item.key for item, _ in failed}
+                yield [start + offset for offset, item in enumerate(batch) if item.key not in bad], arrays, failed
 
-def build_index(
-    model,
-    processor,
-    images: str | Path | Sequence[str | Path],
-    folder: str | Path,
-    batch_size: int = 32,
-    ann: str = "ivfpq",
-    n_trees: int = ANNOY_TREES,
-    rebuild: bool = False,
-    lock_timeout: float | None = 0,
-    image_encoder: OnnxOneNetBackend | None = None,
-) -> GalleryIndex:
-    """Index every image of a folder (or a list of paths) into `folder`: afterwards the index holds exactly the
-    readable ones.
 
-    Unchanged files (same size and modification time) are not read; a new or changed file whose content the
-    index holds (a move, a copy) is not embedded again; files gone or unreadable are dropped, the unreadable
-    ones listed in `metadata["skipped"]` with the reason. An index there from another model, a corrupt one, or
-    `rebuild` starts afresh; a format-2 index is upgraded (its vectors reused). `folder` must be new, empty or an
-    index (`check_index_folder`). A build running on it meanwhile refuses this one, or is waited for up to
-    `lock_timeout` seconds (None: no limit). `image_encoder`: an ONNX backend that runs the backbone.
-    """
-    folder = Path(folder)
-    if ann not in ANN_METHODS:
-        raise OneNetError(f"unknown ANN method {ann!r}; use one of {', '.join(ANN_METHODS)}")
-    if not isinstance(n_trees, int) or not 1 <= n_trees <= MAX_N_TREES:
-        raise OneNetError(f"n_trees must be 1 to {MAX_N_TREES}, got {n_trees!r}")
-    if isinstance(images, (str, Path)):
-        paths, sources = list_images(images), [Path(images)]
-    else:
-        paths = sources = [Path(p) for p in images]
-    check_index_folder(folder, sources)
+def local_embedder(model, processor, image_encoder: OnnxOneNetBackend | None = None) -> Embedder:
+    """The Embedder of a loaded model: `load_image` and the processor prepare, `embed_pixels` embeds (through
+    `image_encoder`, an ONNX backend, when given); unreadable files are failures with their reason."""
 
     def prepare(batch: list[GalleryFile]):
         loaded, failed = [], []
@@ -249,10 +238,50 @@ def build_index(
         pixels, failed = prepared
         return (embed_pixels(model, pixels, image_encoder) if pixels is not None else {}), failed
 
+    return Embedder(prepare, embed)
+
+
+def build_index(
+    model,
+    processor,
+    images: str | Path | Sequence[str | Path],
+    folder: str | Path,
+    batch_size: int = 32,
+    ann: str = "ivfpq",
+    n_trees: int = ANNOY_TREES,
+    rebuild: bool = False,
+    lock_timeout: float | None = 0,
+    image_encoder: OnnxOneNetBackend | None = None,
+    embedder: Embedder | RayEmbedder | None = None,
+) -> GalleryIndex:
+    """Index every image of a folder (or a list of paths) into `folder`: afterwards the index holds exactly the
+    readable ones.
+
+    Unchanged files (same size and modification time) are not read; a new or changed file whose content the
+    index holds (a move, a copy) is not embedded again; files gone or unreadable are dropped, the unreadable
+    ones listed in `metadata["skipped"]` with the reason. An index there from another model, a corrupt one, or
+    `rebuild` starts afresh; a format-2 index is upgraded (its vectors reused). `folder` must be new, empty or an
+    index (`check_index_folder`). A build running on it meanwhile refuses this one, or is waited for up to
+    `lock_timeout` seconds (None: no limit). `image_encoder`: an ONNX backend that runs the backbone.
+    `embedder`: what embeds the new images (default: this process, `local_embedder`; `RayEmbedder`: Ray Data).
+    """
+    folder = Path(folder)
+    if ann not in ANN_METHODS:
+        raise OneNetError(f"unknown ANN method {ann!r}; use one of {', '.join(ANN_METHODS)}")
+    if not isinstance(n_trees, int) or not 1 <= n_trees <= MAX_N_TREES:
+        raise OneNetError(f"n_trees must be 1 to {MAX_N_TREES}, got {n_trees!r}")
+    if isinstance(images, (str, Path)):
+        paths, sources = list_images(images), [Path(images)]
+    else:
+        paths = sources = [Path(p) for p in images]
+    check_index_folder(folder, sources)
+    if embedder is not None and image_encoder is not None:
+        raise OneNetError("pass an embedder or an image_encoder, not both (the embedder decides how images embed)")
+    embedder = embedder or local_embedder(model, processor, image_encoder)
     with build_lock(folder, lock_timeout):
         files, skipped = _stat_files(paths)
         return write_gallery(
-            folder, model_fingerprint(model), model.config.hidden_size, files, skipped, Embedder(prepare, embed),
+            folder, model_fingerprint(model), model.config.hidden_size, files, skipped, embedder,
             file_hash, batch_size, ann, n_trees, rebuild,
         )  # fmt: skip
 
@@ -277,7 +306,7 @@ def write_gallery(
     representation_size: int,
     files: Sequence[GalleryFile],
     skipped: list[dict],
-    embedder: Embedder,
+    embedder: Embedder | RayEmbedder,
     content_hash: Callable[[str], str] = file_hash,
     batch_size: int = 32,
     ann: str = "ivfpq",
@@ -424,7 +453,7 @@ class _Build:
         )
         return cursor.lastrowid
 
-    def place(self, files, skipped: list[dict], reuse: dict, embedder: Embedder, content_hash, batch_size: int) -> None:
+    def place(self, files, skipped: list[dict], reuse: dict, embedder, content_hash, batch_size: int) -> None:
         """Keep unchanged rows; copy reusable content into a new shard and embed the rest into it; drop the rest."""
         current = {
             path: (size, mtime_ns)
@@ -455,26 +484,18 @@ class _Build:
             self._write(position, self._vectors(reuse[content]))
             new_rows.append((item, content, position))
         self.counts["reused"] = len(copies)
-        starts = range(0, len(pending), batch_size)
-        files_of = [[item for item, _ in pending[start : start + batch_size]] for start in starts]
         progress = tqdm(total=len(pending), desc="embedding images", unit="img", mininterval=1)
-        with progress, ThreadPoolExecutor(1, thread_name_prefix="onenet-index-loader") as loader:
-            ahead = deque(loader.submit(embedder.prepare, files) for files in files_of[:PREFETCH_BATCHES])
-            for number, start in enumerate(starts):
-                batch = pending[start : start + batch_size]
-                prepared = ahead.popleft().result()
-                if number + PREFETCH_BATCHES < len(files_of):
-                    ahead.append(loader.submit(embedder.prepare, files_of[number + PREFETCH_BATCHES]))
-                arrays, failed = embedder.embed(prepared)
-                bad = {item.key for item, _ in failed}
+        with progress:
+            for indices, arrays, failed in embedder.run([item for item, _ in pending], batch_size):
                 skipped += [{"path": item.listed, "reason": reason} for item, reason in failed]
-                good = [(offset, item, c) for offset, (item, c) in enumerate(batch) if item.key not in bad]
-                for row, (offset, item, content) in enumerate(good):
-                    position = len(copies) + start + offset  # a file that failed leaves its slot unlisted
+                for row, index in enumerate(indices):
+                    item, content = pending[index]
+                    position = len(copies) + index  # a file that failed leaves its slot unlisted
                     self._write(position, {name: arrays[name][row] for name in ARRAYS})
                     new_rows.append((item, content, position))
-                self.counts["embedded"] += len(good)
-                progress.update(len(batch))
+                self.counts["embedded"] += len(indices)
+                progress.update(len(indices) + len(failed))
+        new_rows.sort(key=lambda row: row[2])  # an engine may return batches out of order
         seq = self._finish_shard()
         self.connection.executemany(
             "INSERT INTO images(path, hash, size, mtime_ns, shard, position) VALUES (?, ?, ?, ?, ?, ?)",
@@ -526,7 +547,8 @@ class _Build:
         self.connection.executemany("INSERT OR REPLACE INTO info VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
         self.connection.execute("DELETE FROM skipped")
         self.connection.executemany(
-            "INSERT OR REPLACE INTO skipped VALUES (?, ?)", [(s["path"], s["reason"]) for s in skipped]
+            "INSERT OR REPLACE INTO skipped VALUES (?, ?)",
+            sorted((s["path"], s["reason"]) for s in skipped),  # in path order, whatever order the engine ran in
         )
         (shards,) = self.connection.execute("SELECT COUNT(*) FROM shards").fetchone()
         self.connection.execute(
@@ -564,5 +586,6 @@ __all__ = [
     "embed_images",
     "embed_pixels",
     "list_images",
+    "local_embedder",
     "write_gallery",
 ]

@@ -20,7 +20,7 @@ from .gallery import GalleryIndex, ImageMatch
 from .hub import resolve_model
 from .image_optimization import Snapshot, last
 from .image_processing_onenet import ImageLike
-from .indexing import build_index
+from .indexing import Embedder, build_index, local_embedder
 from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
@@ -78,6 +78,7 @@ class OneNet:
             )
         self.model, self.processor, self.onnx = model, processor, onnx
         self._taggers: dict[tuple[int, float, float], Tagger] = {}
+        self._gallery_encoder: OnnxOneNetBackend | None = None  # see gallery_embedder
         self._learned_vectors: WordVectors | None = None
         if isinstance(model, OneNetModel):
             model.eval()
@@ -227,12 +228,22 @@ class OneNet:
             model, self.processor, index, vectors, words, top_words, color_by, method, perplexity, seed, tagger=tagger
         )
 
-    def build_index(self, images: str | os.PathLike | Sequence, folder: str | os.PathLike, **kwargs) -> GalleryIndex:
-        """Embed a folder (or list) of images into a persisted gallery index; see `indexing.build_index`. The ONNX
-        graphs embed when loaded (`backend="auto"`) and batch-independent (fp32), so a photo's row never depends
-        on the photos beside it in a batch."""
+    def gallery_embedder(self) -> Embedder:
+        """How this model embeds gallery images in this process (`indexing.local_embedder`): the ONNX graphs
+        embed when loaded (`backend="auto"`); a batch-dependent variant (dynamic int8) gives way to the export's
+        `fastest` image encoder, so a photo's row never depends on the photos beside it in a batch."""
         encoder = self._image_encoder()
-        kwargs.setdefault("image_encoder", encoder if encoder is not None and encoder.batch_independent else None)
+        if encoder is not None and not encoder.batch_independent:  # dynamic int8 (the Space's, for its decoder)
+            if self._gallery_encoder is None:
+                self._gallery_encoder = encoder.with_variant("fastest")
+            encoder = self._gallery_encoder
+        return local_embedder(self._torch_model("indexing"), self.processor, encoder)
+
+    def build_index(self, images: str | os.PathLike | Sequence, folder: str | os.PathLike, **kwargs) -> GalleryIndex:
+        """Embed a folder (or list) of images into a persisted gallery index; see `indexing.build_index`. Rows
+        are made by `gallery_embedder()` unless `embedder` says otherwise (`ray_indexing.RayEmbedder`)."""
+        if kwargs.get("embedder") is None and kwargs.get("image_encoder") is None:
+            kwargs["embedder"] = self.gallery_embedder()
         return build_index(self._torch_model("indexing"), self.processor, images, folder, **kwargs)
 
     def load_index(self, folder: str | os.PathLike) -> GalleryIndex:

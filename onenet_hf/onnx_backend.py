@@ -73,6 +73,7 @@ class OnnxOneNetBackend:
                 f"the ONNX export at {folder} was made from another checkpoint "
                 f"(fingerprint {manifest.get('checkpoint_fingerprint')}, {checkpoint} has {expected}); export it again"
             )
+        self.checkpoint, self.onnx_dir = checkpoint, onnx_dir
         self.config = OneNetConfig.from_pretrained(checkpoint)
         self.generation_config = checkpoint_generation_config(checkpoint, self.config)
         self.variant = variant
@@ -82,6 +83,9 @@ class OnnxOneNetBackend:
         # idle onnxruntime threads would spin between runs, taking the cores PyTorch's ops (which run between
         # the decoder's steps) and other requests need
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # as many threads as PyTorch uses (OMP_NUM_THREADS or torch.set_num_threads; Ray sets the former to an
+        # actor's CPUs), so one setting governs both backends; by default both are the physical cores
+        options.intra_op_num_threads = torch.get_num_threads()
         self.sessions, self.outputs = {}, {}
         for name, graph in manifest["graphs"].items():
             self.outputs[name] = graph["outputs"]
@@ -92,6 +96,10 @@ class OnnxOneNetBackend:
             if not path.is_file():
                 raise OnnxExportError(f"{path} is missing; export again")
             self.sessions[name] = onnxruntime.InferenceSession(str(path), options, providers=self.providers)
+
+    def with_variant(self, variant: str) -> OnnxOneNetBackend:
+        """The same export's graphs in another variant (a new set of sessions)."""
+        return OnnxOneNetBackend(self.checkpoint, self.onnx_dir, variant)
 
     def _graph_variant(self, name: str, files: dict) -> str:
         """The file variant graph `name` runs: `fastest` is the static int8 image encoder where exported (fp32

@@ -186,11 +186,11 @@ def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
     model = tmp_path / "model"
     shutil.copytree(shapes_model_with_heads, model)
     calibration = sorted((shapes_dir / "images").glob("train_*.jpg"))[:16]  # never the photos compared below
-    manifest = export_onnx(model, int8=False, calibration_images=calibration)
+    manifest = export_onnx(model, calibration_images=calibration)
     assert {name: set(graph["files"]) for name, graph in manifest["graphs"].items()} == {
-        "image_encoder": {"fp32", "int8-static"},
-        "decoder_init": {"fp32"},
-        "decoder_step": {"fp32"},
+        "image_encoder": {"fp32", "int8", "int8-static"},
+        "decoder_init": {"fp32", "int8"},
+        "decoder_step": {"fp32", "int8"},
     }
     fastest = OneNet.from_pretrained(model, backend="auto", onnx_variant="fastest")
     assert fastest.onnx.batch_independent
@@ -204,6 +204,10 @@ def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
     alone = torch.cat([fastest.onnx.get_image_and_pooled_features(pixels[i : i + 1])[0] for i in range(8)])
     assert torch.allclose(alone, quantised, atol=1e-5)  # static scales: a photo's row ignores its batch
     index = fastest.build_index(images, tmp_path / "index")
+    assert torch.allclose(torch.from_numpy(index.image_embeds[: len(images)]), quantised, atol=1e-4)
+    space_like = OneNet.from_pretrained(model, backend="auto", onnx_variant="int8")  # what the Space loads
+    assert not space_like.onnx.batch_independent  # dynamic int8: its gallery is embedded by the fastest encoder
+    index = space_like.build_index(images, tmp_path / "space-index")
     assert torch.allclose(torch.from_numpy(index.image_embeds[: len(images)]), quantised, atol=1e-4)
     int8_static = OneNet.from_pretrained(model, backend="onnx", onnx_variant="int8-static")  # the graphs alone
     assert int8_static.model._graph_variant("decoder_step", manifest["graphs"]["decoder_step"]["files"]) == "fp32"
