@@ -36,16 +36,22 @@ def dataclass_from(arguments: type, args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .distributed import is_main_process
     from .training import CaptionTrainingArguments, train
 
-    print(f"best model written to {train(dataclass_from(CaptionTrainingArguments, args))}")
+    output_dir = train(dataclass_from(CaptionTrainingArguments, args))
+    if is_main_process():  # one line for a run of several processes (accelerate launch)
+        print(f"best model written to {output_dir}")
     return 0
 
 
 def _train_heads(args: argparse.Namespace) -> int:
+    from .distributed import is_main_process
     from .head_training import HeadTrainingArguments, train_heads
 
-    print(f"model with trained heads written to {train_heads(dataclass_from(HeadTrainingArguments, args))}")
+    output_dir = train_heads(dataclass_from(HeadTrainingArguments, args))
+    if is_main_process():
+        print(f"model with trained heads written to {output_dir}")
     return 0
 
 
@@ -169,8 +175,9 @@ def _release(args: argparse.Namespace) -> int:
     from .release import write_release
 
     out = write_release(
-        args.model_dir, args.out, args.eval, args.card, args.model_name, args.fp16_weights, onnx=args.onnx
-    )
+        args.model_dir, args.out, args.eval, args.card, args.model_name, args.fp16_weights, onnx=args.onnx,
+        calibration_images=args.calibration_images,
+    )  # fmt: skip
     print(f"released {args.model_dir} to {out}")
     return 0
 
@@ -215,8 +222,18 @@ def _index(args: argparse.Namespace) -> int:
     from .indexing import check_index_folder
 
     check_index_folder(args.out, [args.images])  # before the model loads
+    if args.engine == "local" and (args.address or args.num_workers is not None):
+        raise OneNetError("--address and --num-workers apply to --engine ray")
+    engine = {}
+    if args.engine == "ray":
+        from .ray_indexing import RayEmbedder
+
+        workers = 2 if args.num_workers is None else args.num_workers
+        engine["embedder"] = RayEmbedder(
+            args.model, workers, args.address, args.revision, args.backend, args.onnx_dir, args.onnx_variant
+        )
     net = _load(args)
-    index = net.build_index(args.images, args.out, ann=args.ann, n_trees=args.n_trees, rebuild=args.rebuild)
+    index = net.build_index(args.images, args.out, ann=args.ann, n_trees=args.n_trees, rebuild=args.rebuild, **engine)
     for skipped in index.metadata["skipped"]:
         print(f"skipped {escape_controls(skipped['path'])}: {escape_controls(skipped['reason'])}", file=sys.stderr)
     print(f"indexed {len(index)} images into {escape_controls(args.out)} ({len(index.metadata['skipped'])} skipped)")
@@ -383,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .image_optimization import MAX_IMAGES as MAX_IMAGINED
     from .indexing import MAX_N_TREES
     from .onnx_backend import VARIANTS
+    from .ray_indexing import MAX_WORKERS as RAY_MAX_WORKERS
     from .scst import SCSTArguments
     from .training import CaptionTrainingArguments
     from .uses.dream import OCTAVES as DREAM_OCTAVES
@@ -503,6 +521,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     index.add_argument("--n-trees", type=int, default=ANNOY_TREES, help=f"Annoy trees (1 to {MAX_N_TREES:,})")
     index.add_argument("--rebuild", action="store_true", help="re-embed everything instead of extending")
+    help_text = "local: this process; ray: Ray Data actors (the 'distributed' extra; README 'Beyond one machine')"
+    index.add_argument("--engine", choices=["local", "ray"], default="local", help=help_text)
+    index.add_argument("--address", help="--engine ray: the Ray cluster (default: a local Ray on this machine)")
+    help_text = f"--engine ray: actors, each loading the model once (1 to {RAY_MAX_WORKERS:,}; default 2)"
+    index.add_argument("--num-workers", type=int, help=help_text)
     index.set_defaults(run=_index, backend="auto", onnx_variant="fastest")  # the fastest exported image encoder
 
     similar = commands.add_parser("similar-images", help="gallery images most like an image (path or row)")
@@ -624,6 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--model-name", help="name in the card (default: the --out folder's name)")
     release.add_argument("--fp16-weights", action="store_true", help="store weights in fp16 (computed in fp32)")
     release.add_argument("--no-onnx", dest="onnx", action="store_false", help="leave out onnx/ (writing it needs onnx)")
+    help_text = "photos (not evaluated on) to calibrate the static int8 image encoder on: the fast path of onenet index"
+    release.add_argument("--calibration-images", help=help_text)
     release.set_defaults(run=_release)
 
     push = commands.add_parser("push", help="upload a release folder to a Hugging Face Hub model repo")

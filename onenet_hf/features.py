@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,7 +19,11 @@ from .fingerprint import file_hash
 from .image_processing_onenet import OneNetImageProcessor
 from .modeling_onenet import OneNetModel, backbone_weights_file
 
+if TYPE_CHECKING:
+    from .distributed import Processes
+
 DEFAULT_CACHE_DIR = str(Path.home() / ".cache" / "onenet" / "features")  # training, head training, evaluation
+SHARE_MARKER = "share-of"  # in a share cache made to be merged: the merged cache's folder name
 
 
 def backbone_identity(model: OneNetModel, image_processor: OneNetImageProcessor) -> str:
@@ -118,4 +124,65 @@ def cached_backbone_features(
     return np.load(features_file, mmap_mode="r")
 
 
-__all__ = ["DEFAULT_CACHE_DIR", "backbone_identity", "cached_backbone_features", "feature_cache_key"]
+def shared_backbone_features(
+    model: OneNetModel,
+    image_processor: OneNetImageProcessor,
+    paths: Sequence[str | Path],
+    cache_dir: str | Path,
+    processes: Processes,
+    horizontal_flip: bool = False,
+) -> np.ndarray:
+    """`cached_backbone_features` of a run of several processes (`distributed.Processes`): each extracts a
+    contiguous share of `paths` into a cache of its own, then the main process merges the shares into the cache
+    of all of them and deletes the share caches this merge made (marked `SHARE_MARKER`; a share cache that was
+    there before is someone's own and stays). Every process then reads the merged cache. Alone, or with fewer
+    images than processes, it is `cached_backbone_features` (the main process first). The merged grids equal a
+    one-process extraction's up to the last bits (which images share a batch differs). `cache_dir` must be one
+    folder every process sees."""
+    paths = [Path(path) for path in paths]
+    if processes.count == 1:
+        return cached_backbone_features(model, image_processor, paths, cache_dir, horizontal_flip=horizontal_flip)
+    if len(paths) < processes.count:
+        with processes.main_first():
+            return cached_backbone_features(model, image_processor, paths, cache_dir, horizontal_flip=horizontal_flip)
+    folder = Path(cache_dir) / feature_cache_key(model, image_processor, paths, horizontal_flip)
+    shared = f"the feature cache {folder} (--cache-dir must be one folder every process sees)"
+    if not processes.agree((folder / "complete").exists(), shared):
+        shares = np.array_split(np.arange(len(paths)), processes.count)
+        share_paths = [[paths[i] for i in share] for share in shares]
+        share_folders = [
+            Path(cache_dir) / feature_cache_key(model, image_processor, share, horizontal_flip) for share in share_paths
+        ]
+        mine = share_folders[processes.index]
+        if not (mine / "complete").exists():
+            mine.mkdir(parents=True, exist_ok=True)
+            (mine / SHARE_MARKER).write_text(folder.name)
+        own = share_paths[processes.index]
+        cached_backbone_features(model, image_processor, own, cache_dir, horizontal_flip=horizontal_flip)
+        processes.wait()  # every share extracted before any process looks for them
+        processes.agree(all((f / "complete").exists() for f in share_folders), shared)
+        if processes.is_main:
+            folder.mkdir(parents=True, exist_ok=True)
+            first = np.load(share_folders[0] / "features.npy", mmap_mode="r")
+            merged = open_memmap(
+                folder / "features.npy", mode="w+", dtype=first.dtype, shape=(len(paths), *first.shape[1:])
+            )
+            for share, share_folder in zip(shares, share_folders, strict=True):
+                merged[share] = np.load(share_folder / "features.npy", mmap_mode="r")
+            merged.flush()
+            (folder / "complete").write_text(json.dumps({"images": len(paths), "shape": list(merged.shape)}))
+            for share_folder in share_folders:
+                marker = share_folder / SHARE_MARKER
+                if marker.is_file() and marker.read_text() == folder.name:
+                    shutil.rmtree(share_folder)
+        processes.wait()
+    return np.load(folder / "features.npy", mmap_mode="r")
+
+
+__all__ = [
+    "DEFAULT_CACHE_DIR",
+    "backbone_identity",
+    "cached_backbone_features",
+    "feature_cache_key",
+    "shared_backbone_features",
+]

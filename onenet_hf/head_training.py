@@ -18,14 +18,15 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import CaptionedImage, read_split
+from .distributed import Processes
 from .errors import OneNetError
 from .evaluation import image_inputs_from_features, retrieval_metrics, tag_precision
-from .features import DEFAULT_CACHE_DIR, cached_backbone_features
+from .features import DEFAULT_CACHE_DIR, shared_backbone_features
 from .hub import resolve_model
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .text_encoder import cached_sentence_embeddings
-from .training import LOG_FILE, seed_everything
+from .training import DROPOUT_STREAM, LOG_FILE, epoch_seed, seed_everything
 from .uses.tag import Tagger, tag_vocabulary, tag_word_features
 from .word_vectors import content_words, normalize_word
 
@@ -68,6 +69,19 @@ def _tag_targets(examples: list[CaptionedImage], words: list[str]) -> torch.Tens
     return targets
 
 
+class _HeadObjective(torch.nn.Module):
+    """A head and its batch loss as one module: under several processes DistributedDataParallel wraps it, and
+    calling it (its forward) is what makes DDP average the head's gradients."""
+
+    def __init__(self, head: torch.nn.Module, batch_loss):
+        super().__init__()
+        self.head, self.batch_loss = head, batch_loss
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """The loss of this process's share `batch` (indices of training examples)."""
+        return self.batch_loss(batch)
+
+
 def _train_keeping_best(
     head: torch.nn.Module,
     name: str,
@@ -77,28 +91,41 @@ def _train_keeping_best(
     args: HeadTrainingArguments,
     batch_loss,
     evaluate,
+    processes: Processes,
 ) -> list[dict]:
-    """Epochs of shuffled mini-batches (`batch_loss(indices)`); after each, `evaluate()` gives the dev figures
-    and the score that picks the epoch whose weights are kept. Returns one log row per epoch."""
+    """Epochs of shuffled mini-batches (`batch_loss(indices)`, each process given its share of the batch);
+    after each, `evaluate()` gives the dev figures and the score that picks the epoch whose weights are kept.
+    Returns one log row per epoch."""
     total_steps = math.ceil(examples / batch_size) * epochs
     optimizer = torch.optim.AdamW(head.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.learning_rate, total_steps=total_steps, pct_start=0.1
     )
     history, best, best_state = [], -math.inf, None
+    objective = processes.wrap(_HeadObjective(head, batch_loss))
     for epoch in range(epochs):
         head.train()
-        order = torch.randperm(examples)
-        for start in tqdm(range(0, examples, batch_size), desc=f"{name} head {epoch + 1}", unit="batch"):
-            loss = batch_loss(order[start : start + batch_size])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+        order = torch.randperm(examples)  # the same in every process: seeded alike
+        starts = range(0, examples, batch_size)
+        # several processes: each draws its own dropout masks, and the global generator (the next epoch's order)
+        # comes back as it was, so they still agree on the order
+        with torch.random.fork_rng(devices=[], enabled=processes.count > 1):
+            if processes.count > 1:
+                torch.manual_seed(epoch_seed(args.seed, epoch, DROPOUT_STREAM, processes.index))
+            for start in tqdm(starts, desc=f"{name} head {epoch + 1}", unit="batch", disable=not processes.is_main):
+                share = processes.share(order[start : start + batch_size])
+                if not len(share):
+                    continue  # a last batch smaller than the number of processes
+                loss = objective(share)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
         head.eval()
         figures, score = evaluate()
         history.append({"head": name, "epoch": epoch + 1, **figures})
-        tqdm.write(json.dumps(history[-1]))
+        if processes.is_main:
+            tqdm.write(json.dumps(history[-1]))
         if score > best:
             best, best_state = score, {k: v.clone() for k, v in head.state_dict().items()}
     head.load_state_dict(best_state)
@@ -113,6 +140,7 @@ def train_tag_head(
     dev_images: torch.Tensor,
     dev_examples: list[CaptionedImage],
     args: HeadTrainingArguments,
+    processes: Processes,
 ) -> list[dict]:
     """Listwise softmax over the whole tag vocabulary, target = the image's caption words; the epoch with the best
     dev P@5 of the head alone (no sampled captions) is kept."""
@@ -134,7 +162,7 @@ def train_tag_head(
 
     return _train_keeping_best(
         model.tag_head, "tag", len(train_images), args.tag_batch_size, args.tag_epochs, args,
-        batch_loss, evaluate,
+        batch_loss, evaluate, processes,
     )  # fmt: skip
 
 
@@ -147,16 +175,19 @@ def train_retrieval_head(
     dev_texts: torch.Tensor,
     dev_owner: torch.Tensor,
     args: HeadTrainingArguments,
+    processes: Processes,
 ) -> list[dict]:
-    """Symmetric InfoNCE over (caption, image) pairs, other captions of the same image masked out."""
+    """Symmetric InfoNCE over (caption, image) pairs, other captions of the same image masked out; under several
+    processes, over the global batch (each process embeds its share, `Processes.gather` joins them)."""
 
     def batch_loss(batch: torch.Tensor) -> torch.Tensor:
-        owners = train_owner[batch]
-        images = model.get_retrieval_image_embeds(train_pooled[owners])
-        logits = model.get_retrieval_logits(model.get_retrieval_text_embeds(train_texts[batch]), images)
-        same_image = (owners[:, None] == owners[None, :]) & ~torch.eye(len(batch), dtype=torch.bool)
+        images = processes.gather(model.get_retrieval_image_embeds(train_pooled[train_owner[batch]]))
+        texts = processes.gather(model.get_retrieval_text_embeds(train_texts[batch]))
+        owners = processes.gather(train_owner[batch])
+        logits = model.get_retrieval_logits(texts, images)
+        same_image = (owners[:, None] == owners[None, :]) & ~torch.eye(len(owners), dtype=torch.bool)
         logits = logits.masked_fill(same_image, -1e4)
-        labels = torch.arange(len(batch))
+        labels = torch.arange(len(owners))
         return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
     def evaluate() -> tuple[dict, float]:
@@ -167,7 +198,7 @@ def train_retrieval_head(
 
     return _train_keeping_best(
         model.retrieval_head, "retrieval", len(train_texts), args.retrieval_batch_size,
-        args.retrieval_epochs, args, batch_loss, evaluate,
+        args.retrieval_epochs, args, batch_loss, evaluate, processes,
     )  # fmt: skip
 
 
@@ -204,6 +235,9 @@ def train_heads(args: HeadTrainingArguments) -> Path:
     }
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    processes = Processes(cpu=True)  # alone, or one of several under `accelerate launch`; small heads: CPU
+    processes.check_batch_size(args.tag_batch_size, "--tag-batch-size")
+    processes.check_batch_size(args.retrieval_batch_size, "--retrieval-batch-size")
     seed_everything(args.seed)
     model = OneNetModel.from_pretrained(model_dir, dtype=torch.float32, ignore_mismatched_sizes=True).eval()
     _fresh_heads(model, names)
@@ -211,27 +245,29 @@ def train_heads(args: HeadTrainingArguments) -> Path:
     model.requires_grad_(False)
     pooled, representations, sentences, owners = {}, {}, {}, {}
     for split, split_examples in examples.items():
-        grids = cached_backbone_features(
-            model, processor.image_processor, [e.path for e in split_examples], args.cache_dir
+        grids = shared_backbone_features(
+            model, processor.image_processor, [e.path for e in split_examples], args.cache_dir, processes
         )
         pooled[split], representations[split] = image_inputs_from_features(model, grids)
         if "retrieval" in names:  # captions through the frozen sentence encoder: only the retrieval head reads them
             captions = [caption for e in split_examples for caption in e.captions]
             owners[split] = torch.tensor([i for i, e in enumerate(split_examples) for _ in e.captions])
-            sentences[split] = cached_sentence_embeddings(captions, args.cache_dir, model.config.text_encoder_name)
+            with processes.main_first():  # the main process fills the cache, the others read it
+                sentences[split] = cached_sentence_embeddings(captions, args.cache_dir, model.config.text_encoder_name)
 
     state_path = output_dir / HEADS_STATE_FILE
-    state = torch.load(state_path, weights_only=False) if state_path.exists() else {"arguments": asdict(args)}
+    shared = processes.agree(state_path.exists(), f"{state_path} (--output-dir must be one folder every process sees)")
+    state = torch.load(state_path, weights_only=False) if shared else {"arguments": asdict(args)}
     if state["arguments"] != asdict(args):
         raise OneNetError(f"{state_path} was written with other arguments; use a new --output-dir")
     for name, train_one in (
         ("tag", lambda: train_tag_head(
             model, processor.tokenizer, representations["train"], examples["train"],
-            representations["dev"], examples["dev"], args,
+            representations["dev"], examples["dev"], args, processes,
         )),
         ("retrieval", lambda: train_retrieval_head(
             model, pooled["train"], sentences["train"], owners["train"],
-            pooled["dev"], sentences["dev"], owners["dev"], args,
+            pooled["dev"], sentences["dev"], owners["dev"], args, processes,
         )),
     ):  # fmt: skip
         if name not in names:
@@ -240,15 +276,20 @@ def train_heads(args: HeadTrainingArguments) -> Path:
         seed_everything(args.seed)  # each head trains the same whether or not the other one was resumed
         if name in state:
             head.load_state_dict(state[name]["weights"])
-            tqdm.write(f"{name} head already trained in {state_path}; reusing it")
+            if processes.is_main:
+                tqdm.write(f"{name} head already trained in {state_path}; reusing it")
             continue
         head.requires_grad_(True)
         history = train_one()
         head.requires_grad_(False)
         state[name] = {"weights": head.state_dict(), "history": history}
-        torch.save(state, state_path.with_suffix(".tmp"))
-        state_path.with_suffix(".tmp").replace(state_path)
+        if processes.is_main:
+            torch.save(state, state_path.with_suffix(".tmp"))
+            state_path.with_suffix(".tmp").replace(state_path)
+        processes.wait()
 
+    if not processes.is_main:
+        return output_dir
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     kept_log = model_dir / HEADS_LOG_FILE

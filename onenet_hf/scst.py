@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .cider import CiderD
 from .data import CaptionedImage, read_split
 from .decoding import beam_search, sample_sequences
+from .distributed import launched_processes
 from .errors import OneNetError
 from .evaluation import caption_diversity, evaluate_on_features
 from .features import DEFAULT_CACHE_DIR, cached_backbone_features
@@ -147,7 +148,13 @@ def train_scst(args: SCSTArguments) -> Path:
     """Fine-tune `args.model_dir`'s decoder with SCST and write the best epoch by dev CIDEr to `args.output_dir`.
 
     Re-running with the same arguments resumes after the last finished epoch; the result is bit-identical to an
-    uninterrupted run's on one machine (see `training`)."""
+    uninterrupted run's on one machine (see `training`). One process only: its sampling and rewards are not
+    split across processes, so `accelerate launch` with several is refused rather than run twice over."""
+    if launched_processes() > 1:
+        raise OneNetError(
+            "train-scst runs as one process (it is not distributed); run it without accelerate launch, or with "
+            "--num_processes 1"
+        )
     _check(args)
     with full_determinism(args.full_determinism):
         return _train_scst(args)

@@ -25,9 +25,10 @@ from tqdm.auto import tqdm
 
 from .configuration_onenet import OneNetConfig
 from .data import CaptionedImage, read_split
+from .distributed import Processes
 from .errors import OneNetError
 from .evaluation import evaluate_on_features
-from .features import DEFAULT_CACHE_DIR, cached_backbone_features
+from .features import DEFAULT_CACHE_DIR, shared_backbone_features
 from .image_processing_onenet import OneNetImageProcessor
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
@@ -75,8 +76,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def epoch_seed(seed: int, epoch: int, stream: int) -> int:
-    """A 64-bit seed for one random stream (`ORDER_STREAM`, `VIEW_STREAM`, `DROPOUT_STREAM`) of one epoch.
+def epoch_seed(seed: int, epoch: int, stream: int, process: int = 0) -> int:
+    """A 64-bit seed for one random stream (`ORDER_STREAM`, `VIEW_STREAM`, `DROPOUT_STREAM`) of one epoch, and
+    of one process of a distributed run (`process`; the main process's, 0, is a lone run's).
 
     Why per epoch: the global torch generator, which dropout draws from, used to carry over from model
     initialisation through feature caching into training, so anything that drew from it in between changed
@@ -89,7 +91,8 @@ def epoch_seed(seed: int, epoch: int, stream: int) -> int:
     would shuffle its epochs as seed 0 shuffles its epochs 2, 3, ..., which could make a spread over seeds
     look smaller than it is.
     """
-    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0])
+    entropy = [seed, epoch, stream, process] if process else [seed, epoch, stream]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
 
 
 @contextmanager
@@ -170,7 +173,9 @@ def _recorded_arguments(state: dict, args: CaptionTrainingArguments) -> dict:
 
 
 def _train(args: CaptionTrainingArguments) -> Path:
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    processes = Processes()  # alone, or one of several under `accelerate launch`
+    processes.check_batch_size(args.batch_size, "--batch-size")
+    device = processes.device or torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     train_examples = read_split(args.data_dir, args.train_split, args.data_format)
     dev_examples = read_split(args.data_dir, args.dev_split, args.data_format)
     output_dir = Path(args.output_dir)  # made once the data has been read: a bad --data-dir leaves nothing behind
@@ -199,16 +204,16 @@ def _train(args: CaptionTrainingArguments) -> Path:
         [
             torch.from_numpy(
                 np.array(
-                    cached_backbone_features(
-                        model, processor.image_processor, train_paths, args.cache_dir, horizontal_flip=flip
+                    shared_backbone_features(
+                        model, processor.image_processor, train_paths, args.cache_dir, processes, horizontal_flip=flip
                     )
                 )
             )
             for flip in views
         ]
     )  # (views, N, C, H, W): each caption is paired with a random view of its image
-    dev_features = cached_backbone_features(
-        model, processor.image_processor, [e.path for e in dev_examples], args.cache_dir
+    dev_features = shared_backbone_features(
+        model, processor.image_processor, [e.path for e in dev_examples], args.cache_dir, processes
     )
     owners, caption_ids = _caption_batches(tokenizer, train_examples, config.max_caption_length)
 
@@ -226,51 +231,69 @@ def _train(args: CaptionTrainingArguments) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     start_epoch, best, history = 0, float("-inf"), []
     setup = {"device": str(device), "threads": torch.get_num_threads()}
+    if processes.count > 1:
+        setup["processes"] = processes.count
     state_path = output_dir / STATE_FILE
-    if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+    shared = f"{state_path} (--output-dir must be one folder every process sees)"
+    if processes.agree(state_path.exists(), shared):
+        state = torch.load(state_path, map_location="cpu", weights_only=False)  # loading copies to the device
         if _recorded_arguments(state, args) != asdict(args):
             raise OneNetError(f"{state_path} was written with other training arguments; use a new --output-dir")
         model.load_state_dict(state["model"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])  # no generator state: each epoch seeds its own
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
-        tqdm.write(f"resuming after epoch {state['epoch'] + 1} (best dev CIDEr so far {best:.4f})")
-        if state.get("setup", setup) != setup:
+        if processes.is_main:
+            tqdm.write(f"resuming after epoch {state['epoch'] + 1} (best dev CIDEr so far {best:.4f})")
+        if state.get("setup", setup) != setup and processes.is_main:
             tqdm.write(
                 f"warning: the epochs so far ran on {state['setup']}, this process runs on {setup}; the weights will "
                 "not be bit-identical to an uninterrupted run's (the last bits of sums depend on these)"
             )
 
+    trained = processes.wrap(model)  # DistributedDataParallel under `accelerate launch`; `model` when alone
     for epoch in range(start_epoch, args.epochs):
-        model.train()
+        trained.train()
         order_generator = torch.Generator().manual_seed(epoch_seed(args.seed, epoch, ORDER_STREAM))
         order = torch.randperm(len(caption_ids), generator=order_generator)
         view_generator = torch.Generator().manual_seed(epoch_seed(args.seed, epoch, VIEW_STREAM))
-        torch.manual_seed(epoch_seed(args.seed, epoch, DROPOUT_STREAM))  # dropout draws from the global generator
+        # dropout draws from the global generator; each process of a run masks its own slice of the batch
+        torch.manual_seed(epoch_seed(args.seed, epoch, DROPOUT_STREAM, processes.index))
         total_loss = 0.0
-        bar = tqdm(range(0, len(order), args.batch_size), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch")
+        starts = range(0, len(order), args.batch_size)
+        bar = tqdm(starts, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", disable=not processes.is_main)
         for start in bar:
-            batch = order[start : start + args.batch_size]
+            view = torch.randint(len(views), (len(order[start : start + args.batch_size]),), generator=view_generator)
+            if len(view) < processes.count:
+                continue  # a last batch too small to give every process a caption: skipped by all of them
+            batch, view = processes.share(order[start : start + args.batch_size]), processes.share(view)
             sequences = [caption_ids[i] for i in batch.tolist()]
             padded = _pad(sequences, -100)
             input_ids = padded[:, :-1].clamp(min=0).to(device)  # -100 padding becomes [PAD] (id 0)
             labels = padded[:, 1:].to(device)
-            view = torch.randint(len(views), (len(batch),), generator=view_generator)
             grid = train_features[view, owners[batch]].to(device)
-            loss = model(
+            loss = trained(
                 input_ids=input_ids,
                 labels=labels,
                 backbone_features=grid,
                 label_smoothing=args.label_smoothing,
             ).loss
             optimizer.zero_grad(set_to_none=True)
+            batch_loss = loss.item()
+            if processes.count > 1:  # DDP averages the processes' means; weighted so, they give the batch's mean
+                tokens = float((labels != -100).sum())
+                all_tokens, all_loss = processes.sum([tokens, batch_loss * tokens])
+                batch_loss = all_loss / all_tokens
+                loss = loss * tokens * processes.count / all_tokens
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, args.gradient_clip)
             optimizer.step()
             scheduler.step()
-            total_loss += loss.item() * len(batch)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            total_loss += batch_loss * len(batch) * processes.count  # the global batch's
+            bar.set_postfix(loss=f"{batch_loss:.3f}")
+        if not processes.is_main:
+            processes.wait()  # the main process evaluates and writes
+            continue
         scores, _ = evaluate_on_features(model, processor, dev_features, dev_examples, args.eval_beam_size)
         history.append({"epoch": epoch + 1, "train_loss": total_loss / len(order), **scores})
         tqdm.write(json.dumps(history[-1]))
@@ -293,6 +316,7 @@ def _train(args: CaptionTrainingArguments) -> Path:
             state_path,
         )
         (output_dir / LOG_FILE).write_text(json.dumps(history, indent=2))
+        processes.wait()
     return output_dir
 
 
