@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from . import CALIBRATION_IMAGES, MAX_CALIBRATION_IMAGES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="OneNet checkpoint folder")
@@ -14,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fp16", action="store_true", help="also write an fp16 (GPU) variant")
     help_text = "folder of photos to calibrate a static int8 image encoder on (the fast path of onenet index)"
     parser.add_argument("--calibration-images", help=help_text)
-    parser.add_argument("--calibration-count", type=int, default=256, help="photos used from that folder (1 to 5,000)")
+    help_text = f"photos used from that folder (1 to {MAX_CALIBRATION_IMAGES:,})"
+    parser.add_argument("--calibration-count", type=int, default=CALIBRATION_IMAGES, help=help_text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,8 +28,9 @@ def run(args: argparse.Namespace) -> int:
 
     photos = []
     if args.calibration_images:
-        if not 1 <= args.calibration_count <= 5_000:
-            raise OneNetError(f"--calibration-count must be 1 to 5,000, got {args.calibration_count}")
+        if not 1 <= args.calibration_count <= MAX_CALIBRATION_IMAGES:
+            count = args.calibration_count
+            raise OneNetError(f"--calibration-count must be 1 to {MAX_CALIBRATION_IMAGES:,}, got {count}")
         photos = list_images(args.calibration_images)[: args.calibration_count]
         if not photos:
             raise OneNetError(f"no images in {args.calibration_images}")

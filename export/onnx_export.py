@@ -22,6 +22,8 @@ from onenet_hf.image_processing_onenet import OneNetImageProcessor, load_image
 from onenet_hf.modeling_onenet import OneNetModel
 from onenet_hf.onnx_backend import MANIFEST_FILE
 
+from . import MAX_CALIBRATION_IMAGES
+
 OPSET = 18
 
 
@@ -154,10 +156,6 @@ def static_int8_exclusions(graph: Path) -> list[str]:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-CALIBRATION_IMAGES = 256  # photos the static int8 image encoder calibrates its activation scales on
-MAX_CALIBRATION_IMAGES = 5_000
 
 
 def export_onnx(

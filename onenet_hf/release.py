@@ -129,12 +129,26 @@ def write_release(
     model_name: str | None = None,
     half_precision_weights: bool = False,
     onnx: bool = True,
+    calibration_images: str | os.PathLike | None = None,
 ) -> Path:
-    """Write the release of `model` (folder or Hub id) to `out`, which must not exist yet (or be empty)."""
+    """Write the release of `model` (folder or Hub id) to `out`, which must not exist yet (or be empty).
+    `calibration_images`: a folder of photos (not ones evaluated on) whose first `export.CALIBRATION_IMAGES`
+    calibrate the static int8 image encoder, so the release ships `onenet index`'s fast path."""
     from .onenet import OneNet
 
     out = Path(out)
     check_new_folder(out, "a release")
+    calibration = []
+    if calibration_images is not None:
+        from export import CALIBRATION_IMAGES
+
+        from .indexing import list_images
+
+        if not onnx:
+            raise ReleaseError("--calibration-images calibrates the ONNX export, which --no-onnx leaves out")
+        calibration = list_images(calibration_images)[:CALIBRATION_IMAGES]
+        if not calibration:
+            raise ReleaseError(f"no images in {calibration_images} to calibrate on")
     evaluations = []
     for file in evaluation_files:
         try:
@@ -172,7 +186,7 @@ def write_release(
         if onnx:
             from export import export_onnx
 
-            export_onnx(building, building / "onnx")
+            export_onnx(building, building / "onnx", calibration_images=calibration)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from huggingface_hub import ModelCard
 from onenet_hf import OneNet, OneNetConfig, OneNetImageProcessor, OneNetModel, OneNetProcessor, build_tokenizer
 from onenet_hf.cli import main
 from onenet_hf.release import ReleaseError, eval_results, front_matter_free, write_release
+from onenet_hf.samples import sample_photos
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "onenet-flickr8k"
@@ -118,3 +120,20 @@ def test_the_shipped_checkpoint_has_every_picture_its_card_shows():
 
     for link in linked_images((ROOT / "model_card.md").read_text()):
         assert (CHECKPOINT / link).read_bytes() == (ROOT / link).read_bytes()
+
+
+@pytest.mark.slow
+def test_a_release_calibrated_on_photos_ships_the_static_int8_image_encoder(tiny_model, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for photo in sample_photos()[:2]:
+        shutil.copy(photo, photos)
+    out = write_release(tiny_model, tmp_path / "release", calibration_images=photos)
+    manifest = json.loads((out / "onnx" / "manifest.json").read_text())
+    assert set(manifest["graphs"]["image_encoder"]["files"]) == {"fp32", "int8", "int8-static"}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReleaseError, match="no images in"):
+        write_release(tiny_model, tmp_path / "again", calibration_images=tmp_path / "empty")
+    with pytest.raises(ReleaseError, match="which --no-onnx leaves out"):
+        write_release(tiny_model, tmp_path / "again", onnx=False, calibration_images=photos)
+    assert not (tmp_path / "again").exists()
