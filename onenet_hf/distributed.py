@@ -13,15 +13,17 @@ the same data, `--output-dir` and `--cache-dir` (on several machines: a filesyst
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 
 from .errors import OneNetError
 from .extras import require
 
+Result = TypeVar("Result")
 BARRIER_TIMEOUT = 4 * 3600  # seconds a process waits for the others (dev evaluation, merging a large cache)
 
 
@@ -82,6 +84,20 @@ class Processes:
         if seen not in (0, self.count):
             raise OneNetError(f"{problem}: {int(seen)} of {self.count} processes see it")
         return fact
+
+    def checked(self, work: Callable[[], Result], what: str) -> Result:
+        """`work()` on this process, then a check that it succeeded on every process: an error raised on one
+        process reaches the others as an error (naming `what`) instead of leaving them at the next barrier until
+        its timeout. The failing process raises its own error. A barrier too, since every process reduces."""
+        try:
+            result = work()
+        except Exception:
+            self.sum([1.0])
+            raise
+        failed = int(self.sum([0.0])[0])
+        if failed:
+            raise OneNetError(f"{what} failed in {failed} of {self.count} processes (their own errors say why)")
+        return result
 
     def share(self, batch: torch.Tensor) -> torch.Tensor:
         """This process's contiguous slice of a global batch (all of it when alone). The batch is first cut to a

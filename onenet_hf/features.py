@@ -124,6 +124,26 @@ def cached_backbone_features(
     return np.load(features_file, mmap_mode="r")
 
 
+def _merge_shares(folder: Path, shares: list[np.ndarray], share_folders: list[Path], images: int) -> None:
+    """Write the share caches' grids, in share order, as the cache of all `images`; then delete the share caches
+    this run made (`SHARE_MARKER`). Every memory map is closed before its files go (NFS keeps open files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    first = np.load(share_folders[0] / "features.npy", mmap_mode="r")
+    dtype, grid = first.dtype, first.shape[1:]
+    del first
+    merged = open_memmap(folder / "features.npy", mode="w+", dtype=dtype, shape=(images, *grid))
+    for share, share_folder in zip(shares, share_folders, strict=True):
+        merged[share] = np.load(share_folder / "features.npy", mmap_mode="r")
+    merged.flush()
+    shape = list(merged.shape)
+    del merged
+    (folder / "complete").write_text(json.dumps({"images": images, "shape": shape}))
+    for share_folder in share_folders:
+        marker = share_folder / SHARE_MARKER
+        if marker.is_file() and marker.read_text() == folder.name:
+            shutil.rmtree(share_folder)
+
+
 def shared_backbone_features(
     model: OneNetModel,
     image_processor: OneNetImageProcessor,
@@ -153,29 +173,23 @@ def shared_backbone_features(
         share_folders = [
             Path(cache_dir) / feature_cache_key(model, image_processor, share, horizontal_flip) for share in share_paths
         ]
-        mine = share_folders[processes.index]
-        if not (mine / "complete").exists():
-            mine.mkdir(parents=True, exist_ok=True)
-            (mine / SHARE_MARKER).write_text(folder.name)
-        own = share_paths[processes.index]
-        cached_backbone_features(model, image_processor, own, cache_dir, horizontal_flip=horizontal_flip)
-        processes.wait()  # every share extracted before any process looks for them
+
+        def extract_mine() -> None:
+            mine = share_folders[processes.index]
+            if not (mine / "complete").exists():
+                mine.mkdir(parents=True, exist_ok=True)
+                (mine / SHARE_MARKER).write_text(folder.name)
+            own = share_paths[processes.index]
+            cached_backbone_features(model, image_processor, own, cache_dir, horizontal_flip=horizontal_flip)
+
+        def merge() -> None:
+            if processes.is_main:
+                _merge_shares(folder, shares, share_folders, len(paths))
+
+        processes.checked(extract_mine, "extracting backbone features")  # every share done before any merge
         processes.agree(all((f / "complete").exists() for f in share_folders), shared)
-        if processes.is_main:
-            folder.mkdir(parents=True, exist_ok=True)
-            first = np.load(share_folders[0] / "features.npy", mmap_mode="r")
-            merged = open_memmap(
-                folder / "features.npy", mode="w+", dtype=first.dtype, shape=(len(paths), *first.shape[1:])
-            )
-            for share, share_folder in zip(shares, share_folders, strict=True):
-                merged[share] = np.load(share_folder / "features.npy", mmap_mode="r")
-            merged.flush()
-            (folder / "complete").write_text(json.dumps({"images": len(paths), "shape": list(merged.shape)}))
-            for share_folder in share_folders:
-                marker = share_folder / SHARE_MARKER
-                if marker.is_file() and marker.read_text() == folder.name:
-                    shutil.rmtree(share_folder)
-        processes.wait()
+        processes.checked(merge, f"merging the feature shares into {folder}")
+        processes.agree((folder / "complete").exists(), shared)
     return np.load(folder / "features.npy", mmap_mode="r")
 
 

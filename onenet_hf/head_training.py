@@ -26,7 +26,7 @@ from .hub import resolve_model
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .text_encoder import cached_sentence_embeddings
-from .training import DROPOUT_STREAM, LOG_FILE, epoch_seed, seed_everything
+from .training import DROPOUT_STREAM, LOG_FILE, epoch_seed, seed_everything, write_log
 from .uses.tag import Tagger, tag_vocabulary, tag_word_features
 from .word_vectors import content_words, normalize_word
 
@@ -300,7 +300,7 @@ def train_heads(args: HeadTrainingArguments) -> Path:
         for name in HEADS
         for row in (state[name]["history"] if name in names else [r for r in kept if r["head"] == name])
     ]
-    (output_dir / HEADS_LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")
+    write_log(log, output_dir / HEADS_LOG_FILE)
     if (model_dir / LOG_FILE).is_file():  # the caption network's own log goes with it (a release ships it)
         shutil.copyfile(model_dir / LOG_FILE, output_dir / LOG_FILE)
     return output_dir

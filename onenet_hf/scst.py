@@ -33,7 +33,7 @@ from .head_training import HEADS_LOG_FILE
 from .hub import resolve_model
 from .modeling_onenet import OneNetModel, never_generated_token_ids
 from .processing_onenet import OneNetProcessor
-from .training import LOG_FILE, epoch_seed, full_determinism, save_atomically, seed_everything
+from .training import LOG_FILE, epoch_seed, full_determinism, save_atomically, seed_everything, write_log
 
 SCST_STATE_FILE = "scst_state.pt"
 SCST_LOG_FILE = "scst_training_log.json"
@@ -242,7 +242,7 @@ def _train_scst(args: SCSTArguments) -> Path:
             },
             state_path,
         )
-        (output_dir / SCST_LOG_FILE).write_text(json.dumps(history, indent=2))
+        write_log(history, output_dir / SCST_LOG_FILE)
     return output_dir
 
 

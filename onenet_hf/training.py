@@ -136,6 +136,13 @@ def save_atomically(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def write_log(history: list[dict], path: Path) -> None:
+    """A training log as JSON, written beside `path` then renamed: a reader (or a killed run) never sees half."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(history, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def _caption_batches(
     tokenizer, examples: list[CaptionedImage], max_length: int
 ) -> tuple[torch.Tensor, list[list[int]]]:
@@ -175,6 +182,11 @@ def _recorded_arguments(state: dict, args: CaptionTrainingArguments) -> dict:
 def _train(args: CaptionTrainingArguments) -> Path:
     processes = Processes()  # alone, or one of several under `accelerate launch`
     processes.check_batch_size(args.batch_size, "--batch-size")
+    if processes.device is not None and args.device is not None:
+        raise OneNetError(
+            f"--device {args.device} cannot be used with several processes: Accelerate gives each process its device "
+            "(accelerate config, or accelerate launch --cpu); leave --device out"
+        )
     device = processes.device or torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     train_examples = read_split(args.data_dir, args.train_split, args.data_format)
     dev_examples = read_split(args.data_dir, args.dev_split, args.data_format)
@@ -259,7 +271,7 @@ def _train(args: CaptionTrainingArguments) -> Path:
         view_generator = torch.Generator().manual_seed(epoch_seed(args.seed, epoch, VIEW_STREAM))
         # dropout draws from the global generator; each process of a run masks its own slice of the batch
         torch.manual_seed(epoch_seed(args.seed, epoch, DROPOUT_STREAM, processes.index))
-        total_loss = 0.0
+        total_loss, trained_captions = 0.0, 0
         starts = range(0, len(order), args.batch_size)
         bar = tqdm(starts, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", disable=not processes.is_main)
         for start in bar:
@@ -290,12 +302,13 @@ def _train(args: CaptionTrainingArguments) -> Path:
             optimizer.step()
             scheduler.step()
             total_loss += batch_loss * len(batch) * processes.count  # the global batch's
+            trained_captions += len(batch) * processes.count
             bar.set_postfix(loss=f"{batch_loss:.3f}")
         if not processes.is_main:
             processes.wait()  # the main process evaluates and writes
             continue
         scores, _ = evaluate_on_features(model, processor, dev_features, dev_examples, args.eval_beam_size)
-        history.append({"epoch": epoch + 1, "train_loss": total_loss / len(order), **scores})
+        history.append({"epoch": epoch + 1, "train_loss": total_loss / max(1, trained_captions), **scores})
         tqdm.write(json.dumps(history[-1]))
         if scores["CIDEr"] > best:
             best = scores["CIDEr"]
@@ -315,9 +328,17 @@ def _train(args: CaptionTrainingArguments) -> Path:
             },
             state_path,
         )
-        (output_dir / LOG_FILE).write_text(json.dumps(history, indent=2))
+        write_log(history, output_dir / LOG_FILE)
         processes.wait()
     return output_dir
 
 
-__all__ = ["CaptionTrainingArguments", "epoch_seed", "full_determinism", "save_atomically", "seed_everything", "train"]
+__all__ = [
+    "CaptionTrainingArguments",
+    "epoch_seed",
+    "full_determinism",
+    "save_atomically",
+    "seed_everything",
+    "train",
+    "write_log",
+]

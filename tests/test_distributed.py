@@ -172,3 +172,42 @@ def test_scst_refuses_to_run_as_several_processes(monkeypatch, tmp_path):
     with pytest.raises(OneNetError, match="train-scst runs as one process"):
         train_scst(arguments)
     assert not (tmp_path / "out").exists()
+
+
+class OneOfTwo(Processes):
+    """This process alone, seen as one of two whose partner's outcome is simulated: added to every sum."""
+
+    def __init__(self, partner_failed: bool) -> None:
+        super().__init__()
+        self.count, self.partner, self.sums = 2, float(partner_failed), []
+
+    def sum(self, values: list[float]) -> list[float]:
+        self.sums.append(values)
+        return [value + self.partner for value in values]
+
+
+def test_work_that_fails_on_one_process_fails_on_every_process():
+    assert OneOfTwo(partner_failed=False).checked(lambda: 7, "merging") == 7
+    with pytest.raises(OneNetError, match="merging failed in 1 of 2 processes"):
+        OneOfTwo(partner_failed=True).checked(lambda: 7, "merging")  # here it worked, the partner's did not
+    failing = OneOfTwo(partner_failed=False)
+
+    def broken() -> None:
+        raise ValueError("unreadable image")
+
+    with pytest.raises(ValueError, match="unreadable image"):  # the failing process raises its own error
+        failing.checked(broken, "merging")
+    assert failing.sums == [[1.0]]  # after telling the others it failed
+
+
+def test_several_processes_refuse_a_device_of_their_own(monkeypatch, tmp_path):
+    """Accelerate gives each process its device: a --device would put every process on the same one."""
+
+    class Launched(OneOfTwo):
+        device = torch.device("cpu")
+
+    monkeypatch.setattr("onenet_hf.training.Processes", lambda: Launched(partner_failed=False))
+    arguments = CaptionTrainingArguments(data_dir=str(tmp_path), output_dir=str(tmp_path / "out"), device="cpu")
+    with pytest.raises(OneNetError, match="--device cpu cannot be used with several processes"):
+        train(arguments)
+    assert not (tmp_path / "out").exists()
