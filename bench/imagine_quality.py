@@ -147,12 +147,13 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parts", default="visualize,imagine,style,dream")
+    parser.add_argument("--device", default="cpu", help="where the model runs (cuda: a GPU)")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    net = OneNet.from_pretrained(args.model)
+    net = OneNet.from_pretrained(args.model, device=args.device)
     parts = args.parts.split(",")
-    results = {"model": args.model, "torch_threads": torch.get_num_threads()}
+    results = {"model": args.model, "device": str(net.model.device), "torch_threads": torch.get_num_threads()}
     if "visualize" in parts:
         results["visualize"] = visualisations(net, args.classes, args.seed)
     if "imagine" in parts:
