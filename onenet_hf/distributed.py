@@ -91,7 +91,7 @@ class Processes:
         its timeout. The failing process raises its own error. A barrier too, since every process reduces."""
         try:
             result = work()
-        except Exception:
+        except BaseException:  # KeyboardInterrupt too: the others must not wait for this process's reduction
             self.sum([1.0])
             raise
         failed = int(self.sum([0.0])[0])

@@ -165,7 +165,8 @@ def shared_backbone_features(
     if len(paths) < processes.count:
         with processes.main_first():
             return cached_backbone_features(model, image_processor, paths, cache_dir, horizontal_flip=horizontal_flip)
-    folder = Path(cache_dir) / feature_cache_key(model, image_processor, paths, horizontal_flip)
+    key = processes.checked(lambda: feature_cache_key(model, image_processor, paths, horizontal_flip), "hashing images")
+    folder = Path(cache_dir) / key
     shared = f"the feature cache {folder} (--cache-dir must be one folder every process sees)"
     if not processes.agree((folder / "complete").exists(), shared):
         shares = np.array_split(np.arange(len(paths)), processes.count)

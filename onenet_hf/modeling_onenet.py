@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -137,21 +135,6 @@ class OneNetImagePooling(nn.Module):
         return (weights * cells).sum(1)
 
 
-_CUDNN_SWITCH = threading.Lock()  # cuDNN's on/off switch is global: one thread at a time turns it off and on
-
-
-@contextmanager
-def _cudnn_off() -> Iterator[None]:
-    """cuDNN off for the block (its other settings kept), back as it was after, whatever other threads do."""
-    with _CUDNN_SWITCH:
-        was_enabled = torch.backends.cudnn.enabled
-        torch.backends.cudnn.enabled = False
-        try:
-            yield
-        finally:
-            torch.backends.cudnn.enabled = was_enabled
-
-
 class OneNetCaptionDecoder(nn.Module):
     """LSTM language model conditioned on the image vector only: it sets the initial state and joins every input."""
 
@@ -182,17 +165,28 @@ class OneNetCaptionDecoder(nn.Module):
         h, c, image_embeds = state
         words = self.dropout(self.word_embeddings(input_ids))
         image = image_embeds.unsqueeze(1).expand(-1, input_ids.shape[1], -1)
-        # cuDNN's LSTM backpropagates only in training mode: gradients through the decoder in eval mode (describe's
-        # inversion, imagined captions, Grad-CAM) need PyTorch's own kernels, chosen at the forward
-        native = words.is_cuda and torch.is_grad_enabled() and not self.training
-        with _cudnn_off() if native else nullcontext():
-            outputs, (h_n, c_n) = self.lstm(
-                torch.cat([words, image], dim=-1),
-                (h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous()),
-            )
+        outputs, (h_n, c_n) = self.run_lstm(
+            torch.cat([words, image], dim=-1), (h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous())
+        )
         projected = self.output_projection(self.dropout(outputs))
         logits = F.linear(projected, self.word_embeddings.weight, self.output_bias)
         return logits, (h_n.transpose(0, 1), c_n.transpose(0, 1), image_embeds)
+
+    def run_lstm(
+        self, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """`self.lstm(inputs, state)`, backpropagable on a GPU in eval mode too. cuDNN's LSTM refuses backward unless
+        its kernel ran in training mode, so gradients through the frozen decoder (describe's inversion, imagined
+        captions, Grad-CAM, SCST) ask the kernel (`_VF.lstm`, what nn.LSTM calls) for that mode with dropout 0:
+        the same outputs as eval mode, cuDNN kept, and no global switch another thread could see."""
+        if self.lstm.training or not torch.is_grad_enabled():
+            return self.lstm(inputs, state)
+        lstm = self.lstm
+        weights, layers, dropout, training = lstm._flat_weights, lstm.num_layers, 0.0, True
+        output, h_n, c_n = torch._VF.lstm(
+            inputs, state, weights, lstm.bias, layers, dropout, training, lstm.bidirectional, lstm.batch_first
+        )
+        return output, (h_n, c_n)
 
 
 class OneNetProjection(nn.Module):

@@ -186,10 +186,12 @@ def _train_scst(args: SCSTArguments) -> Path:
     with torch.no_grad():  # the representation is frozen: compute it once
         train_embeds = torch.cat(
             [
-                model.get_image_features(backbone_features=torch.from_numpy(np.array(train_features[s : s + 256])))
+                model.get_image_features(
+                    backbone_features=torch.from_numpy(np.array(train_features[s : s + 256])).to(device)
+                )
                 for s in range(0, len(train_examples), 256)
             ]
-        ).to(device)
+        )
     cider = CiderD(reference_token_ids(processor.tokenizer, train_examples))
     optimizer = torch.optim.Adam(list(trainable.values()), lr=args.learning_rate)
 

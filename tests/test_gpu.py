@@ -17,6 +17,7 @@ from PIL import Image
 
 from onenet_hf import OneNet
 from onenet_hf import training as training_module
+from onenet_hf.scst import SCST_LOG_FILE, SCSTArguments, train_scst
 from onenet_hf.training import CaptionTrainingArguments, train
 
 from .conftest import SMALL, write_shape_gallery
@@ -29,7 +30,7 @@ def losses(folder: Path) -> list[float]:
     return [row["train_loss"] for row in json.loads((folder / "training_log.json").read_text())]
 
 
-def metrics_without_java(references, hypotheses, metrics) -> dict[str, float]:
+def metrics_without_java(references, hypotheses, metrics=None) -> dict[str, float]:
     """pycocoevalcap's BLEU-4 and CIDEr on lower-cased whitespace tokens: its PTB tokenizer needs Java, which a
     GPU machine may lack (the figures only choose the epoch kept; the test compares training losses)."""
     from pycocoevalcap.bleu.bleu import Bleu
@@ -72,6 +73,14 @@ def test_captions_train_on_the_gpu_as_on_the_cpu_and_resume(shapes_dir, tmp_path
     resumed = train(replace(arguments, output_dir=str(tmp_path / "resumed")))
     assert len(losses(resumed)) == 3
     np.testing.assert_allclose(losses(resumed), losses(gpu), rtol=1e-5)
+
+    # SCST backpropagates through the decoder in eval mode (no dropout in its samples): cuDNN must allow it
+    scst = train_scst(
+        SCSTArguments(model_dir=str(gpu), data_dir=str(shapes_dir), output_dir=str(tmp_path / "scst"),
+                      cache_dir=str(tmp_path / "cache"), epochs=1, images_per_batch=12)
+    )  # fmt: skip
+    history = json.loads((scst / SCST_LOG_FILE).read_text())
+    assert [row["epoch"] for row in history] == [0, 1] and np.isfinite(history[1]["train_CIDEr-D_reward"])
 
 
 def test_a_gallery_embedded_and_searched_on_the_gpu_matches_the_cpu(tmp_path):

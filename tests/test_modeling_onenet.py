@@ -202,3 +202,21 @@ def test_caption_token_log_probs_are_zero_past_a_row_end_when_the_pad_is_suppres
         token_log_probs = model.caption_token_log_probs(ids, embeds.detach(), suppress_token_ids=suppressed)
     assert torch.isfinite(token_log_probs).all()  # SCST sums these rows into its loss
     assert (token_log_probs[1, 2:] == 0).all()
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_decoder_lstm_in_eval_mode_with_gradients_is_the_plain_lstm(layers):
+    """`run_lstm` asks the kernel for its training mode (what cuDNN needs to backpropagate) without dropout:
+    the outputs and gradients of nn.LSTM in eval mode, through the private `_VF.lstm` it pins."""
+    torch.manual_seed(0)
+    config = OneNetConfig(vocab_size=9, hidden_size=8, word_embedding_size=4, decoder_hidden_size=6,
+                          decoder_layers=layers, dropout=0.5)  # fmt: skip
+    decoder = OneNetModel(config).decoder.eval()
+    inputs = torch.randn(3, 5, 12, requires_grad=True)
+    state = (torch.randn(layers, 3, 6), torch.randn(layers, 3, 6))
+    ours, (h, c) = decoder.run_lstm(inputs, state)
+    (ours_grad,) = torch.autograd.grad(ours.sum() + h.sum() + c.sum(), inputs)
+    plain, (h_plain, c_plain) = decoder.lstm(inputs, state)
+    (plain_grad,) = torch.autograd.grad(plain.sum() + h_plain.sum() + c_plain.sum(), inputs)
+    for a, b in ((ours, plain), (h, h_plain), (c, c_plain), (ours_grad, plain_grad)):
+        torch.testing.assert_close(a, b)
