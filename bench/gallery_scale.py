@@ -15,6 +15,7 @@ Run: python bench/gallery_scale.py --output bench/results/gallery_scale/gallery_
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 import torch
 from gallery_speed import exact_top, model_like, representations, timed_queries
@@ -32,7 +34,7 @@ from onenet_hf import OneNet, ann
 from onenet_hf.data import read_split
 from onenet_hf.evaluation import image_inputs_from_features
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
-from onenet_hf.gallery import ARRAYS, GalleryIndex
+from onenet_hf.gallery import ARRAYS, GalleryIndex, top_k_pairs
 from onenet_hf.indexing import Embedder, GalleryFile, build_lock, write_gallery
 
 
@@ -103,6 +105,39 @@ def query_rows(index: GalleryIndex, queries: np.ndarray, truth: np.ndarray, sett
             setattr(ann, name, value)
 
 
+def ms_per_query(search, queries: np.ndarray) -> float:
+    search(queries[0])
+    start = time.perf_counter()
+    for query in queries:
+        search(query)
+    return 1000 * (time.perf_counter() - start) / len(queries)
+
+
+def query_split(index: GalleryIndex, queries: np.ndarray) -> dict[str, float]:
+    """ms/query of `GalleryIndex.nearest` (GC on and off), of its ivfpq shard's `ShardAnn.search` and of faiss's
+    bare search there, and of each small shard's exact search: how much of a query is ours, at the default
+    settings (bench/query_overhead.py)."""
+    large = next(shard for shard in index.shards if shard.ann)
+    probe = faiss.SearchParametersIVF(nprobe=max(1, round(large.ann_index._lists * ann.IVF_PROBE_SHARE)))
+    params = faiss.IndexRefineSearchParameters(k_factor=ann.REFINE_FACTOR, base_index_params=probe)
+    bare = large.ann_index._index  # faiss's index object: its own search, without OneNet's wrapping
+    row = {
+        "nearest": ms_per_query(lambda q: index.nearest(q, 10, exact=False), queries),
+        "shard_ann_search": ms_per_query(lambda q: large.ann_index.search(q, 11, large), queries),
+        "faiss_search": ms_per_query(lambda q: bare.search(ann.unit_rows(q[None]), 11, params=params), queries),
+    }
+    gc.disable()
+    row["nearest_gc_off"] = ms_per_query(lambda q: index.nearest(q, 10, exact=False), queries)
+    gc.enable()
+    for small in (shard for shard in index.shards if not shard.ann):
+
+        def exact_search(query: np.ndarray, rows: np.ndarray = small.unit_live_embeds) -> list:
+            return top_k_pairs(rows @ ann.unit_rows(query[None])[0], 11)
+
+        row["small_shard_exact"] = ms_per_query(exact_search, queries)
+    return row
+
+
 def annoy_pca(gallery: np.ndarray, queries: np.ndarray, truth: np.ndarray, dims: int, candidates: int) -> dict:
     """Annoy (50 trees) on the top-`dims` principal components, its `candidates` re-ranked by exact cosine."""
     from annoy import AnnoyIndex
@@ -151,8 +186,6 @@ def main() -> None:
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    import faiss
-
     faiss.omp_set_num_threads(1)  # queries on one thread (builds below set their own)
     net = OneNet.from_pretrained(args.model)
     dev, train = (representations(net, args, split) for split in ("dev", "train"))
@@ -184,6 +217,8 @@ def main() -> None:
         for settings in sweeps[method]:
             row["queries"].append({"settings": settings, **query_rows(index, queries, truth, settings)})
             print(f"  {settings}: {row['queries'][-1]}")
+        if method == "ivfpq":
+            row["query_split"] = query_split(index, queries)
         if number == 0:
             for change, rows in (
                 ("add", range(args.size + args.changes)),
@@ -195,6 +230,8 @@ def main() -> None:
                 print(f"  {change} {args.changes:,}: {row[change]}")
             truth, _ = exact_top(np.asarray(index.image_embeds), queries, 10)
             row["queries_after_changes"] = query_rows(index, queries, truth, {})
+            if method == "ivfpq":
+                row["query_split_after_changes"] = query_split(index, queries)
             print(f"  after the changes: {row['queries_after_changes']}")
         results["methods"][method] = row
         del index

@@ -1,69 +1,39 @@
 """How much of a gallery query is OneNet's own Python, not faiss's search: per-query milliseconds of
-`GalleryIndex.nearest` against the large shard's `ShardAnn.search` and faiss's bare `search`, on a fresh index
-and after adding then deleting 1,000 images (a second, exactly searched shard and dead rows in the first), with
-Python's garbage collector on and off. Random clustered vectors (no model needed), built through the same code
-path as bench/gallery_scale.py; one thread.
+`GalleryIndex.nearest` against the large shard's `ShardAnn.search` and faiss's bare `search`, on a fresh index and
+after adding then deleting 1,000 images (a second, exactly searched shard and dead rows in the first), with
+Python's garbage collector on and off; each state timed `--passes` times (a list per state). Random clustered
+vectors (no model needed), built through the same code path as bench/gallery_scale.py; one thread.
 Run: python bench/query_overhead.py --size 100000 --output bench/results/query_overhead/query_overhead_1.json
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import shutil
-import time
 from pathlib import Path
 
 import faiss
 import numpy as np
-from gallery_scale import InjectedGallery
+from gallery_scale import InjectedGallery, query_split
 
-from onenet_hf import ann
-from onenet_hf.gallery import EXACT_SEARCH_MAX_IMAGES, GalleryIndex, top_k_pairs
+from onenet_hf.gallery import EXACT_SEARCH_MAX_IMAGES
 
 MAX_SIZE = 2_000_000
 CHANGES = 1_000
 
 
-def ms_per_query(search, queries: np.ndarray) -> float:
-    search(queries[0])
-    start = time.perf_counter()
-    for query in queries:
-        search(query)
-    return 1000 * (time.perf_counter() - start) / len(queries)
-
-
-def timings(index: GalleryIndex, queries: np.ndarray) -> dict[str, float]:
-    large = next(shard for shard in index.shards if shard.ann)
-    probe = faiss.SearchParametersIVF(nprobe=max(1, round(large.ann_index._lists * ann.IVF_PROBE_SHARE)))
-    params = faiss.IndexRefineSearchParameters(k_factor=ann.REFINE_FACTOR, base_index_params=probe)
-    bare = large.ann_index._index  # faiss's index object: its own search, without OneNet's wrapping
-    row = {
-        "nearest": ms_per_query(lambda q: index.nearest(q, 10, exact=False), queries),
-        "shard_ann_search": ms_per_query(lambda q: large.ann_index.search(q, 11, large), queries),
-        "faiss_search": ms_per_query(lambda q: bare.search(ann.unit_rows(q[None]), 11, params=params), queries),
-    }
-    gc.disable()
-    row["nearest_gc_off"] = ms_per_query(lambda q: index.nearest(q, 10, exact=False), queries)
-    gc.enable()
-    for small in (shard for shard in index.shards if not shard.ann):
-
-        def exact_search(query: np.ndarray, rows: np.ndarray = small.unit_live_embeds) -> list:
-            return top_k_pairs(rows @ ann.unit_rows(query[None])[0], 11)
-
-        row["small_shard_exact"] = ms_per_query(exact_search, queries)
-    return row
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=100_000, help=f"gallery size (at most {MAX_SIZE:,})")
+    parser.add_argument("--passes", type=int, default=1, help="timed passes over the queries per state (at most 5)")
     parser.add_argument("--workdir", default="/tmp/onenet-query-overhead", help="index folder (deleted first)")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
     if not EXACT_SEARCH_MAX_IMAGES < args.size <= MAX_SIZE:
         parser.error(f"--size must be above {EXACT_SEARCH_MAX_IMAGES:,} (an ANN shard) and at most {MAX_SIZE:,}")
+    if not 1 <= args.passes <= 5:
+        parser.error("--passes must be 1 to 5")
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((2000, 512)).astype(np.float32)
     vectors = centres[rng.integers(0, 2000, args.size + CHANGES)]
@@ -78,10 +48,11 @@ def main() -> None:
     index, _ = gallery.write(folder, range(args.size), "ivfpq")
     faiss.omp_set_num_threads(1)
     queries = vectors[rng.choice(args.size, 300)] + 0.3 * rng.standard_normal((300, 512)).astype(np.float32)
-    results = {"size": args.size, "queries": len(queries), "fresh": timings(index, queries)}
+    fresh = [query_split(index, queries) for _ in range(args.passes)]
+    results = {"size": args.size, "queries": len(queries), "fresh": fresh}
     gallery.write(folder, range(args.size + CHANGES), "ivfpq")
     index, _ = gallery.write(folder, range(CHANGES, args.size + CHANGES), "ivfpq")
-    results["after_changes"] = timings(index, queries)
+    results["after_changes"] = [query_split(index, queries) for _ in range(args.passes)]
     print(json.dumps(results, indent=2))
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
