@@ -13,17 +13,15 @@ the same data, `--output-dir` and `--cache-dir` (on several machines: a filesyst
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import TypeVar
 
 import torch
 
 from .errors import OneNetError
 from .extras import require
 
-Result = TypeVar("Result")
 BARRIER_TIMEOUT = 4 * 3600  # seconds a process waits for the others (dev evaluation, merging a large cache)
 
 
@@ -85,19 +83,19 @@ class Processes:
             raise OneNetError(f"{problem}: {int(seen)} of {self.count} processes see it")
         return fact
 
-    def checked(self, work: Callable[[], Result], what: str) -> Result:
-        """`work()` on this process, then a check that it succeeded on every process: an error raised on one
-        process reaches the others as an error (naming `what`) instead of leaving them at the next barrier until
-        its timeout. The failing process raises its own error. A barrier too, since every process reduces."""
+    @contextmanager
+    def shared_outcome(self, what: str) -> Iterator[None]:
+        """Run the block on every process, then share how it went: an error raised in the block on one process
+        reaches the others as an error too (naming `what`), instead of leaving them at the next barrier until its
+        timeout; the failing process raises its own. Every process reduces once, so this is a barrier too."""
         try:
-            result = work()
+            yield
         except BaseException:  # KeyboardInterrupt too: the others must not wait for this process's reduction
             self.sum([1.0])
             raise
         failed = int(self.sum([0.0])[0])
         if failed:
             raise OneNetError(f"{what} failed in {failed} of {self.count} processes (their own errors say why)")
-        return result
 
     def share(self, batch: torch.Tensor) -> torch.Tensor:
         """This process's contiguous slice of a global batch (all of it when alone). The batch is first cut to a
@@ -123,15 +121,18 @@ class Processes:
         summed = self.accelerator.reduce(torch.tensor(values, dtype=torch.float64, device=self.device), "sum")
         return summed.tolist()
 
-    def wait(self) -> None:
-        """Block until every process gets here (a no-op when alone)."""
-        if self.accelerator:
-            self.accelerator.wait_for_everyone()
-
     @contextmanager
-    def main_first(self) -> Iterator[None]:
-        """The main process runs the block first (filling a cache), then the others (reading it)."""
-        with self.accelerator.main_process_first() if self.accelerator else nullcontext():
+    def main_first(self, what: str) -> Iterator[None]:
+        """The main process runs the block first (filling a cache), then the others (reading it); if it fails
+        there, the others raise an error naming `what` instead of running the block. One reduction each."""
+        if self.count == 1:
+            yield
+        elif self.is_main:
+            with self.shared_outcome(what):
+                yield
+        else:
+            if self.sum([0.0])[0]:  # waits for the main process's outcome
+                raise OneNetError(f"{what} failed in the main process (its own error says why)")
             yield
 
 

@@ -163,10 +163,10 @@ def shared_backbone_features(
     if processes.count == 1:
         return cached_backbone_features(model, image_processor, paths, cache_dir, horizontal_flip=horizontal_flip)
     if len(paths) < processes.count:
-        with processes.main_first():
+        with processes.main_first("extracting backbone features"):
             return cached_backbone_features(model, image_processor, paths, cache_dir, horizontal_flip=horizontal_flip)
-    key = processes.checked(lambda: feature_cache_key(model, image_processor, paths, horizontal_flip), "hashing images")
-    folder = Path(cache_dir) / key
+    with processes.shared_outcome("hashing the images"):
+        folder = Path(cache_dir) / feature_cache_key(model, image_processor, paths, horizontal_flip)
     shared = f"the feature cache {folder} (--cache-dir must be one folder every process sees)"
     if not processes.agree((folder / "complete").exists(), shared):
         shares = np.array_split(np.arange(len(paths)), processes.count)
@@ -174,22 +174,17 @@ def shared_backbone_features(
         share_folders = [
             Path(cache_dir) / feature_cache_key(model, image_processor, share, horizontal_flip) for share in share_paths
         ]
-
-        def extract_mine() -> None:
+        with processes.shared_outcome("extracting backbone features"):  # every share done before any merge
             mine = share_folders[processes.index]
             if not (mine / "complete").exists():
                 mine.mkdir(parents=True, exist_ok=True)
                 (mine / SHARE_MARKER).write_text(folder.name)
             own = share_paths[processes.index]
             cached_backbone_features(model, image_processor, own, cache_dir, horizontal_flip=horizontal_flip)
-
-        def merge() -> None:
+        processes.agree(all((f / "complete").exists() for f in share_folders), shared)
+        with processes.shared_outcome(f"merging the feature shares into {folder}"):
             if processes.is_main:
                 _merge_shares(folder, shares, share_folders, len(paths))
-
-        processes.checked(extract_mine, "extracting backbone features")  # every share done before any merge
-        processes.agree(all((f / "complete").exists() for f in share_folders), shared)
-        processes.checked(merge, f"merging the feature shares into {folder}")
         processes.agree((folder / "complete").exists(), shared)
     return np.load(folder / "features.npy", mmap_mode="r")
 

@@ -252,7 +252,7 @@ def train_heads(args: HeadTrainingArguments) -> Path:
         if "retrieval" in names:  # captions through the frozen sentence encoder: only the retrieval head reads them
             captions = [caption for e in split_examples for caption in e.captions]
             owners[split] = torch.tensor([i for i, e in enumerate(split_examples) for _ in e.captions])
-            with processes.main_first():  # the main process fills the cache, the others read it
+            with processes.main_first("encoding the captions"):  # the main process fills the cache, the others read it
                 sentences[split] = cached_sentence_embeddings(captions, args.cache_dir, model.config.text_encoder_name)
 
     state_path = output_dir / HEADS_STATE_FILE
@@ -283,10 +283,10 @@ def train_heads(args: HeadTrainingArguments) -> Path:
         history = train_one()
         head.requires_grad_(False)
         state[name] = {"weights": head.state_dict(), "history": history}
-        if processes.is_main:
-            torch.save(state, state_path.with_suffix(".tmp"))
-            state_path.with_suffix(".tmp").replace(state_path)
-        processes.wait()
+        with processes.shared_outcome(f"saving the {name} head"):
+            if processes.is_main:
+                torch.save(state, state_path.with_suffix(".tmp"))
+                state_path.with_suffix(".tmp").replace(state_path)
 
     if not processes.is_main:
         return output_dir

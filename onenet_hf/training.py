@@ -304,32 +304,31 @@ def _train(args: CaptionTrainingArguments) -> Path:
             total_loss += batch_loss * len(batch) * processes.count  # the global batch's
             trained_captions += len(batch) * processes.count
             bar.set_postfix(loss=f"{batch_loss:.3f}")
-        if not processes.is_main:
-            processes.wait()  # the main process evaluates and writes
-            continue
-        scores, _ = evaluate_on_features(model, processor, dev_features, dev_examples, args.eval_beam_size)
-        history.append({"epoch": epoch + 1, "train_loss": total_loss / max(1, trained_captions), **scores})
-        tqdm.write(json.dumps(history[-1]))
-        if scores["CIDEr"] > best:
-            best = scores["CIDEr"]
-            model.save_pretrained(output_dir)
-            processor.save_pretrained(output_dir)
-        trainable = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
-        save_atomically(
-            {
-                "arguments": asdict(args),
-                "epoch": epoch,
-                "best": best,
-                "history": history,
-                "model": trainable,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "setup": setup,
-            },
-            state_path,
-        )
-        write_log(history, output_dir / LOG_FILE)
-        processes.wait()
+        # the main process evaluates and writes while the others wait; an error there stops them too
+        with processes.shared_outcome(f"evaluating and saving epoch {epoch + 1}"):
+            if processes.is_main:
+                scores, _ = evaluate_on_features(model, processor, dev_features, dev_examples, args.eval_beam_size)
+                history.append({"epoch": epoch + 1, "train_loss": total_loss / max(1, trained_captions), **scores})
+                tqdm.write(json.dumps(history[-1]))
+                if scores["CIDEr"] > best:
+                    best = scores["CIDEr"]
+                    model.save_pretrained(output_dir)
+                    processor.save_pretrained(output_dir)
+                trainable = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+                save_atomically(
+                    {
+                        "arguments": asdict(args),
+                        "epoch": epoch,
+                        "best": best,
+                        "history": history,
+                        "model": trainable,
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "setup": setup,
+                    },
+                    state_path,
+                )
+                write_log(history, output_dir / LOG_FILE)
     return output_dir
 
 

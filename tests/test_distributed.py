@@ -186,18 +186,34 @@ class OneOfTwo(Processes):
         return [value + self.partner for value in values]
 
 
-def test_work_that_fails_on_one_process_fails_on_every_process():
-    assert OneOfTwo(partner_failed=False).checked(lambda: 7, "merging") == 7
+class Broken(Exception):
+    pass
+
+
+def test_an_error_on_one_process_is_an_error_on_every_process():
+    with OneOfTwo(partner_failed=False).shared_outcome("merging"):
+        pass  # both worked: no error
     with pytest.raises(OneNetError, match="merging failed in 1 of 2 processes"):
-        OneOfTwo(partner_failed=True).checked(lambda: 7, "merging")  # here it worked, the partner's did not
+        with OneOfTwo(partner_failed=True).shared_outcome("merging"):
+            pass  # here it worked, the partner's did not
     failing = OneOfTwo(partner_failed=False)
-
-    def broken() -> None:
-        raise ValueError("unreadable image")
-
-    with pytest.raises(ValueError, match="unreadable image"):  # the failing process raises its own error
-        failing.checked(broken, "merging")
+    with pytest.raises(Broken, match="unreadable image"):  # the failing process raises its own error
+        with failing.shared_outcome("merging"):
+            raise Broken("unreadable image")
     assert failing.sums == [[1.0]]  # after telling the others it failed
+
+
+def test_the_others_do_not_run_a_main_first_block_the_main_process_failed():
+    ran = []
+    other = OneOfTwo(partner_failed=True)  # the partner is the main process, and it failed
+    other.index, other.is_main = 1, False
+    with pytest.raises(OneNetError, match="filling the cache failed in the main process"):
+        with other.main_first("filling the cache"):
+            ran.append("other")
+    main = OneOfTwo(partner_failed=False)  # this is the main process: it runs first and shares its outcome
+    with main.main_first("filling the cache"):
+        ran.append("main")
+    assert ran == ["main"] and main.sums == [[0.0]]
 
 
 def test_several_processes_refuse_a_device_of_their_own(monkeypatch, tmp_path):
