@@ -3,7 +3,7 @@
 after adding then deleting 1,000 images (a second, exactly searched shard and dead rows in the first), with
 Python's garbage collector on and off; each state timed `--passes` times (a list per state). Random clustered
 vectors (no model needed), built through the same code path as bench/gallery_scale.py; one thread.
-Run: python bench/query_overhead.py --size 100000 --output bench/results/query_overhead/query_overhead_1.json
+Run: python bench/query_overhead.py --size 100000 --passes 2 --output bench/results/query_overhead/query_overhead_2.json
 """
 
 from __future__ import annotations

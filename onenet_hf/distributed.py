@@ -123,17 +123,22 @@ class Processes:
 
     @contextmanager
     def main_first(self, what: str) -> Iterator[None]:
-        """The main process runs the block first (filling a cache), then the others (reading it); if it fails
-        there, the others raise an error naming `what` instead of running the block. One reduction each."""
+        """The main process runs the block first (filling a cache), then the others (reading it). If it fails on
+        the main process, the others raise an error naming `what` instead of running it; if it then fails on
+        another, every process raises (`shared_outcome`). Two reductions each."""
         if self.count == 1:
             yield
-        elif self.is_main:
+            return
+        if self.is_main:
             with self.shared_outcome(what):
                 yield
+            with self.shared_outcome(what):
+                pass  # the others' turn
         else:
-            if self.sum([0.0])[0]:  # waits for the main process's outcome
-                raise OneNetError(f"{what} failed in the main process (its own error says why)")
-            yield
+            with self.shared_outcome(f"{what} (in the main process)"):
+                pass  # the main process's turn
+            with self.shared_outcome(what):
+                yield
 
 
 __all__ = ["Processes", "is_main_process", "launched_processes"]

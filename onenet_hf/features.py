@@ -15,6 +15,7 @@ from numpy.lib.format import open_memmap
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .errors import OneNetError
 from .fingerprint import file_hash
 from .image_processing_onenet import OneNetImageProcessor
 from .modeling_onenet import OneNetModel, backbone_weights_file
@@ -171,21 +172,24 @@ def shared_backbone_features(
     if not processes.agree((folder / "complete").exists(), shared):
         shares = np.array_split(np.arange(len(paths)), processes.count)
         share_paths = [[paths[i] for i in share] for share in shares]
-        share_folders = [
-            Path(cache_dir) / feature_cache_key(model, image_processor, share, horizontal_flip) for share in share_paths
-        ]
         with processes.shared_outcome("extracting backbone features"):  # every share done before any merge
+            share_folders = [
+                Path(cache_dir) / feature_cache_key(model, image_processor, share, horizontal_flip)
+                for share in share_paths
+            ]
             mine = share_folders[processes.index]
             if not (mine / "complete").exists():
                 mine.mkdir(parents=True, exist_ok=True)
                 (mine / SHARE_MARKER).write_text(folder.name)
             own = share_paths[processes.index]
             cached_backbone_features(model, image_processor, own, cache_dir, horizontal_flip=horizontal_flip)
-        processes.agree(all((f / "complete").exists() for f in share_folders), shared)
+        if not processes.agree(all((f / "complete").exists() for f in share_folders), shared):
+            raise OneNetError(f"{shared}: no process sees every share of it")
         with processes.shared_outcome(f"merging the feature shares into {folder}"):
             if processes.is_main:
                 _merge_shares(folder, shares, share_folders, len(paths))
-        processes.agree((folder / "complete").exists(), shared)
+        if not processes.agree((folder / "complete").exists(), shared):
+            raise OneNetError(f"{shared}: the merged cache is missing")
     return np.load(folder / "features.npy", mmap_mode="r")
 
 

@@ -6,6 +6,7 @@ a user error (the app shows it with `gr.Error`), anything else is a bug.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import math
 import os
@@ -24,6 +25,7 @@ from .decoding import check_beam_size
 from .errors import OneNetError
 from .fingerprint import file_hash
 from .gallery import GalleryIndex, GalleryIndexError
+from .image_optimization import Snapshot
 from .image_processing_onenet import load_image
 from .indexing import IMAGE_SUFFIXES, list_images
 from .messages import shorten
@@ -64,6 +66,46 @@ SPACE_THUMBNAIL_SIZE = 320  # gallery photos are shown (and sent) as JPEGs of at
 MAX_UPLOAD_FILES = 20  # photos per request
 MAX_UPLOAD_BYTES = 20_000_000  # per photo
 MAX_ADDED_BYTES = 500_000_000  # all added photos together
+SPACE_EXIT_WAIT_S = 120  # at exit, how long the process waits for an Imagine step still being computed
+
+
+class _ImagineRuns:
+    """The Imagine optimisations the server is running. Gradio keeps stepping a stream whose visitor has left,
+    in a daemon worker thread; a daemon thread still inside PyTorch when the interpreter finalises aborts the
+    process ("terminate called without an active exception", exit 134, seen in a gdb backtrace). So at exit no
+    new step starts, and the process waits for the steps being computed."""
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._closing = False
+        self._changed = threading.Condition()
+
+    def steps(self, snapshots: Iterator[Snapshot]) -> Iterator[Snapshot]:
+        """`snapshots`, each step counted while it is computed; none started once the process is exiting."""
+        while True:
+            with self._changed:
+                if self._closing:
+                    return
+                self._running += 1
+            try:
+                snapshot = next(snapshots, None)
+            finally:
+                with self._changed:
+                    self._running -= 1
+                    self._changed.notify_all()
+            if snapshot is None:
+                return
+            yield snapshot
+
+    def close(self, timeout: float) -> None:
+        """Start no more steps, and wait (at most `timeout` seconds) for those being computed."""
+        with self._changed:
+            self._closing = True
+            self._changed.wait_for(lambda: self._running == 0, timeout)
+
+
+_IMAGINE_RUNS = _ImagineRuns()
+atexit.register(_IMAGINE_RUNS.close, SPACE_EXIT_WAIT_S)
 _SERVER_PATH = re.compile(r"(?<![\w.])(?:~|[A-Za-z]:)?[/\\](?:[^\s'\"/\\]+[/\\])*(?=[^\s'\"/\\])")
 
 
@@ -356,8 +398,8 @@ class OneNetSpace:
     @staticmethod
     def _stream(snapshots) -> Iterator[tuple[int, int, object]]:
         """(step, steps, image or None) for each step of an Imagine optimisation: the app shows the step as
-        progress and each image as it comes."""
-        for snapshot in snapshots:
+        progress and each image as it comes. Runs are tracked so that the process can close them at exit."""
+        for snapshot in _IMAGINE_RUNS.steps(snapshots):
             yield snapshot.step, snapshot.steps, snapshot.images[0] if snapshot.pixels is not None else None
 
     def visualize(self, kind: str = "class", target="207", steps=visualize.STEPS, seed=0) -> Iterator:

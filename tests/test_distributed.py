@@ -203,17 +203,22 @@ def test_an_error_on_one_process_is_an_error_on_every_process():
     assert failing.sums == [[1.0]]  # after telling the others it failed
 
 
-def test_the_others_do_not_run_a_main_first_block_the_main_process_failed():
+def test_main_first_runs_the_main_process_then_the_others_and_shares_each_outcome():
     ran = []
-    other = OneOfTwo(partner_failed=True)  # the partner is the main process, and it failed
+    other = OneOfTwo(partner_failed=True)  # the partner is the main process, and its turn failed
     other.index, other.is_main = 1, False
-    with pytest.raises(OneNetError, match="filling the cache failed in the main process"):
+    with pytest.raises(OneNetError, match=r"filling the cache \(in the main process\) failed in 1 of 2"):
         with other.main_first("filling the cache"):
             ran.append("other")
-    main = OneOfTwo(partner_failed=False)  # this is the main process: it runs first and shares its outcome
+    main = OneOfTwo(partner_failed=False)  # this is the main process: its turn, then the others'
     with main.main_first("filling the cache"):
         ran.append("main")
-    assert ran == ["main"] and main.sums == [[0.0]]
+    assert ran == ["main"] and main.sums == [[0.0], [0.0]]
+    failing = OneOfTwo(partner_failed=False)
+    with pytest.raises(Broken, match="disk full"):  # the main process raises its own error, after one reduction
+        with failing.main_first("filling the cache"):
+            raise Broken("disk full")
+    assert failing.sums == [[1.0]]
 
 
 def test_several_processes_refuse_a_device_of_their_own(monkeypatch, tmp_path):

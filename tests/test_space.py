@@ -331,9 +331,9 @@ def test_every_tab_in_headless_chromium(server):
 def space_process(tmp_path):
     """`python -m onenet_hf.space_app` as its own process on a free loopback port, stopped after the test.
 
-    The Imagine tabs get a process of their own: after a browser has run the imagined-caption tab, that
-    process aborts at interpreter exit ("terminate called without an active exception", not yet understood;
-    every request is answered first), and in the test process it would turn pytest's exit status into 134."""
+    The Imagine tabs get a process of their own: a stream the browser leaves is still stepped by gradio in a
+    daemon thread, which the process waits for at exit only when its server is closed (`_ImagineRuns`); in
+    the test process an abort there would turn pytest's exit status into 134."""
     import subprocess
     import sys
     import time
@@ -517,3 +517,31 @@ def test_added_photos_join_the_gallery_by_content_and_within_limits(shapes_model
     with pytest.raises(OneNetError, match="added photos would pass"):
         space.add_images([new])
     assert len(space.index) == before + 2 and len(list(space.added.iterdir())) == 2
+
+
+def test_at_exit_no_imagine_step_starts_and_the_running_one_is_waited_for():
+    """A stream whose visitor left is still stepped by gradio in a daemon thread; a thread inside PyTorch when
+    the interpreter finalises aborts the process, so exiting waits for the step and starts no other."""
+    import threading
+
+    from onenet_hf.space import _ImagineRuns
+
+    runs, started, release, stepped = _ImagineRuns(), threading.Event(), threading.Event(), []
+
+    def snapshots():
+        for step in range(1, 4):
+            started.set()
+            release.wait(10)
+            yield step
+
+    def visitor_who_left():
+        stepped.extend(runs.steps(snapshots()))
+
+    worker = threading.Thread(target=visitor_who_left, daemon=True)
+    worker.start()
+    assert started.wait(10)  # step 1 is being computed
+    threading.Timer(0.3, release.set).start()  # it ends a moment after the exit begins
+    runs.close(timeout=10)
+    assert release.is_set()  # close returned only once the running step could end
+    worker.join(10)
+    assert stepped == [1]  # the running step was waited for; no later step started
