@@ -127,8 +127,10 @@ def query_split(index: GalleryIndex, queries: np.ndarray) -> dict[str, float]:
         "faiss_search": ms_per_query(lambda q: bare.search(ann.unit_rows(q[None]), 11, params=params), queries),
     }
     gc.disable()
-    row["nearest_gc_off"] = ms_per_query(lambda q: index.nearest(q, 10, exact=False), queries)
-    gc.enable()
+    try:
+        row["nearest_gc_off"] = ms_per_query(lambda q: index.nearest(q, 10, exact=False), queries)
+    finally:
+        gc.enable()
     for small in (shard for shard in index.shards if not shard.ann):
 
         def exact_search(query: np.ndarray, rows: np.ndarray = small.unit_live_embeds) -> list:

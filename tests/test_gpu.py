@@ -21,6 +21,7 @@ from onenet_hf.scst import SCST_LOG_FILE, SCSTArguments, train_scst
 from onenet_hf.training import CaptionTrainingArguments, train
 
 from .conftest import SMALL, write_shape_gallery
+from .test_training import Interrupted
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 CHECKPOINT = Path(__file__).parents[1] / "checkpoints" / "onenet-flickr8k"
@@ -40,10 +41,6 @@ def metrics_without_java(references, hypotheses, metrics=None) -> dict[str, floa
     res = {i: [" ".join(h.lower().split())] for i, h in enumerate(hypotheses)}
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     return {"BLEU-4": float(bleu[3]), "CIDEr": float(Cider().compute_score(gts, res)[0])}
-
-
-class Interrupted(Exception):
-    """Stands in for a killed process."""
 
 
 def test_captions_train_on_the_gpu_as_on_the_cpu_and_resume(shapes_dir, tmp_path, monkeypatch):
