@@ -1,4 +1,4 @@
-"""Write the feature bank `onenet imagine` mixes from: pooled backbone features of 512 Flickr8k training photos.
+"""Write the bank whose mean `onenet imagine` starts from: pooled backbone features of 512 Flickr8k training photos.
 
 The bank depends only on the frozen backbone, not on a trained checkpoint, so it ships with the package
 (`onenet_hf/resources/imagine_bank_efficientnet-lite2.npy`, float16). Training photos only: dev photos are

@@ -3,7 +3,9 @@
 - Feature visualisation: for N random ImageNet classes (seeded), whether the backbone's top-1 on the image is the
   class, whether it still is after one random crop keeping 90% of each side, resized back, and seconds per image.
 - Imagined captions: for M dev images (seeded), their first reference caption is imagined and the image captioned
-  (`OneNet.caption`, the release's decoding); a hit shares 2+ content words (stems, `normalize_word`).
+  (`OneNet.caption`, the release's decoding); a hit shares 2+ content words (stems, `normalize_word`). A caption
+  with a word outside the caption vocabulary is refused by `imagine` and counted a miss; a second sample (seed + 1)
+  draws M dev images whose first caption the decoder can say, so the figure measures imagining, not vocabulary.
 - Style transfer: scikit-image photo pairs; the style loss relative to the content photo's (fall = 1 - it) and the
   content loss relative to the style photo's own (must stay below 1), and seconds.
 - DeepDream: scikit-image photos at the default stage, the ratio of the stage's activation after to before, and
@@ -26,6 +28,7 @@ from PIL import Image
 
 from onenet_hf import OneNet, OneNetError, read_split
 from onenet_hf.image_optimization import backbone_input, crop_and_resize, from_image
+from onenet_hf.uses.caption import sentence_token_ids
 from onenet_hf.uses.dream import STAGE, measure_stage
 from onenet_hf.uses.style import style_losses
 from onenet_hf.uses.visualize import stage_widths
@@ -73,12 +76,24 @@ def visualisations(net: OneNet, classes: int, seed: int) -> dict:
     }
 
 
-def imagined_captions(net: OneNet, data_dir: str, count: int, seed: int) -> dict:
+def sayable(net: OneNet, text: str) -> bool:
+    try:
+        sentence_token_ids(net.processor, text)
+    except OneNetError:
+        return False
+    return True
+
+
+def imagined_captions(net: OneNet, data_dir: str, count: int, seed: int, sayable_only: bool = False) -> dict:
     dev = read_split(data_dir, "dev")
-    chosen = sorted(np.random.default_rng(seed).choice(len(dev), count, replace=False).tolist())
+    if sayable_only:
+        order = np.random.default_rng(seed).permutation(len(dev)).tolist()
+        texts = [text for text in (dev[index].captions[0] for index in order) if sayable(net, text)][:count]
+    else:
+        chosen = sorted(np.random.default_rng(seed).choice(len(dev), count, replace=False).tolist())
+        texts = [dev[index].captions[0] for index in chosen]
     rows = []
-    for index in chosen:
-        text = dev[index].captions[0]
+    for text in texts:
         start = time.perf_counter()
         try:
             result = net.imagine(text, seed=seed, progress=False)
@@ -95,6 +110,7 @@ def imagined_captions(net: OneNet, data_dir: str, count: int, seed: int) -> dict
     timed = [r["seconds"] for r in rows if "seconds" in r]
     return {
         "sentences": len(rows),
+        "refused": sum("error" in r for r in rows),
         "hits_%": 100 * np.mean([r["hit"] for r in rows]),
         "seconds_max": max(timed),
         "seconds_mean": float(np.mean(timed)),
@@ -158,6 +174,7 @@ def main() -> None:
         results["visualize"] = visualisations(net, args.classes, args.seed)
     if "imagine" in parts:
         results["imagine"] = imagined_captions(net, args.data_dir, args.sentences, args.seed)
+        results["imagine_sayable"] = imagined_captions(net, args.data_dir, args.sentences, args.seed + 1, True)
     if "style" in parts:
         results["style"] = style_transfers(net)
     if "dream" in parts:

@@ -323,8 +323,8 @@ class OneNet:
     def imagine(
         self, text: str, steps: int = imagine.STEPS, seed: int = 0, size: int = 260, progress: bool = True
     ) -> Snapshot:
-        """An image (`.images[0]`) for a sentence: pixels optimised until the decoder's most likely mix of real
-        photos' features, for that sentence, is what the backbone sees."""
+        """An image (`.images[0]`) for a sentence: pixels optimised until the backbone sees what the decoder
+        imagines for it (pooled features under which the sentence is likely)."""
         model = self._torch_model("imagine")
         return last(imagine.imagine_steps(model, self.processor, text, steps, seed, size), "imagining", progress)
 

@@ -1,13 +1,13 @@
 """Imagine, imagined captions (`OneNet.imagine`, `onenet imagine TEXT`): an image for a sentence.
 
-The image-space counterpart of describe-to-search's inversion, in two steps. First the decoder chooses what the
-image should contain: a mix of real photos' pooled backbone features (a `FeatureBank`, 512 Flickr8k training
-photos by default) weighted so that the decoder finds the sentence most likely (mean token log-probability,
-`OneNetModel.caption_token_log_probs`). Then pixels, parameterised and regularised as in feature visualisation,
-are optimised until their pooled features point the same way (cosine), with a small weight on the sentence's
-likelihood itself. Mixing real photos keeps the target one
-that pixels can reach: the backbone pools its grid by the mean, so a collage's features are such a mix. Straight
-pixel ascent on the sentence's likelihood was measured first and stalls (model card, Imagine).
+The image-space counterpart of describe-to-search's inversion, in two steps. First the decoder imagines what the
+backbone should see: pooled backbone features, started at the mean of real photos' (a `FeatureBank`, 512
+Flickr8k training photos by default) and kept positive like real ones, moved by Adam until the decoder finds the
+sentence likely (mean token log-probability, `OneNetModel.caption_token_log_probs`). Then pixels, parameterised
+and regularised as in feature visualisation, are optimised until their image representation points the same way
+as the imagined one (cosine), with a small weight on the sentence's likelihood itself. Straight pixel ascent on
+the sentence's likelihood was measured first and stalls; so did chasing a mix of the bank's photos, which cannot
+carry a sentence's specifics (model card, Imagine).
 """
 
 from __future__ import annotations
@@ -37,12 +37,11 @@ from ..modeling_onenet import OneNetModel
 from ..processing_onenet import OneNetProcessor
 from .caption import sentence_token_ids
 
-STEPS = 96  # under 30 s for a 260x260 image on 2 CPU cores (bench/imagine_quality.py)
+STEPS = 192  # about 15 s for a 260x260 image on 2 CPU cores, twice 96's hits (bench/imagine_quality.py, README)
 LEARNING_RATE = 0.05
-MIX_STEPS = 300  # Adam steps choosing the mix: decoder passes on one vector, well under a second
-MIX_LEARNING_RATE = 0.1
-# Near the imagined features, the sentence's own likelihood refines the image (alone, from noise, it stalls):
-# on 4 dev sentences it kept "trick" and turned "a woman in the water" into "a girl in a canoe" (model card).
+FEATURE_STEPS = 150  # Adam steps imagining the pooled features: decoder passes on one vector, about a second
+FEATURE_LEARNING_RATE = 0.05
+# Near the imagined representation, the sentence's own likelihood refines the image (alone, from noise, it stalls).
 LIKELIHOOD_WEIGHT = 0.1
 BANK_FILE = "imagine_bank_{backbone}.npy"
 BANK_SIZE = 512
@@ -94,17 +93,19 @@ def build_feature_bank(
 
 
 def imagined_features(model: OneNetModel, token_ids: list[int], bank: torch.Tensor) -> torch.Tensor:
-    """The mix (1, 1280) of the bank's pooled features under which the decoder finds the sentence likeliest:
-    softmax weights over the photos, chosen by Adam on its mean token log-probability."""
-    logits = torch.zeros(1, len(bank), device=bank.device, requires_grad=True)
-    optimizer = torch.optim.Adam([logits], lr=MIX_LEARNING_RATE)
-    for _ in range(MIX_STEPS):
-        mix = logits.softmax(-1) @ bank
-        log_prob = model.caption_token_log_probs([token_ids], model.get_image_features_from_pooled(mix))[0].mean()
+    """Pooled backbone features (1, 1280) under which the decoder finds the sentence likely: the bank's mean moved
+    by Adam on the sentence's mean token log-probability, in log space so that they stay positive, as a photo's
+    pooled activations are. Free features carry a sentence's specifics that a mix of the bank's photos could not
+    (measured in the README, Imagine)."""
+    log_features = bank.mean(0, keepdim=True).clamp(min=1e-3).log().requires_grad_(True)
+    optimizer = torch.optim.Adam([log_features], lr=FEATURE_LEARNING_RATE)
+    for _ in range(FEATURE_STEPS):
+        image_embeds = model.get_image_features_from_pooled(log_features.exp())
+        log_prob = model.caption_token_log_probs([token_ids], image_embeds)[0].mean()
         optimizer.zero_grad(set_to_none=True)
         (-log_prob).backward()
         optimizer.step()
-    return (logits.softmax(-1) @ bank).detach()
+    return log_features.detach().exp()
 
 
 def imagine_steps(
@@ -119,14 +120,16 @@ def imagine_steps(
     bank: str | Path | None = None,
 ) -> Iterator[Snapshot]:
     """Optimise one image so the decoder says `text`; yields each step's `Snapshot`, whose objective is the
-    cosine between the image's pooled features and the imagined ones plus LIKELIHOOD_WEIGHT x the sentence's
-    mean token log-probability given the image. A word outside the caption vocabulary is an error: the decoder
-    cannot say it."""
+    cosine between the image's representation and the imagined one (from `imagined_features`) plus
+    LIKELIHOOD_WEIGHT x the sentence's mean token log-probability given the image. A word outside the caption
+    vocabulary is an error: the decoder cannot say it."""
     token_ids = sentence_token_ids(processor, text)
     steps, seed, size = check_steps(steps), check_seed(seed), check_image_size(size)
     learning_rate = check_learning_rate(learning_rate)
     model.eval().requires_grad_(False)
-    target = imagined_features(model, token_ids, feature_bank(model, bank))
+    imagined = imagined_features(model, token_ids, feature_bank(model, bank))
+    with torch.no_grad():
+        target = model.get_image_features_from_pooled(imagined)
     generator = torch.Generator().manual_seed(seed)
     image = FourierImage(size, 1, generator).to(model.device)
     mean, std = processor.image_processor.image_mean, processor.image_processor.image_std
@@ -136,7 +139,7 @@ def imagine_steps(
         pooled = model.get_pooled_features(grid.float())
         image_embeds = model.get_image_features_from_pooled(pooled)
         log_prob = model.caption_token_log_probs([token_ids], image_embeds)[0].mean()
-        return torch.cosine_similarity(pooled, target).mean() + LIKELIHOOD_WEIGHT * log_prob
+        return torch.cosine_similarity(image_embeds, target).mean() + LIKELIHOOD_WEIGHT * log_prob
 
     yield from optimize(image, objective, steps, learning_rate, snapshot_every)
 
