@@ -4,8 +4,9 @@
   class, whether it still is after one random crop keeping 90% of each side, resized back, and seconds per image.
 - Imagined captions: for M dev images (seeded), their first reference caption is imagined and the image captioned
   (`OneNet.caption`, the release's decoding); a hit shares 2+ content words (stems, `normalize_word`). A caption
-  with a word outside the caption vocabulary is refused by `imagine` and counted a miss; a second sample (seed + 1)
-  draws M dev images whose first caption the decoder can say, so the figure measures imagining, not vocabulary.
+  with a word outside the caption vocabulary is refused by `imagine` and counted a miss. A second sample
+  (`imagine_sayable`, seed + 1) draws M other dev images whose first caption the decoder can say; it leaves
+  vocabulary out, though sayable captions also favour common phrasing.
 - Style transfer: scikit-image photo pairs; the style loss relative to the content photo's (fall = 1 - it) and the
   content loss relative to the style photo's own (must stay below 1), and seconds.
 - DeepDream: scikit-image photos at the default stage, the ratio of the stage's activation after to before, and
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import time
 from pathlib import Path
 
@@ -36,6 +38,15 @@ from onenet_hf.word_vectors import content_words, normalize_word
 
 STYLE_PAIRS = (("astronaut", "coffee"), ("chelsea", "rocket"), ("coffee", "astronaut"))
 DREAM_PHOTOS = ("chelsea", "astronaut", "coffee")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), since timings differ by machine."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
 
 
 def sample_photo(name: str) -> Image.Image:
@@ -84,28 +95,34 @@ def sayable(net: OneNet, text: str) -> bool:
     return True
 
 
+def first_sample(size: int, count: int, seed: int) -> list[int]:
+    return sorted(np.random.default_rng(seed).choice(size, count, replace=False).tolist())
+
+
 def imagined_captions(net: OneNet, data_dir: str, count: int, seed: int, sayable_only: bool = False) -> dict:
+    """`sayable_only`: draw (seed + 1) among the dev images the first sample (seed) left out."""
     dev = read_split(data_dir, "dev")
     if sayable_only:
-        order = np.random.default_rng(seed).permutation(len(dev)).tolist()
-        texts = [text for text in (dev[index].captions[0] for index in order) if sayable(net, text)][:count]
+        taken = set(first_sample(len(dev), count, seed))
+        order = [i for i in np.random.default_rng(seed + 1).permutation(len(dev)).tolist() if i not in taken]
+        chosen = [i for i in order if sayable(net, dev[i].captions[0])][:count]
     else:
-        chosen = sorted(np.random.default_rng(seed).choice(len(dev), count, replace=False).tolist())
-        texts = [dev[index].captions[0] for index in chosen]
+        chosen = first_sample(len(dev), count, seed)
     rows = []
-    for text in texts:
+    for index in chosen:
+        text, image = dev[index].captions[0], Path(dev[index].path).name
         start = time.perf_counter()
         try:
             result = net.imagine(text, seed=seed, progress=False)
         except OneNetError as error:  # a word outside the caption vocabulary: counted as a miss, and said
-            rows.append({"sentence": text, "error": str(error), "shared": 0, "hit": False})
+            rows.append({"image": image, "sentence": text, "error": str(error), "shared": 0, "hit": False})
             print(json.dumps(rows[-1]), flush=True)
             continue
         seconds = time.perf_counter() - start
         caption = net.caption(result.images[0])[0].text
         shared = sorted(stems(text) & stems(caption))
-        rows.append({"sentence": text, "caption": caption, "shared": len(shared), "shared_words": shared,
-                     "hit": len(shared) >= 2, "seconds": seconds})  # fmt: skip
+        rows.append({"image": image, "sentence": text, "caption": caption, "shared": len(shared),
+                     "shared_words": shared, "hit": len(shared) >= 2, "seconds": seconds})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
     timed = [r["seconds"] for r in rows if "seconds" in r]
     return {
@@ -162,19 +179,21 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=50)
     parser.add_argument("--sentences", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--parts", default="visualize,imagine,style,dream")
+    parser.add_argument("--parts", default="visualize,imagine,imagine_sayable,style,dream")
     parser.add_argument("--device", default="cpu", help="where the model runs (cuda: a GPU)")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(2)
     net = OneNet.from_pretrained(args.model, device=args.device)
     parts = args.parts.split(",")
-    results = {"model": args.model, "device": str(net.model.device), "torch_threads": torch.get_num_threads()}
+    results = {"model": args.model, "device": str(net.model.device), "cpu": cpu_model(),
+               "torch_threads": torch.get_num_threads()}  # fmt: skip
     if "visualize" in parts:
         results["visualize"] = visualisations(net, args.classes, args.seed)
     if "imagine" in parts:
         results["imagine"] = imagined_captions(net, args.data_dir, args.sentences, args.seed)
-        results["imagine_sayable"] = imagined_captions(net, args.data_dir, args.sentences, args.seed + 1, True)
+    if "imagine_sayable" in parts:
+        results["imagine_sayable"] = imagined_captions(net, args.data_dir, args.sentences, args.seed, sayable_only=True)
     if "style" in parts:
         results["style"] = style_transfers(net)
     if "dream" in parts:

@@ -11,6 +11,8 @@ import torch
 
 from onenet_hf import OneNetError
 from onenet_hf.cli import main
+from onenet_hf.image_optimization import to_pil
+from onenet_hf.uses import imagine
 from onenet_hf.uses.caption import sentence_token_ids
 from onenet_hf.uses.imagine import BANK_SIZE, feature_bank, imagine_steps, imagined_features
 
@@ -21,27 +23,42 @@ def test_the_shipped_bank_fits_the_backbone(tiny_net):
     assert torch.isfinite(bank).all() and bank.min() >= 0 and bank.max() <= 6  # pooled ReLU6 activations
 
 
-def test_the_imagined_features_make_the_sentence_likelier_than_the_bank_mean(tiny_net):
+def test_the_imagined_features_leave_the_bank_and_make_the_sentence_likelier(tiny_net):
     model, ids = copy.deepcopy(tiny_net.model), sentence_token_ids(tiny_net.processor, "a red circle")
     with torch.no_grad():  # the untrained decoder's outputs are near uniform: make them depend on the image
         model.decoder.init_state.weight.mul_(100.0)
         model.decoder.output_projection.weight.mul_(100.0)
-    bank = feature_bank(model)[:64]
+    photo = feature_bank(model)[:1]
+    bank = photo.expand(2, -1)  # a mix of these two rows could only ever be this one photo
 
     def log_prob(pooled):
         with torch.no_grad():
             return model.caption_token_log_probs([ids], model.get_image_features_from_pooled(pooled))[0].mean().item()
 
-    imagined = imagined_features(model, ids, bank)
-    assert imagined.shape == (1, bank.shape[1]) and (imagined > 0).all()  # positive, as pooled activations are
-    assert log_prob(imagined) > log_prob(bank.mean(0, keepdim=True)) + 0.05
+    model.train().requires_grad_(True)  # so that a backward through the weights would leave gradients
+    with torch.inference_mode():  # as a server's caller may be
+        imagined = imagined_features(model, ids, bank)
+    assert imagined.shape == (1, bank.shape[1]) and (imagined - photo).abs().max() > 0.1
+    assert log_prob(imagined) > log_prob(photo) + 0.05
+    assert model.training and all(p.grad is None for p in model.parameters())  # mode restored, weights untouched
 
 
-def test_pixels_move_towards_the_imagined_representation(tiny_net):
-    snapshots = list(imagine_steps(tiny_net.model, tiny_net.processor, "a blue square", steps=15, size=64))
-    assert snapshots[-1].objective > snapshots[0].objective + 0.02
+def test_pixels_move_towards_the_imagined_representation(tiny_net, monkeypatch):
+    model, processor = tiny_net.model, tiny_net.processor
+    monkeypatch.setattr(imagine, "LIKELIHOOD_WEIGHT", 0.0)  # the objective is then the representation's cosine alone
+    snapshots = list(imagine_steps(model, processor, "a blue square", steps=15, size=64, snapshot_every=1))
+    target = model.get_image_features_from_pooled(
+        imagined_features(model, sentence_token_ids(processor, "a blue square"), feature_bank(model))
+    )
+
+    def cosine(pixels):
+        with torch.no_grad():
+            return torch.cosine_similarity(model.get_image_features(processor(images=to_pil(pixels))["pixel_values"]),
+                                           target).item()  # fmt: skip
+
+    assert cosine(snapshots[-1].pixels) > cosine(snapshots[0].pixels) + 0.02
     assert snapshots[-1].images[0].size == (64, 64)
-    again = list(imagine_steps(tiny_net.model, tiny_net.processor, "a blue square", steps=15, size=64))
+    again = list(imagine_steps(model, processor, "a blue square", steps=15, size=64))
     assert torch.equal(again[-1].pixels, snapshots[-1].pixels)
 
 

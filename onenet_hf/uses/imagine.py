@@ -2,12 +2,12 @@
 
 The image-space counterpart of describe-to-search's inversion, in two steps. First the decoder imagines what the
 backbone should see: pooled backbone features, started at the mean of real photos' (a `FeatureBank`, 512
-Flickr8k training photos by default) and kept positive like real ones, moved by Adam until the decoder finds the
+Flickr8k training photos by default) and kept positive, moved by Adam until the decoder finds the
 sentence likely (mean token log-probability, `OneNetModel.caption_token_log_probs`). Then pixels, parameterised
 and regularised as in feature visualisation, are optimised until their image representation points the same way
 as the imagined one (cosine), with a small weight on the sentence's likelihood itself. Straight pixel ascent on
-the sentence's likelihood was measured first and stalls; so did chasing a mix of the bank's photos, which cannot
-carry a sentence's specifics (model card, Imagine).
+the sentence's likelihood stalls, and chasing a mix of the bank's photos imagined fewer sentences (11 of 30 dev
+captions against 17; README, Imagine).
 """
 
 from __future__ import annotations
@@ -37,11 +37,14 @@ from ..modeling_onenet import OneNetModel
 from ..processing_onenet import OneNetProcessor
 from .caption import sentence_token_ids
 
-STEPS = 192  # about 15 s for a 260x260 image on 2 CPU cores, twice 96's hits (bench/imagine_quality.py, README)
+# 15 s per 260x260 image on average on a 2-core AMD EPYC (bench/imagine_quality.py, run 4); in exploratory runs
+# 192 steps kept 17 of 22 sentences against 14 at 96 (README, Imagine)
+STEPS = 192
 LEARNING_RATE = 0.05
-FEATURE_STEPS = 150  # Adam steps imagining the pooled features: decoder passes on one vector, about a second
+FEATURE_STEPS = 150  # decoder passes on one vector: a small share of an imagining's time
 FEATURE_LEARNING_RATE = 0.05
-# Near the imagined representation, the sentence's own likelihood refines the image (alone, from noise, it stalls).
+# Near the imagined representation, the sentence's own likelihood refines the image (alone, from noise, it stalls);
+# exploratory runs kept 14 of 22 sentences at this weight against 13 at 0.3 (README, Imagine).
 LIKELIHOOD_WEIGHT = 0.1
 BANK_FILE = "imagine_bank_{backbone}.npy"
 BANK_SIZE = 512
@@ -95,16 +98,20 @@ def build_feature_bank(
 def imagined_features(model: OneNetModel, token_ids: list[int], bank: torch.Tensor) -> torch.Tensor:
     """Pooled backbone features (1, 1280) under which the decoder finds the sentence likely: the bank's mean moved
     by Adam on the sentence's mean token log-probability, in log space so that they stay positive, as a photo's
-    pooled activations are. Free features carry a sentence's specifics that a mix of the bank's photos could not
-    (measured in the README, Imagine)."""
-    log_features = bank.mean(0, keepdim=True).clamp(min=1e-3).log().requires_grad_(True)
-    optimizer = torch.optim.Adam([log_features], lr=FEATURE_LEARNING_RATE)
-    for _ in range(FEATURE_STEPS):
-        image_embeds = model.get_image_features_from_pooled(log_features.exp())
-        log_prob = model.caption_token_log_probs([token_ids], image_embeds)[0].mean()
-        optimizer.zero_grad(set_to_none=True)
-        (-log_prob).backward()
-        optimizer.step()
+    pooled activations are. In exploratory runs (README, Imagine) free features carried sentences' specifics that
+    a mix of the bank's photos did not. Like `invert_captions`, it runs the model in eval mode and leaves its
+    weights' gradients untouched."""
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode(False), torch.enable_grad():  # callers may be in inference mode
+        log_features = bank.mean(0, keepdim=True).clamp(min=1e-3).log().clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([log_features], lr=FEATURE_LEARNING_RATE)
+        for _ in range(FEATURE_STEPS):
+            image_embeds = model.get_image_features_from_pooled(log_features.exp())
+            log_prob = model.caption_token_log_probs([token_ids], image_embeds)[0].mean()
+            (log_features.grad,) = torch.autograd.grad(-log_prob, [log_features])
+            optimizer.step()
+    model.train(was_training)
     return log_features.detach().exp()
 
 
