@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
@@ -552,9 +553,7 @@ class OneNetModel(OneNetPreTrainedModel):
         """
         generator = torch.Generator().manual_seed(seed)
         repeated = [ids for ids in token_ids for _ in range(restarts)]
-        was_training = self.training
-        self.eval()
-        with torch.inference_mode(False), torch.enable_grad():  # callers may be in inference mode
+        with self.input_gradients():
             start = torch.randn(len(repeated), self.config.hidden_size, generator=generator)
             variable = start.to(self.device).requires_grad_(True)
             optimizer = torch.optim.Adam([variable], lr=learning_rate)
@@ -562,12 +561,24 @@ class OneNetModel(OneNetPreTrainedModel):
                 loss = -self.caption_log_likelihood(repeated, self.image_norm(variable)).sum()
                 (variable.grad,) = torch.autograd.grad(loss, [variable])  # the network's weights stay untouched
                 optimizer.step()
-        self.train(was_training)
-        with torch.inference_mode():
-            vectors = self.image_norm(variable.detach())
-            likelihood = self.caption_log_likelihood(repeated, vectors).view(len(token_ids), restarts)
-            best = likelihood.argmax(1)
-            return vectors.view(len(token_ids), restarts, -1)[torch.arange(len(token_ids)), best]
+            with torch.inference_mode():
+                vectors = self.image_norm(variable.detach())
+                likelihood = self.caption_log_likelihood(repeated, vectors).view(len(token_ids), restarts)
+                best = likelihood.argmax(1)
+                return vectors.view(len(token_ids), restarts, -1)[torch.arange(len(token_ids)), best]
+
+    @contextmanager
+    def input_gradients(self) -> Iterator[None]:
+        """Eval mode with autograd on, whatever the caller's grad mode (inference mode included), and the training
+        flag restored after: for optimising or attributing an input (a representation, features, a backbone grid)
+        through the network. Take gradients with `torch.autograd.grad`, so that no weight's `.grad` is written."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                yield
+        finally:
+            self.train(was_training)
 
     def initial_state(self, image_embeds: torch.Tensor) -> DecoderState:
         """Decoder state that starts a caption for each image representation."""

@@ -220,3 +220,17 @@ def test_the_decoder_lstm_in_eval_mode_with_gradients_is_the_plain_lstm(layers):
     (plain_grad,) = torch.autograd.grad(plain.sum() + h_plain.sum() + c_plain.sum(), inputs)
     for a, b in ((ours, plain), (h, h_plain), (c, c_plain), (ours_grad, plain_grad)):
         torch.testing.assert_close(a, b)
+
+
+def test_input_gradients_turn_autograd_on_in_eval_mode_and_restore_the_mode_even_on_error(tiny_net):
+    model = tiny_net.model
+    was_training = model.training
+    model.train()
+    try:
+        with torch.inference_mode(), pytest.raises(RuntimeError, match="inside"):
+            with model.input_gradients():
+                assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled() and not model.training
+                raise RuntimeError("inside")
+        assert model.training
+    finally:
+        model.train(was_training)

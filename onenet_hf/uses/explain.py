@@ -147,7 +147,7 @@ def word_heatmaps(model, pixel_values: torch.Tensor, token_ids: Sequence[int]) -
     with torch.inference_mode():
         grid = model.get_backbone_features(pixel_values)
     # Callers may hold inference mode (or no_grad); the clone makes a tensor made there usable by autograd.
-    with torch.inference_mode(False), torch.enable_grad():
+    with model.input_gradients():
         grids = grid.clone().repeat(words, 1, 1, 1)
         grad_cam = captum_attr.LayerGradCam(log_probs, model.image_pooling)
         maps = grad_cam.attribute(
