@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -44,8 +45,14 @@ def check_no_repeat_ngram_size(size: int) -> None:
         )
 
 
+def beam_search(*args: Any, **kwargs: Any) -> list[Hypothesis]:
+    """Best hypothesis per batch item: the first of `beam_candidates` with the same arguments; `beam_size=1` is
+    greedy decoding."""
+    return [hypotheses[0] for hypotheses in beam_candidates(*args, **kwargs)]
+
+
 @torch.no_grad()
-def beam_search(
+def beam_candidates(
     step: StepFunction,
     state: tuple[torch.Tensor, ...],
     bos_token_id: int,
@@ -56,8 +63,8 @@ def beam_search(
     suppress_token_ids: tuple[int, ...] = (),
     no_repeat_ngram_size: int = 0,
     token_bias: torch.Tensor | None = None,
-) -> list[Hypothesis]:
-    """Best hypothesis per batch item; `beam_size=1` is greedy decoding.
+) -> list[list[Hypothesis]]:
+    """Each batch item's finished hypotheses, best first: the beam's n-best list (`beam_size` long at most).
 
     A hypothesis scores sum(log p) / (tokens + 1) ** length_penalty (the +1 counts EOS). As in fairseq, each
     step looks at the 2K best extensions: those ending in EOS (among the top K) become finished hypotheses,
@@ -103,7 +110,7 @@ def beam_search(
         tokens = words.gather(1, order).view(-1)
         state = tuple(tensor[source] for tensor in state)
         history = torch.cat([history[source], tokens.unsqueeze(1)], dim=1)
-    return [max(hypotheses, key=lambda h: h.score) for hypotheses in finished]
+    return [sorted(hypotheses, key=lambda h: -h.score) for hypotheses in finished]
 
 
 def block_repeated_ngrams(log_probs: torch.Tensor, history: torch.Tensor, n: int) -> None:
@@ -200,6 +207,7 @@ __all__ = [
     "MAX_BEAM_SIZE",
     "Hypothesis",
     "Samples",
+    "beam_candidates",
     "beam_search",
     "check_beam_size",
     "check_no_repeat_ngram_size",

@@ -5,6 +5,13 @@ references (`CiderD`, idf from the training references), minus a baseline: the m
 samples (Luo 2020, the default) or the reward of its greedy caption (Rennie et al.). The policy gradient raises
 the log-probability of captions that beat the baseline. It runs on cached backbone features, like `train`.
 
+`rollout="beam"` rewards the captions beam search would choose among instead of samples: each image's beam n-best
+list, with the decoder's probabilities renormalised over it, and the loss is the expected negative reward under
+them (minimum risk training, Shen et al. 2016; the sequence-level risk of Edunov et al. 2018). Sampled SCST
+sharpens the sampling distribution, which the shipped decoding (beam 3) does not use. `dropout=True`
+differentiates the captions' log-probabilities with the decoder's dropout on, as in cross-entropy training: the
+decoder has nearly learned the training images' references, and the masks keep it from just sharpening on them.
+
 Only the decoder's recurrent part and output layer learn (`SCST_TRAINABLE`): the image representation and the
 word embeddings serve other uses (similar images, similar words, analogies, tags, search) and stay bit for bit,
 and so do the heads. Checkpointed every epoch and resumable; every epoch's dev figures go to `SCST_LOG_FILE`,
@@ -24,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .cider import CiderD
 from .data import CaptionedImage, read_split
-from .decoding import beam_search, sample_sequences
+from .decoding import beam_candidates, beam_search, sample_sequences
 from .distributed import launched_processes
 from .errors import OneNetError
 from .evaluation import caption_diversity, evaluate_on_features
@@ -39,7 +46,8 @@ SCST_STATE_FILE = "scst_state.pt"
 SCST_LOG_FILE = "scst_training_log.json"
 SCST_TRAINABLE = ("decoder.init_state.", "decoder.lstm.", "decoder.output_projection.", "decoder.output_bias")
 BASELINES = ("mean", "greedy")
-ORDER_STREAM, SAMPLE_STREAM = 0, 1  # an epoch's random streams, see `training.epoch_seed`
+ROLLOUTS = ("sample", "beam")
+ORDER_STREAM, SAMPLE_STREAM, DROPOUT_STREAM = 0, 1, 2  # an epoch's random streams, see `training.epoch_seed`
 MAX_SAMPLES_PER_IMAGE = 64  # memory and time grow with it; Luo 2020 uses 5
 MAX_IMAGES_PER_BATCH = 1024
 
@@ -58,7 +66,9 @@ class SCSTArguments:
     epochs: int = 5
     images_per_batch: int = 50
     samples_per_image: int = 5
+    rollout: str = "sample"
     baseline: str = "mean"
+    dropout: bool = False
     learning_rate: float = 5e-5
     gradient_clip: float = 1.0
     seed: int = 0
@@ -70,9 +80,14 @@ class SCSTArguments:
 def _check(args: SCSTArguments) -> None:
     if args.baseline not in BASELINES:
         raise OneNetError(f"--baseline {args.baseline!r}: choose one of {', '.join(BASELINES)}")
+    if args.rollout not in ROLLOUTS:
+        raise OneNetError(f"--rollout {args.rollout!r}: choose one of {', '.join(ROLLOUTS)}")
+    if args.rollout == "beam" and args.baseline != "mean":
+        raise OneNetError("--rollout beam has no --baseline: its baseline is the expected reward over the beam")
     if not 2 <= args.samples_per_image <= MAX_SAMPLES_PER_IMAGE:
         raise OneNetError(
-            f"--samples-per-image must be 2 to {MAX_SAMPLES_PER_IMAGE} (the baseline needs 2), "
+            f"--samples-per-image (the beam's size with --rollout beam) must be 2 to {MAX_SAMPLES_PER_IMAGE} "
+            "(the baseline needs 2), "
             f"got {args.samples_per_image}"
         )
     if not 1 <= args.images_per_batch <= MAX_IMAGES_PER_BATCH:
@@ -98,6 +113,12 @@ def baselines(rewards: torch.Tensor, greedy_rewards: torch.Tensor | None) -> tor
     return (rewards.sum(1, keepdim=True) - rewards) / (samples - 1)
 
 
+def risk(log_likelihoods: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+    """Mean over images of the expected negative reward of (images, candidates) captions, under each image's
+    caption probabilities renormalised over its candidates; a candidate with log-likelihood -inf is padding."""
+    return -(log_likelihoods.softmax(1) * rewards).sum(1).mean()
+
+
 def _words(sequence: list[int], eos_token_id: int) -> list[int]:
     return sequence[: sequence.index(eos_token_id)] if eos_token_id in sequence else sequence
 
@@ -110,33 +131,62 @@ def scst_loss(
     samples_per_image: int,
     baseline: str,
     seed: int,
+    rollout: str = "sample",
+    dropout: bool = False,
 ) -> tuple[torch.Tensor, float]:
-    """The policy-gradient loss of one batch and its samples' mean CIDEr-D reward.
+    """The loss of one batch and its captions' mean CIDEr-D reward.
 
-    Samples are drawn (`sample_sequences`, seeded) from the decoder in eval mode, the same policy whose
-    log-probabilities are then differentiated; padding, unknown-word and start tokens are masked out of both."""
+    `rollout="sample"`: the policy gradient of captions drawn (`sample_sequences`, seeded) from the decoder in eval
+    mode, the same policy whose log-probabilities are then differentiated. `rollout="beam"`: the `risk` of each
+    image's beam n-best list (`samples_per_image` long, decoded as the model's generation config asks). Padding,
+    unknown-word and start tokens are masked out of both. `dropout` turns the decoder's dropout on (global
+    generator) for the differentiated pass only; the captions are always decoded without it."""
     config = model.config
     suppressed = never_generated_token_ids(config)
     with torch.no_grad():
-        samples = sample_sequences(
-            model.decoder_step, model.initial_state(image_embeds), config.bos_token_id, config.eos_token_id,
-            samples_per_image, config.max_caption_length + 1, suppressed, seed,
-        ).token_ids  # fmt: skip
-        words = [_words(row, config.eos_token_id) for row in samples.flatten(0, 1).tolist()]
-        owners = [image for image in images for _ in range(samples_per_image)]
-        rewards = torch.tensor(cider.scores(words, owners), dtype=torch.float32).view(len(images), -1)
-        greedy_rewards = None
-        if baseline == "greedy":
+        if rollout == "beam":
+            generation = model.generation_config
+            candidates = beam_candidates(
+                model.decoder_step, model.initial_state(image_embeds), config.bos_token_id, config.eos_token_id,
+                samples_per_image, config.max_caption_length, generation.length_penalty, suppressed,
+                generation.no_repeat_ngram_size or 0,
+            )  # fmt: skip
+            slots = [(row, rank) for row, hypotheses in enumerate(candidates) for rank in range(len(hypotheses))]
+            words = [candidates[row][rank].token_ids for row, rank in slots]
+        else:
+            samples = sample_sequences(
+                model.decoder_step, model.initial_state(image_embeds), config.bos_token_id, config.eos_token_id,
+                samples_per_image, config.max_caption_length + 1, suppressed, seed,
+            ).token_ids  # fmt: skip
+            slots = [(row, rank) for row in range(len(images)) for rank in range(samples_per_image)]
+            words = [_words(row, config.eos_token_id) for row in samples.flatten(0, 1).tolist()]
+        rows, ranks = (torch.tensor(column) for column in zip(*slots, strict=True))
+        rewards = torch.zeros(len(images), samples_per_image)
+        rewards[rows, ranks] = torch.tensor(
+            cider.scores(words, [images[row] for row in rows.tolist()]), dtype=torch.float32
+        )
+        mean_reward = rewards[rows, ranks].mean().item()
+    token_ids = [[config.bos_token_id, *w, config.eos_token_id] for w in words]
+    was_training = model.training
+    model.train(dropout)
+    try:
+        log_probs = model.caption_token_log_probs(token_ids, image_embeds[rows], suppress_token_ids=suppressed)
+    finally:
+        model.train(was_training)
+    log_likelihood = log_probs.sum(1)
+    if rollout == "beam":
+        padded = torch.full((len(images), samples_per_image), float("-inf"), device=log_likelihood.device)
+        return risk(padded.index_put((rows, ranks), log_likelihood), rewards.to(log_likelihood.device)), mean_reward
+    greedy_rewards = None
+    if baseline == "greedy":
+        with torch.no_grad():
             greedy = beam_search(
                 model.decoder_step, model.initial_state(image_embeds), config.bos_token_id, config.eos_token_id,
                 beam_size=1, max_length=config.max_caption_length, suppress_token_ids=suppressed,
             )  # fmt: skip
-            greedy_rewards = torch.tensor(cider.scores([h.token_ids for h in greedy], images), dtype=torch.float32)
-        advantages = (rewards - baselines(rewards, greedy_rewards)).flatten().to(image_embeds.device)
-    token_ids = [[config.bos_token_id, *w, config.eos_token_id] for w in words]
-    embeds = image_embeds.repeat_interleave(samples_per_image, dim=0)
-    log_likelihood = model.caption_token_log_probs(token_ids, embeds, suppress_token_ids=suppressed).sum(1)
-    return -(advantages * log_likelihood).mean(), rewards.mean().item()
+        greedy_rewards = torch.tensor(cider.scores([h.token_ids for h in greedy], images), dtype=torch.float32)
+    advantages = (rewards - baselines(rewards, greedy_rewards)).flatten().to(image_embeds.device)
+    return -(advantages * log_likelihood).mean(), mean_reward
 
 
 def _dev_figures(model, processor, dev_features, dev_examples, beam_size: int) -> dict[str, float]:
@@ -215,12 +265,14 @@ def _train_scst(args: SCSTArguments) -> Path:
         order = torch.randperm(len(train_examples), generator=torch.Generator().manual_seed(
             epoch_seed(args.seed, epoch, ORDER_STREAM)))  # fmt: skip
         sample_seeds = torch.Generator().manual_seed(epoch_seed(args.seed, epoch, SAMPLE_STREAM))
+        torch.manual_seed(epoch_seed(args.seed, epoch, DROPOUT_STREAM))
         rewards, bar = [], tqdm(order.split(args.images_per_batch), desc=f"SCST epoch {epoch}/{args.epochs}")
         for batch in bar:
             seed = int(torch.randint(2**62, (1,), generator=sample_seeds))
             loss, reward = scst_loss(
-                model, cider, train_embeds[batch], batch.tolist(), args.samples_per_image, args.baseline, seed
-            )
+                model, cider, train_embeds[batch], batch.tolist(), args.samples_per_image, args.baseline, seed,
+                args.rollout, args.dropout,
+            )  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(trainable.values()), args.gradient_clip)
@@ -257,4 +309,4 @@ def _save_model(model: OneNetModel, processor: OneNetProcessor, model_dir: Path,
             shutil.copyfile(model_dir / log, output_dir / log)
 
 
-__all__ = ["BASELINES", "SCSTArguments", "SCST_TRAINABLE", "baselines", "scst_loss", "train_scst"]
+__all__ = ["BASELINES", "ROLLOUTS", "SCSTArguments", "SCST_TRAINABLE", "baselines", "risk", "scst_loss", "train_scst"]

@@ -15,7 +15,15 @@ from onenet_hf.data import read_split
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate_on_features
 from onenet_hf.features import cached_backbone_features
-from onenet_hf.scst import SCST_LOG_FILE, SCST_STATE_FILE, SCST_TRAINABLE, SCSTArguments, baselines, scst_loss
+from onenet_hf.scst import (
+    SCST_LOG_FILE,
+    SCST_STATE_FILE,
+    SCST_TRAINABLE,
+    SCSTArguments,
+    baselines,
+    risk,
+    scst_loss,
+)
 from onenet_hf.training import LOG_FILE
 
 
@@ -25,39 +33,94 @@ def test_mean_baseline_is_the_mean_of_the_other_samples_and_greedy_the_greedy_re
     assert baselines(rewards, torch.tensor([1.0, 4.0])).tolist() == [[1.0] * 3, [4.0] * 3]
 
 
-def test_policy_gradient_steps_make_the_rewarded_caption_likelier(tiny_net):
-    model, tokenizer = tiny_net.model, tiny_net.processor.tokenizer
-    model.eval()
-    reference, other = tokenizer(["a red circle", "a blue square"], add_special_tokens=True)["input_ids"]
-    cider = CiderD([[reference[1:-1]], [other[1:-1]]])  # idf needs more than one image
-    embeds = torch.randn(1, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+def test_risk_is_the_expected_negative_reward_under_probabilities_renormalised_over_the_candidates():
+    third = float(torch.tensor(3.0).log())
+    log_likelihoods = torch.tensor([[-1.0, -1.0, float("-inf")], [-2.0, -2.0 - third, float("-inf")]])
+    rewards = torch.tensor([[1.0, 3.0, 100.0], [4.0, 0.0, 0.0]])  # a padded candidate's reward counts for nothing
+    expected = -((1.0 + 3.0) / 2 + 4.0 * 3 / 4) / 2  # weights 1/2, 1/2 and 3/4, 1/4
+    assert risk(log_likelihoods, rewards).item() == pytest.approx(expected, rel=1e-6)
+    weights = log_likelihoods.clone().requires_grad_(True)
+    risk(weights, rewards).backward()
+    assert weights.grad[0, 1] < 0 < weights.grad[0, 0]  # descent raises the better candidate's likelihood
+    assert weights.grad[0, 2] == 0
+
+
+def _two_captions(net):
+    """The tiny model in eval mode, the token ids of "a red circle" and CIDEr-D over it and "a blue square" (idf
+    needs more than one image)."""
+    reference, other = net.processor.tokenizer(["a red circle", "a blue square"], add_special_tokens=True)["input_ids"]
+    return net.model.eval(), reference, CiderD([[reference[1:-1]], [other[1:-1]]])
+
+
+def _adam_steps(model, cider, embeds, measure, **options) -> tuple[list[float], list[float], float]:
+    """15 Adam steps on `scst_loss` for image 0: each step's loss and mean reward, and `measure()` after them; the
+    weights are then put back (the tiny model is shared by the module's tests)."""
     parameters = [p for name, p in model.named_parameters() if name.startswith(SCST_TRAINABLE)]
     saved = [p.detach().clone() for p in parameters]
     optimizer = torch.optim.Adam(parameters, lr=0.05)
-    with torch.no_grad():
-        before = model.caption_log_likelihood([reference], embeds).item()
-    rewards = []
+    losses, rewards = [], []
     for step in range(15):
-        loss, reward = scst_loss(model, cider, embeds, [0], 16, "mean", seed=step)
+        loss, reward = scst_loss(model, cider, embeds, [0], 16, "mean", seed=step, **options)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        losses.append(loss.item())
         rewards.append(reward)
     with torch.no_grad():
-        after = model.caption_log_likelihood([reference], embeds).item()
+        measured = measure()
         for parameter, value in zip(parameters, saved, strict=True):
-            parameter.copy_(value)  # tiny_net is shared by the module's tests
+            parameter.copy_(value)
+    return losses, rewards, measured
+
+
+def test_policy_gradient_steps_make_the_rewarded_caption_likelier(tiny_net):
+    model, reference, cider = _two_captions(tiny_net)
+    embeds = torch.randn(1, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+
+    def likelihood() -> float:
+        return model.caption_log_likelihood([reference], embeds).item()
+
+    with torch.no_grad():
+        before = likelihood()
+    _, rewards, after = _adam_steps(model, cider, embeds, likelihood)
     assert after > before + 1.0, (before, after)
     assert sum(rewards[-5:]) > sum(rewards[:5])
 
 
+def test_risk_steps_over_the_beam_raise_its_expected_reward(tiny_net):
+    model, _, cider = _two_captions(tiny_net)
+    embeds = torch.randn(1, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    losses, _, _ = _adam_steps(model, cider, embeds, lambda: None, rollout="beam")
+    expected_rewards = [-loss for loss in losses]
+    assert sum(expected_rewards[-5:]) > sum(expected_rewards[:5]) + 1.0, expected_rewards
+
+
+def test_dropout_applies_to_the_differentiated_pass_only_and_the_model_stays_in_eval_mode(tiny_net):
+    model, _, cider = _two_captions(tiny_net)
+    embeds = torch.randn(2, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+
+    def loss(dropout: bool, seed: int) -> tuple[float, float]:
+        torch.manual_seed(seed)
+        value, reward = scst_loss(model, cider, embeds, [0, 1], 4, "mean", 0, rollout="beam", dropout=dropout)
+        assert not model.training
+        return value.item(), reward
+
+    plain, reward = loss(False, 0)
+    assert loss(False, 1) == (plain, reward)  # no randomness without dropout
+    masked, masked_reward = loss(True, 0)
+    assert masked_reward == reward  # the same captions: they are decoded without dropout
+    assert masked != plain
+    assert loss(True, 0)[0] == masked  # the masks come from the global generator
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("rollout", [{}, {"rollout": "beam", "dropout": True}], ids=["samples", "beam-dropout"])
 def test_train_scst_changes_only_the_decoder_logs_each_epoch_and_resumes_exactly(
-    shapes_model_with_heads, shapes_dir, feature_cache, tmp_path, monkeypatch
+    shapes_model_with_heads, shapes_dir, feature_cache, tmp_path, monkeypatch, rollout
 ):
     arguments = dict(
         model_dir=str(shapes_model_with_heads), data_dir=str(shapes_dir), cache_dir=feature_cache,
-        epochs=3, images_per_batch=8, samples_per_image=4, learning_rate=5e-3,
+        epochs=3, images_per_batch=8, samples_per_image=4, learning_rate=5e-3, **rollout,
     )  # fmt: skip
     straight = scst_module.train_scst(SCSTArguments(output_dir=str(tmp_path / "straight"), **arguments))
     log = json.loads((straight / SCST_LOG_FILE).read_text())
@@ -107,6 +170,8 @@ def test_train_scst_changes_only_the_decoder_logs_each_epoch_and_resumes_exactly
     ("change", "message"),
     [
         ({"baseline": "best"}, "choose one of mean, greedy"),
+        ({"rollout": "nucleus"}, "choose one of sample, beam"),
+        ({"rollout": "beam", "baseline": "greedy"}, "--rollout beam has no --baseline"),
         ({"samples_per_image": 1}, "the baseline needs 2"),
         ({"images_per_batch": 0}, "--images-per-batch must be 1 to"),
         ({"epochs": 0}, "--epochs must be >= 1"),
