@@ -34,6 +34,16 @@ COLOR_CORRELATION_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], 
 COLOR_CORRELATION = COLOR_CORRELATION_SQRT / COLOR_CORRELATION_SQRT.norm(dim=0).max()
 
 
+SnapshotSteps = Callable[..., Iterator["Snapshot"]]
+
+
+def with_gradients(steps_function: SnapshotSteps) -> SnapshotSteps:
+    """Run a generator of `Snapshot`s with autograd on, whatever the caller's grad mode (`torch.inference_mode()`
+    included): torch's grad-mode decorators re-enter around each resumption of a generator and give the caller
+    back its own mode at each yield, which a `with` block inside the generator would not."""
+    return torch.inference_mode(False)(torch.enable_grad()(steps_function))
+
+
 def check_steps(steps: int, limit: int = MAX_STEPS) -> int:
     """Steps must be a whole number from 1 to `limit`."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= limit:
@@ -213,4 +223,5 @@ __all__ = [
     "optimize",
     "random_transform",
     "to_pil",
+    "with_gradients",
 ]

@@ -1,4 +1,5 @@
-"""The machinery Imagine shares: the Fourier image, the random transform, crops, checks and the Adam loop."""
+"""The machinery Imagine shares: the Fourier image, the random transform, crops, checks, the Adam loop, and autograd
+under any caller's grad mode."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from onenet_hf.image_optimization import (
     random_transform,
     to_pil,
 )
+from onenet_hf.uses.imagine import imagine_steps
+from tests.conftest import draw_shape
 
 
 def test_fourier_image_is_in_range_seeded_and_learns_a_target_colour():
@@ -85,3 +88,22 @@ def test_from_image_and_to_pil_round_trip(tmp_path):
 def test_work_size_and_rate_checks_name_the_problem(check, value, message):
     with pytest.raises(OneNetError, match=message):
         check(value)
+
+
+def test_every_image_optimisation_runs_under_the_caller_s_inference_mode_and_gives_it_back(tiny_net):
+    photo, other = draw_shape("red", "circle", 3), draw_shape("blue", "square", 1)
+    runs = {
+        "visualize": lambda: tiny_net.visualize(imagenet_class=1, steps=2, size=64, progress=False),
+        "imagine": lambda: tiny_net.imagine("a red circle", steps=2, size=64, progress=False),
+        "dream": lambda: tiny_net.dream(photo, steps=2, octaves=1, size=64, progress=False),
+        "style": lambda: tiny_net.style(photo, other, steps=2, size=64, progress=False),
+    }
+    with torch.inference_mode():
+        for name, run in runs.items():
+            assert run().images[0].height == 64, name
+            assert torch.is_inference_mode_enabled(), name
+        modes = [
+            (torch.is_inference_mode_enabled(), torch.is_grad_enabled())
+            for _ in imagine_steps(tiny_net.model, tiny_net.processor, "a red circle", steps=2, size=64)
+        ]
+    assert modes == [(True, False)] * 2  # between steps the caller has its own mode back

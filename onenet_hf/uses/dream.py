@@ -22,6 +22,7 @@ from ..image_optimization import (
     check_seed,
     check_steps,
     from_image,
+    with_gradients,
 )
 from ..image_processing_onenet import ImageLike
 from ..modeling_onenet import OneNetModel
@@ -50,6 +51,7 @@ def measure_stage(model: OneNetModel, processor: OneNetProcessor, pixels: torch.
         return stage_activation(model.get_stage_features(backbone_input(model, pixels, mean, std))[stage])
 
 
+@with_gradients
 def dream_steps(
     model: OneNetModel,
     processor: OneNetProcessor,

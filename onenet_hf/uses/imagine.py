@@ -32,6 +32,7 @@ from ..image_optimization import (
     check_steps,
     optimize,
     random_transform,
+    with_gradients,
 )
 from ..modeling_onenet import OneNetModel
 from ..processing_onenet import OneNetProcessor
@@ -111,6 +112,7 @@ def imagined_features(model: OneNetModel, token_ids: list[int], bank: torch.Tens
     return log_features.detach().exp()
 
 
+@with_gradients
 def imagine_steps(
     model: OneNetModel,
     processor: OneNetProcessor,

@@ -26,6 +26,7 @@ from ..image_optimization import (
     check_steps,
     from_image,
     optimize,
+    with_gradients,
 )
 from ..image_processing_onenet import ImageLike
 from ..modeling_onenet import OneNetModel
@@ -85,6 +86,7 @@ class StyleObjective:
         return content / self.content_scale.clamp(min=1e-12), style / self.style_scale.clamp(min=1e-12)
 
 
+@with_gradients
 def style_steps(
     model: OneNetModel,
     processor: OneNetProcessor,

@@ -28,6 +28,7 @@ from ..image_optimization import (
     check_steps,
     optimize,
     random_transform,
+    with_gradients,
 )
 from ..modeling_onenet import OneNetModel
 from ..processing_onenet import OneNetProcessor
@@ -119,6 +120,7 @@ def gram_diversity(activations: torch.Tensor) -> torch.Tensor:
     return -(similarity.sum() - similarity.diagonal().sum()) / (batch * (batch - 1))
 
 
+@with_gradients
 def visualize_steps(
     model: OneNetModel,
     processor: OneNetProcessor,
