@@ -177,12 +177,16 @@ def optimize(
     snapshot_every: int = 0,
 ) -> Iterator[Snapshot]:
     """Adam steps raising `objective(pixels)` (a scalar tensor); yields a `Snapshot` after every step, with the
-    images every `snapshot_every` steps (0: never) and after the last. `PixelImage`s stay in [0, 1]."""
-    optimizer = torch.optim.Adam(image.parameters(), lr=learning_rate)
+    images every `snapshot_every` steps (0: never) and after the last. `PixelImage`s stay in [0, 1]. Only the
+    image's gradients are taken (`torch.autograd.grad`): the network's weights keep their `requires_grad` and no
+    `.grad` is written to them."""
+    parameters = list(image.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=learning_rate)
     for step in range(1, steps + 1):
         value = objective(image())
-        optimizer.zero_grad(set_to_none=True)
-        (-value).backward()
+        gradients = torch.autograd.grad(-value, parameters)
+        for parameter, gradient in zip(parameters, gradients, strict=True):
+            parameter.grad = gradient
         optimizer.step()
         if isinstance(image, PixelImage):
             image.clamp_()

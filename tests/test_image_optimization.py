@@ -90,7 +90,7 @@ def test_work_size_and_rate_checks_name_the_problem(check, value, message):
         check(value)
 
 
-def test_every_image_optimisation_runs_under_the_caller_s_inference_mode_and_gives_it_back(tiny_net):
+def test_every_image_optimisation_runs_under_the_caller_s_inference_mode_and_leaves_the_model_as_it_was(tiny_net):
     photo, other = draw_shape("red", "circle", 3), draw_shape("blue", "square", 1)
     runs = {
         "visualize": lambda: tiny_net.visualize(imagenet_class=1, steps=2, size=64, progress=False),
@@ -98,10 +98,14 @@ def test_every_image_optimisation_runs_under_the_caller_s_inference_mode_and_giv
         "dream": lambda: tiny_net.dream(photo, steps=2, octaves=1, size=64, progress=False),
         "style": lambda: tiny_net.style(photo, other, steps=2, size=64, progress=False),
     }
+    flags = {name: p.requires_grad for name, p in tiny_net.model.named_parameters()}
+    assert any(flags.values())  # the decoder's weights require gradients, as a model being fine-tuned would
     with torch.inference_mode():
         for name, run in runs.items():
             assert run().images[0].height == 64, name
             assert torch.is_inference_mode_enabled(), name
+            for weight, parameter in tiny_net.model.named_parameters():  # the caller's model is left as it was
+                assert (parameter.requires_grad, parameter.grad) == (flags[weight], None), (name, weight)
         modes = [
             (torch.is_inference_mode_enabled(), torch.is_grad_enabled())
             for _ in imagine_steps(tiny_net.model, tiny_net.processor, "a red circle", steps=2, size=64)

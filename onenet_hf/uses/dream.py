@@ -76,7 +76,7 @@ def dream_steps(
     photo = from_image(image, size).to(model.device)
     generator = torch.Generator().manual_seed(seed)
     mean, std = processor.image_processor.image_mean, processor.image_processor.image_std
-    model.eval().requires_grad_(False)
+    model.eval()
     shapes = [
         tuple(max(32, round(side / OCTAVE_SCALE**k)) for side in photo.shape[-2:]) for k in reversed(range(octaves))
     ]

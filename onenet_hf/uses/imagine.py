@@ -131,7 +131,7 @@ def imagine_steps(
     token_ids = sentence_token_ids(processor, text)
     steps, seed, size = check_steps(steps), check_seed(seed), check_image_size(size)
     learning_rate = check_learning_rate(learning_rate)
-    model.eval().requires_grad_(False)
+    model.eval()
     imagined = imagined_features(model, token_ids, feature_bank(model, bank))
     with torch.no_grad():
         target = model.get_image_features_from_pooled(imagined)

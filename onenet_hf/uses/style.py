@@ -107,7 +107,7 @@ def style_steps(
     learning_rate = check_learning_rate(learning_rate)
     content_pixels = from_image(content, size).to(model.device)
     style_pixels = from_image(style, size).to(model.device)
-    model.eval().requires_grad_(False)
+    model.eval()
     objective = StyleObjective(model, processor, content_pixels, style_pixels)
 
     def value(pixels: torch.Tensor) -> torch.Tensor:

@@ -143,7 +143,7 @@ def visualize_steps(
     generator = torch.Generator().manual_seed(seed)
     image = FourierImage(size, images, generator).to(model.device)
     mean, std = processor.image_processor.image_mean, processor.image_processor.image_std
-    model.eval().requires_grad_(False)
+    model.eval()
 
     def objective(pixels: torch.Tensor) -> torch.Tensor:
         stages = model.get_stage_features(backbone_input(model, random_transform(pixels, generator), mean, std))
