@@ -88,7 +88,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps({"model": args.model, "split": args.split, "rows": rows}, indent=1))
+        Path(args.output).write_text(json.dumps({**vars(args), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -45,10 +44,26 @@ def check_no_repeat_ngram_size(size: int) -> None:
         )
 
 
-def beam_search(*args: Any, **kwargs: Any) -> list[Hypothesis]:
-    """Best hypothesis per batch item: the first of `beam_candidates` with the same arguments; `beam_size=1` is
-    greedy decoding."""
-    return [hypotheses[0] for hypotheses in beam_candidates(*args, **kwargs)]
+def beam_search(
+    step: StepFunction,
+    state: tuple[torch.Tensor, ...],
+    bos_token_id: int,
+    eos_token_id: int,
+    beam_size: int = 3,
+    max_length: int = 24,
+    length_penalty: float = 1.0,
+    suppress_token_ids: tuple[int, ...] = (),
+    no_repeat_ngram_size: int = 0,
+    token_bias: torch.Tensor | None = None,
+) -> list[Hypothesis]:
+    """Best hypothesis per batch item (the first of `beam_candidates`, which documents the search); `beam_size=1`
+    is greedy decoding."""
+    candidates = beam_candidates(
+        step, state, bos_token_id, eos_token_id, beam_size=beam_size, max_length=max_length,
+        length_penalty=length_penalty, suppress_token_ids=suppress_token_ids,
+        no_repeat_ngram_size=no_repeat_ngram_size, token_bias=token_bias,
+    )  # fmt: skip
+    return [hypotheses[0] for hypotheses in candidates]
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -78,12 +78,7 @@ class SCSTArguments:
 
 
 def _check(args: SCSTArguments) -> None:
-    if args.baseline not in BASELINES:
-        raise OneNetError(f"--baseline {args.baseline!r}: choose one of {', '.join(BASELINES)}")
-    if args.rollout not in ROLLOUTS:
-        raise OneNetError(f"--rollout {args.rollout!r}: choose one of {', '.join(ROLLOUTS)}")
-    if args.rollout == "beam" and args.baseline != "mean":
-        raise OneNetError("--rollout beam has no --baseline: its baseline is the expected reward over the beam")
+    check_rollout(args.rollout, args.baseline)
     if not 2 <= args.samples_per_image <= MAX_SAMPLES_PER_IMAGE:
         raise OneNetError(
             f"--samples-per-image (the beam's size with --rollout beam) must be 2 to {MAX_SAMPLES_PER_IMAGE} "
@@ -97,6 +92,16 @@ def _check(args: SCSTArguments) -> None:
             f"--epochs must be >= 1, --learning-rate > 0 and --seed >= 0, got {args.epochs}, "
             f"{args.learning_rate} and {args.seed}"
         )
+
+
+def check_rollout(rollout: str, baseline: str) -> None:
+    """A known rollout and baseline, and no baseline but the default with beam rollouts (risk has its own)."""
+    if baseline not in BASELINES:
+        raise OneNetError(f"baseline {baseline!r}: choose one of {', '.join(BASELINES)}")
+    if rollout not in ROLLOUTS:
+        raise OneNetError(f"rollout {rollout!r}: choose one of {', '.join(ROLLOUTS)}")
+    if rollout == "beam" and baseline != "mean":
+        raise OneNetError("rollout 'beam' takes no baseline: its baseline is the expected reward over the beam")
 
 
 def reference_token_ids(tokenizer, examples: list[CaptionedImage]) -> list[list[list[int]]]:
@@ -136,57 +141,70 @@ def scst_loss(
 ) -> tuple[torch.Tensor, float]:
     """The loss of one batch and its captions' mean CIDEr-D reward.
 
-    `rollout="sample"`: the policy gradient of captions drawn (`sample_sequences`, seeded) from the decoder in eval
-    mode, the same policy whose log-probabilities are then differentiated. `rollout="beam"`: the `risk` of each
-    image's beam n-best list (`samples_per_image` long, decoded as the model's generation config asks). Padding,
-    unknown-word and start tokens are masked out of both. `dropout` turns the decoder's dropout on (global
-    generator) for the differentiated pass only; the captions are always decoded without it."""
-    config = model.config
-    suppressed = never_generated_token_ids(config)
-    with torch.no_grad():
-        if rollout == "beam":
-            generation = model.generation_config
-            candidates = beam_candidates(
-                model.decoder_step, model.initial_state(image_embeds), config.bos_token_id, config.eos_token_id,
-                samples_per_image, config.max_caption_length, generation.length_penalty, suppressed,
-                generation.no_repeat_ngram_size or 0,
-            )  # fmt: skip
-            slots = [(row, rank) for row, hypotheses in enumerate(candidates) for rank in range(len(hypotheses))]
-            words = [candidates[row][rank].token_ids for row, rank in slots]
-        else:
-            samples = sample_sequences(
-                model.decoder_step, model.initial_state(image_embeds), config.bos_token_id, config.eos_token_id,
-                samples_per_image, config.max_caption_length + 1, suppressed, seed,
-            ).token_ids  # fmt: skip
-            slots = [(row, rank) for row in range(len(images)) for rank in range(samples_per_image)]
-            words = [_words(row, config.eos_token_id) for row in samples.flatten(0, 1).tolist()]
-        rows, ranks = (torch.tensor(column) for column in zip(*slots, strict=True))
-        rewards = torch.zeros(len(images), samples_per_image)
-        rewards[rows, ranks] = torch.tensor(
-            cider.scores(words, [images[row] for row in rows.tolist()]), dtype=torch.float32
-        )
-        mean_reward = rewards[rows, ranks].mean().item()
-    token_ids = [[config.bos_token_id, *w, config.eos_token_id] for w in words]
+    `rollout="sample"`: the policy gradient of captions drawn (`sample_sequences`, seeded) from the decoder, the
+    same policy whose log-probabilities are then differentiated. `rollout="beam"`: the `risk` of each image's beam
+    n-best list (`samples_per_image` long; length penalty and n-gram blocking from the model's generation config).
+    Captions are decoded in eval mode, whatever the model's mode (given back after); padding, unknown-word and start
+    tokens are never said. `dropout` turns the decoder's dropout on (global generator) for the differentiated pass
+    only."""
+    check_rollout(rollout, baseline)
     was_training = model.training
-    model.train(dropout)
+    model.eval()
     try:
-        log_probs = model.caption_token_log_probs(token_ids, image_embeds[rows], suppress_token_ids=suppressed)
+        with torch.no_grad():
+            rows, ranks, words, rewards, greedy_rewards = _rollouts(
+                model, cider, image_embeds, images, samples_per_image, baseline, seed, rollout
+            )
+        model.train(dropout)
+        token_ids = [[model.config.bos_token_id, *w, model.config.eos_token_id] for w in words]
+        log_probs = model.caption_token_log_probs(
+            token_ids, image_embeds[rows], suppress_token_ids=never_generated_token_ids(model.config)
+        )
     finally:
         model.train(was_training)
     log_likelihood = log_probs.sum(1)
+    mean_reward = rewards[rows, ranks].mean().item()
     if rollout == "beam":
         padded = torch.full((len(images), samples_per_image), float("-inf"), device=log_likelihood.device)
         return risk(padded.index_put((rows, ranks), log_likelihood), rewards.to(log_likelihood.device)), mean_reward
-    greedy_rewards = None
-    if baseline == "greedy":
-        with torch.no_grad():
-            greedy = beam_search(
-                model.decoder_step, model.initial_state(image_embeds), config.bos_token_id, config.eos_token_id,
-                beam_size=1, max_length=config.max_caption_length, suppress_token_ids=suppressed,
-            )  # fmt: skip
-        greedy_rewards = torch.tensor(cider.scores([h.token_ids for h in greedy], images), dtype=torch.float32)
     advantages = (rewards - baselines(rewards, greedy_rewards)).flatten().to(image_embeds.device)
     return -(advantages * log_likelihood).mean(), mean_reward
+
+
+def _rollouts(model, cider, image_embeds, images, samples_per_image, baseline, seed, rollout):
+    """The batch's captions as (image row, rank) slots, their token ids, the (images, samples_per_image) reward
+    matrix (0 where a beam returned fewer) and, for the greedy baseline, the greedy captions' rewards."""
+    config = model.config
+    suppressed = never_generated_token_ids(config)
+    if rollout == "beam":
+        generation = model.generation_config
+        candidates = beam_candidates(
+            model.decoder_step, model.initial_state(image_embeds), config.bos_token_id, config.eos_token_id,
+            samples_per_image, config.max_caption_length, generation.length_penalty, suppressed,
+            generation.no_repeat_ngram_size or 0,
+        )  # fmt: skip
+        slots = [(row, rank) for row, hypotheses in enumerate(candidates) for rank in range(len(hypotheses))]
+        words = [candidates[row][rank].token_ids for row, rank in slots]
+    else:
+        samples = sample_sequences(
+            model.decoder_step, model.initial_state(image_embeds), config.bos_token_id, config.eos_token_id,
+            samples_per_image, config.max_caption_length + 1, suppressed, seed,
+        ).token_ids  # fmt: skip
+        slots = [(row, rank) for row in range(len(images)) for rank in range(samples_per_image)]
+        words = [_words(row, config.eos_token_id) for row in samples.flatten(0, 1).tolist()]
+    rows, ranks = (torch.tensor(column) for column in zip(*slots, strict=True))
+    rewards = torch.zeros(len(images), samples_per_image)
+    rewards[rows, ranks] = torch.tensor(
+        cider.scores(words, [images[row] for row in rows.tolist()]), dtype=torch.float32
+    )
+    greedy_rewards = None
+    if baseline == "greedy":
+        greedy = beam_search(
+            model.decoder_step, model.initial_state(image_embeds), config.bos_token_id, config.eos_token_id,
+            beam_size=1, max_length=config.max_caption_length, suppress_token_ids=suppressed,
+        )  # fmt: skip
+        greedy_rewards = torch.tensor(cider.scores([h.token_ids for h in greedy], images), dtype=torch.float32)
+    return rows, ranks, words, rewards, greedy_rewards
 
 
 def _dev_figures(model, processor, dev_features, dev_examples, beam_size: int) -> dict[str, float]:
@@ -249,7 +267,9 @@ def _train_scst(args: SCSTArguments) -> Path:
     recorded = {k: v for k, v in asdict(args).items() if k != "device"}
     if state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
-        if state["arguments"] != recorded:
+        # a state written before an option existed recorded no value for it: it ran with the default
+        stored = {field.name: field.default for field in fields(SCSTArguments)} | state["arguments"]
+        if {name: stored[name] for name in recorded} != recorded:
             raise OneNetError(f"{state_path} was written with other arguments; use a new --output-dir")
         model.load_state_dict(state["trainable"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
@@ -271,7 +291,7 @@ def _train_scst(args: SCSTArguments) -> Path:
             seed = int(torch.randint(2**62, (1,), generator=sample_seeds))
             loss, reward = scst_loss(
                 model, cider, train_embeds[batch], batch.tolist(), args.samples_per_image, args.baseline, seed,
-                args.rollout, args.dropout,
+                rollout=args.rollout, dropout=args.dropout,
             )  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -309,4 +329,14 @@ def _save_model(model: OneNetModel, processor: OneNetProcessor, model_dir: Path,
             shutil.copyfile(model_dir / log, output_dir / log)
 
 
-__all__ = ["BASELINES", "ROLLOUTS", "SCSTArguments", "SCST_TRAINABLE", "baselines", "risk", "scst_loss", "train_scst"]
+__all__ = [
+    "BASELINES",
+    "ROLLOUTS",
+    "SCSTArguments",
+    "SCST_TRAINABLE",
+    "baselines",
+    "check_rollout",
+    "risk",
+    "scst_loss",
+    "train_scst",
+]

@@ -71,13 +71,15 @@ def test_captions_train_on_the_gpu_as_on_the_cpu_and_resume(shapes_dir, tmp_path
     assert len(losses(resumed)) == 3
     np.testing.assert_allclose(losses(resumed), losses(gpu), rtol=1e-5)
 
-    # SCST backpropagates through the decoder in eval mode (no dropout in its samples): cuDNN must allow it
-    scst = train_scst(
-        SCSTArguments(model_dir=str(gpu), data_dir=str(shapes_dir), output_dir=str(tmp_path / "scst"),
-                      cache_dir=str(tmp_path / "cache"), epochs=1, images_per_batch=12)
-    )  # fmt: skip
-    history = json.loads((scst / SCST_LOG_FILE).read_text())
-    assert [row["epoch"] for row in history] == [0, 1] and np.isfinite(history[1]["train_CIDEr-D_reward"])
+    # SCST backpropagates through the decoder in eval mode (no dropout in its samples): cuDNN must allow it; the
+    # beam rollout indexes the GPU's tensors with its slots and turns dropout on for the differentiated pass
+    for name, options in {"scst": {}, "scst-beam": {"rollout": "beam", "dropout": True}}.items():
+        scst = train_scst(
+            SCSTArguments(model_dir=str(gpu), data_dir=str(shapes_dir), output_dir=str(tmp_path / name),
+                          cache_dir=str(tmp_path / "cache"), epochs=1, images_per_batch=12, **options)
+        )  # fmt: skip
+        history = json.loads((scst / SCST_LOG_FILE).read_text())
+        assert [row["epoch"] for row in history] == [0, 1] and np.isfinite(history[1]["train_CIDEr-D_reward"])
 
 
 def test_a_gallery_embedded_and_searched_on_the_gpu_matches_the_cpu(tmp_path):

@@ -1,5 +1,6 @@
-"""Self-critical training: its baselines, a policy-gradient step that moves towards rewarded captions, and the
-`train-scst` stage on the shapes set (only the decoder learns, per-epoch dev figures, resumes exactly)."""
+"""Self-critical training: its baselines, a policy-gradient step that moves towards rewarded captions, the risk over
+the beam's n-best list (padding, dropout, decoding in eval mode), and the `train-scst` stage on the shapes set (only
+the decoder learns, per-epoch dev figures, resumes exactly, with either rollout)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from onenet_hf import OneNetModel, OneNetProcessor
 from onenet_hf import scst as scst_module
 from onenet_hf.cider import CiderD
 from onenet_hf.data import read_split
+from onenet_hf.decoding import beam_candidates
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate_on_features
 from onenet_hf.features import cached_backbone_features
+from onenet_hf.modeling_onenet import never_generated_token_ids
 from onenet_hf.scst import (
     SCST_LOG_FILE,
     SCST_STATE_FILE,
@@ -52,7 +55,7 @@ def _two_captions(net):
     return net.model.eval(), reference, CiderD([[reference[1:-1]], [other[1:-1]]])
 
 
-def _adam_steps(model, cider, embeds, measure, **options) -> tuple[list[float], list[float], float]:
+def _adam_steps(model, cider, embeds, measure, **options) -> tuple[list[float], list[float], float | None]:
     """15 Adam steps on `scst_loss` for image 0: each step's loss and mean reward, and `measure()` after them; the
     weights are then put back (the tiny model is shared by the module's tests)."""
     parameters = [p for name, p in model.named_parameters() if name.startswith(SCST_TRAINABLE)]
@@ -113,16 +116,74 @@ def test_dropout_applies_to_the_differentiated_pass_only_and_the_model_stays_in_
     assert loss(True, 0)[0] == masked  # the masks come from the global generator
 
 
+def test_captions_are_decoded_in_eval_mode_whatever_the_model_s_mode_and_the_mode_is_given_back(tiny_net):
+    model, _, cider = _two_captions(tiny_net)
+    embeds = torch.randn(2, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    model.train()
+    try:
+        rewards = set()
+        for seed in range(3):
+            torch.manual_seed(seed)  # dropout, were it on while decoding, would draw other beams
+            rewards.add(scst_loss(model, cider, embeds, [0, 1], 4, "mean", 0, rollout="beam")[1])
+            assert model.training
+    finally:
+        model.eval()
+    assert len(rewards) == 1
+
+
+def test_a_beam_shorter_than_asked_is_padded_out_of_the_risk(tiny_net):
+    model, _, cider = _two_captions(tiny_net)
+    embeds = torch.randn(1, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    longest = model.config.max_caption_length
+    model.config.max_caption_length = 1  # one word at most: fewer distinct captions than the beam asks for
+    try:
+        loss, _ = scst_loss(model, cider, embeds, [0], 16, "mean", 0, rollout="beam")
+        generation = model.generation_config
+        (candidates,) = beam_candidates(
+            model.decoder_step, model.initial_state(embeds), model.config.bos_token_id, model.config.eos_token_id,
+            16, 1, generation.length_penalty, never_generated_token_ids(model.config),
+            generation.no_repeat_ngram_size or 0,
+        )  # fmt: skip
+    finally:
+        model.config.max_caption_length = longest
+    assert 1 < len(candidates) < 16
+    words = [h.token_ids for h in candidates]
+    token_ids = [[model.config.bos_token_id, *w, model.config.eos_token_id] for w in words]
+    with torch.no_grad():
+        log_likelihoods = model.caption_token_log_probs(
+            token_ids, embeds.expand(len(words), -1), suppress_token_ids=never_generated_token_ids(model.config)
+        ).sum(1)
+    rewards = torch.tensor(cider.scores(words, [0] * len(words)), dtype=torch.float32)
+    assert loss.item() == pytest.approx(risk(log_likelihoods[None], rewards[None]).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("options", [{"rollout": "beams"}, {"rollout": "beam", "baseline": "greedy"}])
+def test_scst_loss_refuses_what_it_would_otherwise_ignore(tiny_net, options):
+    model, _, cider = _two_captions(tiny_net)
+    embeds = torch.zeros(1, model.config.hidden_size)
+    arguments = {"baseline": "mean", **options}
+    with pytest.raises(OneNetError, match="choose one of sample, beam|takes no baseline"):
+        scst_loss(model, cider, embeds, [0], 4, arguments.pop("baseline"), 0, **arguments)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("rollout", [{}, {"rollout": "beam", "dropout": True}], ids=["samples", "beam-dropout"])
+@pytest.mark.parametrize("options", [{}, {"rollout": "beam", "dropout": True}], ids=["samples", "beam-dropout"])
 def test_train_scst_changes_only_the_decoder_logs_each_epoch_and_resumes_exactly(
-    shapes_model_with_heads, shapes_dir, feature_cache, tmp_path, monkeypatch, rollout
+    shapes_model_with_heads, shapes_dir, feature_cache, tmp_path, monkeypatch, options
 ):
     arguments = dict(
         model_dir=str(shapes_model_with_heads), data_dir=str(shapes_dir), cache_dir=feature_cache,
-        epochs=3, images_per_batch=8, samples_per_image=4, learning_rate=5e-3, **rollout,
+        epochs=3, images_per_batch=8, samples_per_image=4, learning_rate=5e-3, **options,
     )  # fmt: skip
+    loss, seen = scst_module.scst_loss, set()
+
+    def recorded_loss(*args, **kwargs):
+        seen.add((kwargs["rollout"], kwargs["dropout"]))
+        return loss(*args, **kwargs)
+
+    monkeypatch.setattr(scst_module, "scst_loss", recorded_loss)
     straight = scst_module.train_scst(SCSTArguments(output_dir=str(tmp_path / "straight"), **arguments))
+    assert seen == {(options.get("rollout", "sample"), options.get("dropout", False))}  # the options reach the loss
     log = json.loads((straight / SCST_LOG_FILE).read_text())
     assert [row["epoch"] for row in log] == [0, 1, 2, 3]
     assert {"BLEU-4", "CIDEr", "repeated_bigram_%", "distinct_words"} <= log[0].keys()
@@ -162,6 +223,15 @@ def test_train_scst_changes_only_the_decoder_logs_each_epoch_and_resumes_exactly
     assert json.loads((resumed / SCST_LOG_FILE).read_text()) == log
     again = torch.load(resumed / SCST_STATE_FILE, weights_only=False)["trainable"]
     assert all(torch.equal(final[name], again[name]) for name in final)
+    state_path = resumed / SCST_STATE_FILE
+    state = torch.load(state_path, weights_only=False)
+    state["arguments"] = {k: v for k, v in state["arguments"].items() if k not in ("rollout", "dropout")}
+    torch.save(state, state_path)  # as a run from before those options wrote it
+    if not options:  # it ran with their defaults, so it is the same run
+        assert scst_module.train_scst(SCSTArguments(output_dir=str(resumed), **arguments)) == resumed
+    else:
+        with pytest.raises(OneNetError, match="other arguments"):
+            scst_module.train_scst(SCSTArguments(output_dir=str(resumed), **arguments))
     with pytest.raises(OneNetError, match="other arguments"):
         scst_module.train_scst(SCSTArguments(output_dir=str(tmp_path / "resumed"), **{**arguments, "epochs": 4}))
 
@@ -171,7 +241,7 @@ def test_train_scst_changes_only_the_decoder_logs_each_epoch_and_resumes_exactly
     [
         ({"baseline": "best"}, "choose one of mean, greedy"),
         ({"rollout": "nucleus"}, "choose one of sample, beam"),
-        ({"rollout": "beam", "baseline": "greedy"}, "--rollout beam has no --baseline"),
+        ({"rollout": "beam", "baseline": "greedy"}, "rollout 'beam' takes no baseline"),
         ({"samples_per_image": 1}, "the baseline needs 2"),
         ({"images_per_batch": 0}, "--images-per-batch must be 1 to"),
         ({"epochs": 0}, "--epochs must be >= 1"),
