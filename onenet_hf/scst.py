@@ -95,13 +95,14 @@ def _check(args: SCSTArguments) -> None:
 
 
 def check_rollout(rollout: str, baseline: str) -> None:
-    """A known rollout and baseline, and no baseline but the default with beam rollouts (risk has its own)."""
+    """A known rollout and baseline, and no baseline but the default with beam rollouts (risk has its own); named
+    as `onenet train-scst`'s options, which `SCSTArguments` mirrors."""
     if baseline not in BASELINES:
-        raise OneNetError(f"baseline {baseline!r}: choose one of {', '.join(BASELINES)}")
+        raise OneNetError(f"--baseline {baseline!r}: choose one of {', '.join(BASELINES)}")
     if rollout not in ROLLOUTS:
-        raise OneNetError(f"rollout {rollout!r}: choose one of {', '.join(ROLLOUTS)}")
+        raise OneNetError(f"--rollout {rollout!r}: choose one of {', '.join(ROLLOUTS)}")
     if rollout == "beam" and baseline != "mean":
-        raise OneNetError("rollout 'beam' takes no baseline: its baseline is the expected reward over the beam")
+        raise OneNetError("--rollout beam takes no --baseline: its baseline is the expected reward over the beam")
 
 
 def reference_token_ids(tokenizer, examples: list[CaptionedImage]) -> list[list[list[int]]]:

@@ -162,7 +162,7 @@ def test_scst_loss_refuses_what_it_would_otherwise_ignore(tiny_net, options):
     model, _, cider = _two_captions(tiny_net)
     embeds = torch.zeros(1, model.config.hidden_size)
     arguments = {"baseline": "mean", **options}
-    with pytest.raises(OneNetError, match="choose one of sample, beam|takes no baseline"):
+    with pytest.raises(OneNetError, match="choose one of sample, beam|takes no --baseline"):
         scst_loss(model, cider, embeds, [0], 4, arguments.pop("baseline"), 0, **arguments)
 
 
@@ -241,7 +241,7 @@ def test_train_scst_changes_only_the_decoder_logs_each_epoch_and_resumes_exactly
     [
         ({"baseline": "best"}, "choose one of mean, greedy"),
         ({"rollout": "nucleus"}, "choose one of sample, beam"),
-        ({"rollout": "beam", "baseline": "greedy"}, "rollout 'beam' takes no baseline"),
+        ({"rollout": "beam", "baseline": "greedy"}, "--rollout beam takes no --baseline"),
         ({"samples_per_image": 1}, "the baseline needs 2"),
         ({"images_per_batch": 0}, "--images-per-batch must be 1 to"),
         ({"epochs": 0}, "--epochs must be >= 1"),

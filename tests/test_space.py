@@ -307,8 +307,11 @@ def test_every_tab_in_headless_chromium(server):
         page.screenshot(path=ARTIFACTS / "explore_map.png")
 
         panel = explore_tab("Neurons")
-        panel.locator("input[type=number]").first.fill("17")
-        panel.get_by_role("button", name="Show").click()
+        show, number = panel.get_by_role("button", name="Show"), panel.locator("input[type=number]").first
+        sync_api.expect(show).to_be_visible(timeout=30_000)  # the tab has mounted: it would reset an earlier fill
+        number.fill("17")
+        sync_api.expect(number).to_have_value("17")
+        show.click()
         sync_api.expect(panel.get_by_text("unit 17").filter(visible=True).first).to_be_visible(timeout=60_000)
         page.screenshot(path=ARTIFACTS / "explore_neurons.png")
 
