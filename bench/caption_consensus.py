@@ -12,6 +12,7 @@ python bench/caption_consensus.py --model checkpoints/onenet-flickr8k --output r
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -21,10 +22,9 @@ from tqdm.auto import tqdm
 
 from onenet_hf import OneNet, read_split
 from onenet_hf.cider import CiderD
-from onenet_hf.decoding import beam_candidates
+from onenet_hf.decoding import generate_candidates
 from onenet_hf.evaluation import caption_metrics
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
-from onenet_hf.modeling_onenet import never_generated_token_ids
 from onenet_hf.scst import reference_token_ids
 
 
@@ -49,12 +49,7 @@ def main() -> None:
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
     net = OneNet.from_pretrained(args.model)
-    model, processor, config, generation = (
-        net.model.eval(),
-        net.processor,
-        net.model.config,
-        net.model.generation_config,
-    )
+    model, processor = net.model.eval(), net.processor
     train = read_split(args.train_data_dir, "train")
     examples = read_split(args.data_dir, args.split, args.data_format)
     train_embeds, embeds = representations(net, train, args.cache_dir), representations(net, examples, args.cache_dir)
@@ -62,13 +57,10 @@ def main() -> None:
     cider = CiderD(reference_token_ids(processor.tokenizer, train))
     rows = []
     for beam_size in args.beam_sizes:
-        candidates = []
+        candidates, generation = [], copy.deepcopy(model.generation_config)
+        generation.num_beams = beam_size
         for start in tqdm(range(0, len(examples), 100), desc=f"beam {beam_size}"):
-            candidates += beam_candidates(
-                model.decoder_step, model.initial_state(embeds[start : start + 100]), config.bos_token_id,
-                config.eos_token_id, beam_size, config.max_caption_length, generation.length_penalty,
-                never_generated_token_ids(config), generation.no_repeat_ngram_size or 0,
-            )  # fmt: skip
+            candidates += generate_candidates(model, embeds[start : start + 100], generation)
         for k in args.neighbours:
             neighbours = cosines.topk(k, dim=1).indices.tolist()
             consensus = [

@@ -144,10 +144,16 @@ def block_repeated_ngrams(log_probs: torch.Tensor, history: torch.Tensor, n: int
 def generate_beams(
     backend, image_embeds: torch.Tensor, generation_config, token_bias: torch.Tensor | None = None
 ) -> list[Hypothesis]:
-    """Beam search as a `GenerationConfig` asks (num_beams, max_new_tokens counting EOS, length_penalty,
-    suppress_tokens, no_repeat_ngram_size), steered by `token_bias` if given: the one search behind `generate`,
-    `onenet caption` and the pipeline."""
-    return beam_search(
+    """The best of `generate_candidates`: the one search behind `generate`, `onenet caption` and the pipeline."""
+    return [hypotheses[0] for hypotheses in generate_candidates(backend, image_embeds, generation_config, token_bias)]
+
+
+def generate_candidates(
+    backend, image_embeds: torch.Tensor, generation_config, token_bias: torch.Tensor | None = None
+) -> list[list[Hypothesis]]:
+    """Each image's beam n-best list, searched as a `GenerationConfig` asks (num_beams, max_new_tokens counting EOS,
+    length_penalty, suppress_tokens, no_repeat_ngram_size), steered by `token_bias` if given."""
+    return beam_candidates(
         backend.decoder_step,
         backend.initial_state(image_embeds),
         bos_token_id=generation_config.bos_token_id,
@@ -227,5 +233,6 @@ __all__ = [
     "check_beam_size",
     "check_no_repeat_ngram_size",
     "generate_beams",
+    "generate_candidates",
     "sample_sequences",
 ]

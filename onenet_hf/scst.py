@@ -20,6 +20,7 @@ with the starting model's as epoch 0, and the best epoch by dev CIDEr (the start
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from dataclasses import asdict, dataclass, fields
@@ -31,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .cider import CiderD
 from .data import CaptionedImage, read_split
-from .decoding import beam_candidates, beam_search, sample_sequences
+from .decoding import beam_search, generate_candidates, sample_sequences
 from .distributed import launched_processes
 from .errors import OneNetError
 from .evaluation import caption_diversity, evaluate_on_features
@@ -144,7 +145,7 @@ def scst_loss(
 
     `rollout="sample"`: the policy gradient of captions drawn (`sample_sequences`, seeded) from the decoder, the
     same policy whose log-probabilities are then differentiated. `rollout="beam"`: the `risk` of each image's beam
-    n-best list (`samples_per_image` long; length penalty and n-gram blocking from the model's generation config).
+    n-best list (`samples_per_image` long, otherwise searched as the model's generation config asks).
     Captions are decoded in eval mode, whatever the model's mode (given back after); padding, unknown-word and start
     tokens are never said. `dropout` turns the decoder's dropout on (global generator) for the differentiated pass
     only."""
@@ -178,12 +179,9 @@ def _rollouts(model, cider, image_embeds, images, samples_per_image, baseline, s
     config = model.config
     suppressed = never_generated_token_ids(config)
     if rollout == "beam":
-        generation = model.generation_config
-        candidates = beam_candidates(
-            model.decoder_step, model.initial_state(image_embeds), config.bos_token_id, config.eos_token_id,
-            samples_per_image, config.max_caption_length, generation.length_penalty, suppressed,
-            generation.no_repeat_ngram_size or 0,
-        )  # fmt: skip
+        generation = copy.deepcopy(model.generation_config)
+        generation.num_beams = samples_per_image
+        candidates = generate_candidates(model, image_embeds, generation)
         slots = [(row, rank) for row, hypotheses in enumerate(candidates) for rank in range(len(hypotheses))]
         words = [candidates[row][rank].token_ids for row, rank in slots]
     else:

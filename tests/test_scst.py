@@ -4,6 +4,7 @@ the decoder learns, per-epoch dev figures, resumes exactly, with either rollout)
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -13,7 +14,7 @@ from onenet_hf import OneNetModel, OneNetProcessor
 from onenet_hf import scst as scst_module
 from onenet_hf.cider import CiderD
 from onenet_hf.data import read_split
-from onenet_hf.decoding import beam_candidates
+from onenet_hf.decoding import generate_candidates
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate_on_features
 from onenet_hf.features import cached_backbone_features
@@ -134,18 +135,15 @@ def test_captions_are_decoded_in_eval_mode_whatever_the_model_s_mode_and_the_mod
 def test_a_beam_shorter_than_asked_is_padded_out_of_the_risk(tiny_net):
     model, _, cider = _two_captions(tiny_net)
     embeds = torch.randn(1, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
-    longest = model.config.max_caption_length
-    model.config.max_caption_length = 1  # one word at most: fewer distinct captions than the beam asks for
+    longest = model.generation_config.max_new_tokens
+    model.generation_config.max_new_tokens = 2  # one word at most: fewer distinct captions than the beam asks for
     try:
         loss, _ = scst_loss(model, cider, embeds, [0], 16, "mean", 0, rollout="beam")
-        generation = model.generation_config
-        (candidates,) = beam_candidates(
-            model.decoder_step, model.initial_state(embeds), model.config.bos_token_id, model.config.eos_token_id,
-            16, 1, generation.length_penalty, never_generated_token_ids(model.config),
-            generation.no_repeat_ngram_size or 0,
-        )  # fmt: skip
+        generation = copy.deepcopy(model.generation_config)
+        generation.num_beams = 16
+        (candidates,) = generate_candidates(model, embeds, generation)
     finally:
-        model.config.max_caption_length = longest
+        model.generation_config.max_new_tokens = longest
     assert 1 < len(candidates) < 16
     words = [h.token_ids for h in candidates]
     token_ids = [[model.config.bos_token_id, *w, model.config.eos_token_id] for w in words]
