@@ -16,11 +16,14 @@ from pathlib import Path
 
 from .errors import OneNetError
 from .folders import check_new_folder, new_folder
+from .head_training import HEADS_LOG_FILE
 from .hub import check_model_folder
+from .scst import SCST_LOG_FILE
+from .training import LOG_FILE
 
 CARD_FILE = "README.md"
 EVAL_FOLDER = "eval"
-TRAINING_LOGS = ("training_log.json", "heads_training_log.json")
+TRAINING_LOGS = (LOG_FILE, HEADS_LOG_FILE, SCST_LOG_FILE)  # each stage's per-epoch figures
 CARD_METADATA = {
     "language": "en",
     "license": "apache-2.0",

@@ -30,6 +30,7 @@ def tiny_model(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny") / "model"
     OneNet(model, OneNetProcessor(image_processor=OneNetImageProcessor(), tokenizer=tokenizer)).save_pretrained(folder)
     (folder / "training_log.json").write_text("[]\n")
+    (folder / "scst_training_log.json").write_text('[{"epoch": 0, "CIDEr": 0.5}]\n')
     return folder
 
 
@@ -48,6 +49,7 @@ def test_release_is_a_complete_repo_whose_card_metrics_come_from_the_evaluations
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     expected = {"README.md", "config.json", "model.safetensors", "generation_config.json", "tokenizer.json"}
     assert expected | {"preprocessor_config.json", "training_log.json", "eval/captions.json", "eval/tags.json"} <= names
+    assert (out / "scst_training_log.json").read_text() == (tiny_model / "scst_training_log.json").read_text()
     card = ModelCard.load(out / "README.md")
     assert card.data.pipeline_tag == "image-to-text" and card.data.license == "apache-2.0"
     measured = {(r.task_type, r.metric_name): r.metric_value for r in card.data.eval_results}
