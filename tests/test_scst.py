@@ -165,13 +165,13 @@ def test_scst_loss_refuses_what_it_would_otherwise_ignore(tiny_net, options):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [{}, {"rollout": "beam", "dropout": True}], ids=["samples", "beam-dropout"])
+@pytest.mark.parametrize("options", [{"rollout": "sample", "dropout": False}, {}], ids=["samples", "defaults"])
 def test_train_scst_changes_only_the_decoder_logs_each_epoch_and_resumes_exactly(
     shapes_model_with_heads, shapes_dir, feature_cache, tmp_path, monkeypatch, options
 ):
     arguments = dict(
         model_dir=str(shapes_model_with_heads), data_dir=str(shapes_dir), cache_dir=feature_cache,
-        epochs=3, images_per_batch=8, samples_per_image=4, learning_rate=5e-3, **options,
+        epochs=3, images_per_batch=8, samples_per_image=4, learning_rate=5e-3, eval_beam_size=1, **options,
     )  # fmt: skip
     loss, seen = scst_module.scst_loss, set()
 
@@ -181,7 +181,7 @@ def test_train_scst_changes_only_the_decoder_logs_each_epoch_and_resumes_exactly
 
     monkeypatch.setattr(scst_module, "scst_loss", recorded_loss)
     straight = scst_module.train_scst(SCSTArguments(output_dir=str(tmp_path / "straight"), **arguments))
-    assert seen == {(options.get("rollout", "sample"), options.get("dropout", False))}  # the options reach the loss
+    assert seen == {(options.get("rollout", "beam"), options.get("dropout", True))}  # the options reach the loss
     log = json.loads((straight / SCST_LOG_FILE).read_text())
     assert [row["epoch"] for row in log] == [0, 1, 2, 3]
     assert {"BLEU-4", "CIDEr", "repeated_bigram_%", "distinct_words"} <= log[0].keys()
@@ -225,7 +225,7 @@ def test_train_scst_changes_only_the_decoder_logs_each_epoch_and_resumes_exactly
     state = torch.load(state_path, weights_only=False)
     state["arguments"] = {k: v for k, v in state["arguments"].items() if k not in ("rollout", "dropout")}
     torch.save(state, state_path)  # as a run from before those options wrote it
-    if not options:  # it ran with their defaults, so it is the same run
+    if options:  # such runs sampled without dropout, as this one did: the same run
         assert scst_module.train_scst(SCSTArguments(output_dir=str(resumed), **arguments)) == resumed
     else:
         with pytest.raises(OneNetError, match="other arguments"):
@@ -240,6 +240,7 @@ def test_train_scst_changes_only_the_decoder_logs_each_epoch_and_resumes_exactly
         ({"baseline": "best"}, "choose one of mean, greedy"),
         ({"rollout": "nucleus"}, "choose one of sample, beam"),
         ({"rollout": "beam", "baseline": "greedy"}, "--rollout beam takes no --baseline"),
+        ({"baseline": "greedy"}, "--rollout beam takes no --baseline"),  # the default rollout
         ({"samples_per_image": 1}, "the baseline needs 2"),
         ({"images_per_batch": 0}, "--images-per-batch must be 1 to"),
         ({"epochs": 0}, "--epochs must be >= 1"),
