@@ -308,8 +308,12 @@ def test_every_tab_in_headless_chromium(server):
 
         panel = explore_tab("Neurons")
         show, number = panel.get_by_role("button", name="Show"), panel.locator("input[type=number]").first
-        sync_api.expect(show).to_be_visible(timeout=30_000)  # the tab has mounted: it would reset an earlier fill
-        number.fill("17")
+        sync_api.expect(show).to_be_visible(timeout=30_000)
+        for _ in range(20):  # a late mount of the tab can reset the number to 0 after a fill: fill until it holds
+            number.fill("17")
+            page.wait_for_timeout(500)
+            if number.input_value() == "17":
+                break
         sync_api.expect(number).to_have_value("17")
         show.click()
         sync_api.expect(panel.get_by_text("unit 17").filter(visible=True).first).to_be_visible(timeout=60_000)
