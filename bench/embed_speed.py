@@ -70,15 +70,23 @@ def cosines(embeds: torch.Tensor, reference: torch.Tensor) -> dict:
     return {"mean": float(values.mean()), "p1": float(np.percentile(values, 1)), "min": float(values.min())}
 
 
-def quality(net: OneNet, embeds: torch.Tensor, pooled: torch.Tensor, examples) -> dict:
-    """Dev caption metrics (beam 3) and retrieval recall from one backend's image side."""
+def beam3_captions(net: OneNet, embeds: torch.Tensor) -> list[str]:
+    """The release's beam-3 captions of image representations, 100 at a time."""
     with torch.inference_mode():
-        captions = [
-            c
+        return [
+            c.text
             for i in range(0, len(embeds), 100)
             for c in captions_from_embeddings(net.model, net.processor, embeds[i : i + 100], 3)
         ]
-    metrics = caption_metrics([e.captions for e in examples], [c.text for c in captions], ("BLEU-4", "CIDEr"))
+
+
+def quality(
+    net: OneNet, embeds: torch.Tensor, pooled: torch.Tensor, examples, captions: list[str] | None = None
+) -> dict:
+    """Dev caption metrics (beam 3; `captions` if already decoded from `embeds`) and retrieval recall from one
+    backend's image side."""
+    captions = beam3_captions(net, embeds) if captions is None else captions
+    metrics = caption_metrics([e.captions for e in examples], captions, ("BLEU-4", "CIDEr"))
     queries, owners = caption_queries(examples)
     return metrics | retrieval_metrics(retrieval_similarity(net.model, queries, pooled), owners)
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import onnxruntime
 import pytest
 import torch
@@ -192,6 +193,13 @@ def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
         "decoder_init": {"fp32", "int8"},
         "decoder_step": {"fp32", "int8"},
     }
+    graph = onnx.load(str(model / "onnx" / "image_encoder.int8-static.onnx")).graph
+    dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    int8_weights = {node.name: node.input[1] in dequantized for node in graph.node if node.op_type == "Conv"}
+    fp32_convolutions = {name for name, quantised in int8_weights.items() if not quantised}
+    first_blocks = {name for name in int8_weights if name.startswith(("/backbone/_blocks.0/", "/backbone/_blocks.1/"))}
+    assert fp32_convolutions == {"/backbone/_conv_stem/Conv", "/backbone/_conv_head/Conv", *first_blocks}
+    assert len(first_blocks) == 5 and len(int8_weights) - len(fp32_convolutions) > 40  # the rest runs on int8
     fastest = OneNet.from_pretrained(model, backend="auto", onnx_variant="fastest")
     assert fastest.onnx.batch_independent
     images = sorted((shapes_dir / "images").glob("dev_*.jpg"))[:8]
