@@ -4,9 +4,10 @@
   class, whether it still is after one random crop keeping 90% of each side, resized back, and seconds per image.
 - Imagined captions: for M dev images (seeded), their first reference caption is imagined and the image captioned
   (`OneNet.caption`, the release's decoding); a hit shares 2+ content words (stems, `normalize_word`). A caption
-  with a word outside the caption vocabulary is refused by `imagine` and counted a miss. A second sample
-  (`imagine_sayable`, seed + 1) draws M other dev images whose first caption the decoder can say; it leaves
-  vocabulary out, though sayable captions also favour common phrasing.
+  with a word outside the caption vocabulary is refused by `imagine` (the issue's bad input) and counted a miss.
+  `imagine_first_sayable` takes the same images, each with the first of its five captions `imagine` accepts: the
+  images stay a random sample, only invalid sentences are left out. `imagine_sayable` (seed + 1) draws M other dev
+  images whose first caption the decoder can say; sayable first captions also favour common scenes.
 - Style transfer: scikit-image photo pairs; the style loss relative to the content photo's (fall = 1 - it) and the
   content loss relative to the style photo's own (must stay below 1), and seconds.
 - DeepDream: scikit-image photos at the default stage, the ratio of the stage's activation after to before, and
@@ -99,18 +100,27 @@ def first_sample(size: int, count: int, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(size, count, replace=False).tolist())
 
 
-def imagined_captions(net: OneNet, data_dir: str, count: int, seed: int, sayable_only: bool = False) -> dict:
-    """`sayable_only`: draw (seed + 1) among the dev images the first sample (seed) left out."""
+def chosen_sentences(net: OneNet, dev: list, count: int, seed: int, sample: str) -> list[tuple[int, str]]:
+    """(dev index, sentence) pairs: `first`, the first reference caption of `count` random dev images (seed);
+    `first_sayable`, the same images, each with the first of its five captions `imagine` accepts (its first caption,
+    refused, if none); `other_sayable`, other images (seed + 1) whose first caption `imagine` accepts."""
+    first = first_sample(len(dev), count, seed)
+    if sample == "first":
+        return [(i, dev[i].captions[0]) for i in first]
+    if sample == "first_sayable":
+        return [(i, next((c for c in dev[i].captions if sayable(net, c)), dev[i].captions[0])) for i in first]
+    taken = set(first)
+    order = [i for i in np.random.default_rng(seed + 1).permutation(len(dev)).tolist() if i not in taken]
+    return [(i, dev[i].captions[0]) for i in order if sayable(net, dev[i].captions[0])][:count]
+
+
+def imagined_captions(net: OneNet, data_dir: str, count: int, seed: int, sample: str = "first") -> dict:
+    """Imagine each `chosen_sentences` sentence and caption the image; a refused sentence is a miss."""
     dev = read_split(data_dir, "dev")
-    if sayable_only:
-        taken = set(first_sample(len(dev), count, seed))
-        order = [i for i in np.random.default_rng(seed + 1).permutation(len(dev)).tolist() if i not in taken]
-        chosen = [i for i in order if sayable(net, dev[i].captions[0])][:count]
-    else:
-        chosen = first_sample(len(dev), count, seed)
+    chosen = chosen_sentences(net, dev, count, seed, sample)
     rows = []
-    for index in chosen:
-        text, image = dev[index].captions[0], Path(dev[index].path).name
+    for index, text in chosen:
+        image = Path(dev[index].path).name
         start = time.perf_counter()
         try:
             result = net.imagine(text, seed=seed, progress=False)
@@ -193,7 +203,10 @@ def main() -> None:
     if "imagine" in parts:
         results["imagine"] = imagined_captions(net, args.data_dir, args.sentences, args.seed)
     if "imagine_sayable" in parts:
-        results["imagine_sayable"] = imagined_captions(net, args.data_dir, args.sentences, args.seed, sayable_only=True)
+        results["imagine_sayable"] = imagined_captions(net, args.data_dir, args.sentences, args.seed, "other_sayable")
+    if "imagine_first_sayable" in parts:
+        sample = "first_sayable"
+        results["imagine_first_sayable"] = imagined_captions(net, args.data_dir, args.sentences, args.seed, sample)
     if "style" in parts:
         results["style"] = style_transfers(net)
     if "dream" in parts:
