@@ -109,6 +109,8 @@ def chosen_sentences(net: OneNet, dev: list, count: int, seed: int, sample: str)
         return [(i, dev[i].captions[0]) for i in first]
     if sample == "first_sayable":
         return [(i, next((c for c in dev[i].captions if sayable(net, c)), dev[i].captions[0])) for i in first]
+    if sample != "other_sayable":
+        raise ValueError(f"unknown sample {sample!r}: first, first_sayable or other_sayable")
     taken = set(first)
     order = [i for i in np.random.default_rng(seed + 1).permutation(len(dev)).tolist() if i not in taken]
     return [(i, dev[i].captions[0]) for i in order if sayable(net, dev[i].captions[0])][:count]

@@ -28,6 +28,7 @@ from imagine_quality import cpu_model
 
 from export.onnx_export import quantize_static_int8, static_int8_exclusions
 from onenet_hf import OneNet, read_split
+from onenet_hf.indexing import list_images
 from onenet_hf.onnx_backend import MANIFEST_FILE
 
 
@@ -103,7 +104,7 @@ def main() -> None:
     fp32_graph = Path(args.model) / "onnx" / manifest["graphs"]["image_encoder"]["files"]["fp32"]["path"]
     examples = read_split(args.data_dir, "dev")
     pixel_values = net.processor(images=[e.path for e in examples])["pixel_values"]
-    calibration = sorted(Path(args.calibration_images).iterdir())[: args.calibration_count]
+    calibration = list_images(args.calibration_images)[: args.calibration_count]  # as `onenet export` picks them
     batches = [
         net.processor(images=calibration[i : i + 32])["pixel_values"].numpy() for i in range(0, len(calibration), 32)
     ]

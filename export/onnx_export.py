@@ -150,7 +150,8 @@ def static_int8_exclusions(graph: Path) -> list[str]:
     and the projection. Measured on 1,000 dev photos (README, "Fast embedding"): with only the stem, last
     convolution and projection in fp32 one photo's representation fell to cosine 0.975 with fp32 (1st percentile
     0.985); the first blocks run at the highest resolution on few channels, and their rounding is carried by every
-    later layer: with them in fp32 too the lowest was 0.993, for a little speed (README)."""
+    later layer: with them in fp32 too the lowest was 0.993, for 18% of the network's int8 speed in the run that
+    timed both (bench/static_int8_choices.py)."""
     nodes = onnx.load(str(graph)).graph.node
     convolutions = [node.name for node in nodes if node.op_type == "Conv"]
     first_blocks = [
