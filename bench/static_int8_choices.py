@@ -35,20 +35,13 @@ from onenet_hf.onnx_backend import MANIFEST_FILE
 def choices(graph: Path) -> dict[str, list[str]]:
     """Node lists left in fp32, by name; the first is the 2026-12-03 and -04 releases', the second the export's."""
     nodes = onnx.load(str(graph)).graph.node
-    convolutions = [node.name for node in nodes if node.op_type == "Conv"]
-    ends = [convolutions[0], convolutions[-1], *(node.name for node in nodes if node.op_type == "Gemm")]
-
-    def blocks(*numbers: int) -> list[str]:
-        prefixes = tuple(f"/backbone/_blocks.{n}/" for n in numbers)
-        return [node.name for node in nodes if node.op_type in ("Conv", "Add") and node.name.startswith(prefixes)]
-
     linear = [node.name for node in nodes if node.op_type == "Add" or "_project_conv" in node.name]
     return {
-        "stem, last convolution, projection": ends,
+        "stem, last convolution, projection": static_int8_exclusions(graph, ()),
         "+ blocks 0-1 (the export's choice)": static_int8_exclusions(graph),
-        "+ blocks 0-2": ends + blocks(0, 1, 2),
-        "+ blocks 0-1 and 18-20": ends + blocks(0, 1, 18, 19, 20),
-        "+ every projecting convolution and residual add": ends + linear,
+        "+ blocks 0-2": static_int8_exclusions(graph, (0, 1, 2)),
+        "+ blocks 0-1 and 18-20": static_int8_exclusions(graph, (0, 1, 18, 19, 20)),
+        "+ every projecting convolution and residual add": static_int8_exclusions(graph, ()) + linear,
     }
 
 

@@ -145,23 +145,23 @@ def quantize_static_int8(
         prepared.unlink(missing_ok=True)
 
 
-def static_int8_exclusions(graph: Path) -> list[str]:
-    """The image encoder's nodes static int8 leaves in fp32: the stem, the first two blocks, the last convolution
-    and the projection. Measured on 1,000 dev photos (README, "Fast embedding"): with only the stem, last
-    convolution and projection in fp32 one photo's representation fell to cosine 0.975 with fp32 (1st percentile
-    0.985); the first blocks run at the highest resolution on few channels, and their rounding is carried by every
-    later layer: with them in fp32 too the lowest was 0.993, for 18% of the network's int8 speed in the run that
-    timed both (bench/static_int8_choices.py)."""
+FP32_BLOCKS = (0, 1)  # the backbone blocks static int8 leaves in fp32 (`static_int8_exclusions`)
+
+
+def static_int8_exclusions(graph: Path, fp32_blocks: Sequence[int] = FP32_BLOCKS) -> list[str]:
+    """The image encoder's nodes static int8 leaves in fp32: the stem, the blocks `fp32_blocks`, the last convolution
+    and the projection. Measured on 1,000 dev photos (README, "Which layers stay fp32"): with no block in fp32 one
+    photo's representation fell to cosine 0.975 with fp32 (1st percentile 0.985); the first blocks run at the
+    highest resolution on few channels, and their rounding is carried by every later layer: with blocks 0-1 in fp32
+    the lowest was 0.993, for 18% of the network's int8 speed in the run that timed both
+    (bench/static_int8_choices.py)."""
     nodes = onnx.load(str(graph)).graph.node
     convolutions = [node.name for node in nodes if node.op_type == "Conv"]
-    first_blocks = [
-        node.name
-        for node in nodes
-        if node.op_type in ("Conv", "Add") and node.name.startswith(("/backbone/_blocks.0/", "/backbone/_blocks.1/"))
-    ]
-    if not first_blocks:
-        raise OnnxExportError(f"{graph} has no nodes named /backbone/_blocks.0/ or .1/: the exporter's naming changed")
-    return [convolutions[0], *first_blocks, convolutions[-1], *(node.name for node in nodes if node.op_type == "Gemm")]
+    prefixes = tuple(f"/backbone/_blocks.{number}/" for number in fp32_blocks)
+    blocks = [node.name for node in nodes if node.op_type in ("Conv", "Add") and node.name.startswith(prefixes)]
+    if prefixes and not blocks:
+        raise OnnxExportError(f"{graph} has no nodes named {prefixes[0]}...: the exporter's naming changed")
+    return [convolutions[0], *blocks, convolutions[-1], *(node.name for node in nodes if node.op_type == "Gemm")]
 
 
 def _sha256(path: Path) -> str:
