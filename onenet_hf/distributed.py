@@ -12,6 +12,7 @@ the same data, `--output-dir` and `--cache-dir` (on several machines: a filesyst
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,9 @@ class Processes:
             self.accelerator = accelerate.Accelerator(
                 cpu=cpu, mixed_precision="no", dynamo_backend="no", kwargs_handlers=[ddp, group]
             )
+            # the group is left at exit while the interpreter is whole: a gloo group left to its finalisation can
+            # abort the process ("terminate called without an active exception", pytorch/pytorch#190489)
+            atexit.register(self.accelerator.end_training)
             kind = self.accelerator.distributed_type.name
             if kind not in ("MULTI_GPU", "MULTI_CPU"):
                 raise OneNetError(f"training runs data-parallel (DDP) on GPUs or CPUs; Accelerate chose {kind}")

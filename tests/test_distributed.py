@@ -41,15 +41,19 @@ def cli_arguments(arguments: dict) -> list[str]:
     return out
 
 
-def launch(command: str, arguments: dict, processes: int = 2, **popen) -> subprocess.Popen:
-    """`accelerate launch --multi_gpu --num_processes N -m onenet_hf.cli COMMAND ...` (torchrun underneath)."""
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes)]
-    launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+def launcher(processes: int = 2) -> list[str]:
+    """`accelerate launch --multi_gpu --num_processes N` (torchrun underneath) on a free local port."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes)]
+    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     with socket.socket() as probe:  # a free port for the processes' rendezvous
         probe.bind(("127.0.0.1", 0))
-        launcher += ["--main_process_port", str(probe.getsockname()[1])]
+        return [*command, "--main_process_port", str(probe.getsockname()[1])]
+
+
+def launch(command: str, arguments: dict, processes: int = 2, **popen) -> subprocess.Popen:
+    """`accelerate launch ... -m onenet_hf.cli COMMAND ...`."""
     return subprocess.Popen(
-        [*launcher, "-m", "onenet_hf.cli", command, *cli_arguments(arguments)],
+        [*launcher(processes), "-m", "onenet_hf.cli", command, *cli_arguments(arguments)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen,
     )  # fmt: skip
 
@@ -71,6 +75,26 @@ def largest_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
 
 def log(folder: Path, name: str = "training_log.json") -> list[dict]:
     return json.loads((folder / name).read_text())
+
+
+@pytest.mark.distributed
+def test_every_process_leaves_its_process_group_before_the_interpreter_finalises(tmp_path):
+    """A gloo group left to the interpreter's finalisation can abort a process at exit (SIGABRT, "terminate called
+    without an active exception"), as one CI run of two-process train-heads did after its work was done."""
+    script = tmp_path / "processes.py"
+    script.write_text(
+        "import atexit, os\n"
+        "import torch.distributed as dist\n"
+        "from onenet_hf.distributed import Processes\n"
+        "say = lambda line: os.write(1, f'{line}\\n'.encode())\n"  # one write: the two processes share the pipe
+        "atexit.register(lambda: say(f'group left at exit: {not dist.is_initialized()}'))\n"
+        "processes = Processes(cpu=True)\n"  # its own exit handler runs before the one above (last in, first out)
+        "say(f'group joined: {dist.is_initialized()} {processes.count}')\n"
+    )
+    process = subprocess.Popen([*launcher(), str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = finish(process)
+    assert output.count("group joined: True 2") == 2
+    assert output.count("group left at exit: True") == 2
 
 
 @pytest.mark.distributed
