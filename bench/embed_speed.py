@@ -30,7 +30,7 @@ from onenet_hf.onnx_backend import OnnxOneNetBackend
 from onenet_hf.uses.caption import captions_from_embeddings
 
 
-def image_side(model, encoder, pixel_values: torch.Tensor, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def image_side(encoder, pixel_values: torch.Tensor, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """(image_embeds, pooled_features) of every image, batch by batch: `encoder` is a callable of pixels."""
     outputs = [encoder(pixel_values[start : start + batch_size]) for start in range(0, len(pixel_values), batch_size)]
     return torch.cat([o[0] for o in outputs]).float(), torch.cat([o[1] for o in outputs]).float()
@@ -47,10 +47,10 @@ def torch_encoder(model, channels_last: bool = False, bf16: bool = False):
     return encode
 
 
-def timed(model, encoder, pixel_values: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
-    image_side(model, encoder, pixel_values[:32])  # warm-up: first-run allocations and graph set-up
+def timed(encoder, pixel_values: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+    image_side(encoder, pixel_values[:32])  # warm-up: first-run allocations and graph set-up
     start = time.perf_counter()
-    embeds, pooled = image_side(model, encoder, pixel_values)
+    embeds, pooled = image_side(encoder, pixel_values)
     return len(pixel_values) / (time.perf_counter() - start), embeds, pooled
 
 
@@ -114,7 +114,7 @@ def main() -> None:
     results = {"images": len(paths), "network_only": {}, "end_to_end": {}, "quality": {}}
     reference = None
     for name, encoder in encoders.items():
-        rate, embeds, pooled = timed(model, encoder, pixel_values)
+        rate, embeds, pooled = timed(encoder, pixel_values)
         reference = embeds if reference is None else reference
         results["network_only"][name] = {"images_per_s": rate, "cosine_to_fp32": cosines(embeds, reference)}
         print(f"{name:36s} {rate:7.1f} img/s  cosine to fp32 {results['network_only'][name]['cosine_to_fp32']}")
@@ -126,7 +126,7 @@ def main() -> None:
     if args.quality:
         everything = net.processor(images=[e.path for e in examples])["pixel_values"]
         for name in ("torch fp32", "onnxruntime int8-static"):
-            embeds, pooled = image_side(model, encoders[name], everything)
+            embeds, pooled = image_side(encoders[name], everything)
             results["quality"][name] = quality(net, embeds, pooled, examples)
             print(f"{name}: {results['quality'][name]}")
     if args.output:

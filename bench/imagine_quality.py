@@ -39,6 +39,7 @@ from onenet_hf.word_vectors import content_words, normalize_word
 
 STYLE_PAIRS = (("astronaut", "coffee"), ("chelsea", "rocket"), ("coffee", "astronaut"))
 DREAM_PHOTOS = ("chelsea", "astronaut", "coffee")
+SENTENCE_SAMPLES = {"imagine": "first", "imagine_sayable": "other_sayable", "imagine_first_sayable": "first_sayable"}
 
 
 def cpu_model() -> str:
@@ -191,7 +192,9 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=50)
     parser.add_argument("--sentences", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--parts", default="visualize,imagine,imagine_sayable,style,dream")
+    parser.add_argument(
+        "--parts", default="visualize,imagine,imagine_sayable,style,dream", help="also: imagine_first_sayable"
+    )
     parser.add_argument("--device", default="cpu", help="where the model runs (cuda: a GPU)")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
@@ -202,13 +205,9 @@ def main() -> None:
                "torch_threads": torch.get_num_threads()}  # fmt: skip
     if "visualize" in parts:
         results["visualize"] = visualisations(net, args.classes, args.seed)
-    if "imagine" in parts:
-        results["imagine"] = imagined_captions(net, args.data_dir, args.sentences, args.seed)
-    if "imagine_sayable" in parts:
-        results["imagine_sayable"] = imagined_captions(net, args.data_dir, args.sentences, args.seed, "other_sayable")
-    if "imagine_first_sayable" in parts:
-        sample = "first_sayable"
-        results["imagine_first_sayable"] = imagined_captions(net, args.data_dir, args.sentences, args.seed, sample)
+    for part, sample in SENTENCE_SAMPLES.items():
+        if part in parts:
+            results[part] = imagined_captions(net, args.data_dir, args.sentences, args.seed, sample)
     if "style" in parts:
         results["style"] = style_transfers(net)
     if "dream" in parts:

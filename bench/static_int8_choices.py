@@ -23,13 +23,19 @@ import numpy as np
 import onnx
 import onnxruntime
 import torch
-from embed_speed import beam3_captions, cosines, quality  # bench/ is the script's folder, so on sys.path
+from embed_speed import (  # bench/ is the script's folder, so on sys.path
+    beam3_captions,
+    cosines,
+    image_side,
+    quality,
+    timed,
+)
 from imagine_quality import cpu_model
 
 from export.onnx_export import quantize_static_int8, static_int8_exclusions
 from onenet_hf import OneNet, read_split
 from onenet_hf.indexing import list_images
-from onenet_hf.onnx_backend import MANIFEST_FILE
+from onenet_hf.onnx_backend import MANIFEST_FILE, session_options
 
 
 def choices(graph: Path) -> dict[str, list[str]]:
@@ -46,29 +52,14 @@ def choices(graph: Path) -> dict[str, list[str]]:
 
 
 def encoder(path: Path):
-    """An onnxruntime session of one image-encoder file, threaded as the library's backend threads them."""
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """An onnxruntime session of one image-encoder file, with the library backend's session options."""
+    session = onnxruntime.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
 
     def encode(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embeds, pooled = session.run(None, {"pixel_values": pixels.numpy()})
         return torch.from_numpy(embeds), torch.from_numpy(pooled)
 
     return encode
-
-
-def image_side(encode, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    outputs = [encode(pixel_values[i : i + 32]) for i in range(0, len(pixel_values), 32)]
-    return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
-
-
-def images_per_s(encode, pixel_values: torch.Tensor) -> float:
-    image_side(encode, pixel_values[:32])  # warm-up
-    start = time.perf_counter()
-    image_side(encode, pixel_values)
-    return len(pixel_values) / (time.perf_counter() - start)
 
 
 def compared(net, examples, reference: dict, embeds: torch.Tensor, pooled: torch.Tensor) -> dict:
@@ -108,7 +99,7 @@ def main() -> None:
         "cpu": cpu_model(),
         "calibration_images": len(calibration),
         "timed_images": args.images,
-        "fp32": {"images_per_s": images_per_s(fp32, pixel_values[: args.images])}
+        "fp32": {"images_per_s": timed(fp32, pixel_values[: args.images])[0]}
         | compared(net, examples, reference, embeds, pooled),
         "choices": {},
     }
@@ -121,7 +112,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             int8 = encoder(path)
             row = {"fp32_nodes": len(fp32_nodes), "quantise_s": seconds}
-            row["images_per_s"] = images_per_s(int8, pixel_values[: args.images])
+            row["images_per_s"] = timed(int8, pixel_values[: args.images])[0]
             row |= compared(net, examples, reference, *image_side(int8, pixel_values))
             results["choices"][name] = row
             print(f"{name}: {json.dumps(row)}", flush=True)

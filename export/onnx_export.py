@@ -153,7 +153,7 @@ def static_int8_exclusions(graph: Path, fp32_blocks: Sequence[int] = FP32_BLOCKS
     and the projection. Measured on 1,000 dev photos (README, "Which layers stay fp32"): with no block in fp32 one
     photo's representation fell to cosine 0.975 with fp32 (1st percentile 0.985); the first blocks run at the
     highest resolution on few channels, and their rounding is carried by every later layer: with blocks 0-1 in fp32
-    the lowest was 0.993, for 18% of the network's int8 speed in the run that timed both
+    the lowest was 0.993, for 14.5-18% of the network's int8 speed in the two runs that timed both
     (bench/static_int8_choices.py)."""
     nodes = onnx.load(str(graph)).graph.node
     convolutions = [node.name for node in nodes if node.op_type == "Conv"]

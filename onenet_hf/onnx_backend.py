@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from .errors import OneNetError
 from .extras import require
 from .fingerprint import checkpoint_fingerprint
 from .modeling_onenet import caption_generation_config
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 MANIFEST_FILE = "manifest.json"
 VARIANTS = ("fp32", "int8", "fp16", "int8-static", "fastest")
@@ -41,6 +45,20 @@ def _providers(variant: str) -> list[str]:
     if "CUDAExecutionProvider" in available and variant not in ("int8", "int8-static"):
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
+
+
+def session_options() -> onnxruntime.SessionOptions:
+    """onnxruntime session options for OneNet's graphs: quiet, threaded as PyTorch is, not spinning."""
+    onnxruntime = require("onnxruntime", "onnx", "the ONNX backend")
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    # idle onnxruntime threads would spin between runs, taking the cores PyTorch's ops (which run between
+    # the decoder's steps) and other requests need
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # as many threads as PyTorch uses (OMP_NUM_THREADS or torch.set_num_threads; Ray sets the former to an
+    # actor's CPUs), so one setting governs both backends; by default both are the physical cores
+    options.intra_op_num_threads = torch.get_num_threads()
+    return options
 
 
 class OnnxOneNetBackend:
@@ -78,14 +96,7 @@ class OnnxOneNetBackend:
         self.generation_config = checkpoint_generation_config(checkpoint, self.config)
         self.variant = variant
         self.providers = _providers(variant)
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        # idle onnxruntime threads would spin between runs, taking the cores PyTorch's ops (which run between
-        # the decoder's steps) and other requests need
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # as many threads as PyTorch uses (OMP_NUM_THREADS or torch.set_num_threads; Ray sets the former to an
-        # actor's CPUs), so one setting governs both backends; by default both are the physical cores
-        options.intra_op_num_threads = torch.get_num_threads()
+        options = session_options()
         self.sessions, self.outputs = {}, {}
         for name, graph in manifest["graphs"].items():
             self.outputs[name] = graph["outputs"]
@@ -149,4 +160,4 @@ class OnnxOneNetBackend:
         return log_probs, (h, c, image_embeds)
 
 
-__all__ = ["OnnxExportError", "OnnxOneNetBackend"]
+__all__ = ["OnnxExportError", "OnnxOneNetBackend", "session_options"]
