@@ -51,16 +51,11 @@ def caption_metrics(
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.meteor.meteor import Meteor
     from pycocoevalcap.rouge.rouge import Rouge
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-    if len(references) != len(hypotheses):
-        raise OneNetError(f"got {len(references)} reference sets but {len(hypotheses)} hypotheses")
     unknown = set(metrics) - set(CAPTION_METRICS)
     if unknown:
         raise OneNetError(f"unknown metrics {sorted(unknown)}; choose from {CAPTION_METRICS}")
-    tokenizer = PTBTokenizer()
-    gts = tokenizer.tokenize({i: [{"caption": c} for c in refs] for i, refs in enumerate(references)})
-    res = tokenizer.tokenize({i: [{"caption": h}] for i, h in enumerate(hypotheses)})
+    gts, res = _ptb_tokenized(references, hypotheses)
     scores: dict[str, float] = {}
     if any(m.startswith("BLEU") for m in metrics):
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
@@ -70,6 +65,24 @@ def caption_metrics(
         if name in metrics:
             scores[name] = float(scorer().compute_score(gts, res)[0])
     return {name: scores[name] for name in metrics}
+
+
+def _ptb_tokenized(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> tuple[dict, dict]:
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    if len(references) != len(hypotheses):
+        raise OneNetError(f"got {len(references)} reference sets but {len(hypotheses)} hypotheses")
+    tokenizer = PTBTokenizer()
+    gts = tokenizer.tokenize({i: [{"caption": c} for c in refs] for i, refs in enumerate(references)})
+    return gts, tokenizer.tokenize({i: [{"caption": h}] for i, h in enumerate(hypotheses)})
+
+
+def cider_per_image(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> np.ndarray:
+    """Each image's CIDEr (their mean is `caption_metrics`' corpus CIDEr): for paired comparisons of two
+    captioners on the same images, e.g. a bootstrap of the difference."""
+    from pycocoevalcap.cider.cider import Cider
+
+    return np.asarray(Cider().compute_score(*_ptb_tokenized(references, hypotheses))[1], dtype=np.float64)
 
 
 @torch.inference_mode()
