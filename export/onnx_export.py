@@ -14,13 +14,14 @@ import numpy as np
 import onnx
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from onenet_hf.errors import OneNetError
 from onenet_hf.fingerprint import checkpoint_fingerprint
 from onenet_hf.hub import check_model_folder
 from onenet_hf.image_processing_onenet import OneNetImageProcessor, load_image
 from onenet_hf.modeling_onenet import OneNetModel
-from onenet_hf.onnx_backend import MANIFEST_FILE, OnnxExportError
+from onenet_hf.onnx_backend import MANIFEST_FILE, OnnxExportError, session_options
 
 from . import MAX_CALIBRATION_IMAGES
 
@@ -113,13 +114,22 @@ def _quantize_int8(source: Path, target: Path, convolutions: bool) -> None:
         logging.root.setLevel(previous)
 
 
+INT32_RANGE = (np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+BIAS_CORRECTION_IMAGES = 512  # calibration photos the bias correction measures means on (README, "Bias correction")
+
+
 def quantize_static_int8(
-    source: Path, target: Path, pixel_batches: list[np.ndarray], exclude: Sequence[str] = ()
+    source: Path,
+    target: Path,
+    pixel_batches: list[np.ndarray],
+    exclude: Sequence[str] = (),
+    bias_correction_images: int = BIAS_CORRECTION_IMAGES,
 ) -> None:
     """Static int8 (QDQ) quantisation of the image encoder: weights per output channel, activations with
     scales calibrated on `pixel_batches` (preprocessed photos), so every image gets the same scales whatever
     else is in its batch, and onnxruntime runs the convolutions on int8 kernels (VNNI/AMX where present).
-    `exclude`: node names left in fp32."""
+    `exclude`: node names left in fp32; then `correct_int8_biases` on the first `bias_correction_images` of the
+    same photos (0: none)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -143,6 +153,66 @@ def quantize_static_int8(
     finally:
         logging.root.setLevel(previous)
         prepared.unlink(missing_ok=True)
+    if bias_correction_images:
+        correct_int8_biases(source, target, pixel_batches, bias_correction_images)
+
+
+def channel_means(
+    model: onnx.ModelProto, tensors: Sequence[str], pixel_batches: Sequence[np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Each tensor's mean per channel (axis 1) over the photos and positions, with the graph cut to those tensors."""
+    from onnxruntime import InferenceSession
+
+    graph = onnx.ModelProto()
+    graph.CopyFrom(model)
+    del graph.graph.output[:]
+    graph.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in tensors)
+    session = InferenceSession(graph.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for batch in pixel_batches:
+        for name, values in zip(tensors, session.run(list(tensors), {"pixel_values": batch}), strict=True):
+            axes = (0, *range(2, values.ndim))
+            sums[name] = sums.get(name, 0) + values.sum(axis=axes, dtype=np.float64)
+            counts[name] = counts.get(name, 0) + values.size // values.shape[1]
+    return {name: sums[name] / counts[name] for name in tensors}
+
+
+def correct_int8_biases(
+    source: Path, target: Path, pixel_batches: Sequence[np.ndarray], images: int = BIAS_CORRECTION_IMAGES
+) -> None:
+    """Empirical bias correction (Nagel et al. 2019): each int8 convolution of `target`, in graph order, gets its
+    bias lowered by the mean shift (per output channel, before the activation) of its output from the fp32
+    graph `source`'s, measured on the first `images` photos after the convolutions before it are
+    corrected. Rounding the weights shifts each layer's mean output and later layers carry it on: with the
+    correction 82% of dev captions match fp32's instead of 75%, at no cost in speed (README, "Bias correction")."""
+    from onnx import numpy_helper
+
+    photos = np.concatenate(list(pixel_batches))[:images]
+    batches = [photos[i : i + 32] for i in range(0, len(photos), 32)]
+    fp32, quantized = onnx.load(str(source)), onnx.load(str(target))
+    fp32_outputs = {node.name: node.output[0] for node in fp32.graph.node if node.op_type == "Conv"}
+    producer = {output: node for node in quantized.graph.node for output in node.output}
+    initializers = {tensor.name: tensor for tensor in quantized.graph.initializer}
+
+    def quantized_weights(node) -> bool:
+        weights = producer.get(node.input[1])
+        return weights is not None and weights.op_type == "DequantizeLinear"
+
+    convolutions = [node for node in quantized.graph.node if node.op_type == "Conv" and quantized_weights(node)]
+    bias_nodes = [producer.get(node.input[2]) if len(node.input) > 2 else None for node in convolutions]
+    if any(bias is None or bias.op_type != "DequantizeLinear" for bias in bias_nodes):
+        raise OnnxExportError(f"{target} has an int8 convolution without a quantised bias to correct")
+    reference = channel_means(fp32, [fp32_outputs[node.name] for node in convolutions], batches)
+    for node, bias in tqdm(zip(convolutions, bias_nodes, strict=True), total=len(convolutions), desc="bias correction"):
+        shift = channel_means(quantized, [node.output[0]], batches)[node.output[0]] - reference[fp32_outputs[node.name]]
+        values, scale = initializers[bias.input[0]], numpy_helper.to_array(initializers[bias.input[1]])
+        corrected = numpy_helper.to_array(values) * scale.astype(np.float64) - shift
+        int32 = np.clip(np.round(corrected / scale), *INT32_RANGE).astype(np.int32)
+        values.CopyFrom(numpy_helper.from_array(int32, values.name))
+    partial = target.with_suffix(".corrected.onnx")
+    onnx.save(quantized, str(partial))
+    os.replace(partial, target)
 
 
 FP32_BLOCKS = (0, 1)  # the backbone blocks static int8 leaves in fp32 (`static_int8_exclusions`)
