@@ -1,12 +1,14 @@
-"""Which image-encoder nodes static int8 leaves in fp32, chosen by measurement in one run.
+"""Which image-encoder nodes static int8 leaves in fp32, and what bias correction adds, chosen by measurement.
 
-Each choice is quantised by the export's `quantize_static_int8` on the same calibration photos, then timed
-network-only (batch 32, the first --images dev photos) and compared with the onnxruntime fp32 encoder on all dev
-photos: representation cosine (mean, 1st percentile, min), the share of beam-3 captions left unchanged, caption
-BLEU-4 / CIDEr and `retrieval`-method recall. A control row adds random (isotropic) noise to the fp32
-representations (not to the pooled features) at the first choice's mean cosine: how much a cosine alone says
-about the captions.
-Run (about 8 minutes on 2 cores; nothing else heavy at the same time):
+Each choice is quantised by the export's `quantize_static_int8` on the same calibration photos (with the export's
+bias correction unless the row says otherwise), then timed network-only (batch 32, the first --images dev photos)
+and compared with the onnxruntime fp32 encoder on all dev photos: representation cosine (mean, 1st percentile,
+min), the share of beam-3 captions left unchanged, caption BLEU-4 / CIDEr, the CIDEr gap to fp32 with its paired
+bootstrap standard error and 95% interval (per-image CIDEr, 10,000 resamples of the photos), and
+`retrieval`-method recall. Two controls say how much caption figures move under changes that are not int8's:
+random (isotropic) noise added to the fp32 representations at the first choice's mean cosine, and the fp32
+encoder on the dev photos saved once more as JPEG at quality 95.
+Run (about 12 minutes on 2 cores, with every row; nothing else heavy at the same time):
 python bench/static_int8_choices.py --calibration-images /tmp/calibration \
   --output bench/results/embed_speed/static_int8_choices.json
 """
@@ -14,13 +16,13 @@ python bench/static_int8_choices.py --calibration-images /tmp/calibration \
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime
 import torch
 from embed_speed import (  # bench/ is the script's folder, so on sys.path
@@ -31,23 +33,24 @@ from embed_speed import (  # bench/ is the script's folder, so on sys.path
     timed,
 )
 from imagine_quality import cpu_model
+from PIL import Image
 
-from export.onnx_export import quantize_static_int8, static_int8_exclusions
+from export.onnx_export import BIAS_CORRECTION_IMAGES, quantize_static_int8, static_int8_exclusions
 from onenet_hf import OneNet, read_split
+from onenet_hf.evaluation import cider_per_image
 from onenet_hf.indexing import list_images
 from onenet_hf.onnx_backend import MANIFEST_FILE, session_options
 
 
-def choices(graph: Path) -> dict[str, list[str]]:
-    """Node lists left in fp32, by name; the first is the 2026-12-03 and -04 releases', the second the export's."""
-    nodes = onnx.load(str(graph)).graph.node
-    linear = [node.name for node in nodes if node.op_type == "Add" or "_project_conv" in node.name]
+def choices(graph: Path) -> dict[str, tuple[list[str], int]]:
+    """(node list left in fp32, photos the bias correction reads) by row name; the first is the 2026-12-03 and
+    -04 releases' node list, the second the export's choice."""
     return {
-        "stem, last convolution, projection": static_int8_exclusions(graph, ()),
-        "+ blocks 0-1 (the export's choice)": static_int8_exclusions(graph),
-        "+ blocks 0-2": static_int8_exclusions(graph, (0, 1, 2)),
-        "+ blocks 0-1 and 18-20": static_int8_exclusions(graph, (0, 1, 18, 19, 20)),
-        "+ every projecting convolution and residual add": static_int8_exclusions(graph, ()) + linear,
+        "stem, last convolution, projection": (static_int8_exclusions(graph, ()), BIAS_CORRECTION_IMAGES),
+        "+ blocks 0-1 (the export's choice)": (static_int8_exclusions(graph), BIAS_CORRECTION_IMAGES),
+        "+ blocks 0-1, without bias correction": (static_int8_exclusions(graph), 0),
+        "+ blocks 0-1, bias correction on 1,024 photos": (static_int8_exclusions(graph), 1024),
+        "+ blocks 0-2": (static_int8_exclusions(graph, (0, 1, 2)), BIAS_CORRECTION_IMAGES),
     }
 
 
@@ -62,15 +65,34 @@ def encoder(path: Path):
     return encode
 
 
+def cider_gap(reference_scores: np.ndarray, scores: np.ndarray, resamples: int = 10_000) -> dict:
+    """The corpus CIDEr gap to fp32 in points (x100), with the paired bootstrap's standard error and 95% interval:
+    how much of a gap the dev photos drawn could make alone."""
+    differences = 100 * (scores - reference_scores)
+    draws = np.random.default_rng(0).integers(0, len(differences), size=(resamples, len(differences)))
+    means = differences[draws].mean(axis=1)
+    interval = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+    return {"points": float(differences.mean()), "bootstrap_se": float(means.std()), "bootstrap_95": interval}
+
+
 def compared(net, examples, reference: dict, embeds: torch.Tensor, pooled: torch.Tensor) -> dict:
     captions = beam3_captions(net, embeds)
     unchanged = np.mean([a == b for a, b in zip(captions, reference["captions"], strict=True)])
+    scores = cider_per_image([e.captions for e in examples], captions)
     return {
         "cosine_to_fp32": cosines(embeds, reference["embeds"]),
         "pooled_cosine_to_fp32": cosines(pooled, reference["pooled"]),
         "captions_unchanged_%": 100 * float(unchanged),
         **quality(net, embeds, pooled, examples, captions),
+        "CIDEr_gap": cider_gap(reference["cider"], scores) if "cider" in reference else None,
     }
+
+
+def saved_again(path: str, quality: int = 95) -> Image.Image:
+    """A photo as it reads after one more JPEG save at `quality`: a change no one calls an error."""
+    buffer = io.BytesIO()
+    Image.open(path).convert("RGB").save(buffer, "JPEG", quality=quality)
+    return Image.open(buffer).convert("RGB")
 
 
 def main() -> None:
@@ -80,12 +102,16 @@ def main() -> None:
     parser.add_argument("--calibration-images", required=True, help="folder of calibration photos (train photos)")
     parser.add_argument("--calibration-count", type=int, default=1024)
     parser.add_argument("--images", type=int, default=500, help="dev photos timed (the first N)")
+    parser.add_argument("--rows", nargs="*", help="only these choices (names as in `choices`); the controls always")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
     net = OneNet.from_pretrained(args.model)
     net.model.eval()
     manifest = json.loads((Path(args.model) / "onnx" / MANIFEST_FILE).read_text())
     fp32_graph = Path(args.model) / "onnx" / manifest["graphs"]["image_encoder"]["files"]["fp32"]["path"]
+    rows = choices(fp32_graph)
+    if set(args.rows or ()) - set(rows):
+        parser.error(f"unknown rows {sorted(set(args.rows) - set(rows))}; choose from {list(rows)}")
     examples = read_split(args.data_dir, "dev")
     pixel_values = net.processor(images=[e.path for e in examples])["pixel_values"]
     calibration = list_images(args.calibration_images)[: args.calibration_count]  # as `onenet export` picks them
@@ -95,6 +121,7 @@ def main() -> None:
     fp32 = encoder(fp32_graph)
     embeds, pooled = image_side(fp32, pixel_values)
     reference = {"embeds": embeds, "pooled": pooled, "captions": beam3_captions(net, embeds)}
+    reference["cider"] = cider_per_image([e.captions for e in examples], reference["captions"])
     results = {
         "cpu": cpu_model(),
         "calibration_images": len(calibration),
@@ -105,18 +132,21 @@ def main() -> None:
     }
     print(f"fp32: {json.dumps(results['fp32'])}", flush=True)
     with tempfile.TemporaryDirectory(prefix="onenet-int8-choices-") as folder:
-        for name, fp32_nodes in choices(fp32_graph).items():
+        for name, (fp32_nodes, bias_correction_images) in rows.items():
+            if args.rows and name not in args.rows:
+                continue
             path = Path(folder) / "encoder.onnx"
             start = time.perf_counter()
-            quantize_static_int8(fp32_graph, path, batches, fp32_nodes)
+            quantize_static_int8(fp32_graph, path, batches, fp32_nodes, bias_correction_images)
             seconds = time.perf_counter() - start
             int8 = encoder(path)
-            row = {"fp32_nodes": len(fp32_nodes), "quantise_s": seconds}
+            row = {"fp32_nodes": len(fp32_nodes), "bias_correction_images": bias_correction_images}
+            row["quantise_s"] = seconds
             row["images_per_s"] = timed(int8, pixel_values[: args.images])[0]
             row |= compared(net, examples, reference, *image_side(int8, pixel_values))
             results["choices"][name] = row
             print(f"{name}: {json.dumps(row)}", flush=True)
-    first = next(iter(results["choices"].values()))["cosine_to_fp32"]["mean"]
+    first = next(iter(results["choices"].values()))["cosine_to_fp32"]["mean"]  # the noise control's cosine
     noise = torch.randn(reference["embeds"].shape, generator=torch.Generator().manual_seed(0))
     scale = np.sqrt(1 / first**2 - 1)  # orthogonal noise of this relative norm leaves cosine `first`
     noisy = (
@@ -125,6 +155,9 @@ def main() -> None:
     )
     results["noise_control"] = {"relative_norm": float(scale)} | compared(net, examples, reference, noisy, pooled)
     print(f"noise control: {json.dumps(results['noise_control'])}", flush=True)
+    resaved = net.processor(images=[saved_again(e.path) for e in examples])["pixel_values"]
+    results["jpeg_95_control"] = compared(net, examples, reference, *image_side(fp32, resaved))
+    print(f"JPEG quality 95 control: {json.dumps(results['jpeg_95_control'])}", flush=True)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
