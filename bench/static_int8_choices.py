@@ -8,7 +8,7 @@ bootstrap standard error and 95% interval (per-image CIDEr, 10,000 resamples of 
 `retrieval`-method recall. Two controls say how much caption figures move under changes that are not int8's:
 random (isotropic) noise added to the fp32 representations at the first choice's mean cosine, and the fp32
 encoder on the dev photos saved once more as JPEG at quality 95.
-Run (about 12 minutes on 2 cores, with every row; nothing else heavy at the same time):
+Run (about 16 minutes on 2 cores with every row, most of it quantising; nothing else heavy at the same time):
 python bench/static_int8_choices.py --calibration-images /tmp/calibration \
   --output bench/results/embed_speed/static_int8_choices.json
 """
@@ -49,6 +49,7 @@ def choices(graph: Path) -> dict[str, tuple[list[str], int]]:
         "stem, last convolution, projection": (static_int8_exclusions(graph, ()), BIAS_CORRECTION_IMAGES),
         "+ blocks 0-1 (the export's choice)": (static_int8_exclusions(graph), BIAS_CORRECTION_IMAGES),
         "+ blocks 0-1, without bias correction": (static_int8_exclusions(graph), 0),
+        # every calibration photo when --calibration-count is 1,024 or fewer
         "+ blocks 0-1, bias correction on 1,024 photos": (static_int8_exclusions(graph), 1024),
         "+ blocks 0-2": (static_int8_exclusions(graph, (0, 1, 2)), BIAS_CORRECTION_IMAGES),
     }
@@ -84,7 +85,7 @@ def compared(net, examples, reference: dict, embeds: torch.Tensor, pooled: torch
         "pooled_cosine_to_fp32": cosines(pooled, reference["pooled"]),
         "captions_unchanged_%": 100 * float(unchanged),
         **quality(net, embeds, pooled, examples, captions),
-        "CIDEr_gap": cider_gap(reference["cider"], scores) if "cider" in reference else None,
+        "CIDEr_gap": cider_gap(reference["cider"], scores),
     }
 
 

@@ -160,7 +160,7 @@ def quantize_static_int8(
 def channel_means(
     model: onnx.ModelProto, tensors: Sequence[str], pixel_batches: Sequence[np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """Each tensor's mean per channel (axis 1) over the photos and positions, with the graph cut to those tensors."""
+    """Each tensor's mean per channel (axis 1) over the photos and positions, the graph's outputs replaced by them."""
     from onnxruntime import InferenceSession
 
     graph = onnx.ModelProto()
@@ -188,18 +188,19 @@ def correct_int8_biases(
     correction 82% of dev captions match fp32's instead of 75%, at no cost in speed (README, "Bias correction")."""
     from onnx import numpy_helper
 
-    photos = np.concatenate(list(pixel_batches))[:images]
+    parts: list[np.ndarray] = []
+    for batch in pixel_batches:  # only the first `images` photos, never every calibration photo at once
+        taken = sum(map(len, parts))
+        if taken >= images:
+            break
+        parts.append(batch[: images - taken])
+    photos = np.concatenate(parts)
     batches = [photos[i : i + 32] for i in range(0, len(photos), 32)]
     fp32, quantized = onnx.load(str(source)), onnx.load(str(target))
     fp32_outputs = {node.name: node.output[0] for node in fp32.graph.node if node.op_type == "Conv"}
     producer = {output: node for node in quantized.graph.node for output in node.output}
     initializers = {tensor.name: tensor for tensor in quantized.graph.initializer}
-
-    def quantized_weights(node) -> bool:
-        weights = producer.get(node.input[1])
-        return weights is not None and weights.op_type == "DequantizeLinear"
-
-    convolutions = [node for node in quantized.graph.node if node.op_type == "Conv" and quantized_weights(node)]
+    convolutions = int8_convolutions(quantized)
     bias_nodes = [producer.get(node.input[2]) if len(node.input) > 2 else None for node in convolutions]
     if any(bias is None or bias.op_type != "DequantizeLinear" for bias in bias_nodes):
         raise OnnxExportError(f"{target} has an int8 convolution without a quantised bias to correct")
@@ -211,8 +212,17 @@ def correct_int8_biases(
         int32 = np.clip(np.round(corrected / scale), *INT32_RANGE).astype(np.int32)
         values.CopyFrom(numpy_helper.from_array(int32, values.name))
     partial = target.with_suffix(".corrected.onnx")
-    onnx.save(quantized, str(partial))
-    os.replace(partial, target)
+    try:
+        onnx.save(quantized, str(partial))
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def int8_convolutions(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The convolutions of a QDQ graph whose weights are int8 (read through a DequantizeLinear), in graph order."""
+    dequantized = {node.output[0] for node in model.graph.node if node.op_type == "DequantizeLinear"}
+    return [node for node in model.graph.node if node.op_type == "Conv" and node.input[1] in dequantized]
 
 
 FP32_BLOCKS = (0, 1)  # the backbone blocks static int8 leaves in fp32 (`static_int8_exclusions`)

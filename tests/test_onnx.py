@@ -222,28 +222,34 @@ def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
     assert len(int8_static.caption(images[:2])) == 2  # its fp32 decoders caption from the int8 representation
 
 
-def test_bias_correction_removes_each_int8_convolutions_mean_shift_from_fp32(exported, shapes_dir, tmp_path):
-    from export.onnx_export import channel_means, correct_int8_biases, quantize_static_int8, static_int8_exclusions
+def test_bias_correction_shrinks_each_int8_convolutions_mean_shift_from_fp32(exported, shapes_dir, tmp_path):
+    from export.onnx_export import (
+        channel_means,
+        correct_int8_biases,
+        int8_convolutions,
+        quantize_static_int8,
+        static_int8_exclusions,
+    )
 
     fp32_graph = exported[1] / "image_encoder.onnx"
     photos = sorted((shapes_dir / "images").glob("train_*.jpg"))[:16]
     batches = [OneNetImageProcessor()(images=photos[i : i + 8], return_tensors="np")["pixel_values"] for i in (0, 8)]
-    target = tmp_path / "encoder.onnx"
-    quantize_static_int8(fp32_graph, target, batches, static_int8_exclusions(fp32_graph), bias_correction_images=0)
+    uncorrected, by_default = tmp_path / "uncorrected.onnx", tmp_path / "default.onnx"
+    quantize_static_int8(fp32_graph, uncorrected, batches, static_int8_exclusions(fp32_graph), bias_correction_images=0)
+    quantize_static_int8(fp32_graph, by_default, batches, static_int8_exclusions(fp32_graph))  # what the export runs
 
-    def largest_shifts() -> list[float]:
+    def largest_shifts(graph: Path) -> list[float]:
         """Per int8 convolution, its largest per-channel mean difference from fp32 before the activation."""
-        fp32, quantized = onnx.load(str(fp32_graph)), onnx.load(str(target))
+        fp32, quantized = onnx.load(str(fp32_graph)), onnx.load(str(graph))
         reference = {node.name: node.output[0] for node in fp32.graph.node if node.op_type == "Conv"}
-        dequantized = {node.output[0] for node in quantized.graph.node if node.op_type == "DequantizeLinear"}
-        convolutions = [n for n in quantized.graph.node if n.op_type == "Conv" and n.input[1] in dequantized]
+        convolutions = int8_convolutions(quantized)
         before = channel_means(fp32, [reference[n.name] for n in convolutions], batches)
         after = channel_means(quantized, [n.output[0] for n in convolutions], batches)
         return [float(abs(after[n.output[0]] - before[reference[n.name]]).max()) for n in convolutions]
 
-    uncorrected = largest_shifts()
-    correct_int8_biases(fp32_graph, target, batches)
-    corrected = largest_shifts()
-    assert len(corrected) > 40 and max(uncorrected) > 0.01
+    shifts = largest_shifts(uncorrected)
+    assert len(shifts) > 40 and max(shifts) > 0.01
     # not to zero: exposing a convolution's output changes which int8 kernels onnxruntime fuses around it
-    assert all(after < before / 5 for before, after in zip(uncorrected, corrected, strict=True))
+    assert all(after < before / 5 for before, after in zip(shifts, largest_shifts(by_default), strict=True))
+    correct_int8_biases(fp32_graph, uncorrected, batches)
+    assert uncorrected.read_bytes() == by_default.read_bytes()  # the export's default is this correction
