@@ -141,9 +141,12 @@ def main() -> None:
             quantize_static_int8(fp32_graph, path, batches, fp32_nodes, bias_correction_images)
             seconds = time.perf_counter() - start
             int8 = encoder(path)
-            row = {"fp32_nodes": len(fp32_nodes), "bias_correction_images": bias_correction_images}
-            row["quantise_s"] = seconds
-            row["images_per_s"] = timed(int8, pixel_values[: args.images])[0]
+            row = {
+                "fp32_nodes": len(fp32_nodes),
+                "bias_correction_images": bias_correction_images,
+                "quantise_s": seconds,
+                "images_per_s": timed(int8, pixel_values[: args.images])[0],
+            }
             row |= compared(net, examples, reference, *image_side(int8, pixel_values))
             results["choices"][name] = row
             print(f"{name}: {json.dumps(row)}", flush=True)
