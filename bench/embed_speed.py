@@ -80,15 +80,26 @@ def beam3_captions(net: OneNet, embeds: torch.Tensor) -> list[str]:
         ]
 
 
+def dev_retrieval(net: OneNet, pooled: torch.Tensor, examples) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `retrieval` method's (texts, images) scores of every dev caption against `pooled`'s photos, and each
+    caption's photo."""
+    queries, owners = caption_queries(examples)
+    return retrieval_similarity(net.model, queries, pooled), owners
+
+
 def quality(
-    net: OneNet, embeds: torch.Tensor, pooled: torch.Tensor, examples, captions: list[str] | None = None
+    net: OneNet,
+    embeds: torch.Tensor,
+    pooled: torch.Tensor,
+    examples,
+    captions: list[str] | None = None,
+    retrieval: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict:
-    """Dev caption metrics (beam 3; `captions` if already decoded from `embeds`) and retrieval recall from one
-    backend's image side."""
+    """Dev caption metrics (beam 3; `captions` if already decoded from `embeds`) and retrieval recall
+    (`retrieval` if already scored by `dev_retrieval`) from one backend's image side."""
     captions = beam3_captions(net, embeds) if captions is None else captions
     metrics = caption_metrics([e.captions for e in examples], captions, ("BLEU-4", "CIDEr"))
-    queries, owners = caption_queries(examples)
-    return metrics | retrieval_metrics(retrieval_similarity(net.model, queries, pooled), owners)
+    return metrics | retrieval_metrics(*(retrieval or dev_retrieval(net, pooled, examples)))
 
 
 def main() -> None:

@@ -3,14 +3,17 @@
 Each choice is quantised by the export's `quantize_static_int8` on the same calibration photos (with the export's
 bias correction unless the row says otherwise), then timed network-only (batch 32, the first --images dev photos)
 and compared with the onnxruntime fp32 encoder on all dev photos: representation cosine (mean, 1st percentile,
-min), the share of beam-3 captions left unchanged, caption BLEU-4 / CIDEr, the CIDEr gap to fp32 with its paired
-bootstrap standard error and 95% interval (per-image CIDEr, 10,000 resamples of the photos), and
-`retrieval`-method recall. Two controls say how much caption figures move under changes that are not int8's:
-random (isotropic) noise added to the fp32 representations at the first choice's mean cosine, and the fp32
-encoder on the dev photos saved once more as JPEG at quality 95.
+min), the share of beam-3 captions left unchanged, caption BLEU-4 / CIDEr, `retrieval`-method recall, and each
+figure's gap to fp32 with its paired bootstrap standard error and 95% interval (per-photo values, 10,000 resamples
+of the photos). Two controls say how much the figures move under changes that are not int8's: random (isotropic)
+noise added to the fp32 representations at the first choice's mean cosine, and the fp32 encoder on the dev photos
+saved once more as JPEG at quality 95. With --draw-calibration, the export's choice is quantised again on each
+further folder of calibration photos, and each figure's gap is summarised over these equally made encoders (mean,
+SD): what the method loses, against what one int8 encoder happens to lose.
 Run (about 16 minutes on 2 cores with every row, most of it quantising; nothing else heavy at the same time):
 python bench/static_int8_choices.py --calibration-images /tmp/calibration \
   --output bench/results/embed_speed/static_int8_choices.json
+Draws (README, "Bias correction"): --rows "+ blocks 0-1 (the export's choice)" --draw-calibration FOLDER ...
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from embed_speed import (  # bench/ is the script's folder, so on sys.path
     beam3_captions,
     cosines,
+    dev_retrieval,
     image_side,
     quality,
     timed,
@@ -37,7 +41,7 @@ from PIL import Image
 
 from export.onnx_export import BIAS_CORRECTION_IMAGES, quantize_static_int8, static_int8_exclusions
 from onenet_hf import OneNet, read_split
-from onenet_hf.evaluation import cider_per_image
+from onenet_hf.evaluation import cider_per_image, retrieval_ranks
 from onenet_hf.indexing import list_images
 from onenet_hf.onnx_backend import MANIFEST_FILE, session_options
 
@@ -47,7 +51,7 @@ def choices(graph: Path) -> dict[str, tuple[list[str], int]]:
     -04 releases' node list, the second the export's choice."""
     return {
         "stem, last convolution, projection": (static_int8_exclusions(graph, ()), BIAS_CORRECTION_IMAGES),
-        "+ blocks 0-1 (the export's choice)": (static_int8_exclusions(graph), BIAS_CORRECTION_IMAGES),
+        EXPORT_CHOICE: (static_int8_exclusions(graph), BIAS_CORRECTION_IMAGES),
         "+ blocks 0-1, without bias correction": (static_int8_exclusions(graph), 0),
         # every calibration photo when --calibration-count is 1,024 or fewer
         "+ blocks 0-1, bias correction on 1,024 photos": (static_int8_exclusions(graph), 1024),
@@ -66,10 +70,27 @@ def encoder(path: Path):
     return encode
 
 
-def cider_gap(reference_scores: np.ndarray, scores: np.ndarray, resamples: int = 10_000) -> dict:
-    """The corpus CIDEr gap to fp32 in points (x100), with the paired bootstrap's standard error and 95% interval:
-    how much of a gap the dev photos drawn could make alone."""
-    differences = 100 * (scores - reference_scores)
+EXPORT_CHOICE = "+ blocks 0-1 (the export's choice)"
+
+
+def per_photo(examples, captions: list[str], retrieval: tuple[torch.Tensor, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Each dev photo's share of every figure the target table holds: its CIDEr, the share of its captions that
+    find it in the top k (text->image) and whether its best caption is in its top k (image->text). The mean of
+    each is the corpus figure, so two encoders' per-photo values give a paired bootstrap of their gap."""
+    text_ranks, image_ranks = retrieval_ranks(*retrieval)
+    owners = retrieval[1]
+    outcomes = {"CIDEr": cider_per_image([e.captions for e in examples], captions)}
+    for k in (1, 5, 10):
+        found = torch.zeros(len(examples), dtype=torch.float64).index_add_(0, owners, (text_ranks < k).double())
+        outcomes[f"text_to_image_R@{k}"] = (found / torch.bincount(owners, minlength=len(examples))).numpy()
+        outcomes[f"image_to_text_R@{k}"] = (image_ranks < k).double().numpy()
+    return outcomes
+
+
+def paired_gap(reference: np.ndarray, values: np.ndarray, resamples: int = 10_000) -> dict:
+    """A figure's gap to fp32 in points (x100: CIDEr points, recall percentage points) from per-photo values, with
+    the paired bootstrap's standard error and 95% interval: how much of a gap the dev photos drawn make alone."""
+    differences = 100 * (values - reference)
     draws = np.random.default_rng(0).integers(0, len(differences), size=(resamples, len(differences)))
     means = differences[draws].mean(axis=1)
     interval = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
@@ -79,13 +100,25 @@ def cider_gap(reference_scores: np.ndarray, scores: np.ndarray, resamples: int =
 def compared(net, examples, reference: dict, embeds: torch.Tensor, pooled: torch.Tensor) -> dict:
     captions = beam3_captions(net, embeds)
     unchanged = np.mean([a == b for a, b in zip(captions, reference["captions"], strict=True)])
-    scores = cider_per_image([e.captions for e in examples], captions)
+    retrieval = dev_retrieval(net, pooled, examples)
+    outcomes = per_photo(examples, captions, retrieval)
     return {
         "cosine_to_fp32": cosines(embeds, reference["embeds"]),
         "pooled_cosine_to_fp32": cosines(pooled, reference["pooled"]),
         "captions_unchanged_%": 100 * float(unchanged),
-        **quality(net, embeds, pooled, examples, captions),
-        "CIDEr_gap": cider_gap(reference["cider"], scores),
+        **quality(net, embeds, pooled, examples, captions, retrieval),
+        "gaps": {figure: paired_gap(reference["outcomes"][figure], values) for figure, values in outcomes.items()},
+    }
+
+
+def across_draws(rows: dict[str, dict]) -> dict:
+    """Each figure's gap over the export's choice calibrated on different photos (mean, SD, smallest, largest):
+    what the method loses, against what one int8 encoder happens to lose."""
+    figures = next(iter(rows.values()))["gaps"]
+    gaps = {figure: [row["gaps"][figure]["points"] for row in rows.values()] for figure in figures}
+    return {"draws": list(rows)} | {
+        figure: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)), "min": min(v), "max": max(v)}
+        for figure, v in gaps.items()
     }
 
 
@@ -104,6 +137,11 @@ def main() -> None:
     parser.add_argument("--calibration-count", type=int, default=1024)
     parser.add_argument("--images", type=int, default=500, help="dev photos timed (the first N)")
     parser.add_argument("--rows", nargs="*", help="only these choices (names as in `choices`); the controls always")
+    parser.add_argument(
+        "--draw-calibration", nargs="*", default=[], metavar="FOLDER",
+        help=f"more folders of calibration photos (train photos, not the first folder's), each quantised with "
+        f"{EXPORT_CHOICE!r}: how much the figures move from one int8 encoder to an equally made one (at most 8)",
+    )  # fmt: skip
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
     net = OneNet.from_pretrained(args.model)
@@ -113,19 +151,28 @@ def main() -> None:
     rows = choices(fp32_graph)
     if set(args.rows or ()) - set(rows):
         parser.error(f"unknown rows {sorted(set(args.rows) - set(rows))}; choose from {list(rows)}")
+    if len(args.draw_calibration) > 8:
+        parser.error(f"at most 8 --draw-calibration folders, got {len(args.draw_calibration)}")
     examples = read_split(args.data_dir, "dev")
     pixel_values = net.processor(images=[e.path for e in examples])["pixel_values"]
-    calibration = list_images(args.calibration_images)[: args.calibration_count]  # as `onenet export` picks them
-    batches = [
-        net.processor(images=calibration[i : i + 32])["pixel_values"].numpy() for i in range(0, len(calibration), 32)
+
+    def calibration_batches(folder: str) -> list[np.ndarray]:
+        photos = list_images(folder)[: args.calibration_count]  # as `onenet export` picks them
+        return [net.processor(images=photos[i : i + 32])["pixel_values"].numpy() for i in range(0, len(photos), 32)]
+
+    batches = calibration_batches(args.calibration_images)
+    quantised = [(name, *row, batches) for name, row in rows.items() if not args.rows or name in args.rows]
+    quantised += [
+        (f"{EXPORT_CHOICE}, calibrated on {folder}", *rows[EXPORT_CHOICE], calibration_batches(folder))
+        for folder in args.draw_calibration
     ]
     fp32 = encoder(fp32_graph)
     embeds, pooled = image_side(fp32, pixel_values)
     reference = {"embeds": embeds, "pooled": pooled, "captions": beam3_captions(net, embeds)}
-    reference["cider"] = cider_per_image([e.captions for e in examples], reference["captions"])
+    reference["outcomes"] = per_photo(examples, reference["captions"], dev_retrieval(net, pooled, examples))
     results = {
         "cpu": cpu_model(),
-        "calibration_images": len(calibration),
+        "calibration_images": sum(len(batch) for batch in batches),
         "timed_images": args.images,
         "fp32": {"images_per_s": timed(fp32, pixel_values[: args.images])[0]}
         | compared(net, examples, reference, embeds, pooled),
@@ -133,12 +180,10 @@ def main() -> None:
     }
     print(f"fp32: {json.dumps(results['fp32'])}", flush=True)
     with tempfile.TemporaryDirectory(prefix="onenet-int8-choices-") as folder:
-        for name, (fp32_nodes, bias_correction_images) in rows.items():
-            if args.rows and name not in args.rows:
-                continue
+        for name, fp32_nodes, bias_correction_images, photos in quantised:
             path = Path(folder) / "encoder.onnx"
             start = time.perf_counter()
-            quantize_static_int8(fp32_graph, path, batches, fp32_nodes, bias_correction_images)
+            quantize_static_int8(fp32_graph, path, photos, fp32_nodes, bias_correction_images)
             seconds = time.perf_counter() - start
             int8 = encoder(path)
             row = {
@@ -150,6 +195,10 @@ def main() -> None:
             row |= compared(net, examples, reference, *image_side(int8, pixel_values))
             results["choices"][name] = row
             print(f"{name}: {json.dumps(row)}", flush=True)
+    draws = {name: row for name, row in results["choices"].items() if name.startswith(EXPORT_CHOICE)}
+    if len(draws) > 1:
+        results["export_choice_across_draws"] = across_draws(draws)
+        print(f"across draws: {json.dumps(results['export_choice_across_draws'])}", flush=True)
     first = next(iter(results["choices"].values()))["cosine_to_fp32"]["mean"]  # the noise control's cosine
     noise = torch.randn(reference["embeds"].shape, generator=torch.Generator().manual_seed(0))
     scale = np.sqrt(1 / first**2 - 1)  # orthogonal noise of this relative norm leaves cosine `first`

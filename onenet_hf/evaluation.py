@@ -140,17 +140,23 @@ def tag_precision(predicted: Sequence[Sequence[str]], references: Sequence[Seque
     return float(np.mean(hits)) if hits else float("nan")
 
 
+def retrieval_ranks(similarity: torch.Tensor, text_to_image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each text's rank of its image and each image's best rank of its texts (0 = first), from a (texts, images)
+    score matrix and each text's image: the per-query outcomes that recall counts."""
+    similarity = similarity.double() if similarity.dtype == torch.float64 else similarity.float()
+    truth = similarity.gather(1, text_to_image[:, None])
+    text_ranks = (similarity > truth).sum(1)
+    best_truth = torch.full((similarity.shape[1],), -torch.inf, dtype=similarity.dtype)
+    best_truth = best_truth.scatter_reduce(0, text_to_image, truth[:, 0], "amax")
+    return text_ranks, (similarity.T > best_truth[:, None]).sum(1)
+
+
 def retrieval_metrics(similarity: torch.Tensor, text_to_image: torch.Tensor) -> dict[str, float]:
     """Recall@1/5/10 (%) and median rank both ways from a (texts, images) score matrix and each text's image.
 
     Image-to-text counts an image as found at the best rank of any of its texts.
     """
-    similarity = similarity.double() if similarity.dtype == torch.float64 else similarity.float()
-    truth = similarity.gather(1, text_to_image[:, None])
-    text_ranks = (similarity > truth).sum(1)  # 0 = first
-    best_truth = torch.full((similarity.shape[1],), -torch.inf, dtype=similarity.dtype)
-    best_truth = best_truth.scatter_reduce(0, text_to_image, truth[:, 0], "amax")
-    image_ranks = (similarity.T > best_truth[:, None]).sum(1)
+    text_ranks, image_ranks = retrieval_ranks(similarity, text_to_image)
     metrics: dict[str, float] = {}
     for name, ranks in (("text_to_image", text_ranks), ("image_to_text", image_ranks)):
         for k in (1, 5, 10):
@@ -413,5 +419,6 @@ __all__ = [
     "image_inputs_from_features",
     "format_table",
     "retrieval_metrics",
+    "retrieval_ranks",
     "tag_precision",
 ]

@@ -1,11 +1,12 @@
-"""Caption metrics: per-image CIDEr agrees with the corpus figure `onenet evaluate` reports."""
+"""Per-query outcomes agree with the corpus figures `onenet evaluate` reports: per-image CIDEr, retrieval ranks."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from onenet_hf.errors import OneNetError
-from onenet_hf.evaluation import caption_metrics, cider_per_image
+from onenet_hf.evaluation import caption_metrics, cider_per_image, retrieval_metrics, retrieval_ranks
 
 REFERENCES = [
     ["a dog runs on the grass", "a brown dog is running", "the dog plays outside"],
@@ -25,3 +26,13 @@ def test_per_image_cider_averages_to_the_corpus_figure_and_ranks_the_right_capti
 def test_per_image_cider_refuses_unpaired_lists():
     with pytest.raises(OneNetError, match="3 reference sets but 2 hypotheses"):
         cider_per_image(REFERENCES, ["a dog", "a man"])
+
+
+def test_retrieval_ranks_are_the_outcomes_recall_counts():
+    similarity = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.8, 0.5], [0.7, 0.1, 0.3], [0.1, 0.2, 0.3]])
+    owners = torch.tensor([0, 1, 2, 2])
+    text_ranks, image_ranks = retrieval_ranks(similarity, owners)
+    assert text_ranks.tolist() == [0, 0, 1, 0]  # text 2 scores image 0 above its own
+    assert image_ranks.tolist() == [0, 0, 1]  # image 2's best texts (0.3) score below text 1 (0.5)
+    metrics = retrieval_metrics(similarity, owners)
+    assert metrics["text_to_image_R@1"] == 75.0 and metrics["image_to_text_R@1"] == pytest.approx(100 * 2 / 3)
