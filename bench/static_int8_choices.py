@@ -2,14 +2,14 @@
 
 Each choice is quantised by the export's `quantize_static_int8` on the same calibration photos (with the export's
 bias correction unless the row says otherwise), then timed network-only (batch 32, the first --images dev photos)
-and compared with the onnxruntime fp32 encoder on all dev photos: representation cosine (mean, 1st percentile,
-min), the share of beam-3 captions left unchanged, caption BLEU-4 / CIDEr, `retrieval`-method recall, and each
-figure's gap to fp32 with its paired bootstrap standard error and 95% interval (per-photo values, 10,000 resamples
-of the photos). Two controls say how much the figures move under changes that are not int8's: random (isotropic)
-noise added to the fp32 representations at the first choice's mean cosine, and the fp32 encoder on the dev photos
-saved once more as JPEG at quality 95. With --draw-calibration, the export's choice is quantised again on each
-further folder of calibration photos, and each figure's gap is summarised over these equally made encoders (mean,
-SD): what the method loses, against what one int8 encoder happens to lose.
+and compared with the onnxruntime fp32 encoder on all dev photos: representation cosine (mean, 1st percentile, min),
+the share of beam-3 captions left unchanged, caption BLEU-4 / CIDEr, `retrieval`-method recall, and each figure's
+gap to fp32 with its paired bootstrap standard error and 95% interval (per-photo values, 10,000 resamples of the
+photos; all but BLEU-4, which has no per-photo share). Two controls say how much the figures move under changes that
+are not int8's: random (isotropic) noise added to the fp32 representations at the first choice's mean cosine, and
+the fp32 encoder on the dev photos saved once more as JPEG at quality 95. With --draw-calibration, the export's
+choice is quantised again on each further folder of calibration photos, and each figure's gap is summarised over
+these equally made encoders (mean, SD): what the method loses, against what one int8 encoder happens to lose.
 Run (about 16 minutes on 2 cores with every row, most of it quantising; nothing else heavy at the same time):
 python bench/static_int8_choices.py --calibration-images /tmp/calibration \
   --output bench/results/embed_speed/static_int8_choices.json
@@ -75,11 +75,14 @@ EXPORT_CHOICE = "+ blocks 0-1 (the export's choice)"
 
 
 def per_photo(examples, captions: list[str], retrieval: tuple[torch.Tensor, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Each dev photo's share of every figure the target table holds: its CIDEr, the share of its captions that
-    find it in the top k (text->image) and whether its best caption is in its top k (image->text). The mean of
+    """Each dev photo's share of the target table's figures but BLEU-4 (a corpus statistic with no per-photo
+    share): its CIDEr, the share of its captions that find it in the top k (text->image) and whether its best
+    caption is in its top k (image->text). With as many captions for every photo (five in Flickr8k), the mean of
     each is the corpus figure, so two encoders' per-photo values give a paired bootstrap of their gap."""
     text_ranks, image_ranks = retrieval_ranks(*retrieval)
     owners = retrieval[1]
+    if len(set(torch.bincount(owners, minlength=len(examples)).tolist())) != 1:
+        raise ValueError("per-photo recall needs as many captions for every photo")
     outcomes = {"CIDEr": cider_per_image([e.captions for e in examples], captions)}
     for k in (1, 5, 10):
         found = torch.zeros(len(examples), dtype=torch.float64).index_add_(0, owners, (text_ranks < k).double())
@@ -112,11 +115,12 @@ def compared(net, examples, reference: dict, embeds: torch.Tensor, pooled: torch
     }
 
 
-def across_draws(rows: dict[str, dict]) -> dict:
+def across_draws(rows: dict[str, dict], fp32: dict) -> dict:
     """Each figure's gap over the export's choice calibrated on different photos (mean, SD, smallest, largest):
-    what the method loses, against what one int8 encoder happens to lose."""
+    what the method loses, against what one int8 encoder happens to lose. BLEU-4's is its corpus figure's."""
     figures = next(iter(rows.values()))["gaps"]
     gaps = {figure: [row["gaps"][figure]["points"] for row in rows.values()] for figure in figures}
+    gaps["BLEU-4"] = [100 * (row["BLEU-4"] - fp32["BLEU-4"]) for row in rows.values()]
     return {"draws": list(rows)} | {
         figure: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)), "min": min(v), "max": max(v)}
         for figure, v in gaps.items()
@@ -154,6 +158,9 @@ def main() -> None:
         parser.error(f"unknown rows {sorted(set(args.rows) - set(rows))}; choose from {list(rows)}")
     if len(args.draw_calibration) > 8:
         parser.error(f"at most 8 --draw-calibration folders, got {len(args.draw_calibration)}")
+    folders = [Path(f).resolve() for f in (args.calibration_images, *args.draw_calibration)]
+    if len(set(folders)) < len(folders):
+        parser.error("each --draw-calibration folder must differ from the others and from --calibration-images")
     examples = read_split(args.data_dir, "dev")
     pixel_values = net.processor(images=[e.path for e in examples])["pixel_values"]
 
@@ -165,7 +172,7 @@ def main() -> None:
     quantised = [(name, *row, None) for name, row in rows.items() if not args.rows or name in args.rows]
     quantised += [
         (f"{EXPORT_CHOICE}, calibrated on {folder}", *rows[EXPORT_CHOICE], folder) for folder in args.draw_calibration
-    ]  # a draw's photos are read when it is quantised, so one draw's at most are held beside the first folder's
+    ]  # a draw's photos are read when it is quantised and let go after, so one draw's at most beside the first's
     fp32 = encoder(fp32_graph)
     embeds, pooled = image_side(fp32, pixel_values)
     reference = {"embeds": embeds, "pooled": pooled, "captions": beam3_captions(net, embeds)}
@@ -189,6 +196,7 @@ def main() -> None:
             int8 = encoder(path)
             row = {
                 "fp32_nodes": len(fp32_nodes),
+                "calibration_images": sum(len(batch) for batch in photos),
                 "bias_correction_images": bias_correction_images,
                 "quantise_s": seconds,
                 "images_per_s": timed(int8, pixel_values[: args.images])[0],
@@ -196,9 +204,10 @@ def main() -> None:
             row |= compared(net, examples, reference, *image_side(int8, pixel_values))
             results["choices"][name] = row
             print(f"{name}: {json.dumps(row)}", flush=True)
+            del photos
     draws = {name: row for name, row in results["choices"].items() if name.startswith(EXPORT_CHOICE)}
     if len(draws) > 1:
-        results["export_choice_across_draws"] = across_draws(draws)
+        results["export_choice_across_draws"] = across_draws(draws, results["fp32"])
         print(f"across draws: {json.dumps(results['export_choice_across_draws'])}", flush=True)
     first = next(iter(results["choices"].values()))["cosine_to_fp32"]["mean"]  # the noise control's cosine
     noise = torch.randn(reference["embeds"].shape, generator=torch.Generator().manual_seed(0))
