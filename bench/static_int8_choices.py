@@ -81,12 +81,13 @@ def per_photo(examples, captions: list[str], retrieval: tuple[torch.Tensor, torc
     each is the corpus figure, so two encoders' per-photo values give a paired bootstrap of their gap."""
     text_ranks, image_ranks = retrieval_ranks(*retrieval)
     owners = retrieval[1]
-    if len(set(torch.bincount(owners, minlength=len(examples)).tolist())) != 1:
+    captions_per_photo = torch.bincount(owners, minlength=len(examples))
+    if len(set(captions_per_photo.tolist())) != 1:
         raise ValueError("per-photo recall needs as many captions for every photo")
     outcomes = {"CIDEr": cider_per_image([e.captions for e in examples], captions)}
     for k in (1, 5, 10):
         found = torch.zeros(len(examples), dtype=torch.float64).index_add_(0, owners, (text_ranks < k).double())
-        outcomes[f"text_to_image_R@{k}"] = (found / torch.bincount(owners, minlength=len(examples))).numpy()
+        outcomes[f"text_to_image_R@{k}"] = (found / captions_per_photo).numpy()
         outcomes[f"image_to_text_R@{k}"] = (image_ranks < k).double().numpy()
     return outcomes
 
