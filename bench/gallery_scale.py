@@ -6,15 +6,18 @@ train images' representations), the other arrays real rows of the Flickr8k train
 decoded. Queries are 200 real dev representations, one at a time on one thread, timed after the shards' ANN files
 have been read once (a serving process's steady state: its index in the page cache, not paged in from disk by the
 first queries); recall@10 is against exact search over the same live gallery. Per ANN method (`--methods`, the
-index's own: ivfpq, hnsw, annoy) it reports build time; for the first method also adding 1,000 files (time, bytes
-written, rows), deleting 1,000, and each setting of `--sweep`. `--annoy-pca` adds, outside the index, Annoy on PCA-
-reduced vectors with exact re-ranking of its candidates, the variant the issue asked to compare.
+index's own: ivfpq, hnsw, annoy) it reports build time and ms/query and recall at each setting of its sweep; for
+the first method also adding 1,000 files (time, bytes written, rows), deleting 1,000, and querying after.
+`--annoy-pca` adds, outside the index, Annoy on PCA-reduced vectors with exact re-ranking of its candidates, the
+variant the issue asked to compare; `--previous-ivfpq` builds and sweeps the index's earlier ivfpq (no PCA,
+64-byte codes) beside the current one.
 Run: python bench/gallery_scale.py --output bench/results/gallery_scale/gallery_scale.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import hashlib
 import json
@@ -36,6 +39,8 @@ from onenet_hf.evaluation import image_inputs_from_features
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.gallery import ARRAYS, GalleryIndex, top_k_pairs
 from onenet_hf.indexing import Embedder, GalleryFile, build_lock, write_gallery
+
+PREVIOUS_IVFPQ = "ivfpq without PCA (the default until 2026-12-05)"
 
 
 def folder_files(folder: Path) -> dict[str, tuple[int, int]]:
@@ -87,12 +92,22 @@ class InjectedGallery:
                        "new_files": sorted(new)}  # fmt: skip
 
 
-def query_rows(index: GalleryIndex, queries: np.ndarray, truth: np.ndarray, settings: dict) -> dict:
-    """ms/query and recall@10 (against `truth`) of the index's approximate search under ann-module `settings`."""
+@contextlib.contextmanager
+def ann_settings(settings: dict):
+    """The ann module's constants set to `settings` (build and query read them at each call), restored after."""
     saved = {name: getattr(ann, name) for name in settings}
     for name, value in settings.items():
         setattr(ann, name, value)
     try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(ann, name, value)
+
+
+def query_rows(index: GalleryIndex, queries: np.ndarray, truth: np.ndarray, settings: dict) -> dict:
+    """ms/query and recall@10 (against `truth`) of the index's approximate search under ann-module `settings`."""
+    with ann_settings(settings):
         for ann_file in index.folder.glob("shard-*.*"):  # a serving process's steady state: its ANN files cached
             if ann_file.suffix[1:] in ann.ANN_METHODS:
                 with ann_file.open("rb") as stream:
@@ -100,9 +115,6 @@ def query_rows(index: GalleryIndex, queries: np.ndarray, truth: np.ndarray, sett
                         pass
         index.nearest(queries[:5], 10, exact=False)  # open the ANN files
         return timed_queries(lambda q, k: [row for row, _ in index.nearest(q, k, exact=False)[0]], queries, truth)
-    finally:
-        for name, value in saved.items():
-            setattr(ann, name, value)
 
 
 def ms_per_query(search, queries: np.ndarray) -> float:
@@ -184,6 +196,7 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=1_000, help="files added, then deleted")
     parser.add_argument("--methods", nargs="+", default=list(ann.ANN_METHODS), choices=ann.ANN_METHODS)
     parser.add_argument("--annoy-pca", type=int, default=128, help="PCA dims of the Annoy variant (0: leave out)")
+    parser.add_argument("--previous-ivfpq", action="store_true", help=f"also build and sweep {PREVIOUS_IVFPQ!r}")
     parser.add_argument("--workdir", default="/tmp/onenet-gallery-scale", help="index folders (deleted first)")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
@@ -201,25 +214,31 @@ def main() -> None:
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / ".onenet-gallery-scale").write_text("bench/gallery_scale.py deletes this folder when it runs again\n")
-    results = {"size": args.size, "dim": image_embeds.shape[1], "queries": len(queries), "methods": {}}
+    variances = np.linalg.eigvalsh(np.cov(train.T))[::-1]  # the real train representations' principal components
+    results = {"size": args.size, "dim": image_embeds.shape[1], "queries": len(queries), "methods": {},
+               "train_variance_share_in_pca": float(variances[: ann.PCA_DIMS].sum() / variances.sum())}  # fmt: skip
     sweeps = {
-        "ivfpq": [{"IVF_PROBE_SHARE": p / 1024, "REFINE_FACTOR": f} for p in (64, 80, 96, 112) for f in (20, 30)],
+        "ivfpq": [{"IVF_PROBE_SHARE": p / 1024, "REFINE_FACTOR": f} for p in (64, 96, 128, 160) for f in (30, 50)],
         "hnsw": [{"HNSW_SEARCH": ef} for ef in (64, 128, 256)],
         "annoy": [{"ANNOY_SEARCH_K": search_k} for search_k in (20_000, 100_000, 400_000)],
     }
-    for number, method in enumerate(args.methods):
+    builds = [(method, method, {}) for method in args.methods]
+    if args.previous_ivfpq:  # every dimension quantised, 4 to a code (64 bytes), as the index built it before
+        builds.append((PREVIOUS_IVFPQ, "ivfpq", {"PCA_DIMS": image_embeds.shape[1], "PQ_DIMS": 4}))
+    for number, (name, method, build_settings) in enumerate(builds):
         folder = workdir / method
         faiss.omp_set_num_threads(os.cpu_count())
-        index, build = gallery.write(folder, range(args.size), method)
+        with ann_settings(build_settings):
+            index, build = gallery.write(folder, range(args.size), method)
         faiss.omp_set_num_threads(1)
         row = {"build": build | {"peak_memory_gib": peak_memory_gib()}, "queries": []}
-        print(f"\n{method}: built {len(index):,} in {build['seconds']:.1f} s, {build['new_file_bytes'] / 1e9:.2f} GB")
+        print(f"\n{name}: built {len(index):,} in {build['seconds']:.1f} s, {build['new_file_bytes'] / 1e9:.2f} GB")
         truth, exact_seconds = exact_top(np.asarray(index.image_embeds), queries, 10)
         row["exact_ms_per_query"] = 1000 * exact_seconds
         for settings in sweeps[method]:
             row["queries"].append({"settings": settings, **query_rows(index, queries, truth, settings)})
             print(f"  {settings}: {row['queries'][-1]}")
-        if method == "ivfpq":
+        if method == "ivfpq" and not build_settings:
             row["query_split"] = query_split(index, queries)
         if number == 0:
             for change, rows in (
@@ -235,7 +254,7 @@ def main() -> None:
             if method == "ivfpq":
                 row["query_split_after_changes"] = query_split(index, queries)
             print(f"  after the changes: {row['queries_after_changes']}")
-        results["methods"][method] = row
+        results["methods"][name] = row
         del index
         shutil.rmtree(folder)
     if args.annoy_pca:
