@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from onenet_hf import ann as ann_module
 from onenet_hf import indexing
 from onenet_hf.ann import ANN_METHODS
 from onenet_hf.gallery import ARRAYS, GalleryIndex
@@ -38,13 +39,27 @@ def _write(folder, vectors: np.ndarray, keep: np.ndarray, ann: str):
         return write_gallery(folder, "test-model", DIM, files, [], Embedder(list, embed), content_hash, 512, ann)
 
 
-@pytest.mark.parametrize("ann", ANN_METHODS)
-def test_each_method_finds_the_exact_neighbours_and_never_a_dropped_row(tmp_path, monkeypatch, ann):
+def _pca_dims(index: GalleryIndex) -> int | None:
+    """The output size of the PCA an ivfpq shard's file searches in, None when it has none."""
+    import faiss
+
+    base = faiss.downcast_index(faiss.downcast_index(index.shards[0].ann_index._index).base_index)
+    return faiss.downcast_VectorTransform(base.chain.at(0)).d_out if isinstance(base, faiss.IndexPreTransform) else None
+
+
+@pytest.mark.parametrize(
+    ("ann", "pca_dims"), [(method, None) for method in ANN_METHODS] + [("ivfpq", 16)], ids=[*ANN_METHODS, "ivfpq-pca"]
+)
+def test_each_method_finds_the_exact_neighbours_and_never_a_dropped_row(tmp_path, monkeypatch, ann, pca_dims):
     monkeypatch.setattr(indexing, "EXACT_SEARCH_MAX_IMAGES", 1000)  # a 3,000-row shard gets its ANN file
+    if pca_dims:  # the representation (32-d here) is larger than the PCA's output, as 512 is on 128
+        monkeypatch.setattr(ann_module, "PCA_DIMS", pca_dims)
     rng = np.random.default_rng(0)
     vectors = _vectors(rng)
     index = _write(tmp_path / "index", vectors, np.arange(SIZE), ann)
     assert [(s.size, s.ann) for s in index.shards] == [(SIZE, ann)]
+    if ann == "ivfpq":
+        assert _pca_dims(index) == pca_dims
     queries = vectors[rng.choice(SIZE, 50, replace=False)] + 0.1 * rng.standard_normal((50, DIM)).astype(np.float32)
 
     def recall(index) -> float:
