@@ -3,14 +3,15 @@
 The vectors are injected into `indexing.write_gallery` (the function `onenet index` calls after listing files): the
 image representations are bench/gallery_speed.py's "model-like" 1M (a Gaussian with the mean and covariance of the
 train images' representations), the other arrays real rows of the Flickr8k train images, repeated; no image is
-decoded. Queries are 200 real dev representations, one at a time on one thread, timed after the shards' ANN files
-have been read once (a serving process's steady state: its index in the page cache, not paged in from disk by the
-first queries); recall@10 is against exact search over the same live gallery. Per ANN method (`--methods`, the
-index's own: ivfpq, hnsw, annoy) it reports build time and ms/query and recall at each setting of its sweep; for
-the first method also adding 1,000 files (time, bytes written, rows), deleting 1,000, and querying after.
+decoded. Queries are 200 real dev representations (`--queries`: up to all 1,000), one at a time on one thread,
+timed after the shards' ANN files have been read once (a serving process's steady state: its index in the page
+cache, not paged in from disk by the first queries); recall@10 is against exact search over the same live gallery.
+Per ANN method (`--methods`, the index's own: ivfpq, hnsw, annoy) it reports build time and ms/query and recall at
+each setting of its sweep; for the first method also adding 1,000 files (time, bytes written, rows), deleting
+1,000, and querying after.
 `--annoy-pca` adds, outside the index, Annoy on PCA-reduced vectors with exact re-ranking of its candidates, the
-variant the issue asked to compare; `--previous-ivfpq` builds and sweeps the index's earlier ivfpq (no PCA,
-64-byte codes) beside the current one.
+variant the issue asked to compare; `--ivfpq-variants` builds and sweeps, beside the current ivfpq, the earlier one
+(no PCA, 64-byte codes) and one whose PCA keeps faiss's centring.
 Run: python bench/gallery_scale.py --output bench/results/gallery_scale/gallery_scale.json
 """
 
@@ -40,7 +41,10 @@ from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.gallery import ARRAYS, GalleryIndex, top_k_pairs
 from onenet_hf.indexing import Embedder, GalleryFile, build_lock, write_gallery
 
-PREVIOUS_IVFPQ = "ivfpq without PCA (the default until 2026-12-05)"
+IVFPQ_VARIANTS = {  # name: ann-module settings its build runs under
+    "ivfpq without PCA (the default until 2026-12-05)": {"PCA_DIMS": sys.maxsize, "PQ_DIMS": 4},
+    "ivfpq with faiss's centred PCA": {"_train_uncentred_pca": lambda index, sample, reduced: None},
+}
 
 
 def folder_files(folder: Path) -> dict[str, tuple[int, int]]:
@@ -196,7 +200,9 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=1_000, help="files added, then deleted")
     parser.add_argument("--methods", nargs="+", default=list(ann.ANN_METHODS), choices=ann.ANN_METHODS)
     parser.add_argument("--annoy-pca", type=int, default=128, help="PCA dims of the Annoy variant (0: leave out)")
-    parser.add_argument("--previous-ivfpq", action="store_true", help=f"also build and sweep {PREVIOUS_IVFPQ!r}")
+    help_text = f"also build and sweep these ivfpq variants: {'; '.join(IVFPQ_VARIANTS)}"
+    parser.add_argument("--ivfpq-variants", action="store_true", help=help_text)
+    parser.add_argument("--queries", type=int, default=200, help="dev representations queried (1 to all 1,000)")
     parser.add_argument("--workdir", default="/tmp/onenet-gallery-scale", help="index folders (deleted first)")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
@@ -206,7 +212,9 @@ def main() -> None:
     dev, train = (representations(net, args, split) for split in ("dev", "train"))
     rng = np.random.default_rng(0)
     image_embeds = model_like(train, args.size + args.changes, rng)
-    queries = dev[rng.choice(len(dev), 200, replace=False)]
+    if not 1 <= args.queries <= len(dev):
+        parser.error(f"--queries must be 1 to {len(dev):,} (the dev images), got {args.queries:,}")
+    queries = dev[rng.choice(len(dev), args.queries, replace=False)]
     others = train_arrays(net, args, 1000)
     gallery = InjectedGallery(image_embeds, others)
     workdir = Path(args.workdir)
@@ -218,13 +226,13 @@ def main() -> None:
     results = {"size": args.size, "dim": image_embeds.shape[1], "queries": len(queries), "methods": {},
                "train_variance_share_in_pca": float(variances[: ann.PCA_DIMS].sum() / variances.sum())}  # fmt: skip
     sweeps = {
-        "ivfpq": [{"IVF_PROBE_SHARE": p / 1024, "REFINE_FACTOR": f} for p in (64, 96, 128, 160) for f in (30, 50)],
+        "ivfpq": [{"IVF_PROBE_SHARE": p / 1024, "REFINE_FACTOR": f} for p in (64, 96, 128, 160) for f in (20, 30, 50)],
         "hnsw": [{"HNSW_SEARCH": ef} for ef in (64, 128, 256)],
         "annoy": [{"ANNOY_SEARCH_K": search_k} for search_k in (20_000, 100_000, 400_000)],
     }
     builds = [(method, method, {}) for method in args.methods]
-    if args.previous_ivfpq:  # every dimension quantised, 4 to a code (64 bytes), as the index built it before
-        builds.append((PREVIOUS_IVFPQ, "ivfpq", {"PCA_DIMS": image_embeds.shape[1], "PQ_DIMS": 4}))
+    if args.ivfpq_variants:
+        builds += [(name, "ivfpq", settings) for name, settings in IVFPQ_VARIANTS.items()]
     for number, (name, method, build_settings) in enumerate(builds):
         folder = workdir / method
         faiss.omp_set_num_threads(os.cpu_count())
