@@ -39,12 +39,19 @@ def _write(folder, vectors: np.ndarray, keep: np.ndarray, ann: str):
         return write_gallery(folder, "test-model", DIM, files, [], Embedder(list, embed), content_hash, 512, ann)
 
 
-def _pca_dims(index: GalleryIndex) -> int | None:
-    """The output size of the PCA an ivfpq shard's file searches in, None when it has none."""
+def _pca_dims(index) -> int | None:
+    """The output size of the PCA a faiss ivfpq index searches in (None when it has none); the PCA must not centre
+    (zero bias: x -> A x) and the re-ranking copy must keep every dimension."""
     import faiss
 
-    base = faiss.downcast_index(faiss.downcast_index(index.shards[0].ann_index._index).base_index)
-    return faiss.downcast_VectorTransform(base.chain.at(0)).d_out if isinstance(base, faiss.IndexPreTransform) else None
+    refine = faiss.downcast_index(index)
+    assert faiss.downcast_index(refine.refine_index).d == refine.d
+    base = faiss.downcast_index(refine.base_index)
+    if not isinstance(base, faiss.IndexPreTransform):
+        return None
+    pca = faiss.downcast_VectorTransform(base.chain.at(0))
+    assert not faiss.vector_to_array(pca.b).any()
+    return pca.d_out
 
 
 @pytest.mark.parametrize(
@@ -59,7 +66,7 @@ def test_each_method_finds_the_exact_neighbours_and_never_a_dropped_row(tmp_path
     index = _write(tmp_path / "index", vectors, np.arange(SIZE), ann)
     assert [(s.size, s.ann) for s in index.shards] == [(SIZE, ann)]
     if ann == "ivfpq":
-        assert _pca_dims(index) == pca_dims
+        assert _pca_dims(index.shards[0].ann_index._index) == pca_dims
     queries = vectors[rng.choice(SIZE, 50, replace=False)] + 0.1 * rng.standard_normal((50, DIM)).astype(np.float32)
 
     def recall(index) -> float:
@@ -88,6 +95,19 @@ def test_each_method_finds_the_exact_neighbours_and_never_a_dropped_row(tmp_path
     assert all(90 <= int(path[-9:-4]) < 100 for path in exact)  # the ten survivors of cluster 0
     positions = [position for position, _ in index.shards[0].ann_index.search(centre, 10, index.shards[0])]
     assert index.shards[0].live[positions].all()
+
+
+def test_ivfpq_skips_the_pca_when_a_shard_has_fewer_rows_than_dimensions(tmp_path, monkeypatch):
+    import faiss
+
+    monkeypatch.setattr(ann_module, "PCA_DIMS", 16)
+    vectors = _vectors(np.random.default_rng(2))
+    for rows, pca_dims in ((DIM - 1, None), (DIM, 16)):  # a PCA fitted on fewer rows cannot give 16 of 32 dims
+        ann_module.build_ann("ivfpq", vectors[:rows], tmp_path / f"{rows}.ivfpq")
+        index = faiss.read_index(str(tmp_path / f"{rows}.ivfpq"))
+        assert _pca_dims(index) == pca_dims
+        _, found = index.search(vectors[:1], 1)
+        assert found[0][0] == 0
 
 
 def test_replaced_shards_lose_their_ann_files_and_an_open_index_keeps_searching(tmp_path, monkeypatch):
