@@ -44,8 +44,8 @@ def _pca_dims(index) -> int | None:
     (zero bias: x -> A x) and the re-ranking copy must keep every dimension."""
     import faiss
 
-    refine = faiss.downcast_index(index)
-    assert faiss.downcast_index(refine.refine_index).d == refine.d
+    refine = faiss.downcast_index(index)  # re-ranking wraps the whole search, PCA included
+    assert isinstance(refine, faiss.IndexRefine) and faiss.downcast_index(refine.refine_index).d == DIM
     base = faiss.downcast_index(refine.base_index)
     if not isinstance(base, faiss.IndexPreTransform):
         return None
@@ -102,7 +102,7 @@ def test_ivfpq_skips_the_pca_when_a_shard_has_fewer_rows_than_dimensions(tmp_pat
 
     monkeypatch.setattr(ann_module, "PCA_DIMS", 16)
     vectors = _vectors(np.random.default_rng(2))
-    for rows, pca_dims in ((DIM - 1, None), (DIM, 16)):  # a PCA fitted on fewer rows cannot give 16 of 32 dims
+    for rows, pca_dims in ((DIM - 1, None), (DIM, 16)):  # a PCA only from at least as many rows as dimensions
         ann_module.build_ann("ivfpq", vectors[:rows], tmp_path / f"{rows}.ivfpq")
         index = faiss.read_index(str(tmp_path / f"{rows}.ivfpq"))
         assert _pca_dims(index) == pca_dims
