@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import torch
 from embed_speed import (  # bench/ is the script's folder, so on sys.path
@@ -40,16 +41,24 @@ from embed_speed import (  # bench/ is the script's folder, so on sys.path
 from imagine_quality import cpu_model
 from PIL import Image
 
-from export.onnx_export import BIAS_CORRECTION_IMAGES, quantize_static_int8, static_int8_exclusions
+from export.onnx_export import BIAS_CORRECTION_IMAGES, head_nodes, quantize_static_int8, static_int8_exclusions
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import cider_per_image, retrieval_ranks
 from onenet_hf.indexing import list_images
 from onenet_hf.onnx_backend import MANIFEST_FILE, session_options
 
 
+def head_rounded(graph: Path) -> list[str]:
+    """The export's node list as it was until 2026-12-05: of the head after the last convolution, only the projection
+    (Gemm) in fp32, so onnxruntime rounded the pooled features, the norms' outputs and the representation to 8 bits."""
+    nodes = onnx.load(str(graph)).graph.node
+    rounded = {node.name for node in nodes if node.name in head_nodes(nodes) and node.op_type != "Gemm"}
+    return [name for name in static_int8_exclusions(graph) if name not in rounded]
+
+
 def choices(graph: Path) -> dict[str, tuple[list[str], int]]:
     """(node list left in fp32, photos the bias correction reads) by row name; the first is the 2026-12-03 and
-    -04 releases' node list, the second the export's choice."""
+    -04 releases' blocks, the second the export's choice."""
     return {
         "stem, last convolution, projection": (static_int8_exclusions(graph, ()), BIAS_CORRECTION_IMAGES),
         EXPORT_CHOICE: (static_int8_exclusions(graph), BIAS_CORRECTION_IMAGES),
@@ -57,6 +66,7 @@ def choices(graph: Path) -> dict[str, tuple[list[str], int]]:
         # every calibration photo when --calibration-count is 1,024 or fewer
         "+ blocks 0-1, bias correction on 1,024 photos": (static_int8_exclusions(graph), 1024),
         "+ blocks 0-2": (static_int8_exclusions(graph, (0, 1, 2)), BIAS_CORRECTION_IMAGES),
+        HEAD_ROUNDED: (head_rounded(graph), BIAS_CORRECTION_IMAGES),
     }
 
 
@@ -72,6 +82,7 @@ def encoder(path: Path):
 
 
 EXPORT_CHOICE = "+ blocks 0-1 (the export's choice)"
+HEAD_ROUNDED = "+ blocks 0-1, head rounded to 8 bits (until 2026-12-05)"
 
 
 def per_photo(examples, captions: list[str], retrieval: tuple[torch.Tensor, torch.Tensor]) -> dict[str, np.ndarray]:

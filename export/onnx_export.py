@@ -228,20 +228,28 @@ def int8_convolutions(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 FP32_BLOCKS = (0, 1)  # the backbone blocks static int8 leaves in fp32 (`static_int8_exclusions`)
 
 
+def head_nodes(nodes: Sequence[onnx.NodeProto]) -> list[str]:
+    """The image encoder's nodes after its last convolution, in graph order: pooling, norms and the projection."""
+    last = max(i for i, node in enumerate(nodes) if node.op_type == "Conv")
+    return [node.name for node in nodes[last + 1 :]]
+
+
 def static_int8_exclusions(graph: Path, fp32_blocks: Sequence[int] = FP32_BLOCKS) -> list[str]:
     """The image encoder's nodes static int8 leaves in fp32: the stem, the blocks `fp32_blocks`, the last convolution
-    and the projection. Measured on 1,000 dev photos (README, "Which layers stay fp32"): with no block in fp32 one
-    photo's representation fell to cosine 0.975 with fp32 (1st percentile 0.985); the first blocks run at the
+    and every node after it. Measured on 1,000 dev photos (README, "Which layers stay fp32"): with no block in fp32
+    one photo's representation fell to cosine 0.975 with fp32 (1st percentile 0.985); the first blocks run at the
     highest resolution on few channels, and their rounding is carried by every later layer: with blocks 0-1 in fp32
     the lowest was 0.993, for 14.5-18% of the network's int8 speed in the two runs that timed both
-    (bench/static_int8_choices.py)."""
+    (bench/static_int8_choices.py). The head runs in fp32 anyway; excluding only its projection left onnxruntime
+    rounding the pooled features, both norms' outputs and the representation itself to 8 bits (README, "The head
+    in fp32")."""
     nodes = onnx.load(str(graph)).graph.node
     convolutions = [node.name for node in nodes if node.op_type == "Conv"]
     prefixes = tuple(f"/backbone/_blocks.{number}/" for number in fp32_blocks)
     blocks = [node.name for node in nodes if node.op_type in ("Conv", "Add") and node.name.startswith(prefixes)]
     if prefixes and not blocks:
         raise OnnxExportError(f"{graph} has no nodes named {prefixes[0]}...: the exporter's naming changed")
-    return [convolutions[0], *blocks, convolutions[-1], *(node.name for node in nodes if node.op_type == "Gemm")]
+    return [convolutions[0], *blocks, convolutions[-1], *head_nodes(nodes)]
 
 
 def _sha256(path: Path) -> str:

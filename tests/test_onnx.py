@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from export import MANIFEST_FILE, export_onnx
+from export.onnx_export import head_nodes
 from onenet_hf import OneNet, OneNetImageProcessor
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate
@@ -200,6 +201,11 @@ def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
     first_blocks = {name for name in int8_weights if name.startswith(("/backbone/_blocks.0/", "/backbone/_blocks.1/"))}
     assert fp32_convolutions == {"/backbone/_conv_stem/Conv", "/backbone/_conv_head/Conv", *first_blocks}
     assert len(first_blocks) == 5 and len(int8_weights) - len(fp32_convolutions) > 40  # the rest runs on int8
+    head = [node for node in graph.node if node.name in head_nodes(graph.node)]
+    assert {node.op_type for node in head} >= {"ReduceMean", "LayerNormalization", "Gemm"}
+    assert not [node.name for node in head if set(node.input) & dequantized]  # no 8-bit rounding after the backbone
+    producers = {output: node.op_type for node in graph.node for output in node.output}
+    assert "DequantizeLinear" not in {producers[output.name] for output in graph.output}
     fastest = OneNet.from_pretrained(model, backend="auto", onnx_variant="fastest")
     assert fastest.onnx.batch_independent
     images = sorted((shapes_dir / "images").glob("dev_*.jpg"))[:8]
