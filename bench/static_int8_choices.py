@@ -1,19 +1,21 @@
 """Which image-encoder nodes static int8 leaves in fp32, and what bias correction adds, chosen by measurement.
 
 Each choice is quantised by the export's `quantize_static_int8` on the same calibration photos (with the export's
-bias correction unless the row says otherwise), then timed network-only (batch 32, the first --images dev photos)
-and compared with the onnxruntime fp32 encoder on all dev photos: representation cosine (mean, 1st percentile, min),
-the share of beam-3 captions left unchanged, caption BLEU-4 / CIDEr, `retrieval`-method recall, and each figure's
-gap to fp32 with its paired bootstrap standard error and 95% interval (per-photo values, 10,000 resamples of the
-photos; all but BLEU-4, which has no per-photo share). Two controls say how much the figures move under changes that
-are not int8's: random (isotropic) noise added to the fp32 representations at the first choice's mean cosine, and
-the fp32 encoder on the dev photos saved once more as JPEG at quality 95. With --draw-calibration, the export's
-choice is quantised again on each further folder of calibration photos, and each figure's gap is summarised over
-these equally made encoders (mean, SD): what the method loses, against what one int8 encoder happens to lose.
-Run (about 16 minutes on 2 cores with every row, most of it quantising; nothing else heavy at the same time):
+bias correction and min/max ranges unless the row says otherwise), then timed network-only (batch 32, the first
+--images dev photos) and compared with the onnxruntime fp32 encoder on all dev photos: representation cosine (mean,
+1st percentile, min), the share of beam-3 captions left unchanged, caption BLEU-4 / CIDEr, `retrieval`-method
+recall, and each figure's gap to fp32 with its paired bootstrap standard error and 95% interval (per-photo values,
+10,000 resamples of the photos; all but BLEU-4, which has no per-photo share). Two controls say how much the figures
+move under changes that are not int8's: random (isotropic) noise added to the fp32 representations at the first
+choice's mean cosine, and the fp32 encoder on the dev photos saved once more as JPEG at quality 95. With
+--draw-calibration, the --draw-row choice (the export's by default) is quantised again on each further folder of
+calibration photos, and each figure's gap is summarised over these equally made encoders (mean, SD): what the method
+loses, against what one int8 encoder happens to lose.
+Run (nothing else heavy at the same time). Most of a run is quantising: about 2.5 minutes per min/max encoder and 4.5
+per percentile one on 2 cores (README run 6: 16.5 minutes for five encoders; run 7: 24 minutes):
 python bench/static_int8_choices.py --calibration-images /tmp/calibration \
   --output bench/results/embed_speed/static_int8_choices.json
-Draws (README, "Four equally made encoders"; 14 minutes with three folders):
+Draws (README, "Four equally made encoders"), each with the settings of --draw-row (the export's choice by default):
   --rows "+ blocks 0-1 (the export's choice)" --draw-calibration FOLDER ...
 """
 
@@ -41,7 +43,12 @@ from embed_speed import (  # bench/ is the script's folder, so on sys.path
 from imagine_quality import cpu_model
 from PIL import Image
 
-from export.onnx_export import BIAS_CORRECTION_IMAGES, head_nodes, quantize_static_int8, static_int8_exclusions
+from export.onnx_export import (
+    BIAS_CORRECTION_IMAGES,
+    nodes_after_last_convolution,
+    quantize_static_int8,
+    static_int8_exclusions,
+)
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import cider_per_image, retrieval_ranks
 from onenet_hf.indexing import list_images
@@ -50,23 +57,28 @@ from onenet_hf.onnx_backend import MANIFEST_FILE, session_options
 
 def head_rounded(graph: Path) -> list[str]:
     """The export's node list as it was until 2026-12-05: of the head after the last convolution, only the projection
-    (Gemm) in fp32, so onnxruntime rounded the pooled features, the norms' outputs and the representation to 8 bits."""
+    (Gemm) in fp32, so onnxruntime rounded the grid mean feeding the norms, their outputs and the representation."""
     nodes = onnx.load(str(graph)).graph.node
-    rounded = {node.name for node in nodes if node.name in head_nodes(nodes) and node.op_type != "Gemm"}
+    after = set(nodes_after_last_convolution(nodes))
+    rounded = {node.name for node in nodes if node.name in after and node.op_type != "Gemm"}
     return [name for name in static_int8_exclusions(graph) if name not in rounded]
 
 
-def choices(graph: Path) -> dict[str, tuple[list[str], int]]:
-    """(node list left in fp32, photos the bias correction reads) by row name; the first is the 2026-12-03 and
-    -04 releases' blocks, the second the export's choice."""
+def choices(graph: Path) -> dict[str, tuple[list[str], int, float | None]]:
+    """(node list left in fp32, photos the bias correction reads, activation percentile or None for min/max ranges)
+    by row name; the first has the 2026-12-03 and -04 releases' blocks (no block in fp32; it was named "stem, last
+    convolution, projection" until the nodes after the last convolution all stayed fp32), the second is the
+    export's choice."""
+    blocks_01, corrected = static_int8_exclusions(graph), BIAS_CORRECTION_IMAGES
     return {
-        "stem, last convolution, projection": (static_int8_exclusions(graph, ()), BIAS_CORRECTION_IMAGES),
-        EXPORT_CHOICE: (static_int8_exclusions(graph), BIAS_CORRECTION_IMAGES),
-        "+ blocks 0-1, without bias correction": (static_int8_exclusions(graph), 0),
+        "stem, from the last convolution on": (static_int8_exclusions(graph, ()), corrected, None),
+        EXPORT_CHOICE: (blocks_01, corrected, None),
+        "+ blocks 0-1, without bias correction": (blocks_01, 0, None),
         # every calibration photo when --calibration-count is 1,024 or fewer
-        "+ blocks 0-1, bias correction on 1,024 photos": (static_int8_exclusions(graph), 1024),
-        "+ blocks 0-2": (static_int8_exclusions(graph, (0, 1, 2)), BIAS_CORRECTION_IMAGES),
-        HEAD_ROUNDED: (head_rounded(graph), BIAS_CORRECTION_IMAGES),
+        "+ blocks 0-1, bias correction on 1,024 photos": (blocks_01, 1024, None),
+        "+ blocks 0-2": (static_int8_exclusions(graph, (0, 1, 2)), corrected, None),
+        PERCENTILE_RANGES: (blocks_01, corrected, 99.999),
+        HEAD_ROUNDED: (head_rounded(graph), corrected, None),
     }
 
 
@@ -82,6 +94,7 @@ def encoder(path: Path):
 
 
 EXPORT_CHOICE = "+ blocks 0-1 (the export's choice)"
+PERCENTILE_RANGES = "+ blocks 0-1, percentile ranges (99.999%)"
 HEAD_ROUNDED = "+ blocks 0-1, head rounded to 8 bits (until 2026-12-05)"
 
 
@@ -156,9 +169,12 @@ def main() -> None:
     parser.add_argument("--rows", nargs="*", help="only these choices (names as in `choices`); the controls always")
     parser.add_argument(
         "--draw-calibration", nargs="*", default=[], metavar="FOLDER",
-        help=f"more folders of calibration photos (train photos, not the first folder's), each quantised with "
-        f"{EXPORT_CHOICE!r}: how much the figures move from one int8 encoder to an equally made one (at most 8)",
+        help="more folders of calibration photos (train photos, not the first folder's), each quantised with "
+        "--draw-row's settings: how much the figures move from one int8 encoder to an equally made one (at most 8)",
     )  # fmt: skip
+    parser.add_argument(
+        "--draw-row", default=EXPORT_CHOICE, help="the row whose settings each --draw-calibration folder gets"
+    )
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
     net = OneNet.from_pretrained(args.model)
@@ -166,6 +182,8 @@ def main() -> None:
     manifest = json.loads((Path(args.model) / "onnx" / MANIFEST_FILE).read_text())
     fp32_graph = Path(args.model) / "onnx" / manifest["graphs"]["image_encoder"]["files"]["fp32"]["path"]
     rows = choices(fp32_graph)
+    if args.draw_row not in rows:
+        parser.error(f"unknown --draw-row {args.draw_row!r}; choose from {list(rows)}")
     if set(args.rows or ()) - set(rows):
         parser.error(f"unknown rows {sorted(set(args.rows) - set(rows))}; choose from {list(rows)}")
     if len(args.draw_calibration) > 8:
@@ -183,7 +201,7 @@ def main() -> None:
     batches = calibration_batches(args.calibration_images)
     quantised = [(name, *row, None) for name, row in rows.items() if not args.rows or name in args.rows]
     quantised += [
-        (f"{EXPORT_CHOICE}, calibrated on {folder}", *rows[EXPORT_CHOICE], folder) for folder in args.draw_calibration
+        (f"{args.draw_row}, calibrated on {folder}", *rows[args.draw_row], folder) for folder in args.draw_calibration
     ]  # a draw's photos are read when it is quantised and let go after, so one draw's at most beside the first's
     fp32 = encoder(fp32_graph)
     embeds, pooled = image_side(fp32, pixel_values)
@@ -199,17 +217,18 @@ def main() -> None:
     }
     print(f"fp32: {json.dumps(results['fp32'])}", flush=True)
     with tempfile.TemporaryDirectory(prefix="onenet-int8-choices-") as folder:
-        for name, fp32_nodes, bias_correction_images, draw in quantised:
+        for name, fp32_nodes, bias_correction_images, percentile, draw in quantised:
             path = Path(folder) / "encoder.onnx"
             photos = batches if draw is None else calibration_batches(draw)
             start = time.perf_counter()
-            quantize_static_int8(fp32_graph, path, photos, fp32_nodes, bias_correction_images)
+            quantize_static_int8(fp32_graph, path, photos, fp32_nodes, bias_correction_images, percentile)
             seconds = time.perf_counter() - start
             int8 = encoder(path)
             row = {
                 "fp32_nodes": len(fp32_nodes),
                 "calibration_images": sum(len(batch) for batch in photos),
                 "bias_correction_images": bias_correction_images,
+                "activation_percentile": percentile,
                 "quantise_s": seconds,
                 "images_per_s": timed(int8, pixel_values[: args.images])[0],
             }
@@ -217,7 +236,7 @@ def main() -> None:
             results["choices"][name] = row
             print(f"{name}: {json.dumps(row)}", flush=True)
             del photos
-    draws = {name: row for name, row in results["choices"].items() if name.startswith(EXPORT_CHOICE)}
+    draws = {name: row for name, row in results["choices"].items() if name.startswith(args.draw_row)}
     if len(draws) > 1:
         results["export_choice_across_draws"] = across_draws(draws, results["fp32"])
         print(f"across draws: {json.dumps(results['export_choice_across_draws'])}", flush=True)

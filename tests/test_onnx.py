@@ -8,13 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnxruntime
 import pytest
 import torch
 
 from export import MANIFEST_FILE, export_onnx
-from export.onnx_export import head_nodes
+from export.onnx_export import nodes_after_last_convolution
 from onenet_hf import OneNet, OneNetImageProcessor
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate
@@ -201,7 +202,7 @@ def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
     first_blocks = {name for name in int8_weights if name.startswith(("/backbone/_blocks.0/", "/backbone/_blocks.1/"))}
     assert fp32_convolutions == {"/backbone/_conv_stem/Conv", "/backbone/_conv_head/Conv", *first_blocks}
     assert len(first_blocks) == 5 and len(int8_weights) - len(fp32_convolutions) > 40  # the rest runs on int8
-    head = [node for node in graph.node if node.name in head_nodes(graph.node)]
+    head = [node for node in graph.node if node.name in nodes_after_last_convolution(graph.node)]
     assert {node.op_type for node in head} >= {"ReduceMean", "LayerNormalization", "Gemm"}
     assert not [node.name for node in head if set(node.input) & dequantized]  # no 8-bit rounding after the backbone
     producers = {output: node.op_type for node in graph.node for output in node.output}
@@ -259,3 +260,32 @@ def test_bias_correction_shrinks_each_int8_convolutions_mean_shift_from_fp32(exp
     assert all(after < before / 5 for before, after in zip(shifts, largest_shifts(by_default), strict=True))
     correct_int8_biases(fp32_graph, uncorrected, batches)
     assert uncorrected.read_bytes() == by_default.read_bytes()  # the export's default is this correction
+
+
+def test_percentile_ranges_are_cut_from_every_calibration_batch(exported, shapes_dir, tmp_path):
+    from onnx import numpy_helper
+
+    from export.onnx_export import quantize_static_int8, static_int8_exclusions
+
+    fp32_graph = exported[1] / "image_encoder.onnx"
+    photos = sorted((shapes_dir / "images").glob("train_*.jpg"))[:16]
+    batches = [OneNetImageProcessor()(images=photos[i : i + 8], return_tensors="np")["pixel_values"] for i in (0, 8)]
+    exclude = static_int8_exclusions(fp32_graph)
+    with pytest.raises(OneNetError, match="activation_percentile must lie between 50 and 100, got 100"):
+        quantize_static_int8(fp32_graph, tmp_path / "refused.onnx", batches, exclude, activation_percentile=100)
+    graphs = {name: tmp_path / f"{name}.onnx" for name in ("min_max", "percentile", "first_batch")}
+    quantize_static_int8(fp32_graph, graphs["min_max"], batches, exclude, bias_correction_images=0)  # the default
+    for name, photos_read in (("percentile", batches), ("first_batch", batches[:1])):
+        quantize_static_int8(fp32_graph, graphs[name], photos_read, exclude, 0, activation_percentile=99.9)
+
+    def activation_scales(graph: Path) -> dict[str, float]:
+        """Each quantised activation's 8-bit step (weights are stored quantised, with no QuantizeLinear)."""
+        model = onnx.load(str(graph))
+        scales = {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
+        return {n.input[0]: float(scales[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"}
+
+    widest, cut, first = (activation_scales(graph) for graph in graphs.values())
+    assert widest.keys() == cut.keys() == first.keys() and len(widest) > 40
+    ratios = np.array([cut[name] / widest[name] for name in widest])
+    assert (ratios < 0.9).sum() >= 5  # some ranges cut their outliers
+    assert sum(cut[name] != first[name] for name in cut) >= 5  # the second batch was read too

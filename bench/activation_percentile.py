@@ -1,0 +1,111 @@
+"""Which share of each activation's calibration values its static int8 range keeps, chosen on held-out train photos.
+
+For each setting (min/max, or a percentile), the export's choice is quantised by `quantize_static_int8` on the same
+calibration photos, with the export's fp32 nodes and bias correction, and compared with the onnxruntime fp32 encoder
+on train photos that neither calibrate nor get evaluated on dev: the cosine (mean, 1st percentile, min) of the
+representation and of the pooled features (which the `retrieval` method reads). Dev figures for the chosen setting
+come from bench/static_int8_choices.py, so the choice is never made on dev.
+Run (16.5 minutes on 2 cores for the four default settings, most of it quantising; nothing else heavy at the same time):
+python bench/activation_percentile.py --calibration-images /tmp/calibration \
+  --output bench/results/embed_speed/activation_percentile.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from embed_speed import cosines, image_side  # bench/ is the script's folder, so on sys.path
+from imagine_quality import cpu_model
+from static_int8_choices import encoder
+
+from export import MAX_CALIBRATION_IMAGES
+from export.onnx_export import BIAS_CORRECTION_IMAGES, quantize_static_int8, static_int8_exclusions
+from onenet_hf import OneNet
+from onenet_hf.indexing import list_images
+from onenet_hf.onnx_backend import MANIFEST_FILE
+
+MAX_SETTINGS = 6
+MAX_HELD_OUT = 2_000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="checkpoints/onenet-flickr8k", help="a checkpoint with its ONNX export")
+    parser.add_argument("--data-dir", default="../shared/datasets/flickr8k")
+    parser.add_argument("--calibration-images", required=True, help="folder of calibration photos (train photos)")
+    parser.add_argument("--calibration-count", type=int, default=1024)
+    parser.add_argument(
+        "--held-out", type=int, nargs=2, default=(5096, 6000), metavar=("START", "STOP"),
+        help="compare on these train photos (positions in Flickr_8k.trainImages.txt), none of them calibration photos",
+    )  # fmt: skip
+    parser.add_argument(
+        "--percentiles", nargs="+", default=["min/max", "99.9999", "99.999", "99.99"],
+        help=f"settings to compare: min/max or a percentile in (50, 100) (at most {MAX_SETTINGS})",
+    )  # fmt: skip
+    parser.add_argument("--output", help="write the results as JSON here")
+    args = parser.parse_args()
+    if len(args.percentiles) > MAX_SETTINGS:
+        parser.error(f"at most {MAX_SETTINGS} --percentiles, got {len(args.percentiles)}")
+    try:
+        settings = {p: None if p == "min/max" else float(p) for p in args.percentiles}
+    except ValueError:
+        parser.error(f"--percentiles takes min/max or numbers, got {args.percentiles}")
+    if len(settings) < len(args.percentiles):
+        parser.error(f"each setting once, got {args.percentiles}")
+    if any(p is not None and not 50 < p < 100 for p in settings.values()):
+        parser.error(f"each percentile must lie between 50 and 100, got {args.percentiles}")
+    if not 1 <= args.calibration_count <= MAX_CALIBRATION_IMAGES:
+        parser.error(f"--calibration-count must be 1 to {MAX_CALIBRATION_IMAGES:,}, got {args.calibration_count}")
+    train = (Path(args.data_dir) / "Flickr_8k.trainImages.txt").read_text().split()
+    start, stop = args.held_out
+    if not 0 <= start < stop <= len(train) or stop - start > MAX_HELD_OUT:
+        parser.error(
+            f"--held-out needs 0 <= START < STOP <= {len(train):,} (the train list) and at most {MAX_HELD_OUT:,} "
+            f"photos, got {start} {stop}"
+        )
+    names = train[start:stop]
+    calibration = list_images(args.calibration_images)[: args.calibration_count]  # as `onenet export` picks them
+    if overlap := {p.name for p in calibration} & set(names):
+        parser.error(f"{len(overlap)} held-out photos are calibration photos too (e.g. {sorted(overlap)[0]})")
+
+    net = OneNet.from_pretrained(args.model)
+    manifest = json.loads((Path(args.model) / "onnx" / MANIFEST_FILE).read_text())
+    fp32_graph = Path(args.model) / "onnx" / manifest["graphs"]["image_encoder"]["files"]["fp32"]["path"]
+    batches = [
+        net.processor(images=calibration[i : i + 32])["pixel_values"].numpy() for i in range(0, len(calibration), 32)
+    ]
+    pixel_values = net.processor(images=[Path(args.data_dir) / "images" / name for name in names])["pixel_values"]
+    embeds, pooled = image_side(encoder(fp32_graph), pixel_values)
+    results = {
+        "cpu": cpu_model(),
+        "calibration_images": len(calibration),
+        "held_out": {"first": start, "stop": stop, "photos": len(names)},
+        "settings": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="onenet-int8-percentile-") as folder:
+        for name, percentile in settings.items():
+            path = Path(folder) / "encoder.onnx"
+            began = time.perf_counter()
+            quantize_static_int8(
+                fp32_graph, path, batches, static_int8_exclusions(fp32_graph), BIAS_CORRECTION_IMAGES, percentile
+            )
+            quantised_embeds, quantised_pooled = image_side(encoder(path), pixel_values)
+            row = {
+                "activation_percentile": percentile,
+                "quantise_s": time.perf_counter() - began,
+                "cosine_to_fp32": cosines(quantised_embeds, embeds),
+                "pooled_cosine_to_fp32": cosines(quantised_pooled, pooled),
+            }
+            results["settings"][name] = row
+            print(f"{name}: {json.dumps(row)}", flush=True)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
