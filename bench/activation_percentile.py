@@ -20,7 +20,7 @@ from pathlib import Path
 
 from embed_speed import cosines, image_side  # bench/ is the script's folder, so on sys.path
 from imagine_quality import cpu_model
-from static_int8_choices import encoder
+from static_int8_choices import calibration_batches, encoder
 
 from export import MAX_CALIBRATION_IMAGES
 from export.onnx_export import BIAS_CORRECTION_IMAGES, quantize_static_int8, static_int8_exclusions
@@ -75,9 +75,7 @@ def main() -> None:
     net = OneNet.from_pretrained(args.model)
     manifest = json.loads((Path(args.model) / "onnx" / MANIFEST_FILE).read_text())
     fp32_graph = Path(args.model) / "onnx" / manifest["graphs"]["image_encoder"]["files"]["fp32"]["path"]
-    batches = [
-        net.processor(images=calibration[i : i + 32])["pixel_values"].numpy() for i in range(0, len(calibration), 32)
-    ]
+    batches = calibration_batches(net, calibration)
     pixel_values = net.processor(images=[Path(args.data_dir) / "images" / name for name in names])["pixel_values"]
     embeds, pooled = image_side(encoder(fp32_graph), pixel_values)
     results = {

@@ -82,6 +82,11 @@ def choices(graph: Path) -> dict[str, tuple[list[str], int, float | None]]:
     }
 
 
+def calibration_batches(net: OneNet, photos: list[Path]) -> list[np.ndarray]:
+    """Calibration photos preprocessed in batches of 32, as `onenet export` feeds them to the quantiser."""
+    return [net.processor(images=photos[i : i + 32])["pixel_values"].numpy() for i in range(0, len(photos), 32)]
+
+
 def encoder(path: Path):
     """An onnxruntime session of one image-encoder file, with the library backend's session options."""
     session = onnxruntime.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
@@ -194,11 +199,7 @@ def main() -> None:
     examples = read_split(args.data_dir, "dev")
     pixel_values = net.processor(images=[e.path for e in examples])["pixel_values"]
 
-    def calibration_batches(folder: str) -> list[np.ndarray]:
-        photos = list_images(folder)[: args.calibration_count]  # as `onenet export` picks them
-        return [net.processor(images=photos[i : i + 32])["pixel_values"].numpy() for i in range(0, len(photos), 32)]
-
-    batches = calibration_batches(args.calibration_images)
+    batches = calibration_batches(net, list_images(args.calibration_images)[: args.calibration_count])
     quantised = [(name, *row, None) for name, row in rows.items() if not args.rows or name in args.rows]
     quantised += [
         (f"{args.draw_row}, calibrated on {folder}", *rows[args.draw_row], folder) for folder in args.draw_calibration
@@ -219,7 +220,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="onenet-int8-choices-") as folder:
         for name, fp32_nodes, bias_correction_images, percentile, draw in quantised:
             path = Path(folder) / "encoder.onnx"
-            photos = batches if draw is None else calibration_batches(draw)
+            photos = batches if draw is None else calibration_batches(net, list_images(draw)[: args.calibration_count])
             start = time.perf_counter()
             quantize_static_int8(fp32_graph, path, photos, fp32_nodes, bias_correction_images, percentile)
             seconds = time.perf_counter() - start

@@ -202,7 +202,8 @@ def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
     first_blocks = {name for name in int8_weights if name.startswith(("/backbone/_blocks.0/", "/backbone/_blocks.1/"))}
     assert fp32_convolutions == {"/backbone/_conv_stem/Conv", "/backbone/_conv_head/Conv", *first_blocks}
     assert len(first_blocks) == 5 and len(int8_weights) - len(fp32_convolutions) > 40  # the rest runs on int8
-    head = [node for node in graph.node if node.name in nodes_after_last_convolution(graph.node)]
+    after = set(nodes_after_last_convolution(graph.node))
+    head = [node for node in graph.node if node.name in after]
     assert {node.op_type for node in head} >= {"ReduceMean", "LayerNormalization", "Gemm"}
     assert not [node.name for node in head if set(node.input) & dequantized]  # no 8-bit rounding after the backbone
     producers = {output: node.op_type for node in graph.node for output in node.output}
