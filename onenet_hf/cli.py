@@ -438,10 +438,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", default=default_model(), help=help_text)
         sub.add_argument("--revision", help="Hub branch, tag or commit of --model (default: main)")
         sub.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
-        help_text = "onnx: the exported graphs (captions only); auto: PyTorch, with the graphs where they exist"
+        help_text = (
+            "onnx: the exported graphs (captions only); auto: PyTorch, with the graphs where they exist"
+            " (default: %(default)s)"
+        )
         sub.add_argument("--backend", default="torch", choices=["torch", "onnx", "auto"], help=help_text)
         sub.add_argument("--onnx-dir", default=None, help="exported graphs (default: MODEL/onnx)")
-        help_text = "int8-static: the image encoder only (others fp32); fastest: int8-static where exported, else fp32"
+        help_text = (
+            "int8-static: the image encoder only (others fp32); fastest: int8-static where exported, else fp32"
+            " (default: %(default)s)"
+        )
         sub.add_argument("--onnx-variant", default="fp32", choices=VARIANTS, help=help_text)
         if decoding:
             help_text = f"1 (greedy) to {MAX_BEAM_SIZE} (default: the model's generation config, 3 in a release)"
@@ -517,7 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("images", help="folder of images (searched recursively)")
     index.add_argument("--out", required=True, help="index folder (created, or extended when it exists)")
     index.add_argument(
-        "--ann", choices=ANN_METHODS, default="ivfpq", help="nearest-neighbour index of shards over 20,000 images"
+        "--ann",
+        choices=ANN_METHODS,
+        default="ivfpq",
+        help="nearest-neighbour index of shards over 20,000 images (default: %(default)s)",
     )
     index.add_argument("--n-trees", type=int, default=ANNOY_TREES, help=f"Annoy trees (1 to {MAX_N_TREES:,})")
     index.add_argument("--rebuild", action="store_true", help="re-embed everything instead of extending")

@@ -513,3 +513,14 @@ def test_the_commands_build_their_arguments_from_the_flags():
     assert dataclass_from(HeadTrainingArguments, args) == HeadTrainingArguments(
         model_dir="m", data_dir="d", output_dir="o", heads="tag", learning_rate=0.5
     )
+
+
+def test_index_embeds_with_the_fastest_encoder_into_ivfpq_by_default_and_says_so(capsys):
+    """Galleries get the fastest exported image encoder and the ivfpq index unless told otherwise (issue 17)."""
+    args = build_parser().parse_args(["index", "photos", "--out", "gallery"])
+    assert (args.backend, args.onnx_variant, args.ann, args.engine) == ("auto", "fastest", "ivfpq", "local")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["index", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for default in ("(default: auto)", "(default: fastest)", "(default: ivfpq)"):
+        assert default in help_text
