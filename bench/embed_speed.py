@@ -1,12 +1,13 @@
 """Gallery embedding speed per backend and precision, and what the fast paths cost in accuracy, in one run.
 
 Network only: images a second of the image side (representation + pooled features) on preprocessed dev photos,
-batch 32: PyTorch fp32 eager, channels_last, bf16 autocast (AMX) on channels_last, onnxruntime fp32 and the
-export's static int8 image encoder (`onenet export --calibration-images`). End to end: `build_index` on the
-same photos into a fresh index (listing, hashing, decoding, resizing, the network, shards and SQLite), as
-`onenet index` runs it, for each backend the index can use. Accuracy: each fast path's representation against
-PyTorch fp32 (cosine per photo: mean, 1st percentile, min); with `--quality`, dev caption BLEU-4/CIDEr (beam 3)
-and retrieval recall (`retrieval` method) from each backend's image side on all dev photos.
+batch 32: PyTorch fp32 eager, channels_last, bf16 autocast (AMX) on channels_last, with `--compile` those two
+under `torch.compile` as well, onnxruntime fp32 and the export's static int8 image encoder (`onenet export
+--calibration-images`). Warm-up (each batch shape once, compilation included) is timed apart. End to end:
+`build_index` on the same photos into a fresh index (listing, hashing, decoding, resizing, the network, shards
+and SQLite), as `onenet index` runs it, for each backend the index can use. Accuracy: each fast path's
+representation against PyTorch fp32 (cosine per photo: mean, 1st percentile, min); with `--quality`, dev caption
+BLEU-4/CIDEr (beam 3) and retrieval recall (`retrieval` method) from each backend's image side on all dev photos.
 Run: python bench/embed_speed.py --output bench/results/embed_speed/embed_speed.json
 """
 
@@ -36,22 +37,33 @@ def image_side(encoder, pixel_values: torch.Tensor, batch_size: int = 32) -> tup
     return torch.cat([o[0] for o in outputs]).float(), torch.cat([o[1] for o in outputs]).float()
 
 
-def torch_encoder(model, channels_last: bool = False, bf16: bool = False):
+def torch_encoder(model, channels_last: bool = False, bf16: bool = False, compiled: bool = False):
+    def network(pixels: torch.Tensor):
+        grid = model.get_backbone_features(pixels)
+        return model.get_image_features(backbone_features=grid), model.get_pooled_features(grid)
+
+    network = torch.compile(network) if compiled else network
+
     def encode(pixels: torch.Tensor):
         if channels_last:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            grid = model.get_backbone_features(pixels)
-            return model.get_image_features(backbone_features=grid), model.get_pooled_features(grid)
+            return network(pixels)
 
     return encode
 
 
-def timed(encoder, pixel_values: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
-    image_side(encoder, pixel_values[:32])  # warm-up: first-run allocations and graph set-up
+def timed(encoder, pixel_values: torch.Tensor, batch_size: int = 32) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """(images a second, warm-up seconds, image_embeds, pooled_features). The warm-up runs the first batch and the
+    last, shorter one, so first-run allocations and compilation for either shape stay out of the timing."""
     start = time.perf_counter()
-    embeds, pooled = image_side(encoder, pixel_values)
-    return len(pixel_values) / (time.perf_counter() - start), embeds, pooled
+    image_side(encoder, pixel_values[:batch_size], batch_size)
+    if len(pixel_values) % batch_size:
+        image_side(encoder, pixel_values[-(len(pixel_values) % batch_size) :], batch_size)
+    warmup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    embeds, pooled = image_side(encoder, pixel_values, batch_size)
+    return len(pixel_values) / (time.perf_counter() - start), warmup_s, embeds, pooled
 
 
 def build_rate(build) -> float:
@@ -108,6 +120,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/datasets/flickr8k")
     parser.add_argument("--images", type=int, default=500, help="dev photos timed (the first N)")
     parser.add_argument("--quality", action="store_true", help="also caption and retrieval figures on all dev")
+    parser.add_argument("--compile", action="store_true", help="also the channels_last rows under torch.compile")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
     net = OneNet.from_pretrained(args.model)
@@ -120,15 +133,26 @@ def main() -> None:
         "torch fp32": torch_encoder(model),
         "torch fp32 channels_last": torch_encoder(model, channels_last=True),
         "torch bf16 autocast channels_last": torch_encoder(model, channels_last=True, bf16=True),
+        **(
+            {
+                "torch fp32 channels_last compiled": torch_encoder(model, channels_last=True, compiled=True),
+                "torch bf16 autocast channels_last compiled": torch_encoder(
+                    model, channels_last=True, bf16=True, compiled=True
+                ),
+            }
+            if args.compile
+            else {}
+        ),
         **{f"onnxruntime {v}": b.get_image_and_pooled_features for v, b in onnx.items()},
     }
     results = {"images": len(paths), "network_only": {}, "end_to_end": {}, "quality": {}}
     reference = None
     for name, encoder in encoders.items():
-        rate, embeds, pooled = timed(encoder, pixel_values)
+        rate, warmup_s, embeds, pooled = timed(encoder, pixel_values)
         reference = embeds if reference is None else reference
-        results["network_only"][name] = {"images_per_s": rate, "cosine_to_fp32": cosines(embeds, reference)}
-        print(f"{name:36s} {rate:7.1f} img/s  cosine to fp32 {results['network_only'][name]['cosine_to_fp32']}")
+        row = {"images_per_s": rate, "warmup_s": warmup_s, "cosine_to_fp32": cosines(embeds, reference)}
+        results["network_only"][name] = row
+        print(f"{name:42s} {rate:7.1f} img/s (warm-up {warmup_s:.1f} s)  cosine to fp32 {row['cosine_to_fp32']}")
     model.to(memory_format=torch.contiguous_format)
     for name, encoder in {"torch fp32": None, **{f"onnxruntime {v}": b for v, b in onnx.items()}}.items():
         rate = build_rate(lambda folder, e=encoder: build_index(model, net.processor, paths, folder, image_encoder=e))
