@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from imagine_quality import cpu_model
 
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import caption_metrics, caption_queries, retrieval_metrics, retrieval_similarity
@@ -42,7 +43,7 @@ def torch_encoder(model, channels_last: bool = False, bf16: bool = False, compil
         grid = model.get_backbone_features(pixels)
         return model.get_image_features(backbone_features=grid), model.get_pooled_features(grid)
 
-    network = torch.compile(network) if compiled else network
+    network = torch.compile(network, dynamic=False) if compiled else network  # one static graph per batch shape
 
     def encode(pixels: torch.Tensor):
         if channels_last:
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also the channels_last rows under torch.compile")
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
+    started = time.perf_counter()
     net = OneNet.from_pretrained(args.model)
     model = net.model.eval()
     examples = read_split(args.data_dir, "dev")
@@ -145,7 +147,10 @@ def main() -> None:
         ),
         **{f"onnxruntime {v}": b.get_image_and_pooled_features for v, b in onnx.items()},
     }
-    results = {"images": len(paths), "network_only": {}, "end_to_end": {}, "quality": {}}
+    results = {"cpu": cpu_model(), "torch": torch.__version__, "images": len(paths), "network_only": {}}
+    results |= {"end_to_end": {}, "quality": {}}
+    if args.compile:
+        results["compile"] = {"mode": "default", "dynamic": False}
     reference = None
     for name, encoder in encoders.items():
         rate, warmup_s, embeds, pooled = timed(encoder, pixel_values)
@@ -164,6 +169,7 @@ def main() -> None:
             embeds, pooled = image_side(encoders[name], everything)
             results["quality"][name] = quality(net, embeds, pooled, examples)
             print(f"{name}: {results['quality'][name]}")
+    results["seconds"] = time.perf_counter() - started
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n")

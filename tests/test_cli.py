@@ -515,7 +515,7 @@ def test_the_commands_build_their_arguments_from_the_flags():
     )
 
 
-def test_index_embeds_with_the_fastest_encoder_into_ivfpq_by_default_and_says_so(capsys):
+def test_index_defaults_to_the_fastest_encoder_and_ivfpq_and_its_help_says_so(capsys):
     """Galleries get the fastest exported image encoder and the ivfpq index unless told otherwise (issue 17)."""
     args = build_parser().parse_args(["index", "photos", "--out", "gallery"])
     assert (args.backend, args.onnx_variant, args.ann, args.engine) == ("auto", "fastest", "ivfpq", "local")

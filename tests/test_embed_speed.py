@@ -4,19 +4,21 @@ compilation (once per shape) is counted as warm-up and never as speed."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))  # the bench imports its sibling scripts as the script's folder puts them on sys.path
 _spec = importlib.util.spec_from_file_location("embed_speed", BENCH / "embed_speed.py")
 embed_speed = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(embed_speed)
 
 
 class ShapeRecorder:
-    """An encoder that notes each batch size it is given and returns the pixels' means as its two outputs."""
+    """An encoder that notes each batch size it is given and returns the pixels' mean and max as its two outputs."""
 
     def __init__(self) -> None:
         self.batches: list[int] = []
@@ -26,13 +28,13 @@ class ShapeRecorder:
         return pixels.mean((2, 3)), pixels.amax((2, 3))
 
 
-@pytest.mark.parametrize(("images", "warmup"), [(70, [32, 6]), (64, [32])])
-def test_the_warm_up_meets_each_batch_shape_before_timing(images, warmup):
+@pytest.mark.parametrize(("images", "warmup_batches"), [(70, [32, 6]), (64, [32])])
+def test_the_warm_up_meets_each_batch_shape_before_timing(images, warmup_batches):
     pixels = torch.randn(images, 3, 4, 4)
     encoder = ShapeRecorder()
     rate, warmup_s, embeds, pooled = embed_speed.timed(encoder, pixels, batch_size=32)
     timed_batches = [32] * (images // 32) + ([images % 32] if images % 32 else [])
-    assert encoder.batches == warmup + timed_batches
+    assert encoder.batches == warmup_batches + timed_batches
     assert rate > 0 and warmup_s >= 0
     torch.testing.assert_close(embeds, pixels.mean((2, 3)))
     torch.testing.assert_close(pooled, pixels.amax((2, 3)))
