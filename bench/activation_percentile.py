@@ -25,6 +25,7 @@ from static_int8_choices import calibration_batches, encoder
 from export import MAX_CALIBRATION_IMAGES
 from export.onnx_export import BIAS_CORRECTION_IMAGES, quantize_static_int8, static_int8_exclusions
 from onenet_hf import OneNet
+from onenet_hf.folders import write_json
 from onenet_hf.indexing import list_images
 from onenet_hf.onnx_backend import MANIFEST_FILE
 
@@ -101,8 +102,7 @@ def main() -> None:
             results["settings"][name] = row
             print(f"{name}: {json.dumps(row)}", flush=True)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(results, Path(args.output))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from onenet_hf.cider import CiderD
 from onenet_hf.decoding import generate_candidates
 from onenet_hf.evaluation import caption_metrics
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from onenet_hf.folders import write_json
 from onenet_hf.scst import reference_token_ids
 
 
@@ -79,8 +80,7 @@ def main() -> None:
                 rows.append({"beam_size": beam_size, "neighbours": k, "weight": weight, **scores})
                 print(json.dumps(rows[-1]), flush=True)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps({**vars(args), "rows": rows}, indent=1))
+        write_json({**vars(args), "rows": rows}, Path(args.output))
 
 
 if __name__ == "__main__":

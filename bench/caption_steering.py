@@ -8,12 +8,12 @@ python bench/caption_steering.py --model checkpoints/onenet-flickr8k --output ru
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import caption_diversity, evaluate_on_features
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from onenet_hf.folders import write_json
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
             figures = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float) and k != "weight")
             print(f"{name}  weight {weight:g}  {figures}", flush=True)
     if args.output:
-        Path(args.output).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(rows, Path(args.output))
 
 
 if __name__ == "__main__":

@@ -7,13 +7,13 @@ python bench/describe_speed.py --model checkpoints/onenet-flickr8k --data-dir ..
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from onenet_hf import OneNet, read_split
+from onenet_hf.folders import write_json
 from onenet_hf.uses.search import SEARCH_METHODS
 
 
@@ -43,7 +43,7 @@ def main() -> None:
         print(f"{method:7s} mean {row['mean_ms']:7.1f} ms  p50 {row['p50_ms']:7.1f} ms  p95 {row['p95_ms']:7.1f} ms")
     print(f"({len(queries)} dev captions, gallery of {len(index)} images)")
     if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(results, Path(args.output))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ write_shapes_dataset(Path('/tmp/shapes'), {'train': 4, 'dev': 1})")
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from onenet_hf.folders import write_json
 from onenet_hf.training import STATE_FILE, CaptionTrainingArguments, train
 
 SMALL = dict(  # the tests' small model (tests/conftest.py)
@@ -94,7 +94,7 @@ def main() -> None:
         f"({result['device']}, {result['threads']} threads)"
     )
     if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(result, Path(args.output))
     shutil.rmtree(work)
 
 

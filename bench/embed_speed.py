@@ -14,7 +14,6 @@ Run: python bench/embed_speed.py --output bench/results/embed_speed/embed_speed.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -27,6 +26,7 @@ from imagine_quality import cpu_model
 
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import caption_metrics, caption_queries, retrieval_metrics, retrieval_similarity
+from onenet_hf.folders import write_json
 from onenet_hf.indexing import build_index
 from onenet_hf.onnx_backend import OnnxOneNetBackend
 from onenet_hf.uses.caption import captions_from_embeddings
@@ -171,8 +171,7 @@ def main() -> None:
             print(f"{name}: {results['quality'][name]}")
     results["seconds"] = time.perf_counter() - started
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(results, Path(args.output))
 
 
 if __name__ == "__main__":

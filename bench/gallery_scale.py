@@ -38,6 +38,7 @@ from onenet_hf import OneNet, ann
 from onenet_hf.data import read_split
 from onenet_hf.evaluation import image_inputs_from_features
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from onenet_hf.folders import write_json
 from onenet_hf.gallery import ARRAYS, GalleryIndex, top_k_pairs
 from onenet_hf.indexing import Embedder, GalleryFile, build_lock, write_gallery
 
@@ -272,8 +273,7 @@ def main() -> None:
     results["peak_memory_gib"] = peak_memory_gib()
     results["injected_arrays_gib"] = (image_embeds.nbytes + sum(a.nbytes for a in others.values())) / 2**30
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(results, Path(args.output))
     print(json.dumps({k: v for k, v in results.items() if k != "methods"}), file=sys.stderr)
 
 

@@ -12,7 +12,6 @@ Run: python bench/gallery_speed.py --model checkpoints/onenet-flickr8k --data-di
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import image_inputs_from_features
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from onenet_hf.folders import write_json
 
 
 def exact_top(gallery: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, float]:
@@ -156,7 +156,7 @@ def main() -> None:
                 setting = f"build {hnsw['build_s']:7.1f} s  efSearch={row['ef_search']:<5}"
                 print(f"  hnsw  {setting} {row['ms_per_query']:7.2f} ms/query  recall@10 {row['recall@10']:.3f}")
     if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(results, Path(args.output))
 
 
 if __name__ == "__main__":

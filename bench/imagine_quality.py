@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from onenet_hf import OneNet, OneNetError, read_split
+from onenet_hf.folders import write_json
 from onenet_hf.image_optimization import backbone_input, crop_and_resize, from_image
 from onenet_hf.uses.caption import sentence_token_ids
 from onenet_hf.uses.dream import STAGE, measure_stage
@@ -216,7 +217,7 @@ def main() -> None:
                if isinstance(value, dict)}  # fmt: skip
     print(json.dumps(summary, indent=2))
     if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=2))
+        write_json(results, Path(args.output))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import time
 import warnings
@@ -75,6 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("NUMBA_NUM_THREADS", str(max(args.n_jobs)))  # umap's threads; before numba loads
     from onenet_hf.features import DEFAULT_CACHE_DIR
+    from onenet_hf.folders import write_json
     from onenet_hf.uses.maps import map_trustworthiness
 
     args.cache_dir = args.cache_dir or DEFAULT_CACHE_DIR
@@ -101,7 +101,7 @@ def main() -> None:
               f"{trust:.3f} | {'yes' if trust >= TARGET else 'no'} |")  # fmt: skip
     if args.output:
         settings = {key: getattr(args, key) for key in ("model", "n_jobs", "glove_words", "limit", "seed", "k")}
-        Path(args.output).write_text(json.dumps({"settings": settings, "target": TARGET, "rows": rows}, indent=2))
+        write_json({"settings": settings, "target": TARGET, "rows": rows}, Path(args.output))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ All backends run in this one process on the same images, so the printed ratios c
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from onenet_hf import OneNet
+from onenet_hf.folders import write_json
 from onenet_hf.samples import sample_photos
 
 
@@ -89,7 +89,7 @@ def main() -> None:
             f"{r['embed_images_per_s']:>12.1f} {r['embed_speedup']:>8.2f}x"
         )
     if args.output:
-        Path(args.output).write_text(json.dumps({"arguments": vars(args), "results": results}, indent=2) + "\n")
+        write_json({"arguments": vars(args), "results": results}, Path(args.output))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 from gallery_scale import InjectedGallery, query_split
 
+from onenet_hf.folders import write_json
 from onenet_hf.gallery import EXACT_SEARCH_MAX_IMAGES
 
 MAX_SIZE = 2_000_000
@@ -55,7 +56,7 @@ def main() -> None:
     results["after_changes"] = [query_split(index, queries) for _ in range(args.passes)]
     print(json.dumps(results, indent=2))
     if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(results, Path(args.output))
 
 
 if __name__ == "__main__":

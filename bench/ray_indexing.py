@@ -10,7 +10,6 @@ Run: python bench/ray_indexing.py --output bench/results/ray_indexing/ray_indexi
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import ray
 from embed_speed import build_rate  # bench/ is the script's folder, so on sys.path
 
 from onenet_hf import OneNet, read_split
+from onenet_hf.folders import write_json
 from onenet_hf.ray_indexing import RayEmbedder
 
 
@@ -47,8 +47,7 @@ def main() -> None:
         results["ratio_2_to_1_workers"] = rates["ray, 2 workers"] / rates["ray, 1 workers"]
         print(f"2 workers / 1 worker: {results['ratio_2_to_1_workers']:.2f}x")
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(results, Path(args.output))
 
 
 if __name__ == "__main__":

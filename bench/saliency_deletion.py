@@ -26,7 +26,6 @@ Run (the figure in the README): python bench/saliency_deletion.py --output delet
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from onenet_hf import OneNet, read_split
+from onenet_hf.folders import write_json
 
 NOUNS = frozenset(
     """
@@ -164,7 +164,7 @@ def main() -> None:
     markdown = markdown_report(summary)
     print(markdown)
     if args.output:
-        Path(args.output).write_text(json.dumps({**summary, "captions": captions, "pairs": pairs}, indent=2) + "\n")
+        write_json({**summary, "captions": captions, "pairs": pairs}, Path(args.output))
         Path(args.output).with_suffix(".md").write_text(markdown)
 
 

@@ -18,6 +18,7 @@ import torch
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import caption_diversity, evaluate_on_features
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from onenet_hf.folders import write_json
 
 
 def main() -> None:
@@ -62,7 +63,7 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.output:
-        Path(args.output).write_text(json.dumps(rows, indent=2))
+        write_json(rows, Path(args.output))
 
 
 if __name__ == "__main__":

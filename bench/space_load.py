@@ -15,7 +15,6 @@ time is reported beside the server's. Prints throughput, errors and p50/p95 per 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import subprocess
@@ -30,6 +29,7 @@ import numpy as np
 from gradio_client import Client, handle_file
 
 from onenet_hf import read_split
+from onenet_hf.folders import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDPOINTS = ("/caption", "/tag", "/similar_words", "/analogy", "/similar_images", "/search")
@@ -219,8 +219,7 @@ def main() -> None:
             "requests_per_s": throughput, "server_peak_memory_mb": memory,
             "server_cpu_s": server_cpu, "client_cpu_s": client_cpu, "alone": alone_figures, "endpoints": load,
         }  # fmt: skip
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(result, args.output)
 
 
 if __name__ == "__main__":

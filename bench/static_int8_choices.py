@@ -51,6 +51,7 @@ from export.onnx_export import (
 )
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import cider_per_image, retrieval_ranks
+from onenet_hf.folders import write_json
 from onenet_hf.indexing import list_images
 from onenet_hf.onnx_backend import MANIFEST_FILE, session_options
 
@@ -254,8 +255,7 @@ def main() -> None:
     results["jpeg_95_control"] = compared(net, examples, reference, *image_side(fp32, resaved))
     print(f"JPEG quality 95 control: {json.dumps(results['jpeg_95_control'])}", flush=True)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(results, Path(args.output))
 
 
 if __name__ == "__main__":

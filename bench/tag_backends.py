@@ -12,7 +12,6 @@ python bench/tag_backends.py --output bench/results/space_load/tag_backends.json
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import tag_precision
+from onenet_hf.folders import write_json
 
 
 def load(model: str, backend: str) -> OneNet:
@@ -65,8 +65,7 @@ def main() -> None:
         print(f"{text:16s} p50 {row['p50_ms']:6.1f} ms  mean {row['mean_ms']:6.1f} ms  x{row['ratio_to_first']:.2f}")
     print(f"({len(examples)} dev images for precision, {len(paths)} timed one at a time)")
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(results, indent=2, default=float) + "\n")
+        write_json(results, Path(args.output))
 
 
 if __name__ == "__main__":

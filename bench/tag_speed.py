@@ -8,13 +8,13 @@ python bench/tag_speed.py --model checkpoints/onenet-flickr8k --data-dir ../shar
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from onenet_hf import OneNet, read_split
+from onenet_hf.folders import write_json
 
 
 def main() -> None:
@@ -50,7 +50,7 @@ def main() -> None:
         )
     print(f"({len(paths)} dev images, one at a time)")
     if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(results, Path(args.output))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ python bench/tag_weights.py --model checkpoints/onenet-flickr8k --output runs/ta
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ import torch
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import image_inputs_from_features, tag_precision
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from onenet_hf.folders import write_json
 from onenet_hf.uses.tag import CAPTION_SAMPLES, Tagger, combine_tag_scores
 
 
@@ -62,7 +62,7 @@ def main() -> None:
             rows.append(row)
             print("  ".join(f"{key} {value:.4f}" for key, value in row.items()), flush=True)
     if args.output:
-        Path(args.output).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(rows, Path(args.output))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ python bench/text_sides.py --model checkpoints/onenet-flickr8k --data-dir ../sha
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import image_inputs_from_features
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from onenet_hf.folders import write_json
 from onenet_hf.head_training import HeadTrainingArguments, train_retrieval_head
 from onenet_hf.modeling_onenet import OneNetProjection, OneNetRetrievalHead
 from onenet_hf.text_encoder import cached_sentence_embeddings
@@ -88,7 +88,7 @@ def main() -> None:
     for side, row in results.items():
         print(f"{side:14s} {row['epoch']:5d}  " + "  ".join(f"{row[name]:24.2f}" for name in FIGURES))
     if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(results, Path(args.output))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from onenet_hf import OneNet
 from onenet_hf.cli import add_dataclass_arguments, dataclass_from
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate
+from onenet_hf.folders import write_json
 from onenet_hf.training import LOG_FILE, CaptionTrainingArguments, train
 
 MAX_SEEDS = 10  # a full-size Flickr8k seed takes about 35 minutes on a 2-core CPU
@@ -76,7 +77,7 @@ def seed_result(recipe: CaptionTrainingArguments, seed: int, output_dir: Path, b
         "metrics": result["metrics"],
         "training_arguments": recorded,
     }
-    record_file.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(record, record_file)
     return record
 
 
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             records.append(seed_result(recipe, seed, output_dir, args.beam_size))
             summary = summarize(records)
-            (output_dir / "seeds.json").write_text(json.dumps({"seeds": records, "summary": summary}, indent=2) + "\n")
+            write_json({"seeds": records, "summary": summary}, output_dir / "seeds.json")
             (output_dir / "seeds.md").write_text(markdown_table(records, summary, args.beam_size, recipe))
     except OneNetError as error:
         print(f"train_seeds: error: {error}", file=sys.stderr)

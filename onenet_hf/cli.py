@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
 from .errors import OneNetError
+from .folders import write_json
 from .hub import MODEL_ENV, default_model
 from .messages import escape_controls
 
@@ -116,7 +116,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         print(format_table({k: v for k, v in metrics.items() if isinstance(v, float)}))
     if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(result, Path(args.output))
     return 0
 
 

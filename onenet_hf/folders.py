@@ -1,13 +1,17 @@
-"""Folders written whole: built beside their destination under a hidden name, renamed into place at the end."""
+"""Files and folders written whole: built beside their destination under a temporary name, renamed into place at
+the end, so a reader or a killed run never sees half of one."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 from .errors import OneNetError
 
@@ -35,4 +39,20 @@ def new_folder(out: Path, what: str) -> Iterator[Path]:
         raise
 
 
-__all__ = ["check_new_folder", "new_folder"]
+def _json_number(value: object) -> object:
+    """numpy scalars as Python numbers, which `json` can write; anything else stays an error."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def write_json(obj: object, path: Path) -> None:
+    """`obj` as indented JSON at `path` (its folder made), through a temporary sibling and a rename: results and
+    logs that took hours are replaced whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_number) + "\n")
+    os.replace(tmp, path)
+
+
+__all__ = ["check_new_folder", "new_folder", "write_json"]

@@ -22,11 +22,12 @@ from .distributed import Processes
 from .errors import OneNetError
 from .evaluation import image_inputs_from_features, retrieval_metrics, tag_precision
 from .features import DEFAULT_CACHE_DIR, shared_backbone_features
+from .folders import write_json
 from .hub import resolve_model
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .text_encoder import cached_sentence_embeddings
-from .training import DROPOUT_STREAM, LOG_FILE, epoch_seed, seed_everything, write_log
+from .training import DROPOUT_STREAM, LOG_FILE, epoch_seed, seed_everything
 from .uses.tag import Tagger, tag_vocabulary, tag_word_features
 from .word_vectors import content_words, normalize_word
 
@@ -300,7 +301,7 @@ def train_heads(args: HeadTrainingArguments) -> Path:
         for name in HEADS
         for row in (state[name]["history"] if name in names else [r for r in kept if r["head"] == name])
     ]
-    write_log(log, output_dir / HEADS_LOG_FILE)
+    write_json(log, output_dir / HEADS_LOG_FILE)
     if (model_dir / LOG_FILE).is_file():  # the caption network's own log goes with it (a release ships it)
         shutil.copyfile(model_dir / LOG_FILE, output_dir / LOG_FILE)
     return output_dir

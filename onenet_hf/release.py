@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import OneNetError
-from .folders import check_new_folder, new_folder
+from .folders import check_new_folder, new_folder, write_json
 from .head_training import HEADS_LOG_FILE
 from .hub import check_model_folder
 from .scst import SCST_LOG_FILE
@@ -181,7 +181,7 @@ def write_release(
                 shutil.copyfile(source / log, building / log)
         (building / EVAL_FOLDER).mkdir()
         for file, result in zip(evaluation_files, evaluations, strict=True):
-            (building / EVAL_FOLDER / Path(file).name).write_text(json.dumps(result, indent=2) + "\n")
+            write_json(result, building / EVAL_FOLDER / Path(file).name)
         card.save(building / CARD_FILE)
         for link in images:  # the card's pictures, at the paths it links them by
             (building / link).parent.mkdir(parents=True, exist_ok=True)

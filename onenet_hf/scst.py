@@ -40,11 +40,12 @@ from .distributed import launched_processes
 from .errors import OneNetError
 from .evaluation import caption_diversity, evaluate_on_features
 from .features import DEFAULT_CACHE_DIR, cached_backbone_features
+from .folders import write_json
 from .head_training import HEADS_LOG_FILE
 from .hub import resolve_model
 from .modeling_onenet import OneNetModel, never_generated_token_ids
 from .processing_onenet import OneNetProcessor
-from .training import LOG_FILE, epoch_seed, full_determinism, save_atomically, seed_everything, write_log
+from .training import LOG_FILE, epoch_seed, full_determinism, save_atomically, seed_everything
 
 SCST_STATE_FILE = "scst_state.pt"
 SCST_LOG_FILE = "scst_training_log.json"
@@ -319,7 +320,7 @@ def _train_scst(args: SCSTArguments) -> Path:
             },
             state_path,
         )
-        write_log(history, output_dir / SCST_LOG_FILE)
+        write_json(history, output_dir / SCST_LOG_FILE)
     return output_dir
 
 

@@ -29,6 +29,7 @@ from .distributed import Processes
 from .errors import OneNetError
 from .evaluation import evaluate_on_features
 from .features import DEFAULT_CACHE_DIR, shared_backbone_features
+from .folders import write_json
 from .image_processing_onenet import OneNetImageProcessor
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
@@ -133,13 +134,6 @@ def save_atomically(obj: object, path: Path) -> None:
     """`torch.save` to a temporary file beside `path`, then a rename: a killed run leaves the previous state."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def write_log(history: list[dict], path: Path) -> None:
-    """A training log as JSON, written beside `path` then renamed: a reader (or a killed run) never sees half."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(history, indent=2) + "\n")
     os.replace(tmp, path)
 
 
@@ -328,7 +322,7 @@ def _train(args: CaptionTrainingArguments) -> Path:
                     },
                     state_path,
                 )
-                write_log(history, output_dir / LOG_FILE)
+                write_json(history, output_dir / LOG_FILE)
     return output_dir
 
 
@@ -339,5 +333,4 @@ __all__ = [
     "save_atomically",
     "seed_everything",
     "train",
-    "write_log",
 ]
