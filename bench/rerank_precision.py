@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import caption_queries, image_inputs_from_features, retrieval_metrics, retrieval_similarity
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from onenet_hf.folders import write_json
 from onenet_hf.uses.search import rerank, text_token_ids
 
 
@@ -55,8 +57,7 @@ def main() -> None:
         print(f"{name}: text->image R@1 / R@5 / R@10 " + " / ".join(f"{f:.2f}" for f in figures))
     print(f"queries whose true image moved: {json.dumps(moved)}")
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as file:
-            json.dump(results, file, indent=1)
+        write_json(results, Path(args.output))
 
 
 if __name__ == "__main__":

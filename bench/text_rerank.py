@@ -13,8 +13,8 @@ python bench/text_rerank.py --model checkpoints/onenet-flickr8k --data-dir ../sh
 from __future__ import annotations
 
 import argparse
-import json
 import time
+from pathlib import Path
 
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import (
@@ -26,6 +26,7 @@ from onenet_hf.evaluation import (
     retrieval_similarity,
 )
 from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from onenet_hf.folders import write_json
 from onenet_hf.uses.search import caption_log_priors, rerank_token_ids
 
 MAX_WEIGHTS = 8  # each weight re-scores every image's top captions once
@@ -66,8 +67,7 @@ def main() -> None:
             print(f"{name}: image->text R@1 / R@5 / R@10 {recalls}")
     print(f"caption priors over {model.config.text_prior_images} images: {results['priors_seconds']:.1f} s")
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as file:
-            json.dump(results, file, indent=1)
+        write_json(results, Path(args.output))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import os
 import warnings
@@ -20,6 +19,7 @@ from tqdm.auto import tqdm
 
 from onenet_hf.errors import OneNetError
 from onenet_hf.fingerprint import checkpoint_fingerprint
+from onenet_hf.folders import write_json
 from onenet_hf.hub import check_model_folder
 from onenet_hf.image_processing_onenet import OneNetImageProcessor, load_image
 from onenet_hf.modeling_onenet import OneNetModel
@@ -337,5 +337,5 @@ def export_onnx(
         "torch_version": torch.__version__.split("+")[0],
         "graphs": graphs,
     }
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json(manifest, out / MANIFEST_FILE)
     return manifest
