@@ -219,24 +219,35 @@ def _analogy(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from .indexing import check_index_folder
+    from .indexing import check_ann_options, check_index_folder
 
     check_index_folder(args.out, [args.images])  # before the model loads
+    check_ann_options(args.ann, args.n_trees)
     if args.engine == "local" and (args.address or args.num_workers is not None):
         raise OneNetError("--address and --num-workers apply to --engine ray")
-    engine = {}
+    embedder = None
     if args.engine == "ray":
         from .ray_indexing import RayEmbedder
 
         workers = 2 if args.num_workers is None else args.num_workers
-        engine["embedder"] = RayEmbedder(
+        embedder = RayEmbedder(
             args.model, workers, args.address, args.revision, args.backend, args.onnx_dir, args.onnx_variant
         )
     net = _load(args)
-    index = net.build_index(args.images, args.out, ann=args.ann, n_trees=args.n_trees, rebuild=args.rebuild, **engine)
+    embedder = embedder or net.gallery_embedder()
+    print(f"embedding new or changed images with {embedder.description}", file=sys.stderr)
+    index = net.build_index(
+        args.images, args.out, ann=args.ann, n_trees=args.n_trees, rebuild=args.rebuild, embedder=embedder
+    )
     for skipped in index.metadata["skipped"]:
-        print(f"skipped {escape_controls(skipped['path'])}: {escape_controls(skipped['reason'])}", file=sys.stderr)
-    print(f"indexed {len(index)} images into {escape_controls(args.out)} ({len(index.metadata['skipped'])} skipped)")
+        path, reason = skipped["path"], skipped["reason"]
+        reason = reason if reason.startswith(path) else f"{path}: {reason}"  # most reasons name the file already
+        print(f"skipped {escape_controls(reason)}", file=sys.stderr)
+    changes = ", ".join(f"{count} {change}" for change, count in index.metadata["build_changes"].items())
+    print(
+        f"indexed {len(index)} images into {escape_controls(args.out)} ({changes}; "
+        f"{len(index.metadata['skipped'])} skipped)"
+    )
     return 0
 
 

@@ -257,7 +257,8 @@ def connect(folder: Path, read_only: bool) -> sqlite3.Connection:
 
 def read_catalogue(folder: Path) -> tuple[dict, list[Shard]]:
     """The index's metadata (model, representation size, paths and hashes in gallery order, skipped files,
-    build, ann) and its shards (arrays not yet opened), checked; GalleryIndexError naming the first problem."""
+    build and what it changed, ann) and its shards (arrays not yet opened), checked; GalleryIndexError naming the
+    first problem."""
     if not (folder / INDEX_DB).is_file():
         if (folder / LEGACY_INDEX_FILE).is_file():
             raise GalleryIndexError(
@@ -275,11 +276,16 @@ def read_catalogue(folder: Path) -> tuple[dict, list[Shard]]:
                 "SELECT path, hash, shard, position FROM images ORDER BY shard, position"
             ).fetchall()
             skipped = [{"path": p, "reason": r} for p, r in connection.execute("SELECT path, reason FROM skipped")]
+            changes = connection.execute(
+                "SELECT embedded, reused, dropped FROM builds WHERE id = ?", (info.get("build"),)
+            ).fetchone()
         finally:
             connection.close()
     except sqlite3.Error as error:
         raise GalleryIndexError(f"corrupt gallery index at {folder}: {INDEX_DB}: {error}; rebuild it") from None
-    return _checked_catalogue(folder, info, shard_rows, image_rows, skipped)
+    metadata, shards = _checked_catalogue(folder, info, shard_rows, image_rows, skipped)
+    metadata["build_changes"] = dict(zip(("embedded", "reused", "dropped"), changes, strict=True)) if changes else None
+    return metadata, shards
 
 
 def _checked_catalogue(folder: Path, info: dict, shard_rows, image_rows, skipped) -> tuple[dict, list[Shard]]:

@@ -201,6 +201,7 @@ class Embedder:
 
     prepare: Callable[[list[GalleryFile]], object]
     embed: Callable[[object], tuple[dict[str, np.ndarray], list[tuple[GalleryFile, str]]]]
+    description: str = "this process"  # which network embeds, as `onenet index` reports it
 
     def run(
         self, files: Sequence[GalleryFile], batch_size: int
@@ -238,7 +239,16 @@ def local_embedder(model, processor, image_encoder: OnnxOneNetBackend | None = N
         pixels, failed = prepared
         return (embed_pixels(model, pixels, image_encoder) if pixels is not None else {}), failed
 
-    return Embedder(prepare, embed)
+    network = "PyTorch" if image_encoder is None else f"onnxruntime, {image_encoder.image_encoder_file}"
+    return Embedder(prepare, embed, network)
+
+
+def check_ann_options(ann: str, n_trees: int) -> None:
+    """The ANN method and Annoy's tree count, checked before any work (the CLI calls it before the model loads)."""
+    if ann not in ANN_METHODS:
+        raise OneNetError(f"unknown ANN method {ann!r}; use one of {', '.join(ANN_METHODS)}")
+    if not isinstance(n_trees, int) or not 1 <= n_trees <= MAX_N_TREES:
+        raise OneNetError(f"n_trees (--n-trees) must be 1 to {MAX_N_TREES:,}, got {n_trees!r}")
 
 
 def build_index(
@@ -266,10 +276,7 @@ def build_index(
     `embedder`: what embeds the new images (default: this process, `local_embedder`; `RayEmbedder`: Ray Data).
     """
     folder = Path(folder)
-    if ann not in ANN_METHODS:
-        raise OneNetError(f"unknown ANN method {ann!r}; use one of {', '.join(ANN_METHODS)}")
-    if not isinstance(n_trees, int) or not 1 <= n_trees <= MAX_N_TREES:
-        raise OneNetError(f"n_trees must be 1 to {MAX_N_TREES}, got {n_trees!r}")
+    check_ann_options(ann, n_trees)
     if isinstance(images, (str, Path)):
         paths, sources = list_images(images), [Path(images)]
     else:
@@ -394,7 +401,8 @@ def _reusable_rows(folder: Path, connection: sqlite3.Connection, fingerprint: st
             for position, content in enumerate(legacy["hashes"]):
                 reuse.setdefault(content, _Place(None, position, arrays))
         except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
-            tqdm.write(f"not reusing the format-2 index at {folder}: {error}", file=sys.stderr)
+            reason = f"its {LEGACY_INDEX_FILE} has no {error} entry" if isinstance(error, KeyError) else error
+            tqdm.write(f"not reusing the format-2 index at {folder}: {reason}", file=sys.stderr)
     return reuse
 
 
@@ -582,6 +590,7 @@ __all__ = [
     "GalleryFile",
     "build_index",
     "build_lock",
+    "check_ann_options",
     "check_index_folder",
     "embed_images",
     "embed_pixels",

@@ -152,7 +152,10 @@ class OneNet:
     def _torch_model(self, use: str) -> OneNetModel:
         """The PyTorch model, or an error naming the use that the ONNX backend cannot run."""
         if not isinstance(self.model, OneNetModel):
-            raise OneNetError(f"{use} runs on the PyTorch backend; load with backend='torch'")
+            raise OneNetError(
+                f"{use} runs on the PyTorch backend, which backend='onnx' does not load; load with backend='auto' "
+                "(the ONNX graphs where they exist, PyTorch for the rest) or 'torch' (--backend auto or torch)"
+            )
         return self.model
 
     def tag(

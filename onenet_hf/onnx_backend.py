@@ -97,7 +97,7 @@ class OnnxOneNetBackend:
         self.variant = variant
         self.providers = _providers(variant)
         options = session_options()
-        self.sessions, self.outputs = {}, {}
+        self.sessions, self.outputs, self.files = {}, {}, {}
         for name, graph in manifest["graphs"].items():
             self.outputs[name] = graph["outputs"]
             graph_variant = self._graph_variant(name, graph["files"])
@@ -107,6 +107,12 @@ class OnnxOneNetBackend:
             if not path.is_file():
                 raise OnnxExportError(f"{path} is missing; export again")
             self.sessions[name] = onnxruntime.InferenceSession(str(path), options, providers=self.providers)
+            self.files[name] = path.name
+
+    @property
+    def image_encoder_file(self) -> str:
+        """The image encoder graph's file name, which says its precision (`image_encoder.int8-static.onnx`)."""
+        return self.files["image_encoder"]
 
     def with_variant(self, variant: str) -> OnnxOneNetBackend:
         """The same export's graphs in another variant (a new set of sessions)."""

@@ -128,14 +128,23 @@ def test_tag_index_similar_images_and_search(shapes_model_with_heads, shapes_dir
     images = sorted((shapes_dir / "images").glob("dev_*.jpg"))
     assert main(["tag", str(images[0]), "-k", "3", *model]) == 0
     assert "\ttags: " in capsys.readouterr().out
+    count = len(list((shapes_dir / "images").glob("*.jpg")))
     assert main(["index", str(shapes_dir / "images"), "--out", str(tmp_path / "index"), *model]) == 0
-    assert f"indexed {len(list((shapes_dir / 'images').glob('*.jpg')))} images" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"indexed {count} images into {tmp_path / 'index'} ({count} embedded, 0 reused, 0 dropped" in printed.out
+    assert "embedding new or changed images with PyTorch" in printed.err  # this test model has no ONNX export
+    assert main(["index", str(shapes_dir / "images"), "--out", str(tmp_path / "index"), *model]) == 0
+    assert (
+        f"indexed {count} images into {tmp_path / 'index'} (0 embedded, 0 reused, 0 dropped" in capsys.readouterr().out
+    )
     assert main(["similar-images", str(images[0]), "--index", str(tmp_path / "index"), "-k", "2", *model]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert main(["search", "a", "red", "circle", "--index", str(tmp_path / "index"), "-k", "2", *model]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert main(["search", "   ", "--index", str(tmp_path / "index"), *model]) == 2
     assert "the text is empty" in capsys.readouterr().err
+    assert main(["search", "!!! ?", "--index", str(tmp_path / "index"), *model]) == 2
+    assert "'!!! ?' has no words" in capsys.readouterr().err
     assert main(["search", "red", "--index", str(tmp_path / "missing"), *model]) == 2
     assert "no gallery index" in capsys.readouterr().err
 
@@ -524,3 +533,13 @@ def test_index_defaults_to_the_fastest_encoder_and_ivfpq_and_its_help_says_so(ca
     help_text = " ".join(capsys.readouterr().out.split())
     for default in ("(default: auto)", "(default: fastest)", "(default: ivfpq)"):
         assert default in help_text
+
+
+def test_index_refuses_a_bad_tree_count_before_loading_the_model(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(sample_photos()[0], photos)
+    missing_model = ["--model", str(tmp_path / "no-model")]  # never read: the options are checked first
+    assert main(["index", str(photos), "--out", str(tmp_path / "gallery"), "--n-trees", "0", *missing_model]) == 2
+    assert "n_trees (--n-trees) must be 1 to 1,000, got 0" in _one_line_error(capsys.readouterr().err, "index")
+    assert not (tmp_path / "gallery").exists()

@@ -221,8 +221,11 @@ def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
     assert torch.allclose(alone, quantised, atol=1e-5)  # static scales: a photo's row ignores its batch
     index = fastest.build_index(images, tmp_path / "index")
     assert torch.allclose(torch.from_numpy(index.image_embeds[: len(images)]), quantised, atol=1e-4)
+    assert index.metadata["build_changes"] == {"embedded": len(images), "reused": 0, "dropped": 0}
+    assert fastest.gallery_embedder().description == "onnxruntime, image_encoder.int8-static.onnx"  # onenet index says
     space_like = OneNet.from_pretrained(model, backend="auto", onnx_variant="int8")  # what the Space loads
     assert not space_like.onnx.batch_independent  # dynamic int8: its gallery is embedded by the fastest encoder
+    assert space_like.gallery_embedder().description == "onnxruntime, image_encoder.int8-static.onnx"
     index = space_like.build_index(images, tmp_path / "space-index")
     assert torch.allclose(torch.from_numpy(index.image_embeds[: len(images)]), quantised, atol=1e-4)
     int8_static = OneNet.from_pretrained(model, backend="onnx", onnx_variant="int8-static")  # the graphs alone

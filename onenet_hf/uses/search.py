@@ -37,9 +37,12 @@ def check_method(method: str) -> None:
 
 
 def check_text(text: str) -> str:
-    """The text, stripped; empty or whitespace-only text is an error, long text is cut."""
+    """The text, stripped; empty text, or text without a letter or digit in any script, is an error (the
+    retrieval encoder would still rank the gallery by it); long text is cut."""
     if not isinstance(text, str) or not text.strip():
         raise OneNetError("the text is empty: describe the image you are looking for in a few words")
+    if not any(character.isalnum() for character in text):
+        raise OneNetError(f"{shorten(text)} has no words: describe the image you are looking for in a few words")
     return text.strip()[:MAX_TEXT_CHARACTERS]
 
 
