@@ -239,15 +239,13 @@ def _index(args: argparse.Namespace) -> int:
     index = net.build_index(
         args.images, args.out, ann=args.ann, n_trees=args.n_trees, rebuild=args.rebuild, embedder=embedder
     )
-    for skipped in index.metadata["skipped"]:
-        path, reason = skipped["path"], skipped["reason"]
+    for entry in index.metadata["skipped"]:
+        path, reason = entry["path"], entry["reason"]
         reason = reason if reason.startswith(path) else f"{path}: {reason}"  # most reasons name the file already
         print(f"skipped {escape_controls(reason)}", file=sys.stderr)
     changes = ", ".join(f"{count} {change}" for change, count in index.metadata["build_changes"].items())
-    print(
-        f"indexed {len(index)} images into {escape_controls(args.out)} ({changes}; "
-        f"{len(index.metadata['skipped'])} skipped)"
-    )
+    skipped = f"{len(index.metadata['skipped'])} skipped"
+    print(f"indexed {len(index)} images into {escape_controls(args.out)} ({changes}; {skipped})")
     return 0
 
 

@@ -81,7 +81,7 @@ class RayEmbedder:
         self.ray = require("ray", "distributed", "indexing with --engine ray")
         require("ray.data", "distributed", "indexing with --engine ray")
         self.num_workers, self.address = num_workers, address
-        self.description = f"{num_workers} Ray Data actors ({address or 'a local Ray'}; each loads --model)"
+        self.description = f"{num_workers} Ray Data actors ({address or 'a local Ray'}; each loads the model)"
         self.actor_arguments = {
             "model": str(Path(model).resolve()) if Path(model).is_dir() else str(model),  # workers' cwd differs
             "revision": revision, "backend": backend,
