@@ -12,7 +12,6 @@ python bench/activation_percentile.py --calibration-images /tmp/calibration \
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -20,25 +19,18 @@ from pathlib import Path
 
 from embed_speed import cosines, image_side  # bench/ is the script's folder, so on sys.path
 from imagine_quality import cpu_model
-from static_int8_choices import calibration_batches, encoder
+from static_int8_choices import calibration_batches, calibration_parser, calibration_photos, encoder, fp32_image_encoder
 
-from export import MAX_CALIBRATION_IMAGES
 from export.onnx_export import BIAS_CORRECTION_IMAGES, quantize_static_int8, static_int8_exclusions
 from onenet_hf import OneNet
 from onenet_hf.folders import write_json
-from onenet_hf.indexing import list_images
-from onenet_hf.onnx_backend import MANIFEST_FILE
 
 MAX_SETTINGS = 6
 MAX_HELD_OUT = 2_000
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="checkpoints/onenet-flickr8k", help="a checkpoint with its ONNX export")
-    parser.add_argument("--data-dir", default="../shared/datasets/flickr8k")
-    parser.add_argument("--calibration-images", required=True, help="folder of calibration photos (train photos)")
-    parser.add_argument("--calibration-count", type=int, default=1024)
+    parser = calibration_parser(__doc__)
     parser.add_argument(
         "--held-out", type=int, nargs=2, default=(5096, 6000), metavar=("START", "STOP"),
         help="compare on these train photos (positions in Flickr_8k.trainImages.txt), none of them calibration photos",
@@ -59,8 +51,7 @@ def main() -> None:
         parser.error(f"each setting once, got {args.percentiles}")
     if any(p is not None and not 50 < p < 100 for p in settings.values()):
         parser.error(f"each percentile must lie between 50 and 100, got {args.percentiles}")
-    if not 1 <= args.calibration_count <= MAX_CALIBRATION_IMAGES:
-        parser.error(f"--calibration-count must be 1 to {MAX_CALIBRATION_IMAGES:,}, got {args.calibration_count}")
+    calibration = calibration_photos(parser, args)
     train = (Path(args.data_dir) / "Flickr_8k.trainImages.txt").read_text().split()
     start, stop = args.held_out
     if not 0 <= start < stop <= len(train) or stop - start > MAX_HELD_OUT:
@@ -69,13 +60,11 @@ def main() -> None:
             f"photos, got {start} {stop}"
         )
     names = train[start:stop]
-    calibration = list_images(args.calibration_images)[: args.calibration_count]  # as `onenet export` picks them
     if overlap := {p.name for p in calibration} & set(names):
         parser.error(f"{len(overlap)} held-out photos are calibration photos too (e.g. {sorted(overlap)[0]})")
 
     net = OneNet.from_pretrained(args.model)
-    manifest = json.loads((Path(args.model) / "onnx" / MANIFEST_FILE).read_text())
-    fp32_graph = Path(args.model) / "onnx" / manifest["graphs"]["image_encoder"]["files"]["fp32"]["path"]
+    fp32_graph = fp32_image_encoder(args.model)
     batches = calibration_batches(net, calibration)
     pixel_values = net.processor(images=[Path(args.data_dir) / "images" / name for name in names])["pixel_values"]
     embeds, pooled = image_side(encoder(fp32_graph), pixel_values)

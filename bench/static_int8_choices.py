@@ -43,6 +43,7 @@ from embed_speed import (  # bench/ is the script's folder, so on sys.path
 from imagine_quality import cpu_model
 from PIL import Image
 
+from export import MAX_CALIBRATION_IMAGES
 from export.onnx_export import (
     BIAS_CORRECTION_IMAGES,
     nodes_after_last_convolution,
@@ -165,12 +166,32 @@ def saved_again(path: str, quality: int = 95) -> Image.Image:
     return Image.open(buffer).convert("RGB")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def calibration_parser(description: str) -> argparse.ArgumentParser:
+    """The options the int8 benches share: the checkpoint (with its ONNX export), the data, the calibration photos."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default="checkpoints/onenet-flickr8k", help="a checkpoint with its ONNX export")
     parser.add_argument("--data-dir", default="../shared/datasets/flickr8k")
     parser.add_argument("--calibration-images", required=True, help="folder of calibration photos (train photos)")
-    parser.add_argument("--calibration-count", type=int, default=1024)
+    help_text = f"the folder's first N photos, as `onenet export` picks them (1 to {MAX_CALIBRATION_IMAGES:,})"
+    parser.add_argument("--calibration-count", type=int, default=1024, help=help_text)
+    return parser
+
+
+def calibration_photos(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Path]:
+    """The first --calibration-count photos of --calibration-images, the count checked before any work."""
+    if not 1 <= args.calibration_count <= MAX_CALIBRATION_IMAGES:
+        parser.error(f"--calibration-count must be 1 to {MAX_CALIBRATION_IMAGES:,}, got {args.calibration_count}")
+    return list_images(args.calibration_images)[: args.calibration_count]
+
+
+def fp32_image_encoder(model: str) -> Path:
+    """The checkpoint's exported fp32 image encoder, which every int8 choice is quantised from."""
+    manifest = json.loads((Path(model) / "onnx" / MANIFEST_FILE).read_text())
+    return Path(model) / "onnx" / manifest["graphs"]["image_encoder"]["files"]["fp32"]["path"]
+
+
+def main() -> None:
+    parser = calibration_parser(__doc__)
     parser.add_argument("--images", type=int, default=500, help="dev photos timed (the first N)")
     parser.add_argument("--rows", nargs="*", help="only these choices (names as in `choices`); the controls always")
     parser.add_argument(
@@ -183,10 +204,10 @@ def main() -> None:
     )
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
+    calibration = calibration_photos(parser, args)
     net = OneNet.from_pretrained(args.model)
     net.model.eval()
-    manifest = json.loads((Path(args.model) / "onnx" / MANIFEST_FILE).read_text())
-    fp32_graph = Path(args.model) / "onnx" / manifest["graphs"]["image_encoder"]["files"]["fp32"]["path"]
+    fp32_graph = fp32_image_encoder(args.model)
     rows = choices(fp32_graph)
     if args.draw_row not in rows:
         parser.error(f"unknown --draw-row {args.draw_row!r}; choose from {list(rows)}")
@@ -200,7 +221,7 @@ def main() -> None:
     examples = read_split(args.data_dir, "dev")
     pixel_values = net.processor(images=[e.path for e in examples])["pixel_values"]
 
-    batches = calibration_batches(net, list_images(args.calibration_images)[: args.calibration_count])
+    batches = calibration_batches(net, calibration)
     quantised = [(name, *row, None) for name, row in rows.items() if not args.rows or name in args.rows]
     quantised += [
         (f"{args.draw_row}, calibrated on {folder}", *rows[args.draw_row], folder) for folder in args.draw_calibration

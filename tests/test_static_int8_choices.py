@@ -69,3 +69,13 @@ def test_across_draws_summarises_each_gap_and_bleu_from_the_corpus_figures():
         {"mean": -0.64, "sd": np.std([-0.07, -1.21], ddof=1), "min": -1.21, "max": -0.07}
     )
     assert summary["BLEU-4"]["mean"] == pytest.approx(-0.285)
+
+
+@pytest.mark.parametrize("count", ["0", "100000"])
+def test_the_calibration_count_is_capped_before_a_model_loads(count, tmp_path, monkeypatch, capsys):
+    argv = ["static_int8_choices.py", "--calibration-images", str(tmp_path), "--calibration-count", count]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(choices.OneNet, "from_pretrained", lambda *a, **k: pytest.fail("loaded a model"))
+    with pytest.raises(SystemExit):
+        choices.main()
+    assert f"--calibration-count must be 1 to 5,000, got {count}" in capsys.readouterr().err
