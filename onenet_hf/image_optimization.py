@@ -28,6 +28,15 @@ from .modeling_onenet import OneNetModel
 MAX_STEPS = 2000  # a work-size cap: one call stays within minutes on 2 CPU cores (the Space caps lower)
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 64, 1024  # pixels on a side; time and memory grow with the square
 MAX_IMAGES = 8  # images optimised together (diversity)
+MAX_ASPECT = 2  # a photo is optimised at size x size x this many pixels at most, whatever its shape
+MIN_OPTIMIZED_SIDE = 32  # pixels: the backbone's stride; a thinner photo is squeezed, not made thinner
+# Peak memory of one optimisation run grows with the pixels optimised at once (images x height x width; not with
+# the steps): about MEMORY_BASE_MB for the process with the model loaded, plus MEMORY_MB_PER_MEGAPIXEL (a pass
+# through the backbone with gradients). Fitted, rounded up, to `onenet visualize`, `dream` and `style` peaks
+# (bench/image_memory.py --optimisation: 698 MB at 260x260, 1,202 MB at 512x512, 1,848 MB at 2 x 512x512).
+MEMORY_BASE_MB = 540
+MEMORY_MB_PER_MEGAPIXEL = 2_700
+MEMORY_BUDGET_MB = 1_500  # the stated bound of one command (README, Limits)
 # The square root of ImageNet's RGB colour correlation (from its SVD), as Lucid uses it: a parameter vector
 # moves along decorrelated colour directions, scaled so that the largest column has norm 1.
 COLOR_CORRELATION_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
@@ -56,6 +65,28 @@ def check_image_size(size: int, limit: int = MAX_IMAGE_SIZE) -> int:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not MIN_IMAGE_SIZE <= size <= limit:
         raise OneNetError(f"image size must be {MIN_IMAGE_SIZE} to {limit} pixels, got {size!r}")
     return int(size)
+
+
+def memory_estimate_mb(width: int, height: int, images: int = 1) -> float:
+    """The estimated peak memory (MB) of optimising `images` images of width x height at once."""
+    return MEMORY_BASE_MB + MEMORY_MB_PER_MEGAPIXEL * images * width * height / 1e6
+
+
+def check_memory(size: int, shape: Callable[[int], tuple[int, int]] | None = None, images: int = 1) -> None:
+    """Refuse, before any step, an optimisation at `size` whose estimated peak memory passes MEMORY_BUDGET_MB;
+    `shape(size)` is the (width, height) optimised (default: size x size). The message names the largest size
+    that fits, so the way out is one option."""
+    shape = shape or (lambda side: (side, side))
+    width, height = shape(size)
+    estimate, budget = memory_estimate_mb(width, height, images), MEMORY_BUDGET_MB
+    if estimate <= budget:
+        return
+    fits = (side for side in range(size - 1, MIN_IMAGE_SIZE, -1) if memory_estimate_mb(*shape(side), images) <= budget)
+    count, more = (f" x {images} images", " or fewer images") if images > 1 else ("", "")
+    raise OneNetError(
+        f"size {size} ({width}x{height} pixels{count}) needs about {estimate / 1000:.1f} GB of memory, more than "
+        f"the {budget / 1000:g} GB one run may use: use size {next(fits, MIN_IMAGE_SIZE)} or less{more}"
+    )
 
 
 def check_seed(seed: int) -> int:
@@ -142,13 +173,25 @@ def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(np.ascontiguousarray(image)) for image in array]
 
 
+def optimized_shape(width: int, height: int, size: int) -> tuple[int, int]:
+    """The (width, height) a photo is optimised at: its short side `size`, unless that would pass MAX_ASPECT x
+    size x size pixels (a photo longer than 2:1), then that many pixels, its short side not below
+    MIN_OPTIMIZED_SIDE (a thinner photo is squeezed along its length). Memory grows with these pixels."""
+    scale = min(size / min(width, height), math.sqrt(MAX_ASPECT * size * size / (width * height)))
+    new_width, new_height = max(1, round(width * scale)), max(1, round(height * scale))
+    short = min(new_width, new_height)
+    if short < MIN_OPTIMIZED_SIDE:
+        long = min(max(new_width, new_height), MAX_ASPECT * size * size // MIN_OPTIMIZED_SIDE)
+        new_width, new_height = (long, MIN_OPTIMIZED_SIDE) if new_width > new_height else (MIN_OPTIMIZED_SIDE, long)
+    return new_width, new_height
+
+
 def from_image(image: ImageLike, size: int | None = None) -> torch.Tensor:
-    """An image (path, PIL, array) as (1, 3, H, W) pixels in [0, 1]; `size` resizes its short side to that."""
+    """An image (path, PIL, array) as (1, 3, H, W) pixels in [0, 1], loaded within the loader's pixel budget
+    (`load_image`); `size` resizes it to `optimized_shape`, so its pixels are bounded however long it is."""
     picture = load_image(image)
     if size is not None:
-        scale = size / min(picture.size)
-        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-                                 Image.Resampling.BICUBIC)  # fmt: skip
+        picture = picture.resize(optimized_shape(*picture.size, size), Image.Resampling.BICUBIC)
     return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
 
 
@@ -220,11 +263,13 @@ __all__ = [
     "Snapshot",
     "check_image_size",
     "check_learning_rate",
+    "check_memory",
     "check_seed",
     "check_steps",
     "crop_and_resize",
     "from_image",
     "optimize",
+    "optimized_shape",
     "random_transform",
     "to_pil",
     "with_gradients",

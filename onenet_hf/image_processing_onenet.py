@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -23,7 +24,11 @@ MAX_IMAGE_PIXELS = 40_000_000
 # JPEGs decode at 1/2, 1/4 or 1/8 scale (`draft`), so the limit applies to the drafted size and a JPEG's full
 # size may go up to Pillow's own decompression-bomb guard (a warning above this; we make it an error).
 MAX_JPEG_PIXELS = Image.MAX_IMAGE_PIXELS
-REDUCED_SIZE = 1024  # large images are reduced (JPEG: drafted) to about this on their short side
+# Every loaded image is bounded by area, whatever its shape: reduced (JPEG: drafted) by whole factors to about
+# this many pixels (under 4 times as many), and to at most MAX_LOADED_SIDE on a side, so what every use does
+# next (overlays, optimisation, thumbnails) costs a bounded amount however thin the image.
+REDUCED_PIXELS = 1024 * 1024
+MAX_LOADED_SIDE = 16_384
 
 
 class ImageLoadError(OneNetError):
@@ -66,24 +71,33 @@ def _megapixels(pixels: int) -> str:
     return f"{pixels / 1e6:.1f} megapixels"
 
 
-def _reduce(image: Image.Image) -> Image.Image:
-    """A large decoded image box-reduced by a whole factor to about REDUCED_SIZE on its short side, strip by
-    strip so no full-size copy is made (`reduce` premultiplies RGBA into one; palette images need converting).
+def _reduction(width: int, height: int) -> tuple[int, int]:
+    """Whole factors (x, y) that bring an image to about REDUCED_PIXELS: the same on both sides, except that a
+    side is never reduced below 2 pixels and a side longer than MAX_LOADED_SIDE is reduced to fit it."""
+    factor = max(1, math.isqrt(width * height // REDUCED_PIXELS))
+    x, y = min(factor, max(1, width // 2)), min(factor, max(1, height // 2))
+    return max(x, -(-width // MAX_LOADED_SIDE)), max(y, -(-height // MAX_LOADED_SIDE))
 
-    The EXIF orientation is applied first so it survives; the few edge pixels past a multiple of the factor go.
+
+def _reduce(image: Image.Image) -> Image.Image:
+    """A decoded image box-reduced by whole factors (`_reduction`), strip by strip of about a megapixel so no
+    full-size copy is made (`reduce` premultiplies RGBA into one; palette images need converting).
+
+    The EXIF orientation is applied first so it survives; the few edge pixels past a multiple of a factor go.
     """
-    factor = min(image.size) // REDUCED_SIZE
-    if factor < 2:
+    x, y = _reduction(*image.size)
+    if x == y == 1:
         return image
     if image.getexif().get(0x0112, 1) != 1:
         image = ImageOps.exif_transpose(image)
+        x, y = _reduction(*image.size)
     mode = {"1": "L", "P": "RGBA", "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I"}.get(image.mode, image.mode)
-    width, height = image.width // factor * factor, image.height // factor * factor
-    reduced = Image.new(mode, (width // factor, height // factor))
-    step = factor * 64
+    width, height = image.width // x * x, image.height // y * y
+    reduced = Image.new(mode, (width // x, height // y))
+    step = y * max(1, REDUCED_PIXELS // (width * y))
     for top in range(0, height, step):
         strip = image.crop((0, top, width, min(top + step, height))).convert(mode)
-        reduced.paste(strip.reduce(factor), (0, top // factor))
+        reduced.paste(strip.reduce((x, y)), (0, top // y))
     reduced.info = dict(image.info)
     return reduced
 
@@ -91,8 +105,9 @@ def _reduce(image: Image.Image) -> Image.Image:
 def load_image(image: ImageLike) -> Image.Image:
     """Open a path, PIL image or HxW[xC] uint8 array as upright RGB, or raise ImageLoadError saying why.
 
-    Files are checked against MAX_IMAGE_PIXELS from their header before decoding, and large ones come out
-    reduced (see `_reduce`), so one image costs at most a few hundred MB however large it claims to be.
+    Files are checked against MAX_IMAGE_PIXELS from their header before decoding. Every image comes out bounded
+    by area (`_reduction`: about a megapixel, a side at most MAX_LOADED_SIDE), so one file costs at most about
+    200 MB while it is decoded, however large or thin it is, and what a use does with it next is bounded too.
     """
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
@@ -100,6 +115,7 @@ def load_image(image: ImageLike) -> Image.Image:
         image = Image.fromarray(image)
     if isinstance(image, Image.Image):
         name = "image"
+        image = _reduce(image)
     elif isinstance(image, (str, os.PathLike)):
         name = str(image)
         if Path(name).is_dir():
@@ -111,7 +127,8 @@ def load_image(image: ImageLike) -> Image.Image:
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 image = Image.open(name)  # reads the header only
                 width, height = image.size
-                image.draft("RGB", (REDUCED_SIZE, REDUCED_SIZE))  # JPEG: decode at reduced scale
+                x, y = _reduction(width, height)
+                image.draft("RGB", (width // x, height // y))  # JPEG: decode at 1/2 to 1/8 scale, not below this
                 if image.width * image.height > MAX_IMAGE_PIXELS:
                     raise Image.DecompressionBombError(f"{width}x{height} = {_megapixels(width * height)}")
                 image.load()

@@ -67,6 +67,18 @@ MAX_UPLOAD_FILES = 20  # photos per request
 MAX_UPLOAD_BYTES = 20_000_000  # per photo
 MAX_ADDED_BYTES = 500_000_000  # all added photos together
 SPACE_EXIT_WAIT_S = 120  # at exit, how long the process waits for an Imagine step still being computed
+# Memory: requests that hold much of it (Imagine, Explore, similar images, adding photos) share this many slots
+# (gradio's `concurrency_id`); caption and tag requests decode at most SPACE_MAX_DECODES uploads at once (a
+# decode peaks at about 200 MB, `load_image`); README "Limits" gives the measured worst cases.
+SPACE_MAX_HEAVY_JOBS = 2
+SPACE_MAX_DECODES = 2
+# Disk: gradio stores every upload before a handler sees it. Each file is capped as it streams in
+# (`max_file_size`), all stored uploads together by `UploadBudget`, and gradio deletes them (`delete_cache`):
+# every SPACE_DELETE_CACHE[0] seconds those older than SPACE_DELETE_CACHE[1], and all at start and exit.
+SPACE_MAX_FILE_BYTES = MAX_UPLOAD_BYTES
+SPACE_MAX_STORED_UPLOAD_BYTES = 1_000_000_000
+SPACE_DELETE_CACHE = (300, 1800)
+_DECODING = threading.BoundedSemaphore(SPACE_MAX_DECODES)
 
 
 class _ImagineRuns:
@@ -106,6 +118,52 @@ class _ImagineRuns:
 
 _IMAGINE_RUNS = _ImagineRuns()
 atexit.register(_IMAGINE_RUNS.close, SPACE_EXIT_WAIT_S)
+
+
+def bounded_load(image) -> Image.Image:
+    """`load_image`, at most SPACE_MAX_DECODES at once in this process: a decode's peak memory is the large part
+    of a caption or tag request's."""
+    with _DECODING:
+        return load_image(image)
+
+
+def folder_bytes(folder: str | os.PathLike) -> int:
+    """The bytes of the files under `folder` (0 if it does not exist)."""
+    return sum(entry.stat().st_size for entry in Path(folder).rglob("*") if entry.is_file())
+
+
+class UploadBudget:
+    """ASGI middleware for gradio's upload route: an upload is refused before anything of it is stored when its
+    declared size (Content-Length; the server reads no more) would take the upload folder, with the uploads
+    still streaming in, past `max_bytes`. gradio's `max_file_size` caps each file; this caps them all."""
+
+    def __init__(self, app, folder: str | os.PathLike, max_bytes: int):
+        self.app, self.folder, self.max_bytes = app, Path(folder), max_bytes
+        self._streaming = 0  # bytes declared by uploads being received now
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/upload"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if not declared.isdigit():
+            return await self._refuse(send, 411, "an upload must declare its size (Content-Length)")
+        size = int(declared)
+        if folder_bytes(self.folder) + self._streaming + size > self.max_bytes:
+            return await self._refuse(send, 507, "the Space holds as many uploads as it can; try again later")
+        self._streaming += size  # no await since the check: requests on this event loop see it in turn
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._streaming -= size
+
+    @staticmethod
+    async def _refuse(send, status: int, message: str) -> None:
+        body = message.encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 _SERVER_PATH = re.compile(r"(?<![\w.])(?:~|[A-Za-z]:)?[/\\](?:[^\s'\"/\\]+[/\\])*(?=[^\s'\"/\\])")
 
 
@@ -253,7 +311,9 @@ class OneNetSpace:
         check_beam_size(beam_size, SPACE_MAX_BEAM_SIZE)
         image = self._image(image)
         key = self._image_key(image)
-        return self._cached(key and ("caption", key, beam_size), lambda: self._captions((load_image(image), beam_size)))
+        return self._cached(
+            key and ("caption", key, beam_size), lambda: self._captions((bounded_load(image), beam_size))
+        )
 
     def _passes(self, keys: list) -> list[list[int]]:
         """The rows that share one model pass: those with equal keys (a caption's beam size), or each row alone
@@ -275,7 +335,7 @@ class OneNetSpace:
         """Word tags and ImageNet labels as table rows; the tagging joins a batch (see `caption`)."""
         k, image = self._k(k), self._image(image)
         key = self._image_key(image)
-        return self._cached(key and ("tag", key, k), lambda: self._tags((load_image(image), k)))
+        return self._cached(key and ("tag", key, k), lambda: self._tags((bounded_load(image), k)))
 
     def _tag_batch(self, requests: list[tuple[Image.Image, int]]) -> list[tuple[Rows, Rows]]:
         """Tags of (image, k) requests: tagged at the largest k (in shared passes, see `_passes`), each cut to its
@@ -490,4 +550,13 @@ class OneNetSpace:
         return self.gallery_items()
 
 
-__all__ = ["MAX_ADDED_BYTES", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_FILES", "OneNetSpace", "public_message"]
+__all__ = [
+    "MAX_ADDED_BYTES",
+    "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_FILES",
+    "OneNetSpace",
+    "UploadBudget",
+    "bounded_load",
+    "folder_bytes",
+    "public_message",
+]

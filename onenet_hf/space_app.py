@@ -16,13 +16,18 @@ from .hub import default_model
 from .request_batching import MAX_BATCH_SIZE
 from .samples import sample_photos
 from .space import (
+    SPACE_DELETE_CACHE,
     SPACE_MAX_BATCH_SIZE,
     SPACE_MAX_BEAM_SIZE,
+    SPACE_MAX_FILE_BYTES,
+    SPACE_MAX_HEAVY_JOBS,
     SPACE_MAX_IMAGINE_STEPS,
     SPACE_MAX_K,
     SPACE_MAX_MAP_WORDS,
+    SPACE_MAX_STORED_UPLOAD_BYTES,
     SPACE_ONNX_VARIANT,
     OneNetSpace,
+    UploadBudget,
     public_message,
 )
 from .uses import dream, imagine, style, visualize
@@ -67,6 +72,11 @@ def streamed(method):
     return stream
 
 
+# Every event that holds much memory (optimisation with gradients, heat maps, t-SNE, embedding an upload, adding
+# photos) takes one of SPACE_MAX_HEAVY_JOBS shared slots; the others wait in gradio's queue.
+HEAVY = {"concurrency_id": "heavy", "concurrency_limit": SPACE_MAX_HEAVY_JOBS}
+
+
 def clicked_row(event: gr.SelectData) -> tuple[int, None]:
     """The gallery position a user clicked; the uploaded image is cleared so the click is the query."""
     return event.index, None
@@ -76,8 +86,9 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
     """The six use tabs, Explore and Imagine. Image inputs keep `image_mode=None`: gradio then passes the upload's
     path on without decoding it, and `load_image` checks its size from the header before decoding (its pixel
     limit). Caption and tag requests run up to `space.max_batch_size` at once, so `OneNetSpace` can batch them;
-    every other event runs one request at a time (gradio's default)."""
-    with gr.Blocks(title="OneNet: one network, many uses") as demo:
+    the heavy events share SPACE_MAX_HEAVY_JOBS slots (`HEAVY`); every other event runs one request at a time
+    (gradio's default). Uploads are deleted by gradio after a while (`delete_cache`)."""
+    with gr.Blocks(title="OneNet: one network, many uses", delete_cache=SPACE_DELETE_CACHE) as demo:
         gr.Markdown("# OneNet: one network, many uses\nOne image encoder and one caption decoder, six uses.")
         examples = [str(p) for p in sample_photos()]
         with gr.Tab("Caption"):
@@ -131,10 +142,18 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
             k = gr.Slider(1, 20, value=6, step=1, label="Results")
             results = gr.Gallery(label="Similar images", columns=6)
             gr.Button("Search", variant="primary").click(
-                user_errors(space.similar_images), [image, clicked, k, focus], results, api_name="similar_images"
+                user_errors(space.similar_images),
+                [image, clicked, k, focus],
+                results,
+                api_name="similar_images",
+                **HEAVY,
             )
             gallery.select(clicked_row, None, [clicked, image], api_visibility="private").then(
-                user_errors(space.similar_images), [image, clicked, k, focus], results, api_visibility="private"
+                user_errors(space.similar_images),
+                [image, clicked, k, focus],
+                results,
+                api_visibility="private",
+                **HEAVY,
             )
             if space.allow_uploads:  # otherwise the handler does not exist at all, in the UI or over HTTP
 
@@ -144,7 +163,9 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
                     return items
 
                 uploads = gr.File(file_count="multiple", file_types=["image"], label="Add your photos to the gallery")
-                gr.Button("Add to gallery").click(user_errors(add_images), uploads, gallery, api_visibility="private")
+                gr.Button("Add to gallery").click(
+                    user_errors(add_images), uploads, gallery, api_visibility="private", **HEAVY
+                )
         with gr.Tab("Describe to search"):
             text = gr.Textbox(label="Description", placeholder="a dog jumping into a pool")
             method = gr.Radio(list(SEARCH_METHODS), value="reranked", label="Method")
@@ -178,7 +199,7 @@ def explore_tabs(space: OneNetSpace, examples: list[str]) -> None:
             top_words = gr.Slider(10, SPACE_MAX_MAP_WORDS, value=300, step=10, label="Most frequent words")
         plot = gr.Plot(label="Map")
         gr.Button("Draw the map", variant="primary").click(
-            user_errors(embedding_map), [subject, color_by, word_space, words, top_words], plot, api_name="map"
+            user_errors(embedding_map), [subject, color_by, word_space, words, top_words], plot, api_name="map", **HEAVY
         )
     with gr.Tab("Neurons"):
         gr.Markdown(
@@ -195,7 +216,7 @@ def explore_tabs(space: OneNetSpace, examples: list[str]) -> None:
         images = gr.Gallery(label="Top gallery images", columns=4)
         table = gr.Dataframe(headers=["neuron", "word", "rise (nats)"], label="Words", interactive=False)
         gr.Button("Show", variant="primary").click(
-            user_errors(space.neuron), [kind, number, image, k], [images, table], api_name="neuron"
+            user_errors(space.neuron), [kind, number, image, k], [images, table], api_name="neuron", **HEAVY
         )
     with gr.Tab("Why this word"):
         gr.Markdown("For each word of the caption, Grad-CAM shows the part of the photo that made the decoder say it.")
@@ -204,7 +225,7 @@ def explore_tabs(space: OneNetSpace, examples: list[str]) -> None:
         gr.Examples(examples, image)
         overlays = gr.Gallery(label="Where each word comes from", columns=4, object_fit="contain")
         gr.Button("Explain", variant="primary").click(
-            user_errors(space.explain), [image, caption], overlays, api_name="explain"
+            user_errors(space.explain), [image, caption], overlays, api_name="explain", **HEAVY
         )
     with gr.Tab("Layer by layer"):
         gr.Markdown("The backbone stage by stage, from edges to parts to objects: each stage's strongest channels.")
@@ -212,7 +233,7 @@ def explore_tabs(space: OneNetSpace, examples: list[str]) -> None:
         gr.Examples(examples, image)
         stages = gr.Gallery(label="Stages", columns=3, object_fit="contain")
         gr.Button("Show the layers", variant="primary").click(
-            user_errors(space.layer_activations), image, stages, api_name="layers"
+            user_errors(space.layer_activations), image, stages, api_name="layers", **HEAVY
         )
 
 
@@ -231,7 +252,7 @@ def imagine_tabs(space: OneNetSpace, examples: list[str]) -> None:
             seed = gr.Number(value=0, precision=0, label="Seed")
         picture = gr.Image(label="Visualisation", type="pil", format="png")
         gr.Button("Visualize", variant="primary").click(
-            streamed(space.visualize), [kind, target, steps, seed], picture, api_name="visualize"
+            streamed(space.visualize), [kind, target, steps, seed], picture, api_name="visualize", **HEAVY
         )
     with gr.Tab("Imagine a caption"):
         gr.Markdown("An image for a sentence: pixels optimised until the caption decoder would say it.")
@@ -241,7 +262,7 @@ def imagine_tabs(space: OneNetSpace, examples: list[str]) -> None:
             seed = gr.Number(value=0, precision=0, label="Seed")
         picture = gr.Image(label="Imagined", type="pil", format="png")
         gr.Button("Imagine", variant="primary").click(
-            streamed(space.imagine), [text, steps, seed], picture, api_name="imagine"
+            streamed(space.imagine), [text, steps, seed], picture, api_name="imagine", **HEAVY
         )
     with gr.Tab("DeepDream"):
         gr.Markdown("Amplify what one backbone stage sees in a photo, over three octaves.")
@@ -253,7 +274,7 @@ def imagine_tabs(space: OneNetSpace, examples: list[str]) -> None:
             steps = gr.Slider(3, SPACE_MAX_IMAGINE_STEPS, value=dream.STEPS, step=1, label=steps_label)
         picture = gr.Image(label="Dream", type="pil", format="png")
         gr.Button("Dream", variant="primary").click(
-            streamed(space.dream), [image, stage, strength, steps], picture, api_name="dream"
+            streamed(space.dream), [image, stage, strength, steps], picture, api_name="dream", **HEAVY
         )
     with gr.Tab("Style transfer"):
         gr.Markdown("The content photo redrawn with the style photo's textures and colours (Gatys et al.).")
@@ -266,7 +287,7 @@ def imagine_tabs(space: OneNetSpace, examples: list[str]) -> None:
             steps = gr.Slider(1, SPACE_MAX_IMAGINE_STEPS, value=style.STEPS, step=1, label=steps_label)
         picture = gr.Image(label="Stylised", type="pil", format="png")
         gr.Button("Transfer the style", variant="primary").click(
-            streamed(space.style), [content, style_image, weight, steps], picture, api_name="style"
+            streamed(space.style), [content, style_image, weight, steps], picture, api_name="style", **HEAVY
         )
 
 
@@ -298,11 +319,23 @@ def main(argv: list[str] | None = None) -> None:
         max_batch_size=args.max_batch_size, onnx_variant=args.onnx_variant,
     )  # fmt: skip
     space.warm_up()
-    # show_error=False: gradio's own errors (e.g. an upload it cannot open) would show server paths; ours
-    # reach users as gr.Error (see user_errors), paths cut out.
-    build_demo(space).launch(
-        server_name=args.host, server_port=args.port, allowed_paths=space.served_paths(), show_error=False
-    )
+    build_demo(space).launch(server_name=args.host, server_port=args.port, **launch_options(space))
+
+
+def launch_options(space: OneNetSpace) -> dict:
+    """`launch()`'s settings of the Space: what it serves, and uploads bounded before they are stored (each file
+    by `max_file_size` as it streams in, all stored ones by `UploadBudget`). show_error=False: gradio's own
+    errors (e.g. an upload it cannot open) would show server paths; ours reach users as gr.Error, paths cut out."""
+    from gradio.utils import get_upload_folder
+    from starlette.middleware import Middleware
+
+    budget = Middleware(UploadBudget, folder=get_upload_folder(), max_bytes=SPACE_MAX_STORED_UPLOAD_BYTES)
+    return {
+        "allowed_paths": space.served_paths(),
+        "show_error": False,
+        "max_file_size": SPACE_MAX_FILE_BYTES,
+        "app_kwargs": {"middleware": [budget]},
+    }
 
 
 if __name__ == "__main__":

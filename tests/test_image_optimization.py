@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 
 from onenet_hf.errors import OneNetError
 from onenet_hf.image_optimization import (
+    MEMORY_BUDGET_MB,
     FourierImage,
     PixelImage,
     check_image_size,
     check_learning_rate,
+    check_memory,
     check_steps,
     crop_and_resize,
     from_image,
     last,
+    memory_estimate_mb,
     optimize,
+    optimized_shape,
     random_transform,
     to_pil,
 )
@@ -71,6 +76,39 @@ def test_from_image_and_to_pil_round_trip(tmp_path):
     back = from_image(tmp_path / "x.png")
     assert back.shape == (1, 3, 20, 30) and (back - pixels).abs().max() <= 1 / 255
     assert from_image(tmp_path / "x.png", size=40).shape == (1, 3, 40, 60)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "size", "expected"),
+    [
+        (600, 400, 260, (390, 260)),  # a photo up to 2:1: its short side is the size, as before
+        (400, 800, 100, (100, 200)),
+        (39_990, 1_000, 260, (2_325, 58)),  # a long one: size x size x 2 pixels, not 10,400x260
+        (16_000, 2, 260, (4_225, 32)),  # a thread: squeezed along its length, never thinner than 32
+    ],
+)
+def test_a_photo_is_optimised_at_a_bounded_number_of_pixels_whatever_its_shape(width, height, size, expected):
+    assert optimized_shape(width, height, size) == expected
+
+
+def test_from_image_of_a_long_photo_keeps_its_pixels_bounded(tmp_path):
+    Image.new("RGB", (20_000, 300), (200, 30, 30)).save(tmp_path / "long.png")
+    pixels = from_image(tmp_path / "long.png", size=64)
+    assert pixels.shape[-1] * pixels.shape[-2] <= 2 * 64 * 64 and min(pixels.shape[-2:]) >= 32
+
+
+def test_the_memory_check_refuses_what_would_pass_the_budget_and_names_the_size_that_fits():
+    check_memory(260, images=5)  # within the budget: nothing said
+    with pytest.raises(
+        OneNetError, match=r"size 1024 \(1024x1024 pixels\) needs about 3.4 GB .* use size 596 or less$"
+    ):
+        check_memory(1024)
+    with pytest.raises(OneNetError, match=r"x 8 images\) .* use size 210 or less or fewer images"):
+        check_memory(260, images=8)
+    long_photo = lambda size: optimized_shape(4_000, 1_000, size)  # noqa: E731
+    with pytest.raises(OneNetError, match="use size 421 or less"):
+        check_memory(512, long_photo)
+    assert memory_estimate_mb(*long_photo(421)) <= MEMORY_BUDGET_MB < memory_estimate_mb(*long_photo(422))
 
 
 @pytest.mark.parametrize(

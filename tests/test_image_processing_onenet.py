@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from onenet_hf import ImageLoadError, OneNetImageProcessor, load_image
-from onenet_hf.image_processing_onenet import MAX_IMAGE_PIXELS
+from onenet_hf.image_processing_onenet import MAX_IMAGE_PIXELS, MAX_LOADED_SIDE, REDUCED_PIXELS
 from tests.conftest import png_claiming_size
 
 RED = (200, 20, 20)
@@ -110,6 +113,54 @@ def test_large_images_come_out_reduced_upright_and_flattened(tmp_path):
     pixels = np.asarray(loaded)
     assert tuple(pixels[100, 500]) == RED and tuple(pixels[1000, 500]) == (0, 0, 255)
     assert tuple(pixels[1490, 500]) == (255, 255, 255)  # the transparent strip, flattened on white
+
+
+@pytest.mark.parametrize(
+    ("size", "mode", "suffix", "expected"),
+    [
+        ((20_000, 300), "RGB", "png", (10_000, 150)),  # 6 megapixels, short side 300: halved both ways
+        ((9_000, 500), "F", "tif", (4_500, 250)),  # a float TIFF: reduced before it is scaled to 8 bits
+        ((8_000, 600), "RGB", "jpg", (4_000, 300)),  # a thin JPEG: drafted at 1/2 scale as it is decoded
+        ((40_000, 2), "L", "png", (13_333, 2)),  # too thin to halve: only its length is reduced, to fit
+    ],
+)
+def test_elongated_images_are_bounded_by_area_not_by_their_short_side(tmp_path, size, mode, suffix, expected):
+    path = tmp_path / f"thin.{suffix}"
+    Image.new(mode, size, 120).save(path)
+    loaded = load_image(path)
+    assert loaded.size == expected and loaded.mode == "RGB"
+    assert loaded.width * loaded.height < 4 * REDUCED_PIXELS and max(loaded.size) <= MAX_LOADED_SIDE
+    assert load_image(loaded) is loaded  # a loaded image is within the budget: not reduced again
+
+
+def test_images_given_in_memory_are_bounded_too():
+    assert load_image(Image.new("RGB", (5_000, 1_000))).size == (2_500, 500)
+    assert load_image(np.zeros((1_000, 5_000, 3), dtype=np.uint8)).size == (2_500, 500)
+
+
+PEAK_PROBE = """
+import sys
+from onenet_hf.image_processing_onenet import load_image
+
+def status(field):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))
+
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current resident size
+before = status("VmRSS:")
+load_image(sys.argv[1])
+print((status("VmHWM:") - before) // 1024)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak from /proc")
+def test_an_elongated_float_tiff_costs_its_decoded_frame_and_little_more(tmp_path):
+    """The issue's case: a 269 KB float TIFF of 39,990x1,000 cost +916 MB to load; its frame is 160 MB."""
+    Image.new("F", (39_990, 1_000), 0.5).save(tmp_path / "thin.tif", compression="tiff_deflate")
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_PROBE, str(tmp_path / "thin.tif")], capture_output=True, text=True, check=True
+    )
+    assert int(result.stdout) < 260  # MB above the process before loading: the 160 MB frame and the reduction
 
 
 def test_a_directory_is_named_as_one(tmp_path):

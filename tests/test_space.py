@@ -57,12 +57,7 @@ def server(app, space):
     demo = app.build_demo(space)
     port = _free_port()
     demo.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        allowed_paths=space.served_paths(),
-        quiet=True,
-        show_error=False,
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options(space)
     )
     yield f"http://127.0.0.1:{port}/"
     demo.close()
@@ -552,3 +547,92 @@ def test_at_exit_no_imagine_step_starts_and_the_running_one_is_waited_for():
     assert release.is_set()  # close returned only once the running step could end
     worker.join(10)
     assert stepped == [1]  # the running step was waited for; no later step started
+
+
+async def _post(middleware, path: str, headers: dict[bytes, bytes]) -> int | None:
+    """The status `middleware` answers a POST to `path` with; None: it passed the request on."""
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": path, "headers": list(headers.items())}
+    await middleware(scope, None, send)
+    return next((m["status"] for m in sent if m["type"] == "http.response.start"), None)
+
+
+def test_uploads_past_the_disk_budget_are_refused_before_anything_is_stored(tmp_path):
+    import asyncio
+
+    from onenet_hf.space import UploadBudget
+
+    passed = []
+
+    async def gradio(scope, receive, send):
+        passed.append(scope["path"])
+        if scope["path"].endswith("/upload"):  # while it streams in, a second upload that would pass is refused
+            passed.append(await _post(budget, "/gradio_api/upload", {b"content-length": b"600"}))
+
+    budget = UploadBudget(gradio, tmp_path, max_bytes=1_000)
+    (tmp_path / "stored").write_bytes(b"x" * 300)
+
+    def post(path, headers):
+        return asyncio.run(_post(budget, path, headers))
+
+    assert post("/gradio_api/upload", {b"content-length": b"500"}) is None
+    assert passed == ["/gradio_api/upload", 507]  # 300 stored + 500 streaming + 600 > 1,000
+    assert post("/gradio_api/upload", {b"content-length": b"701"}) == 507
+    assert post("/gradio_api/upload", {}) == 411  # no declared size: no way to bound it
+    assert post("/gradio_api/queue/join", {}) is None  # other routes pass untouched
+    assert budget._streaming == 0 and passed[-1] == "/gradio_api/queue/join"
+
+
+def test_caption_and_tag_requests_decode_a_bounded_number_of_uploads_at_once(monkeypatch):
+    import threading
+    import time
+
+    from onenet_hf import space as space_module
+
+    running, most, lock = [0], [0], threading.Lock()
+
+    def slow_load(image):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return image
+
+    monkeypatch.setattr(space_module, "load_image", slow_load)
+    threads = [threading.Thread(target=space_module.bounded_load, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert most[0] == space_module.SPACE_MAX_DECODES == 2
+
+
+def test_heavy_events_share_a_bounded_number_of_slots_and_uploads_are_bounded_on_disk(app, space):
+    from onenet_hf.space import MAX_UPLOAD_BYTES, SPACE_DELETE_CACHE, SPACE_MAX_HEAVY_JOBS, UploadBudget
+
+    demo = app.build_demo(space)
+    heavy = {"visualize", "imagine", "dream", "style", "explain", "layers", "neuron", "map", "similar_images"}
+    groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in demo.fns.values()}
+    assert all(groups[name] == ("heavy", SPACE_MAX_HEAVY_JOBS) for name in heavy)
+    assert groups["caption"][0] != "heavy" and demo.delete_cache == SPACE_DELETE_CACHE
+    options = app.launch_options(space)
+    assert options["max_file_size"] == MAX_UPLOAD_BYTES
+    assert [m.cls for m in options["app_kwargs"]["middleware"]] == [UploadBudget]
+
+
+def test_an_upload_over_the_size_limit_is_refused_as_it_streams_in(server):
+    httpx = pytest.importorskip("httpx")
+    from gradio.utils import get_upload_folder
+
+    from onenet_hf.space import MAX_UPLOAD_BYTES, folder_bytes
+
+    before = folder_bytes(get_upload_folder())
+    big = {"files": ("big.jpg", b"\xff" * (MAX_UPLOAD_BYTES + 1), "image/jpeg")}
+    response = httpx.post(f"{server}gradio_api/upload", files=big, timeout=60)
+    assert response.status_code == 413 and folder_bytes(get_upload_folder()) <= before

@@ -10,6 +10,7 @@ carried up to the next, as in Mordvintsev's DeepDream. Each step is a normalised
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -19,12 +20,14 @@ from ..image_optimization import (
     Snapshot,
     backbone_input,
     check_image_size,
+    check_memory,
     check_seed,
     check_steps,
     from_image,
+    optimized_shape,
     with_gradients,
 )
-from ..image_processing_onenet import ImageLike
+from ..image_processing_onenet import ImageLike, load_image
 from ..modeling_onenet import OneNetModel
 from ..processing_onenet import OneNetProcessor
 from .tag import check_weight
@@ -64,8 +67,9 @@ def dream_steps(
     seed: int = 0,
     snapshot_every: int = 0,
 ) -> Iterator[Snapshot]:
-    """DeepDream on `image` (its short side resized to `size`); yields a `Snapshot` per step (the steps are
-    shared out over the octaves), whose objective is the stage's activation on the current octave's image."""
+    """DeepDream on `image` (resized to `optimized_shape`: its short side `size`, its pixels bounded); yields a
+    `Snapshot` per step (the steps are shared out over the octaves), whose objective is the stage's activation on
+    the current octave's image."""
     stage, steps, seed = check_stage(model, stage), check_steps(steps), check_seed(seed)
     size = check_image_size(size)
     check_weight("strength", strength)
@@ -73,7 +77,9 @@ def dream_steps(
         raise OneNetError(f"octaves must be 1 to {MAX_OCTAVES}, got {octaves}")
     if steps < octaves:
         raise OneNetError(f"steps ({steps}) must be at least the number of octaves ({octaves})")
-    photo = from_image(image, size).to(model.device)
+    picture = load_image(image)
+    check_memory(size, partial(optimized_shape, *picture.size))
+    photo = from_image(picture, size).to(model.device)
     generator = torch.Generator().manual_seed(seed)
     mean, std = processor.image_processor.image_mean, processor.image_processor.image_std
     model.eval()

@@ -28,6 +28,7 @@ from ..image_optimization import (
     backbone_input,
     check_image_size,
     check_learning_rate,
+    check_memory,
     check_seed,
     check_steps,
     optimize,
@@ -130,6 +131,7 @@ def imagine_steps(
     vocabulary is an error: the decoder cannot say it."""
     token_ids = sentence_token_ids(processor, text)
     steps, seed, size = check_steps(steps), check_seed(seed), check_image_size(size)
+    check_memory(size)
     learning_rate = check_learning_rate(learning_rate)
     model.eval()
     imagined = imagined_features(model, token_ids, feature_bank(model, bank))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -23,12 +24,14 @@ from ..image_optimization import (
     backbone_input,
     check_image_size,
     check_learning_rate,
+    check_memory,
     check_steps,
     from_image,
     optimize,
+    optimized_shape,
     with_gradients,
 )
-from ..image_processing_onenet import ImageLike
+from ..image_processing_onenet import ImageLike, load_image
 from ..modeling_onenet import OneNetModel
 from ..processing_onenet import OneNetProcessor
 from .tag import check_weight
@@ -99,12 +102,15 @@ def style_steps(
     learning_rate: float = LEARNING_RATE,
     snapshot_every: int = 0,
 ) -> Iterator[Snapshot]:
-    """Stylise `content` (short side resized to `size`) with `style` (resized the same); yields a `Snapshot` per
-    step whose objective is minus the weighted relative losses. Deterministic: no random draws."""
+    """Stylise `content` (resized to `optimized_shape`: short side `size`, pixels bounded) with `style` (resized
+    the same); yields a `Snapshot` per step whose objective is minus the weighted relative losses. Deterministic:
+    no random draws. The memory check reads the content photo's shape, so it is loaded first."""
     steps, size = check_steps(steps), check_image_size(size)
     check_weight("content weight", content_weight)
     check_weight("style weight", style_weight)
     learning_rate = check_learning_rate(learning_rate)
+    content = load_image(content)
+    check_memory(size, partial(optimized_shape, *content.size))
     content_pixels = from_image(content, size).to(model.device)
     style_pixels = from_image(style, size).to(model.device)
     model.eval()

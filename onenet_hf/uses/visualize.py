@@ -24,6 +24,7 @@ from ..image_optimization import (
     backbone_input,
     check_image_size,
     check_learning_rate,
+    check_memory,
     check_seed,
     check_steps,
     optimize,
@@ -138,6 +139,7 @@ def visualize_steps(
     steps, seed, size = check_steps(steps), check_seed(seed), check_image_size(size)
     if not 1 <= images <= MAX_IMAGES:
         raise OneNetError(f"images must be 1 to {MAX_IMAGES}, got {images}")
+    check_memory(size, images=images)
     check_weight("diversity", diversity)
     learning_rate = check_learning_rate(learning_rate)
     generator = torch.Generator().manual_seed(seed)
