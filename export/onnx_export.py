@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from onenet_hf.errors import OneNetError
 from onenet_hf.fingerprint import checkpoint_fingerprint
-from onenet_hf.folders import write_json
+from onenet_hf.folders import temporary_folder, write_json
 from onenet_hf.hub import check_model_folder
 from onenet_hf.image_processing_onenet import OneNetImageProcessor, load_image
 from onenet_hf.modeling_onenet import OneNetModel
@@ -298,13 +298,38 @@ def export_onnx(
     """Write `{name}.onnx` (fp32), `{name}.int8.onnx` (dynamic int8) and optionally `{name}.fp16.onnx`, plus
     `manifest.json` with the opset, input/output names, file hashes and the checkpoint's fingerprint. With
     `calibration_images` (photos like the galleries to index), also `image_encoder.int8-static.onnx`: static
-    int8, the fast gallery-embedding path (`static_int8_exclusions` says what stays fp32 and why)."""
+    int8, the fast gallery-embedding path (`static_int8_exclusions` says what stays fp32 and why).
+
+    Every graph is written into a hidden temporary folder inside `out_dir` first; only then is the old manifest
+    removed, the graphs renamed into place and the new manifest written, last. A run killed while writing leaves
+    the previous export as it was (its temporary folder is removed by the next export); one killed while renaming
+    leaves no manifest, which the backend reports as no export (`OnnxOneNetBackend` checks every hash)."""
     checkpoint = check_model_folder(Path(checkpoint))  # before anything is written
     if len(calibration_images) > MAX_CALIBRATION_IMAGES:
         raise OneNetError(f"at most {MAX_CALIBRATION_IMAGES:,} calibration images, got {len(calibration_images):,}")
     out = Path(out_dir) if out_dir else checkpoint / "onnx"
     model = OneNetModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
-    out.mkdir(parents=True, exist_ok=True)
+    with temporary_folder(out, ".export.") as building:
+        graphs = _write_graphs(model, building, int8, fp16, calibration_images)
+        (out / MANIFEST_FILE).unlink(missing_ok=True)  # no manifest beside a mix of old and new graphs
+        for graph in graphs.values():
+            for file in graph["files"].values():
+                os.replace(building / file["path"], out / file["path"])
+    manifest = {
+        "format": "onenet-onnx",
+        "opset": OPSET,
+        "checkpoint_fingerprint": checkpoint_fingerprint(checkpoint),
+        "torch_version": torch.__version__.split("+")[0],
+        "graphs": graphs,
+    }
+    write_json(manifest, out / MANIFEST_FILE)
+    return manifest
+
+
+def _write_graphs(
+    model: OneNetModel, out: Path, int8: bool, fp16: bool, calibration_images: Sequence[str | os.PathLike]
+) -> dict[str, dict]:
+    """Export each graph and its variants into `out`; the manifest's `graphs` entry (names, files, hashes)."""
     graphs: dict[str, dict] = {}
     for name, (module, args, inputs, outputs) in _graphs(model).items():
         files = {"fp32": out / f"{name}.onnx"}
@@ -330,12 +355,4 @@ def export_onnx(
             "outputs": outputs,
             "files": {variant: {"path": f.name, "sha256": _sha256(f)} for variant, f in files.items()},
         }
-    manifest = {
-        "format": "onenet-onnx",
-        "opset": OPSET,
-        "checkpoint_fingerprint": checkpoint_fingerprint(checkpoint),
-        "torch_version": torch.__version__.split("+")[0],
-        "graphs": graphs,
-    }
-    write_json(manifest, out / MANIFEST_FILE)
-    return manifest
+    return graphs

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: a killed run's temporary folder cannot be told from a running one's, so none is removed
+    fcntl = None
 
 from .errors import OneNetError
 
@@ -22,21 +28,63 @@ def check_new_folder(out: Path, what: str) -> None:
         raise OneNetError(f"{out} already exists; {what} is written whole into a new folder")
 
 
+def _locked(path: Path, wait: bool) -> int | None:
+    """A descriptor of `path` (a folder) holding its exclusive flock, which ends when it is closed or the process
+    dies; None when another process holds it and `wait` is False."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+@contextmanager
+def temporary_folder(parent: Path, prefix: str) -> Iterator[Path]:
+    """A new hidden folder `parent/<prefix>xxxxxxxx`, locked while in use and removed after (unless renamed away).
+
+    Leftovers of killed runs (same prefix, nobody's lock) are removed first, while `parent` is locked, so that a
+    folder another run has just made is never taken for one: a killed release or export leaves nothing for long.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    lock = None
+    if fcntl is None:
+        building = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    else:
+        parent_lock = _locked(parent, wait=True)
+        try:
+            leftover = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}")  # the names mkdtemp gives
+            for entry in parent.iterdir():
+                if leftover.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+                    with suppress(OSError):
+                        held = _locked(entry, wait=False)
+                        if held is not None:  # no live run holds it
+                            shutil.rmtree(entry, ignore_errors=True)
+                            os.close(held)
+            building = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+            lock = _locked(building, wait=False)
+        finally:
+            os.close(parent_lock)
+    try:
+        yield building
+    finally:
+        shutil.rmtree(building, ignore_errors=True)  # gone already when the caller renamed it into place
+        if lock is not None:
+            os.close(lock)
+
+
 @contextmanager
 def new_folder(out: Path, what: str) -> Iterator[Path]:
-    """Yield a temporary sibling of `out` to fill; on success it becomes `out`, on any failure it is removed."""
+    """Yield a temporary sibling of `out` to fill (`temporary_folder`); on success it becomes `out`, on any
+    failure it is removed, and a killed run's is removed by the next run beside it."""
     check_new_folder(out, what)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with temporary_folder(out.parent, f".{out.name}.") as building:
         yield building
         building.chmod(0o755)
         if out.is_dir():
             out.rmdir()  # empty, checked above
         os.replace(building, out)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
 
 
 def _json_number(value: object) -> object:
@@ -55,4 +103,4 @@ def write_json(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["check_new_folder", "new_folder", "write_json"]
+__all__ = ["check_new_folder", "new_folder", "temporary_folder", "write_json"]

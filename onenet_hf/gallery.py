@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 
@@ -29,6 +30,10 @@ INDEX_FORMAT = 3
 LEGACY_INDEX_FILE = "index.json"  # format 2: one JSON file and whole arrays, rewritten by every build
 EXACT_SEARCH_MAX_IMAGES = 20_000  # a gallery, or shard, up to this size is searched exactly
 ARRAYS = ("image_embeds", "pooled_features", "retrieval_embeds", "tag_embeds")
+# Each array's dtype as builds write it; its rows are the shard's size, its width the representation size
+# (image_embeds) or the same in every shard (the others).
+ARRAY_DTYPES = {name: np.dtype(np.float16 if name == "pooled_features" else np.float32) for name in ARRAYS}
+FINITE_CHECK_ROWS = 4096  # rows checked for NaN and infinity at a time: a mapped shard is never copied whole
 # Names a build gives its files: a shard's arrays and ANN file, written before SQLite registers them.
 SHARD_FILE = re.compile(rf"shard-(?P<shard>[0-9a-f]{{12}})\.(?:(?:{'|'.join(ARRAYS)})\.npy|{'|'.join(ANN_METHODS)})")
 # Names format-2 builds gave their files: an upgrade deletes them once their vectors are in a shard.
@@ -39,6 +44,13 @@ LEGACY_BUILD_FILE = re.compile(
 
 class GalleryIndexError(OneNetError):
     """An index folder is missing, corrupt, or was made by another model; the message says which."""
+
+
+def corrupt(folder: Path, problem: str) -> GalleryIndexError:
+    """The one-line error of a damaged index: the folder, the problem (naming the file) and the way out."""
+    return GalleryIndexError(
+        f"corrupt gallery index at {folder}: {problem}; rebuild it: onenet index IMAGES --out {folder} --rebuild"
+    )
 
 
 @dataclass
@@ -66,8 +78,10 @@ class Shard:
     ann: str | None
     positions: np.ndarray
     first_row: int
+    folder: Path = Path()
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     ann_index: ShardAnn | None = None
+    finite: set[str] = field(default_factory=set)  # arrays already checked for NaN and infinity
 
     @cached_property
     def live(self) -> np.ndarray | None:
@@ -93,9 +107,21 @@ class Shard:
         return unit_rows(self.live_rows("image_embeds"))
 
     def live_rows(self, name: str) -> np.ndarray:
-        """The live rows of one array, in gallery order (a view when every row is live)."""
+        """The live rows of one array, in gallery order (a view when every row is live), checked to be finite."""
+        self.check_finite(name)
         array = self.arrays[name]
         return array if self.live is None else array[self.positions]
+
+    def check_finite(self, name: str) -> None:
+        """Refuse an array holding NaN or infinity (a NaN row matched nothing, silently), checked on its first use
+        rather than at load: a query to a large gallery's ANN files reads few of its rows."""
+        if name in self.finite:
+            return
+        array = self.arrays[name]
+        for start in range(0, len(array), FINITE_CHECK_ROWS):
+            if not np.isfinite(array[start : start + FINITE_CHECK_ROWS]).all():
+                raise corrupt(self.folder, f"{shard_files(self.name, None)[name]} holds NaN or infinite values")
+        self.finite.add(name)
 
     def row(self, position: int) -> int:
         return self.first_row + int(np.searchsorted(self.positions, position))
@@ -138,6 +164,12 @@ class GalleryIndex:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def check_finite(self) -> None:
+        """Check every array of every shard for NaN and infinity now (a build does, before reusing rows)."""
+        for shard in self.shards:
+            for name in ARRAYS:
+                shard.check_finite(name)
+
     @cached_property
     def _row_of_path(self) -> dict[str, int]:
         return {path: row for row, path in enumerate(self.paths)}
@@ -166,7 +198,7 @@ class GalleryIndex:
             try:
                 for shard in shards:
                     for name, file in shard_files(shard.name, None).items():
-                        shard.arrays[name] = np.load(folder / file, mmap_mode="r")
+                        shard.arrays[name] = _load_array(folder, file)
                     if shard.ann is not None:  # opened now: a later build may replace the shard and delete it
                         path = folder / shard_files(shard.name, shard.ann)["ann"]
                         if not path.is_file():
@@ -175,25 +207,16 @@ class GalleryIndex:
             except FileNotFoundError as error:
                 if attempt == 0:
                     continue  # a build replaced a shard meanwhile: read the catalogue again
-                missing = Path(str(error.filename)).name
-                raise GalleryIndexError(
-                    f"corrupt gallery index at {folder}: {missing} is missing; rebuild it: onenet index"
-                ) from None
+                raise corrupt(folder, f"{Path(str(error.filename)).name} is missing") from None
             except (OSError, ValueError, EOFError) as error:
-                raise GalleryIndexError(
-                    f"corrupt gallery index at {folder}: {error}; rebuild it: onenet index"
-                ) from None
+                raise corrupt(folder, _reason(error)) from None
             break
-        for shard in shards:
-            if any(len(array) != shard.size for array in shard.arrays.values()):
-                raise GalleryIndexError(
-                    f"corrupt gallery index at {folder}: shard {shard.name}'s arrays differ from its size; rebuild it"
-                )
         if model is not None and metadata["model"] != model_fingerprint(model):
             raise GalleryIndexError(
                 f"the gallery index at {folder} was made by another model (fingerprint {metadata['model']}, "
                 f"this model is {model_fingerprint(model)}); rebuild it with this model: onenet index"
             )
+        _check_arrays(folder, shards, _widths(metadata["representation_size"], model))
         return cls(folder, metadata, _GalleryArrays(shards), shards)
 
     def nearest(
@@ -231,6 +254,49 @@ class GalleryIndex:
             ImageMatch(self.paths[i], float(score), float(score if cosines is None else cosines[i]))
             for i, score in pairs
         ]
+
+
+def _reason(error: BaseException) -> str:
+    return str(error).splitlines()[0][:200] if str(error).strip() else type(error).__name__
+
+
+def _load_array(folder: Path, file: str) -> np.ndarray:
+    """A shard array, memory-mapped; an unreadable one (truncated, a damaged header, Python objects) is an error
+    naming the file. A missing one is FileNotFoundError, for the caller to read the catalogue again."""
+    try:
+        return np.load(folder / file, mmap_mode="r")
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, SyntaxError, TypeError, KeyError, TokenError) as error:
+        raise corrupt(folder, f"{file}: {_reason(error)}") from None  # numpy parses a damaged header in many ways
+
+
+def _widths(representation_size: int, model) -> dict[str, int]:
+    """Each array's width as far as it is known: the representation's from the catalogue, every one with the model."""
+    if model is None:
+        return {"image_embeds": representation_size}
+    config = model.config
+    return {
+        "image_embeds": representation_size,
+        "pooled_features": config.backbone_hidden_size,
+        "retrieval_embeds": config.retrieval_embedding_size,
+        "tag_embeds": config.tag_embedding_size,
+    }
+
+
+def _check_arrays(folder: Path, shards: Sequence[Shard], widths: dict[str, int]) -> None:
+    """Each shard array's dtype and shape (`ARRAY_DTYPES`; a width `widths` leaves out is the same in every shard),
+    from the .npy headers alone; the error names the file."""
+    widths = dict(widths)
+    for shard in shards:
+        for name, array in shard.arrays.items():
+            if array.ndim == 2:
+                widths.setdefault(name, array.shape[1])
+            expected = (shard.size, widths.get(name, "d"))
+            if array.dtype != ARRAY_DTYPES[name] or array.shape != expected or not widths.get(name):
+                file = shard_files(shard.name, None)[name]
+                wanted = f"{ARRAY_DTYPES[name]} ({expected[0]}, {expected[1]})"
+                raise corrupt(folder, f"{file} holds {array.dtype} {array.shape}, not {wanted} as the catalogue says")
 
 
 def _open_ann(shard: Shard, path: Path, representation_size: int) -> ShardAnn:
@@ -282,7 +348,7 @@ def read_catalogue(folder: Path) -> tuple[dict, list[Shard]]:
         finally:
             connection.close()
     except sqlite3.Error as error:
-        raise GalleryIndexError(f"corrupt gallery index at {folder}: {INDEX_DB}: {error}; rebuild it") from None
+        raise corrupt(folder, f"{INDEX_DB}: {error}") from None
     metadata, shards = _checked_catalogue(folder, info, shard_rows, image_rows, skipped)
     metadata["build_changes"] = dict(zip(("embedded", "reused", "dropped"), changes, strict=True)) if changes else None
     return metadata, shards
@@ -290,23 +356,27 @@ def read_catalogue(folder: Path) -> tuple[dict, list[Shard]]:
 
 def _checked_catalogue(folder: Path, info: dict, shard_rows, image_rows, skipped) -> tuple[dict, list[Shard]]:
     def problem(text: str) -> GalleryIndexError:
-        return GalleryIndexError(f"corrupt gallery index at {folder}: {INDEX_DB} {text}; rebuild it: onenet index")
+        return corrupt(folder, f"{INDEX_DB} {text}")
 
     if info.get("format") != str(INDEX_FORMAT):
         raise problem(f"has format {str(info.get('format'))[:20]!r}, not {INDEX_FORMAT}")
     for key in ("model", "representation_size", "build", "ann"):
-        if not info.get(key):
+        if not info.get(key) or not isinstance(info[key], str):
             raise problem(f"has no {key!r}")
     if not info["representation_size"].isdecimal():
         raise problem("has a representation_size that is not a number")
     shards, by_seq = [], {}
-    for seq, name, size, ann in shard_rows:
+    for seq, name, size, ann in shard_rows:  # SQLite keeps any value in any column: each one's type is checked
         named = isinstance(name, str) and SHARD_FILE.fullmatch(f"shard-{name}.hnsw")
         if not named or ann not in (None, *ANN_METHODS):
             raise problem(f"lists a shard other than a build writes: {str(name)[:20]!r}")
-        by_seq[seq] = Shard(name, int(size), ann, np.empty(0, dtype=np.int64), 0)
+        if not isinstance(size, int) or size < 0:
+            raise problem(f"gives shard {name} a size that is not a count: {str(size)[:20]!r}")
+        by_seq[seq] = Shard(name, size, ann, np.empty(0, dtype=np.int64), 0, folder)
     places: dict[int, list[int]] = {seq: [] for seq in by_seq}
-    for path, _, seq, position in image_rows:
+    for path, content, seq, position in image_rows:
+        if not isinstance(path, str) or not isinstance(content, str):
+            raise problem(f"lists an image whose path or hash is not text: {str(path)[:60]!r}")
         if seq not in by_seq or not isinstance(position, int) or not 0 <= position < by_seq[seq].size:
             raise problem(f"places {str(path)[:60]} outside its shards")
         places[seq].append(position)

@@ -27,7 +27,7 @@ from .hub import resolve_model
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .text_encoder import cached_sentence_embeddings
-from .training import DROPOUT_STREAM, LOG_FILE, epoch_seed, seed_everything
+from .training import DROPOUT_STREAM, LOG_FILE, check_training_numbers, epoch_seed, seed_everything
 from .uses.tag import Tagger, tag_vocabulary, tag_word_features
 from .word_vectors import content_words, normalize_word
 
@@ -229,6 +229,7 @@ def train_heads(args: HeadTrainingArguments) -> Path:
     `args.heads` keep the weights (and training log rows) of `args.model_dir`.
     """
     names = _heads_to_train(args)
+    check_training_numbers(args)
     model_dir = resolve_model(args.model_dir)  # a missing model is one clear error, before anything is written
     examples = {
         split: read_split(args.data_dir, name, args.data_format)

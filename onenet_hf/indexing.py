@@ -293,17 +293,28 @@ def build_index(
         )  # fmt: skip
 
 
+def printable_path(path: str | os.PathLike) -> str:
+    """A path as text: a name that is not valid UTF-8 (Python reads its bytes as surrogate escapes, which SQLite and
+    any UTF-8 output refuse) with those bytes written `\\xe9`; any other path as it is."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _stat_files(paths: Sequence[Path]) -> tuple[list[GalleryFile], list[dict]]:
-    """Each listed path's GalleryFile, and a skipped entry (path, reason) for those that cannot be read."""
+    """Each listed path's GalleryFile, and a skipped entry (path, reason) for those that cannot be read or whose
+    path is not valid UTF-8 (the catalogue stores paths as text; one such name used to stop the whole build)."""
     files, skipped = [], []
     for path in paths:
-        key = os.path.realpath(path)  # unlike Path.resolve, no error on a link loop (reported below)
+        key, listed = os.path.realpath(path), os.path.abspath(path)  # realpath: no error on a link loop (below)
+        if printable_path(key) != key or printable_path(listed) != listed:
+            shown = printable_path(listed)
+            skipped.append({"path": shown, "reason": f"{shown}: the name is not valid UTF-8; rename it to index it"})
+            continue
         try:
             stat = os.stat(path)
         except OSError as error:  # a broken link, a link loop, no permission
-            skipped.append({"path": os.path.abspath(path), "reason": f"{path}: {error.strerror or error}"})
+            skipped.append({"path": listed, "reason": f"{path}: {error.strerror or error}"})
             continue
-        files.append(GalleryFile(key, os.path.abspath(path), stat.st_size, stat.st_mtime_ns))
+        files.append(GalleryFile(key, listed, stat.st_size, stat.st_mtime_ns))
     return files, skipped
 
 
@@ -328,7 +339,7 @@ def write_gallery(
     leaves only unlisted files, which the next build deletes.
     """
     folder = Path(folder)
-    connection, problem = _open_for_build(folder, fingerprint)
+    connection, problem = _open_for_build(folder, fingerprint, rebuild)
     committed = False
     try:
         with connection:
@@ -356,14 +367,18 @@ def write_gallery(
     return GalleryIndex.load(folder)
 
 
-def _open_for_build(folder: Path, fingerprint: str) -> tuple[sqlite3.Connection, str | None]:
-    """The index's SQLite file, and why its catalogue must start afresh (another model's, or malformed), if it
-    must; a file that is not a database is replaced (nothing of it could be read anyway)."""
+def _open_for_build(folder: Path, fingerprint: str, rebuild: bool) -> tuple[sqlite3.Connection, str | None]:
+    """The index's SQLite file, and why its catalogue must start afresh (another model's, or damaged: every stored
+    value is checked, as the rows it keeps are reused), if it must; a file that is not a database is replaced
+    (nothing of it could be read anyway). A rebuild reads nothing of the old index, so any damage is repaired."""
     problem = None
-    if (folder / INDEX_DB).is_file():
+    if (folder / INDEX_DB).is_file() and not rebuild:
         try:
-            if GalleryIndex.load(folder).metadata["model"] != fingerprint:
+            index = GalleryIndex.load(folder)
+            if index.metadata["model"] != fingerprint:
                 problem = f"the index at {folder} was made by another model"
+            else:
+                index.check_finite()
         except GalleryIndexError as error:
             problem = str(error)
     try:
@@ -596,5 +611,6 @@ __all__ = [
     "embed_pixels",
     "list_images",
     "local_embedder",
+    "printable_path",
     "write_gallery",
 ]

@@ -229,12 +229,16 @@ def push_release(folder: str | os.PathLike, repo_id: str, private: bool = False,
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
+    # HfHubHTTPError derives from the HTTP client's base error (httpx's, or httpx2's in huggingface_hub 2), which
+    # also covers a refused connection, a failed DNS look-up and a timeout: no network is one line, not a traceback
+    failures = (OSError, ValueError, HfHubHTTPError, *HfHubHTTPError.__bases__)
     api = HfApi()
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", ignore_patterns=[".*"])
-    except (OSError, ValueError, HfHubHTTPError) as error:  # not logged in, no network, no right to the repo
-        raise ReleaseError(f"could not push to {repo_id}: {str(error).splitlines()[0][:200]}") from None
+    except failures as error:  # not logged in, no network, no right to the repo
+        reason = str(error).splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ReleaseError(f"could not push to {repo_id} ({api.endpoint}): {reason}") from None
 
 
 __all__ = [

@@ -45,7 +45,7 @@ from .head_training import HEADS_LOG_FILE
 from .hub import resolve_model
 from .modeling_onenet import OneNetModel, never_generated_token_ids
 from .processing_onenet import OneNetProcessor
-from .training import LOG_FILE, epoch_seed, full_determinism, save_atomically, seed_everything
+from .training import LOG_FILE, check_training_numbers, epoch_seed, full_determinism, save_atomically, seed_everything
 
 SCST_STATE_FILE = "scst_state.pt"
 SCST_LOG_FILE = "scst_training_log.json"
@@ -85,6 +85,7 @@ class SCSTArguments:
 
 def _check(args: SCSTArguments) -> None:
     check_rollout(args.rollout, args.baseline)
+    check_training_numbers(args)
     if not 2 <= args.samples_per_image <= MAX_SAMPLES_PER_IMAGE:
         raise OneNetError(
             f"--samples-per-image (the beam's size with --rollout beam) must be 2 to {MAX_SAMPLES_PER_IMAGE} "

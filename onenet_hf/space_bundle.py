@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from .errors import OneNetError
 from .folders import check_new_folder, new_folder
 from .gallery import GalleryIndexError
 from .hub import DEFAULT_MODEL_ID, check_model_folder, resolve_model
-from .indexing import list_images
+from .image_processing_onenet import ImageLoadError, load_image
+from .indexing import list_images, printable_path
+from .messages import escape_controls
 from .samples import PHOTO_CREDITS, sample_gallery
 
 MODEL_FOLDER, GALLERY_FOLDER, INDEX_FOLDER = "model", "gallery", "gallery_index"
@@ -75,6 +78,43 @@ def gallery_photos(gallery: str | os.PathLike | None) -> list[GalleryPhoto]:
     return photos
 
 
+def publishable_photos(photos: list[GalleryPhoto], gallery: str | os.PathLike | None) -> list[GalleryPhoto]:
+    """The photos a public bundle may copy, those the index accepts: files inside the gallery folder (a link is
+    followed only within it) whose names are text and which decode as images. Each other file is left out with a
+    line on stderr: a link out of the gallery, a broken link or a loop, a text file named `.jpg` was copied byte
+    for byte and credited before, though the index skipped it."""
+    samples = set(sample_gallery())  # the package's own photos, credited in PHOTO_CREDITS
+    root = os.path.realpath(gallery) if gallery is not None else ""
+    kept = []
+    for photo in photos:
+        problem = None if photo.path in samples else _unpublishable(photo.path, root)
+        if problem:
+            print(f"left out of the Space: {escape_controls(printable_path(photo.path))}: {problem}", file=sys.stderr)
+        else:
+            kept.append(photo)
+    return kept
+
+
+def _unpublishable(path: Path, root: str) -> str | None:
+    """Why a gallery file may not be published (None: it may)."""
+    real = os.path.realpath(path)  # unlike Path.resolve, no error on a link loop
+    if os.path.commonpath([root, real]) != root:
+        return "a link to a file outside the gallery"
+    if not os.path.isfile(real):
+        return "a broken link, a link loop or not a file"
+    if printable_path(path) != str(path) or printable_path(real) != real:
+        return "the name is not valid UTF-8; rename it to publish it"
+    try:
+        load_image(real)
+    except (ImageLoadError, OSError) as error:
+        return f"not an image ({_first_line(error)})"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0][:200] if str(error).strip() else type(error).__name__
+
+
 def space_requirements(with_onnx: bool) -> list[str]:
     """What the Space installs: onenet_hf's own requirements, its `space` extra and, for ONNX captions, `onnx`."""
     wanted = {"space"} | ({"onnx"} if with_onnx else set())
@@ -127,7 +167,7 @@ def build_space(
     check_new_folder(out, "a Space folder")
     source = resolve_model(model, revision, with_onnx=True)
     is_hub_id = not Path(model).expanduser().is_dir()
-    photos = gallery_photos(gallery)
+    photos = publishable_photos(gallery_photos(gallery), gallery)
     with new_folder(out, "a Space folder") as building:
         shutil.copytree(source, building / MODEL_FOLDER, ignore=shutil.ignore_patterns(".*"))
         (building / GALLERY_FOLDER).mkdir()
@@ -135,7 +175,7 @@ def build_space(
         for photo in photos:
             name = photo.path.name if photo.path.name not in names else f"{len(names)}-{photo.path.name}"
             names.add(name)
-            shutil.copyfile(photo.path, building / GALLERY_FOLDER / name)
+            shutil.copyfile(os.path.realpath(photo.path), building / GALLERY_FOLDER / name)
         credits = "\n".join(f"- {photo.credit}" for photo in photos)
         (building / ATTRIBUTION_FILE).write_text(f"# Gallery photos\n\n{credits}\n", encoding="utf-8")
         check_model_folder(building / MODEL_FOLDER)
@@ -154,4 +194,11 @@ def build_space(
     return out
 
 
-__all__ = ["SpaceBundleError", "build_space", "gallery_photos", "space_card", "space_requirements"]
+__all__ = [
+    "SpaceBundleError",
+    "build_space",
+    "gallery_photos",
+    "publishable_photos",
+    "space_card",
+    "space_requirements",
+]

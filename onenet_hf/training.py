@@ -77,6 +77,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# The float arguments of the training commands: what each allows, and the words that say so. A NaN learning rate
+# trained NaN weights without a word, a dropout of 2 failed deep in torch.
+TRAINING_NUMBERS = {
+    "learning_rate": (lambda x: 0 < x <= 1, "above 0 and at most 1"),
+    "weight_decay": (lambda x: 0 <= x <= 1, "from 0 to 1"),
+    "label_smoothing": (lambda x: 0 <= x < 1, "from 0 to below 1"),
+    "gradient_clip": (lambda x: 0 < x <= 1e6, "above 0 and at most 1e6"),
+    "dropout": (lambda x: 0 <= x < 1, "from 0 to below 1"),
+}
+
+
+def check_training_numbers(args) -> None:
+    """Each of `TRAINING_NUMBERS` that `args` has, in its range, before any work; NaN, infinity and bools refused."""
+    for name, (allowed, wording) in TRAINING_NUMBERS.items():
+        if not hasattr(args, name):
+            continue
+        value = getattr(args, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not allowed(value):
+            raise OneNetError(f"--{name.replace('_', '-')} must be a number {wording}, got {str(value)[:20]}")
+
+
 def epoch_seed(seed: int, epoch: int, stream: int, process: int = 0) -> int:
     """A 64-bit seed for one random stream (`ORDER_STREAM`, `VIEW_STREAM`, `DROPOUT_STREAM`) of one epoch, and
     of one process of a distributed run (`process`; the main process's, 0, is a lone run's).
@@ -163,6 +184,7 @@ def train(args: CaptionTrainingArguments) -> Path:
     `full_determinism()`."""
     if args.seed < 0:
         raise OneNetError(f"--seed must be 0 or more, got {args.seed}")
+    check_training_numbers(args)
     with full_determinism(args.full_determinism):
         return _train(args)
 
@@ -328,6 +350,7 @@ def _train(args: CaptionTrainingArguments) -> Path:
 
 __all__ = [
     "CaptionTrainingArguments",
+    "check_training_numbers",
     "epoch_seed",
     "full_determinism",
     "save_atomically",

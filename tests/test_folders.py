@@ -1,13 +1,18 @@
-"""onenet_hf.folders.write_json: results and logs are replaced whole or not at all."""
+"""onenet_hf.folders: results, logs and folders are replaced whole or not at all; a killed run's leftovers go."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 
-from onenet_hf.folders import write_json
+from onenet_hf.folders import new_folder, temporary_folder, write_json
 
 
 def test_write_json_makes_the_folder_and_writes_numpy_numbers_as_numbers(tmp_path):
@@ -38,3 +43,43 @@ def test_a_write_interrupted_before_the_rename_keeps_the_previous_file(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         write_json({"run": 2}, path)
     assert json.loads(path.read_text()) == {"run": 1}
+
+
+KILLED_IN_NEW_FOLDER = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from onenet_hf.folders import new_folder
+    with new_folder(Path(sys.argv[1]), "a release") as building:
+        (building / "model.safetensors").write_bytes(b"half of it")
+        os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_a_killed_runs_temporary_folder_is_removed_by_the_next_run_beside_it(tmp_path):
+    out = tmp_path / "release"
+    result = subprocess.run([sys.executable, "-c", KILLED_IN_NEW_FOLDER, str(out)], timeout=120)
+    assert result.returncode == -signal.SIGKILL
+    (leftover,) = tmp_path.iterdir()
+    assert leftover.name.startswith(".release.") and (leftover / "model.safetensors").is_file()
+    (tmp_path / ".release.notmine").mkdir()  # not a name mkdtemp gives: never touched
+    with new_folder(out, "a release") as building:
+        (building / "README.md").write_text("card")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".release.notmine", "release"]
+    assert [p.name for p in out.iterdir()] == ["README.md"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="leftovers are told from running folders by flock")
+def test_a_running_builds_temporary_folder_is_left_alone(tmp_path):
+    with temporary_folder(tmp_path, ".release.") as running:
+        (running / "weights").write_bytes(b"being written")
+        with new_folder(tmp_path / "release", "a release") as building:
+            (building / "README.md").write_text("card")
+        assert (running / "weights").read_bytes() == b"being written"
+    assert not running.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["release"]
+
+
+def test_a_failed_build_leaves_no_temporary_folder(tmp_path):
+    with pytest.raises(RuntimeError), new_folder(tmp_path / "release", "a release") as building:
+        (building / "README.md").write_text("card")
+        raise RuntimeError("the model did not load")
+    assert list(tmp_path.iterdir()) == []

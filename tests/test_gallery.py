@@ -410,3 +410,142 @@ def test_an_imagenet_class_is_an_index_a_decimal_string_or_a_name():
     assert imagenet_class_index(284) == imagenet_class_index("284") == imagenet_class_index("Siamese cat") == 284
     with pytest.raises(OneNetError, match="index must be 0-999"):
         imagenet_class_index("1000")
+
+
+# Damaged catalogues and shards: every stored value is checked on load, one line names the file, and a rebuild
+# (or the next build, which checks the rows it would reuse) repairs any of them.
+
+
+def _save_array(name: str, make):
+    """A damage that replaces shard array `name` with `make(array)`."""
+
+    def damage(folder: Path) -> str:
+        (file,) = folder.glob(f"shard-*.{name}.npy")
+        array = np.load(file)
+        np.save(file, make(array), allow_pickle=True)
+        return file.name
+
+    return damage
+
+
+def _sql(statement: str):
+    def damage(folder: Path) -> str:
+        with sqlite3.connect(folder / "index.sqlite") as connection:
+            connection.execute(statement)
+        connection.close()
+        return "index.sqlite"
+
+    return damage
+
+
+def _truncate(name: str):
+    def damage(folder: Path) -> str:
+        (file,) = folder.glob(f"shard-*.{name}.npy")
+        file.write_bytes(file.read_bytes()[:100])
+        return file.name
+
+    return damage
+
+
+def _with_nan_row(array: np.ndarray) -> np.ndarray:
+    array = array.copy()
+    array[0] = np.nan
+    return array
+
+
+DAMAGES = {
+    "size is text": _sql("UPDATE shards SET size = 'abc'"),
+    "size is negative": _sql("UPDATE shards SET size = -4"),
+    "size is a float": _sql("UPDATE shards SET size = 4.5"),
+    "path is NULL": _sql("UPDATE images SET path = NULL WHERE position = 0"),
+    "path is a blob": _sql("UPDATE images SET path = X'00ff' WHERE position = 1"),
+    "hash is a blob": _sql("UPDATE images SET hash = X'00ff'"),
+    "position is text": _sql("UPDATE images SET position = 'first'"),
+    "representation size is a blob": _sql("UPDATE info SET value = X'3136' WHERE key = 'representation_size'"),
+    **{f"{name} is 0-d": _save_array(name, lambda a: a.dtype.type(1)) for name in ARRAYS},
+    **{f"{name} is 1-d": _save_array(name, lambda a: a[:, 0].copy()) for name in ARRAYS},
+    **{f"{name} has a column more": _save_array(name, lambda a: np.pad(a, ((0, 0), (0, 1)))) for name in ARRAYS},
+    **{f"{name} has a row less": _save_array(name, lambda a: a[1:].copy()) for name in ARRAYS},
+    **{f"{name} is float64": _save_array(name, lambda a: a.astype(np.float64)) for name in ARRAYS},
+    **{f"{name} holds integers": _save_array(name, lambda a: a.astype(np.int32)) for name in ARRAYS},
+    **{f"{name} holds objects": _save_array(name, lambda a: a.astype(object)) for name in ARRAYS},
+    **{f"{name} is truncated": _truncate(name) for name in ARRAYS},
+    "image_embeds is 3-d": _save_array("image_embeds", lambda a: a[:, :, None].copy()),
+}
+NON_FINITE = {
+    **{f"{name} has an all-NaN row": _save_array(name, _with_nan_row) for name in ARRAYS},
+    "retrieval_embeds holds infinity": _save_array("retrieval_embeds", lambda a: a * np.float32(np.inf)),
+}
+
+
+@pytest.fixture(scope="module")
+def built_index(shapes_model_with_heads, tmp_path_factory):
+    from onenet_hf import OneNet
+
+    net = OneNet.from_pretrained(shapes_model_with_heads)
+    images = tmp_path_factory.mktemp("photos")
+    for k, (colour, shape) in enumerate([("red", "circle"), ("red", "square"), ("blue", "triangle"), ("blue", "star")]):
+        draw_shape(colour, shape, 300 + k).save(images / f"{colour}_{shape}.png")
+    folder = tmp_path_factory.mktemp("built") / "index"
+    net.build_index(images, folder)
+    return net, images, folder
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_catalogue_or_shard_is_one_line_naming_the_file_and_a_rebuild_repairs_it(
+    built_index, tmp_path, damage
+):
+    net, images, built = built_index
+    folder = tmp_path / "index"
+    shutil.copytree(built, folder)
+    file = DAMAGES[damage](folder)
+    with pytest.raises(GalleryIndexError) as error:
+        net.load_index(folder)
+    message = str(error.value)
+    assert message.startswith(f"corrupt gallery index at {folder}: ") and "\n" not in message
+    assert file in message and message.endswith(f"rebuild it: onenet index IMAGES --out {folder} --rebuild")
+    rebuilt = net.build_index(images, folder, rebuild=True)
+    assert len(rebuilt) == 4 and rebuilt.metadata["build_changes"]["embedded"] == 4
+    rebuilt.check_finite()
+    assert len(net.similar_images(net.load_index(folder), 0, 3)) == 3
+
+
+@pytest.mark.parametrize("damage", sorted(NON_FINITE))
+def test_nan_or_infinity_in_a_shard_fails_its_first_use_and_the_next_build_re_embeds(built_index, tmp_path, damage):
+    net, images, built = built_index
+    folder = tmp_path / "index"
+    shutil.copytree(built, folder)
+    file = NON_FINITE[damage](folder)
+    index = net.load_index(folder)  # the headers are fine: values are checked when first read
+    with pytest.raises(GalleryIndexError, match=rf"{file} holds NaN or infinite values; rebuild it: .* --rebuild$"):
+        index.check_finite()
+    if "image_embeds" in file:
+        with pytest.raises(GalleryIndexError, match=f"{file} holds NaN"):
+            net.similar_images(index, 1, 3)
+    if "retrieval_embeds" in file:
+        with pytest.raises(GalleryIndexError, match=f"{file} holds NaN"):
+            net.search(index, "a red circle", 3)
+    rebuilt = net.build_index(images, folder)  # no --rebuild: the build checks what it would reuse
+    assert rebuilt.metadata["build_changes"]["embedded"] == 4
+    rebuilt.check_finite()
+
+
+def test_random_bytes_in_any_index_file_are_a_one_line_error_or_harmless(built_index, tmp_path):
+    net, images, built = built_index
+    rng = np.random.default_rng(0)
+    files = sorted(p.name for p in built.iterdir() if p.name.endswith(".npy"))
+    for trial in range(24):
+        folder = tmp_path / f"index-{trial}"
+        shutil.copytree(built, folder)
+        file = folder / files[trial % len(files)]
+        data = bytearray(file.read_bytes())
+        for offset in rng.integers(0, min(len(data), 160), size=3):  # the .npy header and the first values
+            data[offset] = int(rng.integers(0, 256))
+        file.write_bytes(bytes(data))
+        try:
+            index = net.load_index(folder)
+            index.check_finite()
+            net.similar_images(index, 0, 3)
+        except GalleryIndexError as error:
+            assert "\n" not in str(error) and str(error).endswith("--rebuild")
+    assert len(net.build_index(images, folder, rebuild=True)) == 4

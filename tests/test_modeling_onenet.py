@@ -5,11 +5,13 @@ from __future__ import annotations
 import inspect
 import io
 import logging
+import math
 import re
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -234,3 +236,45 @@ def test_input_gradients_turn_autograd_on_in_eval_mode_and_restore_the_mode_even
         assert model.training
     finally:
         model.train(was_training)
+
+
+@pytest.mark.parametrize("penalty", [1000, 1e308, -1000, -math.inf, math.nan, math.inf, True, "1"])
+def test_a_length_penalty_beyond_ten_or_not_a_finite_number_is_refused_by_name(tiny_net, penalty):
+    pixels = torch.zeros(1, 3, 64, 64)
+    with pytest.raises(OneNetError, match=r"length_penalty must be a number from -10 to 10, got "):
+        tiny_net.model.generate(pixels, length_penalty=penalty)
+    with pytest.raises(OneNetError, match="length_penalty must be"):
+        tiny_net.caption(np.zeros((64, 64, 3), np.uint8), length_penalty=penalty)
+
+
+def test_onenet_caption_checks_the_length_penalty_before_looking_for_the_model(capsys):
+    from onenet_hf.cli import main
+
+    assert main(["caption", "--sample-photos", "--length-penalty=-inf", "--model", "no/such-model"]) == 2
+    assert "length_penalty must be a number from -10 to 10, got -inf" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("penalty", [-10, 10])
+def test_the_extreme_length_penalties_are_usable(tiny_net, penalty):
+    ids = tiny_net.model.generate(torch.zeros(2, 3, 64, 64), num_beams=3, length_penalty=penalty)
+    assert ids.shape[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--learning-rate", "nan", "--learning-rate must be a number above 0 and at most 1, got nan"),
+        ("--learning-rate", "inf", "--learning-rate must be a number above 0 and at most 1, got inf"),
+        ("--dropout", "2", "--dropout must be a number from 0 to below 1, got 2.0"),
+        ("--label-smoothing", "-inf", "--label-smoothing must be a number from 0 to below 1, got -inf"),
+        ("--gradient-clip", "1e308", "--gradient-clip must be a number above 0 and at most 1e6, got 1e+308"),
+        ("--weight-decay", "-1", "--weight-decay must be a number from 0 to 1, got -1.0"),
+    ],
+)
+def test_training_numbers_are_checked_before_any_work(tmp_path, capsys, flag, value, message):
+    from onenet_hf.cli import main
+
+    args = ["train", "--data-dir", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "out"), f"{flag}={value}"]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

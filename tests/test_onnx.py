@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ import torch
 from export import MANIFEST_FILE, export_onnx
 from export.onnx_export import nodes_after_last_convolution
 from onenet_hf import OneNet, OneNetImageProcessor
+from onenet_hf.cli import main
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate
 from onenet_hf.onnx_backend import OnnxExportError
@@ -293,3 +296,113 @@ def test_percentile_ranges_are_cut_from_every_calibration_batch(exported, shapes
     ratios = np.array([cut[name] / widest[name] for name in widest])
     assert (ratios < 0.9).sum() >= 5  # some ranges cut their outliers
     assert sum(cut[name] != first[name] for name in cut) >= 5  # the second batch was read too
+
+
+# A killed or damaged export: the previous export stays usable, or loading fails in one line that says to export again.
+
+
+def _copy_of_export(exported, tmp_path: Path) -> Path:
+    copy = tmp_path / "onnx"
+    shutil.copytree(exported[1], copy)
+    return copy
+
+
+def _files(folder: Path) -> dict[str, bytes | None]:
+    return {p.name: p.read_bytes() if p.is_file() else None for p in folder.iterdir()}
+
+
+def test_an_export_that_fails_midway_leaves_the_previous_export_or_none(exported, shapes_model, tmp_path, monkeypatch):
+    import export.onnx_export as onnx_export
+
+    out = _copy_of_export(exported, tmp_path)
+    before = _files(out)
+    export_graph = onnx_export._export_graph
+
+    def interrupted_after_the_first_graph(module, args, inputs, outputs, path):
+        if path.name != "image_encoder.onnx":
+            raise KeyboardInterrupt
+        export_graph(module, args, inputs, outputs, path)
+
+    monkeypatch.setattr(onnx_export, "_export_graph", interrupted_after_the_first_graph)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(shapes_model, out, int8=False)
+    assert _files(out) == before  # nothing replaced, no temporary folder left
+    image = sorted(sample_photos())[:1]
+    assert OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out).caption(image)[0].text
+    monkeypatch.undo()
+    replace, renamed = os.replace, []
+
+    def interrupted_after_the_first_rename(source, target):
+        if renamed:
+            raise KeyboardInterrupt
+        replace(source, target)
+        renamed.append(target)
+
+    monkeypatch.setattr(onnx_export.os, "replace", interrupted_after_the_first_rename)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(shapes_model, out, int8=False)
+    monkeypatch.undo()
+    assert not (out / MANIFEST_FILE).exists() and not [p for p in out.iterdir() if p.name.startswith(".")]
+    with pytest.raises(OnnxExportError, match="no ONNX export"):
+        OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out)
+    assert OneNet.from_pretrained(shapes_model, backend="auto", onnx_dir=out).onnx is None  # PyTorch runs it all
+
+
+KILLED_EXPORT = """
+import os, signal, sys
+from pathlib import Path
+import export.onnx_export as onnx_export
+export_graph = onnx_export._export_graph
+
+def killed_after_the_first_graph(module, args, inputs, outputs, path):
+    if path.name != "image_encoder.onnx":
+        os.kill(os.getpid(), signal.SIGKILL)
+    export_graph(module, args, inputs, outputs, path)
+
+onnx_export._export_graph = killed_after_the_first_graph
+onnx_export.export_onnx(sys.argv[1], sys.argv[2], int8=False)
+"""
+
+
+def test_an_export_killed_midway_leaves_the_previous_export_and_the_next_one_tidies_up(
+    exported, shapes_model, tmp_path
+):
+    out = _copy_of_export(exported, tmp_path)
+    before = _files(out)
+    killed = subprocess.run([sys.executable, "-c", KILLED_EXPORT, str(shapes_model), str(out)], timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    (leftover,) = [p for p in out.iterdir() if p.name.startswith(".")]
+    assert (leftover / "image_encoder.onnx").is_file()
+    assert {name: data for name, data in _files(out).items() if name != leftover.name} == before
+    image = sorted(sample_photos())[:1]
+    assert OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out).caption(image)[0].text
+    manifest = export_onnx(shapes_model, out, int8=False)
+    assert not leftover.exists() and not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert json.loads((out / MANIFEST_FILE).read_text()) == manifest
+    assert OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out).caption(image)[0].text
+
+
+def test_a_damaged_graph_or_manifest_is_one_line_that_says_export_again(exported, shapes_model, tmp_path, capsys):
+    out = _copy_of_export(exported, tmp_path)
+    graph = out / "image_encoder.onnx"
+    graph.write_bytes(graph.read_bytes()[:1000])  # what a killed in-place write left
+    with pytest.raises(OnnxExportError, match="image_encoder.onnx differs from the export's manifest.*; export again"):
+        OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out)
+    assert OneNet.from_pretrained(shapes_model, backend="auto", onnx_dir=out).onnx is None
+    photo = str(sample_photos()[0])
+    assert main(["caption", photo, "--model", str(shapes_model), "--backend", "onnx", "--onnx-dir", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("onenet caption: error: ") and error.endswith("export again")
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    outside = json.loads(json.dumps(manifest))
+    outside["graphs"]["decoder_init"]["files"]["fp32"]["path"] = "../model.safetensors"
+    for text, message in [
+        ("{not json", "is not readable JSON"),
+        ("[]", "is not a manifest of onenet export"),
+        (json.dumps({k: v for k, v in manifest.items() if k != "graphs"}), "is not a manifest of onenet export"),
+        (json.dumps({**manifest, "graphs": {"image_encoder": {"files": {}}}}), "is not a manifest of onenet export"),
+        (json.dumps(outside), "is not a manifest of onenet export"),
+    ]:
+        (out / MANIFEST_FILE).write_text(text)
+        with pytest.raises(OnnxExportError, match=f"{message}.*; export again: onenet export"):
+            OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out)

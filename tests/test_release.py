@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,21 @@ def test_push_dry_run_lists_files_and_sizes(tiny_model, tmp_path, capsys):
     assert listed["model.safetensors"] == (out / "model.safetensors").stat().st_size
     assert "README.md" in listed and lines[-1].endswith(f"bytes in {len(listed)} files would be uploaded to org/tiny")
     assert main(["push", str(tiny_model), "--repo-id", "org/tiny", "--dry-run"]) == 2  # no model card: not a release
+
+
+def test_push_without_network_is_one_line(tiny_model, tmp_path, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    out = write_release(tiny_model, tmp_path / "release", onnx=False)
+    with socket.socket() as free:  # a port nothing listens on: the connection is refused at once
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    capsys.readouterr()
+    assert main(["push", str(out), "--repo-id", "org/tiny"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("onenet push: error: could not push to org/tiny") and len(error.splitlines()) == 1
 
 
 def test_the_shipped_checkpoint_is_a_release_of_model_card_md():

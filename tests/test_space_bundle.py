@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -108,3 +109,50 @@ def _screenshot(url: str) -> None:
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ARTIFACTS / "space.png"), full_page=True)
         browser.close()
+
+
+def hostile_gallery(root: Path) -> Path:
+    """A gallery with one photo and what must never be published: a text file named .jpg, a link to a private
+    file, a broken link, a link loop and a photo whose name is not valid UTF-8; plus a link to the photo."""
+    gallery, private = root / "gallery", root / "private"
+    gallery.mkdir()
+    private.mkdir()
+    Image.new("RGB", (64, 48), (200, 90, 40)).save(gallery / "photo.png")
+    Image.new("RGB", (64, 48), (20, 190, 40)).save(os.fsdecode(bytes(gallery) + b"/caf\xe9.png"))
+    (gallery / "notes.jpg").write_text("not an image")
+    (private / "secret.txt").write_text("SECRET-TOKEN")
+    (gallery / "secret_link.jpg").symlink_to(private / "secret.txt")
+    (gallery / "broken.jpg").symlink_to(root / "nowhere.jpg")
+    (gallery / "loop.jpg").symlink_to(gallery / "loop.jpg")
+    (gallery / "same_photo.png").symlink_to(gallery / "photo.png")
+    return gallery
+
+
+def test_publishable_photos_are_the_gallery_files_the_index_accepts(tmp_path, capsys):
+    from onenet_hf.space_bundle import gallery_photos, publishable_photos
+
+    gallery = hostile_gallery(tmp_path)
+    kept = publishable_photos(gallery_photos(gallery), gallery)
+    assert sorted(p.path.name for p in kept if p.path.parent == gallery) == ["photo.png", "same_photo.png"]
+    assert len(kept) == len(sample_gallery()) + 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 5 and all(line.startswith("left out of the Space: ") for line in lines)
+    assert any("caf\\\\xe9.png: the name is not valid UTF-8" in line for line in lines)  # escape_controls
+    assert any("secret_link.jpg: a link to a file outside the gallery" in line for line in lines)
+
+
+def test_build_space_publishes_only_images_and_the_space_starts_with_a_non_utf8_name(tmp_path, capsys):
+    from onenet_hf.space import OneNetSpace
+
+    gallery = hostile_gallery(tmp_path)
+    out = tmp_path / "space"
+    assert main(["build-space", "--model", str(CHECKPOINT), "--out", str(out), "--gallery", str(gallery)]) == 0
+    published = sorted(p.name for p in (out / "gallery").iterdir())
+    assert published == sorted([*(p.name for p in sample_gallery()), "photo.png", "same_photo.png"])
+    attribution = (out / "ATTRIBUTION.md").read_text()
+    assert "notes.jpg" not in attribution and "secret_link" not in attribution and "loop.jpg" not in attribution
+    assert not any(b"SECRET-TOKEN" in p.read_bytes() for p in out.rglob("*") if p.is_file())
+    assert "Traceback" not in capsys.readouterr().err
+    space = OneNetSpace(CHECKPOINT, gallery, folder=tmp_path / "state")  # the Space starts on the raw gallery too
+    skipped = {entry["path"].rsplit("/", 1)[-1] for entry in space.index.metadata["skipped"]}
+    assert "caf\\xe9.png" in skipped and len(space.index) == 1  # photo.png (same_photo.png is a link to it)
