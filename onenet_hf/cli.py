@@ -99,6 +99,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.no_repeat_ngram_size,
         args.imagenet_weight,
         args.imagenet_steering,
+        imagenet_labels=_imagenet_labels(args),
     )
     result = {"model": str(args.model), **result}
     captions = result.pop("captions", None)
@@ -143,13 +144,26 @@ def _for_each_image(args: argparse.Namespace, describe) -> int:
 
 def _caption(args: argparse.Namespace) -> int:
     from .decoding import check_beam_size, check_no_repeat_ngram_size
+    from .modeling_onenet import check_length_penalty
 
     if args.beam_size is not None:
         check_beam_size(args.beam_size)  # before the model loads
     if args.no_repeat_ngram_size is not None:
         check_no_repeat_ngram_size(args.no_repeat_ngram_size)
+    if args.length_penalty is not None:
+        check_length_penalty(args.length_penalty)
+    labels = _imagenet_labels(args)
     options = (args.beam_size, args.length_penalty, args.no_repeat_ngram_size, args.imagenet_steering)
-    return _for_each_image(args, lambda net, image: net.caption(image, *options)[0].text)
+    return _for_each_image(args, lambda net, image: net.caption(image, *options, imagenet_labels=labels)[0].text)
+
+
+def _imagenet_labels(args: argparse.Namespace) -> float:
+    """--imagenet-labels, or the library's default threshold; checked before a model loads."""
+    from .label_guidance import LABEL_THRESHOLD, check_label_threshold
+
+    threshold = LABEL_THRESHOLD if args.imagenet_labels is None else args.imagenet_labels
+    check_label_threshold(threshold)
+    return threshold
 
 
 def _tag(args: argparse.Namespace) -> int:
@@ -466,6 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--no-repeat-ngram-size", type=int, help=help_text)
             help_text = "steer beam search towards the words of the backbone's ImageNet labels; 0 = off (default)"
             sub.add_argument("--imagenet-steering", type=float, default=0.0, help=help_text)
+            help_text = (
+                "the ImageNet classifier's confidence (0-1) from which a label's word (cat, coffee, bus) must appear"
+                " in the caption; 0 = off (default: 0.3, the library's LABEL_THRESHOLD)"
+            )
+            sub.add_argument("--imagenet-labels", type=float, help=help_text)
 
     def tagger_options(sub: argparse.ArgumentParser) -> None:
         help_text = "tags: decoder captions sampled per image to sharpen the tag head; 0 = none"

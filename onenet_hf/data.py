@@ -98,4 +98,20 @@ def read_split(data_dir: str | Path, split: str, data_format: str = "flickr8k") 
     raise DatasetError(f"unknown dataset format {data_format!r}; choose 'flickr8k' or 'coco'")
 
 
-__all__ = ["CaptionedImage", "DatasetError", "read_coco", "read_flickr8k", "read_split"]
+def read_coco_objects(instances_json: str | Path) -> dict[str, frozenset[str]]:
+    """Each image file's annotated object categories (names of COCO's 80) from a COCO `instances_*.json`: the
+    ground truth that object hallucination and object recall are measured against."""
+    instances_json = _require_file(Path(instances_json), "COCO instances file")
+    try:
+        data = json.loads(instances_json.read_text(encoding="utf-8"))
+        names = {entry["id"]: entry["name"] for entry in data["categories"]}
+        objects: dict[str, set[str]] = {entry["file_name"]: set() for entry in data["images"]}
+        files = {entry["id"]: entry["file_name"] for entry in data["images"]}
+        for entry in data["annotations"]:
+            objects[files[entry["image_id"]]].add(names[entry["category_id"]])
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise DatasetError(f"{instances_json}: not a COCO instances file ({error!r})") from None
+    return {name: frozenset(categories) for name, categories in objects.items()}
+
+
+__all__ = ["CaptionedImage", "DatasetError", "read_coco", "read_coco_objects", "read_flickr8k", "read_split"]

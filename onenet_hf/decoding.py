@@ -5,10 +5,11 @@ PyTorch and ONNX Runtime backends share this one implementation; state is a tupl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .errors import OneNetError
 
@@ -24,6 +25,7 @@ class Hypothesis:
 
 
 MAX_NO_REPEAT_NGRAM_SIZE = 24  # the longest caption the default generation config allows
+MAX_CONSTRAINTS = 3  # constraint sets per caption: each doubles the hypotheses searched (2 ** sets groups)
 MAX_BEAM_SIZE = 64  # one image at beam 64 decodes in under 2 s on 2 CPU cores; 2048 took 8 s and 256 MB more
 # Sampled tokens with a log-probability below this count as this: exp() of the rest would give denormal floats,
 # which CPUs process tens of times slower (40 ms of a 100-sample tagging), for a difference below 1e-34.
@@ -78,6 +80,7 @@ def beam_candidates(
     suppress_token_ids: tuple[int, ...] = (),
     no_repeat_ngram_size: int = 0,
     token_bias: torch.Tensor | None = None,
+    constraints: Sequence[Sequence[Sequence[int]]] | None = None,
 ) -> list[list[Hypothesis]]:
     """Each batch item's finished hypotheses, best first: the beam's n-best list (`beam_size` long at most).
 
@@ -87,19 +90,27 @@ def beam_candidates(
     padding, unknown-word and start tokens) are never generated. With `no_repeat_ngram_size=n` > 0 no hypothesis
     says an n-gram twice (as transformers' option of that name): this stops "a white shirt and a white shirt".
     `token_bias` (batch, vocab) is added to each item's log-probabilities at every step: it steers the search
-    towards words, e.g. those the backbone's ImageNet labels name (`uses.caption.imagenet_token_bias`).
+    towards or away from words (`uses.caption.imagenet_token_bias`).
+
+    `constraints` (per item, a list of token-id sets) makes it constrained beam search (Anderson et al., EMNLP
+    2017): a caption must say one token of each set. Hypotheses are grouped by which sets they have met, a beam
+    of K in each group; finished hypotheses come from the group that met them all (from the group that met the
+    most where none finished), so the decoder's language model places the words it is made to say.
     """
     check_beam_size(beam_size)
     batch, k = state[0].shape[0], beam_size
-    state = tuple(tensor.repeat_interleave(k, dim=0) for tensor in state)
-    row_bias = None if token_bias is None else token_bias.float().repeat_interleave(k, dim=0)
+    constraint_bits, start_groups, groups = _constraint_bits(constraints, batch, state[0].device)
+    rows_per_item = groups * k
+    state = tuple(tensor.repeat_interleave(rows_per_item, dim=0) for tensor in state)
+    row_bias = None if token_bias is None else token_bias.float().repeat_interleave(rows_per_item, dim=0)
     device = state[0].device
-    tokens = torch.full((batch * k,), bos_token_id, dtype=torch.long, device=device)
-    scores = torch.full((batch, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0
-    history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
-    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    offsets = torch.arange(batch, device=device).unsqueeze(1) * k
+    tokens = torch.full((batch * rows_per_item,), bos_token_id, dtype=torch.long, device=device)
+    scores = torch.full((batch, groups, k), float("-inf"), device=device)
+    scores[torch.arange(batch, device=device), start_groups, 0] = 0.0
+    group_of_row = torch.arange(groups, device=device).repeat_interleave(k).expand(batch, -1)  # (batch, G * K)
+    history = torch.zeros(batch * rows_per_item, 0, dtype=torch.long, device=device)
+    finished: list[list[list[Hypothesis]]] = [[[] for _ in range(groups)] for _ in range(batch)]
+    offsets = torch.arange(batch, device=device).unsqueeze(1) * rows_per_item
     for length in range(max_length + 1):
         log_probs, state = step(tokens, state)
         log_probs = log_probs.float() if row_bias is None else log_probs.float() + row_bias
@@ -109,23 +120,74 @@ def beam_candidates(
         if length == max_length:
             log_probs = torch.full_like(log_probs, float("-inf"))
             log_probs[:, eos_token_id] = 0.0
-        candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
-        top_scores, top_index = candidates.topk(min(2 * k, k * vocab), dim=1)
-        beams, words = top_index // vocab, top_index % vocab
-        ends = words == eos_token_id
-        for item, rank in ends[:, :k].nonzero().tolist():
-            if len(finished[item]) < k and top_scores[item, rank] > float("-inf"):
-                ids = history[offsets[item, 0] + beams[item, rank]].tolist()
-                normalised = top_scores[item, rank].item() / (len(ids) + 1) ** length_penalty
-                finished[item].append(Hypothesis(ids, normalised))
-        if all(len(hypotheses) >= k for hypotheses in finished):
+        candidates = (scores.view(-1, 1) + log_probs).view(batch, rows_per_item, vocab)
+        if constraint_bits is None:
+            next_group = None
+        else:  # the group a hypothesis moves to: the sets it met, with those its next token meets
+            if constraint_bits.shape[1] < vocab:
+                constraint_bits = F.pad(constraint_bits, (0, vocab - constraint_bits.shape[1]))
+            next_group = group_of_row.unsqueeze(-1) | constraint_bits[:, :vocab].unsqueeze(1)
+        survivors, sources, words_kept = [], [], []
+        for group in range(groups):
+            in_group = candidates if next_group is None else candidates.masked_fill(next_group != group, -torch.inf)
+            top_scores, top_index = in_group.view(batch, -1).topk(min(2 * k, rows_per_item * vocab), dim=1)
+            beams, words = top_index // vocab, top_index % vocab
+            ends = words == eos_token_id
+            for item, rank in ends[:, :k].nonzero().tolist():
+                if len(finished[item][group]) < k and top_scores[item, rank] > float("-inf"):
+                    ids = history[offsets[item, 0] + beams[item, rank]].tolist()
+                    normalised = top_scores[item, rank].item() / (len(ids) + 1) ** length_penalty
+                    finished[item][group].append(Hypothesis(ids, normalised))
+            kept_scores, order = top_scores.masked_fill(ends, float("-inf")).topk(k, dim=1)
+            survivors.append(kept_scores)
+            sources.append(offsets + beams.gather(1, order))
+            words_kept.append(words.gather(1, order))
+        if all(len(hypotheses[-1]) >= k for hypotheses in finished):
             break
-        scores, order = top_scores.masked_fill(ends, float("-inf")).topk(k, dim=1)
-        source = (offsets + beams.gather(1, order)).view(-1)
-        tokens = words.gather(1, order).view(-1)
+        scores = torch.stack(survivors, dim=1)
+        source = torch.cat(sources, dim=1).view(-1)
+        tokens = torch.cat(words_kept, dim=1).view(-1)
         state = tuple(tensor[source] for tensor in state)
         history = torch.cat([history[source], tokens.unsqueeze(1)], dim=1)
-    return [sorted(hypotheses, key=lambda h: -h.score) for hypotheses in finished]
+    return [_best_group(hypotheses) for hypotheses in finished]
+
+
+def _constraint_bits(
+    constraints: Sequence[Sequence[Sequence[int]]] | None, batch: int, device: torch.device
+) -> tuple[torch.Tensor | None, torch.Tensor, int]:
+    """Per item and token, the bit mask of the constraint sets the token meets (batch, max token + 1); each item's
+    starting group (the sets it lacks count as met); and the number of groups (2 ** the most sets an item has).
+    Without constraints: no masks, group 0, one group."""
+    if constraints is None or not any(constraints):
+        return None, torch.zeros(batch, dtype=torch.long, device=device), 1
+    if len(constraints) != batch:
+        raise OneNetError(f"got constraints for {len(constraints)} items but {batch} images")
+    most = max(len(sets) for sets in constraints)
+    if most > MAX_CONSTRAINTS:
+        raise OneNetError(f"at most {MAX_CONSTRAINTS} constraint sets per caption, got {most}")
+    if any(not tokens for sets in constraints for tokens in sets):
+        raise OneNetError("a constraint set is empty: give at least one token a caption may meet it with")
+    size = 1 + max(token for sets in constraints for tokens in sets for token in tokens)
+    bits = torch.zeros(batch, size, dtype=torch.long)
+    for item, sets in enumerate(constraints):
+        for number, tokens in enumerate(sets):
+            bits[item, list(tokens)] |= 1 << number
+    full = (1 << most) - 1
+    start = torch.tensor([full ^ ((1 << len(sets)) - 1) for sets in constraints], dtype=torch.long)
+    return bits.to(device), start.to(device), 1 << most
+
+
+def _best_group(groups: list[list[Hypothesis]]) -> list[Hypothesis]:
+    """The finished hypotheses, best first, of the group that met every constraint, or of the group that met the
+    most constraints where it has none (a constraint the decoder could not fit in `max_length` tokens)."""
+
+    def met(group: int) -> int:
+        return bin(group).count("1")
+
+    for group in sorted(range(len(groups)), key=lambda g: (-met(g), g)):
+        if groups[group]:
+            return sorted(groups[group], key=lambda h: -h.score)
+    return []
 
 
 def block_repeated_ngrams(log_probs: torch.Tensor, history: torch.Tensor, n: int) -> None:
@@ -142,19 +204,31 @@ def block_repeated_ngrams(log_probs: torch.Tensor, history: torch.Tensor, n: int
 
 
 def generate_beams(
-    backend, image_embeds: torch.Tensor, generation_config, token_bias: torch.Tensor | None = None
+    backend,
+    image_embeds: torch.Tensor,
+    generation_config,
+    token_bias: torch.Tensor | None = None,
+    constraints: Sequence[Sequence[Sequence[int]]] | None = None,
+    step: StepFunction | None = None,
 ) -> list[Hypothesis]:
     """The best of `generate_candidates`: the one search behind `generate`, `onenet caption` and the pipeline."""
-    return [hypotheses[0] for hypotheses in generate_candidates(backend, image_embeds, generation_config, token_bias)]
+    candidates = generate_candidates(backend, image_embeds, generation_config, token_bias, constraints, step)
+    return [hypotheses[0] for hypotheses in candidates]
 
 
 def generate_candidates(
-    backend, image_embeds: torch.Tensor, generation_config, token_bias: torch.Tensor | None = None
+    backend,
+    image_embeds: torch.Tensor,
+    generation_config,
+    token_bias: torch.Tensor | None = None,
+    constraints: Sequence[Sequence[Sequence[int]]] | None = None,
+    step: StepFunction | None = None,
 ) -> list[list[Hypothesis]]:
     """Each image's beam n-best list, searched as a `GenerationConfig` asks (num_beams, max_new_tokens counting EOS,
-    length_penalty, suppress_tokens, no_repeat_ngram_size), steered by `token_bias` if given."""
+    length_penalty, suppress_tokens, no_repeat_ngram_size), steered by `token_bias` and held to `constraints` if
+    given; `step` replaces the backend's `decoder_step` (e.g. over an extended vocabulary)."""
     return beam_candidates(
-        backend.decoder_step,
+        step or backend.decoder_step,
         backend.initial_state(image_embeds),
         bos_token_id=generation_config.bos_token_id,
         eos_token_id=generation_config.eos_token_id,
@@ -164,6 +238,7 @@ def generate_candidates(
         suppress_token_ids=tuple(generation_config.suppress_tokens or ()),
         no_repeat_ngram_size=generation_config.no_repeat_ngram_size or 0,
         token_bias=token_bias,
+        constraints=constraints,
     )
 
 

@@ -3,7 +3,10 @@ analogy accuracy; `evaluate` runs one task as `onenet evaluate` does, through th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import CaptionedImage, read_split
+from .data import CaptionedImage, read_coco_objects, read_split
 from .errors import OneNetError
 from .features import DEFAULT_CACHE_DIR, cached_backbone_features
+from .label_guidance import LABEL_THRESHOLD, check_label_threshold
 from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
@@ -29,6 +33,7 @@ from .uses.search import (
     rerank_texts,
     rerank_token_ids,
     text_token_ids,
+    with_label_evidence,
 )
 from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT, Tagger
 from .uses.words import ANALOGY_METHODS, evaluate_analogies
@@ -97,20 +102,24 @@ def evaluate_on_features(
     metrics: tuple[str, ...] = ("BLEU-4", "CIDEr"),
     no_repeat_ngram_size: int | None = None,
     imagenet_steering: float = 0.0,
+    imagenet_labels: float = 0.0,
 ) -> tuple[dict[str, float], list[str]]:
     """Caption metrics of the model on cached backbone features of `examples`, and the captions; n-gram
     blocking defaults to the model's generation config; `imagenet_steering` > 0 steers the search towards the
-    words of the ImageNet labels (`imagenet_token_bias`)."""
+    words of the ImageNet labels (`imagenet_token_bias`); `imagenet_labels` > 0 makes confident labels' words
+    appear (`label_guidance`; off here by default, as training-time evaluation wants the decoder alone)."""
     model.eval()
     texts: list[str] = []
     for start in range(0, len(examples), batch_size):
         grid = torch.from_numpy(np.array(features[start : start + batch_size])).to(model.device)
         embeds = model.get_image_features(backbone_features=grid)
-        bias = None
-        if imagenet_steering:
+        bias = probabilities = None
+        if imagenet_steering or imagenet_labels:
             pooled = model.get_pooled_features(grid.float())
-            bias = imagenet_token_bias(model, processor.tokenizer, pooled, imagenet_steering)
-        options = (beam_size, length_penalty, no_repeat_ngram_size, bias)
+            probabilities = model.get_imagenet_logits(pooled).softmax(-1)
+            if imagenet_steering:
+                bias = imagenet_token_bias(model, processor.tokenizer, pooled, imagenet_steering)
+        options = (beam_size, length_penalty, no_repeat_ngram_size, bias, probabilities, imagenet_labels)
         captions = captions_from_embeddings(model, processor, embeds, *options)
         texts += [caption.text for caption in captions]
     return caption_metrics([e.captions for e in examples], texts, metrics), texts
@@ -127,6 +136,54 @@ def caption_diversity(captions: Sequence[str]) -> dict[str, float]:
         words.update(tokens)
     share = 100.0 * repeated / len(captions) if captions else float("nan")
     return {"repeated_bigram_%": share, "distinct_words": float(len(words))}
+
+
+@cache
+def coco_object_words() -> dict[tuple[str, ...], str]:
+    """Stemmed caption words and phrases (`normalize_word`) -> the COCO category they name (man, woman, child...
+    -> person), from `resources/coco_object_words.tsv`, as CHAIR's synonym list does."""
+    text = resources.files("onenet_hf").joinpath("resources/coco_object_words.tsv").read_text(encoding="utf-8")
+    words = {}
+    for line in text.splitlines()[1:]:
+        category, names = line.split("\t")
+        for name in names.split(","):
+            words[tuple(normalize_word(word) for word in name.split())] = category
+    return words
+
+
+def caption_objects(caption: str) -> set[str]:
+    """The COCO categories a caption names; two-word names are read first, so "hot dog" is a hot dog, not a dog,
+    and "teddy bear" no bear."""
+    stems = [normalize_word(word) for word in re.findall(r"[a-z]+", caption.lower())]
+    names, found, place = coco_object_words(), set(), 0
+    while place < len(stems):
+        pair = tuple(stems[place : place + 2])
+        if len(pair) == 2 and pair in names:
+            found.add(names[pair])
+            place += 2
+            continue
+        if (stems[place],) in names:
+            found.add(names[(stems[place],)])
+        place += 1
+    return found
+
+
+def object_metrics(captions: Sequence[str], objects: Sequence[frozenset[str]]) -> dict[str, float]:
+    """Object hallucination (CHAIR, Rohrbach et al., EMNLP 2018) and recall against annotated objects, in %:
+    CHAIRi, the share of the object categories captions name that the photo lacks; CHAIRs, the share of captions
+    naming at least one such object; object recall, the share of the photos' categories the captions name."""
+    if len(captions) != len(objects):
+        raise OneNetError(f"got {len(captions)} captions but {len(objects)} object sets")
+    named = [caption_objects(caption) for caption in captions]
+    mentions = sum(map(len, named))
+    invented = [len(said - present) for said, present in zip(named, objects, strict=True)]
+    recalled = sum(len(said & present) for said, present in zip(named, objects, strict=True))
+    present = sum(map(len, objects))
+    return {
+        "CHAIRi_%": 100.0 * sum(invented) / mentions if mentions else 0.0,
+        "CHAIRs_%": 100.0 * sum(count > 0 for count in invented) / len(captions) if captions else float("nan"),
+        "object_recall_%": 100.0 * recalled / present if present else float("nan"),
+    }
 
 
 def tag_precision(predicted: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> float:
@@ -211,15 +268,35 @@ def evaluate_tags(
 
 
 @torch.inference_mode()
-def _reranked_scores(model: OneNetModel, similarity: torch.Tensor, token_ids, representations) -> torch.Tensor:
+def _reranked_scores(
+    model: OneNetModel, similarity: torch.Tensor, token_ids, representations, captions, pooled
+) -> torch.Tensor:
     """Text-to-image scores (float64) that rank each text's images as `reranked` search does: the top
-    `rerank_top_k` by the decoder's re-ranking score, above the rest by retrieval cosine."""
+    `rerank_top_k` by the decoder's re-ranking score plus label evidence, above the rest by retrieval cosine."""
     scores = similarity.double()
     for text in tqdm(range(len(scores)), desc="decoder re-ranking", unit="query"):
         if token_ids[text] is None:  # the decoder knows none of its words: the retrieval order stands, as in search
-            continue
-        rows, reranked = rerank(model, token_ids[text], similarity[text], representations, model.config.rerank_top_k)
+            rows = similarity[text].topk(min(model.config.rerank_top_k, similarity.shape[1])).indices
+            reranked = similarity[text, rows].double()
+            rows, reranked = with_label_evidence(model, captions[text], rows, reranked, pooled, False)
+        else:
+            rows, reranked = rerank(
+                model, token_ids[text], similarity[text], representations, model.config.rerank_top_k
+            )
+            rows, reranked = with_label_evidence(model, captions[text], rows, reranked, pooled, True)
         scores[text, rows] = 1e4 + reranked.double()
+    return scores
+
+
+@torch.inference_mode()
+def _retrieval_scores(model: OneNetModel, similarity: torch.Tensor, captions, pooled) -> torch.Tensor:
+    """Text-to-image scores that rank as the `retrieval` search method does: each text's top `rerank_top_k` by
+    cosine plus label evidence, above the rest by cosine."""
+    scores = similarity.double()
+    for text in range(len(scores)):
+        rows = similarity[text].topk(min(model.config.rerank_top_k, similarity.shape[1])).indices
+        rows, ranked = with_label_evidence(model, captions[text], rows, similarity[text, rows].double(), pooled, False)
+        scores[text, rows] = 1e4 + ranked
     return scores
 
 
@@ -294,9 +371,14 @@ def evaluate_retrieval(
             queries = glove_text_embeds(model, processor.tokenizer, captions)
             similarity = queries @ model.get_tag_image_embeds(representations).T
     if method == "reranked":  # the decoder re-ranks images for each text, and texts for each image
-        images = retrieval_metrics(_reranked_scores(model, similarity, token_ids, representations), owners)
+        text_scores = _reranked_scores(model, similarity, token_ids, representations, captions, pooled)
+        images = retrieval_metrics(text_scores, owners)
         priors = caption_log_priors(model, token_ids, prior_images(representations, model.config.text_prior_images))
         texts = retrieval_metrics(reranked_text_scores(model, similarity, token_ids, representations, priors), owners)
+        return {k: (images if k.startswith("text_to_image") else texts)[k] for k in images}
+    if method == "retrieval":  # text-to-image as search ranks; image-to-text by cosine
+        images = retrieval_metrics(_retrieval_scores(model, similarity, captions, pooled), owners)
+        texts = retrieval_metrics(similarity, owners)
         return {k: (images if k.startswith("text_to_image") else texts)[k] for k in images}
     if method == "invert":
         chunks = [token_ids[i : i + 50] for i in range(0, len(token_ids), 50)]
@@ -328,6 +410,7 @@ def evaluate(
     no_repeat_ngram_size: int | None = None,
     imagenet_weight: float = IMAGENET_WEIGHT,
     imagenet_steering: float = 0.0,
+    imagenet_labels: float = LABEL_THRESHOLD,
 ) -> dict:
     """One evaluation of a loaded `OneNet`, as the record `onenet evaluate --output` writes: the task, data and
     options, then "metrics". The captions task also returns `"captions"`: (image file name, caption) pairs.
@@ -345,6 +428,7 @@ def evaluate(
         raise OneNetError(f"captions_per_image must be 1 or more, got {captions_per_image}")
     if task == "captions":
         check_imagenet_steering(net.model, imagenet_steering)  # before any image is read
+        check_label_threshold(imagenet_labels)
     if task == "retrieval":
         for method in methods:  # a bad name fails before hours of work on the good ones
             check_method(method)
@@ -372,6 +456,7 @@ def evaluate(
             "length_penalty": generation.length_penalty,
             "no_repeat_ngram_size": generation.no_repeat_ngram_size or 0,
             "imagenet_steering": imagenet_steering,
+            "imagenet_labels": imagenet_labels,
         }
         if grids is not None:
             scores, texts = evaluate_on_features(
@@ -383,6 +468,10 @@ def evaluate(
         backend = "torch" if torch_backend else f"onnx-{net.model.variant}"
         captions = [(e.path.name, text) for e, text in zip(examples, texts, strict=True)]
         metrics = scores | caption_diversity(texts)
+        instances = Path(data_dir) / f"instances_{split}.json"
+        if data_format == "coco" and instances.is_file():  # objects named that the photo lacks, and recall
+            objects = read_coco_objects(instances)
+            metrics |= object_metrics(texts, [objects.get(e.path.name, frozenset()) for e in examples])
         return result | {"backend": backend} | options | {"metrics": metrics, "captions": captions}
     if task == "tags":
         tagging = dict(caption_samples=caption_samples, caption_weight=caption_weight, imagenet_weight=imagenet_weight)
@@ -413,6 +502,8 @@ __all__ = [
     "gensim_questions",
     "caption_diversity",
     "caption_metrics",
+    "caption_objects",
+    "object_metrics",
     "evaluate_on_features",
     "evaluate_retrieval",
     "evaluate_tags",

@@ -37,7 +37,8 @@ class OneNetImageToTextPipeline(Pipeline):
         return self.processor(images=image)
 
     def _forward(self, model_inputs: dict, generate_kwargs: dict | None = None) -> dict:
-        return {"token_ids": self.model.generate(model_inputs["pixel_values"], **(generate_kwargs or {}))}
+        options = {"tokenizer": self.processor.tokenizer, **(generate_kwargs or {})}  # label guidance needs the words
+        return {"token_ids": self.model.generate(model_inputs["pixel_values"], **options)}
 
     def postprocess(self, model_outputs: dict) -> list[dict[str, str]]:
         texts = self.processor.batch_decode(model_outputs["token_ids"], skip_special_tokens=True)

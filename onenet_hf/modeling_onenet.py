@@ -21,6 +21,7 @@ from transformers.utils import ModelOutput
 from .configuration_onenet import OneNetConfig
 from .decoding import check_beam_size, check_no_repeat_ngram_size, generate_beams
 from .errors import OneNetError
+from .label_guidance import LABEL_THRESHOLD, check_label_threshold, guided_beams
 from .tokenization_onenet import UNK_TOKEN_ID
 
 DecoderState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -41,6 +42,9 @@ def backbone_wheel_state_dict(backbone_name: str) -> dict[str, torch.Tensor]:
     return torch.load(backbone_weights_file(backbone_name), map_location="cpu", weights_only=True)
 
 
+# |length_penalty| at most this (1.0 is the default; beyond it captions rank by length alone): (tokens + 1) ** penalty
+# stays a finite, non-zero float, where 1000 overflowed and -1000 rounded to 0
+MAX_LENGTH_PENALTY = 10.0
 NO_REPEAT_NGRAM_SIZE = 2  # chosen on Flickr8k dev among 0, 2 and 3 (model card, "Loops and n-gram blocking")
 
 
@@ -320,20 +324,33 @@ class OneNetModel(OneNetPreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         backbone_features: torch.Tensor | None = None,
         generation_config: GenerationConfig | None = None,
+        tokenizer=None,
+        imagenet_labels: float = LABEL_THRESHOLD,
         **kwargs,
     ) -> torch.LongTensor:
         """Caption token ids (B, T), `[BOS] words [EOS]` padded with `[PAD]`, by the beam search `onenet caption`
         runs; `num_beams`, `max_new_tokens`, `length_penalty` and `no_repeat_ngram_size` override the generation
-        config."""
+        config. Given the caption `tokenizer` (as transformers' `generate` takes one for stop strings), confident
+        ImageNet labels' words must appear (`label_guidance`, `imagenet_labels` > 0); ids from `len(tokenizer)` on
+        are label words the vocabulary lacks, which `OneNetProcessor.batch_decode` decodes."""
         generation_config = copy.deepcopy(generation_config or self.generation_config)
         unused = generation_config.update(**kwargs)
         if unused:
             raise OneNetError(
-                "OneNet's generate takes num_beams, max_new_tokens, length_penalty and no_repeat_ngram_size, "
-                f"not {', '.join(sorted(unused))}"
+                "OneNet's generate takes num_beams, max_new_tokens, length_penalty, no_repeat_ngram_size, tokenizer "
+                f"and imagenet_labels, not {', '.join(sorted(unused))}"
             )
         check_generation_config(generation_config)
-        hypotheses = generate_beams(self, self.get_image_features(pixel_values, backbone_features), generation_config)
+        check_label_threshold(imagenet_labels)
+        if backbone_features is None:
+            backbone_features = self.get_backbone_features(pixel_values)
+        image_embeds = self.get_image_features(backbone_features=backbone_features)
+        if tokenizer is None or not imagenet_labels:
+            hypotheses = generate_beams(self, image_embeds, generation_config)
+        else:
+            probabilities = self.get_imagenet_logits(self.get_pooled_features(backbone_features.float())).softmax(-1)
+            tokens = tuple(tokenizer.convert_ids_to_tokens(range(len(tokenizer))))
+            hypotheses = guided_beams(self, tokens, image_embeds, probabilities, generation_config, imagenet_labels)
         rows = [[generation_config.bos_token_id, *h.token_ids, generation_config.eos_token_id] for h in hypotheses]
         ids = torch.full((len(rows), max(map(len, rows))), generation_config.pad_token_id, dtype=torch.long)
         for row, tokens in enumerate(rows):
@@ -370,6 +387,11 @@ class OneNetModel(OneNetPreTrainedModel):
         return self.get_image_features_from_pooled(
             self.image_pooling(backbone_features.to(self.image_projection.weight.dtype))
         )
+
+    def get_image_and_pooled_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image representation (B, hidden) and the pooled backbone features (B, 1280) of one backbone pass."""
+        grid = self.get_backbone_features(pixel_values)
+        return self.get_image_features(backbone_features=grid), self.get_pooled_features(grid)
 
     def get_image_features_from_pooled(self, pooled_features: torch.Tensor) -> torch.Tensor:
         """The projection from a pooled feature vector (B, 1280) to the image representation (B, hidden_size) that
@@ -597,10 +619,19 @@ def check_generation_config(generation_config: GenerationConfig) -> None:
         got = generation_config.max_new_tokens
         raise OneNetError(f"max_new_tokens must be an integer >= 2 (a word and EOS), got {got!r}")
     check_no_repeat_ngram_size(generation_config.no_repeat_ngram_size or 0)
+    check_length_penalty(generation_config.length_penalty)
+
+
+def check_length_penalty(penalty: float) -> None:
+    """A length penalty from -MAX_LENGTH_PENALTY to MAX_LENGTH_PENALTY; NaN, infinities and bools are refused."""
+    if not isinstance(penalty, (int, float)) or isinstance(penalty, bool) or not abs(penalty) <= MAX_LENGTH_PENALTY:
+        limit = f"{MAX_LENGTH_PENALTY:g}"
+        raise OneNetError(f"length_penalty must be a number from -{limit} to {limit}, got {str(penalty)[:20]}")
 
 
 __all__ = [
     "caption_generation_config",
+    "check_length_penalty",
     "never_generated_token_ids",
     "OneNetModel",
     "OneNetPreTrainedModel",

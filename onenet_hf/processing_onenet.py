@@ -29,11 +29,20 @@ class OneNetProcessor(ProcessorMixin):
         self.image_processor.save_pretrained(save_directory)
         return saved
 
-    def batch_decode(self, *args, **kwargs) -> list[str]:
-        return self.tokenizer.batch_decode(*args, **kwargs)
+    def batch_decode(self, sequences, skip_special_tokens: bool = False, **kwargs) -> list[str]:
+        """The tokenizer's decoding, and label words the caption vocabulary lacks (ids from `len(tokenizer)` on,
+        which label-guided captions may hold) decoded as `label_guidance.extended_words` says."""
+        rows = [list(map(int, row)) for row in sequences]
+        if all(token < len(self.tokenizer) for row in rows for token in row):
+            return self.tokenizer.batch_decode(rows, skip_special_tokens=skip_special_tokens, **kwargs)
+        from .label_guidance import extended_words
 
-    def decode(self, *args, **kwargs) -> str:
-        return self.tokenizer.decode(*args, **kwargs)
+        words = extended_words(self.tokenizer.convert_ids_to_tokens(range(len(self.tokenizer))))
+        special = set(self.tokenizer.all_special_ids) if skip_special_tokens else set()
+        return [" ".join(words[token] for token in row if token not in special) for row in rows]
+
+    def decode(self, token_ids, skip_special_tokens: bool = False, **kwargs) -> str:
+        return self.batch_decode([token_ids], skip_special_tokens=skip_special_tokens, **kwargs)[0]
 
 
 __all__ = ["OneNetProcessor"]

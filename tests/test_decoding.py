@@ -7,17 +7,25 @@ import math
 import pytest
 import torch
 
-from onenet_hf.decoding import MAX_BEAM_SIZE, MAX_NO_REPEAT_NGRAM_SIZE, beam_search, sample_sequences
+from onenet_hf.decoding import (
+    MAX_BEAM_SIZE,
+    MAX_NO_REPEAT_NGRAM_SIZE,
+    beam_candidates,
+    beam_search,
+    sample_sequences,
+)
 from onenet_hf.errors import OneNetError
 
 BOS, EOS, A, B = 0, 1, 2, 3
 
 
 def toy_step(tokens: torch.Tensor, state: tuple[torch.Tensor, ...]):
-    """After BOS: A (0.6) or B (0.4). After A: EOS or B, even odds. After B: EOS (0.99)."""
+    """After BOS: A (0.6) or B (0.4). After A: EOS or B, even odds. After B: EOS (0.99). (EOS is fed back only to
+    hypotheses already dead, as constrained search's empty groups are.)"""
     (position,) = state
     table = {
         BOS: [0.0, 0.0, 0.6, 0.4],
+        EOS: [0.0, 1.0, 0.0, 0.0],
         A: [0.0, 0.5, 0.0, 0.5],
         B: [0.0, 0.99, 0.005, 0.005],
     }
@@ -153,3 +161,37 @@ def test_caption_diversity_counts_captions_with_a_repeated_word_pair_and_distinc
 
     captions = ["a dog and a dog and a cat", "a dog runs", "A white shirt and a white shirt", "dog dog"]
     assert caption_diversity(captions) == {"repeated_bigram_%": 50.0, "distinct_words": 7.0}
+
+
+def test_a_constraint_makes_the_search_say_an_unlikely_token_and_none_changes_nothing():
+    free = beam_candidates(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=2, max_length=5)
+    assert beam_candidates(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=2, max_length=5, constraints=[[]]) == free
+    [best] = beam_search(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=2, max_length=5)
+    assert best.token_ids == [B]  # free, the beam prefers B alone
+    [held] = beam_candidates(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=2, max_length=5, constraints=[[(A,)]])
+    assert all(A in hypothesis.token_ids for hypothesis in held)
+    assert held[0].token_ids == [A, B]  # per token, A B EOS (0.6 * 0.5 * 0.99 over 3) beats A EOS (0.3 over 2)
+    assert held[0].score == pytest.approx(math.log(0.6 * 0.5 * 0.99) / 3)
+
+
+def test_each_item_keeps_its_own_constraints_and_two_sets_must_both_be_met():
+    both, one, free = beam_candidates(
+        toy_step, (torch.zeros(3),), BOS, EOS, beam_size=2, max_length=5, constraints=[[(A,), (B,)], [(A,)], []]
+    )
+    assert set(both[0].token_ids) >= {A, B}
+    assert one[0].token_ids == [A, B]  # as with the same one constraint alone
+    assert free  # unconstrained: B EOS and A B EOS finish (A EOS ties A B at the first step)
+
+
+def test_a_constraint_that_cannot_be_met_in_time_falls_back_to_the_best_unmet_hypothesis():
+    [held] = beam_candidates(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=2, max_length=0, constraints=[[(A,)]])
+    assert held and held[0].token_ids == []
+
+
+def test_constraint_errors_name_the_problem():
+    with pytest.raises(OneNetError, match="constraint set is empty"):
+        beam_candidates(toy_step, (torch.zeros(1),), BOS, EOS, constraints=[[()]])
+    with pytest.raises(OneNetError, match="at most 3 constraint sets"):
+        beam_candidates(toy_step, (torch.zeros(1),), BOS, EOS, constraints=[[(A,)] * 4])
+    with pytest.raises(OneNetError, match="constraints for 2 items but 1"):
+        beam_candidates(toy_step, (torch.zeros(1),), BOS, EOS, constraints=[[(A,)], [(B,)]])

@@ -36,3 +36,23 @@ def test_retrieval_ranks_are_the_outcomes_recall_counts():
     assert image_ranks.tolist() == [0, 0, 1]  # image 2's best texts (0.3) score below text 1 (0.5)
     metrics = retrieval_metrics(similarity, owners)
     assert metrics["text_to_image_R@1"] == 75.0 and metrics["image_to_text_R@1"] == pytest.approx(100 * 2 / 3)
+
+
+def test_caption_objects_reads_two_word_names_first_and_synonyms_as_their_category():
+    from onenet_hf.evaluation import caption_objects
+
+    assert caption_objects("a man eats a hot dog") == {"person", "hot dog"}
+    assert caption_objects("two puppies and a teddy bear on a sofa") == {"dog", "teddy bear", "couch"}
+    assert caption_objects("women riding motorbikes") == {"person", "motorcycle"}
+    assert caption_objects("a sunny day") == set()
+
+
+def test_object_metrics_count_invented_objects_and_recall():
+    from onenet_hf.evaluation import object_metrics
+
+    captions = ["a dog on a couch", "a cat", "a man"]
+    objects = [frozenset({"couch", "cat"}), frozenset({"cat", "bowl"}), frozenset({"person"})]
+    metrics = object_metrics(captions, objects)
+    assert metrics["CHAIRi_%"] == pytest.approx(100 * 1 / 4)  # dog invented; couch, cat, person present
+    assert metrics["CHAIRs_%"] == pytest.approx(100 * 1 / 3)
+    assert metrics["object_recall_%"] == pytest.approx(100 * 3 / 5)

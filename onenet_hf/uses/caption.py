@@ -14,6 +14,7 @@ from transformers import GenerationConfig
 from ..decoding import generate_beams
 from ..errors import OneNetError
 from ..image_processing_onenet import ImageLike
+from ..label_guidance import LABEL_THRESHOLD, check_label_threshold, decode_extended, guided_beams
 from ..messages import shorten
 from ..modeling_onenet import check_generation_config
 from ..processing_onenet import OneNetProcessor
@@ -118,13 +119,28 @@ def captions_from_embeddings(
     length_penalty: float | None = None,
     no_repeat_ngram_size: int | None = None,
     token_bias: torch.Tensor | None = None,
+    imagenet_probabilities: torch.Tensor | None = None,
+    imagenet_labels: float = LABEL_THRESHOLD,
 ) -> list[Caption]:
     """Captions for image representations already computed (training-time evaluation uses this); `token_bias`
-    steers the search (`imagenet_token_bias`)."""
+    steers the search (`imagenet_token_bias`); with the classifier's `imagenet_probabilities` (B, 1000) and
+    `imagenet_labels` > 0, label words of at least that chance must be said (`label_guidance`)."""
     options = caption_options(backend, beam_size, length_penalty, no_repeat_ngram_size)
-    hypotheses = generate_beams(backend, image_embeds, options, token_bias)
-    texts = processor.batch_decode([h.token_ids for h in hypotheses], skip_special_tokens=True)
+    if imagenet_probabilities is None or not imagenet_labels:
+        hypotheses = generate_beams(backend, image_embeds, options, token_bias)
+        texts = processor.batch_decode([h.token_ids for h in hypotheses], skip_special_tokens=True)
+    else:
+        tokens = caption_tokens(processor.tokenizer)
+        hypotheses = guided_beams(
+            backend, tokens, image_embeds, imagenet_probabilities, options, imagenet_labels, token_bias
+        )
+        texts = [decode_extended(tokens, h.token_ids) for h in hypotheses]
     return [Caption(text, h.score) for text, h in zip(texts, hypotheses, strict=True)]
+
+
+def caption_tokens(tokenizer) -> tuple[str, ...]:
+    """The caption vocabulary's tokens in id order (what label guidance extends)."""
+    return tuple(tokenizer.convert_ids_to_tokens(range(len(tokenizer))))
 
 
 @torch.inference_mode()
@@ -137,29 +153,35 @@ def caption(
     no_repeat_ngram_size: int | None = None,
     batch_size: int = 16,
     imagenet_steering: float = 0.0,
+    imagenet_labels: float = LABEL_THRESHOLD,
 ) -> list[Caption]:
     """Caption one image or a list (paths, PIL images or arrays), in input order; beam size, length penalty and
-    n-gram blocking default to the model's generation config; `imagenet_steering` > 0 steers the search towards
-    the words of the backbone's ImageNet labels (`imagenet_token_bias`; PyTorch backend only).
+    n-gram blocking default to the model's generation config; `imagenet_labels` (a chance in (0, 1], 0 off) is
+    the classifier's confidence from which a label's word must appear in the caption (`label_guidance`);
+    `imagenet_steering` > 0 steers the search towards the words of the backbone's ImageNet labels
+    (`imagenet_token_bias`; PyTorch backend only).
 
     An unreadable image raises `ImageLoadError` naming it; call per image to skip bad ones.
     """
     options = (beam_size, length_penalty, no_repeat_ngram_size)
     caption_options(backend, *options)  # bad options fail before any image is read
     check_imagenet_steering(backend, imagenet_steering)
+    check_label_threshold(imagenet_labels)
     images = list(images) if isinstance(images, (list, tuple)) else [images]
     captions: list[Caption] = []
     for start in range(0, len(images), batch_size):
         pixel_values = processor(images=images[start : start + batch_size])["pixel_values"]
-        token_bias = None
-        if imagenet_steering:
-            grid = backend.get_backbone_features(pixel_values)
-            image_embeds = backend.get_image_features(backbone_features=grid)
-            pooled = backend.get_pooled_features(grid)
-            token_bias = imagenet_token_bias(backend, processor.tokenizer, pooled, imagenet_steering)
+        token_bias = probabilities = None
+        if imagenet_steering or imagenet_labels:
+            image_embeds, pooled = backend.get_image_and_pooled_features(pixel_values)
+            probabilities = backend.get_imagenet_logits(pooled).softmax(-1)
+            if imagenet_steering:
+                token_bias = imagenet_token_bias(backend, processor.tokenizer, pooled, imagenet_steering)
         else:
             image_embeds = backend.get_image_features(pixel_values)
-        captions += captions_from_embeddings(backend, processor, image_embeds, *options, token_bias)
+        captions += captions_from_embeddings(
+            backend, processor, image_embeds, *options, token_bias, probabilities, imagenet_labels
+        )
     return captions
 
 
@@ -170,6 +192,7 @@ __all__ = [
     "CaptionBackend",
     "caption",
     "caption_options",
+    "caption_tokens",
     "captions_from_embeddings",
     "check_imagenet_steering",
     "imagenet_token_bias",
