@@ -21,9 +21,9 @@ from embed_speed import cosines, image_side  # bench/ is the script's folder, so
 from imagine_quality import cpu_model
 from static_int8_choices import calibration_batches, calibration_parser, calibration_photos, encoder, fp32_image_encoder
 
-from export.onnx_export import BIAS_CORRECTION_IMAGES, quantize_static_int8, static_int8_exclusions
 from onenet_hf import OneNet
 from onenet_hf.folders import write_json
+from onenet_hf.onnx_export import BIAS_CORRECTION_IMAGES, quantize_static_int8, static_int8_exclusions
 
 MAX_SETTINGS = 6
 MAX_HELD_OUT = 2_000

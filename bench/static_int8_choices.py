@@ -43,18 +43,17 @@ from embed_speed import (  # bench/ is the script's folder, so on sys.path
 from imagine_quality import cpu_model
 from PIL import Image
 
-from export import MAX_CALIBRATION_IMAGES
-from export.onnx_export import (
+from onenet_hf import OneNet, read_split
+from onenet_hf.evaluation import cider_per_image, retrieval_ranks
+from onenet_hf.folders import write_json
+from onenet_hf.indexing import list_images
+from onenet_hf.onnx_backend import MANIFEST_FILE, MAX_CALIBRATION_IMAGES, session_options
+from onenet_hf.onnx_export import (
     BIAS_CORRECTION_IMAGES,
     nodes_after_last_convolution,
     quantize_static_int8,
     static_int8_exclusions,
 )
-from onenet_hf import OneNet, read_split
-from onenet_hf.evaluation import cider_per_image, retrieval_ranks
-from onenet_hf.folders import write_json
-from onenet_hf.indexing import list_images
-from onenet_hf.onnx_backend import MANIFEST_FILE, session_options
 
 
 def head_rounded(graph: Path) -> list[str]:

@@ -180,9 +180,24 @@ def _tag(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from export.__main__ import run
+    import json
 
-    return run(args)
+    from .indexing import list_images
+    from .onnx_backend import MAX_CALIBRATION_IMAGES
+
+    photos = []
+    if args.calibration_images:
+        if not 1 <= args.calibration_count <= MAX_CALIBRATION_IMAGES:
+            count = args.calibration_count
+            raise OneNetError(f"--calibration-count must be 1 to {MAX_CALIBRATION_IMAGES:,}, got {count}")
+        photos = list_images(args.calibration_images)[: args.calibration_count]
+        if not photos:
+            raise OneNetError(f"no images in {args.calibration_images}")
+    from .onnx_export import export_onnx  # needs the onnx extra: a missing one is a one-line error
+
+    manifest = export_onnx(args.checkpoint, args.out, int8=args.int8, fp16=args.fp16, calibration_images=photos)
+    print(json.dumps(manifest, indent=2))
+    return 0
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -670,10 +685,17 @@ def build_parser() -> argparse.ArgumentParser:
     imagine_options(style, STYLE_STEPS, seed=False)
     style.set_defaults(run=_style)
 
-    export = commands.add_parser("export", help="export ONNX graphs (same as python -m export)")
-    from export.__main__ import add_arguments as add_export_arguments
+    export = commands.add_parser("export", help="export ONNX graphs and their manifest")
+    export.add_argument("checkpoint", help="OneNet checkpoint folder")
+    export.add_argument("--out", help="output folder (default: CHECKPOINT/onnx)")
+    export.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 (CPU) variant")
+    export.add_argument("--fp16", action="store_true", help="also write an fp16 (GPU) variant")
+    help_text = "folder of photos to calibrate a static int8 image encoder on (the fast path of onenet index)"
+    export.add_argument("--calibration-images", help=help_text)
+    from .onnx_backend import CALIBRATION_IMAGES, MAX_CALIBRATION_IMAGES
 
-    add_export_arguments(export)
+    help_text = f"photos used from that folder (1 to {MAX_CALIBRATION_IMAGES:,})"
+    export.add_argument("--calibration-count", type=int, default=CALIBRATION_IMAGES, help=help_text)
     export.set_defaults(run=_export)
 
     release = commands.add_parser("release", help="write a complete Hub model repo folder (card, weights, ONNX)")

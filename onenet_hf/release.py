@@ -135,7 +135,7 @@ def write_release(
     calibration_images: str | os.PathLike | None = None,
 ) -> Path:
     """Write the release of `model` (folder or Hub id) to `out`, which must not exist yet (or be empty).
-    `calibration_images`: a folder of photos (not ones evaluated on) whose first `export.CALIBRATION_IMAGES`
+    `calibration_images`: a folder of photos (not ones evaluated on) whose first `onnx_backend.CALIBRATION_IMAGES`
     calibrate the static int8 image encoder, so the release ships `onenet index`'s fast path."""
     from .onenet import OneNet
 
@@ -143,10 +143,9 @@ def write_release(
     check_new_folder(out, "a release")
     calibration = []
     if calibration_images is not None:
-        from export import CALIBRATION_IMAGES
-
         from .indexing import list_images
 
+        from .onnx_backend import CALIBRATION_IMAGES
         if not onnx:
             raise ReleaseError("--calibration-images calibrates the ONNX export, which --no-onnx leaves out")
         calibration = list_images(calibration_images)[:CALIBRATION_IMAGES]
@@ -187,7 +186,7 @@ def write_release(
             (building / link).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(card_folder / link, building / link)
         if onnx:
-            from export import export_onnx
+            from .onnx_export import export_onnx
 
             export_onnx(building, building / "onnx", calibration_images=calibration)
     return out

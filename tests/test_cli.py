@@ -384,7 +384,7 @@ def _sha256(path: Path) -> str:
 def test_export_writes_onnx_graphs_that_caption_as_pytorch_does(shapes_model, shapes_dir, tmp_path, capsys):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from export import MANIFEST_FILE
+    from onenet_hf.onnx_backend import MANIFEST_FILE
 
     model = tmp_path / "model"  # a copy: by default the graphs go into the model folder, which other tests share
     shutil.copytree(shapes_model, model, ignore=shutil.ignore_patterns("*.pt"))

@@ -124,7 +124,7 @@ def test_incomplete_or_foreign_folders_are_refused(tmp_path):
 @pytest.mark.slow
 def test_onnx_backend_from_a_hub_id(hub_cache, tmp_path_factory, monkeypatch):
     pytest.importorskip("onnxruntime")
-    from export import export_onnx
+    from onenet_hf.onnx_export import export_onnx
 
     release = _release_copy(tmp_path_factory.mktemp("onnx-release") / "release")
     export_onnx(release, release / "onnx", int8=False)

@@ -39,7 +39,7 @@ def venv(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def hub_home(tmp_path_factory) -> Path:
     """HF_HOME whose Hub cache holds the shipped release, its ONNX graphs included (exported here)."""
-    from export import export_onnx
+    from onenet_hf.onnx_export import export_onnx
 
     home = tmp_path_factory.mktemp("hf-home")
     release = home.parent / f"{home.name}-release"

@@ -16,13 +16,12 @@ import onnxruntime
 import pytest
 import torch
 
-from export import MANIFEST_FILE, export_onnx
-from export.onnx_export import nodes_after_last_convolution
 from onenet_hf import OneNet, OneNetImageProcessor
 from onenet_hf.cli import main
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate
-from onenet_hf.onnx_backend import OnnxExportError
+from onenet_hf.onnx_backend import MANIFEST_FILE, OnnxExportError
+from onenet_hf.onnx_export import export_onnx, nodes_after_last_convolution
 from onenet_hf.samples import sample_photos
 
 pytestmark = pytest.mark.slow
@@ -237,7 +236,7 @@ def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
 
 
 def test_bias_correction_shrinks_each_int8_convolutions_mean_shift_from_fp32(exported, shapes_dir, tmp_path):
-    from export.onnx_export import (
+    from onenet_hf.onnx_export import (
         channel_means,
         correct_int8_biases,
         int8_convolutions,
@@ -272,7 +271,7 @@ def test_bias_correction_shrinks_each_int8_convolutions_mean_shift_from_fp32(exp
 def test_percentile_ranges_are_cut_from_every_calibration_batch(exported, shapes_dir, tmp_path):
     from onnx import numpy_helper
 
-    from export.onnx_export import quantize_static_int8, static_int8_exclusions
+    from onenet_hf.onnx_export import quantize_static_int8, static_int8_exclusions
 
     fp32_graph = exported[1] / "image_encoder.onnx"
     photos = sorted((shapes_dir / "images").glob("train_*.jpg"))[:16]
@@ -312,7 +311,7 @@ def _files(folder: Path) -> dict[str, bytes | None]:
 
 
 def test_an_export_that_fails_midway_leaves_the_previous_export_or_none(exported, shapes_model, tmp_path, monkeypatch):
-    import export.onnx_export as onnx_export
+    import onenet_hf.onnx_export as onnx_export
 
     out = _copy_of_export(exported, tmp_path)
     before = _files(out)
@@ -351,7 +350,7 @@ def test_an_export_that_fails_midway_leaves_the_previous_export_or_none(exported
 KILLED_EXPORT = """
 import os, signal, sys
 from pathlib import Path
-import export.onnx_export as onnx_export
+import onenet_hf.onnx_export as onnx_export
 export_graph = onnx_export._export_graph
 
 def killed_after_the_first_graph(module, args, inputs, outputs, path):

@@ -419,9 +419,9 @@ def test_imagine_tabs_in_headless_chromium(space_process):
 def test_captions_and_tags_use_onnxruntime_when_the_checkpoint_is_exported(
     shapes_model_with_heads, shapes_dir, tmp_path
 ):
-    from export import export_onnx
     from onenet_hf.onnx_backend import OnnxOneNetBackend
 
+    from onenet_hf.onnx_export import export_onnx
     model = tmp_path / "model"  # a copy: the shared model folder must not gain an onnx/ that other tests would use
     shutil.copytree(shapes_model_with_heads, model, ignore=shutil.ignore_patterns("*.pt"))
     images = shapes_dir / "images"

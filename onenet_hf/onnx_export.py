@@ -1,4 +1,6 @@
-"""Export OneNet to ONNX: the image side, the decoder's initial state and one decoder step."""
+"""Export OneNet to ONNX (`onenet export`): the image side, the decoder's initial state and one decoder step.
+
+Needs the `onnx` extra; `onenet_hf.onnx_backend` holds what loading an export needs."""
 
 from __future__ import annotations
 
@@ -12,20 +14,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from onenet_hf.errors import OneNetError
-from onenet_hf.fingerprint import checkpoint_fingerprint
-from onenet_hf.folders import temporary_folder, write_json
-from onenet_hf.hub import check_model_folder
-from onenet_hf.image_processing_onenet import OneNetImageProcessor, load_image
-from onenet_hf.modeling_onenet import OneNetModel
-from onenet_hf.onnx_backend import MANIFEST_FILE, OnnxExportError, session_options
+from .errors import OneNetError
+from .extras import require
+from .fingerprint import checkpoint_fingerprint
+from .folders import temporary_folder, write_json
+from .hub import check_model_folder
+from .image_processing_onenet import OneNetImageProcessor, load_image
+from .modeling_onenet import OneNetModel
+from .onnx_backend import MANIFEST_FILE, MAX_CALIBRATION_IMAGES, OnnxExportError, session_options
 
-from . import MAX_CALIBRATION_IMAGES
+onnx = require("onnx", "onnx", "ONNX export")  # a missing extra is one line, before any work
+require("onnxruntime", "onnx", "ONNX export (int8 quantisation)")
 
 OPSET = 18
 
