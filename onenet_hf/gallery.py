@@ -23,6 +23,7 @@ import numpy as np
 from .ann import ANN_METHODS, ShardAnn, unit_rows
 from .errors import OneNetError
 from .fingerprint import model_fingerprint
+from .messages import first_line, shorten
 from .ranking import top_k_pairs
 
 INDEX_DB = "index.sqlite"
@@ -66,6 +67,14 @@ class ImageMatch:
 def shard_files(name: str, ann: str | None) -> dict[str, str]:
     """The files of shard `name`: one per array, and its ANN file when it has one."""
     return {array: f"shard-{name}.{array}.npy" for array in ARRAYS} | ({"ann": f"shard-{name}.{ann}"} if ann else {})
+
+
+def check_finite_rows(folder: Path, rows: np.ndarray, file: str) -> None:
+    """Refuse rows of `file` holding NaN or infinity (a NaN row matches nothing, silently), read FINITE_CHECK_ROWS
+    rows at a time: a mapped shard is never copied whole."""
+    for start in range(0, len(rows), FINITE_CHECK_ROWS):
+        if not np.isfinite(rows[start : start + FINITE_CHECK_ROWS]).all():
+            raise corrupt(folder, f"{file} holds NaN or infinite values")
 
 
 @dataclass
@@ -117,10 +126,7 @@ class Shard:
         rather than at load: a query to a large gallery's ANN files reads few of its rows."""
         if name in self.finite:
             return
-        array = self.arrays[name]
-        for start in range(0, len(array), FINITE_CHECK_ROWS):
-            if not np.isfinite(array[start : start + FINITE_CHECK_ROWS]).all():
-                raise corrupt(self.folder, f"{shard_files(self.name, None)[name]} holds NaN or infinite values")
+        check_finite_rows(self.folder, self.arrays[name], shard_files(self.name, None)[name])
         self.finite.add(name)
 
     def row(self, position: int) -> int:
@@ -165,7 +171,7 @@ class GalleryIndex:
         return len(self.paths)
 
     def check_finite(self) -> None:
-        """Check every array of every shard for NaN and infinity now (a build does, before reusing rows)."""
+        """Check every array of every shard for NaN and infinity now (each is otherwise checked on its first use)."""
         for shard in self.shards:
             for name in ARRAYS:
                 shard.check_finite(name)
@@ -209,7 +215,7 @@ class GalleryIndex:
                     continue  # a build replaced a shard meanwhile: read the catalogue again
                 raise corrupt(folder, f"{Path(str(error.filename)).name} is missing") from None
             except (OSError, ValueError, EOFError) as error:
-                raise corrupt(folder, _reason(error)) from None
+                raise corrupt(folder, first_line(error)) from None
             break
         if model is not None and metadata["model"] != model_fingerprint(model):
             raise GalleryIndexError(
@@ -256,10 +262,6 @@ class GalleryIndex:
         ]
 
 
-def _reason(error: BaseException) -> str:
-    return str(error).splitlines()[0][:200] if str(error).strip() else type(error).__name__
-
-
 def _load_array(folder: Path, file: str) -> np.ndarray:
     """A shard array, memory-mapped; an unreadable one (truncated, a damaged header, Python objects) is an error
     naming the file. A missing one is FileNotFoundError, for the caller to read the catalogue again."""
@@ -268,7 +270,7 @@ def _load_array(folder: Path, file: str) -> np.ndarray:
     except FileNotFoundError:
         raise
     except (OSError, ValueError, EOFError, SyntaxError, TypeError, KeyError, TokenError) as error:
-        raise corrupt(folder, f"{file}: {_reason(error)}") from None  # numpy parses a damaged header in many ways
+        raise corrupt(folder, f"{file}: {first_line(error)}") from None  # numpy parses a damaged header in many ways
 
 
 def _widths(representation_size: int, model) -> dict[str, int]:
@@ -290,12 +292,14 @@ def _check_arrays(folder: Path, shards: Sequence[Shard], widths: dict[str, int])
     widths = dict(widths)
     for shard in shards:
         for name, array in shard.arrays.items():
-            if array.ndim == 2:
-                widths.setdefault(name, array.shape[1])
-            expected = (shard.size, widths.get(name, "d"))
-            if array.dtype != ARRAY_DTYPES[name] or array.shape != expected or not widths.get(name):
+            dtype = ARRAY_DTYPES[name]
+            if (
+                array.ndim != 2
+                or array.dtype != dtype
+                or array.shape != (shard.size, widths.setdefault(name, array.shape[1]))
+            ):
+                wanted = f"{dtype} ({shard.size}, {widths.get(name, 'd')})"
                 file = shard_files(shard.name, None)[name]
-                wanted = f"{ARRAY_DTYPES[name]} ({expected[0]}, {expected[1]})"
                 raise corrupt(folder, f"{file} holds {array.dtype} {array.shape}, not {wanted} as the catalogue says")
 
 
@@ -359,7 +363,7 @@ def _checked_catalogue(folder: Path, info: dict, shard_rows, image_rows, skipped
         return corrupt(folder, f"{INDEX_DB} {text}")
 
     if info.get("format") != str(INDEX_FORMAT):
-        raise problem(f"has format {str(info.get('format'))[:20]!r}, not {INDEX_FORMAT}")
+        raise problem(f"has format {shorten(info.get('format'), 20)}, not {INDEX_FORMAT}")
     for key in ("model", "representation_size", "build", "ann"):
         if not info.get(key) or not isinstance(info[key], str):
             raise problem(f"has no {key!r}")
@@ -369,16 +373,16 @@ def _checked_catalogue(folder: Path, info: dict, shard_rows, image_rows, skipped
     for seq, name, size, ann in shard_rows:  # SQLite keeps any value in any column: each one's type is checked
         named = isinstance(name, str) and SHARD_FILE.fullmatch(f"shard-{name}.hnsw")
         if not named or ann not in (None, *ANN_METHODS):
-            raise problem(f"lists a shard other than a build writes: {str(name)[:20]!r}")
+            raise problem(f"lists a shard other than a build writes: {shorten(name, 20)}")
         if not isinstance(size, int) or size < 0:
-            raise problem(f"gives shard {name} a size that is not a count: {str(size)[:20]!r}")
+            raise problem(f"gives shard {name} a size that is not a count: {shorten(size, 20)}")
         by_seq[seq] = Shard(name, size, ann, np.empty(0, dtype=np.int64), 0, folder)
     places: dict[int, list[int]] = {seq: [] for seq in by_seq}
     for path, content, seq, position in image_rows:
         if not isinstance(path, str) or not isinstance(content, str):
-            raise problem(f"lists an image whose path or hash is not text: {str(path)[:60]!r}")
+            raise problem(f"lists an image whose path or hash is not text: {shorten(path, 60)}")
         if seq not in by_seq or not isinstance(position, int) or not 0 <= position < by_seq[seq].size:
-            raise problem(f"places {str(path)[:60]} outside its shards")
+            raise problem(f"places {shorten(path, 60)} outside its shards")
         places[seq].append(position)
     first_row = 0
     for seq, shard in by_seq.items():

@@ -33,7 +33,8 @@ MIN_OPTIMIZED_SIDE = 32  # pixels: the backbone's stride; a thinner photo is squ
 # Peak memory of one optimisation run grows with the pixels optimised at once (images x height x width; not with
 # the steps): about MEMORY_BASE_MB for the process with the model loaded, plus MEMORY_MB_PER_MEGAPIXEL (a pass
 # through the backbone with gradients). Fitted, rounded up, to `onenet visualize`, `dream` and `style` peaks
-# (bench/image_memory.py --optimisation: 698 MB at 260x260, 1,202 MB at 512x512, 1,848 MB at 2 x 512x512).
+# (bench/image_memory.py --commands, its `fit_points`: 698 MB at 260x260, 1,202 MB at 512x512, 1,848 MB at
+# 2 x 512x512).
 MEMORY_BASE_MB = 540
 MEMORY_MB_PER_MEGAPIXEL = 2_700
 MEMORY_BUDGET_MB = 1_500  # the stated bound of one command (README, Limits)
@@ -72,11 +73,14 @@ def memory_estimate_mb(width: int, height: int, images: int = 1) -> float:
     return MEMORY_BASE_MB + MEMORY_MB_PER_MEGAPIXEL * images * width * height / 1e6
 
 
-def check_memory(size: int, shape: Callable[[int], tuple[int, int]] | None = None, images: int = 1) -> None:
+def check_memory(size: int, photo: tuple[int, int] | None = None, images: int = 1) -> None:
     """Refuse, before any step, an optimisation at `size` whose estimated peak memory passes MEMORY_BUDGET_MB;
-    `shape(size)` is the (width, height) optimised (default: size x size). The message names the largest size
-    that fits, so the way out is one option."""
-    shape = shape or (lambda side: (side, side))
+    what is optimised is size x size pixels, or a photo of `photo` (width, height) pixels at `optimized_shape`.
+    The message names the largest size that fits, so the way out is one option."""
+
+    def shape(side: int) -> tuple[int, int]:
+        return (side, side) if photo is None else optimized_shape(*photo, side)
+
     width, height = shape(size)
     estimate, budget = memory_estimate_mb(width, height, images), MEMORY_BUDGET_MB
     if estimate <= budget:

@@ -37,6 +37,7 @@ from .ann import ANN_METHODS, ANNOY_TREES, build_ann
 from .errors import OneNetError
 from .fingerprint import file_hash, model_fingerprint
 from .gallery import (
+    ARRAY_DTYPES,
     ARRAYS,
     EXACT_SEARCH_MAX_IMAGES,
     INDEX_DB,
@@ -46,10 +47,12 @@ from .gallery import (
     SHARD_FILE,
     GalleryIndex,
     GalleryIndexError,
+    check_finite_rows,
     connect,
     shard_files,
 )
 from .image_processing_onenet import ImageLoadError, load_image
+from .messages import printable_path
 
 if TYPE_CHECKING:
     from .onnx_backend import OnnxOneNetBackend
@@ -111,9 +114,9 @@ def embed_pixels(
     else:
         image_embeds, pooled = image_encoder.get_image_and_pooled_features(pixel_values)
         embeds = model.get_gallery_embeds(image_embeds=image_embeds, pooled_features=pooled)
-    arrays = {name: tensor.float().cpu().numpy() for name, tensor in embeds.items()}
-    arrays["pooled_features"] = arrays["pooled_features"].astype(np.float16)
-    return arrays
+    return {
+        name: tensor.float().cpu().numpy().astype(ARRAY_DTYPES[name], copy=False) for name, tensor in embeds.items()
+    }
 
 
 def check_index_folder(folder: str | Path, images: Sequence[str | Path] = ()) -> None:
@@ -293,12 +296,6 @@ def build_index(
         )  # fmt: skip
 
 
-def printable_path(path: str | os.PathLike) -> str:
-    """A path as text: a name that is not valid UTF-8 (Python reads its bytes as surrogate escapes, which SQLite and
-    any UTF-8 output refuse) with those bytes written `\\xe9`; any other path as it is."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
 def _stat_files(paths: Sequence[Path]) -> tuple[list[GalleryFile], list[dict]]:
     """Each listed path's GalleryFile, and a skipped entry (path, reason) for those that cannot be read or whose
     path is not valid UTF-8 (the catalogue stores paths as text; one such name used to stop the whole build)."""
@@ -368,17 +365,15 @@ def write_gallery(
 
 
 def _open_for_build(folder: Path, fingerprint: str, rebuild: bool) -> tuple[sqlite3.Connection, str | None]:
-    """The index's SQLite file, and why its catalogue must start afresh (another model's, or damaged: every stored
-    value is checked, as the rows it keeps are reused), if it must; a file that is not a database is replaced
-    (nothing of it could be read anyway). A rebuild reads nothing of the old index, so any damage is repaired."""
+    """The index's SQLite file, and why its catalogue must start afresh (another model's, or damaged: the catalogue
+    and the arrays' headers are checked; no stored value is read, the rows a build copies are checked as they are
+    copied), if it must; a file that is not a database is replaced (nothing of it could be read anyway). A rebuild
+    reads nothing of the old index, so any damage is repaired."""
     problem = None
     if (folder / INDEX_DB).is_file() and not rebuild:
         try:
-            index = GalleryIndex.load(folder)
-            if index.metadata["model"] != fingerprint:
+            if GalleryIndex.load(folder).metadata["model"] != fingerprint:
                 problem = f"the index at {folder} was made by another model"
-            else:
-                index.check_finite()
         except GalleryIndexError as error:
             problem = str(error)
     try:
@@ -428,12 +423,14 @@ class _Build:
         self.folder, self.connection, self.ann, self.n_trees = folder, connection, ann, n_trees
         self.counts = {"embedded": 0, "reused": 0, "dropped": 0}
         self.opened: dict[int, dict[str, np.ndarray]] = {}
+        self.names: dict[int, str] = {}  # the opened shards' names
         self.shard: dict[str, np.ndarray] | None = None  # the shard being written, its files opened on first row
 
     def _arrays(self, seq: int) -> dict[str, np.ndarray]:
         """A listed shard's arrays, memory-mapped."""
         if seq not in self.opened:
             (name,) = self.connection.execute("SELECT name FROM shards WHERE seq = ?", (seq,)).fetchone()
+            self.names[seq] = name
             self.opened[seq] = {
                 array: np.load(self.folder / file, mmap_mode="r") for array, file in shard_files(name, None).items()
             }
@@ -443,6 +440,14 @@ class _Build:
         arrays = place.legacy if place.legacy is not None else self._arrays(place.shard)
         return {name: arrays[name][place.position] for name in ARRAYS}
 
+    def _checked_vectors(self, place: _Place) -> dict[str, np.ndarray]:
+        """A listed shard's row, refused (the one-line corrupt-index error naming the file) if it holds NaN or
+        infinity: the stored rows a build copies are checked here, the others on their first use."""
+        vectors = self._vectors(place)
+        for name, row in vectors.items():
+            check_finite_rows(self.folder, row[None], shard_files(self.names[place.shard], None)[name])
+        return vectors
+
     def _start_shard(self, size: int) -> None:
         self.name, self.size, self.shard = uuid.uuid4().hex[:12], size, None
 
@@ -451,7 +456,7 @@ class _Build:
         if self.shard is None:
             self.shard = {
                 name: np.lib.format.open_memmap(
-                    self.folder / file, "w+", dtype=vectors[name].dtype, shape=(self.size, len(vectors[name]))
+                    self.folder / file, "w+", dtype=ARRAY_DTYPES[name], shape=(self.size, len(vectors[name]))
                 )
                 for name, file in shard_files(self.name, None).items()
             }
@@ -502,18 +507,21 @@ class _Build:
             "DELETE FROM images WHERE path = ?", [(path,) for path in current if path not in listed or path in changed]
         )
         self._start_shard(len(copies) + len(pending))
-        new_rows = []
+        new_rows, to_embed = [], [(item, content, len(copies) + k) for k, (item, content) in enumerate(pending)]
         for position, (item, content) in enumerate(copies):
-            self._write(position, self._vectors(reuse[content]))
-            new_rows.append((item, content, position))
-        self.counts["reused"] = len(copies)
-        progress = tqdm(total=len(pending), desc="embedding images", unit="img", mininterval=1)
+            vectors = self._vectors(reuse[content])
+            if all(np.isfinite(row).all() for row in vectors.values()):
+                self._write(position, vectors)
+                new_rows.append((item, content, position))
+                self.counts["reused"] += 1
+            else:  # a stored row holding NaN or infinity is embedded again, into the slot it would have had
+                to_embed.append((item, content, position))
+        progress = tqdm(total=len(to_embed), desc="embedding images", unit="img", mininterval=1)
         with progress:
-            for indices, arrays, failed in embedder.run([item for item, _ in pending], batch_size):
+            for indices, arrays, failed in embedder.run([item for item, _, _ in to_embed], batch_size):
                 skipped += [{"path": item.listed, "reason": reason} for item, reason in failed]
                 for row, index in enumerate(indices):
-                    item, content = pending[index]
-                    position = len(copies) + index  # a file that failed leaves its slot unlisted
+                    item, content, position = to_embed[index]  # a file that failed leaves its slot unlisted
                     self._write(position, {name: arrays[name][row] for name in ARRAYS})
                     new_rows.append((item, content, position))
                 self.counts["embedded"] += len(indices)
@@ -542,8 +550,9 @@ class _Build:
             if ann is not None and live < (1 - MAX_DEAD_SHARE) * size:
                 self._merge([seq])
             elif ann is not None and ann != self.ann:
-                build_ann(self.ann, self._arrays(seq)["image_embeds"], self.folder / shard_files(name, self.ann)["ann"],
-                          self.n_trees)  # fmt: skip
+                embeds = self._arrays(seq)["image_embeds"]
+                check_finite_rows(self.folder, embeds, shard_files(name, None)["image_embeds"])  # all read anyway
+                build_ann(self.ann, embeds, self.folder / shard_files(name, self.ann)["ann"], self.n_trees)
                 self.connection.execute("UPDATE shards SET ann = ? WHERE seq = ?", (self.ann, seq))
 
     def _merge(self, seqs: list[int]) -> None:
@@ -554,7 +563,7 @@ class _Build:
         ).fetchall()  # noqa: S608 (placeholders only)
         self._start_shard(len(rows))
         for position, (_, seq, old) in enumerate(tqdm(rows, desc="merging shards", unit="row", mininterval=1)):
-            self._write(position, self._vectors(_Place(seq, old)))
+            self._write(position, self._checked_vectors(_Place(seq, old)))
         new = self._finish_shard()
         self.connection.executemany(
             "UPDATE images SET shard = ?, position = ? WHERE path = ?",
@@ -611,6 +620,5 @@ __all__ = [
     "embed_pixels",
     "list_images",
     "local_embedder",
-    "printable_path",
     "write_gallery",
 ]

@@ -18,6 +18,7 @@ from .errors import OneNetError
 from .folders import check_new_folder, new_folder, write_json
 from .head_training import HEADS_LOG_FILE
 from .hub import check_model_folder
+from .messages import first_line
 from .scst import SCST_LOG_FILE
 from .training import LOG_FILE
 
@@ -144,8 +145,8 @@ def write_release(
     calibration = []
     if calibration_images is not None:
         from .indexing import list_images
-
         from .onnx_backend import CALIBRATION_IMAGES
+
         if not onnx:
             raise ReleaseError("--calibration-images calibrates the ONNX export, which --no-onnx leaves out")
         calibration = list_images(calibration_images)[:CALIBRATION_IMAGES]
@@ -236,8 +237,7 @@ def push_release(folder: str | os.PathLike, repo_id: str, private: bool = False,
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", ignore_patterns=[".*"])
     except failures as error:  # not logged in, no network, no right to the repo
-        reason = str(error).splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise ReleaseError(f"could not push to {repo_id} ({api.endpoint}): {reason}") from None
+        raise ReleaseError(f"could not push to {repo_id} ({api.endpoint}): {first_line(error)}") from None
 
 
 __all__ = [

@@ -7,6 +7,7 @@ a user error (the app shows it with `gr.Error`), anything else is a bug.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import math
 import os
@@ -74,8 +75,8 @@ SPACE_MAX_HEAVY_JOBS = 2
 SPACE_MAX_DECODES = 2
 # Disk: gradio stores every upload before a handler sees it. Each file is capped as it streams in
 # (`max_file_size`), all stored uploads together by `UploadBudget`, and gradio deletes them (`delete_cache`):
-# every SPACE_DELETE_CACHE[0] seconds those older than SPACE_DELETE_CACHE[1], and all at start and exit.
-SPACE_MAX_FILE_BYTES = MAX_UPLOAD_BYTES
+# every SPACE_DELETE_CACHE[0] seconds those older than SPACE_DELETE_CACHE[1], and all at start and exit. The cap on
+# each file is the Space's `max_upload_bytes` (MAX_UPLOAD_BYTES unless given).
 SPACE_MAX_STORED_UPLOAD_BYTES = 1_000_000_000
 SPACE_DELETE_CACHE = (300, 1800)
 _DECODING = threading.BoundedSemaphore(SPACE_MAX_DECODES)
@@ -128,8 +129,14 @@ def bounded_load(image) -> Image.Image:
 
 
 def folder_bytes(folder: str | os.PathLike) -> int:
-    """The bytes of the files under `folder` (0 if it does not exist)."""
-    return sum(entry.stat().st_size for entry in Path(folder).rglob("*") if entry.is_file())
+    """The bytes of the files under `folder` (0 if it does not exist). A file or folder deleted while this walks
+    (gradio's `delete_cache` runs meanwhile) counts nothing."""
+    total = 0
+    for parent, _, names in os.walk(folder):  # a folder gone before it is listed is passed over
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(parent, name)).st_size
+    return total
 
 
 class UploadBudget:
@@ -148,7 +155,10 @@ class UploadBudget:
         if not declared.isdigit():
             return await self._refuse(send, 411, "an upload must declare its size (Content-Length)")
         size = int(declared)
-        if folder_bytes(self.folder) + self._streaming + size > self.max_bytes:
+        import anyio.to_thread  # starlette's own dependency: the middleware runs only under it
+
+        stored = await anyio.to_thread.run_sync(folder_bytes, self.folder)  # a walk off the event loop
+        if stored + self._streaming + size > self.max_bytes:
             return await self._refuse(send, 507, "the Space holds as many uploads as it can; try again later")
         self._streaming += size  # no await since the check: requests on this event loop see it in turn
         try:
@@ -247,6 +257,13 @@ class OneNetSpace:
         if isinstance(image, (str, os.PathLike)) and os.path.isfile(image):
             return file_hash(image)
         return None
+
+    def update_index(self) -> GalleryIndex:
+        """Bring the gallery index to the photos as they are now (new or changed ones embedded, deleted ones
+        dropped); `onenet build-space` does, once it has deleted the files the first build skipped."""
+        with self._lock:
+            self.index = self._build()
+        return self.index
 
     def _build(self) -> GalleryIndex:
         """The gallery index (new or changed photos embedded) and a thumbnail of each of its photos."""

@@ -19,7 +19,6 @@ from .space import (
     SPACE_DELETE_CACHE,
     SPACE_MAX_BATCH_SIZE,
     SPACE_MAX_BEAM_SIZE,
-    SPACE_MAX_FILE_BYTES,
     SPACE_MAX_HEAVY_JOBS,
     SPACE_MAX_IMAGINE_STEPS,
     SPACE_MAX_K,
@@ -324,8 +323,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def launch_options(space: OneNetSpace) -> dict:
     """`launch()`'s settings of the Space: what it serves, and uploads bounded before they are stored (each file
-    by `max_file_size` as it streams in, all stored ones by `UploadBudget`). show_error=False: gradio's own
-    errors (e.g. an upload it cannot open) would show server paths; ours reach users as gr.Error, paths cut out."""
+    by `max_file_size`, the Space's `max_upload_bytes`, as it streams in; all stored ones by `UploadBudget`).
+    show_error=False: gradio's own errors (e.g. an upload it cannot open) would show server paths; ours reach users
+    as gr.Error, paths cut out."""
     from gradio.utils import get_upload_folder
     from starlette.middleware import Middleware
 
@@ -333,7 +333,7 @@ def launch_options(space: OneNetSpace) -> dict:
     return {
         "allowed_paths": space.served_paths(),
         "show_error": False,
-        "max_file_size": SPACE_MAX_FILE_BYTES,
+        "max_file_size": space.max_upload_bytes,
         "app_kwargs": {"middleware": [budget]},
     }
 

@@ -19,9 +19,8 @@ from .errors import OneNetError
 from .folders import check_new_folder, new_folder
 from .gallery import GalleryIndexError
 from .hub import DEFAULT_MODEL_ID, check_model_folder, resolve_model
-from .image_processing_onenet import ImageLoadError, load_image
-from .indexing import list_images, printable_path
-from .messages import escape_controls
+from .indexing import list_images
+from .messages import escape_controls, first_line, printable_path
 from .samples import PHOTO_CREDITS, sample_gallery
 
 MODEL_FOLDER, GALLERY_FOLDER, INDEX_FOLDER = "model", "gallery", "gallery_index"
@@ -79,24 +78,24 @@ def gallery_photos(gallery: str | os.PathLike | None) -> list[GalleryPhoto]:
 
 
 def publishable_photos(photos: list[GalleryPhoto], gallery: str | os.PathLike | None) -> list[GalleryPhoto]:
-    """The photos a public bundle may copy, those the index accepts: files inside the gallery folder (a link is
-    followed only within it) whose names are text and which decode as images. Each other file is left out with a
-    line on stderr: a link out of the gallery, a broken link or a loop, a text file named `.jpg` was copied byte
-    for byte and credited before, though the index skipped it."""
+    """The photos a public bundle may copy: files inside the gallery folder (a link is followed only within it)
+    whose names are text. Each other file (a link out of the gallery, a broken link, a loop) is left out with a
+    line on stderr. Whether a file is an image the index decides (`build_space` deletes and uncredits the copies it
+    skips), so each photo is decoded once."""
     samples = set(sample_gallery())  # the package's own photos, credited in PHOTO_CREDITS
     root = os.path.realpath(gallery) if gallery is not None else ""
     kept = []
     for photo in photos:
         problem = None if photo.path in samples else _unpublishable(photo.path, root)
         if problem:
-            print(f"left out of the Space: {escape_controls(printable_path(photo.path))}: {problem}", file=sys.stderr)
+            _leave_out(photo.path, problem)
         else:
             kept.append(photo)
     return kept
 
 
 def _unpublishable(path: Path, root: str) -> str | None:
-    """Why a gallery file may not be published (None: it may)."""
+    """Why a gallery file may not be published (None: it may, if the index reads it as an image)."""
     real = os.path.realpath(path)  # unlike Path.resolve, no error on a link loop
     if os.path.commonpath([root, real]) != root:
         return "a link to a file outside the gallery"
@@ -104,15 +103,27 @@ def _unpublishable(path: Path, root: str) -> str | None:
         return "a broken link, a link loop or not a file"
     if printable_path(path) != str(path) or printable_path(real) != real:
         return "the name is not valid UTF-8; rename it to publish it"
-    try:
-        load_image(real)
-    except (ImageLoadError, OSError) as error:
-        return f"not an image ({_first_line(error)})"
     return None
 
 
-def _first_line(error: BaseException) -> str:
-    return str(error).splitlines()[0][:200] if str(error).strip() else type(error).__name__
+def _leave_out(path: Path, problem: str) -> None:
+    print(f"left out of the Space: {escape_controls(printable_path(path))}: {problem}", file=sys.stderr)
+
+
+def _drop_skipped(space, copied: dict[str, GalleryPhoto]) -> list[GalleryPhoto]:
+    """The copied photos (by the real path of their copy) less those the Space's index skipped, whose copies are
+    deleted, each with a line on stderr (a text file named `.jpg`, a truncated photo); the index is then brought
+    to the photos kept (nothing is embedded: it only forgets the skipped files)."""
+    skipped = space.index.metadata["skipped"]
+    for entry in skipped:
+        copy = os.path.realpath(entry["path"])
+        if copy in copied:  # the reason without the copy's path, which is the builder's temporary folder
+            reason = entry["reason"].removeprefix(f"{entry['path']}: ").removeprefix(f"{copy}: ")
+            _leave_out(copied.pop(copy).path, escape_controls(reason))
+            os.unlink(copy)
+    if skipped:
+        space.update_index()
+    return list(copied.values())
 
 
 def space_requirements(with_onnx: bool) -> list[str]:
@@ -171,21 +182,21 @@ def build_space(
     with new_folder(out, "a Space folder") as building:
         shutil.copytree(source, building / MODEL_FOLDER, ignore=shutil.ignore_patterns(".*"))
         (building / GALLERY_FOLDER).mkdir()
-        names = set()
+        names, copied = set(), {}
         for photo in photos:
             name = photo.path.name if photo.path.name not in names else f"{len(names)}-{photo.path.name}"
             names.add(name)
             shutil.copyfile(os.path.realpath(photo.path), building / GALLERY_FOLDER / name)
-        credits = "\n".join(f"- {photo.credit}" for photo in photos)
-        (building / ATTRIBUTION_FILE).write_text(f"# Gallery photos\n\n{credits}\n", encoding="utf-8")
+            copied[os.path.realpath(building / GALLERY_FOLDER / name)] = photo
         check_model_folder(building / MODEL_FOLDER)
         try:  # what the Space does at start: load the model, build the gallery index it then finds ready
-            OneNetSpace(building / MODEL_FOLDER, building / GALLERY_FOLDER, folder=building / INDEX_FOLDER)
+            space = OneNetSpace(building / MODEL_FOLDER, building / GALLERY_FOLDER, folder=building / INDEX_FOLDER)
         except GalleryIndexError:
             raise
         except Exception as error:  # a corrupt weight file fails in safetensors, torch or transformers
-            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-            raise SpaceBundleError(f"the model {model} does not load: {reason}") from None
+            raise SpaceBundleError(f"the model {model} does not load: {first_line(error)}") from None
+        credits = "\n".join(f"- {photo.credit}" for photo in _drop_skipped(space, copied))
+        (building / ATTRIBUTION_FILE).write_text(f"# Gallery photos\n\n{credits}\n", encoding="utf-8")
         shutil.copytree(Path(__file__).parent, building / "onenet_hf", ignore=shutil.ignore_patterns("__pycache__"))
         requirements = space_requirements(with_onnx=(building / MODEL_FOLDER / "onnx").is_dir())
         (building / "requirements.txt").write_text("\n".join(requirements) + "\n")

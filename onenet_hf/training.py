@@ -31,6 +31,7 @@ from .evaluation import evaluate_on_features
 from .features import DEFAULT_CACHE_DIR, shared_backbone_features
 from .folders import write_json
 from .image_processing_onenet import OneNetImageProcessor
+from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .tokenization_onenet import build_tokenizer
@@ -95,7 +96,7 @@ def check_training_numbers(args) -> None:
             continue
         value = getattr(args, name)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not allowed(value):
-            raise OneNetError(f"--{name.replace('_', '-')} must be a number {wording}, got {str(value)[:20]}")
+            raise OneNetError(f"--{name.replace('_', '-')} must be a number {wording}, got {shorten(value, 20)}")
 
 
 def epoch_seed(seed: int, epoch: int, stream: int, process: int = 0) -> int:

@@ -511,7 +511,9 @@ def test_a_damaged_catalogue_or_shard_is_one_line_naming_the_file_and_a_rebuild_
 
 
 @pytest.mark.parametrize("damage", sorted(NON_FINITE))
-def test_nan_or_infinity_in_a_shard_fails_its_first_use_and_the_next_build_re_embeds(built_index, tmp_path, damage):
+def test_nan_or_infinity_in_a_shard_fails_its_first_use_and_a_copied_row_is_embedded_again(
+    built_index, tmp_path, damage
+):
     net, images, built = built_index
     folder = tmp_path / "index"
     shutil.copytree(built, folder)
@@ -525,9 +527,37 @@ def test_nan_or_infinity_in_a_shard_fails_its_first_use_and_the_next_build_re_em
     if "retrieval_embeds" in file:
         with pytest.raises(GalleryIndexError, match=f"{file} holds NaN"):
             net.search(index, "a red circle", 3)
-    rebuilt = net.build_index(images, folder)  # no --rebuild: the build checks what it would reuse
+    kept = net.build_index(images, folder)  # unchanged photos keep their rows: a build reads no stored value
+    assert kept.metadata["build_changes"]["embedded"] == 0
+    with pytest.raises(GalleryIndexError, match=rf"{file} holds NaN or infinite values; rebuild it: .* --rebuild$"):
+        kept.check_finite()
+    moved = tmp_path / "moved.png"  # the photo of row 0 (damaged in every case), moved: its row is not copied
+    shutil.copyfile(index.paths[0], moved)
+    assert net.build_index([*index.paths[1:], moved], folder).metadata["build_changes"] == {
+        "embedded": 1,
+        "reused": 0,
+        "dropped": 1,
+    }
+    rebuilt = net.build_index(images, folder, rebuild=True)
     assert rebuilt.metadata["build_changes"]["embedded"] == 4
     rebuilt.check_finite()
+
+
+def test_a_merge_refuses_a_stored_row_holding_nan_and_leaves_the_index_as_it_was(built_index, tmp_path, monkeypatch):
+    from onenet_hf import indexing
+
+    net, _, built = built_index
+    folder = tmp_path / "index"
+    shutil.copytree(built, folder)
+    file = _save_array("image_embeds", _with_nan_row)(folder)  # row 0
+    paths = net.load_index(folder).paths
+    copy = tmp_path / "copy.png"  # a copy of row 1's photo: a second shard, one row copied (a finite one)
+    shutil.copyfile(paths[1], copy)
+    monkeypatch.setattr(indexing, "MAX_SMALL_SHARDS", 1)  # two small shards: the merge copies row 0 too
+    with pytest.raises(GalleryIndexError, match=rf"{file} holds NaN or infinite values; rebuild it: .* --rebuild$"):
+        net.build_index([*paths, copy], folder)
+    assert net.load_index(folder).paths == paths  # rolled back, and the new shards' files deleted
+    assert sorted(p.name for p in folder.glob("shard-*")) == sorted(p.name for p in built.glob("shard-*"))
 
 
 def test_random_bytes_in_any_index_file_are_a_one_line_error_or_harmless(built_index, tmp_path):

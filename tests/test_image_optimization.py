@@ -105,10 +105,10 @@ def test_the_memory_check_refuses_what_would_pass_the_budget_and_names_the_size_
         check_memory(1024)
     with pytest.raises(OneNetError, match=r"x 8 images\) .* use size 210 or less or fewer images"):
         check_memory(260, images=8)
-    long_photo = lambda size: optimized_shape(4_000, 1_000, size)  # noqa: E731
     with pytest.raises(OneNetError, match="use size 421 or less"):
-        check_memory(512, long_photo)
-    assert memory_estimate_mb(*long_photo(421)) <= MEMORY_BUDGET_MB < memory_estimate_mb(*long_photo(422))
+        check_memory(512, (4_000, 1_000))  # a photo 4:1: optimised at 2 x size x size pixels
+    fits, too_large = optimized_shape(4_000, 1_000, 421), optimized_shape(4_000, 1_000, 422)
+    assert memory_estimate_mb(*fits) <= MEMORY_BUDGET_MB < memory_estimate_mb(*too_large)
 
 
 @pytest.mark.parametrize(

@@ -263,12 +263,12 @@ def test_the_extreme_length_penalties_are_usable(tiny_net, penalty):
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
-        ("--learning-rate", "nan", "--learning-rate must be a number above 0 and at most 1, got nan"),
-        ("--learning-rate", "inf", "--learning-rate must be a number above 0 and at most 1, got inf"),
-        ("--dropout", "2", "--dropout must be a number from 0 to below 1, got 2.0"),
-        ("--label-smoothing", "-inf", "--label-smoothing must be a number from 0 to below 1, got -inf"),
-        ("--gradient-clip", "1e308", "--gradient-clip must be a number above 0 and at most 1e6, got 1e+308"),
-        ("--weight-decay", "-1", "--weight-decay must be a number from 0 to 1, got -1.0"),
+        ("--learning-rate", "nan", "--learning-rate must be a number above 0 and at most 1, got 'nan'"),
+        ("--learning-rate", "inf", "--learning-rate must be a number above 0 and at most 1, got 'inf'"),
+        ("--dropout", "2", "--dropout must be a number from 0 to below 1, got '2.0'"),
+        ("--label-smoothing", "-inf", "--label-smoothing must be a number from 0 to below 1, got '-inf'"),
+        ("--gradient-clip", "1e308", "--gradient-clip must be a number above 0 and at most 1e6, got '1e+308'"),
+        ("--weight-decay", "-1", "--weight-decay must be a number from 0 to 1, got '-1.0'"),
     ],
 )
 def test_training_numbers_are_checked_before_any_work(tmp_path, capsys, flag, value, message):

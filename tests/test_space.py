@@ -7,6 +7,7 @@ chromium at /usr/bin/chromium and the `playwright` package (see DEVELOPERS.md); 
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import socket
@@ -420,8 +421,8 @@ def test_captions_and_tags_use_onnxruntime_when_the_checkpoint_is_exported(
     shapes_model_with_heads, shapes_dir, tmp_path
 ):
     from onenet_hf.onnx_backend import OnnxOneNetBackend
-
     from onenet_hf.onnx_export import export_onnx
+
     model = tmp_path / "model"  # a copy: the shared model folder must not gain an onnx/ that other tests would use
     shutil.copytree(shapes_model_with_heads, model, ignore=shutil.ignore_patterns("*.pt"))
     images = shapes_dir / "images"
@@ -587,6 +588,24 @@ def test_uploads_past_the_disk_budget_are_refused_before_anything_is_stored(tmp_
     assert budget._streaming == 0 and passed[-1] == "/gradio_api/queue/join"
 
 
+def test_the_upload_folder_s_size_counts_nothing_for_a_file_deleted_while_it_is_walked(tmp_path, monkeypatch):
+    from onenet_hf import space as space_module
+
+    (tmp_path / "kept").write_bytes(b"x" * 300)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "deleted").write_bytes(b"x" * 500)
+    stat = os.stat
+
+    def stat_racing_delete_cache(path, *args, **kwargs):
+        if str(path).endswith("deleted"):
+            os.unlink(path)  # gradio's delete_cache, between the listing and the stat
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(space_module.os, "stat", stat_racing_delete_cache)
+    assert space_module.folder_bytes(tmp_path) == 300
+    assert space_module.folder_bytes(tmp_path / "nowhere") == 0
+
+
 def test_caption_and_tag_requests_decode_a_bounded_number_of_uploads_at_once(monkeypatch):
     import threading
     import time
@@ -613,7 +632,7 @@ def test_caption_and_tag_requests_decode_a_bounded_number_of_uploads_at_once(mon
     assert most[0] == space_module.SPACE_MAX_DECODES == 2
 
 
-def test_heavy_events_share_a_bounded_number_of_slots_and_uploads_are_bounded_on_disk(app, space):
+def test_heavy_events_share_a_bounded_number_of_slots_and_uploads_are_bounded_on_disk(app, space, monkeypatch):
     from onenet_hf.space import MAX_UPLOAD_BYTES, SPACE_DELETE_CACHE, SPACE_MAX_HEAVY_JOBS, UploadBudget
 
     demo = app.build_demo(space)
@@ -624,6 +643,8 @@ def test_heavy_events_share_a_bounded_number_of_slots_and_uploads_are_bounded_on
     options = app.launch_options(space)
     assert options["max_file_size"] == MAX_UPLOAD_BYTES
     assert [m.cls for m in options["app_kwargs"]["middleware"]] == [UploadBudget]
+    monkeypatch.setattr(space, "max_upload_bytes", 50_000_000)  # OneNetSpace(max_upload_bytes=...) above 20 MB
+    assert app.launch_options(space)["max_file_size"] == 50_000_000
 
 
 def test_an_upload_over_the_size_limit_is_refused_as_it_streams_in(server):

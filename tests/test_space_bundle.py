@@ -128,15 +128,15 @@ def hostile_gallery(root: Path) -> Path:
     return gallery
 
 
-def test_publishable_photos_are_the_gallery_files_the_index_accepts(tmp_path, capsys):
+def test_publishable_photos_are_the_gallery_s_own_files_with_text_names(tmp_path, capsys):
     from onenet_hf.space_bundle import gallery_photos, publishable_photos
 
     gallery = hostile_gallery(tmp_path)
-    kept = publishable_photos(gallery_photos(gallery), gallery)
-    assert sorted(p.path.name for p in kept if p.path.parent == gallery) == ["photo.png", "same_photo.png"]
-    assert len(kept) == len(sample_gallery()) + 2
+    kept = publishable_photos(gallery_photos(gallery), gallery)  # nothing decoded: the index decides what is an image
+    assert sorted(p.path.name for p in kept if p.path.parent == gallery) == ["notes.jpg", "photo.png", "same_photo.png"]
+    assert len(kept) == len(sample_gallery()) + 3
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 5 and all(line.startswith("left out of the Space: ") for line in lines)
+    assert len(lines) == 4 and all(line.startswith("left out of the Space: ") for line in lines)
     assert any("caf\\\\xe9.png: the name is not valid UTF-8" in line for line in lines)  # escape_controls
     assert any("secret_link.jpg: a link to a file outside the gallery" in line for line in lines)
 
@@ -152,7 +152,10 @@ def test_build_space_publishes_only_images_and_the_space_starts_with_a_non_utf8_
     attribution = (out / "ATTRIBUTION.md").read_text()
     assert "notes.jpg" not in attribution and "secret_link" not in attribution and "loop.jpg" not in attribution
     assert not any(b"SECRET-TOKEN" in p.read_bytes() for p in out.rglob("*") if p.is_file())
-    assert "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"left out of the Space: {gallery / 'notes.jpg'}: not an image file" in err and "Traceback" not in err
+    shipped = OneNetSpace(CHECKPOINT, out / "gallery", folder=out / "gallery_index").index.metadata
+    assert shipped["skipped"] == [] and shipped["build_changes"]["embedded"] == 0  # the shipped index is ready
     space = OneNetSpace(CHECKPOINT, gallery, folder=tmp_path / "state")  # the Space starts on the raw gallery too
     skipped = {entry["path"].rsplit("/", 1)[-1] for entry in space.index.metadata["skipped"]}
     assert "caf\\xe9.png" in skipped and len(space.index) == 1  # photo.png (same_photo.png is a link to it)

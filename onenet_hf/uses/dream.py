@@ -10,7 +10,6 @@ carried up to the next, as in Mordvintsev's DeepDream. Each step is a normalised
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +23,6 @@ from ..image_optimization import (
     check_seed,
     check_steps,
     from_image,
-    optimized_shape,
     with_gradients,
 )
 from ..image_processing_onenet import ImageLike, load_image
@@ -78,7 +76,7 @@ def dream_steps(
     if steps < octaves:
         raise OneNetError(f"steps ({steps}) must be at least the number of octaves ({octaves})")
     picture = load_image(image)
-    check_memory(size, partial(optimized_shape, *picture.size))
+    check_memory(size, picture.size)
     photo = from_image(picture, size).to(model.device)
     generator = torch.Generator().manual_seed(seed)
     mean, std = processor.image_processor.image_mean, processor.image_processor.image_std

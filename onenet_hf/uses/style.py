@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +27,6 @@ from ..image_optimization import (
     check_steps,
     from_image,
     optimize,
-    optimized_shape,
     with_gradients,
 )
 from ..image_processing_onenet import ImageLike, load_image
@@ -110,7 +108,7 @@ def style_steps(
     check_weight("style weight", style_weight)
     learning_rate = check_learning_rate(learning_rate)
     content = load_image(content)
-    check_memory(size, partial(optimized_shape, *content.size))
+    check_memory(size, content.size)
     content_pixels = from_image(content, size).to(model.device)
     style_pixels = from_image(style, size).to(model.device)
     model.eval()
