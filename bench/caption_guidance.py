@@ -7,23 +7,15 @@ at most 1.5 times the unguided caption, beam 3, end to end from image files).
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 import time
 from pathlib import Path
+
+from imagine_quality import cpu_model  # bench/ is the script's folder, so on sys.path
 
 from onenet_hf import OneNet
 from onenet_hf.data import read_split
 from onenet_hf.folders import write_json
 from onenet_hf.label_guidance import LABEL_THRESHOLD
-
-
-def cpu_model() -> str:
-    """The CPU's model name (`lscpu`), recorded with every timing."""
-    lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    return next(
-        (line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name")), platform.processor()
-    )
 
 
 def main() -> None:

@@ -203,17 +203,10 @@ def block_repeated_ngrams(log_probs: torch.Tensor, history: torch.Tensor, n: int
     log_probs[rows, windows[rows, positions, -1]] = float("-inf")
 
 
-def generate_beams(
-    backend,
-    image_embeds: torch.Tensor,
-    generation_config,
-    token_bias: torch.Tensor | None = None,
-    constraints: Sequence[Sequence[Sequence[int]]] | None = None,
-    step: StepFunction | None = None,
-) -> list[Hypothesis]:
-    """The best of `generate_candidates`: the one search behind `generate`, `onenet caption` and the pipeline."""
-    candidates = generate_candidates(backend, image_embeds, generation_config, token_bias, constraints, step)
-    return [hypotheses[0] for hypotheses in candidates]
+def generate_beams(backend, image_embeds: torch.Tensor, generation_config, **search) -> list[Hypothesis]:
+    """The best of `generate_candidates` (same options): the one search behind `generate`, `onenet caption` and
+    the pipeline."""
+    return [hypotheses[0] for hypotheses in generate_candidates(backend, image_embeds, generation_config, **search)]
 
 
 def generate_candidates(

@@ -23,7 +23,7 @@ from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .text_encoder import encode_sentences
-from .uses.caption import caption_options, captions_from_embeddings, check_imagenet_steering, imagenet_token_bias
+from .uses.caption import caption_options, captions_from_embeddings, imagenet_token_bias
 from .uses.search import (
     SEARCH_METHODS,
     caption_log_priors,
@@ -35,7 +35,7 @@ from .uses.search import (
     text_token_ids,
     with_label_evidence,
 )
-from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT, Tagger
+from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT, Tagger, check_weight
 from .uses.words import ANALOGY_METHODS, evaluate_analogies
 from .word_vectors import content_words, glove_vectors, normalize_word
 
@@ -427,7 +427,7 @@ def evaluate(
     if captions_per_image is not None and captions_per_image < 1:
         raise OneNetError(f"captions_per_image must be 1 or more, got {captions_per_image}")
     if task == "captions":
-        check_imagenet_steering(net.model, imagenet_steering)  # before any image is read
+        check_weight("imagenet_steering", imagenet_steering)  # before any image is read
         check_label_threshold(imagenet_labels)
     if task == "retrieval":
         for method in methods:  # a bad name fails before hours of work on the good ones

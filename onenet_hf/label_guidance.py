@@ -59,6 +59,11 @@ def proxy_token_ids(tokens: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(ids[known[column]] for column in nearest)
 
 
+def vocabulary_tokens(tokenizer) -> tuple[str, ...]:
+    """The caption tokenizer's tokens in id order: the vocabulary label guidance extends."""
+    return tuple(tokenizer.convert_ids_to_tokens(range(len(tokenizer))))
+
+
 def extended_words(tokens: Sequence[str]) -> tuple[str, ...]:
     """The caption vocabulary followed by its novel label words: what every extended token id decodes to."""
     return (*tokens, *novel_label_words(tuple(tokens)))
@@ -161,24 +166,20 @@ def guided_beams(
     if token_bias is not None:
         bias[:, : token_bias.shape[1]] += token_bias.float()
     step = extended_step(backend.decoder_step, tokens)
-    return generate_beams(backend, image_embeds, generation_config, bias, guidance.constraints, step)
-
-
-def decode_extended(tokens: Sequence[str], token_ids: Sequence[int]) -> str:
-    """A caption's text from extended token ids (the special tokens dropped by the caller)."""
-    words = extended_words(tokens)
-    return " ".join(words[i] for i in token_ids)
+    return generate_beams(
+        backend, image_embeds, generation_config, token_bias=bias, constraints=guidance.constraints, step=step
+    )
 
 
 __all__ = [
     "LABEL_THRESHOLD",
     "LabelGuidance",
     "check_label_threshold",
-    "decode_extended",
     "extended_step",
     "extended_words",
     "guided_beams",
     "label_guidance",
     "novel_label_words",
     "proxy_token_ids",
+    "vocabulary_tokens",
 ]

@@ -21,7 +21,7 @@ from transformers.utils import ModelOutput
 from .configuration_onenet import OneNetConfig
 from .decoding import check_beam_size, check_no_repeat_ngram_size, generate_beams
 from .errors import OneNetError
-from .label_guidance import LABEL_THRESHOLD, check_label_threshold, guided_beams
+from .label_guidance import LABEL_THRESHOLD, check_label_threshold, guided_beams, vocabulary_tokens
 from .tokenization_onenet import UNK_TOKEN_ID
 
 DecoderState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -349,7 +349,7 @@ class OneNetModel(OneNetPreTrainedModel):
             hypotheses = generate_beams(self, image_embeds, generation_config)
         else:
             probabilities = self.get_imagenet_logits(self.get_pooled_features(backbone_features.float())).softmax(-1)
-            tokens = tuple(tokenizer.convert_ids_to_tokens(range(len(tokenizer))))
+            tokens = vocabulary_tokens(tokenizer)
             hypotheses = guided_beams(self, tokens, image_embeds, probabilities, generation_config, imagenet_labels)
         rows = [[generation_config.bos_token_id, *h.token_ids, generation_config.eos_token_id] for h in hypotheses]
         ids = torch.full((len(rows), max(map(len, rows))), generation_config.pad_token_id, dtype=torch.long)

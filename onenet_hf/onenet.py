@@ -147,9 +147,9 @@ class OneNet:
         """One `Caption(text, score)` per image, in input order; defaults from the model's generation config.
         `imagenet_labels`: the backbone classifier's confidence from which a label's everyday word ("cat" for
         "Egyptian cat") must appear in the caption (constrained beam search; 0 turns it off).
-        `imagenet_steering` > 0 also steers beam search towards the label words (off by default; PyTorch only)."""
+        `imagenet_steering` > 0 also steers beam search towards the label words (off by default)."""
         options = (beam_size, length_penalty, no_repeat_ngram_size)
-        backend = self.onnx if self.onnx is not None and not imagenet_steering else self.model
+        backend = self.onnx if self.onnx is not None else self.model
         guidance = {"imagenet_steering": imagenet_steering, "imagenet_labels": imagenet_labels}
         return caption.caption(backend, self.processor, images, *options, **guidance)
 

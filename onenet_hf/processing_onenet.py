@@ -35,9 +35,9 @@ class OneNetProcessor(ProcessorMixin):
         rows = [list(map(int, row)) for row in sequences]
         if all(token < len(self.tokenizer) for row in rows for token in row):
             return self.tokenizer.batch_decode(rows, skip_special_tokens=skip_special_tokens, **kwargs)
-        from .label_guidance import extended_words
+        from .label_guidance import extended_words, vocabulary_tokens
 
-        words = extended_words(self.tokenizer.convert_ids_to_tokens(range(len(self.tokenizer))))
+        words = extended_words(vocabulary_tokens(self.tokenizer))
         special = set(self.tokenizer.all_special_ids) if skip_special_tokens else set()
         return [" ".join(words[token] for token in row if token not in special) for row in rows]
 

@@ -14,7 +14,7 @@ from transformers import GenerationConfig
 from ..decoding import generate_beams
 from ..errors import OneNetError
 from ..image_processing_onenet import ImageLike
-from ..label_guidance import LABEL_THRESHOLD, check_label_threshold, decode_extended, guided_beams
+from ..label_guidance import LABEL_THRESHOLD, check_label_threshold, guided_beams, vocabulary_tokens
 from ..messages import shorten
 from ..modeling_onenet import check_generation_config
 from ..processing_onenet import OneNetProcessor
@@ -64,20 +64,12 @@ def caption_options(
     return options
 
 
-def check_imagenet_steering(backend: CaptionBackend, weight: float) -> None:
-    """Steering needs a weight from 0 to MAX_WEIGHT and, above 0, the ImageNet classifier that only the PyTorch
-    model carries."""
-    check_weight("imagenet_steering", weight)
-    if weight and not hasattr(backend, "get_imagenet_logits"):
-        raise OneNetError("imagenet_steering runs on the PyTorch backend; load with backend='torch'")
-
-
 @torch.inference_mode()
 def imagenet_token_bias(model, tokenizer, pooled_features: torch.Tensor, weight: float) -> torch.Tensor:
     """`weight` x the chance (B, vocab) that the backbone's ImageNet labels name each caption token: added to
     the decoder's log-probabilities, it steers captions of unfamiliar photos towards the objects the classifier
     sees, within one-vector conditioning (the image representation is unchanged)."""
-    tokens = tuple(tokenizer.convert_ids_to_tokens(range(len(tokenizer))))
+    tokens = vocabulary_tokens(tokenizer)
     probabilities = model.get_imagenet_logits(pooled_features).softmax(-1)
     return weight * label_chances(probabilities, _token_label_pairs(tokens), len(tokens))
 
@@ -127,20 +119,14 @@ def captions_from_embeddings(
     `imagenet_labels` > 0, label words of at least that chance must be said (`label_guidance`)."""
     options = caption_options(backend, beam_size, length_penalty, no_repeat_ngram_size)
     if imagenet_probabilities is None or not imagenet_labels:
-        hypotheses = generate_beams(backend, image_embeds, options, token_bias)
-        texts = processor.batch_decode([h.token_ids for h in hypotheses], skip_special_tokens=True)
+        hypotheses = generate_beams(backend, image_embeds, options, token_bias=token_bias)
     else:
-        tokens = caption_tokens(processor.tokenizer)
+        tokens = vocabulary_tokens(processor.tokenizer)
         hypotheses = guided_beams(
             backend, tokens, image_embeds, imagenet_probabilities, options, imagenet_labels, token_bias
         )
-        texts = [decode_extended(tokens, h.token_ids) for h in hypotheses]
+    texts = processor.batch_decode([h.token_ids for h in hypotheses], skip_special_tokens=True)
     return [Caption(text, h.score) for text, h in zip(texts, hypotheses, strict=True)]
-
-
-def caption_tokens(tokenizer) -> tuple[str, ...]:
-    """The caption vocabulary's tokens in id order (what label guidance extends)."""
-    return tuple(tokenizer.convert_ids_to_tokens(range(len(tokenizer))))
 
 
 @torch.inference_mode()
@@ -159,13 +145,13 @@ def caption(
     n-gram blocking default to the model's generation config; `imagenet_labels` (a chance in (0, 1], 0 off) is
     the classifier's confidence from which a label's word must appear in the caption (`label_guidance`);
     `imagenet_steering` > 0 steers the search towards the words of the backbone's ImageNet labels
-    (`imagenet_token_bias`; PyTorch backend only).
+    (`imagenet_token_bias`).
 
     An unreadable image raises `ImageLoadError` naming it; call per image to skip bad ones.
     """
     options = (beam_size, length_penalty, no_repeat_ngram_size)
     caption_options(backend, *options)  # bad options fail before any image is read
-    check_imagenet_steering(backend, imagenet_steering)
+    check_weight("imagenet_steering", imagenet_steering)
     check_label_threshold(imagenet_labels)
     images = list(images) if isinstance(images, (list, tuple)) else [images]
     captions: list[Caption] = []
@@ -192,8 +178,6 @@ __all__ = [
     "CaptionBackend",
     "caption",
     "caption_options",
-    "caption_tokens",
     "captions_from_embeddings",
-    "check_imagenet_steering",
     "imagenet_token_bias",
 ]
