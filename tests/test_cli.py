@@ -543,3 +543,10 @@ def test_index_refuses_a_bad_tree_count_before_loading_the_model(tmp_path, capsy
     assert main(["index", str(photos), "--out", str(tmp_path / "gallery"), "--n-trees", "0", *missing_model]) == 2
     assert "n_trees (--n-trees) must be 1 to 1,000, got 0" in _one_line_error(capsys.readouterr().err, "index")
     assert not (tmp_path / "gallery").exists()
+
+
+@pytest.mark.parametrize("value", ["2", "-0.5", "nan", "inf"])
+def test_a_bad_imagenet_labels_threshold_is_one_line_before_the_model_is_looked_for(value, capsys):
+    assert main(["caption", "--sample-photos", "--imagenet-labels", value, "--model", "no/such-model"]) == 2
+    line = _one_line_error(capsys.readouterr().err, "caption")
+    assert f"imagenet_labels must be a chance from 0 (off) to 1, got {value}" in line
