@@ -1,5 +1,5 @@
-"""Caption latency with and without ImageNet label guidance, side by side in one run (issue 41's latency target:
-at most 1.5 times the unguided caption, beam 3, end to end from image files).
+"""Caption latency with and without ImageNet label guidance, side by side in one run (label guidance should cost at
+most 1.5 times the unguided caption, beam 3, end to end from image files).
 
     python bench/caption_guidance.py --output bench/results/guidance/caption_guidance_1.json
 """

@@ -20,7 +20,7 @@ from .hub_cache import add_snapshot
 ROOT = Path(__file__).resolve().parent.parent
 REPO_ID = "onenet-hf/onenet-flickr8k"
 USER_DOCS = ("README.md", "model_card.md")
-DOCS = [ROOT / name for name in (*USER_DOCS, "CONTRIBUTING.md", "CHANGELOG.md", "DEVELOPERS.md")]
+DOCS = [ROOT / name for name in (*USER_DOCS, "CONTRIBUTING.md", "CHANGELOG.md", "DEVELOPERS.md", "bench/README.md")]
 DOCS += sorted((ROOT / "docs").rglob("*.md"))
 # Snippets a test cannot run as written, and why; every other snippet of the README and the card runs.
 NOT_RUN = {
