@@ -85,7 +85,7 @@ class SCSTArguments:
 
 def _check(args: SCSTArguments) -> None:
     check_rollout(args.rollout, args.baseline)
-    check_training_numbers(args)
+    check_training_numbers(args, skip=("dropout",))
     if not 2 <= args.samples_per_image <= MAX_SAMPLES_PER_IMAGE:
         raise OneNetError(
             f"--samples-per-image (the beam's size with --rollout beam) must be 2 to {MAX_SAMPLES_PER_IMAGE} "

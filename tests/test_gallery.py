@@ -491,6 +491,17 @@ def built_index(shapes_model_with_heads, tmp_path_factory):
     return net, images, folder
 
 
+# One damage of each kind whose repair by --rebuild is tried: the catalogue, each array's dtype, shape and bytes.
+REBUILT = {
+    "size is text",
+    "path is NULL",
+    "image_embeds is truncated",
+    "pooled_features is 0-d",
+    "tag_embeds holds objects",
+    "retrieval_embeds has a row less",
+}
+
+
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_a_damaged_catalogue_or_shard_is_one_line_naming_the_file_and_a_rebuild_repairs_it(
     built_index, tmp_path, damage
@@ -504,6 +515,8 @@ def test_a_damaged_catalogue_or_shard_is_one_line_naming_the_file_and_a_rebuild_
     message = str(error.value)
     assert message.startswith(f"corrupt gallery index at {folder}: ") and "\n" not in message
     assert file in message and message.endswith(f"rebuild it: onenet index IMAGES --out {folder} --rebuild")
+    if damage not in REBUILT:  # every damage is one line; a rebuild is tried on one of each kind (CI time)
+        return
     rebuilt = net.build_index(images, folder, rebuild=True)
     assert len(rebuilt) == 4 and rebuilt.metadata["build_changes"]["embedded"] == 4
     rebuilt.check_finite()
