@@ -1,39 +1,78 @@
 """OneNet: one image-captioning network whose representations serve many uses.
 
 `OneNet` is the Python API: `OneNet.from_pretrained(...)`, then one method per use. Below it, transformers-style
-classes (config, model, processors, pipeline) and the result types the methods return. Importing the package
-registers OneNet with transformers' Auto classes.
+classes (config, model, processors, pipeline) and the result types the methods return.
+
+Importing the package is cheap (no torch, no transformers: `onenet --help` answers at once); each name loads its
+module on first use, and OneNet joins transformers' Auto classes as soon as those load (`auto_registration`).
 """
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageTextToText, AutoProcessor
+from __future__ import annotations
 
-from .configuration_onenet import OneNetConfig
-from .data import CaptionedImage, DatasetError, read_coco, read_flickr8k, read_split
-from .errors import OneNetError
-from .extras import MissingExtraError
-from .gallery import GalleryIndex, GalleryIndexError, ImageMatch
-from .hub import DEFAULT_MODEL_ID, ModelNotFoundError, resolve_model
-from .image_processing_onenet import ImageLoadError, OneNetImageProcessor, load_image
-from .image_to_text import OneNetImageToTextPipeline
-from .modeling_onenet import OneNetModel, OneNetOutput, OneNetPreTrainedModel
-from .onenet import OneNet
-from .processing_onenet import OneNetProcessor
-from .tokenization_onenet import build_tokenizer
-from .uses.caption import Caption
-from .uses.explain import CaptionExplanation, WordSaliency
-from .uses.layers import StageActivations
-from .uses.maps import EmbeddingMap
-from .uses.neurons import Neuron, NeuronImage
-from .uses.tag import ImageTags
-from .uses.words import ScoredWord
-from .word_vectors import UnknownWordError, WordVectors
+import importlib
+from typing import TYPE_CHECKING
 
-AutoConfig.register("onenet", OneNetConfig, exist_ok=True)
-AutoModel.register(OneNetConfig, OneNetModel, exist_ok=True)
-AutoModelForImageTextToText.register(OneNetConfig, OneNetModel, exist_ok=True)  # the pipeline loads through it
-AutoImageProcessor.register(OneNetConfig, image_processor_classes={"pil": OneNetImageProcessor}, exist_ok=True)
-AutoProcessor.register(OneNetConfig, OneNetProcessor, exist_ok=True)
+from .auto_registration import register_with_auto_classes
 
+if TYPE_CHECKING:  # what type checkers, IDEs and the API reference see; at run time `__getattr__` loads these
+    from .configuration_onenet import OneNetConfig
+    from .data import CaptionedImage, DatasetError, read_coco, read_flickr8k, read_split
+    from .errors import OneNetError
+    from .extras import MissingExtraError
+    from .gallery import GalleryIndex, GalleryIndexError, ImageMatch
+    from .hub import DEFAULT_MODEL_ID, ModelNotFoundError, resolve_model
+    from .image_processing_onenet import ImageLoadError, OneNetImageProcessor, load_image
+    from .image_to_text import OneNetImageToTextPipeline
+    from .modeling_onenet import OneNetModel, OneNetOutput, OneNetPreTrainedModel
+    from .onenet import OneNet
+    from .processing_onenet import OneNetProcessor
+    from .tokenization_onenet import build_tokenizer
+    from .uses.caption import Caption
+    from .uses.explain import CaptionExplanation, WordSaliency
+    from .uses.layers import StageActivations
+    from .uses.maps import EmbeddingMap
+    from .uses.neurons import Neuron, NeuronImage
+    from .uses.tag import ImageTags
+    from .uses.words import ScoredWord
+    from .word_vectors import UnknownWordError, WordVectors
+
+_MODULE_OF = {
+    "Caption": ".uses.caption",
+    "CaptionExplanation": ".uses.explain",
+    "CaptionedImage": ".data",
+    "DEFAULT_MODEL_ID": ".hub",
+    "DatasetError": ".data",
+    "EmbeddingMap": ".uses.maps",
+    "GalleryIndex": ".gallery",
+    "GalleryIndexError": ".gallery",
+    "ImageLoadError": ".image_processing_onenet",
+    "ImageMatch": ".gallery",
+    "ImageTags": ".uses.tag",
+    "MissingExtraError": ".extras",
+    "ModelNotFoundError": ".hub",
+    "Neuron": ".uses.neurons",
+    "NeuronImage": ".uses.neurons",
+    "OneNet": ".onenet",
+    "OneNetConfig": ".configuration_onenet",
+    "OneNetError": ".errors",
+    "OneNetImageProcessor": ".image_processing_onenet",
+    "OneNetImageToTextPipeline": ".image_to_text",
+    "OneNetModel": ".modeling_onenet",
+    "OneNetOutput": ".modeling_onenet",
+    "OneNetPreTrainedModel": ".modeling_onenet",
+    "OneNetProcessor": ".processing_onenet",
+    "ScoredWord": ".uses.words",
+    "StageActivations": ".uses.layers",
+    "UnknownWordError": ".word_vectors",
+    "WordSaliency": ".uses.explain",
+    "WordVectors": ".word_vectors",
+    "build_tokenizer": ".tokenization_onenet",
+    "load_image": ".image_processing_onenet",
+    "read_coco": ".data",
+    "read_flickr8k": ".data",
+    "read_split": ".data",
+    "resolve_model": ".hub",
+}
 __all__ = [
     "Caption",
     "CaptionExplanation",
@@ -71,3 +110,19 @@ __all__ = [
     "read_split",
     "resolve_model",
 ]
+
+
+def __getattr__(name: str):
+    """Load a public name's module on first use (PEP 562), so importing the package imports no torch."""
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODULE_OF))
+
+
+register_with_auto_classes()

@@ -9,8 +9,82 @@ from pathlib import Path
 
 from .errors import OneNetError
 from .folders import write_json
-from .hub import MODEL_ENV, default_model
+from .hub import MODEL_ENV, default_model, resolve_model
 from .messages import escape_controls
+from .options import (
+    ANALOGY_METHODS,
+    CALIBRATION_IMAGES,
+    CAPTION_SAMPLES,
+    CAPTION_WEIGHT,
+    CHANNELS,
+    COLOR_BY,
+    CONTENT_WEIGHT,
+    DEFAULT_CACHE_DIR,
+    DREAM_OCTAVES,
+    DREAM_STAGE,
+    DREAM_STEPS,
+    DREAM_STRENGTH,
+    EVALUATION_TASKS,
+    IMAGENET_WEIGHT,
+    IMAGINE_STEPS,
+    LABEL_THRESHOLD,
+    MAP_METHODS,
+    MAX_BEAM_SIZE,
+    MAX_CALIBRATION_IMAGES,
+    MAX_CHANNELS,
+    MAX_IMAGE_SIZE,
+    MAX_NEURON_IMAGES,
+    MAX_NEURON_WORDS,
+    MAX_NEURONS,
+    MAX_OPTIMIZED_IMAGES,
+    MAX_RAY_WORKERS,
+    MAX_STEPS,
+    MIN_IMAGE_SIZE,
+    NEURON_KINDS,
+    SEARCH_METHODS,
+    STYLE_STEPS,
+    STYLE_WEIGHT,
+    VARIANTS,
+    VISUALIZE_STEPS,
+    check_beam_size,
+    check_channels,
+    check_label_threshold,
+    check_length_penalty,
+    check_map_path,
+    check_neuron_sizes,
+    check_no_repeat_ngram_size,
+    check_output_folder,
+)
+from .training_arguments import CaptionTrainingArguments, HeadTrainingArguments, SCSTArguments
+
+# Everything `build_parser` and the checks before a model loads import is torch-free (options.py,
+# training_arguments.py, hub.py, the folder checks of indexing.py and gallery.py), so `onenet CMD --help` and a bad
+# option answer at once; each handler imports what does the work (torch, transformers) once its options are checked.
+COMMANDS = {  # command -> one line for --help; `onenet --help` lists these without importing torch
+    "train": "train OneNet's caption network on a captioned-image dataset",
+    "train-heads": "train the tag and retrieval heads on a trained model",
+    "train-scst": "fine-tune a trained model's caption decoder on CIDEr-D (self-critical training)",
+    "evaluate": "caption metrics, tag precision, analogy accuracy or retrieval",
+    "caption": "print PATH<TAB>caption for each image",
+    "tag": "print PATH<TAB>word tags<TAB>ImageNet labels for each image",
+    "similar-words": "words closest to a word (several words are averaged)",
+    "analogy": "A is to B as C is to ?",
+    "index": "embed every image under a folder into a gallery index",
+    "similar-images": "gallery images most like an image (path or row)",
+    "search": "gallery images matching a description",
+    "map": "a 2-D t-SNE map of a gallery's images or of words (.html or .png)",
+    "explain": "one heat map per caption word: where in the image it comes from",
+    "neuron": "a unit or channel's top gallery images and words; an image's own",
+    "layers": "an image's backbone activations stage by stage, one PNG each",
+    "visualize": "an image that excites an ImageNet class, a channel or a unit",
+    "imagine": "an image for a sentence, made with the caption decoder",
+    "dream": "DeepDream: amplify what a backbone stage sees in a photo",
+    "style": "style transfer: CONTENT redrawn with STYLE's textures",
+    "export": "export ONNX graphs and their manifest",
+    "release": "write a complete Hub model repo folder (card, weights, ONNX)",
+    "push": "upload a release folder to a Hugging Face Hub model repo",
+    "build-space": "write a self-contained Hugging Face Space folder",
+}
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, arguments: type, exclude: tuple[str, ...] = ()) -> None:
@@ -37,7 +111,7 @@ def dataclass_from(arguments: type, args: argparse.Namespace):
 
 def _train(args: argparse.Namespace) -> int:
     from .distributed import is_main_process
-    from .training import CaptionTrainingArguments, train
+    from .training import train
 
     output_dir = train(dataclass_from(CaptionTrainingArguments, args))
     if is_main_process():  # one line for a run of several processes (accelerate launch)
@@ -47,7 +121,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_heads(args: argparse.Namespace) -> int:
     from .distributed import is_main_process
-    from .head_training import HeadTrainingArguments, train_heads
+    from .head_training import train_heads
 
     output_dir = train_heads(dataclass_from(HeadTrainingArguments, args))
     if is_main_process():
@@ -56,29 +130,30 @@ def _train_heads(args: argparse.Namespace) -> int:
 
 
 def _train_scst(args: argparse.Namespace) -> int:
-    from .scst import SCSTArguments, train_scst
+    from .scst import train_scst
 
     print(f"best model (by dev CIDEr) written to {train_scst(dataclass_from(SCSTArguments, args))}")
     return 0
 
 
 def _load(args: argparse.Namespace):
+    """The model of --model: found first (a missing one is a one-line error without torch), then loaded."""
+    with_onnx = args.backend != "torch" and args.onnx_dir is None  # a Hub release's onnx/ too, as from_pretrained does
+    folder = resolve_model(args.model, args.revision, with_onnx=with_onnx)
     from .onenet import OneNet
 
-    return OneNet.from_pretrained(
-        args.model, args.device, args.backend, args.onnx_dir, args.onnx_variant, revision=args.revision
-    )
+    return OneNet.from_pretrained(folder, args.device, args.backend, args.onnx_dir, args.onnx_variant)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate, format_table
-
     if args.task != "analogy" and not args.data_dir:
         raise OneNetError(f"--data-dir is required for --task {args.task}")
     for option, file in (("--output", args.output), ("--captions-output", args.captions_output)):
         if file and not Path(file).resolve().parent.is_dir():  # before the work, not after it
             raise OneNetError(f"{option} {file}: its folder does not exist")
     net = _load(args) if args.task != "analogy" or args.space == "learned" else None
+    from .evaluation import evaluate, format_table
+
     result = evaluate(
         net,
         args.task,
@@ -123,7 +198,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _for_each_image(args: argparse.Namespace, describe) -> int:
     """Print `PATH<TAB>describe(net, path)` per image in order; an unreadable image is an error line, not fatal."""
-    from .image_processing_onenet import ImageLoadError
     from .samples import sample_photos
 
     paths = list(args.images) + ([str(p) for p in sample_photos()] if args.sample_photos else [])
@@ -131,6 +205,8 @@ def _for_each_image(args: argparse.Namespace, describe) -> int:
         print(f"onenet {args.command}: give image paths, or --sample-photos", file=sys.stderr)
         return 2
     net, failed = _load(args), 0
+    from .image_processing_onenet import ImageLoadError
+
     for path in paths:
         try:
             text = describe(net, path)
@@ -143,9 +219,6 @@ def _for_each_image(args: argparse.Namespace, describe) -> int:
 
 
 def _caption(args: argparse.Namespace) -> int:
-    from .decoding import check_beam_size, check_no_repeat_ngram_size
-    from .modeling_onenet import check_length_penalty
-
     if args.beam_size is not None:
         check_beam_size(args.beam_size)  # before the model loads
     if args.no_repeat_ngram_size is not None:
@@ -159,8 +232,6 @@ def _caption(args: argparse.Namespace) -> int:
 
 def _imagenet_labels(args: argparse.Namespace) -> float:
     """--imagenet-labels, or the library's default threshold; checked before a model loads."""
-    from .label_guidance import LABEL_THRESHOLD, check_label_threshold
-
     threshold = LABEL_THRESHOLD if args.imagenet_labels is None else args.imagenet_labels
     check_label_threshold(threshold)
     return threshold
@@ -183,7 +254,6 @@ def _export(args: argparse.Namespace) -> int:
     import json
 
     from .indexing import list_images
-    from .onnx_backend import MAX_CALIBRATION_IMAGES
 
     photos = []
     if args.calibration_images:
@@ -248,9 +318,10 @@ def _analogy(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from .indexing import check_ann_options, check_index_folder
+    from .indexing import check_ann_options, check_image_folder, check_index_folder
 
-    check_index_folder(args.out, [args.images])  # before the model loads
+    check_image_folder(args.images)  # before the model loads
+    check_index_folder(args.out, [args.images])
     check_ann_options(args.ann, args.n_trees)
     if args.engine == "local" and (args.address or args.num_workers is not None):
         raise OneNetError("--address and --num-workers apply to --engine ray")
@@ -278,7 +349,15 @@ def _index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_index(folder: str) -> None:
+    """--index must hold a gallery index: checked before the model loads."""
+    from .gallery import check_index_present
+
+    check_index_present(folder)
+
+
 def _similar_images(args: argparse.Namespace) -> int:
+    _check_index(args.index)
     net = _load(args)
     query = int(args.query) if args.query.isdecimal() and args.query.isascii() else args.query
     exact = True if args.exact else None
@@ -287,19 +366,20 @@ def _similar_images(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    _check_index(args.index)
     net = _load(args)
     _print_scored(net.search(net.load_index(args.index), " ".join(args.text), args.k, args.method))
     return 0
 
 
 def _map(args: argparse.Namespace) -> int:
-    from .uses.maps import check_map_path
-
     check_map_path(args.out)  # before the model loads
     if args.index and args.space:
         raise OneNetError("--space applies to word maps (--words, --top-words); an image map shows representations")
     if not args.index and args.color_by:
         raise OneNetError("--color-by applies to image maps (--index); a word map shows words")
+    if args.index:
+        _check_index(args.index)
     net = _load(args)
     index = net.load_index(args.index) if args.index else None
     words = args.words.split(",") if args.words is not None else None
@@ -311,9 +391,6 @@ def _map(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .decoding import check_beam_size
-    from .uses.explain import check_output_folder
-
     if args.beam_size is not None:
         check_beam_size(args.beam_size)  # before the model loads
     check_output_folder(args.out)
@@ -325,12 +402,13 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _neuron(args: argparse.Namespace) -> int:
-    from .sheets import save_image
-    from .uses.neurons import DESCRIBED, check_sizes, neuron_sheet
-
-    check_sizes(args.k, args.n_words, args.n)  # before the model loads
+    check_neuron_sizes(args.k, args.n_words, args.n)  # before the model loads
     _check_out_file(args.out)
+    _check_index(args.index)
     net = _load(args)
+    from .sheets import save_image
+    from .uses.neurons import DESCRIBED, neuron_sheet
+
     index = net.load_index(args.index)
     if args.image is None:
         found = [net.neuron(index, args.unit, args.channel, args.k, args.n_words)]
@@ -351,14 +429,13 @@ def _neuron(args: argparse.Namespace) -> int:
 
 
 def _layers(args: argparse.Namespace) -> int:
-    from .sheets import save_image
-    from .uses.layers import check_channels
-
     check_channels(args.channels)  # before the model loads
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise OneNetError(f"--out {args.out} is a file; give a folder for the stage pictures")
     stages = _load(args).layer_activations(args.image, args.channels)
+    from .sheets import save_image
+
     out.mkdir(parents=True, exist_ok=True)
     for stage in stages:
         height, width = stage.resolution
@@ -429,45 +506,19 @@ def _check_out_file(out: str | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .ann import ANN_METHODS, ANNOY_TREES
-    from .decoding import MAX_BEAM_SIZE
-    from .evaluation import EVALUATION_TASKS
-    from .features import DEFAULT_CACHE_DIR
-    from .head_training import HeadTrainingArguments
-    from .image_optimization import MAX_IMAGE_SIZE, MAX_STEPS, MIN_IMAGE_SIZE
-    from .image_optimization import MAX_IMAGES as MAX_IMAGINED
+    from .ann import ANN_METHODS, ANNOY_TREES  # numpy, SQLite and tqdm: not for `onenet --help`
     from .indexing import MAX_N_TREES
-    from .onnx_backend import VARIANTS
-    from .ray_indexing import MAX_WORKERS as RAY_MAX_WORKERS
-    from .scst import SCSTArguments
-    from .training import CaptionTrainingArguments
-    from .uses.dream import OCTAVES as DREAM_OCTAVES
-    from .uses.dream import STAGE as DREAM_STAGE
-    from .uses.dream import STEPS as DREAM_STEPS
-    from .uses.dream import STRENGTH as DREAM_STRENGTH
-    from .uses.imagine import STEPS as IMAGINE_STEPS
-    from .uses.layers import CHANNELS, MAX_CHANNELS
-    from .uses.maps import COLOR_BY, MAP_METHODS
-    from .uses.neurons import MAX_IMAGES, MAX_NEURONS, MAX_WORDS, NEURON_KINDS
-    from .uses.search import SEARCH_METHODS
-    from .uses.style import CONTENT_WEIGHT, STYLE_WEIGHT
-    from .uses.style import STEPS as STYLE_STEPS
-    from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT
-    from .uses.visualize import STEPS as VISUALIZE_STEPS
-    from .uses.words import ANALOGY_METHODS
 
     parser = argparse.ArgumentParser(prog="onenet", description="One network, many uses.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train OneNet's caption network on a captioned-image dataset")
+    train = commands.add_parser("train", help=COMMANDS["train"])
     add_dataclass_arguments(train, CaptionTrainingArguments)
     train.set_defaults(run=_train)
-    train_heads = commands.add_parser("train-heads", help="train the tag and retrieval heads on a trained model")
+    train_heads = commands.add_parser("train-heads", help=COMMANDS["train-heads"])
     add_dataclass_arguments(train_heads, HeadTrainingArguments)
     train_heads.set_defaults(run=_train_heads)
-    train_scst = commands.add_parser(
-        "train-scst", help="fine-tune a trained model's caption decoder on CIDEr-D (self-critical training)"
-    )
+    train_scst = commands.add_parser("train-scst", help=COMMANDS["train-scst"])
     add_dataclass_arguments(train_scst, SCSTArguments)
     train_scst.set_defaults(run=_train_scst)
 
@@ -509,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = "tags: weight of the log chance that the backbone's ImageNet labels name a word; 0 = off"
         sub.add_argument("--imagenet-weight", type=float, default=IMAGENET_WEIGHT, help=help_text)
 
-    evaluate = commands.add_parser("evaluate", help="caption metrics, tag precision, analogy accuracy or retrieval")
+    evaluate = commands.add_parser("evaluate", help=COMMANDS["evaluate"])
     model_options(evaluate, decoding=True)
     evaluate.add_argument("--task", default="captions", choices=EVALUATION_TASKS)
     evaluate.add_argument("--data-dir", help="dataset folder (all tasks but analogy)")
@@ -531,13 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--captions-output", help="captions task: write IMAGE<TAB>caption lines here")
     evaluate.set_defaults(run=_evaluate)
 
-    caption = commands.add_parser("caption", help="print PATH<TAB>caption for each image")
+    caption = commands.add_parser("caption", help=COMMANDS["caption"])
     model_options(caption, decoding=True)
     caption.add_argument("images", nargs="*")
     caption.add_argument("--sample-photos", action="store_true", help="also caption scikit-image's sample photos")
     caption.set_defaults(run=_caption)
 
-    tag = commands.add_parser("tag", help="print PATH<TAB>word tags<TAB>ImageNet labels for each image")
+    tag = commands.add_parser("tag", help=COMMANDS["tag"])
     model_options(tag)
     tag.add_argument("images", nargs="*")
     tag.add_argument("--sample-photos", action="store_true", help="also tag scikit-image's sample photos")
@@ -545,14 +596,14 @@ def build_parser() -> argparse.ArgumentParser:
     tagger_options(tag)
     tag.set_defaults(run=_tag)
 
-    words = commands.add_parser("similar-words", help="words closest to a word (several words are averaged)")
+    words = commands.add_parser("similar-words", help=COMMANDS["similar-words"])
     model_options(words)
     words.add_argument("words", nargs="+")
     words.add_argument("--space", default="learned", choices=["learned", "glove"])
     words.add_argument("-k", type=int, default=10)
     words.set_defaults(run=_similar_words)
 
-    analogy = commands.add_parser("analogy", help="A is to B as C is to ?")
+    analogy = commands.add_parser("analogy", help=COMMANDS["analogy"])
     model_options(analogy)
     for name in ("a", "b", "c"):
         analogy.add_argument(name)
@@ -561,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     analogy.add_argument("-k", type=int, default=5)
     analogy.set_defaults(run=_analogy)
 
-    index = commands.add_parser("index", help="embed every image under a folder into a gallery index")
+    index = commands.add_parser("index", help=COMMANDS["index"])
     model_options(index)
     index.add_argument("images", help="folder of images (searched recursively)")
     index.add_argument("--out", required=True, help="index folder (created, or extended when it exists)")
@@ -576,11 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
     help_text = "local: this process; ray: Ray Data actors (the 'distributed' extra; README 'Beyond one machine')"
     index.add_argument("--engine", choices=["local", "ray"], default="local", help=help_text)
     index.add_argument("--address", help="--engine ray: the Ray cluster (default: a local Ray on this machine)")
-    help_text = f"--engine ray: actors, each loading the model once (1 to {RAY_MAX_WORKERS:,}; default 2)"
+    help_text = f"--engine ray: actors, each loading the model once (1 to {MAX_RAY_WORKERS:,}; default 2)"
     index.add_argument("--num-workers", type=int, help=help_text)
     index.set_defaults(run=_index, backend="auto", onnx_variant="fastest")  # the fastest exported image encoder
 
-    similar = commands.add_parser("similar-images", help="gallery images most like an image (path or row)")
+    similar = commands.add_parser("similar-images", help=COMMANDS["similar-images"])
     model_options(similar)
     similar.add_argument("query", help="image path, or a gallery row number")
     similar.add_argument("--index", required=True)
@@ -589,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     similar.add_argument("--focus-class", help="ImageNet class index or name, e.g. 284 or 'Siamese cat'")
     similar.set_defaults(run=_similar_images)
 
-    search = commands.add_parser("search", help="gallery images matching a description")
+    search = commands.add_parser("search", help=COMMANDS["search"])
     model_options(search)
     search.add_argument("text", nargs="+")
     search.add_argument("--index", required=True)
@@ -597,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=int, default=5)
     search.set_defaults(run=_search)
 
-    maps = commands.add_parser("map", help="a 2-D t-SNE map of a gallery's images or of words (.html or .png)")
+    maps = commands.add_parser("map", help=COMMANDS["map"])
     model_options(maps)
     source = maps.add_mutually_exclusive_group(required=True)
     source.add_argument("--index", help="gallery index folder: map its images")
@@ -610,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     maps.add_argument("--seed", type=int, default=0, help="the same seed gives the same map")
     maps.add_argument("--out", required=True, help="map.html (interactive) or map.png (thumbnails or words)")
     maps.set_defaults(run=_map)
-    explain = commands.add_parser("explain", help="one heat map per caption word: where in the image it comes from")
+    explain = commands.add_parser("explain", help=COMMANDS["explain"])
     model_options(explain)
     explain.add_argument("image")
     explain.add_argument("--out", required=True, help="folder for 01-WORD.png, ... (created; nothing else is touched)")
@@ -618,22 +669,23 @@ def build_parser() -> argparse.ArgumentParser:
     help_text = f"beam for the model's own caption: 1 (greedy) to {MAX_BEAM_SIZE} (default: the generation config)"
     explain.add_argument("--beam-size", type=int, help=help_text)
     explain.set_defaults(run=_explain)
-    neuron = commands.add_parser("neuron", help="a unit or channel's top gallery images and words; an image's own")
+    neuron = commands.add_parser("neuron", help=COMMANDS["neuron"])
     model_options(neuron)
     neuron.add_argument("--index", required=True)
     which = neuron.add_mutually_exclusive_group(required=True)
     which.add_argument("--unit", type=int, help="a unit of the image representation (0-511 in the shipped model)")
     which.add_argument("--channel", type=int, help="a channel of the pooled backbone features (0-1279)")
     which.add_argument("--image", help="an image: its most distinctive units (or channels, --kind channel)")
-    neuron.add_argument("-k", "--k", type=int, default=9, help=f"top gallery images per neuron (1 to {MAX_IMAGES})")
-    help_text = f"words per neuron (0 to {MAX_WORDS}; 0 skips the decoder)"
+    help_text = f"top gallery images per neuron (1 to {MAX_NEURON_IMAGES})"
+    neuron.add_argument("-k", "--k", type=int, default=9, help=help_text)
+    help_text = f"words per neuron (0 to {MAX_NEURON_WORDS}; 0 skips the decoder)"
     neuron.add_argument("--words", type=int, default=10, dest="n_words", help=help_text)
     neuron.add_argument("-n", type=int, default=5, help=f"--image: how many distinctive neurons (1 to {MAX_NEURONS})")
     neuron.add_argument("--kind", default="unit", choices=NEURON_KINDS, help="--image: units or channels")
     neuron.add_argument("--out", help="also write a contact sheet PNG here (thumbnails with their activations)")
     neuron.set_defaults(run=_neuron)
 
-    stages = commands.add_parser("layers", help="an image's backbone activations stage by stage, one PNG each")
+    stages = commands.add_parser("layers", help=COMMANDS["layers"])
     model_options(stages)
     stages.add_argument("image")
     stages.add_argument("--out", required=True, help="folder for NN-STAGE.png files (created; nothing else touched)")
@@ -649,25 +701,26 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"image side in pixels, {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} (a photo: its short side)"
         sub.add_argument("--size", type=int, default=260, help=help_text)
 
-    visualize = commands.add_parser("visualize", help="an image that excites an ImageNet class, a channel or a unit")
+    visualize = commands.add_parser("visualize", help=COMMANDS["visualize"])
     model_options(visualize)
     target = visualize.add_mutually_exclusive_group(required=True)
     target.add_argument("--class", dest="imagenet_class", help="an ImageNet class: index 0-999 or name")
     target.add_argument("--channel", type=int, help="a channel of --stage (the head: 0-1279)")
     target.add_argument("--unit", type=int, help="a unit of the image representation (0-511 in the shipped model)")
     visualize.add_argument("--stage", default="head", help="--channel's backbone stage: stem, stage 1..7, head")
-    visualize.add_argument("--images", type=int, default=1, help=f"several images side by side, 1 to {MAX_IMAGINED}")
+    help_text = f"several images side by side, 1 to {MAX_OPTIMIZED_IMAGES}"
+    visualize.add_argument("--images", type=int, default=1, help=help_text)
     visualize.add_argument("--diversity", type=float, default=0.0, help="with --images: push them apart (e.g. 1)")
     imagine_options(visualize, VISUALIZE_STEPS)
     visualize.set_defaults(run=_visualize)
 
-    imagine = commands.add_parser("imagine", help="an image for a sentence, made with the caption decoder")
+    imagine = commands.add_parser("imagine", help=COMMANDS["imagine"])
     model_options(imagine)
     imagine.add_argument("text", help="a sentence in the caption vocabulary, e.g. 'a dog runs on the beach'")
     imagine_options(imagine, IMAGINE_STEPS)
     imagine.set_defaults(run=_imagine)
 
-    dream = commands.add_parser("dream", help="DeepDream: amplify what a backbone stage sees in a photo")
+    dream = commands.add_parser("dream", help=COMMANDS["dream"])
     model_options(dream)
     dream.add_argument("image")
     dream.add_argument("--stage", default=DREAM_STAGE, help="stem, stage 1..7 or head (default: %(default)s)")
@@ -676,7 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
     imagine_options(dream, DREAM_STEPS)
     dream.set_defaults(run=_dream)
 
-    style = commands.add_parser("style", help="style transfer: CONTENT redrawn with STYLE's textures")
+    style = commands.add_parser("style", help=COMMANDS["style"])
     model_options(style)
     style.add_argument("content")
     style.add_argument("style")
@@ -685,20 +738,18 @@ def build_parser() -> argparse.ArgumentParser:
     imagine_options(style, STYLE_STEPS, seed=False)
     style.set_defaults(run=_style)
 
-    export = commands.add_parser("export", help="export ONNX graphs and their manifest")
+    export = commands.add_parser("export", help=COMMANDS["export"])
     export.add_argument("checkpoint", help="OneNet checkpoint folder")
     export.add_argument("--out", help="output folder (default: CHECKPOINT/onnx)")
     export.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 (CPU) variant")
     export.add_argument("--fp16", action="store_true", help="also write an fp16 (GPU) variant")
     help_text = "folder of photos to calibrate a static int8 image encoder on (the fast path of onenet index)"
     export.add_argument("--calibration-images", help=help_text)
-    from .onnx_backend import CALIBRATION_IMAGES, MAX_CALIBRATION_IMAGES
-
     help_text = f"photos used from that folder (1 to {MAX_CALIBRATION_IMAGES:,})"
     export.add_argument("--calibration-count", type=int, default=CALIBRATION_IMAGES, help=help_text)
     export.set_defaults(run=_export)
 
-    release = commands.add_parser("release", help="write a complete Hub model repo folder (card, weights, ONNX)")
+    release = commands.add_parser("release", help=COMMANDS["release"])
     release.add_argument("model_dir", help="trained model: folder of `onenet train`/`train-heads`, or a Hub id")
     release.add_argument("--out", required=True, help="new folder to write (refused if it exists and is not empty)")
     release.add_argument("--eval", nargs="*", default=[], help="`onenet evaluate --output` JSON files for the card")
@@ -710,14 +761,14 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--calibration-images", help=help_text)
     release.set_defaults(run=_release)
 
-    push = commands.add_parser("push", help="upload a release folder to a Hugging Face Hub model repo")
+    push = commands.add_parser("push", help=COMMANDS["push"])
     push.add_argument("folder", help="folder written by `onenet release`")
     push.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub (created if missing)")
     push.add_argument("--private", action="store_true", help="create the repo private")
     push.add_argument("--dry-run", action="store_true", help="only list the files and sizes that would be uploaded")
     push.set_defaults(run=_push)
 
-    space = commands.add_parser("build-space", help="write a self-contained Hugging Face Space folder")
+    space = commands.add_parser("build-space", help=COMMANDS["build-space"])
     space.add_argument("--model", default=default_model(), help="model folder or Hub repo id (default: %(default)s)")
     space.add_argument("--revision", help="Hub branch, tag or commit of --model")
     space.add_argument("--out", required=True, help="new folder to write (refused if it exists and is not empty)")
@@ -727,7 +778,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_list_parser() -> argparse.ArgumentParser:
+    """`onenet` with no command or only --help: the command list, built without the modules behind the commands
+    (their defaults import torch), so it answers at once."""
+    parser = argparse.ArgumentParser(prog="onenet", description="One network, many uses.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in COMMANDS.items():
+        commands.add_parser(name, help=help_text)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in COMMANDS:
+        command_list_parser().parse_args(argv)  # prints the help, or the usage error naming the valid commands
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

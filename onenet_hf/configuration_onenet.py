@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from .auto_registration import register_with_auto_classes
 from .errors import OneNetError
+from .remote_code import AUTO_MAP, CUSTOM_PIPELINES, CarriesRemoteCode, write_remote_code
 
 IMAGE_SIZE = 260  # EfficientNet-Lite2's input side; the image processor's default size too
 
 
-class OneNetConfig(PretrainedConfig):
+class OneNetConfig(CarriesRemoteCode, PretrainedConfig):
     r"""
     Hyper-parameters of [`OneNetModel`]: a frozen EfficientNet-Lite2 backbone, a projection to one image
     representation vector, and an LSTM caption decoder conditioned on that vector alone.
@@ -137,6 +139,17 @@ class OneNetConfig(PretrainedConfig):
         self.text_rerank_weight = text_rerank_weight
         self.text_prior_images = text_prior_images
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
+        # every saved checkpoint loads by Hub id through transformers' own calls (`remote_code`); always today's
+        # map, as save_pretrained writes today's files
+        self.auto_map = dict(AUTO_MAP)
+        self.custom_pipelines = {task: dict(entry) for task, entry in CUSTOM_PIPELINES.items()}
 
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs) -> None:
+        """config.json, and the remote-code files its `auto_map` names."""
+        super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        write_remote_code(save_directory)
+
+
+register_with_auto_classes()  # now that the classes exist (`auto_registration`)
 
 __all__ = ["IMAGE_SIZE", "OneNetConfig"]

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import OneNetError
+from .options import MAX_BEAM_SIZE, check_beam_size, check_no_repeat_ngram_size
+from .options import MAX_NO_REPEAT_NGRAM_SIZE as MAX_NO_REPEAT_NGRAM_SIZE
 
 StepFunction = Callable[[torch.Tensor, tuple[torch.Tensor, ...]], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
 
@@ -24,26 +26,10 @@ class Hypothesis:
     score: float
 
 
-MAX_NO_REPEAT_NGRAM_SIZE = 24  # the longest caption the default generation config allows
 MAX_CONSTRAINTS = 3  # constraint sets per caption: each doubles the hypotheses searched (2 ** sets groups)
-MAX_BEAM_SIZE = 64  # one image at beam 64 decodes in under 2 s on 2 CPU cores; 2048 took 8 s and 256 MB more
 # Sampled tokens with a log-probability below this count as this: exp() of the rest would give denormal floats,
 # which CPUs process tens of times slower (40 ms of a 100-sample tagging), for a difference below 1e-34.
 MIN_SAMPLED_LOG_PROB = -80.0
-
-
-def check_beam_size(beam_size: int, maximum: int = MAX_BEAM_SIZE) -> None:
-    """A beam of 1 (greedy) to `maximum` hypotheses: the cap bounds time and memory (both grow with the beam)."""
-    if not isinstance(beam_size, int) or isinstance(beam_size, bool) or not 1 <= beam_size <= maximum:
-        raise OneNetError(f"beam_size must be an integer from 1 to {maximum}, got {str(beam_size)[:20]}")
-
-
-def check_no_repeat_ngram_size(size: int) -> None:
-    """0 (off) or an n-gram length from 1 to MAX_NO_REPEAT_NGRAM_SIZE."""
-    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_NO_REPEAT_NGRAM_SIZE:
-        raise OneNetError(
-            f"no_repeat_ngram_size must be an integer from 0 (off) to {MAX_NO_REPEAT_NGRAM_SIZE}, got {str(size)[:20]}"
-        )
 
 
 def beam_search(
@@ -81,6 +67,7 @@ def beam_candidates(
     no_repeat_ngram_size: int = 0,
     token_bias: torch.Tensor | None = None,
     constraints: Sequence[Sequence[Sequence[int]]] | None = None,
+    prefix_ids: Sequence[int] = (),
 ) -> list[list[Hypothesis]]:
     """Each batch item's finished hypotheses, best first: the beam's n-best list (`beam_size` long at most).
 
@@ -96,19 +83,30 @@ def beam_candidates(
     2017): a caption must say one token of each set. Hypotheses are grouped by which sets they have met, a beam
     of K in each group; finished hypotheses come from the group that met them all (from the group that met the
     most where none finished), so the decoder's language model places the words it is made to say.
+
+    `prefix_ids` (a prompt, as BLIP's conditional captioning takes one) are read first, as if the decoder had
+    said them: every hypothesis starts with them, and constraint sets they meet count as met. Scores, length
+    and `max_length` count only the tokens after them.
     """
     check_beam_size(beam_size)
     batch, k = state[0].shape[0], beam_size
     constraint_bits, start_groups, groups = _constraint_bits(constraints, batch, state[0].device)
+    device = state[0].device
+    prefix = [int(token) for token in prefix_ids]
+    tokens = torch.full((batch,), bos_token_id, dtype=torch.long, device=device)
+    for token in prefix:
+        _, state = step(tokens, state)
+        tokens = torch.full((batch,), token, dtype=torch.long, device=device)
+        if constraint_bits is not None and token < constraint_bits.shape[1]:
+            start_groups = start_groups | constraint_bits[:, token]
     rows_per_item = groups * k
     state = tuple(tensor.repeat_interleave(rows_per_item, dim=0) for tensor in state)
     row_bias = None if token_bias is None else token_bias.float().repeat_interleave(rows_per_item, dim=0)
-    device = state[0].device
-    tokens = torch.full((batch * rows_per_item,), bos_token_id, dtype=torch.long, device=device)
+    tokens = tokens.repeat_interleave(rows_per_item)
     scores = torch.full((batch, groups, k), float("-inf"), device=device)
     scores[torch.arange(batch, device=device), start_groups, 0] = 0.0
     group_of_row = torch.arange(groups, device=device).repeat_interleave(k).expand(batch, -1)  # (batch, G * K)
-    history = torch.zeros(batch * rows_per_item, 0, dtype=torch.long, device=device)
+    history = torch.tensor(prefix, dtype=torch.long, device=device).expand(batch * rows_per_item, -1)
     finished: list[list[list[Hypothesis]]] = [[[] for _ in range(groups)] for _ in range(batch)]
     offsets = torch.arange(batch, device=device).unsqueeze(1) * rows_per_item
     for length in range(max_length + 1):
@@ -136,7 +134,7 @@ def beam_candidates(
             for item, rank in ends[:, :k].nonzero().tolist():
                 if len(finished[item][group]) < k and top_scores[item, rank] > float("-inf"):
                     ids = history[offsets[item, 0] + beams[item, rank]].tolist()
-                    normalised = top_scores[item, rank].item() / (len(ids) + 1) ** length_penalty
+                    normalised = top_scores[item, rank].item() / (len(ids) - len(prefix) + 1) ** length_penalty
                     finished[item][group].append(Hypothesis(ids, normalised))
             kept_scores, order = top_scores.masked_fill(ends, float("-inf")).topk(k, dim=1)
             survivors.append(kept_scores)
@@ -216,10 +214,12 @@ def generate_candidates(
     token_bias: torch.Tensor | None = None,
     constraints: Sequence[Sequence[Sequence[int]]] | None = None,
     step: StepFunction | None = None,
+    prefix_ids: Sequence[int] = (),
 ) -> list[list[Hypothesis]]:
     """Each image's beam n-best list, searched as a `GenerationConfig` asks (num_beams, max_new_tokens counting EOS,
-    length_penalty, suppress_tokens, no_repeat_ngram_size), steered by `token_bias` and held to `constraints` if
-    given; `step` replaces the backend's `decoder_step` (e.g. over an extended vocabulary)."""
+    length_penalty, suppress_tokens, no_repeat_ngram_size), steered by `token_bias`, held to `constraints` and
+    continuing `prefix_ids` if given; `step` replaces the backend's `decoder_step` (e.g. over an extended
+    vocabulary)."""
     return beam_candidates(
         step or backend.decoder_step,
         backend.initial_state(image_embeds),
@@ -232,6 +232,7 @@ def generate_candidates(
         no_repeat_ngram_size=generation_config.no_repeat_ngram_size or 0,
         token_bias=token_bias,
         constraints=constraints,
+        prefix_ids=prefix_ids,
     )
 
 

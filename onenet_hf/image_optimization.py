@@ -24,10 +24,9 @@ from torch import nn
 from .errors import OneNetError
 from .image_processing_onenet import ImageLike, load_image
 from .modeling_onenet import OneNetModel
+from .options import MAX_IMAGE_SIZE, MAX_STEPS, MIN_IMAGE_SIZE
+from .options import MAX_OPTIMIZED_IMAGES as MAX_IMAGES
 
-MAX_STEPS = 2000  # a work-size cap: one call stays within minutes on 2 CPU cores (the Space caps lower)
-MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 64, 1024  # pixels on a side; time and memory grow with the square
-MAX_IMAGES = 8  # images optimised together (diversity)
 MAX_ASPECT = 2  # a photo is optimised at size x size x this many pixels at most, whatever its shape
 MIN_OPTIMIZED_SIDE = 32  # pixels: the backbone's stride; a thinner photo is squeezed, not made thinner
 # Peak memory of one optimisation run grows with the pixels optimised at once (images x height x width; not with
@@ -262,6 +261,7 @@ def last(snapshots: Iterator[Snapshot], description: str, progress: bool = True)
 
 __all__ = [
     "FourierImage",
+    "MAX_IMAGES",
     "MAX_STEPS",
     "PixelImage",
     "Snapshot",

@@ -13,8 +13,10 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import PILImageResampling
 
+from .auto_registration import register_with_auto_classes
 from .configuration_onenet import IMAGE_SIZE
 from .errors import OneNetError
+from .remote_code import CarriesRemoteCode
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
@@ -149,7 +151,7 @@ def load_image(image: ImageLike) -> Image.Image:
     return to_rgb(image)
 
 
-class OneNetImageProcessor(PilBackend):
+class OneNetImageProcessor(CarriesRemoteCode, PilBackend):
     r"""
     Resizes to the backbone's square input (`OneNetConfig.image_size`, 260 for EfficientNet-Lite2) and scales
     pixels as (x - 127) / 128, the EfficientNet-Lite
@@ -206,5 +208,7 @@ def pixel_values(images: list[Image.Image]) -> np.ndarray:
     pixels *= 1 / 128  # a power of two: the same floats as dividing
     return pixels
 
+
+register_with_auto_classes()  # now that the classes exist (`auto_registration`)
 
 __all__ = ["OneNetImageProcessor", "ImageLoadError", "load_image", "pixel_values", "to_rgb"]

@@ -1,11 +1,11 @@
-"""OneNet captions through transformers' `pipeline`: image in, `[{"generated_text": ...}]` out.
+"""OneNet captions through transformers' `pipeline`: image in, `[{"generated_text": ...}]` out, no prompt.
 
-transformers 5 removed its own image-to-text pipeline (`"image-to-text"` now builds the chat-style
-image-text-to-text pipeline, which requires a text prompt), so OneNet brings one:
+A release names it in its config's `custom_pipelines` (task "image-to-text", the card's pipeline_tag), so
 
-    pipeline("image-text-to-text", model="onenet-hf/onenet-flickr8k", pipeline_class=OneNetImageToTextPipeline)
+    pipeline(model="onenet-hf/onenet-flickr8k", trust_remote_code=True)
 
-It runs `OneNetModel.generate`, the beam search of `onenet caption`, on pixels from the same image loader.
+builds it by Hub id. It runs `OneNetModel.generate`, the beam search of `onenet caption`, on pixels from the same
+image loader. transformers' own "image-text-to-text" pipeline works too, with a prompt (`text=""` captions).
 """
 
 from __future__ import annotations

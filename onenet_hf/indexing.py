@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 try:
@@ -51,10 +50,11 @@ from .gallery import (
     connect,
     shard_files,
 )
-from .image_processing_onenet import ImageLoadError, load_image
 from .messages import printable_path
 
 if TYPE_CHECKING:
+    import torch
+
     from .onnx_backend import OnnxOneNetBackend
     from .ray_indexing import RayEmbedder
 
@@ -79,15 +79,21 @@ CREATE TABLE IF NOT EXISTS builds(
 """
 
 
+def check_image_folder(folder: str | Path) -> Path:
+    """A folder of images to list must exist (the CLI checks it before the model loads)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GalleryIndexError(f"image folder not found: {folder}")
+    return folder
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files (by suffix) under `folder`, recursively, in sorted order.
 
     Broken links and link loops with an image suffix are listed too, so that indexing reports them as
     skipped (with the reason) instead of leaving them out unsaid.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise GalleryIndexError(f"image folder not found: {folder}")
+    folder = check_image_folder(folder)
     return sorted(
         p
         for p in folder.rglob("*")
@@ -95,7 +101,6 @@ def list_images(folder: str | Path) -> list[Path]:
     )
 
 
-@torch.inference_mode()
 def embed_images(
     model, processor, images: Sequence, image_encoder: OnnxOneNetBackend | None = None
 ) -> dict[str, np.ndarray]:
@@ -104,16 +109,18 @@ def embed_images(
     return embed_pixels(model, processor(images=list(images))["pixel_values"], image_encoder)
 
 
-@torch.inference_mode()
 def embed_pixels(
     model, pixel_values: torch.Tensor, image_encoder: OnnxOneNetBackend | None = None
 ) -> dict[str, np.ndarray]:
     """`embed_images` of preprocessed images (the indexing loader preprocesses a batch ahead, in a thread)."""
-    if image_encoder is None:
-        embeds = model.get_gallery_embeds(pixel_values)
-    else:
-        image_embeds, pooled = image_encoder.get_image_and_pooled_features(pixel_values)
-        embeds = model.get_gallery_embeds(image_embeds=image_embeds, pooled_features=pooled)
+    import torch  # here: listing images and checking folders (the CLI does, before a model loads) need no torch
+
+    with torch.inference_mode():
+        if image_encoder is None:
+            embeds = model.get_gallery_embeds(pixel_values)
+        else:
+            image_embeds, pooled = image_encoder.get_image_and_pooled_features(pixel_values)
+            embeds = model.get_gallery_embeds(image_embeds=image_embeds, pooled_features=pooled)
     return {
         name: tensor.float().cpu().numpy().astype(ARRAY_DTYPES[name], copy=False) for name, tensor in embeds.items()
     }
@@ -226,6 +233,7 @@ class Embedder:
 def local_embedder(model, processor, image_encoder: OnnxOneNetBackend | None = None) -> Embedder:
     """The Embedder of a loaded model: `load_image` and the processor prepare, `embed_pixels` embeds (through
     `image_encoder`, an ONNX backend, when given); unreadable files are failures with their reason."""
+    from .image_processing_onenet import ImageLoadError, load_image  # transformers: once a model embeds
 
     def prepare(batch: list[GalleryFile]):
         loaded, failed = [], []
@@ -615,6 +623,7 @@ __all__ = [
     "build_index",
     "build_lock",
     "check_ann_options",
+    "check_image_folder",
     "check_index_folder",
     "embed_images",
     "embed_pixels",

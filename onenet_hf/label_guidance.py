@@ -17,20 +17,13 @@ import numpy as np
 import torch
 
 from .decoding import Hypothesis, StepFunction, generate_beams
-from .errors import OneNetError
 from .label_words import animal_label_words, label_word_chances, label_words, word_columns
+from .options import LABEL_THRESHOLD, check_label_threshold
 from .word_vectors import glove_vectors
 
-LABEL_THRESHOLD = 0.3  # a label word's chance (summed over its classes) from which the caption must say it
 MAX_LABEL_CONSTRAINTS = 1  # label words put in one caption (each doubles the hypotheses searched)
 ABSENT_ANIMAL_WEIGHT = 1.0  # x log((chance + ABSENT_FLOOR) / (1 + ABSENT_FLOOR)), added to an animal word's log-prob
 ABSENT_FLOOR = 0.01
-
-
-def check_label_threshold(threshold: float) -> None:
-    """A chance from 0 (guidance off) to 1; NaN, inf and bools are refused."""
-    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
-        raise OneNetError(f"imagenet_labels must be a chance from 0 (off) to 1, got {str(threshold)[:20]}")
 
 
 @cache
@@ -157,9 +150,11 @@ def guided_beams(
     generation_config,
     threshold: float = LABEL_THRESHOLD,
     token_bias: torch.Tensor | None = None,
+    prefix_ids: Sequence[int] = (),
 ) -> list[Hypothesis]:
     """Each image's best caption (extended token ids) by the generation config's beam search, guided by the
-    classifier's `probabilities` (B, 1000) as `label_guidance` says; `token_bias` (B, vocab) is added too."""
+    classifier's `probabilities` (B, 1000) as `label_guidance` says; `token_bias` (B, vocab) is added too, and
+    the captions continue `prefix_ids` if given."""
     tokens = tuple(tokens)
     guidance = label_guidance(tokens, probabilities, threshold)
     bias = guidance.token_bias.to(image_embeds.device)
@@ -167,8 +162,9 @@ def guided_beams(
         bias[:, : token_bias.shape[1]] += token_bias.float()
     step = extended_step(backend.decoder_step, tokens)
     return generate_beams(
-        backend, image_embeds, generation_config, token_bias=bias, constraints=guidance.constraints, step=step
-    )
+        backend, image_embeds, generation_config, token_bias=bias, constraints=guidance.constraints, step=step,
+        prefix_ids=prefix_ids,
+    )  # fmt: skip
 
 
 __all__ = [

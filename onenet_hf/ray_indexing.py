@@ -24,8 +24,7 @@ from .errors import OneNetError
 from .extras import require
 from .gallery import ARRAYS
 from .indexing import GalleryFile
-
-MAX_WORKERS = 1024  # actors one build may ask for
+from .options import MAX_RAY_WORKERS as MAX_WORKERS
 
 
 class _EmbeddingActor:

@@ -30,7 +30,7 @@ CARD_METADATA = {
     "license": "apache-2.0",
     "library_name": "transformers",
     "pipeline_tag": "image-to-text",
-    "tags": ["image-captioning", "efficientnet-lite", "lstm", "onenet"],
+    "tags": ["image-captioning", "efficientnet-lite", "lstm", "onenet", "custom_code"],
     "datasets": ["flickr8k"],
     "metrics": ["bleu", "meteor", "rouge", "cider", "precision", "recall", "accuracy"],
 }

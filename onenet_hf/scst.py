@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +39,14 @@ from .decoding import beam_search, generate_candidates, sample_sequences
 from .distributed import launched_processes
 from .errors import OneNetError
 from .evaluation import caption_diversity, evaluate_on_features
-from .features import DEFAULT_CACHE_DIR, cached_backbone_features
+from .features import cached_backbone_features
 from .folders import write_json
 from .head_training import HEADS_LOG_FILE
 from .hub import resolve_model
 from .modeling_onenet import OneNetModel, never_generated_token_ids
 from .processing_onenet import OneNetProcessor
 from .training import LOG_FILE, check_training_numbers, epoch_seed, full_determinism, save_atomically, seed_everything
+from .training_arguments import SCSTArguments
 
 SCST_STATE_FILE = "scst_state.pt"
 SCST_LOG_FILE = "scst_training_log.json"
@@ -56,31 +57,6 @@ ROLLOUTS = ("sample", "beam")
 ORDER_STREAM, SAMPLE_STREAM, DROPOUT_STREAM = 0, 1, 2  # an epoch's random streams, see `training.epoch_seed`
 MAX_SAMPLES_PER_IMAGE = 64  # memory and time grow with it; Luo 2020 uses 5
 MAX_IMAGES_PER_BATCH = 1024
-
-
-@dataclass
-class SCSTArguments:
-    """What `onenet train-scst` exposes; `model_dir` is a model `onenet train` (or `train-heads`) wrote."""
-
-    model_dir: str
-    data_dir: str
-    output_dir: str
-    data_format: str = "flickr8k"
-    train_split: str = "train"
-    dev_split: str = "dev"
-    cache_dir: str = DEFAULT_CACHE_DIR
-    epochs: int = 3
-    images_per_batch: int = 50
-    samples_per_image: int = 5
-    rollout: str = "beam"
-    baseline: str = "mean"
-    dropout: bool = True
-    learning_rate: float = 5e-5
-    gradient_clip: float = 1.0
-    seed: int = 0
-    eval_beam_size: int = 3
-    full_determinism: bool = False
-    device: str | None = None
 
 
 def _check(args: SCSTArguments) -> None:

@@ -16,7 +16,7 @@ import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,47 +28,18 @@ from .data import CaptionedImage, read_split
 from .distributed import Processes
 from .errors import OneNetError
 from .evaluation import evaluate_on_features
-from .features import DEFAULT_CACHE_DIR, shared_backbone_features
+from .features import shared_backbone_features
 from .folders import write_json
 from .image_processing_onenet import OneNetImageProcessor
 from .messages import shorten
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
 from .tokenization_onenet import build_tokenizer
+from .training_arguments import CaptionTrainingArguments
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "training_log.json"
 ORDER_STREAM, VIEW_STREAM, DROPOUT_STREAM = 0, 1, 2  # the random streams of an epoch, see `epoch_seed`
-
-
-@dataclass
-class CaptionTrainingArguments:
-    """What `onenet train` exposes: data, output, schedule, and the model's size."""
-
-    data_dir: str
-    output_dir: str
-    data_format: str = "flickr8k"
-    train_split: str = "train"
-    dev_split: str = "dev"
-    cache_dir: str = DEFAULT_CACHE_DIR
-    epochs: int = 15
-    batch_size: int = 128
-    learning_rate: float = 2e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 300
-    label_smoothing: float = 0.1
-    gradient_clip: float = 5.0
-    min_word_frequency: int = 5
-    seed: int = 0
-    eval_beam_size: int = 1
-    horizontal_flip: bool = False
-    hidden_size: int = 512
-    word_embedding_size: int = 300
-    decoder_hidden_size: int = 512
-    image_pooling: str = "mean"
-    dropout: float = 0.5
-    full_determinism: bool = False  # torch.use_deterministic_algorithms and deterministic cuDNN (see below)
-    device: str | None = None
 
 
 def seed_everything(seed: int) -> None:

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -550,3 +551,65 @@ def test_a_bad_imagenet_labels_threshold_is_one_line_before_the_model_is_looked_
     assert main(["caption", "--sample-photos", "--imagenet-labels", value, "--model", "no/such-model"]) == 2
     line = _one_line_error(capsys.readouterr().err, "caption")
     assert f"imagenet_labels must be a chance from 0 (off) to 1, got {value}" in line
+
+
+# `onenet --help`, `onenet CMD --help` and the errors that need no model answer without importing torch or
+# transformers (issue 42): a fresh Python runs each through `main` and reports what it imported after each.
+
+_RUN_IN_FRESH_PYTHON = """
+import contextlib, io, json, sys
+from onenet_hf import cli
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as error:
+            code = error.code
+    heavy = [name for name in ("torch", "transformers") if name in sys.modules]
+    results.append({"code": code, "out": out.getvalue(), "err": err.getvalue(), "imported": heavy})
+print(json.dumps(results))
+"""
+
+
+def _main_in_fresh_python(*argvs: list[str]) -> list[dict]:
+    """`main(argv)` for each argv, in order, in one new interpreter running this checkout: exit code, stdout,
+    stderr, and which of torch and transformers were imported by then."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-c", _RUN_IN_FRESH_PYTHON, json.dumps(argvs)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_help_of_every_command_imports_neither_torch_nor_transformers():
+    from onenet_hf.cli import COMMANDS
+
+    argvs = [["--help"]] + [[command, "--help"] for command in COMMANDS]
+    for argv, result in zip(argvs, _main_in_fresh_python(*argvs), strict=True):
+        assert result["code"] == 0 and result["err"] == "", (argv, result)
+        assert result["out"].startswith(f"usage: onenet {argv[0] if len(argv) == 2 else ''}".rstrip()), argv
+        assert result["imported"] == [], f"onenet {' '.join(argv)} imported {result['imported']}"
+
+
+def test_errors_that_need_no_model_are_one_line_without_torch(tmp_path):
+    missing_model, missing = str(tmp_path / "no-model"), str(tmp_path / "missing")
+    (tmp_path / "photos").mkdir()
+    cases = {  # argv -> what the one error line says
+        ("caption", "x.jpg", "--model", missing_model): f"{missing_model}: no such model folder",
+        ("caption", "--beam-size", "0", "x.jpg"): "beam_size must be an integer from 1 to 64, got 0",
+        ("explain", "x.jpg", "--out", str(tmp_path / "e"), "--beam-size", "65"): "from 1 to 64, got 65",
+        ("index", missing, "--out", str(tmp_path / "gallery")): f"image folder not found: {missing}",
+        ("index", str(tmp_path / "photos"), "--out", str(tmp_path / "photos")): "is or contains the images",
+        ("search", "a", "dog", "--index", missing): f"no gallery index at {missing} (index.sqlite missing)",
+        ("neuron", "--unit", "1", "--index", missing): f"no gallery index at {missing}",
+        ("layers", "x.jpg", "--out", str(tmp_path / "l"), "--channels", "0"): "channels must be an integer from 1",
+        ("evaluate", "--data-dir", str(tmp_path), "--model", missing_model): "no such model folder",
+    }
+    for (argv, message), result in zip(cases.items(), _main_in_fresh_python(*cases), strict=True):
+        assert result["code"] == 2 and result["out"] == "", (argv, result)
+        assert result["err"].count("\n") == 1 and result["err"].startswith(f"onenet {argv[0]}: error: "), result
+        assert message in result["err"], (argv, result["err"])
+        assert result["imported"] == [], f"onenet {' '.join(argv)} imported {result['imported']}"
+    assert not (tmp_path / "gallery").exists() and not (tmp_path / "e").exists()

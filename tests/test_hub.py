@@ -90,6 +90,37 @@ def test_pipeline_and_generate_give_the_caption_of_onenet_caption(offline, task,
     assert captioner(photos[0], num_beams=1) == [{"generated_text": expected_greedy}]
 
 
+def test_transformers_own_pipelines_caption_by_hub_id_without_a_pipeline_class(offline):
+    from transformers import AutoModel, pipeline
+
+    photo = str(next(p for p in sample_photos() if p.stem == "chelsea"))
+    net = OneNet.from_pretrained(REPO_ID)
+    expected = net.caption(photo)[0].text
+    native = pipeline("image-text-to-text", model=REPO_ID)  # transformers' own pipeline class
+    assert type(native).__name__ == "ImageTextToTextPipeline"
+    assert native(images=photo, text="")[0]["generated_text"] == expected  # an empty prompt captions
+    continued = native(images=photo, text="a photo of a")[0]["generated_text"]
+    assert continued.startswith("a photo of a ") and len(continued.split()) > 4, continued
+    with pytest.raises(OneNetError, match="lacks the prompt's 'zorblax'"):
+        native(images=photo, text="a zorblax")
+    remote = pipeline(model=REPO_ID, trust_remote_code=True)  # the release's custom_pipelines entry
+    assert isinstance(remote, OneNetImageToTextPipeline)
+    assert remote(photo) == [{"generated_text": expected}]
+    assert type(AutoModel.from_pretrained(REPO_ID, trust_remote_code=True)).__name__ == "OneNetModel"
+
+
+def test_a_prompt_is_a_caption_prefix_the_search_continues(offline):
+    net = OneNet.from_pretrained(REPO_ID)
+    photo = next(p for p in sample_photos() if p.stem == "motorcycle_left")
+    inputs = net.processor(images=[photo, photo], text=["a man", "a red"])
+    texts = net.processor.batch_decode(net.model.generate(**inputs), skip_special_tokens=True)
+    assert texts[0].startswith("a man ") and texts[1].startswith("a red "), texts
+    empty = net.processor(images=[photo], text="")
+    assert net.processor.batch_decode(net.model.generate(**empty), skip_special_tokens=True) == [
+        net.caption(photo)[0].text
+    ]
+
+
 @pytest.mark.parametrize(
     ("model", "revision", "message"),
     [

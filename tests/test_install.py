@@ -70,6 +70,19 @@ def test_wheel_works_from_another_folder_by_hub_id_and_says_which_extra_is_missi
         f"print(p(sys.argv[1])[0]['generated_text'])"
     )
     assert run(venv, ["python", "-c", script, photo], tmp_path, hub_home).stdout == f"{expected}\n"
+    # transformers' own calls by Hub id, as users of remote-code models write them: no onenet_hf import
+    script = (
+        "import sys; from transformers import AutoModel, pipeline; "
+        f"model = AutoModel.from_pretrained('{REPO_ID}', trust_remote_code=True); print(type(model).__name__); "
+        f"print(pipeline(model='{REPO_ID}', trust_remote_code=True)(sys.argv[1])[0]['generated_text'])"
+    )
+    assert run(venv, ["python", "-c", script, photo], tmp_path, hub_home).stdout == f"OneNetModel\n{expected}\n"
+    script = (
+        "import onenet_hf, sys; from transformers import pipeline; "
+        f"p = pipeline('image-text-to-text', model='{REPO_ID}'); "
+        "print(p(images=sys.argv[1], text='')[0]['generated_text'])"
+    )
+    assert run(venv, ["python", "-c", script, photo], tmp_path, hub_home).stdout == f"{expected}\n"
     for args in (["onenet", "export", str(CHECKPOINT)], ["onenet", "caption", "--backend", "onnx", photo]):
         result = run(venv, args, tmp_path, hub_home)
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
@@ -77,3 +90,20 @@ def test_wheel_works_from_another_folder_by_hub_id_and_says_which_extra_is_missi
     run(venv, ["pip", "install", "-q", "onnxruntime"], tmp_path, hub_home).check_returncode()
     result = run(venv, ["onenet", "caption", "--backend", "onnx", "--model", REPO_ID, photo], tmp_path, hub_home)
     assert result.returncode == 0 and result.stdout == f"{photo}\t{expected}\n", result.stderr
+
+
+def test_the_constraints_file_pins_every_requirement_within_the_bounds():
+    import tomllib
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower().replace("_", "-")] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["dev"]
+    for requirement in map(Requirement, wanted):
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"constraints.txt does not pin {name}"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])

@@ -27,15 +27,15 @@ from ..image_optimization import (
 )
 from ..image_processing_onenet import ImageLike, load_image
 from ..modeling_onenet import OneNetModel
+from ..options import DREAM_OCTAVES as OCTAVES
+from ..options import DREAM_STAGE as STAGE
+from ..options import DREAM_STEPS as STEPS
+from ..options import DREAM_STRENGTH as STRENGTH
 from ..processing_onenet import OneNetProcessor
 from .tag import check_weight
 from .visualize import check_stage
 
-STAGE = "head"  # the stage that feeds the representation: whole-object motifs (eyes, fur); earlier stages give textures
-STEPS = 80  # gradient steps over all octaves: under 10 s at 260 on 2 CPU cores (bench/imagine_quality.py)
-OCTAVES = 3
 OCTAVE_SCALE = 1.4
-STRENGTH = 1.0  # step size in hundredths of the pixel range
 MAX_OCTAVES = 6
 SHIFT = 16  # pixels of random roll per step, at most
 

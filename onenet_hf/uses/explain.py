@@ -26,6 +26,7 @@ from ..errors import OneNetError
 from ..extras import require
 from ..image_processing_onenet import ImageLike, load_image
 from ..messages import shorten
+from ..options import check_output_folder
 from ..processing_onenet import OneNetProcessor
 from .caption import caption_options, sentence_token_ids
 
@@ -80,14 +81,6 @@ class CaptionExplanation:
                 temporary.unlink(missing_ok=True)
             paths.append(path)
         return paths
-
-
-def check_output_folder(folder: str | os.PathLike) -> Path:
-    """A folder for the pictures, existing or not; an existing file is refused."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OneNetError(f"{folder} is a file, not a folder: give a folder for the pictures")
-    return folder
 
 
 def file_word(word: str) -> str:

@@ -36,12 +36,10 @@ from ..image_optimization import (
     with_gradients,
 )
 from ..modeling_onenet import OneNetModel
+from ..options import IMAGINE_STEPS as STEPS
 from ..processing_onenet import OneNetProcessor
 from .caption import sentence_token_ids
 
-# 15 s per 260x260 image on average on a 2-core AMD EPYC (bench/imagine_quality.py, run 4); in exploratory runs
-# 192 steps kept 17 of 22 sentences against 14 at 96 (README, Imagine)
-STEPS = 192
 LEARNING_RATE = 0.05
 FEATURE_STEPS = 150  # decoder passes on one vector: a small share of an imagining's time
 FEATURE_LEARNING_RATE = 0.05

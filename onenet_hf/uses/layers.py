@@ -16,13 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import OneNetError
 from ..image_processing_onenet import ImageLike
+from ..options import CHANNELS, MAX_CHANNELS, check_channels
 from ..ranking import top_k
 from ..sheets import Tile, contact_sheet, heat_map
-
-CHANNELS = 16  # channels shown per stage by default
-MAX_CHANNELS = 64  # channels shown per stage at most (an 8x8 grid)
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,12 +57,6 @@ class StageActivations:
             f"the {len(self.channels)} strongest by mean activation; each map scaled to its own range",
         )
         return contact_sheet(tiles, math.ceil(math.sqrt(len(tiles))), titles)
-
-
-def check_channels(channels: int) -> None:
-    """Channels shown per stage: 1 to MAX_CHANNELS (a stage with fewer shows all of its own)."""
-    if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= MAX_CHANNELS:
-        raise OneNetError(f"channels must be an integer from 1 to {MAX_CHANNELS}, got {str(channels)[:20]}")
 
 
 @torch.inference_mode()

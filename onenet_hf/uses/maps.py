@@ -31,14 +31,13 @@ from ..extras import require
 from ..gallery import GalleryIndex
 from ..image_processing_onenet import ImageLoadError, load_image
 from ..messages import shorten
+from ..options import COLOR_BY, MAP_METHODS, check_map_path
+from ..options import MAP_SUFFIXES as MAP_SUFFIXES
 from ..processing_onenet import OneNetProcessor
 from ..word_vectors import WordVectors
 from .tag import Tagger, imagenet_labels
 
-MAP_METHODS = ("opentsne", "sklearn-tsne")
 METHOD_NAMES = {"opentsne": "openTSNE", "sklearn-tsne": "scikit-learn"}
-COLOR_BY = ("class", "tag")
-MAP_SUFFIXES = (".html", ".png")
 MAX_MAP_POINTS = 20_000  # t-SNE time and the trustworthiness check's n x n distances grow with the square beyond
 MAX_PERPLEXITY = 30.0  # the usual t-SNE default; smaller maps get (n - 1) / 3
 MIN_PERPLEXITY = 2.0  # below it each point keeps too few neighbours to make a map: so at least 7 points
@@ -215,16 +214,6 @@ class EmbeddingMap:
             thumbnail = OffsetImage(np.asarray(image), zoom=72 / dpi)  # one image pixel, one PNG pixel
             frame = {"edgecolor": colours[int(row)], "linewidth": 1.5}
             axes.add_artist(AnnotationBbox(thumbnail, self.points[row], frameon=True, pad=0.1, bboxprops=frame))
-
-
-def check_map_path(path: str | os.PathLike) -> Path:
-    """A map's output file: `.html` or `.png`, in a folder that exists (checked before any work)."""
-    path = Path(path)
-    if path.suffix.lower() not in MAP_SUFFIXES:
-        raise OneNetError(f"a map is written as {' or '.join(MAP_SUFFIXES)}; got {shorten(path.name)}")
-    if not path.resolve().parent.is_dir():
-        raise OneNetError(f"cannot write the map to {path}: its folder does not exist")
-    return path
 
 
 def check_map_size(points: int, perplexity: float | None, what: str) -> float:

@@ -33,18 +33,18 @@ from ..gallery import GalleryIndex
 from ..image_processing_onenet import ImageLike
 from ..indexing import embed_images
 from ..messages import shorten
-from ..ranking import check_k, top_k
+from ..options import MAX_NEURON_IMAGES as MAX_IMAGES
+from ..options import MAX_NEURON_WORDS as MAX_WORDS
+from ..options import MAX_NEURONS, NEURON_KINDS
+from ..options import check_neuron_sizes as check_sizes
+from ..ranking import top_k
 from ..sheets import Tile, contact_sheet, thumbnail
 from .caption import caption_options
 from .similar_images import gallery_row
 from .words import ScoredWord
 
-NEURON_KINDS = ("unit", "channel")
 VECTORS = {"unit": "image_embeds", "channel": "pooled_features"}  # the gallery array each kind reads
 DESCRIBED = {"unit": "the image representation", "channel": "the pooled backbone features"}
-MAX_IMAGES = 64  # top gallery images of one neuron (a contact sheet of 8 rows)
-MAX_WORDS = 100  # words listed per neuron
-MAX_NEURONS = 16  # distinctive neurons of one image; each costs a decoder pass over the word sample
 WORD_SAMPLE_IMAGES = 64  # gallery images whose captions measure words: 8-10 of the top 10 as with 150
 PUSH_STDS = 3.0  # how far a neuron is pushed to measure its words, in its gallery standard deviations
 SHEET_COLUMNS = (6, 10)  # a contact sheet's fewest and most columns: room for its title, not too wide
@@ -82,15 +82,6 @@ class Neuron:
     def to_image(self) -> Image.Image:
         """A contact sheet: the neuron, its words, and its top images with their activations."""
         return neuron_sheet([self])
-
-
-def check_sizes(k: int, n_words: int, n: int = 1) -> None:
-    """Caps on one request: k top images per neuron, `n_words` words per neuron (0: skip the decoder), and n
-    distinctive neurons of an image."""
-    check_k(k, MAX_IMAGES)
-    for name, value, low, high in (("n_words", n_words, 0, MAX_WORDS), ("n", n, 1, MAX_NEURONS)):
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise OneNetError(f"{name} must be an integer from {low} to {high}, got {str(value)[:20]}")
 
 
 def check_gallery(index: GalleryIndex) -> None:

@@ -21,12 +21,12 @@ from ..errors import OneNetError
 from ..gallery import GalleryIndex, ImageMatch
 from ..label_words import label_evidence, query_label_columns
 from ..messages import shorten
+from ..options import SEARCH_METHODS
 from ..ranking import check_k, top_k_pairs
 from ..text_encoder import MAX_TEXT_CHARACTERS, encode_sentences
 from ..word_vectors import UnknownWordError, glove_vectors
 from .tag import tag_word_features
 
-SEARCH_METHODS = ("reranked", "retrieval", "invert", "glove")
 RENAMED_METHODS = {"embed": "reranked", "joint": "retrieval"}  # names before version 0.2
 
 

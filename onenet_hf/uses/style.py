@@ -31,14 +31,13 @@ from ..image_optimization import (
 )
 from ..image_processing_onenet import ImageLike, load_image
 from ..modeling_onenet import OneNetModel
+from ..options import CONTENT_WEIGHT, STYLE_WEIGHT
+from ..options import STYLE_STEPS as STEPS
 from ..processing_onenet import OneNetProcessor
 from .tag import check_weight
 
 CONTENT_STAGE = "stage 5"
 STYLE_STAGES = ("stem", "stage 1", "stage 2", "stage 3", "stage 4")
-STEPS = 200  # about 30 s at 260 on 2 CPU cores (bench/imagine_quality.py)
-CONTENT_WEIGHT = 1.0
-STYLE_WEIGHT = 10.0
 LEARNING_RATE = 0.02  # 0.05 left one pair of bench/imagine_quality.py at 87% style-loss fall, 0.02 all three >= 90%
 
 

@@ -14,6 +14,7 @@ from ..decoding import sample_sequences
 from ..errors import OneNetError
 from ..image_processing_onenet import ImageLike
 from ..modeling_onenet import never_generated_token_ids
+from ..options import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT
 from ..processing_onenet import OneNetProcessor
 from ..ranking import check_k
 from ..word_vectors import content_words, glove_vectors, normalize_word, stopwords
@@ -23,10 +24,7 @@ if TYPE_CHECKING:
     from ..onnx_backend import OnnxOneNetBackend
     from .caption import CaptionBackend
 
-CAPTION_SAMPLES = 100  # decoder captions sampled per tagged image; with CAPTION_WEIGHT, chosen on Flickr8k dev
-CAPTION_WEIGHT = 2.0
 CHANCE_FLOOR = 1e-3  # added to the decoder's and the ImageNet labels' chance of a word before the log
-IMAGENET_WEIGHT = 0.5  # chosen on Flickr8k dev and coco-mini-dev: lifts the second, leaves the first unchanged
 MAX_CAPTION_SAMPLES = 1000  # bounds memory (samples x images x vocabulary per step); 200 gained under 0.001
 MAX_WEIGHT = 100.0  # weights of a vote or of steering: far above any that helps, below float overflow
 

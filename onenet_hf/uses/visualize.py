@@ -32,12 +32,12 @@ from ..image_optimization import (
     with_gradients,
 )
 from ..modeling_onenet import OneNetModel
+from ..options import VISUALIZE_STEPS as STEPS
 from ..processing_onenet import OneNetProcessor
 from .similar_images import imagenet_class_index
 from .tag import check_weight
 
 TARGET_KINDS = ("class", "channel", "unit")
-STEPS = 128  # under 30 s for one 260x260 image on 2 CPU cores (bench/imagine_quality.py)
 LEARNING_RATE = 0.05
 DIVERSITY_STAGE = "stage 4"  # the Gram matrices compared for diversity: mid-level texture and parts
 

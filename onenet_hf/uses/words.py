@@ -10,10 +10,9 @@ import torch
 
 from ..errors import OneNetError
 from ..messages import shorten
+from ..options import ANALOGY_METHODS
 from ..ranking import check_k
 from ..word_vectors import UnknownWordError, WordVectors
-
-ANALOGY_METHODS = ("3cosadd", "3cosmul")
 
 
 @dataclass(frozen=True)

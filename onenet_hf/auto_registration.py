@@ -1,0 +1,109 @@
+"""OneNet joins transformers' Auto classes when transformers loads them, not when `onenet_hf` is imported.
+
+`import onenet_hf` must stay cheap (the CLI answers `--help` without torch), yet `AutoModel.from_pretrained` on a
+OneNet checkpoint must work whichever of the two a program imports first. So each registration runs right after
+the transformers module it extends has run: at once if it already has, else from an import hook.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+from collections.abc import Callable
+
+
+def _register_config() -> None:
+    from transformers import AutoConfig
+
+    from .configuration_onenet import OneNetConfig
+
+    AutoConfig.register("onenet", OneNetConfig, exist_ok=True)
+
+
+def _register_models() -> None:
+    from transformers import AutoModel, AutoModelForImageTextToText
+
+    from .configuration_onenet import OneNetConfig
+    from .modeling_onenet import OneNetModel
+
+    AutoModel.register(OneNetConfig, OneNetModel, exist_ok=True)
+    AutoModelForImageTextToText.register(OneNetConfig, OneNetModel, exist_ok=True)  # the pipelines load through it
+
+
+def _register_image_processor() -> None:
+    from transformers import AutoImageProcessor
+
+    from .configuration_onenet import OneNetConfig
+    from .image_processing_onenet import OneNetImageProcessor
+
+    AutoImageProcessor.register(OneNetConfig, image_processor_classes={"pil": OneNetImageProcessor}, exist_ok=True)
+
+
+def _register_processor() -> None:
+    from transformers import AutoProcessor
+
+    from .configuration_onenet import OneNetConfig
+    from .processing_onenet import OneNetProcessor
+
+    AutoProcessor.register(OneNetConfig, OneNetProcessor, exist_ok=True)
+
+
+_AUTO = "transformers.models.auto."
+# transformers' Auto module -> the OneNet module whose class it gets, and the registration
+REGISTRATIONS: dict[str, tuple[str, Callable[[], None]]] = {
+    _AUTO + "configuration_auto": ("onenet_hf.configuration_onenet", _register_config),
+    _AUTO + "modeling_auto": ("onenet_hf.modeling_onenet", _register_models),
+    _AUTO + "image_processing_auto": ("onenet_hf.image_processing_onenet", _register_image_processor),
+    _AUTO + "processing_auto": ("onenet_hf.processing_onenet", _register_processor),
+}
+
+
+def _importing(module: str) -> bool:
+    """The module is running its own code now (partly initialised): its classes may not exist yet."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and bool(getattr(getattr(loaded, "__spec__", None), "_initializing", False))
+
+
+class _RegisterAfterLoading(importlib.abc.Loader):
+    """Runs a module as its own loader would, then the registration that extends it."""
+
+    def __init__(self, loader: importlib.abc.Loader, onenet_module: str, register: Callable[[], None]):
+        self._loader, self._onenet_module, self._register = loader, onenet_module, register
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        if not _importing(self._onenet_module):  # else that module registers on its last line
+            self._register()
+
+    def __getattr__(self, name: str):  # get_source, get_filename, ... as the wrapped loader answers them
+        return getattr(self._loader, name)
+
+
+class _AutoClassesFinder(importlib.abc.MetaPathFinder):
+    """Finds transformers' Auto modules as the path finder does, with a loader that registers OneNet after them."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in REGISTRATIONS:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _RegisterAfterLoading(spec.loader, *REGISTRATIONS[fullname])
+        return spec
+
+
+def register_with_auto_classes() -> None:
+    """Register with every Auto class already loaded; the others register when they load. The OneNet modules
+    call this on their last line too: an Auto module that loaded while one of them was importing transformers
+    could not get its class then."""
+    if not any(isinstance(finder, _AutoClassesFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AutoClassesFinder())
+    for auto_module, (onenet_module, register) in REGISTRATIONS.items():
+        if auto_module in sys.modules and not _importing(auto_module) and not _importing(onenet_module):
+            register()
+
+
+__all__ = ["REGISTRATIONS", "register_with_auto_classes"]

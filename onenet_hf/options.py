@@ -1,0 +1,191 @@
+"""Defaults and limits of the options users set, and their checks: torch-free, so the CLI answers at once.
+
+`onenet CMD --help` shows these defaults and limits, and `onenet` refuses a value outside them before a model
+loads, without importing torch or transformers. Each is defined here once; the module that applies it imports it
+under its own name (`decoding.MAX_BEAM_SIZE`, `uses.visualize.STEPS`, `uses.neurons.check_sizes`), so both names
+are the same object.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import OneNetError
+from .messages import shorten
+from .ranking import check_k
+
+# Captions: beam search (decoding.py), its length penalty (modeling_onenet.py), the ImageNet labels it must say
+# (label_guidance.py).
+MAX_NO_REPEAT_NGRAM_SIZE = 24  # the longest caption the default generation config allows
+MAX_BEAM_SIZE = 64  # one image at beam 64 decodes in under 2 s on 2 CPU cores; 2048 took 8 s and 256 MB more
+# |length_penalty| at most this (1.0 is the default; beyond it captions rank by length alone): (tokens + 1) ** penalty
+# stays a finite, non-zero float, where 1000 overflowed and -1000 rounded to 0
+MAX_LENGTH_PENALTY = 10.0
+LABEL_THRESHOLD = 0.3  # a label word's chance (summed over its classes) from which the caption must say it
+
+
+def check_beam_size(beam_size: int, maximum: int = MAX_BEAM_SIZE) -> None:
+    """A beam of 1 (greedy) to `maximum` hypotheses: the cap bounds time and memory (both grow with the beam)."""
+    if not isinstance(beam_size, int) or isinstance(beam_size, bool) or not 1 <= beam_size <= maximum:
+        raise OneNetError(f"beam_size must be an integer from 1 to {maximum}, got {str(beam_size)[:20]}")
+
+
+def check_no_repeat_ngram_size(size: int) -> None:
+    """0 (off) or an n-gram length from 1 to MAX_NO_REPEAT_NGRAM_SIZE."""
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_NO_REPEAT_NGRAM_SIZE:
+        raise OneNetError(
+            f"no_repeat_ngram_size must be an integer from 0 (off) to {MAX_NO_REPEAT_NGRAM_SIZE}, got {str(size)[:20]}"
+        )
+
+
+def check_length_penalty(penalty: float) -> None:
+    """A length penalty from -MAX_LENGTH_PENALTY to MAX_LENGTH_PENALTY; NaN, infinities and bools are refused."""
+    if not isinstance(penalty, (int, float)) or isinstance(penalty, bool) or not abs(penalty) <= MAX_LENGTH_PENALTY:
+        limit = f"{MAX_LENGTH_PENALTY:g}"
+        raise OneNetError(f"length_penalty must be a number from -{limit} to {limit}, got {str(penalty)[:20]}")
+
+
+def check_label_threshold(threshold: float) -> None:
+    """A chance from 0 (guidance off) to 1; NaN, inf and bools are refused."""
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
+        raise OneNetError(f"imagenet_labels must be a chance from 0 (off) to 1, got {str(threshold)[:20]}")
+
+
+# Tags (uses/tag.py).
+CAPTION_SAMPLES = 100  # decoder captions sampled per tagged image; with CAPTION_WEIGHT, chosen on Flickr8k dev
+CAPTION_WEIGHT = 2.0
+IMAGENET_WEIGHT = 0.5  # chosen on Flickr8k dev and coco-mini-dev: lifts the second, leaves the first unchanged
+
+# Words, search and maps (uses/words.py, uses/search.py, uses/maps.py).
+ANALOGY_METHODS = ("3cosadd", "3cosmul")
+SEARCH_METHODS = ("reranked", "retrieval", "invert", "glove")
+MAP_METHODS = ("opentsne", "sklearn-tsne")
+COLOR_BY = ("class", "tag")
+MAP_SUFFIXES = (".html", ".png")
+
+
+def check_map_path(path: str | os.PathLike) -> Path:
+    """A map's output file: `.html` or `.png`, in a folder that exists (checked before any work)."""
+    path = Path(path)
+    if path.suffix.lower() not in MAP_SUFFIXES:
+        raise OneNetError(f"a map is written as {' or '.join(MAP_SUFFIXES)}; got {shorten(path.name)}")
+    if not path.resolve().parent.is_dir():
+        raise OneNetError(f"cannot write the map to {path}: its folder does not exist")
+    return path
+
+
+# Neurons, layers and explanations (uses/neurons.py, uses/layers.py, uses/explain.py).
+NEURON_KINDS = ("unit", "channel")
+MAX_NEURON_IMAGES = 64  # top gallery images of one neuron (a contact sheet of 8 rows)
+MAX_NEURON_WORDS = 100  # words listed per neuron
+MAX_NEURONS = 16  # distinctive neurons of one image; each costs a decoder pass over the word sample
+CHANNELS = 16  # channels shown per stage by default
+MAX_CHANNELS = 64  # channels shown per stage at most (an 8x8 grid)
+
+
+def check_neuron_sizes(k: int, n_words: int, n: int = 1) -> None:
+    """Caps on one request: k top images per neuron, `n_words` words per neuron (0: skip the decoder), and n
+    distinctive neurons of an image."""
+    check_k(k, MAX_NEURON_IMAGES)
+    for name, value, low, high in (("n_words", n_words, 0, MAX_NEURON_WORDS), ("n", n, 1, MAX_NEURONS)):
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise OneNetError(f"{name} must be an integer from {low} to {high}, got {str(value)[:20]}")
+
+
+def check_channels(channels: int) -> None:
+    """Channels shown per stage: 1 to MAX_CHANNELS (a stage with fewer shows all of its own)."""
+    if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= MAX_CHANNELS:
+        raise OneNetError(f"channels must be an integer from 1 to {MAX_CHANNELS}, got {str(channels)[:20]}")
+
+
+def check_output_folder(folder: str | os.PathLike) -> Path:
+    """A folder for the pictures, existing or not; an existing file is refused."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OneNetError(f"{folder} is a file, not a folder: give a folder for the pictures")
+    return folder
+
+
+# The optimisation uses (image_optimization.py; uses/visualize.py, imagine.py, dream.py, style.py).
+MAX_STEPS = 2000  # a work-size cap: one call stays within minutes on 2 CPU cores (the Space caps lower)
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 64, 1024  # pixels on a side; time and memory grow with the square
+MAX_OPTIMIZED_IMAGES = 8  # images optimised together (diversity)
+VISUALIZE_STEPS = 128  # under 30 s for one 260x260 image on 2 CPU cores (bench/imagine_quality.py)
+# 15 s per 260x260 image on average on a 2-core AMD EPYC (bench/imagine_quality.py, run 4); in exploratory runs
+# 192 steps kept 17 of 22 sentences against 14 at 96 (README, Imagine)
+IMAGINE_STEPS = 192
+# the stage that feeds the representation: whole-object motifs (eyes, fur); earlier stages give textures
+DREAM_STAGE = "head"
+DREAM_STEPS = 80  # gradient steps over all octaves: under 10 s at 260 on 2 CPU cores (bench/imagine_quality.py)
+DREAM_OCTAVES = 3
+DREAM_STRENGTH = 1.0  # step size in hundredths of the pixel range
+STYLE_STEPS = 200  # about 30 s at 260 on 2 CPU cores (bench/imagine_quality.py)
+CONTENT_WEIGHT = 1.0
+STYLE_WEIGHT = 10.0
+
+# Galleries, ONNX, evaluation and the feature cache (ray_indexing.py, onnx_backend.py, evaluation.py, features.py).
+MAX_RAY_WORKERS = 1024  # actors one build may ask for
+# photos the static int8 image encoder calibrates its activation scales on (and its bias correction reads the
+# first 512 of): 1,024 train photos kept dev captions closer to fp32 than 256 did (docs, "ONNX and int8")
+CALIBRATION_IMAGES = 1_024
+MAX_CALIBRATION_IMAGES = 5_000
+VARIANTS = ("fp32", "int8", "fp16", "int8-static", "fastest")
+EVALUATION_TASKS = ("captions", "tags", "analogy", "retrieval")
+DEFAULT_CACHE_DIR = str(Path.home() / ".cache" / "onenet" / "features")  # training, head training, evaluation
+
+
+# The Space (space.py): what `python spaces/app.py --help` shows before gradio and torch load.
+SPACE_MAX_BATCH_SIZE = 8
+SPACE_ONNX_VARIANT = "int8"  # captions and tags on the int8 graphs: README "The Space under load" measures why
+
+
+__all__ = [
+    "SPACE_MAX_BATCH_SIZE",
+    "SPACE_ONNX_VARIANT",
+    "ANALOGY_METHODS",
+    "CALIBRATION_IMAGES",
+    "CAPTION_SAMPLES",
+    "CAPTION_WEIGHT",
+    "CHANNELS",
+    "COLOR_BY",
+    "CONTENT_WEIGHT",
+    "DEFAULT_CACHE_DIR",
+    "DREAM_OCTAVES",
+    "DREAM_STAGE",
+    "DREAM_STEPS",
+    "DREAM_STRENGTH",
+    "EVALUATION_TASKS",
+    "IMAGENET_WEIGHT",
+    "IMAGINE_STEPS",
+    "LABEL_THRESHOLD",
+    "MAP_METHODS",
+    "MAP_SUFFIXES",
+    "MAX_BEAM_SIZE",
+    "MAX_CALIBRATION_IMAGES",
+    "MAX_CHANNELS",
+    "MAX_IMAGE_SIZE",
+    "MAX_LENGTH_PENALTY",
+    "MAX_NEURONS",
+    "MAX_NEURON_IMAGES",
+    "MAX_NEURON_WORDS",
+    "MAX_NO_REPEAT_NGRAM_SIZE",
+    "MAX_OPTIMIZED_IMAGES",
+    "MAX_RAY_WORKERS",
+    "MAX_STEPS",
+    "MIN_IMAGE_SIZE",
+    "NEURON_KINDS",
+    "SEARCH_METHODS",
+    "STYLE_STEPS",
+    "STYLE_WEIGHT",
+    "VARIANTS",
+    "VISUALIZE_STEPS",
+    "check_beam_size",
+    "check_channels",
+    "check_label_threshold",
+    "check_length_penalty",
+    "check_map_path",
+    "check_neuron_sizes",
+    "check_no_repeat_ngram_size",
+    "check_output_folder",
+]
