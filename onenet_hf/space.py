@@ -31,6 +31,7 @@ from .image_processing_onenet import load_image
 from .indexing import IMAGE_SUFFIXES, list_images
 from .messages import shorten
 from .onenet import OneNet
+from .options import SPACE_MAX_BATCH_SIZE, SPACE_ONNX_VARIANT
 from .ranking import check_k
 from .request_batching import RequestBatcher
 from .samples import sample_gallery, sample_photos
@@ -42,6 +43,10 @@ GALLERY_CACHE = Path.home() / ".cache" / "onenet" / "galleries"
 GalleryItem = tuple[str, str]
 Answer = TypeVar("Answer")
 Rows = list[list]
+# What a program reads next to each gallery and table: plain JSON, one shape per kind of result. No key is "path":
+# gradio_client takes any {"path": str} in a result for a file of the server's and tries to download it.
+Match = dict  # a gallery photo a result found: {"row", "name", "gallery_path", "score"}, best first
+Scored = dict  # a word or label with its score: {"word", "score"}
 
 # Stricter than the library's caps (beam 64, k 1,000): one request must not hold the shared CPU for long.
 SPACE_MAX_BEAM_SIZE = 8
@@ -59,9 +64,7 @@ SPACE_SNAPSHOT_EVERY = 8  # steps between the intermediate images streamed to th
 # Concurrent caption and tag requests are answered together, up to this many per model pass (chosen with
 # bench/space_load.py, README "The Space under load");
 # answers of repeated requests (the example photos above all) are kept, up to this many.
-SPACE_MAX_BATCH_SIZE = 8
 SPACE_RESULT_CACHE_SIZE = 512
-SPACE_ONNX_VARIANT = "int8"  # captions and tags on the int8 graphs: README "The Space under load" measures why
 SPACE_THUMBNAIL_SIZE = 320  # gallery photos are shown (and sent) as JPEGs of at most this many pixels a side
 # "Add to gallery": added photos are shown to every user and kept across restarts, so they are bounded.
 MAX_UPLOAD_FILES = 20  # photos per request
@@ -183,6 +186,26 @@ def public_message(text: str) -> str:
     return _SERVER_PATH.sub("", text)
 
 
+def unreadable_upload(path: str | None, error: Exception) -> str:
+    """What a visitor is told when gradio cannot open an upload as an image (it tries before any handler runs):
+    the library's own reason (`load_image`, which refuses such a file from its header), server paths cut out."""
+    reason = f"{type(error).__name__}: {error}"
+    if path and os.path.isfile(path) and os.path.getsize(path) == 0:
+        reason = f"{Path(path).name}: the file is empty"
+    elif path and os.path.isfile(path):
+        try:
+            bounded_load(path)
+        except OneNetError as refused:
+            reason = str(refused)
+    return public_message(f"the upload is not an image OneNet can read ({reason[:200]})")
+
+
+def scored(words) -> list[Scored]:
+    """Scored words (tags, ImageNet labels, a neuron's words) as a program reads them: word and score, best
+    first."""
+    return [{"word": w.word, "score": float(w.score)} for w in words]
+
+
 class OneNetSpace:
     """A loaded checkpoint and a gallery index (built at start, reused at the next start).
 
@@ -293,6 +316,23 @@ class OneNetSpace:
         """A gallery result as the page shows it: the photo's thumbnail, its name and score."""
         return self.thumbnails[path], f"{Path(path).name} ({score:.3f})"
 
+    def _match(self, index: GalleryIndex, path: str, score: float) -> Match:
+        """A gallery result as a program reads it: its gallery row (what `similar_images` takes as `row`), file
+        name, path inside the gallery (added photos under added/; no server folder) and score."""
+        return {"row": index.row_of(path=path), "name": Path(path).name, "gallery_path": self._gallery_path(path),
+                "score": float(score)}  # fmt: skip
+
+    def _results(self, index: GalleryIndex, matches: list) -> tuple[list[GalleryItem], list[Match]]:
+        """Gallery results (`ImageMatch`es of `index`) as the page shows them and as programs read them."""
+        return [self._shown(m.path, m.score) for m in matches], [self._match(index, m.path, m.score) for m in matches]
+
+    def _gallery_path(self, path: str) -> str:
+        """`path` relative to the gallery folder (or, for added photos, to the Space's folder); else its name."""
+        for root in (self.gallery, self.folder.resolve()):
+            if root is not None and Path(path).is_relative_to(root):
+                return Path(path).relative_to(root).as_posix()
+        return Path(path).name
+
     @staticmethod
     def _image(image):
         """The image as given (a path or an array; the model's processor loads it, once), or an error if none."""
@@ -348,13 +388,14 @@ class OneNetSpace:
                 answers[row] = caption.text
         return answers
 
-    def tag(self, image, k: int = 5) -> tuple[Rows, Rows]:
-        """Word tags and ImageNet labels as table rows; the tagging joins a batch (see `caption`)."""
+    def tag(self, image, k: int = 5) -> tuple[Rows, Rows, dict[str, list[Scored]]]:
+        """Word tags and ImageNet labels as table rows, and both as {"words", "imagenet_labels"} lists of
+        {"word", "score"} for programs; the tagging joins a batch (see `caption`)."""
         k, image = self._k(k), self._image(image)
         key = self._image_key(image)
         return self._cached(key and ("tag", key, k), lambda: self._tags((bounded_load(image), k)))
 
-    def _tag_batch(self, requests: list[tuple[Image.Image, int]]) -> list[tuple[Rows, Rows]]:
+    def _tag_batch(self, requests: list[tuple[Image.Image, int]]) -> list[tuple[Rows, Rows, dict]]:
         """Tags of (image, k) requests: tagged at the largest k (in shared passes, see `_passes`), each cut to its
         own k."""
         largest = max(k for _, k in requests)
@@ -366,6 +407,7 @@ class OneNetSpace:
             (
                 [[t.word, round(t.score, 4)] for t in tags.words[:k]],
                 [[t.word, round(t.score, 4)] for t in tags.imagenet[:k]],
+                {"words": scored(tags.words[:k]), "imagenet_labels": scored(tags.imagenet[:k])},
             )
             for tags, (_, k) in zip(tagged, requests, strict=True)
         ]
@@ -384,31 +426,38 @@ class OneNetSpace:
 
     def similar_images(
         self, image, row: int | None = None, k: int = 6, focus_class: str | None = None
-    ) -> list[GalleryItem]:
-        """Images like an upload, or like gallery item `row` (a click) when no image is given."""
+    ) -> tuple[list[GalleryItem], list[Match]]:
+        """Images like an upload, or like gallery item `row` (a click) when no image is given: as the gallery
+        shows them, and as `Match`es for programs."""
         by_row = image is None and row is not None
         query = self._whole_number(row, "row") if by_row else self._image(image)
-        k, focus_class = self._k(k), focus_class or None
-        key = ("similar_images", query, k, focus_class, self.index.metadata["build"]) if by_row else None
+        k, focus_class, index = self._k(k), focus_class or None, self.index
+        key = ("similar_images", query, k, focus_class, index.metadata["build"]) if by_row else None
 
         def similar():
-            matches = self.net.similar_images(self.index, query, k, focus_class=focus_class)
-            return [self._shown(m.path, m.score) for m in matches]
+            matches = self.net.similar_images(index, query, k, focus_class=focus_class)
+            return self._results(index, matches)
 
         return self._cached(key, similar)
 
-    def search(self, text: str, method: str = "reranked", k: int = 6) -> list[GalleryItem]:
-        """Gallery images for a description; a repeated one (same words, method and k) is answered from cache."""
-        text, k = text or "", self._k(k)
+    def search(self, text: str, method: str = "reranked", k: int = 6) -> tuple[list[GalleryItem], list[Match]]:
+        """Gallery images for a description, shown and as `Match`es; a repeated one (same words, method and k)
+        is answered from cache."""
+        text, k, index = text or "", self._k(k), self.index
 
         def matching():
-            matches = self.net.search(self.index, text, k, method)
-            return [self._shown(m.path, m.score) for m in matches]
+            matches = self.net.search(index, text, k, method)
+            return self._results(index, matches)
 
-        return self._cached(("search", text, method, k, self.index.metadata["build"]), matching)
+        return self._cached(("search", text, method, k, index.metadata["build"]), matching)
 
     def embedding_map(
-        self, subject: str = "images", color_by: str = "tag", space: str = "learned", words: str = "", top_words=300
+        self,
+        subject: str = "images",
+        color_by: str = "tag",
+        space: str = "learned",
+        words: str = "",
+        top_words: int = 300,
     ):
         """A plotly figure: the gallery's images (coloured by `color_by`), or words of a word space (the given
         ones, else the `top_words` most frequent). The same request is answered from a bounded cache."""
@@ -436,32 +485,52 @@ class OneNetSpace:
                 self._maps.pop(next(iter(self._maps)))
         return figure
 
-    def neuron(self, kind: str = "unit", number=0, image=None, k=8) -> tuple[list, Rows]:
+    def neuron(self, kind: str = "unit", number: int = 0, image=None, k: int = 8) -> tuple[list, Rows, list[dict]]:
         """A neuron's top gallery images and its words; with an image, the image's most distinctive neurons of
-        `kind` instead, each as a contact sheet (its words and top images)."""
+        `kind` instead, each as a contact sheet (its words and top images). For programs, each neuron as
+        {"neuron", "kind", "number", "activation", "z_score", "images": [Match, score the activation], "words"}."""
         if kind not in NEURON_KINDS:
             raise OneNetError(f"neuron kind {shorten(str(kind))}: choose one of {NEURON_KINDS}")
-        k = self._k(k)
+        k, index = self._k(k), self.index
         if image is not None:
-            found = self.net.distinctive_neurons(self.index, image, SPACE_DISTINCTIVE_NEURONS, k, kind=kind)
+            found = self.net.distinctive_neurons(index, image, SPACE_DISTINCTIVE_NEURONS, k, kind=kind)
             items = [(n.to_image(), f"{n.name}: {n.activation:.3f}, z {n.z_score:+.1f}") for n in found]
         else:
-            found = [self.net.neuron(self.index, k=k, **{kind: self._whole_number(number, kind)})]
+            found = [self.net.neuron(index, k=k, **{kind: self._whole_number(number, kind)})]
             items = [self._shown(m.path, m.activation) for m in found[0].images]
         rows = [[n.name, w.word, round(w.score, 4)] for n in found for w in n.words]
-        return items, rows
+        neurons = [
+            {"neuron": n.name, "kind": n.kind, "number": n.number,
+             "activation": None if n.activation is None else float(n.activation),
+             "z_score": None if n.z_score is None else float(n.z_score),
+             "images": [self._match(index, m.path, m.activation) for m in n.images], "words": scored(n.words)}
+            for n in found
+        ]  # fmt: skip
+        return items, rows, neurons
 
-    def explain(self, image, caption: str | None = None) -> list:
-        """One overlay per word of the caption (the model's own, or the given one): where it comes from."""
+    def explain(self, image, caption: str | None = None) -> tuple[list, dict]:
+        """One overlay per word of the caption (the model's own, or the given one): where it comes from; for
+        programs, {"caption", "words": [{"word", "log_prob"}]}."""
         explanation = self.net.explain(self._image(image), caption or None)
-        return [
+        overlays = [
             (overlay, f"{w.word} (log p {w.log_prob:.2f})")
             for overlay, w in zip(explanation.overlays(), explanation.words, strict=True)
         ]
+        words = [{"word": w.word, "log_prob": float(w.log_prob)} for w in explanation.words]
+        return overlays, {"caption": explanation.caption, "words": words}
 
-    def layer_activations(self, image) -> list:
-        """Each backbone stage's strongest channels for an image, as one grid per stage."""
-        return [(stage.to_image(), stage.name) for stage in self.net.layer_activations(self._image(image))]
+    def layer_activations(self, image) -> tuple[list, list[dict]]:
+        """Each backbone stage's strongest channels for an image, as one grid per stage; for programs, each
+        stage's {"stage", "channels": [{"channel", "mean"}]}, strongest first."""
+        stages = self.net.layer_activations(self._image(image))
+        channels = [
+            {
+                "stage": s.name,
+                "channels": [{"channel": c, "mean": float(m)} for c, m in zip(s.channels, s.means, strict=True)],
+            }
+            for s in stages
+        ]
+        return [(stage.to_image(), stage.name) for stage in stages], channels
 
     def _steps(self, steps) -> int:
         steps = self._whole_number(steps, "steps")
@@ -479,7 +548,9 @@ class OneNetSpace:
         for snapshot in _IMAGINE_RUNS.steps(snapshots):
             yield snapshot.step, snapshot.steps, snapshot.images[0] if snapshot.pixels is not None else None
 
-    def visualize(self, kind: str = "class", target="207", steps=visualize.STEPS, seed=0) -> Iterator:
+    def visualize(
+        self, kind: str = "class", target: str = "207", steps: int = visualize.STEPS, seed: int = 0
+    ) -> Iterator[tuple[int, int, object]]:
         """Feature visualisation of an ImageNet class (index or name), a head channel or a representation unit."""
         kinds = {"class": "imagenet_class", "channel": "channel", "unit": "unit"}
         if kind not in kinds:
@@ -493,7 +564,7 @@ class OneNetSpace:
         )  # fmt: skip
         return self._stream(snapshots)
 
-    def imagine(self, text: str, steps=imagine.STEPS, seed=0) -> Iterator:
+    def imagine(self, text: str, steps: int = imagine.STEPS, seed: int = 0) -> Iterator[tuple[int, int, object]]:
         """An image for a sentence (imagined captions)."""
         snapshots = imagine.imagine_steps(
             self.net._torch_model("imagine"), self.net.processor, text, self._steps(steps),
@@ -501,7 +572,9 @@ class OneNetSpace:
         )  # fmt: skip
         return self._stream(snapshots)
 
-    def dream(self, image, stage: str = dream.STAGE, strength: float = dream.STRENGTH, steps=dream.STEPS) -> Iterator:
+    def dream(
+        self, image, stage: str = dream.STAGE, strength: float = dream.STRENGTH, steps: int = dream.STEPS
+    ) -> Iterator[tuple[int, int, object]]:
         """DeepDream on a photo, resized to the Space's image size on its short side."""
         snapshots = dream.dream_steps(
             self.net._torch_model("dream"), self.net.processor, self._image(image), stage, self._steps(steps),
@@ -509,7 +582,9 @@ class OneNetSpace:
         )  # fmt: skip
         return self._stream(snapshots)
 
-    def style(self, content, style_image, style_weight: float = style.STYLE_WEIGHT, steps=style.STEPS) -> Iterator:
+    def style(
+        self, content, style_image, style_weight: float = style.STYLE_WEIGHT, steps: int = style.STEPS
+    ) -> Iterator[tuple[int, int, object]]:
         """Style transfer of the content photo with the style photo's textures."""
         if style_image is None:
             raise OneNetError("no style image: upload one or pick an example")
@@ -576,4 +651,6 @@ __all__ = [
     "bounded_load",
     "folder_bytes",
     "public_message",
+    "scored",
+    "unreadable_upload",
 ]

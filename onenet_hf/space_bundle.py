@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import OneNetError
+from .extras import require
 from .folders import check_new_folder, new_folder
 from .gallery import GalleryIndexError
 from .hub import DEFAULT_MODEL_ID, check_model_folder, resolve_model
@@ -35,7 +36,7 @@ COCO_REDISTRIBUTABLE = {
 }
 APP = '''"""OneNet Space, built by `onenet build-space`: the UI is `onenet_hf.space_app`; model and gallery are here."""
 
-from onenet_hf.space_app import main
+from onenet_hf.space_launch import main
 
 if __name__ == "__main__":
     main(["--model", "{model}", "--gallery", "{gallery}", "--index-dir", "{index}"])
@@ -172,6 +173,7 @@ def build_space(
     model_id: str | None = None,
 ) -> Path:
     """Write the Space folder `out` (new or empty) for `model` (folder or Hub id) and a gallery; atomic."""
+    require("gradio", "space", "onenet build-space")  # before any work: one line naming the extra
     from .space import OneNetSpace
 
     out = Path(out)

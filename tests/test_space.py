@@ -54,7 +54,7 @@ def space(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(app, space):
-    """The Space on a free loopback port, serving what `onenet_hf.space_app.main` serves."""
+    """The Space on a free loopback port, serving what `onenet_hf.space_launch.main` serves."""
     demo = app.build_demo(space)
     port = _free_port()
     demo.launch(
@@ -110,17 +110,24 @@ def test_the_explore_endpoints_answer_sensibly(client):
         "words", "tag", "learned", "dog, cat, beach, snow, red, blue, man, woman", 300, api_name="/map"
     )
     assert figure_traces(words)
-    images, table = client.predict("unit", 17, None, 5, api_name="/neuron")
+    images, table, neurons = client.predict("unit", 17, None, 5, api_name="/neuron")
     assert len(images) == 5 and len(table["data"]) == 10 and all(row[0] == "unit 17" for row in table["data"])
-    sheets, _ = client.predict("channel", 0, handle_file(photo("chelsea")), 3, api_name="/neuron")
+    [unit] = neurons  # the same answer for programs: names, gallery rows, activations, words
+    assert (unit["neuron"], unit["kind"], unit["number"]) == ("unit 17", "unit", 17) and len(unit["images"]) == 5
+    assert [f"{m['name']} ({m['score']:.3f})" for m in unit["images"]] == [item["caption"] for item in images]
+    assert [[w["word"], round(w["score"], 4)] for w in unit["words"]] == [row[1:] for row in table["data"]]
+    sheets, _, neurons = client.predict("channel", 0, handle_file(photo("chelsea")), 3, api_name="/neuron")
     assert len(sheets) == 4 and all(item["caption"].startswith("channel ") for item in sheets)
-    overlays = client.predict(handle_file(photo("motorcycle_left")), "", api_name="/explain")
+    assert [n["neuron"] for n in neurons] == [item["caption"].split(":")[0] for item in sheets]
+    assert all(n["z_score"] is not None and len(n["images"]) == 3 for n in neurons)
+    overlays, explained = client.predict(handle_file(photo("motorcycle_left")), "", api_name="/explain")
     assert any(item["caption"].startswith("motorcycle (") for item in overlays)
-    assert [item["caption"] for item in client.predict(handle_file(photo("rocket")), api_name="/layers")] == [
-        "stem",
-        *(f"stage {n}" for n in range(1, 8)),
-        "head",
-    ]
+    assert "motorcycle" in [w["word"] for w in explained["words"]] and explained["caption"]
+    assert [f"{w['word']} (log p {w['log_prob']:.2f})" for w in explained["words"]] == [i["caption"] for i in overlays]
+    stages, channels = client.predict(handle_file(photo("rocket")), api_name="/layers")
+    names = ["stem", *(f"stage {n}" for n in range(1, 8)), "head"]
+    assert [item["caption"] for item in stages] == [stage["stage"] for stage in channels] == names
+    assert all(stage["channels"] and {"channel", "mean"} == set(stage["channels"][0]) for stage in channels)
 
 
 def figure_traces(figure) -> list[dict]:
@@ -134,16 +141,18 @@ def figure_traces(figure) -> list[dict]:
 
 def test_every_endpoint_answers_sensibly(client):
     assert "motorcycle" in client.predict(handle_file(photo("motorcycle_left")), 3, api_name="/caption")
-    words, labels = client.predict(handle_file(photo("chelsea")), 5, api_name="/tag")
+    words, labels, tags = client.predict(handle_file(photo("chelsea")), 5, api_name="/tag")
     assert len(words["data"]) == 5 and any("cat" in label for label, _ in labels["data"])
+    assert [[t["word"], round(t["score"], 4)] for t in tags["words"]] == words["data"]  # the table, for programs
+    assert [[t["word"], round(t["score"], 4)] for t in tags["imagenet_labels"]] == labels["data"]
     assert client.predict("man", "king", "woman", "3cosadd", "glove", 3, api_name="/analogy")["data"][0][0] == "queen"
     similar = client.predict("dog", "learned", 5, api_name="/similar_words")["data"]
     assert {"dogs", "puppy"} & {word for word, _ in similar}
-    found = client.predict(handle_file(photo("camera")), None, 3, "", api_name="/similar_images")
+    found, _ = client.predict(handle_file(photo("camera")), None, 3, "", api_name="/similar_images")
     assert len(found) == 3 and all(Path(item["image"]).is_file() for item in found)
-    focused = client.predict(None, 0, 2, "Siamese cat", api_name="/similar_images")
+    focused, _ = client.predict(None, 0, 2, "Siamese cat", api_name="/similar_images")
     assert len(focused) == 2
-    hits = client.predict("a man riding a motorcycle", "reranked", 1, api_name="/search")
+    hits, _ = client.predict("a man riding a motorcycle", "reranked", 1, api_name="/search")
     assert hits[0]["caption"].startswith("motorcycle_")  # the gallery has the stereo pair's left and right photos
 
 
@@ -176,12 +185,86 @@ def test_bad_input_is_a_readable_error_and_the_server_keeps_serving(client, tmp_
     for call, message in cases:
         with pytest.raises(Exception, match=message):
             call()
-    for upload in (corrupt, garbage):  # ours (the file name only), and gradio's own (not shown)
+    for upload in (corrupt, garbage):  # the library's reason, then gradio failing to open it: both name the file only
         with pytest.raises(Exception) as error:
             client.predict(handle_file(str(upload)), 3, api_name="/caption")
         assert "gradio/" not in str(error.value) and "/tmp" not in str(error.value)  # no server paths
     assert client.predict(handle_file(str(big)), 1, api_name="/caption")  # big but valid: answered
     assert client.predict("man", "king", "woman", "3cosadd", "glove", 1, api_name="/analogy")["data"]
+
+
+# Every endpoint's parameters, as a Python user passes them to `client.predict` (the library's argument names).
+API_PARAMETERS = {
+    "/caption": ["image", "beam_size"],
+    "/tag": ["image", "k"],
+    "/similar_words": ["text", "space", "k"],
+    "/analogy": ["a", "b", "c", "method", "space", "k"],
+    "/similar_images": ["image", "row", "k", "focus_class"],
+    "/search": ["text", "method", "k"],
+    "/map": ["subject", "color_by", "space", "words", "top_words"],
+    "/neuron": ["kind", "number", "image", "k"],
+    "/explain": ["image", "caption"],
+    "/layers": ["image"],
+    "/visualize": ["kind", "target", "steps", "seed"],
+    "/imagine": ["text", "steps", "seed"],
+    "/dream": ["image", "stage", "strength", "steps"],
+    "/style": ["content", "style_image", "style_weight", "steps"],
+}
+INTEGER_PARAMETERS = {"beam_size", "k", "row", "top_words", "number", "steps", "seed"}
+FLOAT_PARAMETERS = {"strength", "style_weight"}  # the only numbers that may be fractional
+
+
+def test_the_api_names_every_parameter_and_types_counts_as_integers(client):
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {name: [p["parameter_name"] for p in api[name]["parameters"]] for name in api} == API_PARAMETERS
+    for name, endpoint in api.items():
+        for parameter in endpoint["parameters"]:
+            python_type = parameter["python_type"]["type"]
+            if parameter["parameter_name"] in INTEGER_PARAMETERS:
+                assert (parameter["type"]["type"], python_type) == ("integer", "int"), (name, parameter)
+            else:
+                assert python_type != "int" and (python_type == "float") == (
+                    parameter["parameter_name"] in FLOAT_PARAMETERS
+                ), (name, parameter)
+        for output in endpoint["returns"]:  # gradio_client names a result by its label
+            assert re.fullmatch(r"[A-Z][A-Za-z ]*", output["label"]), (name, output["label"])
+    text = client.view_api(return_format="str", print_info=False)
+    assert "param_" not in text
+    assert client.predict(image=handle_file(photo("chelsea")), beam_size=2, api_name="/caption")  # by keyword
+    imagined = client.predict(text="a dog runs on the beach", steps=2, seed=1, api_name="/imagine")
+    assert Image.open(imagined).size == (260, 260)
+
+
+def test_an_upload_that_is_not_an_image_is_told_so_and_the_server_keeps_serving(client, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("a shopping list, not a photo\n")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    cases = [
+        (text, "/caption", "the upload is not an image OneNet can read (notes.png: not an image file"),
+        (empty, "/caption", "the upload is not an image OneNet can read (empty.png: the file is empty)"),
+        (text, "/tag", "notes.png: not an image file"),
+        (text, "/layers", "notes.png: not an image file"),
+    ]
+    for upload, endpoint, message in cases:
+        arguments = {"image": handle_file(str(upload))} | ({"k": 3} if endpoint == "/tag" else {})
+        with pytest.raises(Exception, match=re.escape(message)) as error:
+            client.predict(**arguments, api_name=endpoint)
+        assert "verbose error" not in str(error.value) and "/tmp" not in str(error.value)
+    assert "motorcycle" in client.predict(image=handle_file(photo("motorcycle_left")), api_name="/caption")
+
+
+def test_search_results_come_as_json_a_program_reads(client, space):
+    shown, matches = client.predict(text="a man riding a motorcycle", method="reranked", k=4, api_name="/search")
+    assert len(matches) == 4 and all(set(m) == {"row", "name", "gallery_path", "score"} for m in matches)
+    assert [f"{m['name']} ({m['score']:.3f})" for m in matches] == [item["caption"] for item in shown]
+    assert [m["score"] for m in matches] == sorted((m["score"] for m in matches), reverse=True)
+    assert all(Path(space.index.paths[m["row"]]).name == m["name"] == m["gallery_path"] for m in matches)  # no folder
+    first = matches[0]
+    similar, like_first = client.predict(image=None, row=first["row"], k=3, api_name="/similar_images")
+    assert len(like_first) == 3 and first["row"] not in [m["row"] for m in like_first]  # itself left out
+    assert [m["name"] for m in like_first] == [item["caption"].rsplit(" (", 1)[0] for item in similar]
+    assert all(isinstance(m["row"], int) and isinstance(m["score"], float) for m in like_first)
 
 
 def test_the_space_s_caps_are_stricter_than_the_library_s(space):
@@ -434,7 +517,7 @@ def test_captions_and_tags_use_onnxruntime_when_the_checkpoint_is_exported(
     assert isinstance(space.net.onnx, OnnxOneNetBackend) and space.net.onnx.has_pooled_features
     for image in map(str, sorted(images.glob("dev_*.jpg"))[:3]):
         assert space.caption(image, 2) == without.caption(image, 2)
-        (words, labels), (torch_words, torch_labels) = space.tag(image, 5), without.tag(image, 5)
+        (words, labels, _), (torch_words, torch_labels, _) = space.tag(image, 5), without.tag(image, 5)
         assert [w for w, _ in words] == [w for w, _ in torch_words]
         assert np.allclose([s for _, s in words], [s for _, s in torch_words], atol=2e-4)
         assert [w for w, _ in labels] == [w for w, _ in torch_labels]
@@ -471,7 +554,7 @@ def test_concurrent_visitors_share_batches_and_each_gets_their_own_answer(client
         assert [job.result(timeout=120) for job in jobs] == alone_captions
         tagged = [job.result(timeout=120) for job in tag_jobs]
         assert [
-            ([w for w, _ in words["data"]], [w for w, _ in labels["data"]]) for words, labels in tagged
+            ([w for w, _ in words["data"]], [w for w, _ in labels["data"]]) for words, labels, _ in tagged
         ] == alone_tags
         with pytest.raises(Exception, match="corrupt or truncated"):  # its own error, no one else's
             bad.result(timeout=120)
@@ -499,6 +582,11 @@ def test_added_photos_join_the_gallery_by_content_and_within_limits(shapes_model
     assert len(space.add_images([first])) == before + 2  # the same bytes again: the same photo
     assert len(list(space.added.iterdir())) == 2
     assert len(OneNetSpace(shapes_model_with_heads, images, cache_dir=tmp_path).index) == before + 2  # kept
+    matches = [space._match(space.index, path, 0.5) for path in space.index.paths]  # how results name photos
+    assert [m["row"] for m in matches] == list(range(before + 2))
+    added = {f"added/{path.name}" for path in space.added.iterdir()}
+    assert {m["gallery_path"] for m in matches if "/" in m["gallery_path"]} == added  # never a server folder
+    assert {m["gallery_path"] for m in matches} - added == {path.name for path in images.iterdir()}
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"garbage")
     cases = [

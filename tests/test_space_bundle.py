@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,12 +84,13 @@ def test_the_space_installs_in_a_fresh_venv_and_answers_all_six_endpoints(bundle
         photo = str(next(p for p in sample_photos() if p.stem == "motorcycle_left"))
         caption = client.predict(handle_file(photo), 3, api_name="/caption")
         assert "motorcycle" in caption or "bike" in caption
-        words, labels = client.predict(handle_file(photo), 5, api_name="/tag")
-        assert len(words["data"]) == 5 and labels["data"]
+        words, labels, scores = client.predict(handle_file(photo), 5, api_name="/tag")
+        assert len(words["data"]) == 5 and labels["data"] and len(scores["words"]) == 5
         assert client.predict("dog", "learned", 5, api_name="/similar_words")["data"]
         analogy = client.predict("man", "king", "woman", "3cosadd", "glove", 3, api_name="/analogy")
         assert analogy["data"][0][0] == "queen"
-        assert len(client.predict(None, 0, 3, "", api_name="/similar_images")) == 3
+        shown, matches = client.predict(None, 0, 3, "", api_name="/similar_images")
+        assert len(shown) == 3 and len(matches) == 3 and {"row", "name", "score"} <= set(matches[0])
         assert client.predict("a man riding a motorcycle", "reranked", 3, api_name="/search")
         _screenshot(client.src)
     finally:
@@ -159,3 +161,12 @@ def test_build_space_publishes_only_images_and_the_space_starts_with_a_non_utf8_
     space = OneNetSpace(CHECKPOINT, gallery, folder=tmp_path / "state")  # the Space starts on the raw gallery too
     skipped = {entry["path"].rsplit("/", 1)[-1] for entry in space.index.metadata["skipped"]}
     assert "caf\\xe9.png" in skipped and len(space.index) == 1  # photo.png (same_photo.png is a link to it)
+
+
+def test_build_space_without_gradio_names_the_extra_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio now fails, as without the space extra
+    out = tmp_path / "space"
+    assert main(["build-space", "--model", str(CHECKPOINT), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'onenet_hf[space]'" in err[0], err
+    assert not out.exists()

@@ -1,0 +1,39 @@
+"""The Space's command line: --help and a model that cannot be had answer before gradio, torch or a model load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_app(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "ONENET_MODEL"} | {"HF_HUB_OFFLINE": "1"}
+    env["HF_HUB_CACHE"] = str(tmp_path / "empty-hub-cache")
+    return subprocess.run(
+        [sys.executable, str(ROOT / "spaces" / "app.py"), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_help_imports_neither_gradio_nor_torch(tmp_path):
+    code = (
+        "import sys; from onenet_hf.space_launch import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted({'gradio', 'torch', 'transformers'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "--gallery" in result.stdout and result.stdout.strip().endswith("[]"), result.stdout + result.stderr
+
+
+def test_a_model_that_cannot_be_had_is_one_line(tmp_path):
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    result = run_app("--gallery", str(gallery), tmp_path=tmp_path)  # no --model, no $ONENET_MODEL, empty cache
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("OneNet Space: error: onenet-hf/onenet-flickr8k is not in the Hub cache")
+    result = run_app("--model", str(tmp_path / "missing"), tmp_path=tmp_path)
+    assert result.returncode == 2 and "no such model folder" in result.stderr and "Traceback" not in result.stderr
