@@ -75,7 +75,7 @@ def test_a_corrupt_model_or_a_taken_folder_is_one_line_and_leaves_nothing(tmp_pa
 def test_the_space_installs_in_a_fresh_venv_and_answers_all_six_endpoints(bundle, tmp_path):
     from gradio_client import handle_file
 
-    python = cold_start.install(bundle, tmp_path / "venv")
+    python = cold_start.install(bundle, tmp_path / "venv", compile_bytecode=False)
     server, client, seconds = cold_start.start(bundle, python, tmp_path / "space.log", tmp_path)
     try:
         print(f"cold start (process start to first caption): {seconds:.1f} s")
