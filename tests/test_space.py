@@ -477,20 +477,20 @@ def test_imagine_tabs_in_headless_chromium(space_process):
             assert settled >= 6, f"{shot}: no finished picture within 3 minutes"
             page.screenshot(path=ARTIFACTS / shot)
 
-        panel = imagine_tab("Visualize", 48)
+        panel = imagine_tab("Visualize", 16)
         panel.get_by_role("button", name="Visualize").click()
         finished(panel, "imagine_visualize.png")
 
-        panel = imagine_tab("Imagine a caption", 48)
+        panel = imagine_tab("Imagine a caption", 16)
         panel.get_by_role("button", name="Imagine").click()
         finished(panel, "imagine_caption.png")
 
-        panel = imagine_tab("DeepDream", 40, steps_box=1)  # after the strength slider's
+        panel = imagine_tab("DeepDream", 12, steps_box=1)  # after the strength slider's
         panel.locator("input[type=file][accept='image/*']").first.set_input_files(photo("chelsea"))
         panel.get_by_role("button", name="Dream").click()
         finished(panel, "imagine_dream.png")
 
-        panel = imagine_tab("Style transfer", 100, steps_box=1)  # after the style weight's
+        panel = imagine_tab("Style transfer", 24, steps_box=1)  # after the style weight's
         files = panel.locator("input[type=file][accept='image/*']")
         files.nth(0).set_input_files(photo("astronaut"))
         files.nth(1).set_input_files(photo("coffee"))
