@@ -370,7 +370,6 @@ class OneNetModel(OneNetPreTrainedModel):
         words it lacks, which `OneNetProcessor.batch_decode` decodes."""
         generation_config = copy.deepcopy(generation_config or self.generation_config)
         unused = generation_config.update(**kwargs)
-        unused.pop("return_dict_in_generate", None)  # transformers' pipelines pass it; ids are all generate returns
         if unused:
             raise OneNetError(
                 "OneNet's generate takes pixel_values, input_ids and attention_mask (a caption prefix), num_beams, "

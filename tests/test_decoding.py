@@ -195,3 +195,14 @@ def test_constraint_errors_name_the_problem():
         beam_candidates(toy_step, (torch.zeros(1),), BOS, EOS, constraints=[[(A,)] * 4])
     with pytest.raises(OneNetError, match="constraints for 2 items but 1"):
         beam_candidates(toy_step, (torch.zeros(1),), BOS, EOS, constraints=[[(A,)], [(B,)]])
+
+
+def test_a_prefix_is_read_first_and_only_the_continuation_is_scored():
+    [hypotheses] = beam_candidates(toy_step, (torch.zeros(1),), BOS, EOS, beam_size=2, max_length=5, prefix_ids=[A])
+    assert all(h.token_ids[0] == A for h in hypotheses)  # every hypothesis starts with the prefix
+    assert hypotheses[0].token_ids == [A, B]  # after A: B then EOS (0.5 * 0.99), per continuation token
+    assert hypotheses[0].score == pytest.approx(math.log(0.5 * 0.99) / 2)  # B and EOS: two tokens, not three
+    [[looping]] = beam_candidates(
+        looping_step, (torch.zeros(1),), BOS, EOS, beam_size=1, max_length=8, no_repeat_ngram_size=1, prefix_ids=[A]
+    )
+    assert looping.token_ids == [A, B]  # the prefix's A counts as said: the decoder may not say it again
