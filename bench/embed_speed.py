@@ -27,8 +27,9 @@ from imagine_quality import cpu_model
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import caption_metrics, caption_queries, retrieval_metrics, retrieval_similarity
 from onenet_hf.folders import write_json
-from onenet_hf.indexing import build_index
+from onenet_hf.indexing import build_index, onnx_embedder
 from onenet_hf.onnx_backend import OnnxOneNetBackend
+from onenet_hf.onnx_graphs import OnnxGalleryEncoder
 from onenet_hf.uses.caption import captions_from_embeddings
 
 
@@ -159,8 +160,9 @@ def main() -> None:
         results["network_only"][name] = row
         print(f"{name:42s} {rate:7.1f} img/s (warm-up {warmup_s:.1f} s)  cosine to fp32 {row['cosine_to_fp32']}")
     model.to(memory_format=torch.contiguous_format)
-    for name, encoder in {"torch fp32": None, **{f"onnxruntime {v}": b for v, b in onnx.items()}}.items():
-        rate = build_rate(lambda folder, e=encoder: build_index(model, net.processor, paths, folder, image_encoder=e))
+    embedders = {f"onnxruntime {v}": onnx_embedder(OnnxGalleryEncoder(args.model, variant=v)) for v in onnx}
+    for name, embedder in {"torch fp32": None, **embedders}.items():
+        rate = build_rate(lambda folder, e=embedder: build_index(model, net.processor, paths, folder, embedder=e))
         results["end_to_end"][name] = {"images_per_s": rate}
         print(f"build_index, {name:24s} {rate:7.1f} img/s (decode, hashing, shards and SQLite included)")
     if args.quality:

@@ -26,7 +26,7 @@ from PIL import Image
 
 PROBE = """
 import sys, time
-from onenet_hf.image_processing_onenet import ImageLoadError, load_image
+from onenet_hf.images import ImageLoadError, load_image
 
 def status(field):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))

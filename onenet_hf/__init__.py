@@ -21,8 +21,9 @@ if TYPE_CHECKING:  # what type checkers, IDEs and the API reference see; at run 
     from .extras import MissingExtraError
     from .gallery import GalleryIndex, GalleryIndexError, ImageMatch
     from .hub import DEFAULT_MODEL_ID, ModelNotFoundError, resolve_model
-    from .image_processing_onenet import ImageLoadError, OneNetImageProcessor, load_image
+    from .image_processing_onenet import OneNetImageProcessor
     from .image_to_text import OneNetImageToTextPipeline
+    from .images import ImageLoadError, load_image
     from .modeling_onenet import OneNetModel, OneNetOutput, OneNetPreTrainedModel
     from .onenet import OneNet
     from .processing_onenet import OneNetProcessor
@@ -45,7 +46,7 @@ _MODULE_OF = {
     "EmbeddingMap": ".uses.maps",
     "GalleryIndex": ".gallery",
     "GalleryIndexError": ".gallery",
-    "ImageLoadError": ".image_processing_onenet",
+    "ImageLoadError": ".images",
     "ImageMatch": ".gallery",
     "ImageTags": ".uses.tag",
     "MissingExtraError": ".extras",
@@ -67,7 +68,7 @@ _MODULE_OF = {
     "WordSaliency": ".uses.explain",
     "WordVectors": ".word_vectors",
     "build_tokenizer": ".tokenization_onenet",
-    "load_image": ".image_processing_onenet",
+    "load_image": ".images",
     "read_coco": ".data",
     "read_flickr8k": ".data",
     "read_split": ".data",

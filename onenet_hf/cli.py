@@ -205,7 +205,7 @@ def _for_each_image(args: argparse.Namespace, describe) -> int:
         print(f"onenet {args.command}: give image paths, or --sample-photos", file=sys.stderr)
         return 2
     net, failed = _load(args), 0
-    from .image_processing_onenet import ImageLoadError
+    from .images import ImageLoadError
 
     for path in paths:
         try:
@@ -255,6 +255,8 @@ def _export(args: argparse.Namespace) -> int:
 
     from .indexing import list_images
 
+    if args.gallery_encoder_only and not args.calibration_images:
+        raise OneNetError("--gallery-encoder-only writes the static int8 image encoder: give --calibration-images")
     photos = []
     if args.calibration_images:
         if not 1 <= args.calibration_count <= MAX_CALIBRATION_IMAGES:
@@ -265,7 +267,10 @@ def _export(args: argparse.Namespace) -> int:
             raise OneNetError(f"no images in {args.calibration_images}")
     from .onnx_export import export_onnx  # needs the onnx extra: a missing one is a one-line error
 
-    manifest = export_onnx(args.checkpoint, args.out, int8=args.int8, fp16=args.fp16, calibration_images=photos)
+    manifest = export_onnx(
+        args.checkpoint, args.out, int8=args.int8, fp16=args.fp16, calibration_images=photos,
+        gallery_encoder_only=args.gallery_encoder_only,
+    )  # fmt: skip
     print(json.dumps(manifest, indent=2))
     return 0
 
@@ -333,12 +338,21 @@ def _index(args: argparse.Namespace) -> int:
         embedder = RayEmbedder(
             args.model, workers, args.address, args.revision, args.backend, args.onnx_dir, args.onnx_variant
         )
-    net = _load(args)
-    embedder = embedder or net.gallery_embedder()
-    print(f"embedding new or changed images with {embedder.description}", file=sys.stderr)
-    index = net.build_index(
-        args.images, args.out, ann=args.ann, n_trees=args.n_trees, rebuild=args.rebuild, embedder=embedder
-    )
+    options = {"ann": args.ann, "n_trees": args.n_trees, "rebuild": args.rebuild}
+    encoder = _gallery_encoder(args) if embedder is None else None
+    if encoder is not None:  # the export gives every gallery array: no PyTorch in this process
+        from .indexing import build_gallery, onnx_embedder
+
+        embedder = onnx_embedder(encoder)
+        print(f"embedding new or changed images with {embedder.description}", file=sys.stderr)
+        index = build_gallery(
+            args.images, args.out, encoder.fingerprint, encoder.representation_size, embedder, **options
+        )
+    else:
+        net = _load(args)
+        embedder = embedder or net.gallery_embedder()
+        print(f"embedding new or changed images with {embedder.description}", file=sys.stderr)
+        index = net.build_index(args.images, args.out, embedder=embedder, **options)
     for entry in index.metadata["skipped"]:
         path, reason = entry["path"], entry["reason"]
         reason = reason if reason.startswith(path) else f"{path}: {reason}"  # most reasons name the file already
@@ -347,6 +361,25 @@ def _index(args: argparse.Namespace) -> int:
     skipped = f"{len(index.metadata['skipped'])} skipped"
     print(f"indexed {len(index)} images into {escape_controls(args.out)} ({changes}; {skipped})")
     return 0
+
+
+def _gallery_encoder(args: argparse.Namespace):
+    """The exported gallery encoder `onenet index` runs without loading PyTorch (`--backend auto` on CPU, the
+    default), or None: PyTorch embeds, as `OneNet.gallery_embedder` decides. An export that cannot serve says why."""
+    if args.backend != "auto" or args.device not in (None, "cpu"):
+        return None
+    folder = resolve_model(args.model, args.revision, with_onnx=args.onnx_dir is None)
+    variant = "fastest" if args.onnx_variant in ("int8", "fp16") else args.onnx_variant  # batch-dependent or GPU
+    try:
+        from .onnx_graphs import MANIFEST_FILE, OnnxExportError, OnnxGalleryEncoder
+
+        return OnnxGalleryEncoder(folder, args.onnx_dir, variant)
+    except ImportError:
+        return None  # no onnxruntime: the onnx extra is optional here
+    except OnnxExportError as error:
+        if (Path(args.onnx_dir) if args.onnx_dir else folder / "onnx").joinpath(MANIFEST_FILE).is_file():
+            print(f"not using the ONNX export: {error}", file=sys.stderr)
+        return None
 
 
 def _check_index(folder: str) -> None:
@@ -747,6 +780,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calibration-images", help=help_text)
     help_text = f"photos used from that folder (1 to {MAX_CALIBRATION_IMAGES:,})"
     export.add_argument("--calibration-count", type=int, default=CALIBRATION_IMAGES, help=help_text)
+    help_text = "write only the static int8 image encoder (needs --calibration-images): about 9 MB, shippable"
+    export.add_argument("--gallery-encoder-only", action="store_true", help=help_text)
     export.set_defaults(run=_export)
 
     release = commands.add_parser("release", help=COMMANDS["release"])

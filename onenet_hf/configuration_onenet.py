@@ -6,9 +6,8 @@ from transformers import PretrainedConfig
 
 from .auto_registration import register_with_auto_classes
 from .errors import OneNetError
+from .images import IMAGE_SIZE
 from .remote_code import AUTO_MAP, CUSTOM_PIPELINES, CarriesRemoteCode, write_remote_code
-
-IMAGE_SIZE = 260  # EfficientNet-Lite2's input side; the image processor's default size too
 
 
 class OneNetConfig(CarriesRemoteCode, PretrainedConfig):

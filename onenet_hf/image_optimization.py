@@ -22,7 +22,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import OneNetError
-from .image_processing_onenet import ImageLike, load_image
+from .images import ImageLike, load_image
 from .modeling_onenet import OneNetModel
 from .options import MAX_IMAGE_SIZE, MAX_STEPS, MIN_IMAGE_SIZE
 from .options import MAX_OPTIMIZED_IMAGES as MAX_IMAGES

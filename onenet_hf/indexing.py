@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     import torch
 
     from .onnx_backend import OnnxOneNetBackend
+    from .onnx_graphs import OnnxGalleryEncoder
     from .ray_indexing import RayEmbedder
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -230,28 +231,47 @@ class Embedder:
                 yield [start + offset for offset, item in enumerate(batch) if item.key not in bad], arrays, failed
 
 
-def local_embedder(model, processor, image_encoder: OnnxOneNetBackend | None = None) -> Embedder:
-    """The Embedder of a loaded model: `load_image` and the processor prepare, `embed_pixels` embeds (through
-    `image_encoder`, an ONNX backend, when given); unreadable files are failures with their reason."""
-    from .image_processing_onenet import ImageLoadError, load_image  # transformers: once a model embeds
-
-    def prepare(batch: list[GalleryFile]):
-        loaded, failed = [], []
-        for item in batch:
-            try:
-                loaded.append(load_image(item.key))
-            except ImageLoadError as error:
-                failed.append((item, str(error)))
-            except OSError as error:
-                failed.append((item, f"{item.listed}: {error.strerror or error}"))
-        return (processor(images=loaded)["pixel_values"] if loaded else None), failed
+def local_embedder(model, processor) -> Embedder:
+    """The Embedder of a loaded PyTorch model: `load_image` and the processor prepare, `embed_pixels` embeds;
+    unreadable files are failures with their reason."""
 
     def embed(prepared):
         pixels, failed = prepared
-        return (embed_pixels(model, pixels, image_encoder) if pixels is not None else {}), failed
+        return (embed_pixels(model, pixels) if pixels is not None else {}), failed
 
-    network = "PyTorch" if image_encoder is None else f"onnxruntime, {image_encoder.image_encoder_file}"
-    return Embedder(prepare, embed, network)
+    return Embedder(
+        lambda batch: _prepare(batch, lambda images: processor(images=images)["pixel_values"]), embed, "PyTorch"
+    )
+
+
+def onnx_embedder(encoder: OnnxGalleryEncoder) -> Embedder:
+    """The Embedder of an exported gallery encoder: the same loading and pixels as `local_embedder`, every array
+    from one onnxruntime run, no PyTorch."""
+    from .images import pixel_values
+
+    def embed(prepared):
+        pixels, failed = prepared
+        return (encoder.embed(pixels) if pixels is not None else {}), failed
+
+    def prepare(batch: list[GalleryFile]):
+        return _prepare(batch, pixel_values)
+
+    return Embedder(prepare, embed, f"onnxruntime, {encoder.file}")
+
+
+def _prepare(batch: list[GalleryFile], to_pixels: Callable) -> tuple[object, list[tuple[GalleryFile, str]]]:
+    """A batch's pixels (`to_pixels` of the images that load) and its failures, (file, reason) pairs."""
+    from .images import ImageLoadError, load_image
+
+    loaded, failed = [], []
+    for item in batch:
+        try:
+            loaded.append(load_image(item.key))
+        except ImageLoadError as error:
+            failed.append((item, str(error)))
+        except OSError as error:
+            failed.append((item, f"{item.listed}: {error.strerror or error}"))
+    return (to_pixels(loaded) if loaded else None), failed
 
 
 def check_ann_options(ann: str, n_trees: int) -> None:
@@ -272,19 +292,40 @@ def build_index(
     n_trees: int = ANNOY_TREES,
     rebuild: bool = False,
     lock_timeout: float | None = 0,
-    image_encoder: OnnxOneNetBackend | None = None,
     embedder: Embedder | RayEmbedder | None = None,
 ) -> GalleryIndex:
-    """Index every image of a folder (or a list of paths) into `folder`: afterwards the index holds exactly the
-    readable ones.
+    """Index every image of a folder (or a list of paths) into `folder` with `model`: `build_gallery` with the
+    model's fingerprint and representation size. `embedder`: what embeds the new images (default: this process,
+    `local_embedder`; `onnx_embedder`: an exported gallery encoder; `RayEmbedder`: Ray Data)."""
+    embedder = embedder or local_embedder(model, processor)
+    options = {"batch_size": batch_size, "ann": ann, "n_trees": n_trees, "rebuild": rebuild}
+    return build_gallery(
+        images, folder, model_fingerprint(model), model.config.hidden_size, embedder, lock_timeout, **options
+    )
+
+
+def build_gallery(
+    images: str | Path | Sequence[str | Path],
+    folder: str | Path,
+    fingerprint: str,
+    representation_size: int,
+    embedder: Embedder | RayEmbedder,
+    lock_timeout: float | None = 0,
+    batch_size: int = 32,
+    ann: str = "ivfpq",
+    n_trees: int = ANNOY_TREES,
+    rebuild: bool = False,
+) -> GalleryIndex:
+    """Index every image of a folder (or a list of paths) into `folder`, rows made by `embedder` for the model
+    of `fingerprint`; afterwards the index holds exactly the readable ones. Needs no PyTorch itself, so
+    `onenet index` on an exported gallery encoder (`onnx_graphs.OnnxGalleryEncoder`) never imports it.
 
     Unchanged files (same size and modification time) are not read; a new or changed file whose content the
     index holds (a move, a copy) is not embedded again; files gone or unreadable are dropped, the unreadable
     ones listed in `metadata["skipped"]` with the reason. An index there from another model, a corrupt one, or
     `rebuild` starts afresh; a format-2 index is upgraded (its vectors reused). `folder` must be new, empty or an
     index (`check_index_folder`). A build running on it meanwhile refuses this one, or is waited for up to
-    `lock_timeout` seconds (None: no limit). `image_encoder`: an ONNX backend that runs the backbone.
-    `embedder`: what embeds the new images (default: this process, `local_embedder`; `RayEmbedder`: Ray Data).
+    `lock_timeout` seconds (None: no limit).
     """
     folder = Path(folder)
     check_ann_options(ann, n_trees)
@@ -293,13 +334,10 @@ def build_index(
     else:
         paths = sources = [Path(p) for p in images]
     check_index_folder(folder, sources)
-    if embedder is not None and image_encoder is not None:
-        raise OneNetError("pass an embedder or an image_encoder, not both (the embedder decides how images embed)")
-    embedder = embedder or local_embedder(model, processor, image_encoder)
     with build_lock(folder, lock_timeout):
         files, skipped = _stat_files(paths)
         return write_gallery(
-            folder, model_fingerprint(model), model.config.hidden_size, files, skipped, embedder,
+            folder, fingerprint, representation_size, files, skipped, embedder,
             file_hash, batch_size, ann, n_trees, rebuild,
         )  # fmt: skip
 
@@ -620,6 +658,7 @@ __all__ = [
     "MAX_N_TREES",
     "Embedder",
     "GalleryFile",
+    "build_gallery",
     "build_index",
     "build_lock",
     "check_ann_options",
@@ -629,5 +668,6 @@ __all__ = [
     "embed_pixels",
     "list_images",
     "local_embedder",
+    "onnx_embedder",
     "write_gallery",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,8 +20,8 @@ from .errors import OneNetError
 from .gallery import GalleryIndex, ImageMatch
 from .hub import resolve_model
 from .image_optimization import Snapshot, last
-from .image_processing_onenet import ImageLike
-from .indexing import Embedder, build_index, local_embedder
+from .images import ImageLike
+from .indexing import Embedder, build_index, local_embedder, onnx_embedder
 from .label_guidance import LABEL_THRESHOLD
 from .messages import shorten
 from .modeling_onenet import OneNetModel
@@ -51,9 +52,21 @@ from .word_vectors import WordVectors, glove_vectors
 
 if TYPE_CHECKING:
     from .onnx_backend import OnnxOneNetBackend
+    from .onnx_graphs import OnnxGalleryEncoder
 
 WORD_SPACES = ("learned", "glove")
 BACKENDS = ("torch", "onnx", "auto")
+
+
+def _exported_graphs(checkpoint: Path, onnx_dir: Path | None, variant: str) -> OnnxOneNetBackend | None:
+    """The graphs of this checkpoint's export in `variant` that exist (`backend="auto"`), or None: no export of it,
+    none in that variant, or no onnxruntime; PyTorch runs the rest."""
+    try:
+        from .onnx_backend import OnnxExportError, OnnxOneNetBackend
+
+        return OnnxOneNetBackend(checkpoint, onnx_dir, variant, partial=True)
+    except (ImportError, OnnxExportError):
+        return None
 
 
 class OneNet:
@@ -70,6 +83,7 @@ class OneNet:
         model: OneNetModel | CaptionBackend,
         processor: OneNetProcessor,
         onnx: OnnxOneNetBackend | None = None,
+        onnx_export: tuple[Path, Path | None] | None = None,
     ):
         side, size = model.config.image_size, processor.image_processor.size
         if (size["height"], size["width"]) != (side, side):
@@ -79,7 +93,9 @@ class OneNet:
             )
         self.model, self.processor, self.onnx = model, processor, onnx
         self._taggers: dict[tuple[int, float, float], Tagger] = {}
-        self._gallery_encoder: OnnxOneNetBackend | None = None  # see gallery_embedder
+        # where backend="auto" looked for graphs (checkpoint, onnx_dir): gallery_embedder's fastest encoder comes from
+        # there when the graphs loaded in the asked variant give no batch-independent image encoder
+        self._onnx_export = onnx_export
         self._learned_vectors: WordVectors | None = None
         if isinstance(model, OneNetModel):
             model.eval()
@@ -112,15 +128,10 @@ class OneNet:
 
             return cls(OnnxOneNetBackend(folder, onnx_dir, onnx_variant), processor)
         model = OneNetModel.from_pretrained(folder, dtype=torch.float32).to(device or "cpu")
-        onnx = None
-        if backend == "auto" and model.device.type == "cpu":
-            try:
-                from .onnx_backend import OnnxExportError, OnnxOneNetBackend
-
-                onnx = OnnxOneNetBackend(folder, onnx_dir, onnx_variant)
-            except (ImportError, OnnxExportError):
-                onnx = None  # no export of this checkpoint, or no onnxruntime: PyTorch runs everything
-        return cls(model, processor, onnx)
+        if backend != "auto" or model.device.type != "cpu":
+            return cls(model, processor)
+        export = (folder, Path(onnx_dir) if onnx_dir else None)
+        return cls(model, processor, _exported_graphs(*export, onnx_variant), onnx_export=export)
 
     def save_pretrained(self, path: str | os.PathLike, half_precision_weights: bool = False) -> None:
         """Write model and processor as an HF folder; optionally store weights in fp16 (loaded back as fp32)."""
@@ -149,7 +160,7 @@ class OneNet:
         "Egyptian cat") must appear in the caption (constrained beam search; 0 turns it off).
         `imagenet_steering` > 0 also steers beam search towards the label words (off by default)."""
         options = (beam_size, length_penalty, no_repeat_ngram_size)
-        backend = self.onnx if self.onnx is not None else self.model
+        backend = self._onnx_captioner() or self.model
         guidance = {"imagenet_steering": imagenet_steering, "imagenet_labels": imagenet_labels}
         return caption.caption(backend, self.processor, images, *options, **guidance)
 
@@ -176,6 +187,10 @@ class OneNet:
         tagger = self._tagger(caption_samples, caption_weight, imagenet_weight)
         return tag.tag(self.model, self.processor, images, k, tagger, image_encoder=self._image_encoder())
 
+    def _onnx_captioner(self) -> OnnxOneNetBackend | None:
+        """The ONNX graphs, if they were loaded with the decoder's (not a gallery encoder alone): captions run there."""
+        return self.onnx if self.onnx is not None and self.onnx.has_decoder else None
+
     def _image_encoder(self) -> OnnxOneNetBackend | None:
         """The ONNX graphs that give an image's representation and pooled features in one pass, if loaded
         (`backend="auto"`) and exported with both."""
@@ -188,7 +203,7 @@ class OneNet:
             samples, caption_weight, imagenet_weight = options
             self._taggers[options] = Tagger(
                 self._torch_model("tagging"), self.processor.tokenizer, None, samples, caption_weight,
-                imagenet_weight=imagenet_weight, decoder=self.onnx,
+                imagenet_weight=imagenet_weight, decoder=self._onnx_captioner(),
             )  # fmt: skip
         return self._taggers[options]
 
@@ -236,21 +251,32 @@ class OneNet:
         )
 
     def gallery_embedder(self) -> Embedder:
-        """How this model embeds gallery images in this process (`indexing.local_embedder`): the ONNX graphs
-        embed when loaded (`backend="auto"`); a batch-dependent variant (dynamic int8) gives way to the export's
-        `fastest` image encoder, so a photo's row never depends on the photos beside it in a batch."""
-        encoder = self._image_encoder()
-        if encoder is not None and not encoder.batch_independent:  # dynamic int8 (the Space's, for its decoder)
-            if self._gallery_encoder is None:
-                self._gallery_encoder = encoder.with_variant("fastest")
-            encoder = self._gallery_encoder
-        return local_embedder(self._torch_model("indexing"), self.processor, encoder)
+        """How this model embeds gallery images in this process: with `backend="auto"`, the export's gallery encoder
+        (`indexing.onnx_embedder`) in the loaded variant when that is batch-independent, else in `fastest` (so a
+        photo's row never depends on the photos beside it in a batch, as dynamic int8's would); otherwise, or for
+        an export that predates the gallery arrays, PyTorch (`indexing.local_embedder`)."""
+        if self._gallery_encoder is not None:
+            return onnx_embedder(self._gallery_encoder)
+        return local_embedder(self._torch_model("indexing"), self.processor)
+
+    @cached_property
+    def _gallery_encoder(self) -> OnnxGalleryEncoder | None:
+        """The export's gallery encoder (`backend="auto"` only), loaded when a gallery is first embedded."""
+        if self._onnx_export is None:
+            return None
+        loaded = self._image_encoder()
+        variant = loaded.variant if loaded is not None and loaded.batch_independent else "fastest"
+        try:
+            from .onnx_graphs import OnnxExportError, OnnxGalleryEncoder
+
+            return OnnxGalleryEncoder(*self._onnx_export, variant)
+        except (ImportError, OnnxExportError):
+            return None
 
     def build_index(self, images: str | os.PathLike | Sequence, folder: str | os.PathLike, **kwargs) -> GalleryIndex:
         """Embed a folder (or list) of images into a persisted gallery index; see `indexing.build_index`. Rows
         are made by `gallery_embedder()` unless `embedder` says otherwise (`ray_indexing.RayEmbedder`)."""
-        if kwargs.get("embedder") is None and kwargs.get("image_encoder") is None:
-            kwargs["embedder"] = self.gallery_embedder()
+        kwargs["embedder"] = kwargs.get("embedder") or self.gallery_embedder()
         return build_index(self._torch_model("indexing"), self.processor, images, folder, **kwargs)
 
     def load_index(self, folder: str | os.PathLike) -> GalleryIndex:

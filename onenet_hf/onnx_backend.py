@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,14 +14,11 @@ from transformers.utils import GENERATION_CONFIG_NAME
 from .configuration_onenet import OneNetConfig
 from .errors import OneNetError
 from .extras import require
-from .fingerprint import checkpoint_fingerprint
 from .modeling_onenet import backbone_wheel_state_dict, caption_generation_config
+from .onnx_graphs import MANIFEST_FILE, OnnxExportError, checked_graph, open_export, session_options
 from .options import CALIBRATION_IMAGES, MAX_CALIBRATION_IMAGES, VARIANTS
 
-if TYPE_CHECKING:
-    import onnxruntime
-
-MANIFEST_FILE = "manifest.json"
+CAPTION_GRAPHS = ("image_encoder", "decoder_init", "decoder_step")  # what captioning on onnxruntime runs
 # Variants exported for some graphs only (the image encoder): the other graphs run fp32.
 IMAGE_ENCODER_VARIANTS = ("int8-static",)
 
@@ -36,60 +30,6 @@ def checkpoint_generation_config(checkpoint: Path, config: OneNetConfig) -> Gene
     return caption_generation_config(config)
 
 
-class OnnxExportError(OneNetError):
-    """The ONNX folder is missing, incomplete, or was exported from another checkpoint."""
-
-
-def read_manifest(manifest_file: Path, command: str) -> dict:
-    """The export's manifest, its shape checked (`_is_manifest`), or one line naming the problem and `command`,
-    which exports again."""
-    try:
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise OnnxExportError(f"{manifest_file} is not readable JSON ({error}); export again: {command}") from None
-    if not _is_manifest(manifest):
-        raise OnnxExportError(
-            f"{manifest_file} is not a manifest of onenet export (no valid 'graphs'); export again: {command}"
-        )
-    return manifest
-
-
-def _is_manifest(manifest: object) -> bool:
-    """Graphs, each with its outputs and, per variant, a plain file name (inside the export folder) and a SHA-256."""
-    graphs = manifest.get("graphs") if isinstance(manifest, dict) else None
-    if not isinstance(graphs, dict) or not graphs:
-        return False
-    for graph in graphs.values():
-        if not isinstance(graph, dict) or not isinstance(graph.get("outputs"), list):
-            return False
-        if not isinstance(graph.get("files"), dict):
-            return False
-        for entry in graph["files"].values():
-            path, digest = (entry.get("path"), entry.get("sha256")) if isinstance(entry, dict) else (None, None)
-            if (
-                not isinstance(path, str)
-                or Path(path).name != path
-                or path in ("", "..")
-                or not isinstance(digest, str)
-            ):
-                return False
-    return True
-
-
-def checked_graph(path: Path, sha256: str) -> bytes:
-    """A graph file's bytes, checked against the manifest's hash: read once, so the check costs one pass of
-    SHA-256 (about 50 ms for the shipped fp32 and int8 graphs) and what runs is exactly what was checked."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise OnnxExportError(f"{path} cannot be read ({error.strerror or error}); export again") from None
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise OnnxExportError(
-            f"{path} differs from the export's manifest (an export was interrupted or the file changed); export again"
-        )
-    return data
-
-
 def _providers(variant: str) -> list[str]:
     import onnxruntime
 
@@ -99,20 +39,6 @@ def _providers(variant: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def session_options() -> onnxruntime.SessionOptions:
-    """onnxruntime session options for OneNet's graphs: quiet, threaded as PyTorch is, not spinning."""
-    onnxruntime = require("onnxruntime", "onnx", "the ONNX backend")
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    # idle onnxruntime threads would spin between runs, taking the cores PyTorch's ops (which run between
-    # the decoder's steps) and other requests need
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # as many threads as PyTorch uses (OMP_NUM_THREADS or torch.set_num_threads; Ray sets the former to an
-    # actor's CPUs), so one setting governs both backends; by default both are the physical cores
-    options.intra_op_num_threads = torch.get_num_threads()
-    return options
-
-
 class OnnxOneNetBackend:
     """Runs OneNet's exported graphs with onnxruntime; provides what captioning needs (`uses.caption.CaptionBackend`).
 
@@ -120,7 +46,16 @@ class OnnxOneNetBackend:
     CPUExecutionProvider otherwise.
     """
 
-    def __init__(self, checkpoint: str | os.PathLike, onnx_dir: str | os.PathLike | None = None, variant: str = "fp32"):
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike,
+        onnx_dir: str | os.PathLike | None = None,
+        variant: str = "fp32",
+        partial: bool = False,
+    ):
+        """`partial` (what `backend="auto"` asks for): load the graphs exported in `variant` and leave the others to
+        PyTorch, as for a checkpoint that ships only its gallery encoder (`onenet export --gallery-encoder-only`);
+        otherwise every graph captioning needs, or one line saying what is missing."""
         onnxruntime = require("onnxruntime", "onnx", "the ONNX backend")
         if variant not in VARIANTS:
             raise OneNetError(f"unknown ONNX variant {variant!r}; choose one of {VARIANTS}")
@@ -130,44 +65,42 @@ class OnnxOneNetBackend:
                 "the fp16 ONNX variant needs CUDAExecutionProvider (onnxruntime-gpu); on CPU use fp32 or int8"
             )
         checkpoint = Path(checkpoint)
-        folder = Path(onnx_dir) if onnx_dir else checkpoint / "onnx"
-        manifest_file = folder / MANIFEST_FILE
-        if not manifest_file.is_file():
+        folder, manifest = open_export(checkpoint, onnx_dir)
+        missing = [name for name in CAPTION_GRAPHS if name not in manifest["graphs"]]
+        if missing and not partial:
             raise OnnxExportError(
-                f"no ONNX export at {folder} ({MANIFEST_FILE} missing); run: onenet export {checkpoint} --out {folder}"
+                f"the ONNX export at {folder} has no {', '.join(missing)} graph (a gallery encoder alone runs with "
+                f"backend='auto'); for captions on onnxruntime run: onenet export {checkpoint} --out {folder}"
             )
-        manifest = read_manifest(manifest_file, f"onenet export {checkpoint} --out {folder}")
-        expected = checkpoint_fingerprint(checkpoint)
-        if manifest.get("checkpoint_fingerprint") != expected:
-            raise OnnxExportError(
-                f"the ONNX export at {folder} was made from another checkpoint "
-                f"(fingerprint {manifest.get('checkpoint_fingerprint')}, {checkpoint} has {expected}); export it again"
-            )
-        self.checkpoint, self.onnx_dir = checkpoint, onnx_dir
         self.config = OneNetConfig.from_pretrained(checkpoint)
         self.generation_config = checkpoint_generation_config(checkpoint, self.config)
         self.variant = variant
         self.providers = _providers(variant)
-        options = session_options()
+        # as many threads as PyTorch uses (OMP_NUM_THREADS or torch.set_num_threads), so one setting governs both
+        options = session_options(torch.get_num_threads())
         self.sessions, self.outputs, self.files = {}, {}, {}
         for name, graph in manifest["graphs"].items():
-            self.outputs[name] = graph["outputs"]
             graph_variant = self._graph_variant(name, graph["files"])
             if graph_variant not in graph["files"]:
+                if partial:
+                    continue  # PyTorch runs this graph's part
                 raise OnnxExportError(f"{folder} has no {variant} variant of {name}; export with that variant")
             path = folder / graph["files"][graph_variant]["path"]
             graph_bytes = checked_graph(path, graph["files"][graph_variant]["sha256"])
             self.sessions[name] = onnxruntime.InferenceSession(graph_bytes, options, providers=self.providers)
-            self.files[name] = path.name
+            self.outputs[name], self.files[name] = graph["outputs"], path.name
+        if not self.sessions:
+            raise OnnxExportError(f"the ONNX export at {folder} has no graph in the {variant} variant")
 
     @property
     def image_encoder_file(self) -> str:
         """The image encoder graph's file name, which says its precision (`image_encoder.int8-static.onnx`)."""
         return self.files["image_encoder"]
 
-    def with_variant(self, variant: str) -> OnnxOneNetBackend:
-        """The same export's graphs in another variant (a new set of sessions)."""
-        return OnnxOneNetBackend(self.checkpoint, self.onnx_dir, variant)
+    @property
+    def has_decoder(self) -> bool:
+        """Whether the decoder's graphs are loaded, so captions can run here (not for a gallery encoder alone)."""
+        return all(name in self.sessions for name in CAPTION_GRAPHS[1:])
 
     def _graph_variant(self, name: str, files: dict) -> str:
         """The file variant graph `name` runs: `fastest` is the static int8 image encoder where exported (fp32
@@ -196,14 +129,15 @@ class OnnxOneNetBackend:
     def has_pooled_features(self) -> bool:
         """Whether the export gives the backbone's pooled features too (exports before they did give only
         the representation)."""
-        return "pooled_features" in self.outputs.get("image_encoder", ())
+        return "pooled_features" in self.outputs.get("image_encoder", ())  # empty when PyTorch runs the image side
 
     def get_image_and_pooled_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The image representation (B, hidden) and the pooled backbone features (B, 1280) of one backbone pass."""
         if not self.has_pooled_features:
             raise OnnxExportError("this ONNX export gives no pooled features (it predates them); export it again")
-        embeds, pooled = self._run("image_encoder", pixel_values=pixel_values.float())
-        return embeds, pooled
+        results = self._run("image_encoder", pixel_values=pixel_values.float())
+        outputs = dict(zip(self.outputs["image_encoder"], results, strict=True))
+        return outputs["image_embeds"], outputs["pooled_features"]
 
     def get_imagenet_logits(self, pooled_features: torch.Tensor) -> torch.Tensor:
         """The backbone's frozen ImageNet-1k classifier (B, 1280) -> (B, 1000), read from the installed wheel's

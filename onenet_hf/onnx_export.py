@@ -5,7 +5,6 @@ Needs the `onnx` extra; `onenet_hf.onnx_backend` holds what loading an export ne
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -22,10 +21,13 @@ from .errors import OneNetError
 from .extras import require
 from .fingerprint import checkpoint_fingerprint
 from .folders import temporary_folder, write_json
+from .gallery import ARRAYS
 from .hub import check_model_folder
-from .image_processing_onenet import OneNetImageProcessor, load_image
+from .image_processing_onenet import OneNetImageProcessor
+from .images import load_image
 from .modeling_onenet import OneNetModel
-from .onnx_backend import MANIFEST_FILE, MAX_CALIBRATION_IMAGES, OnnxExportError, session_options
+from .onnx_graphs import MANIFEST_FILE, OnnxExportError, checkpoint_file_hashes, session_options, sha256_file
+from .options import MAX_CALIBRATION_IMAGES
 
 onnx = require("onnx", "onnx", "ONNX export")  # a missing extra is one line, before any work
 require("onnxruntime", "onnx", "ONNX export (int8 quantisation)")
@@ -34,16 +36,18 @@ OPSET = 18
 
 
 class ImageEncoder(nn.Module):
-    """pixel_values -> image_embeds (the image representation) and pooled_features (the grid mean, which the
-    ImageNet classifier reads): one backbone pass serves captions and tags."""
+    """pixel_values -> every vector a gallery keeps of an image (`OneNetModel.get_gallery_embeds`, in the order of
+    `gallery.ARRAYS`): image_embeds (the representation captions start from), pooled_features (the grid mean, which
+    the ImageNet classifier reads), and the retrieval- and tag-space vectors, so one graph serves captions, tags
+    and a gallery build that needs no PyTorch (`gallery_encoder`)."""
 
     def __init__(self, model: OneNetModel):
         super().__init__()
         self.model = model
 
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        grid = self.model.get_backbone_features(pixel_values)
-        return self.model.get_image_features(backbone_features=grid), self.model.get_pooled_features(grid)
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        embeds = self.model.get_gallery_embeds(pixel_values)
+        return tuple(embeds[name] for name in ARRAYS)
 
 
 class DecoderInit(nn.Module):
@@ -76,7 +80,7 @@ def _graphs(model: OneNetModel) -> dict[str, tuple[nn.Module, tuple, list[str], 
     state = torch.zeros(batch, config.decoder_layers, config.decoder_hidden_size)
     pixels = torch.zeros(batch, 3, config.image_size, config.image_size)
     return {
-        "image_encoder": (ImageEncoder(model), (pixels,), ["pixel_values"], ["image_embeds", "pooled_features"]),
+        "image_encoder": (ImageEncoder(model), (pixels,), ["pixel_values"], list(ARRAYS)),
         "decoder_init": (DecoderInit(model), (embeds,), ["image_embeds"], ["h", "c"]),
         "decoder_step": (
             DecoderStep(model),
@@ -287,21 +291,20 @@ def static_int8_exclusions(graph: Path, fp32_blocks: Sequence[int] = FP32_BLOCKS
     return [convolutions[0], *blocks, convolutions[-1], *nodes_after_last_convolution(nodes)]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def export_onnx(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,
     int8: bool = True,
     fp16: bool = False,
     calibration_images: Sequence[str | os.PathLike] = (),
+    gallery_encoder_only: bool = False,
 ) -> dict:
     """Write `{name}.onnx` (fp32), `{name}.int8.onnx` (dynamic int8) and optionally `{name}.fp16.onnx`, plus
     `manifest.json` with the opset, input/output names, file hashes and the checkpoint's fingerprint. With
     `calibration_images` (photos like the galleries to index), also `image_encoder.int8-static.onnx`: static
     int8, the fast gallery-embedding path (`static_int8_exclusions` says what stays fp32 and why).
+    `gallery_encoder_only`: that static int8 image encoder alone (about 9 MB, small enough to ship inside a
+    checkpoint); `backend="auto"` then embeds galleries with it and runs everything else on PyTorch.
 
     Every graph is written into a hidden temporary folder inside `out_dir` first; only then is the old manifest
     removed, the graphs renamed into place and the new manifest written, last. A run killed while writing leaves
@@ -310,10 +313,12 @@ def export_onnx(
     checkpoint = check_model_folder(Path(checkpoint))  # before anything is written
     if len(calibration_images) > MAX_CALIBRATION_IMAGES:
         raise OneNetError(f"at most {MAX_CALIBRATION_IMAGES:,} calibration images, got {len(calibration_images):,}")
+    if gallery_encoder_only and not calibration_images:
+        raise OneNetError("the gallery encoder alone is the static int8 image encoder: give calibration images")
     out = Path(out_dir) if out_dir else checkpoint / "onnx"
     model = OneNetModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
     with temporary_folder(out, ".export.") as building:
-        graphs = _write_graphs(model, building, int8, fp16, calibration_images)
+        graphs = _write_graphs(model, building, int8, fp16, calibration_images, gallery_encoder_only)
         (out / MANIFEST_FILE).unlink(missing_ok=True)  # no manifest beside a mix of old and new graphs
         for graph in graphs.values():
             for file in graph["files"].values():
@@ -322,6 +327,7 @@ def export_onnx(
         "format": "onenet-onnx",
         "opset": OPSET,
         "checkpoint_fingerprint": checkpoint_fingerprint(checkpoint),
+        "checkpoint_files": checkpoint_file_hashes(checkpoint),  # lets a load check the fingerprint torch-free
         "torch_version": torch.__version__.split("+")[0],
         "graphs": graphs,
     }
@@ -330,14 +336,22 @@ def export_onnx(
 
 
 def _write_graphs(
-    model: OneNetModel, out: Path, int8: bool, fp16: bool, calibration_images: Sequence[str | os.PathLike]
+    model: OneNetModel,
+    out: Path,
+    int8: bool,
+    fp16: bool,
+    calibration_images: Sequence[str | os.PathLike],
+    gallery_encoder_only: bool = False,
 ) -> dict[str, dict]:
-    """Export each graph and its variants into `out`; the manifest's `graphs` entry (names, files, hashes)."""
+    """Export each graph and its variants into `out`; the manifest's `graphs` entry (names, files, hashes).
+    `gallery_encoder_only`: the static int8 image encoder alone (its fp32 source stays in `out`, unlisted)."""
     graphs: dict[str, dict] = {}
     for name, (module, args, inputs, outputs) in _graphs(model).items():
+        if gallery_encoder_only and name != "image_encoder":
+            continue
         files = {"fp32": out / f"{name}.onnx"}
         _export_graph(module, args, inputs, outputs, files["fp32"])
-        if int8:
+        if int8 and not gallery_encoder_only:
             files["int8"] = out / f"{name}.int8.onnx"
             _quantize_int8(files["fp32"], files["int8"], convolutions=name != "image_encoder")
         if calibration_images and name == "image_encoder":
@@ -348,7 +362,9 @@ def _write_graphs(
                 for i in range(0, len(calibration_images), 32)
             ]
             quantize_static_int8(files["fp32"], files["int8-static"], batches, static_int8_exclusions(files["fp32"]))
-        if fp16:
+        if gallery_encoder_only:
+            files = {"int8-static": files["int8-static"]}
+        elif fp16:
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
             files["fp16"] = out / f"{name}.fp16.onnx"
@@ -356,6 +372,6 @@ def _write_graphs(
         graphs[name] = {
             "inputs": inputs,
             "outputs": outputs,
-            "files": {variant: {"path": f.name, "sha256": _sha256(f)} for variant, f in files.items()},
+            "files": {variant: {"path": f.name, "sha256": sha256_file(f)} for variant, f in files.items()},
         }
     return graphs

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from .image_processing_onenet import ImageLike, ImageLoadError, load_image
+from .images import ImageLike, ImageLoadError, load_image
 
 TILE = 128  # side of a tile's picture, in pixels
 GAP = 6  # between tiles and around the grid

@@ -27,7 +27,7 @@ from .errors import OneNetError
 from .fingerprint import file_hash
 from .gallery import GalleryIndex, GalleryIndexError
 from .image_optimization import Snapshot
-from .image_processing_onenet import load_image
+from .images import load_image
 from .indexing import IMAGE_SUFFIXES, list_images
 from .messages import shorten
 from .onenet import OneNet

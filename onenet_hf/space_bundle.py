@@ -15,12 +15,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .ann import ANN_METHODS
 from .errors import OneNetError
 from .extras import require
 from .folders import check_new_folder, new_folder
 from .gallery import GalleryIndexError
 from .hub import DEFAULT_MODEL_ID, check_model_folder, resolve_model
-from .indexing import list_images
+from .indexing import IMAGE_SUFFIXES, list_images
 from .messages import escape_controls, first_line, printable_path
 from .samples import PHOTO_CREDITS, sample_gallery
 
@@ -139,6 +140,14 @@ def space_requirements(with_onnx: bool) -> list[str]:
     return sorted(set(lines), key=str.lower)
 
 
+def lfs_attributes() -> str:
+    """The bundle's `.gitattributes`: weights, graphs, index files and gallery photos go to Git LFS, as the Hub
+    wants binary files pushed (a plain `git push` of the folder then works); suffixes in either case."""
+    suffixes = ["safetensors", "onnx", "npy", "sqlite", *ANN_METHODS, *(s.lstrip(".") for s in sorted(IMAGE_SUFFIXES))]
+    either_case = ("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in suffix) for suffix in suffixes)
+    return "".join(f"*.{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in either_case)
+
+
 def space_card(model_id: str) -> str:
     """The Space's README.md: Spaces YAML (gradio SDK, app file, the model repo it shows) and a short text."""
     import gradio
@@ -202,6 +211,7 @@ def build_space(
         shutil.copytree(Path(__file__).parent, building / "onenet_hf", ignore=shutil.ignore_patterns("__pycache__"))
         requirements = space_requirements(with_onnx=(building / MODEL_FOLDER / "onnx").is_dir())
         (building / "requirements.txt").write_text("\n".join(requirements) + "\n")
+        (building / ".gitattributes").write_text(lfs_attributes())
         (building / "README.md").write_text(space_card(str(model) if is_hub_id else model_id or DEFAULT_MODEL_ID))
         (building / "app.py").write_text(APP.format(model=MODEL_FOLDER, gallery=GALLERY_FOLDER, index=INDEX_FOLDER))
     return out
@@ -211,6 +221,7 @@ __all__ = [
     "SpaceBundleError",
     "build_space",
     "gallery_photos",
+    "lfs_attributes",
     "publishable_photos",
     "space_card",
     "space_requirements",

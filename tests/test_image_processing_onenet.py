@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from onenet_hf import ImageLoadError, OneNetImageProcessor, load_image
-from onenet_hf.image_processing_onenet import MAX_IMAGE_PIXELS, MAX_LOADED_SIDE, REDUCED_PIXELS
+from onenet_hf.images import MAX_IMAGE_PIXELS, MAX_LOADED_SIDE, REDUCED_PIXELS
 from tests.conftest import png_claiming_size
 
 RED = (200, 20, 20)
@@ -140,7 +140,7 @@ def test_images_given_in_memory_are_bounded_too():
 
 PEAK_PROBE = """
 import sys
-from onenet_hf.image_processing_onenet import load_image
+from onenet_hf.images import load_image
 
 def status(field):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 from transformers import AutoModel, AutoProcessor
 
 from onenet_hf import OneNet, OneNetModel, OneNetProcessor
+from onenet_hf.onnx_backend import OnnxExportError
 from onenet_hf.samples import sample_photos
 from onenet_hf.uses.search import SEARCH_METHODS
 
@@ -17,8 +19,23 @@ CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "onenet-flick
 def test_folder_layout_and_size_budget():
     names = {p.name for p in CHECKPOINT.iterdir()}
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json"} <= names
-    shipped = [p for p in CHECKPOINT.rglob("*") if p.is_file() and "onnx" not in p.relative_to(CHECKPOINT).parts]
-    assert sum(p.stat().st_size for p in shipped) <= 40 * 1024 * 1024  # onnx/ is exported locally, not shipped
+    shipped = subprocess.run(
+        ["git", "ls-files", "--", "."], cwd=CHECKPOINT, check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert {"onnx/manifest.json", "onnx/image_encoder.int8-static.onnx"} <= set(shipped)  # the gallery encoder
+    assert sum((CHECKPOINT / name).stat().st_size for name in shipped) <= 40 * 1024 * 1024
+
+
+def test_the_shipped_gallery_encoder_embeds_galleries_by_default_and_captions_stay_pytorch():
+    net = OneNet.from_pretrained(CHECKPOINT, backend="auto", onnx_variant="fastest")  # onenet index's settings
+    assert net.gallery_embedder().description == "onnxruntime, image_encoder.int8-static.onnx"
+    assert not net.onnx.has_decoder and net._onnx_captioner() is None
+    space_like = OneNet.from_pretrained(CHECKPOINT, backend="auto", onnx_variant="int8")  # no int8 graph shipped
+    assert space_like.onnx is None
+    assert space_like.gallery_embedder().description == "onnxruntime, image_encoder.int8-static.onnx"
+    assert OneNet.from_pretrained(CHECKPOINT).gallery_embedder().description == "PyTorch"  # backend="torch"
+    with pytest.raises(OnnxExportError, match="no decoder_init, decoder_step graph"):
+        OneNet.from_pretrained(CHECKPOINT, backend="onnx", onnx_variant="int8-static")
 
 
 def test_loads_with_auto_classes():

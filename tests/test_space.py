@@ -21,7 +21,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 from onenet_hf.errors import OneNetError  # noqa: E402
-from onenet_hf.image_processing_onenet import load_image  # noqa: E402
+from onenet_hf.images import load_image  # noqa: E402
 from onenet_hf.samples import sample_photos  # noqa: E402
 from onenet_hf.space import OneNetSpace  # noqa: E402
 from tests.conftest import png_claiming_size  # noqa: E402

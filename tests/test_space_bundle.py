@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,6 +61,25 @@ def test_the_folder_is_a_space_repo(bundle):
     requirements = (bundle / "requirements.txt").read_text().splitlines()
     assert any(line.startswith("gradio==") for line in requirements) and "torch==2.13.0" in requirements
     assert not any("onenet" in line for line in requirements)  # the package travels in the folder itself
+
+
+def test_the_bundle_carries_the_gallery_encoder_and_sends_every_binary_file_to_lfs(bundle):
+    assert (bundle / "model" / "onnx" / "image_encoder.int8-static.onnx").is_file()  # the checkpoint's own
+    files = [p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file() and "onenet_hf" not in p.parts]
+    binary = sorted(name for name in files if b"\0" in (bundle / name).read_bytes()[:8000])
+    assert {"model/model.safetensors", "model/onnx/image_encoder.int8-static.onnx"} <= set(binary)
+    assert any(name.startswith("gallery/") for name in binary) and any(name.endswith(".npy") for name in binary)
+    subprocess.run(["git", "init", "-q", str(bundle)], check=True)
+    attributes = subprocess.run(
+        ["git", "check-attr", "filter", "--", *binary], cwd=bundle, check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert [line for line in attributes if not line.endswith(": filter: lfs")] == []
+    assert len(attributes) == len(binary)
+    text = ["README.md", "app.py", "requirements.txt", "model/config.json"]
+    assert all(b"\0" not in (bundle / name).read_bytes() for name in text)
+    kept = subprocess.run(["git", "check-attr", "filter", "--", *text], cwd=bundle, capture_output=True, text=True)
+    assert all(line.endswith(": filter: unspecified") for line in kept.stdout.splitlines())
+    shutil.rmtree(bundle / ".git")  # the other tests see the bundle as built
 
 
 def test_a_corrupt_model_or_a_taken_folder_is_one_line_and_leaves_nothing(tmp_path, capsys):

@@ -13,7 +13,7 @@ from transformers import GenerationConfig
 
 from ..decoding import generate_beams
 from ..errors import OneNetError
-from ..image_processing_onenet import ImageLike
+from ..images import ImageLike
 from ..label_guidance import LABEL_THRESHOLD, check_label_threshold, guided_beams, vocabulary_tokens
 from ..messages import shorten
 from ..modeling_onenet import check_generation_config

@@ -25,7 +25,7 @@ from ..image_optimization import (
     from_image,
     with_gradients,
 )
-from ..image_processing_onenet import ImageLike, load_image
+from ..images import ImageLike, load_image
 from ..modeling_onenet import OneNetModel
 from ..options import DREAM_OCTAVES as OCTAVES
 from ..options import DREAM_STAGE as STAGE

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..decoding import generate_beams
 from ..errors import OneNetError
 from ..extras import require
-from ..image_processing_onenet import ImageLike, load_image
+from ..images import ImageLike, load_image
 from ..messages import shorten
 from ..options import check_output_folder
 from ..processing_onenet import OneNetProcessor

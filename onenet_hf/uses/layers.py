@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..image_processing_onenet import ImageLike
+from ..images import ImageLike
 from ..options import CHANNELS, MAX_CHANNELS, check_channels
 from ..ranking import top_k
 from ..sheets import Tile, contact_sheet, heat_map

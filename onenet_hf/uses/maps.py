@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..errors import OneNetError
 from ..extras import require
 from ..gallery import GalleryIndex
-from ..image_processing_onenet import ImageLoadError, load_image
+from ..images import ImageLoadError, load_image
 from ..messages import shorten
 from ..options import COLOR_BY, MAP_METHODS, check_map_path
 from ..options import MAP_SUFFIXES as MAP_SUFFIXES

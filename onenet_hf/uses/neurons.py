@@ -30,7 +30,7 @@ from PIL import Image
 from ..decoding import generate_beams
 from ..errors import OneNetError
 from ..gallery import GalleryIndex
-from ..image_processing_onenet import ImageLike
+from ..images import ImageLike
 from ..indexing import embed_images
 from ..messages import shorten
 from ..options import MAX_NEURON_IMAGES as MAX_IMAGES

@@ -12,7 +12,7 @@ import torch
 from ..errors import OneNetError
 from ..fingerprint import file_hash
 from ..gallery import GalleryIndex, ImageMatch, cosine_matrix
-from ..image_processing_onenet import ImageLike
+from ..images import ImageLike
 from ..indexing import embed_images
 from ..messages import shorten
 from ..ranking import check_k, top_k_pairs

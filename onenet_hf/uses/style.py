@@ -29,7 +29,7 @@ from ..image_optimization import (
     optimize,
     with_gradients,
 )
-from ..image_processing_onenet import ImageLike, load_image
+from ..images import ImageLike, load_image
 from ..modeling_onenet import OneNetModel
 from ..options import CONTENT_WEIGHT, STYLE_WEIGHT
 from ..options import STYLE_STEPS as STEPS

@@ -12,7 +12,7 @@ import torch
 
 from ..decoding import sample_sequences
 from ..errors import OneNetError
-from ..image_processing_onenet import ImageLike
+from ..images import ImageLike
 from ..modeling_onenet import never_generated_token_ids
 from ..options import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT
 from ..processing_onenet import OneNetProcessor
