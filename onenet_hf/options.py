@@ -133,6 +133,7 @@ MAX_CALIBRATION_IMAGES = 5_000
 VARIANTS = ("fp32", "int8", "fp16", "int8-static", "fastest")
 EVALUATION_TASKS = ("captions", "tags", "analogy", "retrieval")
 DEFAULT_CACHE_DIR = str(Path.home() / ".cache" / "onenet" / "features")  # training, head training, evaluation
+EXPORT_CACHE_DIR = str(Path.home() / ".cache" / "onenet" / "onnx")  # exports made once for the Space (`export_once`)
 
 
 # The Space (space.py): what `python spaces/app.py --help` shows before gradio and torch load.
@@ -151,6 +152,7 @@ __all__ = [
     "COLOR_BY",
     "CONTENT_WEIGHT",
     "DEFAULT_CACHE_DIR",
+    "EXPORT_CACHE_DIR",
     "DREAM_OCTAVES",
     "DREAM_STAGE",
     "DREAM_STEPS",

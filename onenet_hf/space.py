@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,12 +27,13 @@ from .decoding import check_beam_size
 from .errors import OneNetError
 from .fingerprint import file_hash
 from .gallery import GalleryIndex, GalleryIndexError
+from .hub import resolve_model
 from .image_optimization import Snapshot
 from .images import load_image
 from .indexing import IMAGE_SUFFIXES, list_images
 from .messages import shorten
 from .onenet import OneNet
-from .options import SPACE_MAX_BATCH_SIZE, SPACE_ONNX_VARIANT
+from .options import EXPORT_CACHE_DIR, SPACE_MAX_BATCH_SIZE, SPACE_ONNX_VARIANT
 from .ranking import check_k
 from .request_batching import RequestBatcher
 from .samples import sample_gallery, sample_photos
@@ -142,6 +144,9 @@ def folder_bytes(folder: str | os.PathLike) -> int:
     return total
 
 
+UPLOAD_WALK_SECONDS = 2.0  # how stale UploadBudget's count of the stored uploads may be
+
+
 class UploadBudget:
     """ASGI middleware for gradio's upload route: an upload is refused before anything of it is stored when its
     declared size (Content-Length; the server reads no more) would take the upload folder, with the uploads
@@ -150,6 +155,10 @@ class UploadBudget:
     def __init__(self, app, folder: str | os.PathLike, max_bytes: int):
         self.app, self.folder, self.max_bytes = app, Path(folder), max_bytes
         self._streaming = 0  # bytes declared by uploads being received now
+        # the folder's bytes at the last walk, and the bytes of uploads stored since: a walk stats every upload
+        # gradio keeps (10% of the server's CPU under bench/space_load.py when it ran for each upload), so it runs
+        # at most every UPLOAD_WALK_SECONDS; files deleted meanwhile still count until the next walk (safe side)
+        self._walked, self._walked_at, self._stored_since = 0, -math.inf, 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/upload"):
@@ -160,14 +169,18 @@ class UploadBudget:
         size = int(declared)
         import anyio.to_thread  # starlette's own dependency: the middleware runs only under it
 
-        stored = await anyio.to_thread.run_sync(folder_bytes, self.folder)  # a walk off the event loop
-        if stored + self._streaming + size > self.max_bytes:
+        if time.monotonic() - self._walked_at > UPLOAD_WALK_SECONDS:
+            walked_at = time.monotonic()
+            walked = await anyio.to_thread.run_sync(folder_bytes, self.folder)  # a walk off the event loop
+            self._walked, self._walked_at, self._stored_since = walked, walked_at, 0
+        if self._walked + self._stored_since + self._streaming + size > self.max_bytes:
             return await self._refuse(send, 507, "the Space holds as many uploads as it can; try again later")
         self._streaming += size  # no await since the check: requests on this event loop see it in turn
         try:
             await self.app(scope, receive, send)
         finally:
             self._streaming -= size
+            self._stored_since += size  # stored (or not, if it failed: counted until the next walk all the same)
 
     @staticmethod
     async def _refuse(send, status: int, message: str) -> None:
@@ -206,15 +219,28 @@ def scored(words) -> list[Scored]:
     return [{"word": w.word, "score": float(w.score)} for w in words]
 
 
+def caption_graphs(model: Path, variant: str, cache_dir: str | Path | None) -> Path | None:
+    """The export the Space's captions and tags run on: the model's own when it is complete, else one made once
+    under `cache_dir` (`onnx_export.export_once`); None (PyTorch runs them) without the onnx extra or a cache."""
+    if cache_dir is None:
+        return None
+    try:
+        from .onnx_export import export_once
+    except ImportError:  # the onnx extra is optional for the Space
+        return None
+    return export_once(model, variant, cache_dir)
+
+
 class OneNetSpace:
     """A loaded checkpoint and a gallery index (built at start, reused at the next start).
 
     The index and added photos live in `folder` (a built Space ships one), by default one folder per gallery
     under `cache_dir`.
 
-    The model loads with `backend="auto"`: captions and tags run their image side and decoder on onnxruntime when
-    the checkpoint has a matching ONNX export (`onenet export`), as does the embedding of an uploaded photo for
-    similar images; everything else runs on PyTorch. Concurrent caption
+    The model loads with `backend="auto"`: captions and tags run their image side and decoder on onnxruntime, on
+    the checkpoint's ONNX export or, when it has none in `onnx_variant` (a checkout's ships only its gallery
+    encoder), on one exported once into `export_cache` (`caption_graphs`; None: PyTorch); so does the embedding of
+    an uploaded photo for similar images; everything else runs on PyTorch. Concurrent caption
     and tag requests are batched (`RequestBatcher`); answers to repeated requests come from a bounded cache, which
     `warm_up` fills with the example photos' answers.
     """
@@ -232,8 +258,11 @@ class OneNetSpace:
         max_added_bytes: int = MAX_ADDED_BYTES,
         max_batch_size: int = SPACE_MAX_BATCH_SIZE,
         onnx_variant: str = SPACE_ONNX_VARIANT,
+        export_cache: str | Path | None = EXPORT_CACHE_DIR,
     ):
-        self.net = OneNet.from_pretrained(model, revision=revision, backend="auto", onnx_variant=onnx_variant)
+        model = resolve_model(model, revision, with_onnx=True)
+        onnx_dir = caption_graphs(model, onnx_variant, export_cache)
+        self.net = OneNet.from_pretrained(model, backend="auto", onnx_variant=onnx_variant, onnx_dir=onnx_dir)
         self.gallery = Path(gallery).resolve() if gallery else None
         source = str(self.gallery) if self.gallery else "scikit-image sample photos"  # the key of older folders
         self.folder = Path(folder) if folder else Path(cache_dir) / hashlib.sha256(source.encode()).hexdigest()[:16]

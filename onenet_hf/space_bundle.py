@@ -201,7 +201,9 @@ def build_space(
             copied[os.path.realpath(building / GALLERY_FOLDER / name)] = photo
         check_model_folder(building / MODEL_FOLDER)
         try:  # what the Space does at start: load the model, build the gallery index it then finds ready
-            space = OneNetSpace(building / MODEL_FOLDER, building / GALLERY_FOLDER, folder=building / INDEX_FOLDER)
+            space = OneNetSpace(
+                building / MODEL_FOLDER, building / GALLERY_FOLDER, folder=building / INDEX_FOLDER, export_cache=None
+            )  # the index alone: the Space exports what its captions need at its own start
         except GalleryIndexError:
             raise
         except Exception as error:  # a corrupt weight file fails in safetensors, torch or transformers

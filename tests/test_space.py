@@ -21,6 +21,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 from onenet_hf.errors import OneNetError  # noqa: E402
+from onenet_hf.fingerprint import model_fingerprint  # noqa: E402
 from onenet_hf.images import load_image  # noqa: E402
 from onenet_hf.samples import sample_photos  # noqa: E402
 from onenet_hf.space import OneNetSpace  # noqa: E402
@@ -48,8 +49,10 @@ def app():
 
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
-    """The shipped checkpoint and the sample-photo gallery, uploads off."""
-    return OneNetSpace(CHECKPOINT, cache_dir=tmp_path_factory.mktemp("galleries"))
+    """The shipped checkpoint and the sample-photo gallery, uploads off; its int8 graphs exported once, as a
+    checkout's Space does at its first start (into the test's own cache)."""
+    exports = tmp_path_factory.mktemp("exports")
+    return OneNetSpace(CHECKPOINT, cache_dir=tmp_path_factory.mktemp("galleries"), export_cache=exports)
 
 
 @pytest.fixture(scope="module")
@@ -501,7 +504,7 @@ def test_imagine_tabs_in_headless_chromium(space_process):
 
 
 def test_captions_and_tags_use_onnxruntime_when_the_checkpoint_is_exported(
-    shapes_model_with_heads, shapes_dir, tmp_path
+    shapes_model_with_heads, shapes_dir, tmp_path, capsys
 ):
     from onenet_hf.onnx_backend import OnnxOneNetBackend
     from onenet_hf.onnx_export import export_onnx
@@ -509,11 +512,13 @@ def test_captions_and_tags_use_onnxruntime_when_the_checkpoint_is_exported(
     model = tmp_path / "model"  # a copy: the shared model folder must not gain an onnx/ that other tests would use
     shutil.copytree(shapes_model_with_heads, model, ignore=shutil.ignore_patterns("*.pt"))
     images = shapes_dir / "images"
-    without = OneNetSpace(model, images, cache_dir=tmp_path / "a")
+    without = OneNetSpace(model, images, cache_dir=tmp_path / "a", export_cache=None)
     assert without.net.onnx is None
     export_onnx(model, model / "onnx", int8=False)
-    assert OneNetSpace(model, images, cache_dir=tmp_path / "c").net.onnx is None  # no int8 graphs: PyTorch
-    space = OneNetSpace(model, images, cache_dir=tmp_path / "b", onnx_variant="fp32")
+    no_cache = OneNetSpace(model, images, cache_dir=tmp_path / "c", export_cache=None)
+    assert no_cache.net.onnx is None  # no int8 graphs and nowhere to export them: PyTorch
+    space = OneNetSpace(model, images, cache_dir=tmp_path / "b", onnx_variant="fp32", export_cache=tmp_path / "x")
+    assert not (tmp_path / "x").exists()  # the model's own fp32 export serves
     assert isinstance(space.net.onnx, OnnxOneNetBackend) and space.net.onnx.has_pooled_features
     for image in map(str, sorted(images.glob("dev_*.jpg"))[:3]):
         assert space.caption(image, 2) == without.caption(image, 2)
@@ -522,6 +527,15 @@ def test_captions_and_tags_use_onnxruntime_when_the_checkpoint_is_exported(
         assert np.allclose([s for _, s in words], [s for _, s in torch_words], atol=2e-4)
         assert [w for w, _ in labels] == [w for w, _ in torch_labels]
     assert not (shapes_model_with_heads / "onnx").exists()
+    capsys.readouterr()
+    exports = tmp_path / "exports"  # the int8 graphs the model lacks: exported once, then found there
+    first = OneNetSpace(model, images, cache_dir=tmp_path / "d", export_cache=exports)
+    assert f"once into {exports / model_fingerprint(first.net.model)}" in capsys.readouterr().err
+    assert first.net.onnx.variant == "int8" and first.net.onnx.has_decoder
+    assert first.net.gallery_embedder().description == "onnxruntime, image_encoder.onnx"  # fastest there: fp32
+    again = OneNetSpace(model, images, cache_dir=tmp_path / "d", export_cache=exports)
+    assert "exporting" not in capsys.readouterr().err and again.net.onnx.has_decoder
+    assert again.caption(str(sorted(images.glob("dev_*.jpg"))[0]), 2)
 
 
 def test_concurrent_visitors_share_batches_and_each_gets_their_own_answer(client, space, tmp_path):
@@ -573,7 +587,8 @@ def _png(path: Path, value: int) -> str:
 
 def test_added_photos_join_the_gallery_by_content_and_within_limits(shapes_model_with_heads, shapes_dir, tmp_path):
     images = shapes_dir / "images"
-    space = OneNetSpace(shapes_model_with_heads, images, cache_dir=tmp_path, allow_uploads=True, max_upload_files=3)
+    options = {"cache_dir": tmp_path, "export_cache": None}
+    space = OneNetSpace(shapes_model_with_heads, images, allow_uploads=True, max_upload_files=3, **options)
     before = len(space.gallery_items())
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -581,7 +596,7 @@ def test_added_photos_join_the_gallery_by_content_and_within_limits(shapes_model
     assert len(space.add_images([first, other])) == before + 2  # one name, two photos: both kept
     assert len(space.add_images([first])) == before + 2  # the same bytes again: the same photo
     assert len(list(space.added.iterdir())) == 2
-    assert len(OneNetSpace(shapes_model_with_heads, images, cache_dir=tmp_path).index) == before + 2  # kept
+    assert len(OneNetSpace(shapes_model_with_heads, images, **options).index) == before + 2  # kept
     matches = [space._match(space.index, path, 0.5) for path in space.index.paths]  # how results name photos
     assert [m["row"] for m in matches] == list(range(before + 2))
     added = {f"added/{path.name}" for path in space.added.iterdir()}
@@ -674,6 +689,28 @@ def test_uploads_past_the_disk_budget_are_refused_before_anything_is_stored(tmp_
     assert post("/gradio_api/upload", {}) == 411  # no declared size: no way to bound it
     assert post("/gradio_api/queue/join", {}) is None  # other routes pass untouched
     assert budget._streaming == 0 and passed[-1] == "/gradio_api/queue/join"
+
+
+def test_the_upload_budget_walks_the_folder_at_most_every_few_seconds_and_counts_uploads_since(tmp_path, monkeypatch):
+    import asyncio
+
+    from onenet_hf import space as space_module
+
+    walks = []
+    monkeypatch.setattr(space_module, "folder_bytes", lambda folder: walks.append(folder) or 300)
+
+    async def gradio(scope, receive, send):
+        return None  # stores nothing: what the budget counts is what uploads declared
+
+    budget = space_module.UploadBudget(gradio, tmp_path, max_bytes=1_000)
+
+    def post(size: int):
+        return asyncio.run(_post(budget, "/gradio_api/upload", {b"content-length": str(size).encode()}))
+
+    assert post(500) is None and post(150) is None and len(walks) == 1  # 300 + 500 + 150: one walk for both
+    assert post(100) == 507  # 300 walked + 650 stored since + 100 > 1,000, until the next walk
+    monkeypatch.setattr(space_module, "UPLOAD_WALK_SECONDS", 0.0)
+    assert post(100) is None and len(walks) == 2  # walked again: the folder holds 300
 
 
 def test_the_upload_folder_s_size_counts_nothing_for_a_file_deleted_while_it_is_walked(tmp_path, monkeypatch):

@@ -176,9 +176,9 @@ def test_build_space_publishes_only_images_and_the_space_starts_with_a_non_utf8_
     assert not any(b"SECRET-TOKEN" in p.read_bytes() for p in out.rglob("*") if p.is_file())
     err = capsys.readouterr().err
     assert f"left out of the Space: {gallery / 'notes.jpg'}: not an image file" in err and "Traceback" not in err
-    shipped = OneNetSpace(CHECKPOINT, out / "gallery", folder=out / "gallery_index").index.metadata
+    shipped = OneNetSpace(CHECKPOINT, out / "gallery", folder=out / "gallery_index", export_cache=None).index.metadata
     assert shipped["skipped"] == [] and shipped["build_changes"]["embedded"] == 0  # the shipped index is ready
-    space = OneNetSpace(CHECKPOINT, gallery, folder=tmp_path / "state")  # the Space starts on the raw gallery too
+    space = OneNetSpace(CHECKPOINT, gallery, folder=tmp_path / "state", export_cache=None)  # on the raw gallery too
     skipped = {entry["path"].rsplit("/", 1)[-1] for entry in space.index.metadata["skipped"]}
     assert "caf\\xe9.png" in skipped and len(space.index) == 1  # photo.png (same_photo.png is a link to it)
 
