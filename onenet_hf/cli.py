@@ -255,8 +255,6 @@ def _export(args: argparse.Namespace) -> int:
 
     from .indexing import list_images
 
-    if args.gallery_encoder_only and not args.calibration_images:
-        raise OneNetError("--gallery-encoder-only writes the static int8 image encoder: give --calibration-images")
     photos = []
     if args.calibration_images:
         if not 1 <= args.calibration_count <= MAX_CALIBRATION_IMAGES:
@@ -780,7 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calibration-images", help=help_text)
     help_text = f"photos used from that folder (1 to {MAX_CALIBRATION_IMAGES:,})"
     export.add_argument("--calibration-count", type=int, default=CALIBRATION_IMAGES, help=help_text)
-    help_text = "write only the static int8 image encoder (needs --calibration-images): about 9 MB, shippable"
+    help_text = "write only the image encoder (static int8 with --calibration-images: 20 MB, shippable; else fp32)"
     export.add_argument("--gallery-encoder-only", action="store_true", help=help_text)
     export.set_defaults(run=_export)
 

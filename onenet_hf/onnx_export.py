@@ -308,13 +308,16 @@ def export_onnx(
     fp16: bool = False,
     calibration_images: Sequence[str | os.PathLike] = (),
     gallery_encoder_only: bool = False,
+    bias_correction_images: int = BIAS_CORRECTION_IMAGES,
 ) -> dict:
     """Write `{name}.onnx` (fp32), `{name}.int8.onnx` (dynamic int8) and optionally `{name}.fp16.onnx`, plus
     `manifest.json` with the opset, input/output names, file hashes and the checkpoint's fingerprint. With
     `calibration_images` (photos like the galleries to index), also `image_encoder.int8-static.onnx`: static
     int8, the fast gallery-embedding path (`static_int8_exclusions` says what stays fp32 and why).
-    `gallery_encoder_only`: that static int8 image encoder alone (about 9 MB, small enough to ship inside a
-    checkpoint); `backend="auto"` then embeds galleries with it and runs everything else on PyTorch.
+    `gallery_encoder_only`: the image encoder alone, static int8 with calibration images (20 MB, small enough to
+    ship inside a checkpoint), else fp32; `backend="auto"` then embeds galleries with it and runs everything else
+    on PyTorch.
+    `bias_correction_images`: the calibration photos its bias correction reads (0: none; `quantize_static_int8`).
 
     Every graph is written into a hidden temporary folder inside `out_dir` first; only then is the old manifest
     removed, the graphs renamed into place and the new manifest written, last. A run killed while writing leaves
@@ -323,12 +326,11 @@ def export_onnx(
     checkpoint = check_model_folder(Path(checkpoint))  # before anything is written
     if len(calibration_images) > MAX_CALIBRATION_IMAGES:
         raise OneNetError(f"at most {MAX_CALIBRATION_IMAGES:,} calibration images, got {len(calibration_images):,}")
-    if gallery_encoder_only and not calibration_images:
-        raise OneNetError("the gallery encoder alone is the static int8 image encoder: give calibration images")
     out = Path(out_dir) if out_dir else checkpoint / "onnx"
     model = OneNetModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
     with temporary_folder(out, ".export.") as building:
-        graphs = _write_graphs(model, building, int8, fp16, calibration_images, gallery_encoder_only)
+        static = {"calibration_images": calibration_images, "bias_correction_images": bias_correction_images}
+        graphs = _write_graphs(model, building, int8, fp16, **static, gallery_encoder_only=gallery_encoder_only)
         (out / MANIFEST_FILE).unlink(missing_ok=True)  # no manifest beside a mix of old and new graphs
         for graph in graphs.values():
             for file in graph["files"].values():
@@ -376,10 +378,11 @@ def _write_graphs(
     int8: bool,
     fp16: bool,
     calibration_images: Sequence[str | os.PathLike],
+    bias_correction_images: int = BIAS_CORRECTION_IMAGES,
     gallery_encoder_only: bool = False,
 ) -> dict[str, dict]:
     """Export each graph and its variants into `out`; the manifest's `graphs` entry (names, files, hashes).
-    `gallery_encoder_only`: the static int8 image encoder alone (its fp32 source stays in `out`, unlisted)."""
+    `gallery_encoder_only`: the image encoder alone (static int8 when calibrated: its fp32 source stays unlisted)."""
     graphs: dict[str, dict] = {}
     for name, (module, args, inputs, outputs) in _graphs(model).items():
         if gallery_encoder_only and name != "image_encoder":
@@ -396,9 +399,10 @@ def _write_graphs(
                 processor([load_image(p) for p in calibration_images[i : i + 32]], return_tensors="np")["pixel_values"]
                 for i in range(0, len(calibration_images), 32)
             ]
-            quantize_static_int8(files["fp32"], files["int8-static"], batches, static_int8_exclusions(files["fp32"]))
+            exclude = static_int8_exclusions(files["fp32"])
+            quantize_static_int8(files["fp32"], files["int8-static"], batches, exclude, bias_correction_images)
         if gallery_encoder_only:
-            files = {"int8-static": files["int8-static"]}
+            files = {"int8-static": files["int8-static"]} if calibration_images else {"fp32": files["fp32"]}
         elif fp16:
             from onnxruntime.transformers.float16 import convert_float_to_float16
 

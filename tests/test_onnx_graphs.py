@@ -28,14 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def exported_model(shapes_model_with_heads, shapes_dir, tmp_path_factory) -> Path:
-    """The headed test model as the repository's checkpoint ships: its static int8 gallery encoder alone in
-    MODEL/onnx (one calibration, the slow part); a full fp32 export beside it in MODEL-fp32."""
+def exported_model(shapes_model_with_heads, tmp_path_factory) -> Path:
+    """The headed test model laid out as the repository's checkpoint ships: its gallery encoder alone in
+    MODEL/onnx, here fp32 (the static int8 one is tested in test_onnx and test_shipped_checkpoint)."""
     model = tmp_path_factory.mktemp("graphs") / "model"
     shutil.copytree(shapes_model_with_heads, model, ignore=shutil.ignore_patterns("*.pt"))
-    calibration = sorted((shapes_dir / "images").glob("train_*.jpg"))[:16]
-    export_onnx(model, calibration_images=calibration, gallery_encoder_only=True)
-    export_onnx(model, model.parent / "model-fp32", int8=False)
+    export_onnx(model, gallery_encoder_only=True)
     return model
 
 
@@ -48,7 +46,7 @@ def test_the_gallery_encoder_gives_every_array_as_pytorch_does(exported_model, s
     net = OneNet.from_pretrained(exported_model)
     with torch.no_grad():
         expected = net.model.get_gallery_embeds(net.processor(images=images)["pixel_values"])
-    encoder = OnnxGalleryEncoder(exported_model, exported_model.parent / "model-fp32", variant="fp32")
+    encoder = OnnxGalleryEncoder(exported_model, variant="fp32")
     got = encoder.embed(pixel_values([load_image(p) for p in images]))
     assert set(got) == set(ARRAYS) and encoder.file == "image_encoder.onnx"
     for name in ARRAYS:
@@ -58,8 +56,7 @@ def test_the_gallery_encoder_gives_every_array_as_pytorch_does(exported_model, s
         assert cosines.min() >= 0.9999, name
     assert encoder.fingerprint == model_fingerprint(net.model)
     assert encoder.representation_size == net.model.config.hidden_size
-    assert OnnxGalleryEncoder(exported_model).file == "image_encoder.int8-static.onnx"  # fastest, the default
-    assert OnnxGalleryEncoder(exported_model, exported_model.parent / "model-fp32").file == "image_encoder.onnx"
+    assert OnnxGalleryEncoder(exported_model).file == "image_encoder.onnx"  # fastest: fp32 where no int8-static
 
 
 def test_onenet_index_on_an_export_imports_no_torch_and_builds_what_onenet_builds(exported_model, shapes_dir, tmp_path):
@@ -77,7 +74,7 @@ def test_onenet_index_on_an_export_imports_no_torch_and_builds_what_onenet_build
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "imported: []" in done.stdout and "indexed 8 images" in done.stdout
-    assert "embedding new or changed images with onnxruntime, image_encoder.int8-static.onnx" in done.stderr
+    assert "embedding new or changed images with onnxruntime, image_encoder.onnx" in done.stderr
     assert "skipped " in done.stderr and "notes.jpg" in done.stderr
     net = OneNet.from_pretrained(exported_model, backend="auto", onnx_variant="fastest")
     library = net.build_index(gallery, tmp_path / "library")
@@ -125,23 +122,18 @@ def test_the_export_is_checked_against_its_checkpoint_without_torch_and_with_it(
         OnnxGalleryEncoder(model)
 
 
-def test_a_gallery_encoder_alone_embeds_galleries_and_leaves_captions_to_pytorch(exported_model, shapes_dir, capsys):
-    assert main(["export", str(exported_model), "--gallery-encoder-only"]) == 2  # before any work
-    assert "give --calibration-images" in capsys.readouterr().err
+def test_a_gallery_encoder_alone_embeds_galleries_and_leaves_captions_to_pytorch(exported_model, shapes_dir):
     manifest = json.loads((exported_model / "onnx" / MANIFEST_FILE).read_text())
-    assert {name: set(graph["files"]) for name, graph in manifest["graphs"].items()} == {
-        "image_encoder": {"int8-static"}
-    }
-    files = sorted(p.name for p in (exported_model / "onnx").iterdir())
-    assert files == ["image_encoder.int8-static.onnx", MANIFEST_FILE]  # the fp32 source graph is not left behind
+    assert {name: set(graph["files"]) for name, graph in manifest["graphs"].items()} == {"image_encoder": {"fp32"}}
+    assert sorted(p.name for p in (exported_model / "onnx").iterdir()) == ["image_encoder.onnx", MANIFEST_FILE]
     auto = OneNet.from_pretrained(exported_model, backend="auto", onnx_variant="fastest")
     assert auto.onnx is not None and not auto.onnx.has_decoder
-    assert auto.gallery_embedder().description == "onnxruntime, image_encoder.int8-static.onnx"
+    assert auto.gallery_embedder().description == "onnxruntime, image_encoder.onnx"
     images = _dev_images(shapes_dir, 3)
     pytorch = OneNet.from_pretrained(exported_model)
     assert [c.text for c in auto.caption(images, 2)] == [c.text for c in pytorch.caption(images, 2)]
     space_like = OneNet.from_pretrained(exported_model, backend="auto", onnx_variant="int8")  # no int8 graph here
     assert space_like.onnx is None
-    assert space_like.gallery_embedder().description == "onnxruntime, image_encoder.int8-static.onnx"
+    assert space_like.gallery_embedder().description == "onnxruntime, image_encoder.onnx"
     with pytest.raises(OnnxExportError, match="no decoder_init, decoder_step graph"):
-        OneNet.from_pretrained(exported_model, backend="onnx", onnx_variant="int8-static")
+        OneNet.from_pretrained(exported_model, backend="onnx")
