@@ -778,7 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calibration-images", help=help_text)
     help_text = f"photos used from that folder (1 to {MAX_CALIBRATION_IMAGES:,})"
     export.add_argument("--calibration-count", type=int, default=CALIBRATION_IMAGES, help=help_text)
-    help_text = "write only the image encoder (static int8 with --calibration-images: 20 MB, shippable; else fp32)"
+    help_text = "only the image encoder (static int8 with --calibration-images: under 20 MB, shippable; else fp32)"
     export.add_argument("--gallery-encoder-only", action="store_true", help=help_text)
     export.set_defaults(run=_export)
 

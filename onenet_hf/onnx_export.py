@@ -314,7 +314,7 @@ def export_onnx(
     `manifest.json` with the opset, input/output names, file hashes and the checkpoint's fingerprint. With
     `calibration_images` (photos like the galleries to index), also `image_encoder.int8-static.onnx`: static
     int8, the fast gallery-embedding path (`static_int8_exclusions` says what stays fp32 and why).
-    `gallery_encoder_only`: the image encoder alone, static int8 with calibration images (20 MB, small enough to
+    `gallery_encoder_only`: the image encoder alone, static int8 with calibration images (under 20 MB, small enough to
     ship inside a checkpoint), else fp32; `backend="auto"` then embeds galleries with it and runs everything else
     on PyTorch.
     `bias_correction_images`: the calibration photos its bias correction reads (0: none; `quantize_static_int8`).
