@@ -367,11 +367,10 @@ def _gallery_encoder(args: argparse.Namespace):
     if args.backend != "auto" or args.device not in (None, "cpu"):
         return None
     folder = resolve_model(args.model, args.revision, with_onnx=args.onnx_dir is None)
-    variant = "fastest" if args.onnx_variant in ("int8", "fp16") else args.onnx_variant  # batch-dependent or GPU
     try:
-        from .onnx_graphs import MANIFEST_FILE, OnnxExportError, OnnxGalleryEncoder
+        from .onnx_graphs import MANIFEST_FILE, OnnxExportError, OnnxGalleryEncoder, gallery_variant
 
-        return OnnxGalleryEncoder(folder, args.onnx_dir, variant)
+        return OnnxGalleryEncoder(folder, args.onnx_dir, gallery_variant(args.onnx_variant))
     except ImportError:
         return None  # no onnxruntime: the onnx extra is optional here
     except OnnxExportError as error:

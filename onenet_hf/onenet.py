@@ -265,10 +265,10 @@ class OneNet:
         if self._onnx_export is None:
             return None
         loaded = self._image_encoder()
-        variant = loaded.variant if loaded is not None and loaded.batch_independent else "fastest"
         try:
-            from .onnx_graphs import OnnxExportError, OnnxGalleryEncoder
+            from .onnx_graphs import OnnxExportError, OnnxGalleryEncoder, gallery_variant
 
+            variant = gallery_variant(loaded.variant) if loaded is not None else "fastest"
             return OnnxGalleryEncoder(*self._onnx_export, variant)
         except (ImportError, OnnxExportError):
             return None

@@ -141,6 +141,12 @@ def environment_threads() -> int:
     return int(value) if value.isdecimal() else 0
 
 
+def gallery_variant(variant: str) -> str:
+    """The variant a gallery is embedded in when `variant` is asked for: `fastest` in place of dynamic int8 (its
+    scales follow the batch, so a photo's row would depend on its neighbours) and of fp16 (a GPU format)."""
+    return "fastest" if variant in ("int8", "fp16") else variant
+
+
 class OnnxGalleryEncoder:
     """Every gallery array of an image from one run of the exported image encoder (`gallery.ARRAYS`), on CPU,
     torch-free: in `variant` (`fastest`: the static int8 encoder where exported, else fp32). A gallery index
@@ -183,6 +189,7 @@ __all__ = [
     "OnnxExportError",
     "OnnxGalleryEncoder",
     "checked_graph",
+    "gallery_variant",
     "open_export",
     "read_manifest",
     "session_options",
