@@ -29,6 +29,12 @@ PCA_DIMS = 128  # lists and codes live in the first 128 principal components (ra
 # README)
 PQ_DIMS = 2  # dims per product-quantiser sub-vector, 4 bits each: 32 bytes a 128-d vector, SIMD-scanned
 REFINE_FACTOR = 30  # k x this many quantised candidates are re-ranked by cosine (from the fp16 copy)
+# Text queries sit apart from the images they find (the two sides of a shared space meet only roughly), so their
+# neighbours spread over more lists than an image's. Chosen on the 1M bench's sweep (ann experiments page, run 13):
+RETRIEVAL_PROBE_SHARE = 384 / 1024  # search's 100 candidates: recall@100 0.9967 with 20 x 100 re-scored
+TAG_PROBE_SHARE = 256 / 1024  # glove search's 10: recall@10 0.989 with 1,000 re-scored
+RESCORED_CANDIDATES = 20  # an unrefined ivfpq file's k x this many candidates (at least RESCORED_MIN) are re-scored
+RESCORED_MIN = 1000  # exactly from the shard's own rows
 HNSW_NEIGHBOURS = 32  # graph degree M: faiss's usual choice
 HNSW_BUILD_SEARCH = 64  # efConstruction: candidates kept while inserting
 HNSW_SEARCH = 256  # efSearch: 0.955 recall@10 on the 1M model-like gallery (model card)
@@ -43,8 +49,10 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-def build_ann(method: str, vectors: np.ndarray, path: Path, n_trees: int = ANNOY_TREES) -> None:
-    """Build the `method` index over `vectors` (rows in shard order) and write it to `path`."""
+def build_ann(method: str, vectors: np.ndarray, path: Path, n_trees: int = ANNOY_TREES, refine: bool = True) -> None:
+    """Build the `method` index over `vectors` (rows in shard order) and write it to `path`. Without `refine`, an
+    ivfpq file keeps no fp16 copy of the vectors: its candidates are re-scored from the shard's rows (`ShardAnn`),
+    which halves its build time and leaves out a second copy of the array."""
     if method == "ivfpq":
         faiss = _faiss()
         lists = max(1, min(IVF_LISTS, len(vectors) // 100))
@@ -56,7 +64,7 @@ def build_ann(method: str, vectors: np.ndarray, path: Path, n_trees: int = ANNOY
         codes = reduced // PQ_DIMS if reduced % PQ_DIMS == 0 else reduced
         pca = f"PCAR{reduced}," if reduce else ""
         # fp16 re-ranking copy: half the bytes of a flat one, the same recall on the 1M bench (README)
-        spec = f"{pca}IVF{lists},PQ{codes}x4fs,Refine(SQfp16)"
+        spec = f"{pca}IVF{lists},PQ{codes}x4fs" + (",Refine(SQfp16)" if refine else "")
         index = faiss.index_factory(size, spec, faiss.METRIC_INNER_PRODUCT)
         training = unit_rows(vectors[sample])
         if reduce:
@@ -93,22 +101,30 @@ def _train_uncentred_pca(index, sample: np.ndarray, reduced: int) -> None:
     its score; uncentred they rank by the projected inner product, the cosine the search wants. On the 1M bench,
     96 lists probed, centred codes reached 0.9345 recall@10 with 30 x k re-ranked, uncentred 0.9520 (README)."""
     faiss = _faiss()
-    transform = faiss.downcast_index(faiss.downcast_index(index).base_index)
+    transform = faiss.downcast_index(index)
+    if isinstance(transform, faiss.IndexRefine):
+        transform = faiss.downcast_index(transform.base_index)
     pca = faiss.downcast_VectorTransform(transform.chain.at(0))
     pca.train(sample)  # the index's train() below leaves a trained transform as it is
     faiss.copy_array_to_vector(np.zeros(reduced, dtype=np.float32), pca.b)
 
 
 class ShardAnn:
-    """A shard's ANN file, opened (memory-mapped where the library can) for searching: opening is instant, and
-    one-thread queries on a 1M shard were as fast as on a copy read into memory (a probe, README)."""
+    """One ANN file of a shard (over one of its arrays), opened (memory-mapped where the library can) for
+    searching: opening is instant, and one-thread queries on a 1M shard were as fast as on a copy read into memory
+    (a probe, README). `probe_share`: the share of an ivfpq file's lists a query scans."""
 
-    def __init__(self, method: str, path: Path, size: int):
-        self.method = method
+    def __init__(
+        self, method: str, path: Path, size: int, array: str = "image_embeds", probe_share: float = IVF_PROBE_SHARE
+    ):
+        self.method, self.array, self.probe_share = method, array, probe_share
+        self.refined = method != "ivfpq"  # hnsw and annoy score with the vectors themselves
         if method in ("ivfpq", "hnsw"):
             faiss = _faiss()
             self._index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)  # vectors paged in as used
-            self._lists = faiss.extract_index_ivf(self._index).nlist if method == "ivfpq" else 0
+            if method == "ivfpq":
+                self._lists = faiss.extract_index_ivf(self._index).nlist
+                self.refined = isinstance(faiss.downcast_index(self._index), faiss.IndexRefine)
         else:
             from annoy import AnnoyIndex
 
@@ -119,23 +135,34 @@ class ShardAnn:
     def search(self, vector: np.ndarray, k: int, shard: Shard) -> list[tuple[int, float]]:
         """Up to k (shard position, cosine) pairs, best first, among the shard's live positions.
 
-        Dead positions (deleted or changed images) are dropped from an answer fetched a little larger; only
-        when they crowd it out is the search run again with them excluded inside the library, which costs
+        An unrefined ivfpq file's candidates (k x RESCORED_CANDIDATES) are re-scored exactly from the shard's rows
+        of `array`. Dead positions (deleted or changed images) are dropped from an answer fetched a little larger;
+        only when they crowd it out is the search run again with them excluded inside the library, which costs
         more per query (faiss's ID filter slows its SIMD scan)."""
         vector = unit_rows(vector[None])[0]
+        wanted = k if self.refined else max(RESCORED_MIN, RESCORED_CANDIDATES * k)
         if shard.live is None:
-            return self._candidates(vector, k, shard, exclude_dead=False)
-        # a few more than k, re-ranking no more candidates than k alone would (ivfpq's cost grows with them)
-        fetch = math.ceil(k / shard.live_share) + 2
-        pairs = self._candidates(vector, fetch, shard, exclude_dead=False, refine=math.ceil(REFINE_FACTOR * k / fetch))
-        pairs = [(position, score) for position, score in pairs if shard.live[position]]
-        return pairs[:k] if len(pairs) >= k else self._candidates(vector, k, shard, exclude_dead=True)
+            pairs = self._candidates(vector, wanted, shard, exclude_dead=False)
+        else:
+            # a few more than asked, re-ranking no more candidates than k alone would (ivfpq's cost grows with them)
+            fetch = math.ceil(wanted / shard.live_share) + 2
+            refine = math.ceil(REFINE_FACTOR * wanted / fetch)
+            pairs = self._candidates(vector, fetch, shard, exclude_dead=False, refine=refine)
+            pairs = [(position, score) for position, score in pairs if shard.live[position]]
+            if len(pairs) < wanted:
+                pairs = self._candidates(vector, wanted, shard, exclude_dead=True)
+        if not self.refined and pairs:
+            positions = np.array([position for position, _ in pairs])
+            scores = unit_rows(shard.read_rows(self.array, positions)) @ vector
+            order = np.argsort(-scores, kind="stable")
+            pairs = [(int(positions[i]), float(scores[i])) for i in order]
+        return pairs[:k]
 
     def _candidates(
         self, vector: np.ndarray, k: int, shard: Shard, exclude_dead: bool, refine: int | None = None
     ) -> list[tuple[int, float]]:
-        """The search itself; `refine`: ivfpq re-ranks k x this many quantised candidates by cosine (default
-        `REFINE_FACTOR`, read at each call: bench/gallery_scale.py sweeps it)."""
+        """The search itself; `refine`: a refined ivfpq file re-ranks k x this many quantised candidates by cosine
+        (default `REFINE_FACTOR`, read at each call: bench/gallery_scale.py sweeps it)."""
         if self.method == "annoy":
             dead = shard.size - len(shard.positions) if exclude_dead else 0
             positions, distances = self._index.get_nns_by_vector(
@@ -146,9 +173,10 @@ class ShardAnn:
         faiss = _faiss()
         selector = faiss.IDSelectorBitmap(shard.live_bitmap) if exclude_dead else None
         if self.method == "ivfpq":
-            probe = faiss.SearchParametersIVF(nprobe=max(1, round(self._lists * IVF_PROBE_SHARE)), sel=selector)
-            refine = REFINE_FACTOR if refine is None else refine
-            params = faiss.IndexRefineSearchParameters(k_factor=refine, base_index_params=probe)
+            params = faiss.SearchParametersIVF(nprobe=max(1, round(self._lists * self.probe_share)), sel=selector)
+            if self.refined:
+                refine = REFINE_FACTOR if refine is None else refine
+                params = faiss.IndexRefineSearchParameters(k_factor=refine, base_index_params=params)
         else:
             params = faiss.SearchParametersHNSW(efSearch=max(HNSW_SEARCH, k), sel=selector)
         scores, positions = self._index.search(vector[None], k, params=params)

@@ -2,9 +2,11 @@
 
 Files in the index folder: `index.sqlite` (SQLite, WAL: model fingerprint, each image's path, content hash,
 size, modification time and place in a shard, the skipped files, the shards and the builds) and the shards:
-per shard, one `.npy` file per array (`shard-<id>.<array>.npy`) and, for a large one, its ANN file
-(`shard-<id>.ivfpq`, `.hnsw` or `.annoy`). A shard is written once and never changed; a build adds one and
-registers it in one SQLite transaction, so it writes what changed, not the gallery. `indexing.py` writes them.
+per shard, one `.npy` file per array (`shard-<id>.<array>.npy`) and, for a large one, an ANN file per searched
+array (`shard-<id>.ivfpq`, `.hnsw` or `.annoy` for the image representations, `shard-<id>.<array>.ivfpq` and so
+on for the retrieval and tag spaces that text queries search). A shard is written once and never changed; a build
+adds one and registers it in one SQLite transaction, so it writes what changed, not the gallery. `indexing.py`
+writes them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +23,7 @@ from tokenize import TokenError
 
 import numpy as np
 
-from .ann import ANN_METHODS, ShardAnn, unit_rows
+from .ann import ANN_METHODS, IVF_PROBE_SHARE, RETRIEVAL_PROBE_SHARE, TAG_PROBE_SHARE, ShardAnn, unit_rows
 from .errors import OneNetError
 from .fingerprint import model_fingerprint
 from .messages import first_line, shorten
@@ -35,8 +38,19 @@ ARRAYS = ("image_embeds", "pooled_features", "retrieval_embeds", "tag_embeds")
 # (image_embeds) or the same in every shard (the others).
 ARRAY_DTYPES = {name: np.dtype(np.float16 if name == "pooled_features" else np.float32) for name in ARRAYS}
 FINITE_CHECK_ROWS = 4096  # rows checked for NaN and infinity at a time: a mapped shard is never copied whole
-# Names a build gives its files: a shard's arrays and ANN file, written before SQLite registers them.
-SHARD_FILE = re.compile(rf"shard-(?P<shard>[0-9a-f]{{12}})\.(?:(?:{'|'.join(ARRAYS)})\.npy|{'|'.join(ANN_METHODS)})")
+# The arrays queries search by nearest neighbour, and the share of an ivfpq file's lists each query scans: images
+# by image representation; texts in the retrieval space (describe to search) and the tag space (`glove` search).
+SEARCH_ARRAYS = {
+    "image_embeds": IVF_PROBE_SHARE,
+    "retrieval_embeds": RETRIEVAL_PROBE_SHARE,
+    "tag_embeds": TAG_PROBE_SHARE,
+}
+LEGACY_ANN_ARRAYS = ("image_embeds",)  # the ANN files of an index built before text queries had theirs
+# Names a build gives its files: a shard's arrays and ANN files, written before SQLite registers them.
+SHARD_FILE = re.compile(
+    rf"shard-(?P<shard>[0-9a-f]{{12}})\.(?:(?:{'|'.join(ARRAYS)})\.npy|"
+    rf"(?:(?:{'|'.join(name for name in SEARCH_ARRAYS if name != 'image_embeds')})\.)?(?:{'|'.join(ANN_METHODS)}))"
+)
 # Names format-2 builds gave their files: an upgrade deletes them once their vectors are in a shard.
 LEGACY_BUILD_FILE = re.compile(
     rf"(?:(?:{'|'.join(ARRAYS)})-[0-9a-f]{{12}}\.npy|annoy-[0-9a-f]{{12}}\.ann|index\.json\.[0-9a-f]{{12}}\.tmp)"
@@ -64,9 +78,19 @@ class ImageMatch:
     cosine: float
 
 
-def shard_files(name: str, ann: str | None) -> dict[str, str]:
-    """The files of shard `name`: one per array, and its ANN file when it has one."""
-    return {array: f"shard-{name}.{array}.npy" for array in ARRAYS} | ({"ann": f"shard-{name}.{ann}"} if ann else {})
+def shard_files(name: str) -> dict[str, str]:
+    """The array files of shard `name`, by array."""
+    return {array: f"shard-{name}.{array}.npy" for array in ARRAYS}
+
+
+def ann_files(name: str, ann: str | None, arrays: Sequence[str] = tuple(SEARCH_ARRAYS)) -> dict[str, str]:
+    """The ANN files of shard `name` (none when it has no ANN method), by the array each searches; the image
+    representations' keeps the name it had before the other arrays had theirs."""
+    if ann is None:
+        return {}
+    return {
+        array: f"shard-{name}.{ann}" if array == "image_embeds" else f"shard-{name}.{array}.{ann}" for array in arrays
+    }
 
 
 def check_finite_rows(folder: Path, rows: np.ndarray, file: str) -> None:
@@ -89,8 +113,10 @@ class Shard:
     first_row: int
     folder: Path = Path()
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    ann_index: ShardAnn | None = None
+    ann_indexes: dict[str, ShardAnn] = field(default_factory=dict)  # by the array each searches
     finite: set[str] = field(default_factory=set)  # arrays already checked for NaN and infinity
+    _unit_live: dict[str, np.ndarray] = field(default_factory=dict)
+    files: dict[str, int] = field(default_factory=dict)  # a large shard's array files, opened for reading rows
 
     @cached_property
     def live(self) -> np.ndarray | None:
@@ -110,10 +136,61 @@ class Shard:
     def live_share(self) -> float:
         return len(self.positions) / max(self.size, 1)
 
-    @cached_property
-    def unit_live_embeds(self) -> np.ndarray:
-        """The live image representations at unit length, for the exact search of a small shard."""
-        return unit_rows(self.live_rows("image_embeds"))
+    def unit_live(self, name: str) -> np.ndarray:
+        """The live rows of one array at unit length, kept for the exact search of a small shard."""
+        if name not in self._unit_live:
+            self._unit_live[name] = unit_rows(self.live_rows(name))
+        return self._unit_live[name]
+
+    def read_rows(self, name: str, positions: np.ndarray) -> np.ndarray:
+        """Rows of one array at shard `positions` (float32, in the order asked), checked to be finite. A large
+        shard's rows are read with pread, not through its memory map: mapped pages stay in this process's resident
+        memory (16 at a time, as the kernel maps around each fault), and a query's scattered rows would add up to the
+        whole file; read, they stay in the OS's file cache alone."""
+        array, file = self.arrays[name], self.files.get(name)
+        if file is None:
+            rows = np.asarray(array[np.asarray(positions)], dtype=np.float32)
+        else:
+            size, positions = array.shape[1] * array.dtype.itemsize, np.asarray(positions)
+            if len(positions) and np.array_equal(positions, np.arange(positions[0], positions[0] + len(positions))):
+                data = os.pread(file, size * len(positions), array.offset + int(positions[0]) * size)  # one range
+            else:
+                data = b"".join([os.pread(file, size, array.offset + int(p) * size) for p in positions])
+            if len(data) != size * len(positions):
+                raise corrupt(self.folder, f"{shard_files(self.name)[name]} is shorter than its header says")
+            rows = np.frombuffer(data, dtype=array.dtype).reshape(len(positions), -1).astype(np.float32)
+        if not np.isfinite(rows).all():
+            raise corrupt(self.folder, f"{shard_files(self.name)[name]} holds NaN or infinite values")
+        return rows
+
+    def open_files(self) -> None:
+        """Open a large shard's array files for `read_rows` (closed with the shard); opened with the index, so a
+        later build that replaces the shard cannot take them away."""
+        if self.ann is None or not hasattr(os, "pread"):
+            return
+        for name, file in shard_files(self.name).items():
+            descriptor = os.open(self.folder / file, os.O_RDONLY)
+            self.files[name] = descriptor
+            weakref.finalize(self, os.close, descriptor)
+
+    def blocks(self, name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The live rows of one array, FINITE_CHECK_ROWS positions at a time: (positions, float32 rows)."""
+        for start in range(0, self.size, FINITE_CHECK_ROWS):
+            block = np.arange(start, min(start + FINITE_CHECK_ROWS, self.size))
+            rows = self.read_rows(name, block)
+            if self.live is not None:
+                block, rows = block[self.live[block]], rows[self.live[block]]
+            if len(block):
+                yield block, rows
+
+    def scan(self, name: str, score: Callable[[np.ndarray], np.ndarray], k: int) -> list[tuple[int, float]]:
+        """The k best (shard position, score) pairs of the live rows of one array by `score` (rows -> scores), a
+        block at a time: an exact pass that never holds a large shard in memory."""
+        found: list[tuple[int, float]] = []
+        for block, rows in self.blocks(name):
+            found += [(int(block[i]), value) for i, value in top_k_pairs(score(rows), k)]
+            found = sorted(found, key=lambda pair: -pair[1])[:k]
+        return found
 
     def live_rows(self, name: str) -> np.ndarray:
         """The live rows of one array, in gallery order (a view when every row is live), checked to be finite."""
@@ -126,7 +203,7 @@ class Shard:
         rather than at load: a query to a large gallery's ANN files reads few of its rows."""
         if name in self.finite:
             return
-        check_finite_rows(self.folder, self.arrays[name], shard_files(self.name, None)[name])
+        check_finite_rows(self.folder, self.arrays[name], shard_files(self.name)[name])
         self.finite.add(name)
 
     def row(self, position: int) -> int:
@@ -170,6 +247,17 @@ class GalleryIndex:
     def __len__(self) -> int:
         return len(self.paths)
 
+    @property
+    def missing_ann_notice(self) -> str | None:
+        """One line for an index whose large shards lack the text spaces' ANN files (an older onenet built it),
+        saying how to add them; None when nothing lacks."""
+        if not any(shard.ann for shard in self.shards) or set(self.metadata["ann_arrays"]) == set(SEARCH_ARRAYS):
+            return None
+        return (
+            f"the gallery index at {self.folder} has no ANN files for text search (an older onenet made it), so text "
+            f"queries read whole arrays; add them, embedding nothing again: onenet index IMAGES --out {self.folder}"
+        )
+
     def check_finite(self) -> None:
         """Check every array of every shard for NaN and infinity now (each is otherwise checked on its first use)."""
         for shard in self.shards:
@@ -203,13 +291,14 @@ class GalleryIndex:
             metadata, shards = read_catalogue(folder)
             try:
                 for shard in shards:
-                    for name, file in shard_files(shard.name, None).items():
+                    for name, file in shard_files(shard.name).items():
                         shard.arrays[name] = _load_array(folder, file)
-                    if shard.ann is not None:  # opened now: a later build may replace the shard and delete it
-                        path = folder / shard_files(shard.name, shard.ann)["ann"]
-                        if not path.is_file():
-                            raise FileNotFoundError(2, "missing", str(path))
-                        shard.ann_index = _open_ann(shard, path, metadata["representation_size"])
+                    shard.open_files()
+                    # opened now: a later build may replace the shard and delete them
+                    for name, file in ann_files(shard.name, shard.ann, metadata["ann_arrays"]).items():
+                        if not (folder / file).is_file():
+                            raise FileNotFoundError(2, "missing", str(folder / file))
+                        shard.ann_indexes[name] = _open_ann(shard, folder / file, name)
             except FileNotFoundError as error:
                 if attempt == 0:
                     continue  # a build replaced a shard meanwhile: read the catalogue again
@@ -226,10 +315,17 @@ class GalleryIndex:
         return cls(folder, metadata, _GalleryArrays(shards), shards)
 
     def nearest(
-        self, vectors: np.ndarray, k: int, exact: bool | None = None, exclude: Sequence[int | None] = ()
+        self,
+        vectors: np.ndarray,
+        k: int,
+        exact: bool | None = None,
+        exclude: Sequence[int | None] = (),
+        array: str = "image_embeds",
     ) -> list[list[tuple[int, float]]]:
-        """The k nearest gallery rows (cosine) to each image representation; exact when small or asked,
-        otherwise each large shard's ANN and the small shards exactly, merged."""
+        """The k nearest gallery rows (cosine) to each vector in the space of `array` (one of SEARCH_ARRAYS: image
+        representations, or a text's retrieval- or tag-space vector); exact when small or asked, otherwise each
+        large shard's ANN file and the small shards exactly, merged. A large shard without that array's ANN file
+        (an older index) is searched exactly, a block at a time."""
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         k = min(k, len(self))
         exclude = list(exclude) or [None] * len(vectors)
@@ -237,25 +333,69 @@ class GalleryIndex:
             exact = len(self) <= EXACT_SEARCH_MAX_IMAGES
         if exact or not self.shards:
             return [
-                top_k_pairs(cosine_matrix(vector[None], self.image_embeds)[0], k, skip)
+                top_k_pairs(cosine_matrix(vector[None], self._arrays[array])[0], k, skip)
                 for vector, skip in zip(vectors, exclude, strict=True)
             ]
         results = []
         for vector, skip in zip(vectors, exclude, strict=True):
+            unit = unit_rows(vector[None])[0]
             found: list[tuple[int, float]] = []
             for shard in self.shards:
                 if shard.ann is None:
-                    scores = shard.unit_live_embeds @ unit_rows(vector[None])[0]
-                    found += [(shard.first_row + i, s) for i, s in top_k_pairs(scores, k + 1)]
+                    pairs = top_k_pairs(shard.unit_live(array) @ unit, k + 1)
+                    found += [(shard.first_row + i, s) for i, s in pairs]
+                    continue
+                if array in shard.ann_indexes:
+                    pairs = shard.ann_indexes[array].search(vector, k + 1, shard)
                 else:
-                    pairs = shard.ann_index.search(vector, k + 1, shard)
-                    found += [(shard.row(position), score) for position, score in pairs]
+                    pairs = shard.scan(array, lambda rows, unit=unit: unit_rows(rows) @ unit, k + 1)
+                found += [(shard.row(position), score) for position, score in pairs]
             found.sort(key=lambda pair: -pair[1])
             results.append([pair for pair in found if pair[0] != skip][:k])
         return results
 
-    def matches(self, pairs: list[tuple[int, float]], cosines: np.ndarray | None = None) -> list[ImageMatch]:
-        """ImageMatch of each (row, score) pair; `cosines` (N,) when the scores are not the cosines."""
+    def scan(
+        self, name: str, score: Callable[[np.ndarray], np.ndarray], k: int, skip: int | None = None
+    ) -> list[tuple[int, float]]:
+        """The k best (gallery row, score) pairs by `score` (rows of array `name` -> scores), leaving out row `skip`:
+        an exact pass over every live row, a block at a time, for queries no ANN file can serve (class focus)."""
+        if not self.shards:
+            return top_k_pairs(score(np.asarray(self._arrays[name], dtype=np.float32)), k, skip)
+        found = [
+            (shard.row(position), value) for shard in self.shards for position, value in shard.scan(name, score, k + 1)
+        ]
+        found.sort(key=lambda pair: -pair[1])
+        return [pair for pair in found if pair[0] != skip][:k]
+
+    def width(self, name: str) -> int:
+        """The width of one array's rows, read without joining the shards."""
+        return (self.shards[0].arrays if self.shards else self._arrays)[name].shape[1]
+
+    def blocks(self, name: str) -> Iterator[np.ndarray]:
+        """Every live row of one array in gallery order, a block of float32 rows at a time (for statistics over the
+        gallery that no single query needs whole)."""
+        if not self.shards:
+            yield np.asarray(self._arrays[name], dtype=np.float32)
+        for shard in self.shards:
+            for _, rows in shard.blocks(name):
+                yield rows
+
+    def rows(self, name: str, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Rows of one array by gallery row (float32, in the order asked), read from the shards: what a query reads
+        of a large gallery, never the whole array."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.shards:
+            return np.asarray(self._arrays[name][rows], dtype=np.float32)
+        firsts = np.array([shard.first_row for shard in self.shards])
+        owners = np.searchsorted(firsts, rows, side="right") - 1
+        out = np.empty((len(rows), self.width(name)), dtype=np.float32)
+        for owner in np.unique(owners):
+            shard, mine = self.shards[owner], owners == owner
+            out[mine] = shard.read_rows(name, shard.positions[rows[mine] - shard.first_row])
+        return out
+
+    def matches(self, pairs: list[tuple[int, float]], cosines: Mapping[int, float] | None = None) -> list[ImageMatch]:
+        """ImageMatch of each (row, score) pair; `cosines` (by row) when the scores are not the cosines."""
         return [
             ImageMatch(self.paths[i], float(score), float(score if cosines is None else cosines[i]))
             for i, score in pairs
@@ -299,13 +439,14 @@ def _check_arrays(folder: Path, shards: Sequence[Shard], widths: dict[str, int])
                 or array.shape != (shard.size, widths.setdefault(name, array.shape[1]))
             ):
                 wanted = f"{dtype} ({shard.size}, {widths.get(name, 'd')})"
-                file = shard_files(shard.name, None)[name]
+                file = shard_files(shard.name)[name]
                 raise corrupt(folder, f"{file} holds {array.dtype} {array.shape}, not {wanted} as the catalogue says")
 
 
-def _open_ann(shard: Shard, path: Path, representation_size: int) -> ShardAnn:
+def _open_ann(shard: Shard, path: Path, array: str) -> ShardAnn:
     try:
-        return ShardAnn(shard.ann, path, representation_size)
+        width = shard.arrays[array].shape[-1] if shard.arrays[array].ndim else 0  # a bad shape is refused after
+        return ShardAnn(shard.ann, path, width, array, SEARCH_ARRAYS[array])
     except RuntimeError as error:  # faiss: not an index file
         raise GalleryIndexError(f"corrupt ANN file {path.name} in {path.parent}: {error}") from None
 
@@ -377,6 +518,9 @@ def _checked_catalogue(folder: Path, info: dict, shard_rows, image_rows, skipped
             raise problem(f"has no {key!r}")
     if not info["representation_size"].isdecimal():
         raise problem("has a representation_size that is not a number")
+    ann_arrays = tuple(str(info.get("ann_arrays", ",".join(LEGACY_ANN_ARRAYS))).split(","))
+    if "image_embeds" not in ann_arrays or not set(ann_arrays) <= set(SEARCH_ARRAYS):
+        raise problem(f"lists ANN arrays other than a build writes: {shorten(','.join(ann_arrays), 60)}")
     shards, by_seq = [], {}
     for seq, name, size, ann in shard_rows:  # SQLite keeps any value in any column: each one's type is checked
         named = isinstance(name, str) and SHARD_FILE.fullmatch(f"shard-{name}.hnsw")
@@ -404,6 +548,7 @@ def _checked_catalogue(folder: Path, info: dict, shard_rows, image_rows, skipped
         "representation_size": int(info["representation_size"]),
         "build": info["build"],
         "ann": info["ann"],
+        "ann_arrays": ann_arrays,
         "paths": [row[0] for row in image_rows],
         "hashes": [row[1] for row in image_rows],
         "skipped": skipped,
@@ -422,6 +567,7 @@ __all__ = [
     "GalleryIndex",
     "GalleryIndexError",
     "ImageMatch",
+    "SEARCH_ARRAYS",
     "check_index_present",
     "cosine_matrix",
 ]

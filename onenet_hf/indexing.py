@@ -41,11 +41,14 @@ from .gallery import (
     EXACT_SEARCH_MAX_IMAGES,
     INDEX_DB,
     INDEX_FORMAT,
+    LEGACY_ANN_ARRAYS,
     LEGACY_BUILD_FILE,
     LEGACY_INDEX_FILE,
+    SEARCH_ARRAYS,
     SHARD_FILE,
     GalleryIndex,
     GalleryIndexError,
+    ann_files,
     check_finite_rows,
     connect,
     shard_files,
@@ -467,6 +470,8 @@ class _Build:
 
     def __init__(self, folder: Path, connection: sqlite3.Connection, ann: str, n_trees: int):
         self.folder, self.connection, self.ann, self.n_trees = folder, connection, ann, n_trees
+        self.ann_arrays = _listed_ann_arrays(connection)  # what the large shards listed now have ANN files of
+        self.written: set[int] = set()  # seqs of the shards this build wrote (with every ANN file)
         self.counts = {"embedded": 0, "reused": 0, "dropped": 0}
         self.opened: dict[int, dict[str, np.ndarray]] = {}
         self.names: dict[int, str] = {}  # the opened shards' names
@@ -478,7 +483,7 @@ class _Build:
             (name,) = self.connection.execute("SELECT name FROM shards WHERE seq = ?", (seq,)).fetchone()
             self.names[seq] = name
             self.opened[seq] = {
-                array: np.load(self.folder / file, mmap_mode="r") for array, file in shard_files(name, None).items()
+                array: np.load(self.folder / file, mmap_mode="r") for array, file in shard_files(name).items()
             }
         return self.opened[seq]
 
@@ -491,7 +496,7 @@ class _Build:
         infinity: the stored rows a build copies are checked here, the others on their first use."""
         vectors = self._vectors(place)
         for name, row in vectors.items():
-            check_finite_rows(self.folder, row[None], shard_files(self.names[place.shard], None)[name])
+            check_finite_rows(self.folder, row[None], shard_files(self.names[place.shard])[name])
         return vectors
 
     def _start_shard(self, size: int) -> None:
@@ -504,27 +509,34 @@ class _Build:
                 name: np.lib.format.open_memmap(
                     self.folder / file, "w+", dtype=ARRAY_DTYPES[name], shape=(self.size, len(vectors[name]))
                 )
-                for name, file in shard_files(self.name, None).items()
+                for name, file in shard_files(self.name).items()
             }
         for name in ARRAYS:
             self.shard[name][position] = vectors[name]
 
+    def _build_ann_files(self, name: str, arrays: dict[str, np.ndarray], ann: str, which: Sequence[str]) -> None:
+        """Build shard `name`'s ANN files of the arrays `which`, each on disk before a transaction lists it. Only
+        the image representations' keeps an fp16 copy for refining (image queries are answered from the file
+        alone); text queries re-score their candidates from the shard's own rows, which keeps the build short."""
+        for array, file in ann_files(name, ann, which).items():
+            build_ann(ann, arrays[array], self.folder / file, self.n_trees, refine=array == "image_embeds")
+            with open(self.folder / file, "rb") as written:
+                os.fsync(written.fileno())
+
     def _finish_shard(self) -> int | None:
-        """Flush the shard's files, build its ANN file when it is large, list it; its seq (None: nothing written)."""
+        """Flush the shard's files, build its ANN files when it is large, list it; its seq (None: nothing written)."""
         if self.shard is None:
             return None
         for array in self.shard.values():
             array.flush()  # msync: on disk before the transaction that lists them commits
         ann = self.ann if self.size > EXACT_SEARCH_MAX_IMAGES else None
         if ann:
-            path = self.folder / shard_files(self.name, ann)["ann"]
-            build_ann(ann, self.shard["image_embeds"], path, self.n_trees)
-            with open(path, "rb") as written:
-                os.fsync(written.fileno())
+            self._build_ann_files(self.name, self.shard, ann, tuple(SEARCH_ARRAYS))
         self.shard = None
         cursor = self.connection.execute(
             "INSERT INTO shards(name, size, ann) VALUES (?, ?, ?)", (self.name, self.size, ann)
         )
+        self.written.add(cursor.lastrowid)
         return cursor.lastrowid
 
     def place(self, files, skipped: list[dict], reuse: dict, embedder, content_hash, batch_size: int) -> None:
@@ -581,7 +593,8 @@ class _Build:
 
     def compact(self) -> None:
         """Merge the small (exactly searched) shards when there are too many or they grow large, rewrite a
-        shard that is mostly dead rows, give large shards the asked-for ANN method, and unlist empty shards."""
+        shard that is mostly dead rows, give large shards the asked-for ANN method and the ANN files an older
+        build did not make (from their stored rows: nothing is embedded again), and unlist empty shards."""
         shards = self.connection.execute(
             "SELECT s.seq, s.name, s.size, s.ann, COUNT(i.path) FROM shards s LEFT JOIN images i ON i.shard = s.seq "
             "GROUP BY s.seq ORDER BY s.seq"
@@ -595,10 +608,17 @@ class _Build:
         for seq, name, size, ann, live in shards:
             if ann is not None and live < (1 - MAX_DEAD_SHARE) * size:
                 self._merge([seq])
-            elif ann is not None and ann != self.ann:
-                embeds = self._arrays(seq)["image_embeds"]
-                check_finite_rows(self.folder, embeds, shard_files(name, None)["image_embeds"])  # all read anyway
-                build_ann(self.ann, embeds, self.folder / shard_files(name, self.ann)["ann"], self.n_trees)
+            elif (
+                ann is not None
+                and seq not in self.written
+                and (ann != self.ann or self.ann_arrays != tuple(SEARCH_ARRAYS))
+            ):
+                missing = SEARCH_ARRAYS if ann != self.ann else [a for a in SEARCH_ARRAYS if a not in self.ann_arrays]
+                tqdm.write(f"building the ANN files of shard {name}: {', '.join(missing)}", file=sys.stderr)
+                arrays = self._arrays(seq)
+                for array in missing:  # every row is read anyway
+                    check_finite_rows(self.folder, arrays[array], shard_files(name)[array])
+                self._build_ann_files(name, arrays, self.ann, tuple(missing))
                 self.connection.execute("UPDATE shards SET ann = ? WHERE seq = ?", (self.ann, seq))
 
     def _merge(self, seqs: list[int]) -> None:
@@ -621,7 +641,7 @@ class _Build:
         """The catalogue's info, skipped list and build record (the caller's transaction commits it)."""
         build = uuid.uuid4().hex[:12]
         info = {"format": INDEX_FORMAT, "model": fingerprint, "representation_size": representation_size,
-                "build": build, "ann": self.ann}  # fmt: skip
+                "build": build, "ann": self.ann, "ann_arrays": ",".join(SEARCH_ARRAYS)}  # fmt: skip
         self.connection.executemany("INSERT OR REPLACE INTO info VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
         self.connection.execute("DELETE FROM skipped")
         self.connection.executemany(
@@ -635,13 +655,22 @@ class _Build:
         )
 
 
+def _listed_ann_arrays(connection: sqlite3.Connection) -> tuple[str, ...]:
+    """The arrays the catalogue's large shards have ANN files of (an index built before text queries had
+    theirs lists only the image representations')."""
+    row = connection.execute("SELECT value FROM info WHERE key = 'ann_arrays'").fetchone()
+    return tuple(row[0].split(",")) if row else LEGACY_ANN_ARRAYS
+
+
 def _delete_unlisted(folder: Path, upgraded: bool) -> None:
     """Delete shard files the catalogue does not list (replaced shards, a failed or killed build's) and, once a
     build has committed (`upgraded`), the format-2 files; nothing else. The caller holds the lock."""
     connection = connect(folder, read_only=True)
     try:
         listed = {name for (name,) in connection.execute("SELECT name FROM shards")}
-        anns = {shard_files(name, ann).get("ann") for name, ann in connection.execute("SELECT name, ann FROM shards")}
+        arrays = _listed_ann_arrays(connection)
+        shards = connection.execute("SELECT name, ann FROM shards").fetchall()
+        anns = {file for name, ann in shards for file in ann_files(name, ann, arrays).values()}
     finally:
         connection.close()
     for entry in folder.iterdir():

@@ -8,6 +8,7 @@ functions.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -280,8 +281,12 @@ class OneNet:
         return build_index(self._torch_model("indexing"), self.processor, images, folder, **kwargs)
 
     def load_index(self, folder: str | os.PathLike) -> GalleryIndex:
-        """Open a gallery index, refusing one that another model made."""
-        return GalleryIndex.load(folder, self._torch_model("gallery search"))
+        """Open a gallery index, refusing one that another model made; an older index lacking ANN files says so
+        on stderr, once."""
+        index = GalleryIndex.load(folder, self._torch_model("gallery search"))
+        if index.missing_ann_notice:
+            print(index.missing_ann_notice, file=sys.stderr)
+        return index
 
     def similar_images(
         self,

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from onenet_hf import ann as ann_module
+from onenet_hf import gallery as gallery_module
 from onenet_hf import indexing
 from onenet_hf.ann import ANN_METHODS
-from onenet_hf.gallery import ARRAYS, GalleryIndex
+from onenet_hf.gallery import ARRAYS, SEARCH_ARRAYS, GalleryIndex, ann_files, connect
 from onenet_hf.indexing import Embedder, GalleryFile, build_lock, write_gallery
 
 SIZE, DIM = 3000, 32
@@ -23,14 +24,16 @@ def _vectors(rng: np.random.Generator) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def _write(folder, vectors: np.ndarray, keep: np.ndarray, ann: str):
-    """The gallery of rows `keep` (file i holds row i), through write_gallery with injected vectors."""
+def _write(folder, vectors: np.ndarray, keep: np.ndarray, ann: str, others: dict[str, np.ndarray] | None = None):
+    """The gallery of rows `keep` (file i holds row i), through write_gallery with injected vectors: `vectors` in
+    every array, or `others` in the arrays it names."""
     files = [GalleryFile(f"/gallery/{i:05d}.jpg", f"/gallery/{i:05d}.jpg", 1000 + int(i), 0) for i in keep]
+    arrays = {name: vectors for name in ARRAYS} | (others or {})
 
     def embed(batch):
         rows = [int(item.key[-9:-4]) for item in batch]
-        arrays = {name: vectors[rows] for name in ARRAYS} | {"pooled_features": vectors[rows].astype(np.float16)}
-        return arrays, []
+        embedded = {name: arrays[name][rows] for name in ARRAYS}
+        return embedded | {"pooled_features": embedded["pooled_features"].astype(np.float16)}, []
 
     def content_hash(path: str) -> str:
         return hashlib.sha256(path.encode()).hexdigest()
@@ -66,7 +69,7 @@ def test_each_method_finds_the_exact_neighbours_and_never_a_dropped_row(tmp_path
     index = _write(tmp_path / "index", vectors, np.arange(SIZE), ann)
     assert [(s.size, s.ann) for s in index.shards] == [(SIZE, ann)]
     if ann == "ivfpq":
-        assert _pca_dims(index.shards[0].ann_index._index) == pca_dims
+        assert _pca_dims(index.shards[0].ann_indexes["image_embeds"]._index) == pca_dims
     queries = vectors[rng.choice(SIZE, 50, replace=False)] + 0.1 * rng.standard_normal((50, DIM)).astype(np.float32)
 
     def recall(index) -> float:
@@ -83,7 +86,7 @@ def test_each_method_finds_the_exact_neighbours_and_never_a_dropped_row(tmp_path
     assert recall(index) >= 0.9
     shard = index.shards[0]
     for query in queries:  # the shard's own answers, before rows are mapped: never a dead position
-        positions = [position for position, _ in shard.ann_index.search(query, 10, shard)]
+        positions = [position for position, _ in shard.ann_indexes["image_embeds"].search(query, 10, shard)]
         assert len(positions) == 10 and shard.live[positions].all()
     kept = np.arange(90, SIZE)  # 90 of cluster 0's 100 rows gone: a query there finds mostly dead candidates
     index = _write(tmp_path / "index", vectors, kept, ann)
@@ -93,7 +96,9 @@ def test_each_method_finds_the_exact_neighbours_and_never_a_dropped_row(tmp_path
     exact = [index.paths[row] for row, _ in index.nearest(centre, 10, exact=True)[0]]
     assert len(approximate) == 10 and len(set(approximate) & set(exact)) >= 9
     assert all(90 <= int(path[-9:-4]) < 100 for path in exact)  # the ten survivors of cluster 0
-    positions = [position for position, _ in index.shards[0].ann_index.search(centre, 10, index.shards[0])]
+    positions = [
+        position for position, _ in index.shards[0].ann_indexes["image_embeds"].search(centre, 10, index.shards[0])
+    ]
     assert index.shards[0].live[positions].all()
 
 
@@ -128,7 +133,7 @@ def test_replaced_shards_lose_their_ann_files_and_an_open_index_keeps_searching(
 KILLED_BUILD = """
 import sys, time
 import numpy as np
-from onenet_hf.gallery import ARRAYS, GalleryIndex
+from onenet_hf.gallery import ARRAYS, SEARCH_ARRAYS, GalleryIndex, ann_files, connect
 from onenet_hf.indexing import Embedder, GalleryFile, build_lock, write_gallery
 folder, marker = sys.argv[1], sys.argv[2]
 files = [GalleryFile(f"/gallery/{i:05d}.jpg", f"/gallery/{i:05d}.jpg", 1, 0) for i in range(200)]
@@ -169,3 +174,110 @@ def test_a_build_killed_with_sigkill_leaves_the_previous_index_and_its_lock_free
     assert len(orphans) == 4  # the killed build's new shard, listed nowhere
     again = _write(tmp_path / "index", vectors, np.arange(100), "ivfpq")  # the lock died with the process
     assert again.paths == before.paths and not orphans & {p.name for p in (tmp_path / "index").iterdir()}
+
+
+def _text_spaces(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Retrieval- and tag-space vectors unlike the image representations (their own clusters)."""
+    return {"retrieval_embeds": _vectors(rng), "tag_embeds": _vectors(rng)}
+
+
+def _recall(index, queries: np.ndarray, array: str) -> float:
+    exact = index.nearest(queries, 10, exact=True, array=array)
+    approximate = index.nearest(queries, 10, exact=False, array=array)
+    return np.mean([len({r for r, _ in a} & {r for r, _ in e}) / 10 for a, e in zip(approximate, exact, strict=True)])
+
+
+def test_text_spaces_get_their_own_ann_files_whose_candidates_are_rescored_exactly(tmp_path, monkeypatch):
+    import faiss
+
+    monkeypatch.setattr(indexing, "EXACT_SEARCH_MAX_IMAGES", 1000)
+    rng = np.random.default_rng(3)
+    vectors, spaces = _vectors(rng), _text_spaces(rng)
+    kept = np.setdiff1d(np.arange(SIZE), np.arange(0, SIZE, 7))  # dead rows too
+    _write(tmp_path / "index", vectors, np.arange(SIZE), "ivfpq", spaces)
+    index = _write(tmp_path / "index", vectors, kept, "ivfpq", spaces)
+    shard = index.shards[0]
+    assert shard.size == SIZE and set(shard.ann_indexes) == set(SEARCH_ARRAYS)
+    assert all((tmp_path / "index" / file).is_file() for file in ann_files(shard.name, "ivfpq").values())
+    for array, ann in shard.ann_indexes.items():  # only the image side keeps a refining copy
+        refined = isinstance(faiss.downcast_index(ann._index), faiss.IndexRefine)
+        assert refined == ann.refined == (array == "image_embeds")
+    for array, space in spaces.items():
+        queries = space[rng.choice(SIZE, 50, replace=False)] + 0.1 * rng.standard_normal((50, DIM)).astype(np.float32)
+        assert _recall(index, queries, array) >= 0.95
+        units = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+        for query, found in zip(units, index.nearest(queries, 10, exact=False, array=array), strict=True):
+            rows = [row for row, _ in found]
+            assert all(int(index.paths[row][-9:-4]) in set(kept) for row in rows)
+            exact = index.rows(array, rows) @ query  # the scores are the exact cosines, not the quantised ones
+            assert [score for _, score in found] == pytest.approx(exact.tolist(), abs=1e-5)
+
+
+def test_an_older_index_searches_text_exactly_until_onenet_index_adds_its_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(indexing, "EXACT_SEARCH_MAX_IMAGES", 1000)
+    rng = np.random.default_rng(4)
+    vectors, spaces = _vectors(rng), _text_spaces(rng)
+    folder = tmp_path / "index"
+    index = _write(folder, vectors, np.arange(SIZE), "ivfpq", spaces)
+    name = index.shards[0].name
+    for array in ("retrieval_embeds", "tag_embeds"):  # as an index built before text queries had ANN files
+        (folder / ann_files(name, "ivfpq")[array]).unlink()
+    with connect(folder, read_only=False) as connection:
+        connection.execute("DELETE FROM info WHERE key = 'ann_arrays'")
+    old = GalleryIndex.load(folder)
+    notice = old.missing_ann_notice
+    assert "no ANN files for text search" in notice and f"onenet index IMAGES --out {folder}" in notice
+    assert set(old.shards[0].ann_indexes) == {"image_embeds"}
+    queries = spaces["tag_embeds"][:5]
+    exact = old.nearest(queries, 10, exact=True, array="tag_embeds")
+    scanned = old.nearest(queries, 10, exact=False, array="tag_embeds")  # the large shard read a block at a time
+    assert [[r for r, _ in found] for found in scanned] == [[r for r, _ in found] for found in exact]
+
+    def run(self, items, batch_size):
+        assert not items, "embedded an image again"
+        return iter(())
+
+    monkeypatch.setattr(indexing.Embedder, "run", run)
+    index = _write(folder, vectors, np.arange(SIZE), "ivfpq", spaces)
+    assert index.metadata["build_changes"]["embedded"] == 0
+    assert index.metadata["ann_arrays"] == tuple(SEARCH_ARRAYS) and set(index.shards[0].ann_indexes) == set(
+        SEARCH_ARRAYS
+    )
+    assert index.missing_ann_notice is None
+    assert _recall(index, queries, "tag_embeds") >= 0.9
+
+
+def test_rows_are_read_from_each_shard_as_the_joined_arrays_hold_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(indexing, "EXACT_SEARCH_MAX_IMAGES", 1000)
+    rng = np.random.default_rng(5)
+    vectors, spaces = _vectors(rng), _text_spaces(rng)
+    _write(tmp_path / "index", vectors, np.arange(SIZE - 50), "ivfpq", spaces)
+    index = _write(tmp_path / "index", vectors, np.arange(100, SIZE), "ivfpq", spaces)  # a second shard, dead rows
+    assert len(index.shards) == 2 and index.shards[0].live is not None
+    rows = rng.permutation(len(index))[:200]
+    for name in ARRAYS:
+        assert np.array_equal(index.rows(name, rows), np.asarray(index._arrays[name], dtype=np.float32)[rows])
+
+
+def test_exact_passes_read_blocks_and_match_the_joined_arrays(tmp_path, monkeypatch):
+    from onenet_hf.ranking import top_k_pairs
+    from onenet_hf.uses.neurons import _statistics
+
+    monkeypatch.setattr(indexing, "EXACT_SEARCH_MAX_IMAGES", 1000)
+    monkeypatch.setattr(gallery_module, "FINITE_CHECK_ROWS", 256)  # many blocks per shard
+    rng = np.random.default_rng(6)
+    vectors, spaces = _vectors(rng), _text_spaces(rng)
+    _write(tmp_path / "index", vectors, np.arange(SIZE - 50), "ivfpq", spaces)
+    index = _write(tmp_path / "index", vectors, np.arange(100, SIZE), "ivfpq", spaces)  # two shards, dead rows
+    joined = np.asarray(index._arrays["pooled_features"], dtype=np.float32)
+    weights = rng.random(DIM).astype(np.float32)
+    query = joined[7] * weights
+
+    def focused(rows):
+        return (rows * weights) @ query / np.linalg.norm(rows * weights, axis=1)
+
+    found, exact = index.scan("pooled_features", focused, 10, skip=7), top_k_pairs(focused(joined), 10, 7)
+    assert [row for row, _ in found] == [row for row, _ in exact]
+    assert [score for _, score in found] == pytest.approx([score for _, score in exact], abs=1e-5)
+    means, stds = _statistics(index, "channel")
+    assert means == pytest.approx(joined.mean(0), abs=1e-5) and stds == pytest.approx(joined.std(0), abs=1e-5)

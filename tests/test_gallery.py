@@ -17,7 +17,7 @@ import pytest
 from onenet_hf import indexing
 from onenet_hf.errors import OneNetError
 from onenet_hf.fingerprint import model_fingerprint
-from onenet_hf.gallery import ARRAYS, GalleryIndex, GalleryIndexError, shard_files
+from onenet_hf.gallery import ARRAYS, GalleryIndex, GalleryIndexError, ann_files, shard_files
 from onenet_hf.indexing import build_index
 from onenet_hf.uses.similar_images import imagenet_class_index
 from tests.conftest import draw_shape
@@ -98,7 +98,11 @@ def _files(folder: Path) -> set[str]:
 
 
 def _shard_files(index: GalleryIndex) -> set[str]:
-    return {file for shard in index.shards for file in shard_files(shard.name, shard.ann).values()}
+    return {
+        file
+        for shard in index.shards
+        for file in [*shard_files(shard.name).values(), *ann_files(shard.name, shard.ann).values()]
+    }
 
 
 def test_adding_images_writes_one_small_shard_and_embeds_only_the_new_ones(
@@ -172,7 +176,7 @@ def test_missing_corrupt_and_foreign_indexes_are_refused(shapes_net, shapes_mode
     assert build_index(other, shapes_net.processor, image_dir, tmp_path / "index").paths == rebuilt.paths
     assert GalleryIndex.load(tmp_path / "index", other).metadata["model"] == model_fingerprint(other)
     index = shapes_net.build_index(image_dir, tmp_path / "index")  # and back: building replaces a foreign index
-    (tmp_path / "index" / shard_files(index.shards[0].name, None)["image_embeds"]).write_bytes(b"garbage")
+    (tmp_path / "index" / shard_files(index.shards[0].name)["image_embeds"]).write_bytes(b"garbage")
     with pytest.raises(GalleryIndexError, match="corrupt gallery index"):
         shapes_net.load_index(tmp_path / "index")
     (tmp_path / "index" / "index.sqlite").write_bytes(b"not a database" * 100)

@@ -93,13 +93,13 @@ def check_gallery(index: GalleryIndex) -> None:
 def check_neuron(index: GalleryIndex, unit: int | None, channel: int | None) -> tuple[str, int]:
     """(kind, number) of exactly one of `unit` and `channel`, in range for the index's vectors."""
     if (unit is None) == (channel is None):
-        width = {kind: _vectors(index, kind).shape[1] for kind in NEURON_KINDS}
+        width = {kind: index.width(VECTORS[kind]) for kind in NEURON_KINDS}
         raise OneNetError(
             f"give {'one' if unit is None else 'only one'} of unit (0-{width['unit'] - 1}, {DESCRIBED['unit']}) "
             f"or channel (0-{width['channel'] - 1}, {DESCRIBED['channel']})"
         )
     kind, number = ("unit", unit) if channel is None else ("channel", channel)
-    width = _vectors(index, kind).shape[1]
+    width = index.width(VECTORS[kind])
     if not isinstance(number, (int, np.integer)) or isinstance(number, bool) or not 0 <= number < width:
         raise OneNetError(f"{kind} {str(number)[:20]} does not exist: {DESCRIBED[kind]} has {kind}s 0-{width - 1}")
     return kind, int(number)
@@ -110,8 +110,20 @@ def check_kind(kind: str) -> None:
         raise OneNetError(f"unknown neuron kind {shorten(kind)}; choose one of {NEURON_KINDS}")
 
 
-def _vectors(index: GalleryIndex, kind: str) -> np.ndarray:
-    return getattr(index, VECTORS[kind])
+def _statistics(index: GalleryIndex, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each unit's (or channel's) mean and standard deviation over the gallery, a block at a time: the mean in one
+    pass, the spread about it in a second (exactly 0 for a gallery of copies, which no neuron then stands out in)."""
+    name = VECTORS[kind]
+    means = sum(rows.sum(0, dtype=np.float64) for rows in index.blocks(name)) / len(index)
+    squares = sum(np.square(rows - means).sum(0) for rows in index.blocks(name))
+    return means, np.sqrt(squares / len(index))
+
+
+def _top_images(index: GalleryIndex, kind: str, number: int, k: int) -> tuple[NeuronImage, ...]:
+    """The k gallery images where one unit (or channel) is highest: an exact pass, a block at a time (a column's
+    largest values are no nearest-neighbour question an ANN file answers)."""
+    found = index.scan(VECTORS[kind], lambda rows: rows[:, number], k)
+    return tuple(NeuronImage(index.paths[row], value) for row, value in found)
 
 
 @torch.inference_mode()
@@ -129,10 +141,10 @@ def neuron(
     check_sizes(k, n_words)
     check_gallery(index)
     kind, number = check_neuron(index, unit, channel)
-    column = np.asarray(_vectors(index, kind)[:, number], dtype=np.float32)
-    std = float(column.std())
+    means, stds = _statistics(index, kind)
+    std = float(stds[number])
     found_words = _word_effects(model, processor.tokenizer, index, kind, [number], [std], n_words)[0]
-    return Neuron(kind, number, _top_images(index, column, k), found_words, float(column.mean()), std)
+    return Neuron(kind, number, _top_images(index, kind, number, k), found_words, float(means[number]), std)
 
 
 @torch.inference_mode()
@@ -156,9 +168,8 @@ def distinctive_neurons(
     if row is None:
         activations = embed_images(model, processor, [image])[VECTORS[kind]][0].astype(np.float32)
     else:
-        activations = np.asarray(_vectors(index, kind)[row], dtype=np.float32)
-    values = np.asarray(_vectors(index, kind), dtype=np.float32)
-    means, stds = values.mean(0), values.std(0)
+        activations = index.rows(VECTORS[kind], [row])[0]
+    means, stds = _statistics(index, kind)
     z_scores = np.where(stds > 0, (activations - means) / np.where(stds > 0, stds, 1.0), -np.inf)
     numbers, _ = top_k(z_scores, n)
     numbers = [int(i) for i in numbers[0] if np.isfinite(z_scores[i])]
@@ -172,7 +183,7 @@ def distinctive_neurons(
         Neuron(
             kind,
             number,
-            _top_images(index, values[:, number], k),
+            _top_images(index, kind, number, k),
             number_words,
             float(means[number]),
             float(stds[number]),
@@ -183,11 +194,6 @@ def distinctive_neurons(
     ]
 
 
-def _top_images(index: GalleryIndex, column: np.ndarray, k: int) -> tuple[NeuronImage, ...]:
-    rows, values = top_k(column, k)
-    return tuple(NeuronImage(index.paths[i], float(v)) for i, v in zip(rows[0], values[0], strict=True))
-
-
 def _word_effects(
     model, tokenizer, index: GalleryIndex, kind: str, numbers: Sequence[int], stds: Sequence[float], n_words: int
 ) -> list[tuple[ScoredWord, ...]]:
@@ -196,7 +202,7 @@ def _word_effects(
     if n_words == 0 or not any(std > 0 for std in stds):
         return [()] * len(numbers)
     rows = np.unique(np.linspace(0, len(index) - 1, min(len(index), WORD_SAMPLE_IMAGES)).round().astype(int))
-    vectors = torch.from_numpy(np.asarray(_vectors(index, kind)[rows], dtype=np.float32)).to(model.device)
+    vectors = torch.from_numpy(index.rows(VECTORS[kind], rows)).to(model.device)
     pushed = vectors.repeat(len(numbers), 1, 1)
     for push, (number, std) in enumerate(zip(numbers, stds, strict=True)):
         pushed[push, :, number] += PUSH_STDS * std

@@ -22,7 +22,7 @@ from ..gallery import GalleryIndex, ImageMatch
 from ..label_words import label_evidence, query_label_columns
 from ..messages import shorten
 from ..options import SEARCH_METHODS
-from ..ranking import check_k, top_k_pairs
+from ..ranking import check_k
 from ..text_encoder import MAX_TEXT_CHARACTERS, encode_sentences
 from ..word_vectors import UnknownWordError, glove_vectors
 from .tag import tag_word_features
@@ -164,23 +164,24 @@ def search(model, processor, index: GalleryIndex, text: str, k: int = 5, method:
     k = min(k, len(index))
     if method in ("reranked", "retrieval"):
         query = model.get_retrieval_text_embeds(encode_sentences([text], model.config.text_encoder_name))
-        cosines = np.asarray(index.retrieval_embeds, dtype=np.float32) @ query[0].cpu().numpy()
         ids = rerank_token_ids(processor, text, model.config.max_caption_length) if method == "reranked" else None
-        top = max(k, model.config.rerank_top_k)
+        # the candidates: the gallery's nearest by retrieval cosine (its ANN files when large), read by row
+        pairs = index.nearest(query[0].cpu().numpy(), max(k, model.config.rerank_top_k), array="retrieval_embeds")[0]
+        found = torch.tensor([row for row, _ in pairs], dtype=torch.long)
+        cosines = torch.tensor([cosine for _, cosine in pairs], dtype=torch.float32)
+        candidates, scores = torch.arange(len(pairs)), cosines.double()
         if ids is not None:
-            rows, scores = rerank(model, ids, torch.from_numpy(cosines), index.image_embeds, top)
-        else:
-            rows = torch.from_numpy(cosines).topk(min(top, len(cosines))).indices
-            scores = torch.from_numpy(cosines)[rows].double()
-        rows, scores = with_label_evidence(model, text, rows, scores, index.pooled_features, ids is not None)
-        return index.matches(list(zip(rows[:k].tolist(), scores[:k].tolist(), strict=True)), cosines)
+            candidates, scores = rerank(model, ids, cosines, index.rows("image_embeds", found), len(pairs))
+        pooled = index.rows("pooled_features", found)
+        candidates, scores = with_label_evidence(model, text, candidates, scores, pooled, ids is not None)
+        rows = found[candidates[:k]].tolist()
+        return index.matches(list(zip(rows, scores[:k].tolist(), strict=True)), dict(pairs))
     if method == "invert":
         ids = text_token_ids(processor, text, model.config.max_caption_length)
         vector = model.invert_captions([ids])[0].cpu().numpy()
         return index.matches(index.nearest(vector, k)[0])
     query = glove_text_embeds(model, processor.tokenizer, [text])[0]
-    cosines = np.asarray(index.tag_embeds, dtype=np.float32) @ query.cpu().numpy()
-    return index.matches(top_k_pairs(cosines, k), cosines)
+    return index.matches(index.nearest(query.cpu().numpy(), k, array="tag_embeds")[0])
 
 
 __all__ = [

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..ann import unit_rows
 from ..errors import OneNetError
 from ..fingerprint import file_hash
-from ..gallery import GalleryIndex, ImageMatch, cosine_matrix
+from ..gallery import GalleryIndex, ImageMatch
 from ..images import ImageLike
 from ..indexing import embed_images
 from ..messages import shorten
-from ..ranking import check_k, top_k_pairs
+from ..ranking import check_k
 from .tag import imagenet_labels
 
 if TYPE_CHECKING:
@@ -82,12 +83,12 @@ def similar_images(
         embedded = embed_images(model, processor, [query], image_encoder)
         vector, pooled = embedded["image_embeds"][0], embedded["pooled_features"][0]
     else:
-        vector, pooled = np.asarray(index.image_embeds[row]), np.asarray(index.pooled_features[row])
+        vector, pooled = index.rows("image_embeds", [row])[0], index.rows("pooled_features", [row])[0]
     if weights is None:
         return index.matches(index.nearest(vector, k, exact, exclude=[row])[0])
-    gallery = np.asarray(index.pooled_features, dtype=np.float32) * weights
-    scores = cosine_matrix((pooled.astype(np.float32) * weights)[None], gallery)[0]
-    return index.matches(top_k_pairs(scores, k, row))
+    # exact, a block at a time: the weights differ per class, so no ANN file can hold the focused vectors
+    focused = unit_rows((pooled.astype(np.float32) * weights)[None])[0]
+    return index.matches(index.scan("pooled_features", lambda rows: unit_rows(rows * weights) @ focused, k, row))
 
 
 __all__ = ["gallery_row", "imagenet_class_index", "similar_images"]
