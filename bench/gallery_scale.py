@@ -370,7 +370,7 @@ def query_types(truth: dict, args: argparse.Namespace) -> dict:
 
 
 TEXT_SWEEP = {  # (array, k): the settings tried; k 100 is what `reranked` and `retrieval` fetch, k 10 `glove`'s
-    ("retrieval_embeds", 100): [{"probes": p, "RESCORED_CANDIDATES": f} for p in (128, 256, 384) for f in (5, 10, 20)],
+    ("retrieval_embeds", 100): [{"probes": p, "RESCORED_CANDIDATES": f} for p in (256, 384, 512) for f in (10, 20, 30)],
     ("retrieval_embeds", 10): [{"probes": p, "RESCORED_MIN": m} for p in (128, 256) for m in (100, 300, 1000)],
     ("tag_embeds", 10): [{"probes": p, "RESCORED_MIN": m} for p in (128, 256) for m in (100, 300, 1000)],
 }
