@@ -30,10 +30,10 @@ PCA_DIMS = 128  # lists and codes live in the first 128 principal components (ra
 PQ_DIMS = 2  # dims per product-quantiser sub-vector, 4 bits each: 32 bytes a 128-d vector, SIMD-scanned
 REFINE_FACTOR = 30  # k x this many quantised candidates are re-ranked by cosine (from the fp16 copy)
 # Text queries sit apart from the images they find (the two sides of a shared space meet only roughly), so their
-# neighbours spread over more lists than an image's. Chosen on the 1M bench's sweep (ann experiments page, run 13):
-RETRIEVAL_PROBE_SHARE = 384 / 1024  # search's 100 candidates: recall@100 0.9967 with 20 x 100 re-scored
-TAG_PROBE_SHARE = 256 / 1024  # glove search's 10: recall@10 0.989 with 1,000 re-scored
-RESCORED_CANDIDATES = 20  # an unrefined ivfpq file's k x this many candidates (at least RESCORED_MIN) are re-scored
+# neighbours spread over more lists than an image's. Chosen on the 1M bench's sweeps (text search page, runs 13, 15):
+RETRIEVAL_PROBE_SHARE = 512 / 1024  # search's 100 candidates: recall@100 0.9991 with 30 x 100 re-scored (run 15)
+TAG_PROBE_SHARE = 256 / 1024  # glove search's 10: recall@10 0.989 with 1,000 re-scored (run 13)
+RESCORED_CANDIDATES = 30  # an unrefined ivfpq file's k x this many candidates (at least RESCORED_MIN) are re-scored
 RESCORED_MIN = 1000  # exactly from the shard's own rows
 HNSW_NEIGHBOURS = 32  # graph degree M: faiss's usual choice
 HNSW_BUILD_SEARCH = 64  # efConstruction: candidates kept while inserting
