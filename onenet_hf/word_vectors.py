@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import numpy as np
@@ -35,6 +35,7 @@ _IRREGULAR_PLURALS = {
 }  # fmt: skip
 
 
+@lru_cache(maxsize=1 << 17)  # a tagger stems its 20,000 words each time it is built: Snowball is slow in Python
 def normalize_word(word: str) -> str:
     """Lower-cased Snowball (Porter2) English stem of the singular: "dogs" -> "dog", "climbing" -> "climb",
     "men" -> "man", "firemen" -> "fireman", "people" -> "person".
