@@ -22,8 +22,8 @@ from imagine_quality import cpu_model
 from static_int8_choices import calibration_batches, calibration_parser, calibration_photos, encoder, fp32_image_encoder
 
 from onenet_hf import OneNet
-from onenet_hf.folders import write_json
-from onenet_hf.onnx_export import BIAS_CORRECTION_IMAGES, quantize_static_int8, static_int8_exclusions
+from onenet_hf.onnx.export import BIAS_CORRECTION_IMAGES, quantize_static_int8, static_int8_exclusions
+from onenet_hf.utils.folders import write_json
 
 MAX_SETTINGS = 6
 MAX_HELD_OUT = 2_000

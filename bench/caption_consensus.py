@@ -21,12 +21,12 @@ import torch
 from tqdm.auto import tqdm
 
 from onenet_hf import OneNet, read_split
-from onenet_hf.cider import CiderD
+from onenet_hf.data.features import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.decoding import generate_candidates
 from onenet_hf.evaluation import caption_metrics
-from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
-from onenet_hf.folders import write_json
-from onenet_hf.scst import reference_token_ids
+from onenet_hf.training.cider import CiderD
+from onenet_hf.training.scst import reference_token_ids
+from onenet_hf.utils.folders import write_json
 
 
 def representations(net: OneNet, examples, cache_dir: str) -> torch.Tensor:

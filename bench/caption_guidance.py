@@ -13,9 +13,9 @@ from pathlib import Path
 from imagine_quality import cpu_model  # bench/ is the script's folder, so on sys.path
 
 from onenet_hf import OneNet
-from onenet_hf.data import read_split
-from onenet_hf.folders import write_json
+from onenet_hf.data.datasets import read_split
 from onenet_hf.label_guidance import LABEL_THRESHOLD
+from onenet_hf.utils.folders import write_json
 
 
 def main() -> None:

@@ -11,9 +11,9 @@ import argparse
 from pathlib import Path
 
 from onenet_hf import OneNet, read_split
+from onenet_hf.data.features import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.evaluation import caption_diversity, evaluate_on_features
-from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
-from onenet_hf.folders import write_json
+from onenet_hf.utils.folders import write_json
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from onenet_hf import OneNet, read_split
-from onenet_hf.folders import write_json
 from onenet_hf.uses.search import SEARCH_METHODS
+from onenet_hf.utils.folders import write_json
 
 
 def main() -> None:

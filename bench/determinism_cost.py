@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from onenet_hf.folders import write_json
-from onenet_hf.training import STATE_FILE, CaptionTrainingArguments, train
+from onenet_hf.training.captions import STATE_FILE, CaptionTrainingArguments, train
+from onenet_hf.utils.folders import write_json
 
 SMALL = dict(  # the tests' small model (tests/conftest.py)
     batch_size=16,

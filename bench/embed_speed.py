@@ -26,11 +26,12 @@ from imagine_quality import cpu_model
 
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import caption_metrics, caption_queries, retrieval_metrics, retrieval_similarity
-from onenet_hf.folders import write_json
-from onenet_hf.indexing import build_index, onnx_embedder
-from onenet_hf.onnx_backend import OnnxOneNetBackend
-from onenet_hf.onnx_graphs import OnnxGalleryEncoder
+from onenet_hf.gallery.build import build_index
+from onenet_hf.gallery.embedding import onnx_embedder
+from onenet_hf.onnx.backend import OnnxOneNetBackend
+from onenet_hf.onnx.graphs import OnnxGalleryEncoder
 from onenet_hf.uses.caption import captions_from_embeddings
+from onenet_hf.utils.folders import write_json
 
 
 def image_side(encoder, pixel_values: torch.Tensor, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:

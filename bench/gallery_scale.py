@@ -42,16 +42,20 @@ import numpy as np
 import torch
 from gallery_speed import exact_top, model_like, representations, timed_queries
 
-from onenet_hf import OneNet, ann, indexing
-from onenet_hf.data import read_split
+from onenet_hf import OneNet
+from onenet_hf.data.datasets import read_split
+from onenet_hf.data.features import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.evaluation import image_inputs_from_features
-from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
-from onenet_hf.folders import write_json
-from onenet_hf.gallery import ARRAYS, GalleryIndex, top_k_pairs
-from onenet_hf.indexing import Embedder, GalleryFile, build_lock, write_gallery
-from onenet_hf.text_encoder import encode_sentences
+from onenet_hf.gallery import ann
+from onenet_hf.gallery import build as indexing
+from onenet_hf.gallery.build import build_lock, write_gallery
+from onenet_hf.gallery.embedding import Embedder, GalleryFile
+from onenet_hf.gallery.index import GalleryIndex, top_k_pairs
+from onenet_hf.language.text_encoder import encode_sentences
+from onenet_hf.representations import ARRAYS
 from onenet_hf.uses.search import glove_text_embeds, search
 from onenet_hf.uses.similar_images import similar_images
+from onenet_hf.utils.folders import write_json
 
 IVFPQ_VARIANTS = {  # name: ann-module settings its build runs under
     "ivfpq without PCA (the default until 2026-12-05)": {"PCA_DIMS": sys.maxsize, "PQ_DIMS": 4},

@@ -21,9 +21,9 @@ from annoy import AnnoyIndex
 from tqdm.auto import tqdm
 
 from onenet_hf import OneNet, read_split
+from onenet_hf.data.features import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.evaluation import image_inputs_from_features
-from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
-from onenet_hf.folders import write_json
+from onenet_hf.utils.folders import write_json
 
 
 def exact_top(gallery: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, float]:

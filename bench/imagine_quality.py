@@ -30,13 +30,12 @@ import torch
 from PIL import Image
 
 from onenet_hf import OneNet, OneNetError, read_split
-from onenet_hf.folders import write_json
-from onenet_hf.image_optimization import backbone_input, crop_and_resize, from_image
+from onenet_hf.imagine.dream import STAGE, measure_stage
+from onenet_hf.imagine.optimization import backbone_input, crop_and_resize, from_image, stage_widths
+from onenet_hf.imagine.style import style_losses
+from onenet_hf.language.word_vectors import content_words, normalize_word
 from onenet_hf.uses.caption import sentence_token_ids
-from onenet_hf.uses.dream import STAGE, measure_stage
-from onenet_hf.uses.style import style_losses
-from onenet_hf.uses.visualize import stage_widths
-from onenet_hf.word_vectors import content_words, normalize_word
+from onenet_hf.utils.folders import write_json
 
 STYLE_PAIRS = (("astronaut", "coffee"), ("chelsea", "rocket"), ("coffee", "astronaut"))
 DREAM_PHOTOS = ("chelsea", "astronaut", "coffee")

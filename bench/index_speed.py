@@ -21,8 +21,8 @@ from pathlib import Path
 
 from imagine_quality import cpu_model  # bench/ is the script's folder, so on sys.path
 
-from onenet_hf.folders import write_json
-from onenet_hf.indexing import list_images
+from onenet_hf.gallery.build import list_images
+from onenet_hf.utils.folders import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 

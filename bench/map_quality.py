@@ -32,7 +32,7 @@ def umap_points(vectors: np.ndarray, seed: int) -> np.ndarray:
 
 
 def map_points(vectors: np.ndarray, method: str, seed: int, n_jobs: int) -> np.ndarray:
-    from onenet_hf.uses.maps import check_map_size, project
+    from onenet_hf.explore.maps import check_map_size, project
 
     if method == "umap":
         return umap_points(vectors, seed)
@@ -42,9 +42,9 @@ def map_points(vectors: np.ndarray, method: str, seed: int, n_jobs: int) -> np.n
 def point_sets(args: argparse.Namespace) -> dict[str, np.ndarray]:
     """The vectors of each point set, cut to `--limit` rows."""
     from onenet_hf import OneNet, read_split
+    from onenet_hf.data.features import cached_backbone_features
     from onenet_hf.evaluation import image_inputs_from_features
-    from onenet_hf.features import cached_backbone_features
-    from onenet_hf.uses.maps import word_rows
+    from onenet_hf.explore.maps import word_rows
 
     net = OneNet.from_pretrained(args.model)
     paths = [example.path for example in read_split(args.data_dir, "dev")]
@@ -73,9 +73,9 @@ def main() -> None:
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
     os.environ.setdefault("NUMBA_NUM_THREADS", str(max(args.n_jobs)))  # umap's threads; before numba loads
-    from onenet_hf.features import DEFAULT_CACHE_DIR
-    from onenet_hf.folders import write_json
-    from onenet_hf.uses.maps import map_trustworthiness
+    from onenet_hf.data.features import DEFAULT_CACHE_DIR
+    from onenet_hf.explore.maps import map_trustworthiness
+    from onenet_hf.utils.folders import write_json
 
     args.cache_dir = args.cache_dir or DEFAULT_CACHE_DIR
     methods = [m for m in args.methods.split(",") if m != "umap" or importlib.util.find_spec("umap") is not None]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from onenet_hf.data import read_coco_objects
+from onenet_hf.data.datasets import read_coco_objects
 from onenet_hf.evaluation import caption_objects
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from onenet_hf import OneNet
-from onenet_hf.folders import write_json
-from onenet_hf.samples import sample_photos
+from onenet_hf.data.samples import sample_photos
+from onenet_hf.utils.folders import write_json
 
 
 def caption_latencies(net: OneNet, images: list, beam_size: int, repeats: int) -> list[float]:

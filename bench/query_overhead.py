@@ -17,8 +17,8 @@ import faiss
 import numpy as np
 from gallery_scale import InjectedGallery, query_split
 
-from onenet_hf.folders import write_json
-from onenet_hf.gallery import EXACT_SEARCH_MAX_IMAGES
+from onenet_hf.gallery.index import EXACT_SEARCH_MAX_IMAGES
+from onenet_hf.utils.folders import write_json
 
 MAX_SIZE = 2_000_000
 CHANGES = 1_000

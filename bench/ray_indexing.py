@@ -17,8 +17,8 @@ import ray
 from embed_speed import build_rate  # bench/ is the script's folder, so on sys.path
 
 from onenet_hf import OneNet, read_split
-from onenet_hf.folders import write_json
 from onenet_hf.ray_indexing import RayEmbedder
+from onenet_hf.utils.folders import write_json
 
 
 def main() -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from onenet_hf import OneNet, read_split
+from onenet_hf.data.features import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.evaluation import caption_queries, image_inputs_from_features, retrieval_metrics, retrieval_similarity
-from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
-from onenet_hf.folders import write_json
 from onenet_hf.uses.search import rerank, text_token_ids
+from onenet_hf.utils.folders import write_json
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from onenet_hf import OneNet, read_split
-from onenet_hf.folders import write_json
+from onenet_hf.utils.folders import write_json
 
 NOUNS = frozenset(
     """

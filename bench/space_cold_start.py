@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from onenet_hf.samples import sample_photos
+from onenet_hf.data.samples import sample_photos
 
 
 def install(space: Path, venv: Path, compile_bytecode: bool = True) -> Path:

@@ -29,7 +29,7 @@ import numpy as np
 from gradio_client import Client, handle_file
 
 from onenet_hf import read_split
-from onenet_hf.folders import write_json
+from onenet_hf.utils.folders import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDPOINTS = ("/caption", "/tag", "/similar_words", "/analogy", "/similar_images", "/search")

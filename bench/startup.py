@@ -15,7 +15,7 @@ from pathlib import Path
 
 from imagine_quality import cpu_model  # bench/ is the script's folder, so on sys.path
 
-from onenet_hf.folders import write_json
+from onenet_hf.utils.folders import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {

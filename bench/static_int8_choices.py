@@ -45,15 +45,15 @@ from PIL import Image
 
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import cider_per_image, retrieval_ranks
-from onenet_hf.folders import write_json
-from onenet_hf.indexing import list_images
-from onenet_hf.onnx_backend import MANIFEST_FILE, MAX_CALIBRATION_IMAGES, session_options
-from onenet_hf.onnx_export import (
+from onenet_hf.gallery.build import list_images
+from onenet_hf.onnx.backend import MANIFEST_FILE, MAX_CALIBRATION_IMAGES, session_options
+from onenet_hf.onnx.export import (
     BIAS_CORRECTION_IMAGES,
     nodes_after_last_convolution,
     quantize_static_int8,
     static_int8_exclusions,
 )
+from onenet_hf.utils.folders import write_json
 
 
 def head_rounded(graph: Path) -> list[str]:

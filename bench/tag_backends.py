@@ -19,7 +19,7 @@ import numpy as np
 
 from onenet_hf import OneNet, read_split
 from onenet_hf.evaluation import tag_precision
-from onenet_hf.folders import write_json
+from onenet_hf.utils.folders import write_json
 
 
 def load(model: str, backend: str) -> OneNet:

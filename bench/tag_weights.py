@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from onenet_hf import OneNet, read_split
+from onenet_hf.data.features import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.evaluation import image_inputs_from_features, tag_precision
-from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
-from onenet_hf.folders import write_json
 from onenet_hf.uses.tag import CAPTION_SAMPLES, Tagger, combine_tag_scores
+from onenet_hf.utils.folders import write_json
 
 
 def votes(

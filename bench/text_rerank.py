@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from onenet_hf import OneNet, read_split
+from onenet_hf.data.features import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.evaluation import (
     caption_queries,
     image_inputs_from_features,
@@ -25,9 +26,8 @@ from onenet_hf.evaluation import (
     retrieval_metrics,
     retrieval_similarity,
 )
-from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
-from onenet_hf.folders import write_json
 from onenet_hf.uses.search import caption_log_priors, rerank_token_ids
+from onenet_hf.utils.folders import write_json
 
 MAX_WEIGHTS = 8  # each weight re-scores every image's top captions once
 

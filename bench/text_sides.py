@@ -21,14 +21,14 @@ import numpy as np
 import torch
 
 from onenet_hf import OneNet, read_split
+from onenet_hf.data.features import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.evaluation import image_inputs_from_features
-from onenet_hf.features import DEFAULT_CACHE_DIR, cached_backbone_features
-from onenet_hf.folders import write_json
-from onenet_hf.head_training import HeadTrainingArguments, train_retrieval_head
+from onenet_hf.language.text_encoder import cached_sentence_embeddings
+from onenet_hf.language.word_vectors import WordVectors, content_words, glove_vectors
 from onenet_hf.modeling_onenet import OneNetProjection, OneNetRetrievalHead
-from onenet_hf.text_encoder import cached_sentence_embeddings
-from onenet_hf.training import seed_everything
-from onenet_hf.word_vectors import WordVectors, content_words, glove_vectors
+from onenet_hf.training.captions import seed_everything
+from onenet_hf.training.heads import HeadTrainingArguments, train_retrieval_head
+from onenet_hf.utils.folders import write_json
 
 FIGURES = [f"text_to_image_{m}" for m in ("R@1", "R@5", "R@10", "median_rank")]
 FIGURES += [f"image_to_text_{m}" for m in ("R@1", "R@5", "R@10", "median_rank")]

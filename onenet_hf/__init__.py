@@ -16,43 +16,43 @@ from .auto_registration import register_with_auto_classes
 
 if TYPE_CHECKING:  # what type checkers, IDEs and the API reference see; at run time `__getattr__` loads these
     from .configuration_onenet import OneNetConfig
-    from .data import CaptionedImage, DatasetError, read_coco, read_flickr8k, read_split
+    from .data.datasets import CaptionedImage, DatasetError, read_coco, read_flickr8k, read_split
     from .errors import OneNetError
-    from .extras import MissingExtraError
-    from .gallery import GalleryIndex, GalleryIndexError, ImageMatch
+    from .explore.explain import CaptionExplanation, WordSaliency
+    from .explore.layers import StageActivations
+    from .explore.maps import EmbeddingMap
+    from .explore.neurons import Neuron, NeuronImage
+    from .gallery.index import GalleryIndex, GalleryIndexError, ImageMatch
     from .hub import DEFAULT_MODEL_ID, ModelNotFoundError, resolve_model
     from .image_processing_onenet import OneNetImageProcessor
     from .image_to_text import OneNetImageToTextPipeline
     from .images import ImageLoadError, load_image
+    from .language.word_vectors import UnknownWordError, WordVectors
     from .modeling_onenet import OneNetModel, OneNetOutput, OneNetPreTrainedModel
     from .onenet import OneNet
     from .processing_onenet import OneNetProcessor
     from .tokenization_onenet import build_tokenizer
     from .uses.caption import Caption
-    from .uses.explain import CaptionExplanation, WordSaliency
-    from .uses.layers import StageActivations
-    from .uses.maps import EmbeddingMap
-    from .uses.neurons import Neuron, NeuronImage
     from .uses.tag import ImageTags
     from .uses.words import ScoredWord
-    from .word_vectors import UnknownWordError, WordVectors
+    from .utils.extras import MissingExtraError
 
 _MODULE_OF = {
     "Caption": ".uses.caption",
-    "CaptionExplanation": ".uses.explain",
-    "CaptionedImage": ".data",
+    "CaptionExplanation": ".explore.explain",
+    "CaptionedImage": ".data.datasets",
     "DEFAULT_MODEL_ID": ".hub",
-    "DatasetError": ".data",
-    "EmbeddingMap": ".uses.maps",
-    "GalleryIndex": ".gallery",
-    "GalleryIndexError": ".gallery",
+    "DatasetError": ".data.datasets",
+    "EmbeddingMap": ".explore.maps",
+    "GalleryIndex": ".gallery.index",
+    "GalleryIndexError": ".gallery.index",
     "ImageLoadError": ".images",
-    "ImageMatch": ".gallery",
+    "ImageMatch": ".gallery.index",
     "ImageTags": ".uses.tag",
-    "MissingExtraError": ".extras",
+    "MissingExtraError": ".utils.extras",
     "ModelNotFoundError": ".hub",
-    "Neuron": ".uses.neurons",
-    "NeuronImage": ".uses.neurons",
+    "Neuron": ".explore.neurons",
+    "NeuronImage": ".explore.neurons",
     "OneNet": ".onenet",
     "OneNetConfig": ".configuration_onenet",
     "OneNetError": ".errors",
@@ -63,15 +63,15 @@ _MODULE_OF = {
     "OneNetPreTrainedModel": ".modeling_onenet",
     "OneNetProcessor": ".processing_onenet",
     "ScoredWord": ".uses.words",
-    "StageActivations": ".uses.layers",
-    "UnknownWordError": ".word_vectors",
-    "WordSaliency": ".uses.explain",
-    "WordVectors": ".word_vectors",
+    "StageActivations": ".explore.layers",
+    "UnknownWordError": ".language.word_vectors",
+    "WordSaliency": ".explore.explain",
+    "WordVectors": ".language.word_vectors",
     "build_tokenizer": ".tokenization_onenet",
     "load_image": ".images",
-    "read_coco": ".data",
-    "read_flickr8k": ".data",
-    "read_split": ".data",
+    "read_coco": ".data.datasets",
+    "read_flickr8k": ".data.datasets",
+    "read_split": ".data.datasets",
     "resolve_model": ".hub",
 }
 __all__ = [

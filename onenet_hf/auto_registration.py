@@ -2,7 +2,8 @@
 
 `import onenet_hf` must stay cheap (the CLI answers `--help` without torch), yet `AutoModel.from_pretrained` on a
 OneNet checkpoint must work whichever of the two a program imports first. So each registration runs right after
-the transformers module it extends has run: at once if it already has, else from an import hook.
+the transformers module it extends has run: at once if it already has, else from an import hook, which also waits
+for the OneNet module when that one is still running its own code.
 """
 
 from __future__ import annotations
@@ -65,40 +66,53 @@ def _importing(module: str) -> bool:
     return loaded is not None and bool(getattr(getattr(loaded, "__spec__", None), "_initializing", False))
 
 
-class _RegisterAfterLoading(importlib.abc.Loader):
-    """Runs a module as its own loader would, then the registration that extends it."""
+_ONENET_MODULES = {onenet_module for onenet_module, _ in REGISTRATIONS.values()}
 
-    def __init__(self, loader: importlib.abc.Loader, onenet_module: str, register: Callable[[], None]):
-        self._loader, self._onenet_module, self._register = loader, onenet_module, register
+
+def _register_ready(loaded: str) -> None:
+    """The registrations `loaded` (a module that has just run its code) completes: that Auto module's, or those
+    of a OneNet module an Auto module waited for, having loaded while it was importing transformers."""
+    for auto_module, (onenet_module, register) in REGISTRATIONS.items():
+        if loaded not in (auto_module, onenet_module):
+            continue
+        auto_ready = auto_module == loaded or (auto_module in sys.modules and not _importing(auto_module))
+        if auto_ready and (onenet_module == loaded or not _importing(onenet_module)):
+            register()
+
+
+class _RegisterAfterLoading(importlib.abc.Loader):
+    """Runs a module as its own loader would, then the registrations it completes."""
+
+    def __init__(self, loader: importlib.abc.Loader, name: str):
+        self._loader, self._name = loader, name
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module) -> None:
         self._loader.exec_module(module)
-        if not _importing(self._onenet_module):  # else that module registers on its last line
-            self._register()
+        _register_ready(self._name)
 
     def __getattr__(self, name: str):  # get_source, get_filename, ... as the wrapped loader answers them
         return getattr(self._loader, name)
 
 
 class _AutoClassesFinder(importlib.abc.MetaPathFinder):
-    """Finds transformers' Auto modules as the path finder does, with a loader that registers OneNet after them."""
+    """Finds transformers' Auto modules and OneNet's model modules as the path finder does, with a loader that
+    registers OneNet once both sides of a registration have run (so the OneNet modules never import this one)."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname not in REGISTRATIONS:
+        if fullname not in REGISTRATIONS and fullname not in _ONENET_MODULES:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         if spec is not None and spec.loader is not None:
-            spec.loader = _RegisterAfterLoading(spec.loader, *REGISTRATIONS[fullname])
+            spec.loader = _RegisterAfterLoading(spec.loader, fullname)
         return spec
 
 
 def register_with_auto_classes() -> None:
-    """Register with every Auto class already loaded; the others register when they load. The OneNet modules
-    call this on their last line too: an Auto module that loaded while one of them was importing transformers
-    could not get its class then."""
+    """Register with every Auto class already loaded; the others register when they load (`import onenet_hf`
+    calls this before any OneNet module can load)."""
     if not any(isinstance(finder, _AutoClassesFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _AutoClassesFinder())
     for auto_module, (onenet_module, register) in REGISTRATIONS.items():

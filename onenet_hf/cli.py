@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import OneNetError
-from .folders import write_json
 from .hub import MODEL_ENV, default_model, resolve_model
-from .messages import escape_controls
 from .options import (
     ANALOGY_METHODS,
     CALIBRATION_IMAGES,
@@ -55,7 +53,9 @@ from .options import (
     check_no_repeat_ngram_size,
     check_output_folder,
 )
-from .training_arguments import CaptionTrainingArguments, HeadTrainingArguments, SCSTArguments
+from .training.arguments import CaptionTrainingArguments, HeadTrainingArguments, SCSTArguments
+from .utils.folders import write_json
+from .utils.messages import escape_controls
 
 # Everything `build_parser` and the checks before a model loads import is torch-free (options.py,
 # training_arguments.py, hub.py, the folder checks of indexing.py and gallery.py), so `onenet CMD --help` and a bad
@@ -110,8 +110,8 @@ def dataclass_from(arguments: type, args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .distributed import is_main_process
-    from .training import train
+    from .training.captions import train
+    from .utils.distributed import is_main_process
 
     output_dir = train(dataclass_from(CaptionTrainingArguments, args))
     if is_main_process():  # one line for a run of several processes (accelerate launch)
@@ -120,8 +120,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_heads(args: argparse.Namespace) -> int:
-    from .distributed import is_main_process
-    from .head_training import train_heads
+    from .training.heads import train_heads
+    from .utils.distributed import is_main_process
 
     output_dir = train_heads(dataclass_from(HeadTrainingArguments, args))
     if is_main_process():
@@ -130,7 +130,7 @@ def _train_heads(args: argparse.Namespace) -> int:
 
 
 def _train_scst(args: argparse.Namespace) -> int:
-    from .scst import train_scst
+    from .training.scst import train_scst
 
     print(f"best model (by dev CIDEr) written to {train_scst(dataclass_from(SCSTArguments, args))}")
     return 0
@@ -198,7 +198,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _for_each_image(args: argparse.Namespace, describe) -> int:
     """Print `PATH<TAB>describe(net, path)` per image in order; an unreadable image is an error line, not fatal."""
-    from .samples import sample_photos
+    from .data.samples import sample_photos
 
     paths = list(args.images) + ([str(p) for p in sample_photos()] if args.sample_photos else [])
     if not paths:
@@ -238,7 +238,7 @@ def _imagenet_labels(args: argparse.Namespace) -> float:
 
 
 def _tag(args: argparse.Namespace) -> int:
-    from .ranking import check_k
+    from .utils.ranking import check_k
 
     check_k(args.k)  # before the model loads
 
@@ -253,7 +253,7 @@ def _tag(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import json
 
-    from .indexing import list_images
+    from .gallery.build import list_images
 
     photos = []
     if args.calibration_images:
@@ -263,7 +263,7 @@ def _export(args: argparse.Namespace) -> int:
         photos = list_images(args.calibration_images)[: args.calibration_count]
         if not photos:
             raise OneNetError(f"no images in {args.calibration_images}")
-    from .onnx_export import export_onnx  # needs the onnx extra: a missing one is a one-line error
+    from .onnx.export import export_onnx  # needs the onnx extra: a missing one is a one-line error
 
     manifest = export_onnx(
         args.checkpoint, args.out, int8=args.int8, fp16=args.fp16, calibration_images=photos,
@@ -274,7 +274,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from .release import write_release
+    from .publish.release import write_release
 
     out = write_release(
         args.model_dir, args.out, args.eval, args.card, args.model_name, args.fp16_weights, onnx=args.onnx,
@@ -285,7 +285,7 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _build_space(args: argparse.Namespace) -> int:
-    from .space_bundle import build_space
+    from .publish.space_bundle import build_space
 
     out = build_space(args.model, args.out, args.gallery, args.revision, args.model_id)
     print(f"Space written to {out}: deploy it with `hf upload ORG/NAME {out} --repo-type space`")
@@ -293,7 +293,7 @@ def _build_space(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from .release import push_release
+    from .publish.release import push_release
 
     result = push_release(args.folder, args.repo_id, args.private, args.dry_run)
     if not args.dry_run:
@@ -321,7 +321,7 @@ def _analogy(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from .indexing import check_ann_options, check_image_folder, check_index_folder
+    from .gallery.build import check_ann_options, check_image_folder, check_index_folder
 
     check_image_folder(args.images)  # before the model loads
     check_index_folder(args.out, [args.images])
@@ -339,7 +339,8 @@ def _index(args: argparse.Namespace) -> int:
     options = {"ann": args.ann, "n_trees": args.n_trees, "rebuild": args.rebuild}
     encoder = _gallery_encoder(args) if embedder is None else None
     if encoder is not None:  # the export gives every gallery array: no PyTorch in this process
-        from .indexing import build_gallery, onnx_embedder
+        from .gallery.build import build_gallery
+        from .gallery.embedding import onnx_embedder
 
         embedder = onnx_embedder(encoder)
         print(f"embedding new or changed images with {embedder.description}", file=sys.stderr)
@@ -368,7 +369,7 @@ def _gallery_encoder(args: argparse.Namespace):
         return None
     folder = resolve_model(args.model, args.revision, with_onnx=args.onnx_dir is None)
     try:
-        from .onnx_graphs import MANIFEST_FILE, OnnxExportError, OnnxGalleryEncoder, gallery_variant
+        from .onnx.graphs import MANIFEST_FILE, OnnxExportError, OnnxGalleryEncoder, gallery_variant
 
         return OnnxGalleryEncoder(folder, args.onnx_dir, gallery_variant(args.onnx_variant))
     except ImportError:
@@ -381,7 +382,7 @@ def _gallery_encoder(args: argparse.Namespace):
 
 def _check_index(folder: str) -> None:
     """--index must hold a gallery index: checked before the model loads."""
-    from .gallery import check_index_present
+    from .gallery.index import check_index_present
 
     check_index_present(folder)
 
@@ -436,8 +437,8 @@ def _neuron(args: argparse.Namespace) -> int:
     _check_out_file(args.out)
     _check_index(args.index)
     net = _load(args)
-    from .sheets import save_image
-    from .uses.neurons import DESCRIBED, neuron_sheet
+    from .explore.neurons import DESCRIBED, neuron_sheet
+    from .explore.sheets import save_image
 
     index = net.load_index(args.index)
     if args.image is None:
@@ -464,7 +465,7 @@ def _layers(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise OneNetError(f"--out {args.out} is a file; give a folder for the stage pictures")
     stages = _load(args).layer_activations(args.image, args.channels)
-    from .sheets import save_image
+    from .explore.sheets import save_image
 
     out.mkdir(parents=True, exist_ok=True)
     for stage in stages:
@@ -478,7 +479,7 @@ def _layers(args: argparse.Namespace) -> int:
 
 def _save_imagined(snapshot, out: str, what: str) -> int:
     """Write an Imagine result (several images side by side) as a PNG and say what was made."""
-    from .sheets import save_image
+    from .explore.sheets import save_image
 
     images = snapshot.images
     strip = images[0] if len(images) == 1 else _side_by_side(images)
@@ -536,8 +537,8 @@ def _check_out_file(out: str | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .ann import ANN_METHODS, ANNOY_TREES  # numpy, SQLite and tqdm: not for `onenet --help`
-    from .indexing import MAX_N_TREES
+    from .gallery.ann import ANN_METHODS, ANNOY_TREES  # numpy, SQLite and tqdm: not for `onenet --help`
+    from .gallery.build import MAX_N_TREES
 
     parser = argparse.ArgumentParser(prog="onenet", description="One network, many uses.")
     commands = parser.add_subparsers(dest="command", required=True)

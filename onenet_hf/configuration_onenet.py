@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-from .auto_registration import register_with_auto_classes
 from .errors import OneNetError
 from .images import IMAGE_SIZE
 from .remote_code import AUTO_MAP, CUSTOM_PIPELINES, CarriesRemoteCode, write_remote_code
@@ -148,7 +147,5 @@ class OneNetConfig(CarriesRemoteCode, PretrainedConfig):
         super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
         write_remote_code(save_directory)
 
-
-register_with_auto_classes()  # now that the classes exist (`auto_registration`)
 
 __all__ = ["IMAGE_SIZE", "OneNetConfig"]

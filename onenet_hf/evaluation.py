@@ -15,15 +15,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import CaptionedImage, read_coco_objects, read_split
+from .data.datasets import CaptionedImage, read_coco_objects, read_split
+from .data.features import DEFAULT_CACHE_DIR, cached_backbone_features
 from .errors import OneNetError
-from .features import DEFAULT_CACHE_DIR, cached_backbone_features
 from .label_guidance import LABEL_THRESHOLD, check_label_threshold
-from .messages import shorten
+from .language.text_encoder import encode_sentences
+from .language.word_vectors import content_words, glove_vectors, normalize_word
 from .modeling_onenet import OneNetModel
-from .options import EVALUATION_TASKS
+from .options import EVALUATION_TASKS, check_weight
 from .processing_onenet import OneNetProcessor
-from .text_encoder import encode_sentences
 from .uses.caption import caption_options, captions_from_embeddings, imagenet_token_bias
 from .uses.search import (
     SEARCH_METHODS,
@@ -36,9 +36,9 @@ from .uses.search import (
     text_token_ids,
     with_label_evidence,
 )
-from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT, Tagger, check_weight
+from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT, Tagger
 from .uses.words import ANALOGY_METHODS, evaluate_analogies
-from .word_vectors import content_words, glove_vectors, normalize_word
+from .utils.messages import shorten
 
 if TYPE_CHECKING:
     from .onenet import OneNet

@@ -7,7 +7,6 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import PILImageResampling
 
-from .auto_registration import register_with_auto_classes
 from .images import IMAGE_SIZE, ImageLoadError, load_image, pixel_values, to_rgb
 from .remote_code import CarriesRemoteCode
 
@@ -60,7 +59,5 @@ class OneNetImageProcessor(CarriesRemoteCode, PilBackend):
             and list(self.image_std) == type(self).image_std
         )
 
-
-register_with_auto_classes()  # now that the classes exist (`auto_registration`)
 
 __all__ = ["OneNetImageProcessor", "ImageLoadError", "load_image", "pixel_values", "to_rgb"]

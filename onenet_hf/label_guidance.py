@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from .decoding import Hypothesis, StepFunction, generate_beams
-from .label_words import animal_label_words, label_word_chances, label_words, word_columns
+from .language.label_words import animal_label_words, label_word_chances, label_words, word_columns
+from .language.word_vectors import glove_vectors
 from .options import LABEL_THRESHOLD, check_label_threshold
-from .word_vectors import glove_vectors
 
 MAX_LABEL_CONSTRAINTS = 1  # label words put in one caption (each doubles the hypotheses searched)
 ABSENT_ANIMAL_WEIGHT = 1.0  # x log((chance + ABSENT_FLOOR) / (1 + ABSENT_FLOOR)), added to an animal word's log-prob

@@ -18,7 +18,6 @@ from torch import nn
 from transformers import AutoTokenizer, GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .auto_registration import register_with_auto_classes
 from .configuration_onenet import OneNetConfig
 from .decoding import check_beam_size, check_no_repeat_ngram_size, generate_beams
 from .errors import OneNetError
@@ -668,8 +667,6 @@ def check_generation_config(generation_config: GenerationConfig) -> None:
     check_no_repeat_ngram_size(generation_config.no_repeat_ngram_size or 0)
     check_length_penalty(generation_config.length_penalty)
 
-
-register_with_auto_classes()  # now that the classes exist (`auto_registration`)
 
 __all__ = [
     "caption_generation_config",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,42 +18,31 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import OneNetError
-from .gallery import GalleryIndex, ImageMatch
+from .explore import explain, layers, maps, neurons
+from .explore.explain import CaptionExplanation
+from .explore.layers import CHANNELS, StageActivations
+from .explore.maps import EmbeddingMap
+from .explore.neurons import Neuron
+from .gallery.build import build_index
+from .gallery.embedding import Embedder, local_embedder, onnx_embedder
+from .gallery.index import GalleryIndex, ImageMatch
 from .hub import resolve_model
-from .image_optimization import Snapshot, last
 from .images import ImageLike
-from .indexing import Embedder, build_index, local_embedder, onnx_embedder
+from .imagine import dream, imagine, style, visualize
+from .imagine.optimization import Snapshot, last
 from .label_guidance import LABEL_THRESHOLD
-from .messages import shorten
+from .language.word_vectors import WordVectors, glove_vectors
 from .modeling_onenet import OneNetModel
 from .processing_onenet import OneNetProcessor
-from .uses import (
-    caption,
-    dream,
-    explain,
-    imagine,
-    layers,
-    maps,
-    neurons,
-    search,
-    similar_images,
-    style,
-    tag,
-    visualize,
-    words,
-)
+from .uses import caption, search, similar_images, tag, words
 from .uses.caption import Caption, CaptionBackend
-from .uses.explain import CaptionExplanation
-from .uses.layers import CHANNELS, StageActivations
-from .uses.maps import EmbeddingMap
-from .uses.neurons import Neuron
 from .uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT, ImageTags, Tagger
 from .uses.words import ScoredWord
-from .word_vectors import WordVectors, glove_vectors
+from .utils.messages import shorten
 
 if TYPE_CHECKING:
-    from .onnx_backend import OnnxOneNetBackend
-    from .onnx_graphs import OnnxGalleryEncoder
+    from .onnx.backend import OnnxOneNetBackend
+    from .onnx.graphs import OnnxGalleryEncoder
 
 WORD_SPACES = ("learned", "glove")
 BACKENDS = ("torch", "onnx", "auto")
@@ -63,7 +52,7 @@ def _exported_graphs(checkpoint: Path, onnx_dir: Path | None, variant: str) -> O
     """The graphs of this checkpoint's export in `variant` that exist (`backend="auto"`), or None: no export of it,
     none in that variant, or no onnxruntime; PyTorch runs the rest."""
     try:
-        from .onnx_backend import OnnxExportError, OnnxOneNetBackend
+        from .onnx.backend import OnnxExportError, OnnxOneNetBackend
 
         return OnnxOneNetBackend(checkpoint, onnx_dir, variant, partial=True)
     except (ImportError, OnnxExportError):
@@ -125,7 +114,7 @@ class OneNet:
         folder = resolve_model(path, revision, with_onnx=backend != "torch" and onnx_dir is None)
         processor = OneNetProcessor.from_pretrained(folder)
         if backend == "onnx":
-            from .onnx_backend import OnnxOneNetBackend
+            from .onnx.backend import OnnxOneNetBackend
 
             return cls(OnnxOneNetBackend(folder, onnx_dir, onnx_variant), processor)
         model = OneNetModel.from_pretrained(folder, dtype=torch.float32).to(device or "cpu")
@@ -267,7 +256,7 @@ class OneNet:
             return None
         loaded = self._image_encoder()
         try:
-            from .onnx_graphs import OnnxExportError, OnnxGalleryEncoder, gallery_variant
+            from .onnx.graphs import OnnxExportError, OnnxGalleryEncoder, gallery_variant
 
             variant = gallery_variant(loaded.variant) if loaded is not None else "fastest"
             return OnnxGalleryEncoder(*self._onnx_export, variant)
@@ -337,6 +326,26 @@ class OneNet:
         channels; `StageActivations.to_image()` draws a stage as a grid."""
         return layers.layer_activations(self._torch_model("layer activations"), self.processor, image, channels)
 
+    def visualize_steps(
+        self,
+        imagenet_class: int | str | None = None,
+        channel: int | None = None,
+        unit: int | None = None,
+        stage: str = "head",
+        steps: int = visualize.STEPS,
+        seed: int = 0,
+        images: int = 1,
+        diversity: float = 0.0,
+        size: int = 260,
+        snapshot_every: int = 0,
+    ) -> Iterator[Snapshot]:
+        """`visualize` as it runs: a `Snapshot` per step, with images every `snapshot_every` steps (0: the last
+        only), so a UI can show the picture forming."""
+        model = self._torch_model("visualize")
+        target = visualize.visualization_target(model, imagenet_class, channel, unit, stage)
+        options = (steps, seed, images, diversity, size)
+        return visualize.visualize_steps(model, self.processor, target, *options, snapshot_every=snapshot_every)
+
     def visualize(
         self,
         imagenet_class: int | str | None = None,
@@ -353,18 +362,38 @@ class OneNet:
         """Images (`.images`) that excite one ImageNet class, a channel of a backbone `stage`, or a unit of the
         image representation (give one), by feature visualisation; `images` > 1 with `diversity` > 0 shows
         several different ones. The same seed gives the same images."""
-        model = self._torch_model("visualize")
-        target = visualize.visualization_target(model, imagenet_class, channel, unit, stage)
-        snapshots = visualize.visualize_steps(model, self.processor, target, steps, seed, images, diversity, size)
-        return last(snapshots, f"visualizing {target.label}", progress)
+        options = (imagenet_class, channel, unit, stage, steps, seed, images, diversity, size)
+        target = visualize.visualization_target(self._torch_model("visualize"), imagenet_class, channel, unit, stage)
+        return last(self.visualize_steps(*options), f"visualizing {target.label}", progress)
+
+    def imagine_steps(
+        self, text: str, steps: int = imagine.STEPS, seed: int = 0, size: int = 260, snapshot_every: int = 0
+    ) -> Iterator[Snapshot]:
+        """`imagine` as it runs: a `Snapshot` per step, with its image every `snapshot_every` steps."""
+        model = self._torch_model("imagine")
+        return imagine.imagine_steps(model, self.processor, text, steps, seed, size, snapshot_every=snapshot_every)
 
     def imagine(
         self, text: str, steps: int = imagine.STEPS, seed: int = 0, size: int = 260, progress: bool = True
     ) -> Snapshot:
         """An image (`.images[0]`) for a sentence: pixels optimised until the backbone sees what the decoder
         imagines for it (pooled features under which the sentence is likely)."""
-        model = self._torch_model("imagine")
-        return last(imagine.imagine_steps(model, self.processor, text, steps, seed, size), "imagining", progress)
+        return last(self.imagine_steps(text, steps, seed, size), "imagining", progress)
+
+    def dream_steps(
+        self,
+        image: ImageLike,
+        stage: str = dream.STAGE,
+        steps: int = dream.STEPS,
+        strength: float = dream.STRENGTH,
+        octaves: int = dream.OCTAVES,
+        size: int = 260,
+        seed: int = 0,
+        snapshot_every: int = 0,
+    ) -> Iterator[Snapshot]:
+        """`dream` as it runs: a `Snapshot` per step, with its image every `snapshot_every` steps."""
+        options = (image, stage, steps, strength, octaves, size, seed, snapshot_every)
+        return dream.dream_steps(self._torch_model("dream"), self.processor, *options)
 
     def dream(
         self,
@@ -378,9 +407,22 @@ class OneNet:
         progress: bool = True,
     ) -> Snapshot:
         """DeepDream: the photo (`.images[0]`, short side `size`) with what backbone `stage` sees in it amplified."""
-        model = self._torch_model("dream")
-        snapshots = dream.dream_steps(model, self.processor, image, stage, steps, strength, octaves, size, seed)
+        snapshots = self.dream_steps(image, stage, steps, strength, octaves, size, seed)
         return last(snapshots, f"dreaming ({stage})", progress)
+
+    def style_steps(
+        self,
+        content: ImageLike,
+        style_image: ImageLike,
+        steps: int = style.STEPS,
+        content_weight: float = style.CONTENT_WEIGHT,
+        style_weight: float = style.STYLE_WEIGHT,
+        size: int = 260,
+        snapshot_every: int = 0,
+    ) -> Iterator[Snapshot]:
+        """`style` as it runs: a `Snapshot` per step, with its image every `snapshot_every` steps."""
+        options = (content, style_image, steps, content_weight, style_weight, size)
+        return style.style_steps(self._torch_model("style"), self.processor, *options, snapshot_every=snapshot_every)
 
     def style(
         self,
@@ -393,10 +435,7 @@ class OneNet:
         progress: bool = True,
     ) -> Snapshot:
         """Style transfer: `content` (`.images[0]`, short side `size`) redrawn with `style_image`'s textures."""
-        model = self._torch_model("style")
-        snapshots = style.style_steps(
-            model, self.processor, content, style_image, steps, content_weight, style_weight, size
-        )
+        snapshots = self.style_steps(content, style_image, steps, content_weight, style_weight, size)
         return last(snapshots, "style transfer", progress)
 
 

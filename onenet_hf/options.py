@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 from .errors import OneNetError
-from .messages import shorten
-from .ranking import check_k
+from .utils.messages import shorten
+from .utils.ranking import check_k
 
 # Captions: beam search (decoding.py), its length penalty (modeling_onenet.py), the ImageNet labels it must say
 # (label_guidance.py).
@@ -57,7 +57,7 @@ CAPTION_SAMPLES = 100  # decoder captions sampled per tagged image; with CAPTION
 CAPTION_WEIGHT = 2.0
 IMAGENET_WEIGHT = 0.5  # chosen on Flickr8k dev and coco-mini-dev: lifts the second, leaves the first unchanged
 
-# Words, search and maps (uses/words.py, uses/search.py, uses/maps.py).
+# Words, search and maps (uses/words.py, uses/search.py, explore/maps.py).
 ANALOGY_METHODS = ("3cosadd", "3cosmul")
 SEARCH_METHODS = ("reranked", "retrieval", "invert", "glove")
 MAP_METHODS = ("opentsne", "sklearn-tsne")
@@ -75,7 +75,7 @@ def check_map_path(path: str | os.PathLike) -> Path:
     return path
 
 
-# Neurons, layers and explanations (uses/neurons.py, uses/layers.py, uses/explain.py).
+# Neurons, layers and explanations (explore/neurons.py, explore/layers.py, explore/explain.py).
 NEURON_KINDS = ("unit", "channel")
 MAX_NEURON_IMAGES = 64  # top gallery images of one neuron (a contact sheet of 8 rows)
 MAX_NEURON_WORDS = 100  # words listed per neuron
@@ -107,7 +107,7 @@ def check_output_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
-# The optimisation uses (image_optimization.py; uses/visualize.py, imagine.py, dream.py, style.py).
+# The optimisation uses (imagine/optimization.py; imagine/visualize.py, imagine.py, dream.py, style.py).
 MAX_STEPS = 2000  # a work-size cap: one call stays within minutes on 2 CPU cores (the Space caps lower)
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 64, 1024  # pixels on a side; time and memory grow with the square
 MAX_OPTIMIZED_IMAGES = 8  # images optimised together (diversity)
@@ -141,7 +141,18 @@ SPACE_MAX_BATCH_SIZE = 8
 SPACE_ONNX_VARIANT = "int8"  # captions and tags on the int8 graphs: README "The Space under load" measures why
 
 
+MAX_WEIGHT = 100.0  # weights of a vote or of steering: far above any that helps, below float overflow
+
+
+def check_weight(name: str, weight: float, maximum: float = MAX_WEIGHT) -> None:
+    """A vote's or steering's weight: a real number from 0 (off) to `maximum`; NaN, inf and bools are refused."""
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight <= maximum:
+        raise OneNetError(f"{name} must be a number from 0 (off) to {maximum:g}, got {str(weight)[:20]}")
+
+
 __all__ = [
+    "MAX_WEIGHT",
+    "check_weight",
     "SPACE_MAX_BATCH_SIZE",
     "SPACE_ONNX_VARIANT",
     "ANALOGY_METHODS",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from transformers import BatchFeature, ProcessorMixin
 
-from .auto_registration import register_with_auto_classes
 from .errors import OneNetError
 from .remote_code import CarriesRemoteCode
 
@@ -66,7 +65,5 @@ class OneNetProcessor(CarriesRemoteCode, ProcessorMixin):
     def decode(self, token_ids, skip_special_tokens: bool = False, **kwargs) -> str:
         return self.batch_decode([token_ids], skip_special_tokens=skip_special_tokens, **kwargs)[0]
 
-
-register_with_auto_classes()  # now that the classes exist (`auto_registration`)
 
 __all__ = ["OneNetProcessor"]

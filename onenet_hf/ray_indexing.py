@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from .errors import OneNetError
-from .extras import require
-from .gallery import ARRAYS
-from .indexing import GalleryFile
+from .gallery.embedding import GalleryFile
 from .options import MAX_RAY_WORKERS as MAX_WORKERS
+from .representations import ARRAYS
+from .utils.extras import require
 
 
 class _EmbeddingActor:

@@ -13,8 +13,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from onenet_hf import OneNet, OneNetConfig, OneNetImageProcessor, OneNetModel, OneNetProcessor, build_tokenizer
-from onenet_hf.data import FLICKR8K_SPLIT_FILES
-from onenet_hf.training import CaptionTrainingArguments, train
+from onenet_hf.data.datasets import FLICKR8K_SPLIT_FILES
+from onenet_hf.training.captions import CaptionTrainingArguments, train
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (30, 60, 220), "yellow": (240, 220, 20)}
 SHAPES = ("circle", "square", "triangle")
@@ -112,7 +112,7 @@ def shapes_model(shapes_dir, feature_cache, tmp_path_factory):
 @pytest.fixture(scope="session")
 def shapes_model_with_heads(shapes_model, shapes_dir, feature_cache, tmp_path_factory):
     """The shapes model with its tag and retrieval heads trained (second stage)."""
-    from onenet_hf.head_training import train_heads
+    from onenet_hf.training.heads import train_heads
 
     output = tmp_path_factory.mktemp("shapes_heads")
     return train_heads(shapes_head_arguments(shapes_model, shapes_dir, output, feature_cache))
@@ -120,7 +120,7 @@ def shapes_model_with_heads(shapes_model, shapes_dir, feature_cache, tmp_path_fa
 
 def shapes_head_arguments(model_dir, data_dir, output_dir, cache_dir):
     """Second-stage arguments for the shapes model: short schedules for a tiny dataset."""
-    from onenet_hf.head_training import HeadTrainingArguments
+    from onenet_hf.training.heads import HeadTrainingArguments
 
     return HeadTrainingArguments(
         model_dir=str(model_dir),

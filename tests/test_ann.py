@@ -7,12 +7,14 @@ import hashlib
 import numpy as np
 import pytest
 
-from onenet_hf import ann as ann_module
-from onenet_hf import gallery as gallery_module
-from onenet_hf import indexing
-from onenet_hf.ann import ANN_METHODS
-from onenet_hf.gallery import ARRAYS, SEARCH_ARRAYS, GalleryIndex, ann_files, connect
-from onenet_hf.indexing import Embedder, GalleryFile, build_lock, write_gallery
+from onenet_hf.gallery import ann as ann_module
+from onenet_hf.gallery import build as indexing
+from onenet_hf.gallery import index as gallery_module
+from onenet_hf.gallery.ann import ANN_METHODS
+from onenet_hf.gallery.build import build_lock, write_gallery
+from onenet_hf.gallery.embedding import Embedder, GalleryFile
+from onenet_hf.gallery.index import SEARCH_ARRAYS, GalleryIndex, ann_files, connect
+from onenet_hf.representations import ARRAYS
 
 SIZE, DIM = 3000, 32
 
@@ -133,8 +135,10 @@ def test_replaced_shards_lose_their_ann_files_and_an_open_index_keeps_searching(
 KILLED_BUILD = """
 import sys, time
 import numpy as np
-from onenet_hf.gallery import ARRAYS, SEARCH_ARRAYS, GalleryIndex, ann_files, connect
-from onenet_hf.indexing import Embedder, GalleryFile, build_lock, write_gallery
+from onenet_hf.gallery.index import SEARCH_ARRAYS, GalleryIndex, ann_files, connect
+from onenet_hf.representations import ARRAYS
+from onenet_hf.gallery.build import build_lock, write_gallery
+from onenet_hf.gallery.embedding import Embedder, GalleryFile
 folder, marker = sys.argv[1], sys.argv[2]
 files = [GalleryFile(f"/gallery/{i:05d}.jpg", f"/gallery/{i:05d}.jpg", 1, 0) for i in range(200)]
 calls = []
@@ -260,8 +264,8 @@ def test_rows_are_read_from_each_shard_as_the_joined_arrays_hold_them(tmp_path, 
 
 
 def test_exact_passes_read_blocks_and_match_the_joined_arrays(tmp_path, monkeypatch):
-    from onenet_hf.ranking import top_k_pairs
-    from onenet_hf.uses.neurons import _statistics
+    from onenet_hf.explore.neurons import _statistics
+    from onenet_hf.utils.ranking import top_k_pairs
 
     monkeypatch.setattr(indexing, "EXACT_SEARCH_MAX_IMAGES", 1000)
     monkeypatch.setattr(gallery_module, "FINITE_CHECK_ROWS", 256)  # many blocks per shard

@@ -8,8 +8,8 @@ from PIL import Image
 
 from onenet_hf import OneNetConfig, OneNetModel, build_tokenizer
 from onenet_hf.errors import OneNetError
+from onenet_hf.language.label_words import imagenet_classes_by_stem
 from onenet_hf.uses.caption import imagenet_token_bias
-from onenet_hf.uses.tag import imagenet_classes_by_stem
 
 
 def test_the_imagenet_bias_of_a_token_is_the_weighted_chance_that_a_label_names_it():

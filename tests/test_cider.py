@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from onenet_hf.cider import CiderD, ngram_counts
+from onenet_hf.training.cider import CiderD, ngram_counts
 
 
 def test_ngram_counts_count_every_order_up_to_four():

@@ -23,10 +23,10 @@ from huggingface_hub import ModelCard
 
 from onenet_hf import OneNet
 from onenet_hf.cli import add_dataclass_arguments, build_parser, dataclass_from, main
-from onenet_hf.head_training import HEADS_LOG_FILE, HeadTrainingArguments
-from onenet_hf.samples import sample_photos
-from onenet_hf.scst import SCSTArguments
-from onenet_hf.training import LOG_FILE, CaptionTrainingArguments
+from onenet_hf.data.samples import sample_photos
+from onenet_hf.training.captions import LOG_FILE, CaptionTrainingArguments
+from onenet_hf.training.heads import HEADS_LOG_FILE, HeadTrainingArguments
+from onenet_hf.training.scst import SCSTArguments
 
 from .conftest import SMALL
 
@@ -385,7 +385,7 @@ def _sha256(path: Path) -> str:
 def test_export_writes_onnx_graphs_that_caption_as_pytorch_does(shapes_model, shapes_dir, tmp_path, capsys):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from onenet_hf.onnx_backend import MANIFEST_FILE
+    from onenet_hf.onnx.backend import MANIFEST_FILE
 
     model = tmp_path / "model"  # a copy: by default the graphs go into the model folder, which other tests share
     shutil.copytree(shapes_model, model, ignore=shutil.ignore_patterns("*.pt"))

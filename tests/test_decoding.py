@@ -7,13 +7,7 @@ import math
 import pytest
 import torch
 
-from onenet_hf.decoding import (
-    MAX_BEAM_SIZE,
-    MAX_NO_REPEAT_NGRAM_SIZE,
-    beam_candidates,
-    beam_search,
-    sample_sequences,
-)
+from onenet_hf.decoding import MAX_BEAM_SIZE, MAX_NO_REPEAT_NGRAM_SIZE, beam_candidates, beam_search, sample_sequences
 from onenet_hf.errors import OneNetError
 
 BOS, EOS, A, B = 0, 1, 2, 3

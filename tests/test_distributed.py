@@ -19,12 +19,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from onenet_hf.distributed import Processes
 from onenet_hf.errors import OneNetError
-from onenet_hf.extras import MissingExtraError
-from onenet_hf.head_training import train_heads
-from onenet_hf.scst import SCSTArguments, train_scst
-from onenet_hf.training import CaptionTrainingArguments, train
+from onenet_hf.training.captions import CaptionTrainingArguments, train
+from onenet_hf.training.heads import train_heads
+from onenet_hf.training.scst import SCSTArguments, train_scst
+from onenet_hf.utils.distributed import Processes
+from onenet_hf.utils.extras import MissingExtraError
 
 from .conftest import SMALL, shapes_head_arguments
 
@@ -85,7 +85,7 @@ def test_every_process_leaves_its_process_group_before_the_interpreter_finalises
     script.write_text(
         "import atexit, os\n"
         "import torch.distributed as dist\n"
-        "from onenet_hf.distributed import Processes\n"
+        "from onenet_hf.utils.distributed import Processes\n"
         "say = lambda line: os.write(1, f'{line}\\n'.encode())\n"  # one write: the two processes share the pipe
         "atexit.register(lambda: say(f'group left at exit: {not dist.is_initialized()}'))\n"
         "processes = Processes(cpu=True)\n"  # its own exit handler runs before the one above (last in, first out)
@@ -251,7 +251,7 @@ def test_several_processes_refuse_a_device_of_their_own(monkeypatch, tmp_path):
     class Launched(OneOfTwo):
         device = torch.device("cpu")
 
-    monkeypatch.setattr("onenet_hf.training.Processes", lambda: Launched(partner_failed=False))
+    monkeypatch.setattr("onenet_hf.training.captions.Processes", lambda: Launched(partner_failed=False))
     arguments = CaptionTrainingArguments(data_dir=str(tmp_path), output_dir=str(tmp_path / "out"), device="cpu")
     with pytest.raises(OneNetError, match="--device cpu cannot be used with several processes"):
         train(arguments)

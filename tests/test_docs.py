@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from onenet_hf.samples import sample_gallery, sample_photos
+from onenet_hf.data.samples import sample_gallery, sample_photos
 
 from .hub_cache import add_snapshot
 

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from onenet_hf import OneNetError
-from onenet_hf.image_optimization import from_image
-from onenet_hf.uses.dream import measure_stage, stage_activation
+from onenet_hf.imagine.dream import measure_stage, stage_activation
+from onenet_hf.imagine.optimization import from_image
 from tests.conftest import draw_shape
 
 

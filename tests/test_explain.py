@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from onenet_hf import OneNetError
 from onenet_hf.cli import main
-from onenet_hf.uses.explain import MAX_WORDS, WordSaliency, render_overlay
+from onenet_hf.explore.explain import MAX_WORDS, WordSaliency, render_overlay
 from tests.conftest import draw_shape
 
 SIDE = 260  # the processed image's side

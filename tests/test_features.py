@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from onenet_hf import OneNetConfig, OneNetImageProcessor, OneNetModel
-from onenet_hf.features import cached_backbone_features
+from onenet_hf.data.features import cached_backbone_features
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,7 @@ import hashlib
 import pytest
 import torch
 
-from onenet_hf import (
-    OneNet,
-    OneNetConfig,
-    OneNetError,
-    OneNetModel,
-)
+from onenet_hf import OneNet, OneNetConfig, OneNetError, OneNetModel
 from onenet_hf.fingerprint import checkpoint_fingerprint, file_hash, model_fingerprint
 
 

@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onenet_hf import indexing
 from onenet_hf.errors import OneNetError
 from onenet_hf.fingerprint import model_fingerprint
-from onenet_hf.gallery import ARRAYS, GalleryIndex, GalleryIndexError, ann_files, shard_files
-from onenet_hf.indexing import build_index
-from onenet_hf.uses.similar_images import imagenet_class_index
+from onenet_hf.gallery import build as indexing
+from onenet_hf.gallery import embedding
+from onenet_hf.gallery.build import build_index
+from onenet_hf.gallery.index import GalleryIndex, GalleryIndexError, ann_files, shard_files
+from onenet_hf.language.label_words import imagenet_class_index
+from onenet_hf.representations import ARRAYS
 from tests.conftest import draw_shape
 
 pytestmark = pytest.mark.slow
@@ -69,7 +71,7 @@ def _focused_ranking(index: GalleryIndex, class_weights: np.ndarray, row: int) -
 
 
 def test_class_focused_search_ranks_by_that_class_s_weighted_pooled_features(shapes_net, image_dir, tmp_path):
-    from onenet_hf.uses.tag import imagenet_labels
+    from onenet_hf.language.label_words import imagenet_labels
 
     index = shapes_net.build_index(image_dir, tmp_path / "index")
     row = index.paths.index(str((image_dir / "red_circle.png").resolve()))
@@ -269,21 +271,21 @@ def test_a_moved_gallery_is_not_embedded_again(shapes_net, image_dir, tmp_path, 
     """A built Space ships its index; where it is unpacked, the photos' paths differ but not their bytes."""
     shapes_net.build_index(image_dir, tmp_path / "index")
     moved = image_dir.rename(tmp_path / "moved")
-    monkeypatch.setattr(indexing, "embed_pixels", lambda *a: pytest.fail("an unchanged photo was embedded again"))
+    monkeypatch.setattr(embedding, "embed_pixels", lambda *a: pytest.fail("an unchanged photo was embedded again"))
     index = shapes_net.build_index(moved, tmp_path / "index")
     assert len(index) == 4 and all(path.startswith(str(moved.resolve())) for path in index.paths)
 
 
 def _count_embeddings(monkeypatch, seconds: float = 0.0) -> list[int]:
     """Record how many images each `embed_pixels` call embeds (optionally slowed, to widen race windows)."""
-    embedded, original = [], indexing.embed_pixels
+    embedded, original = [], embedding.embed_pixels
 
     def counting(model, pixel_values, image_encoder=None):
         embedded.append(len(pixel_values))
         time.sleep(seconds)
         return original(model, pixel_values, image_encoder)
 
-    monkeypatch.setattr(indexing, "embed_pixels", counting)
+    monkeypatch.setattr(embedding, "embed_pixels", counting)
     return embedded
 
 
@@ -561,7 +563,7 @@ def test_nan_or_infinity_in_a_shard_fails_its_first_use_and_a_copied_row_is_embe
 
 
 def test_a_merge_refuses_a_stored_row_holding_nan_and_leaves_the_index_as_it_was(built_index, tmp_path, monkeypatch):
-    from onenet_hf import indexing
+    from onenet_hf.gallery import build as indexing
 
     net, _, built = built_index
     folder = tmp_path / "index"

@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 
 from onenet_hf import OneNet
-from onenet_hf import training as training_module
-from onenet_hf.scst import SCST_LOG_FILE, SCSTArguments, train_scst
-from onenet_hf.training import CaptionTrainingArguments, train
+from onenet_hf.training import captions as training_module
+from onenet_hf.training.captions import CaptionTrainingArguments, train
+from onenet_hf.training.scst import SCST_LOG_FILE, SCSTArguments, train_scst
 
 from .conftest import SMALL, write_shape_gallery
 from .test_training import Interrupted

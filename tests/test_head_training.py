@@ -9,7 +9,7 @@ import torch
 
 from onenet_hf import OneNetModel
 from onenet_hf.evaluation import retrieval_metrics
-from onenet_hf.head_training import HEADS_LOG_FILE, HeadTrainingArguments, train_heads
+from onenet_hf.training.heads import HEADS_LOG_FILE, HeadTrainingArguments, train_heads
 from tests.conftest import shapes_head_arguments
 
 pytestmark = pytest.mark.slow

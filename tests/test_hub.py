@@ -13,9 +13,9 @@ from huggingface_hub import constants
 
 from onenet_hf import OneNet, OneNetImageToTextPipeline
 from onenet_hf.cli import main
+from onenet_hf.data.samples import sample_photos
 from onenet_hf.errors import OneNetError
 from onenet_hf.hub import ModelNotFoundError, resolve_model
-from onenet_hf.samples import sample_photos
 
 from .hub_cache import add_snapshot
 
@@ -155,7 +155,7 @@ def test_incomplete_or_foreign_folders_are_refused(tmp_path):
 @pytest.mark.slow
 def test_onnx_backend_from_a_hub_id(hub_cache, tmp_path_factory, monkeypatch):
     pytest.importorskip("onnxruntime")
-    from onenet_hf.onnx_export import export_onnx
+    from onenet_hf.onnx.export import export_onnx
 
     release = _release_copy(tmp_path_factory.mktemp("onnx-release") / "release")
     export_onnx(release, release / "onnx", int8=False)

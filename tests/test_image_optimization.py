@@ -3,12 +3,14 @@ under any caller's grad mode."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from onenet_hf.errors import OneNetError
-from onenet_hf.image_optimization import (
+from onenet_hf.imagine.imagine import imagine_steps
+from onenet_hf.imagine.optimization import (
     MEMORY_BUDGET_MB,
     FourierImage,
     PixelImage,
@@ -25,7 +27,6 @@ from onenet_hf.image_optimization import (
     random_transform,
     to_pil,
 )
-from onenet_hf.uses.imagine import imagine_steps
 from tests.conftest import draw_shape
 
 
@@ -149,3 +150,23 @@ def test_every_image_optimisation_runs_under_the_caller_s_inference_mode_and_lea
             for _ in imagine_steps(tiny_net.model, tiny_net.processor, "a red circle", steps=2, size=64)
         ]
     assert modes == [(True, False)] * 2  # between steps the caller has its own mode back
+
+
+@pytest.mark.parametrize(
+    "use, arguments",
+    [
+        ("visualize", dict(imagenet_class=207)),
+        ("imagine", dict(text="a red circle")),
+        ("dream", dict(image=np.full((40, 60, 3), 128, np.uint8))),
+        ("style", dict(content=np.full((40, 60, 3), 128, np.uint8), style_image=np.zeros((40, 40, 3), np.uint8))),
+    ],
+)
+def test_each_optimisation_streams_its_steps_and_ends_where_the_plain_call_ends(tiny_net, use, arguments):
+    """`OneNet.<use>_steps` is the public stream the Space shows: a snapshot per step, images every
+    `snapshot_every` steps and at the last; its last snapshot is what `OneNet.<use>` returns."""
+    options = dict(steps=4, size=64)
+    snapshots = list(getattr(tiny_net, f"{use}_steps")(**arguments, **options, snapshot_every=2))
+    assert [s.step for s in snapshots] == [1, 2, 3, 4] and {s.steps for s in snapshots} == {4}
+    assert [s.pixels is not None for s in snapshots] == [False, True, False, True]
+    final = getattr(tiny_net, use)(**arguments, **options, progress=False)
+    np.testing.assert_array_equal(np.asarray(final.images[0]), np.asarray(snapshots[-1].images[0]))

@@ -11,10 +11,10 @@ import torch
 
 from onenet_hf import OneNetError
 from onenet_hf.cli import main
-from onenet_hf.image_optimization import to_pil
-from onenet_hf.uses import imagine
+from onenet_hf.imagine import imagine
+from onenet_hf.imagine.imagine import BANK_SIZE, feature_bank, imagine_steps, imagined_features
+from onenet_hf.imagine.optimization import to_pil
 from onenet_hf.uses.caption import sentence_token_ids
-from onenet_hf.uses.imagine import BANK_SIZE, feature_bank, imagine_steps, imagined_features
 
 
 def test_the_shipped_bank_fits_the_backbone(tiny_net):
@@ -100,7 +100,7 @@ def test_one_error_each_for_bad_input(tiny_net, text, options, message):
 
 
 def test_cli_visualize_imagine_dream_and_style_write_pngs(tiny_net, tmp_path, capsys):
-    from onenet_hf.sheets import save_image
+    from onenet_hf.explore.sheets import save_image
     from tests.conftest import draw_shape
 
     model_dir = tmp_path / "model"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from onenet_hf import OneNet
-from onenet_hf.samples import sample_photos
+from onenet_hf.data.samples import sample_photos
 
 from .hub_cache import add_snapshot
 
@@ -41,7 +41,7 @@ def venv(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def hub_home(tmp_path_factory) -> Path:
     """HF_HOME whose Hub cache holds the shipped release, its ONNX graphs included (exported here)."""
-    from onenet_hf.onnx_export import export_onnx
+    from onenet_hf.onnx.export import export_onnx
 
     home = tmp_path_factory.mktemp("hf-home")
     release = home.parent / f"{home.name}-release"

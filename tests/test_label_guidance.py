@@ -14,7 +14,7 @@ from onenet_hf.label_guidance import (
     novel_label_words,
     proxy_token_ids,
 )
-from onenet_hf.label_words import (
+from onenet_hf.language.label_words import (
     animal_label_words,
     imagenet_caption_words,
     label_evidence,

@@ -10,7 +10,7 @@ from PIL import Image, ImageColor
 
 from onenet_hf import OneNetError
 from onenet_hf.cli import main
-from onenet_hf.sheets import HEAT_RAMP, heat_map, sheet_size
+from onenet_hf.explore.sheets import HEAT_RAMP, heat_map, sheet_size
 from tests.conftest import draw_shape
 
 STAGES = ["stem", *(f"stage {n}" for n in range(1, 8)), "head"]

@@ -14,10 +14,10 @@ from PIL import Image
 
 from onenet_hf import GalleryIndex, OneNetError, UnknownWordError
 from onenet_hf.cli import main
-from onenet_hf.gallery import ARRAYS
-from onenet_hf.uses import maps
-from onenet_hf.uses.maps import MAP_METHODS, PNG_SIZE, EmbeddingMap, check_map_size
-from onenet_hf.uses.tag import imagenet_labels
+from onenet_hf.explore import maps
+from onenet_hf.explore.maps import MAP_METHODS, PNG_SIZE, EmbeddingMap, check_map_size
+from onenet_hf.language.label_words import imagenet_labels
+from onenet_hf.representations import ARRAYS
 from tests.conftest import COLOURS, write_shape_gallery
 
 ANIMALS_AND_CARS = ["dog", "cat", "puppy", "kitten", "horse", "car", "truck", "bus", "train", "bicycle"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onenet_hf.messages import escape_controls, shorten
+from onenet_hf.utils.messages import escape_controls, shorten
 
 
 def test_long_input_is_shortened_when_echoed():

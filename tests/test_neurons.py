@@ -10,9 +10,10 @@ from PIL import Image
 
 from onenet_hf import OneNet, OneNetError
 from onenet_hf.cli import main
-from onenet_hf.gallery import ARRAYS, GalleryIndex
-from onenet_hf.sheets import LINE, TILE, TITLE_LINE, sheet_size
-from onenet_hf.uses import neurons
+from onenet_hf.explore import neurons
+from onenet_hf.explore.sheets import LINE, TILE, TITLE_LINE, sheet_size
+from onenet_hf.gallery.index import GalleryIndex
+from onenet_hf.representations import ARRAYS
 from tests.conftest import COLOURS, SHAPES, draw_shape
 
 

@@ -6,12 +6,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from onenet_hf import (
-    OneNet,
-    OneNetError,
-    OneNetImageProcessor,
-    OneNetProcessor,
-)
+from onenet_hf import OneNet, OneNetError, OneNetImageProcessor, OneNetProcessor
 
 
 def test_release_with_half_precision_weights_loads_as_float32(tiny_net, tmp_path):

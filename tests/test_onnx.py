@@ -18,12 +18,12 @@ import torch
 
 from onenet_hf import OneNet, OneNetImageProcessor
 from onenet_hf.cli import main
+from onenet_hf.data.samples import sample_photos
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate
-from onenet_hf.gallery import ARRAYS
-from onenet_hf.onnx_backend import MANIFEST_FILE, OnnxExportError
-from onenet_hf.onnx_export import export_onnx, nodes_after_last_convolution
-from onenet_hf.samples import sample_photos
+from onenet_hf.onnx.backend import MANIFEST_FILE, OnnxExportError
+from onenet_hf.onnx.export import export_onnx, nodes_after_last_convolution
+from onenet_hf.representations import ARRAYS
 
 pytestmark = pytest.mark.slow
 
@@ -230,7 +230,7 @@ def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
     "no longer shrinks the shifts (median 1.05-fold): under investigation, see CHANGELOG",
 )
 def test_bias_correction_shrinks_each_int8_convolutions_mean_shift_from_fp32(exported, shapes_dir, tmp_path):
-    from onenet_hf.onnx_export import (
+    from onenet_hf.onnx.export import (
         channel_means,
         correct_int8_biases,
         int8_convolutions,
@@ -265,7 +265,7 @@ def test_bias_correction_shrinks_each_int8_convolutions_mean_shift_from_fp32(exp
 def test_percentile_ranges_are_cut_from_every_calibration_batch(exported, shapes_dir, tmp_path):
     from onnx import numpy_helper
 
-    from onenet_hf.onnx_export import quantize_static_int8, static_int8_exclusions
+    from onenet_hf.onnx.export import quantize_static_int8, static_int8_exclusions
 
     fp32_graph = exported[1] / "image_encoder.onnx"
     photos = sorted((shapes_dir / "images").glob("train_*.jpg"))[:16]
@@ -305,7 +305,7 @@ def _files(folder: Path) -> dict[str, bytes | None]:
 
 
 def test_an_export_that_fails_midway_leaves_the_previous_export_or_none(exported, shapes_model, tmp_path, monkeypatch):
-    import onenet_hf.onnx_export as onnx_export
+    import onenet_hf.onnx.export as onnx_export
 
     out = _copy_of_export(exported, tmp_path)
     before = _files(out)
@@ -344,7 +344,7 @@ def test_an_export_that_fails_midway_leaves_the_previous_export_or_none(exported
 KILLED_EXPORT = """
 import os, signal, sys
 from pathlib import Path
-import onenet_hf.onnx_export as onnx_export
+import onenet_hf.onnx.export as onnx_export
 export_graph = onnx_export._export_graph
 
 def killed_after_the_first_graph(module, args, inputs, outputs, path):

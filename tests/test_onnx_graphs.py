@@ -18,10 +18,11 @@ from onenet_hf import OneNet, fingerprint
 from onenet_hf.cli import main
 from onenet_hf.fingerprint import checkpoint_fingerprint as model_fingerprint_of
 from onenet_hf.fingerprint import model_fingerprint
-from onenet_hf.gallery import ARRAYS, GalleryIndex
+from onenet_hf.gallery.index import GalleryIndex
 from onenet_hf.images import load_image, pixel_values
-from onenet_hf.onnx_export import export_onnx
-from onenet_hf.onnx_graphs import MANIFEST_FILE, OnnxExportError, OnnxGalleryEncoder
+from onenet_hf.onnx.export import export_onnx
+from onenet_hf.onnx.graphs import MANIFEST_FILE, OnnxExportError, OnnxGalleryEncoder
+from onenet_hf.representations import ARRAYS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,10 @@ import pytest
 from onenet_hf import OneNet
 from onenet_hf.cli import main
 from onenet_hf.errors import OneNetError
-from onenet_hf.extras import MissingExtraError
-from onenet_hf.gallery import ARRAYS, GalleryIndex
+from onenet_hf.gallery.index import GalleryIndex
 from onenet_hf.ray_indexing import MAX_WORKERS, RayEmbedder
+from onenet_hf.representations import ARRAYS
+from onenet_hf.utils.extras import MissingExtraError
 
 from .conftest import COLOURS, SHAPES, draw_shape
 

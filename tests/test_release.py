@@ -13,8 +13,8 @@ from huggingface_hub import ModelCard
 
 from onenet_hf import OneNet, OneNetConfig, OneNetImageProcessor, OneNetModel, OneNetProcessor, build_tokenizer
 from onenet_hf.cli import main
-from onenet_hf.release import ReleaseError, eval_results, front_matter_free, write_release
-from onenet_hf.samples import sample_photos
+from onenet_hf.data.samples import sample_photos
+from onenet_hf.publish.release import ReleaseError, eval_results, front_matter_free, write_release
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "onenet-flickr8k"
@@ -134,7 +134,7 @@ def test_the_card_s_pictures_travel_with_it_and_a_missing_one_is_refused(tiny_mo
 
 
 def test_the_shipped_checkpoint_has_every_picture_its_card_shows():
-    from onenet_hf.release import linked_images
+    from onenet_hf.publish.release import linked_images
 
     for link in linked_images((ROOT / "model_card.md").read_text()):
         assert (CHECKPOINT / link).read_bytes() == (ROOT / link).read_bytes()

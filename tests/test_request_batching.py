@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from onenet_hf.errors import OneNetError
-from onenet_hf.request_batching import MAX_BATCH_SIZE, RequestBatcher
+from onenet_hf.space.batching import MAX_BATCH_SIZE, RequestBatcher
 
 
 class Recorder:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from onenet_hf import load_image
-from onenet_hf.samples import PHOTO_CREDITS, SAMPLE_PHOTOS, sample_gallery, sample_photos
+from onenet_hf.data.samples import PHOTO_CREDITS, SAMPLE_PHOTOS, sample_gallery, sample_photos
 
 
 def test_the_sample_gallery_starts_with_the_examples_and_every_photo_is_credited_and_opens():

@@ -11,15 +11,16 @@ import pytest
 import torch
 
 from onenet_hf import OneNetModel, OneNetProcessor
-from onenet_hf import scst as scst_module
-from onenet_hf.cider import CiderD
-from onenet_hf.data import read_split
+from onenet_hf.data.datasets import read_split
+from onenet_hf.data.features import cached_backbone_features
 from onenet_hf.decoding import generate_candidates
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate_on_features
-from onenet_hf.features import cached_backbone_features
 from onenet_hf.modeling_onenet import never_generated_token_ids
-from onenet_hf.scst import (
+from onenet_hf.training import scst as scst_module
+from onenet_hf.training.captions import LOG_FILE
+from onenet_hf.training.cider import CiderD
+from onenet_hf.training.scst import (
     SCST_LOG_FILE,
     SCST_STATE_FILE,
     SCST_TRAINABLE,
@@ -28,7 +29,6 @@ from onenet_hf.scst import (
     risk,
     scst_loss,
 )
-from onenet_hf.training import LOG_FILE
 
 
 def test_mean_baseline_is_the_mean_of_the_other_samples_and_greedy_the_greedy_reward():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from onenet_hf import OneNetError
+from onenet_hf.language.word_vectors import UnknownWordError
 from onenet_hf.uses.search import (
     SEARCH_METHODS,
     caption_log_priors,
@@ -15,7 +16,6 @@ from onenet_hf.uses.search import (
     rerank_texts,
     text_token_ids,
 )
-from onenet_hf.word_vectors import UnknownWordError
 from tests.conftest import COLOURS, SHAPES, draw_shape, write_shape_gallery
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,8 @@ import pytest
 from transformers import AutoModel, AutoProcessor
 
 from onenet_hf import OneNet, OneNetModel, OneNetProcessor
-from onenet_hf.onnx_backend import OnnxExportError
-from onenet_hf.samples import sample_photos
+from onenet_hf.data.samples import sample_photos
+from onenet_hf.onnx.backend import OnnxExportError
 from onenet_hf.uses.search import SEARCH_METHODS
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "onenet-flickr8k"

@@ -20,11 +20,11 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
+from onenet_hf.data.samples import sample_photos  # noqa: E402
 from onenet_hf.errors import OneNetError  # noqa: E402
 from onenet_hf.fingerprint import model_fingerprint  # noqa: E402
 from onenet_hf.images import load_image  # noqa: E402
-from onenet_hf.samples import sample_photos  # noqa: E402
-from onenet_hf.space import OneNetSpace  # noqa: E402
+from onenet_hf.space.service import OneNetSpace  # noqa: E402
 from tests.conftest import png_claiming_size  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -42,7 +42,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app():
-    from onenet_hf import space_app
+    from onenet_hf.space import app as space_app
 
     return space_app
 
@@ -57,7 +57,7 @@ def space(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(app, space):
-    """The Space on a free loopback port, serving what `onenet_hf.space_launch.main` serves."""
+    """The Space on a free loopback port, serving what `onenet_hf.space.launch.main` serves."""
     demo = app.build_demo(space)
     port = _free_port()
     demo.launch(
@@ -418,7 +418,7 @@ def test_every_tab_in_headless_chromium(server):
 
 @pytest.fixture
 def space_process(tmp_path):
-    """`python -m onenet_hf.space_app` as its own process on a free loopback port, stopped after the test.
+    """`python -m onenet_hf.space` as its own process on a free loopback port, stopped after the test.
 
     The Imagine tabs get a process of their own: a stream the browser leaves is still stepped by gradio in a
     daemon thread, which the process waits for at exit only when its server is closed (`_ImagineRuns`); in
@@ -428,7 +428,7 @@ def space_process(tmp_path):
     import time
 
     port = _free_port()
-    command = [sys.executable, "-m", "onenet_hf.space_app", "--model", str(CHECKPOINT), "--port", str(port)]
+    command = [sys.executable, "-m", "onenet_hf.space", "--model", str(CHECKPOINT), "--port", str(port)]
     process = subprocess.Popen([*command, "--index-dir", str(tmp_path / "space")], stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
@@ -506,8 +506,8 @@ def test_imagine_tabs_in_headless_chromium(space_process):
 def test_captions_and_tags_use_onnxruntime_when_the_checkpoint_is_exported(
     shapes_model_with_heads, shapes_dir, tmp_path, capsys
 ):
-    from onenet_hf.onnx_backend import OnnxOneNetBackend
-    from onenet_hf.onnx_export import export_onnx
+    from onenet_hf.onnx.backend import OnnxOneNetBackend
+    from onenet_hf.onnx.export import export_onnx
 
     model = tmp_path / "model"  # a copy: the shared model folder must not gain an onnx/ that other tests would use
     shutil.copytree(shapes_model_with_heads, model, ignore=shutil.ignore_patterns("*.pt"))
@@ -630,7 +630,7 @@ def test_at_exit_no_imagine_step_starts_and_the_running_one_is_waited_for():
     the interpreter finalises aborts the process, so exiting waits for the step and starts no other."""
     import threading
 
-    from onenet_hf.space import _ImagineRuns
+    from onenet_hf.space.service import _ImagineRuns
 
     runs, started, release, stepped = _ImagineRuns(), threading.Event(), threading.Event(), []
 
@@ -668,7 +668,7 @@ async def _post(middleware, path: str, headers: dict[bytes, bytes]) -> int | Non
 def test_uploads_past_the_disk_budget_are_refused_before_anything_is_stored(tmp_path):
     import asyncio
 
-    from onenet_hf.space import UploadBudget
+    from onenet_hf.space.service import UploadBudget
 
     passed = []
 
@@ -694,7 +694,7 @@ def test_uploads_past_the_disk_budget_are_refused_before_anything_is_stored(tmp_
 def test_the_upload_budget_walks_the_folder_at_most_every_few_seconds_and_counts_uploads_since(tmp_path, monkeypatch):
     import asyncio
 
-    from onenet_hf import space as space_module
+    from onenet_hf.space import service as space_module
 
     walks = []
     monkeypatch.setattr(space_module, "folder_bytes", lambda folder: walks.append(folder) or 300)
@@ -714,7 +714,7 @@ def test_the_upload_budget_walks_the_folder_at_most_every_few_seconds_and_counts
 
 
 def test_the_upload_folder_s_size_counts_nothing_for_a_file_deleted_while_it_is_walked(tmp_path, monkeypatch):
-    from onenet_hf import space as space_module
+    from onenet_hf.space import service as space_module
 
     (tmp_path / "kept").write_bytes(b"x" * 300)
     (tmp_path / "old").mkdir()
@@ -735,7 +735,7 @@ def test_caption_and_tag_requests_decode_a_bounded_number_of_uploads_at_once(mon
     import threading
     import time
 
-    from onenet_hf import space as space_module
+    from onenet_hf.space import service as space_module
 
     running, most, lock = [0], [0], threading.Lock()
 
@@ -758,7 +758,7 @@ def test_caption_and_tag_requests_decode_a_bounded_number_of_uploads_at_once(mon
 
 
 def test_heavy_events_share_a_bounded_number_of_slots_and_uploads_are_bounded_on_disk(app, space, monkeypatch):
-    from onenet_hf.space import MAX_UPLOAD_BYTES, SPACE_DELETE_CACHE, SPACE_MAX_HEAVY_JOBS, UploadBudget
+    from onenet_hf.space.service import MAX_UPLOAD_BYTES, SPACE_DELETE_CACHE, SPACE_MAX_HEAVY_JOBS, UploadBudget
 
     demo = app.build_demo(space)
     heavy = {"visualize", "imagine", "dream", "style", "explain", "layers", "neuron", "map", "similar_images"}
@@ -776,7 +776,7 @@ def test_an_upload_over_the_size_limit_is_refused_as_it_streams_in(server):
     httpx = pytest.importorskip("httpx")
     from gradio.utils import get_upload_folder
 
-    from onenet_hf.space import MAX_UPLOAD_BYTES, folder_bytes
+    from onenet_hf.space.service import MAX_UPLOAD_BYTES, folder_bytes
 
     before = folder_bytes(get_upload_folder())
     big = {"files": ("big.jpg", b"\xff" * (MAX_UPLOAD_BYTES + 1), "image/jpeg")}

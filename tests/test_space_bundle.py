@@ -19,7 +19,7 @@ from huggingface_hub import SpaceCard
 from PIL import Image
 
 from onenet_hf.cli import main
-from onenet_hf.samples import sample_gallery, sample_photos
+from onenet_hf.data.samples import sample_gallery, sample_photos
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,7 +151,7 @@ def hostile_gallery(root: Path) -> Path:
 
 
 def test_publishable_photos_are_the_gallery_s_own_files_with_text_names(tmp_path, capsys):
-    from onenet_hf.space_bundle import gallery_photos, publishable_photos
+    from onenet_hf.publish.space_bundle import gallery_photos, publishable_photos
 
     gallery = hostile_gallery(tmp_path)
     kept = publishable_photos(gallery_photos(gallery), gallery)  # nothing decoded: the index decides what is an image
@@ -164,7 +164,7 @@ def test_publishable_photos_are_the_gallery_s_own_files_with_text_names(tmp_path
 
 
 def test_build_space_publishes_only_images_and_the_space_starts_with_a_non_utf8_name(tmp_path, capsys):
-    from onenet_hf.space import OneNetSpace
+    from onenet_hf.space.service import OneNetSpace
 
     gallery = hostile_gallery(tmp_path)
     out = tmp_path / "space"

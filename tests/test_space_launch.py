@@ -20,7 +20,7 @@ def run_app(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
 
 def test_help_imports_neither_gradio_nor_torch(tmp_path):
     code = (
-        "import sys; from onenet_hf.space_launch import main\n"
+        "import sys; from onenet_hf.space.launch import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print(sorted({'gradio', 'torch', 'transformers'} & set(sys.modules)))"
     )

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from onenet_hf.data import CaptionedImage
+from onenet_hf.data.datasets import CaptionedImage
 from onenet_hf.evaluation import caption_metrics, retrieval_metrics
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"

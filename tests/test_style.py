@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from onenet_hf import OneNetError
-from onenet_hf.uses.style import gram, style_losses
+from onenet_hf.imagine.style import gram, style_losses
 from tests.conftest import draw_shape
 
 

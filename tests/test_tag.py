@@ -9,15 +9,9 @@ from PIL import Image
 from onenet_hf import OneNetConfig, OneNetModel, build_tokenizer
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import tag_precision
-from onenet_hf.uses.tag import (
-    Tagger,
-    imagenet_label_stems,
-    imagenet_labels,
-    tag,
-    tag_vocabulary,
-    tag_word_features,
-)
-from onenet_hf.word_vectors import normalize_word, stopwords
+from onenet_hf.language.label_words import imagenet_label_stems, imagenet_labels
+from onenet_hf.language.word_vectors import normalize_word, stopwords
+from onenet_hf.uses.tag import Tagger, tag, tag_vocabulary, tag_word_features
 from tests.conftest import draw_shape
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from onenet_hf import OneNet, read_flickr8k
-from onenet_hf import training as training_module
-from onenet_hf.training import LOG_FILE, STATE_FILE, CaptionTrainingArguments, train
+from onenet_hf.training import captions as training_module
+from onenet_hf.training.captions import LOG_FILE, STATE_FILE, CaptionTrainingArguments, train
 
 from .conftest import SMALL, write_shapes_dataset
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from onenet_hf import OneNet
+from onenet_hf.data.samples import sample_gallery, sample_photos
 from onenet_hf.options import SEARCH_METHODS
-from onenet_hf.samples import sample_gallery, sample_photos
 
 CHECKPOINT = Path(__file__).parents[1] / "checkpoints" / "onenet-flickr8k"
 REFERENCE = Path(__file__).parent / "data" / "use_snapshot.json"

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from onenet_hf import OneNetError
-from onenet_hf.image_optimization import FourierImage, backbone_input, last
-from onenet_hf.uses.visualize import gram_diversity, target_values, visualization_target, visualize_steps
+from onenet_hf.imagine.optimization import FourierImage, backbone_input, last
+from onenet_hf.imagine.visualize import gram_diversity, target_values, visualization_target, visualize_steps
 
 
 def _values(net, target, pixels):

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onenet_hf.word_vectors import UnknownWordError, WordVectors, content_words, glove_vectors, normalize_word
+from onenet_hf.language.word_vectors import (
+    UnknownWordError,
+    WordVectors,
+    content_words,
+    glove_vectors,
+    normalize_word,
+)
 
 
 def test_glove_has_400k_words_in_frequency_order():

@@ -15,11 +15,12 @@ from ..decoding import generate_beams
 from ..errors import OneNetError
 from ..images import ImageLike
 from ..label_guidance import LABEL_THRESHOLD, check_label_threshold, guided_beams, vocabulary_tokens
-from ..messages import shorten
+from ..language.label_words import label_chances, label_pairs
+from ..language.word_vectors import normalize_word
 from ..modeling_onenet import check_generation_config
+from ..options import check_weight
 from ..processing_onenet import OneNetProcessor
-from ..word_vectors import normalize_word
-from .tag import check_weight, label_chances, label_pairs
+from ..utils.messages import shorten
 
 
 class CaptionBackend(Protocol):

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from ..errors import OneNetError
-from ..gallery import GalleryIndex, ImageMatch
-from ..label_words import label_evidence, query_label_columns
-from ..messages import shorten
+from ..gallery.index import GalleryIndex, ImageMatch
+from ..language.label_words import label_evidence, query_label_columns
+from ..language.text_encoder import MAX_TEXT_CHARACTERS, encode_sentences
+from ..language.word_vectors import UnknownWordError, glove_vectors
 from ..options import SEARCH_METHODS
-from ..ranking import check_k
-from ..text_encoder import MAX_TEXT_CHARACTERS, encode_sentences
-from ..word_vectors import UnknownWordError, glove_vectors
+from ..utils.messages import shorten
+from ..utils.ranking import check_k
 from .tag import tag_word_features
 
 RENAMED_METHODS = {"embed": "reranked", "joint": "retrieval"}  # names before version 0.2

@@ -9,18 +9,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..ann import unit_rows
 from ..errors import OneNetError
 from ..fingerprint import file_hash
-from ..gallery import GalleryIndex, ImageMatch
+from ..gallery.ann import unit_rows
+from ..gallery.embedding import embed_images
+from ..gallery.index import GalleryIndex, ImageMatch
 from ..images import ImageLike
-from ..indexing import embed_images
-from ..messages import shorten
-from ..ranking import check_k
-from .tag import imagenet_labels
+from ..language.label_words import imagenet_class_index
+from ..utils.ranking import check_k
 
 if TYPE_CHECKING:
-    from ..onnx_backend import OnnxOneNetBackend
+    from ..onnx.backend import OnnxOneNetBackend
 
 
 def gallery_row(index: GalleryIndex, query: ImageLike | int) -> int | None:
@@ -40,21 +39,6 @@ def gallery_row(index: GalleryIndex, query: ImageLike | int) -> int | None:
             except OSError:
                 return None  # unreadable: loading it will say why
     return None
-
-
-def imagenet_class_index(imagenet_class: int | str) -> int:
-    """An ImageNet class given by index (e.g. 284) or name (e.g. "Siamese cat"), as its index."""
-    labels = imagenet_labels()
-    if isinstance(imagenet_class, str) and imagenet_class.strip().isdecimal() and imagenet_class.isascii():
-        imagenet_class = int(imagenet_class)  # "284" from a command line is the index
-    if isinstance(imagenet_class, str):
-        names = [label.lower() for label in labels]
-        if imagenet_class.lower() not in names:
-            raise OneNetError(f"unknown ImageNet class {shorten(imagenet_class)}; give an index 0-999 or a class name")
-        return names.index(imagenet_class.lower())
-    if not 0 <= int(imagenet_class) < len(labels):
-        raise OneNetError(f"ImageNet class index must be 0-999, got {imagenet_class}")
-    return int(imagenet_class)
 
 
 @torch.inference_mode()
@@ -91,4 +75,4 @@ def similar_images(
     return index.matches(index.scan("pooled_features", lambda rows: unit_rows(rows * weights) @ focused, k, row))
 
 
-__all__ = ["gallery_row", "imagenet_class_index", "similar_images"]
+__all__ = ["gallery_row", "similar_images"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING
 
 import torch
@@ -13,26 +12,20 @@ import torch
 from ..decoding import sample_sequences
 from ..errors import OneNetError
 from ..images import ImageLike
+from ..language.label_words import imagenet_labels, label_chances, label_pairs
+from ..language.word_vectors import glove_vectors, normalize_word, stopwords
 from ..modeling_onenet import never_generated_token_ids
-from ..options import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT
+from ..options import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT, check_weight
 from ..processing_onenet import OneNetProcessor
-from ..ranking import check_k
-from ..word_vectors import content_words, glove_vectors, normalize_word, stopwords
+from ..utils.ranking import check_k
 from .words import ScoredWord
 
 if TYPE_CHECKING:
-    from ..onnx_backend import OnnxOneNetBackend
+    from ..onnx.backend import OnnxOneNetBackend
     from .caption import CaptionBackend
 
 CHANCE_FLOOR = 1e-3  # added to the decoder's and the ImageNet labels' chance of a word before the log
 MAX_CAPTION_SAMPLES = 1000  # bounds memory (samples x images x vocabulary per step); 200 gained under 0.001
-MAX_WEIGHT = 100.0  # weights of a vote or of steering: far above any that helps, below float overflow
-
-
-def check_weight(name: str, weight: float, maximum: float = MAX_WEIGHT) -> None:
-    """A vote's or steering's weight: a real number from 0 (off) to `maximum`; NaN, inf and bools are refused."""
-    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight <= maximum:
-        raise OneNetError(f"{name} must be a number from 0 (off) to {maximum:g}, got {str(weight)[:20]}")
 
 
 @dataclass(frozen=True)
@@ -65,55 +58,6 @@ def tag_word_features(model, tokenizer, words: Sequence[str]) -> torch.Tensor:
     input_ids[input_ids == tokenizer.unk_token_id] = model.config.pad_token_id  # the decoder does not know it
     vectors = torch.from_numpy(glove.vectors[rows]).to(model.device)
     return model.get_tag_word_features(vectors, torch.tensor(rows), input_ids.to(model.device))
-
-
-@cache
-def _imagenet_class_names() -> tuple[tuple[str, ...], ...]:
-    """Every name of each of the 1,000 ImageNet classes, in classifier order (shipped as package data)."""
-    text = resources.files("onenet_hf").joinpath("resources/imagenet_classes.tsv").read_text(encoding="utf-8")
-    rows = [line.split("\t") for line in text.splitlines()[1:]]
-    return tuple(tuple(name.strip() for name in names.split(",")) for _, _, names in rows)
-
-
-@cache
-def imagenet_labels() -> tuple[str, ...]:
-    """The 1,000 ImageNet class names in classifier order (first name of each synset)."""
-    return tuple(names[0] for names in _imagenet_class_names())
-
-
-@cache
-def imagenet_label_stems() -> tuple[frozenset[str], ...]:
-    """The stems (`normalize_word`) of the words in each ImageNet class's names, all synonyms: class 285
-    "Egyptian cat" gives {"egyptian", "cat"}, so the label can vote for the tag "cat"."""
-    return tuple(
-        frozenset(normalize_word(word) for name in names for word in content_words(name))
-        for names in _imagenet_class_names()
-    )
-
-
-@cache
-def imagenet_classes_by_stem() -> dict[str, tuple[int, ...]]:
-    """For each stem in some ImageNet class name, the classes that name it ("cat": 281 tabby, ... 285)."""
-    classes: dict[str, list[int]] = {}
-    for label, stems in enumerate(imagenet_label_stems()):
-        for stem in sorted(stems):
-            classes.setdefault(stem, []).append(label)
-    return {stem: tuple(labels) for stem, labels in classes.items()}
-
-
-def label_pairs(stems: Sequence[str]) -> torch.Tensor:
-    """(2, pairs) ImageNet classes and places in `stems` where the class names that stem: the sparse matrix
-    that turns the classifier's probabilities into the chance it names each word."""
-    by_stem = imagenet_classes_by_stem()
-    pairs = [(label, place) for place, stem in enumerate(stems) for label in by_stem.get(stem, ())]
-    return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2).T
-
-
-def label_chances(probabilities: torch.Tensor, pairs: torch.Tensor, size: int) -> torch.Tensor:
-    """Chance (B, size) that the ImageNet classifier names each word: the summed probabilities (B, 1000) of the
-    classes with the word in one of their names (`pairs` from `label_pairs`)."""
-    classes, places = pairs.to(probabilities.device)
-    return probabilities.new_zeros(len(probabilities), size).index_add_(1, places, probabilities[:, classes])
 
 
 def combine_tag_scores(
@@ -275,15 +219,8 @@ __all__ = [
     "CAPTION_WEIGHT",
     "IMAGENET_WEIGHT",
     "ImageTags",
-    "MAX_WEIGHT",
     "Tagger",
-    "check_weight",
     "combine_tag_scores",
-    "imagenet_classes_by_stem",
-    "imagenet_label_stems",
-    "label_chances",
-    "label_pairs",
-    "imagenet_labels",
     "tag",
     "tag_vocabulary",
     "tag_word_features",

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from ..errors import OneNetError
-from ..messages import shorten
+from ..language.word_vectors import UnknownWordError, WordVectors
 from ..options import ANALOGY_METHODS
-from ..ranking import check_k
-from ..word_vectors import UnknownWordError, WordVectors
+from ..utils.messages import shorten
+from ..utils.ranking import check_k
 
 
 @dataclass(frozen=True)

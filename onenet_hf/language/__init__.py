@@ -1,0 +1,2 @@
+"""The language sides the uses share: GloVe word vectors, the ImageNet classes' everyday words, the frozen
+sentence encoder."""

@@ -1,0 +1,1 @@
+"""Publishing: Hub release folders and self-contained Space folders."""

@@ -1,0 +1,57 @@
+"""The Space's command line (`python spaces/app.py`, a built Space's `app.py`): its options parsed before gradio,
+torch or the model load, so `--help` answers at once and a model that cannot be had is one line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import OneNetError
+from ..hub import default_model, resolve_model
+from ..options import SPACE_MAX_BATCH_SIZE, SPACE_ONNX_VARIANT
+from ..utils.extras import require
+from ..utils.messages import escape_controls
+from .batching import MAX_BATCH_SIZE
+
+
+def batch_size(text: str) -> int:
+    """A --max-batch-size value: a whole number from 1 to MAX_BATCH_SIZE."""
+    if not text.strip().isdecimal() or not 1 <= int(text) <= MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_BATCH_SIZE}, got {text[:20]!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Serve the OneNet Space")
+    parser.add_argument("--model", default=default_model(), help="checkpoint folder or Hub repo id")
+    parser.add_argument("--revision", help="Hub branch, tag or commit of --model")
+    parser.add_argument("--gallery", help="folder of images to index (default: the sample gallery)")
+    parser.add_argument("--index-dir", help="the Space's own folder for its gallery index (default: under ~/.cache)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    help_text = "let users add photos to the gallery (default: on for the sample gallery, off for --gallery)"
+    parser.add_argument("--allow-uploads", action=argparse.BooleanOptionalAction, help=help_text)
+    help_text = f"caption and tag requests answered together per model pass (default {SPACE_MAX_BATCH_SIZE})"
+    parser.add_argument("--max-batch-size", type=batch_size, default=SPACE_MAX_BATCH_SIZE, help=help_text)
+    help_text = "the exported graphs captions and tags run on, when the model has them (default %(default)s)"
+    parser.add_argument("--onnx-variant", default=SPACE_ONNX_VARIANT, choices=["fp32", "int8"], help=help_text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse, check what needs no model (the space extra, the model's whereabouts), then serve (`space_app.serve`).
+    A OneNetError before serving is one line on stderr and exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        require("gradio", "space", "the OneNet Space")
+        resolve_model(args.model, args.revision)
+        from .app import serve
+
+        serve(args)
+    except OneNetError as error:
+        print(f"OneNet Space: error: {escape_controls(str(error))}", file=sys.stderr)
+        sys.exit(2)
+
+
+__all__ = ["batch_size", "build_parser", "main"]

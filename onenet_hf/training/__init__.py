@@ -1,0 +1,1 @@
+"""Training: the caption network, then its heads, then SCST with CIDEr, and the arguments of each command."""
