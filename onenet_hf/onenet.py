@@ -107,7 +107,7 @@ class OneNet:
         `onnx_variant` `"fp32"`, `"int8"` (CPU) or `"fp16"` (GPU). `backend="auto"` loads the PyTorch model for
         every use and, on CPU, where an export of this checkpoint is present and onnxruntime installed, runs
         captions, tags and the embedding of a photo searched against a gallery through its graphs (the fastest
-        path on CPU; see `bench/space_load.py`); on a GPU, or without an export, PyTorch runs everything.
+        path on CPU; see `bench/speed/space_load.py`); on a GPU, or without an export, PyTorch runs everything.
         """
         if backend not in BACKENDS:
             raise OneNetError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -6,7 +6,6 @@ with the folder as working directory and no checkout on `sys.path`. Slow (instal
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -21,14 +20,13 @@ from PIL import Image
 from onenet_hf.cli import main
 from onenet_hf.data.samples import sample_gallery, sample_photos
 
+from . import space_runner
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "onenet-flickr8k"
 ARTIFACTS = ROOT / "test-artifacts" / "space-bundle"
 CHROMIUM = Path("/usr/bin/chromium")
-_spec = importlib.util.spec_from_file_location("space_cold_start", ROOT / "bench" / "space_cold_start.py")
-cold_start = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cold_start)
 
 
 def coco_folder(root: Path) -> Path:
@@ -95,8 +93,8 @@ def test_a_corrupt_model_or_a_taken_folder_is_one_line_and_leaves_nothing(tmp_pa
 def test_the_space_installs_in_a_fresh_venv_and_answers_all_six_endpoints(bundle, tmp_path):
     from gradio_client import handle_file
 
-    python = cold_start.install(bundle, tmp_path / "venv", compile_bytecode=False)
-    server, client, seconds = cold_start.start(bundle, python, tmp_path / "space.log", tmp_path)
+    python = space_runner.install(bundle, tmp_path / "venv", compile_bytecode=False)
+    server, client, seconds = space_runner.start(bundle, python, tmp_path / "space.log", tmp_path)
     try:
         print(f"cold start (process start to first caption): {seconds:.1f} s")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

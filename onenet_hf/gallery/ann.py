@@ -3,7 +3,7 @@
 A shard's vectors never change once written, so each large shard gets one ANN file, built once; small shards
 are searched exactly. `ivfpq` is the default (faiss: an inverted file of 4-bit product-quantised codes of the
 vectors' first 128 principal components, scanned with SIMD, its candidates re-ranked by cosine over every
-dimension from an fp16 copy of the vectors kept in the same file): on bench/gallery_scale.py's 1M gallery it beat
+dimension from an fp16 copy of the vectors kept in the same file): on bench/speed/gallery_scale.py's 1M gallery it beat
 HNSW on both latency and build time (README, "Galleries of millions"). `hnsw` (faiss) and `annoy` (the index users
 know) are options.
 """
@@ -39,7 +39,7 @@ HNSW_NEIGHBOURS = 32  # graph degree M: faiss's usual choice
 HNSW_BUILD_SEARCH = 64  # efConstruction: candidates kept while inserting
 HNSW_SEARCH = 256  # efSearch: 0.955 recall@10 on the 1M model-like gallery (model card)
 ANNOY_TREES = 50  # 0.997 recall@10 on 1,000 images (README); more only cost time
-ANNOY_SEARCH_K = 100_000  # tree nodes a query inspects: recall for time (bench/gallery_scale.py's sweep)
+ANNOY_SEARCH_K = 100_000  # tree nodes a query inspects: recall for time (bench/speed/gallery_scale.py's sweep)
 TRAIN_SAMPLE = 100_000  # vectors k-means and the quantiser learn from
 
 
@@ -162,7 +162,7 @@ class ShardAnn:
         self, vector: np.ndarray, k: int, shard: Shard, exclude_dead: bool, refine: int | None = None
     ) -> list[tuple[int, float]]:
         """The search itself; `refine`: a refined ivfpq file re-ranks k x this many quantised candidates by cosine
-        (default `REFINE_FACTOR`, read at each call: bench/gallery_scale.py sweeps it)."""
+        (default `REFINE_FACTOR`, read at each call: bench/speed/gallery_scale.py sweeps it)."""
         if self.method == "annoy":
             dead = shard.size - len(shard.positions) if exclude_dead else 0
             positions, distances = self._index.get_nns_by_vector(

@@ -266,7 +266,7 @@ def write_gallery(
     """Bring the index at `folder` to exactly `files` (the caller holds the lock): one new shard for the rows
     it lacks, merges when shards pile up or empty out, one transaction, then the unlisted files go.
 
-    `embedder` and `content_hash` are how rows are made; bench/gallery_scale.py passes its own to inject vectors
+    `embedder` and `content_hash` are how rows are made; bench/speed/gallery_scale.py passes its own to inject vectors
     into this same code path. Files are written before the transaction that lists them, so a killed build
     leaves only unlisted files, which the next build deletes.
     """

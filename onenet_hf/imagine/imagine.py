@@ -69,7 +69,7 @@ def feature_bank(model: OneNetModel, path: str | Path | None = None) -> torch.Te
     """Pooled backbone features (photos, 1280) of real photos: `path`, or the one shipped for the backbone."""
     path = Path(path) if path is not None else bank_path(model.config.backbone_name)
     if not path.is_file():
-        raise OneNetError(f"no feature bank at {path}; build one with bench/imagine_bank.py")
+        raise OneNetError(f"no feature bank at {path}; build one with tools/imagine_bank.py (in a checkout)")
     bank = _load_bank(str(path.resolve()))
     if bank.shape[1] != model.config.backbone_hidden_size:
         raise OneNetError(

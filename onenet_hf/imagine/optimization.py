@@ -32,7 +32,7 @@ MIN_OPTIMIZED_SIDE = 32  # pixels: the backbone's stride; a thinner photo is squ
 # Peak memory of one optimisation run grows with the pixels optimised at once (images x height x width; not with
 # the steps): about MEMORY_BASE_MB for the process with the model loaded, plus MEMORY_MB_PER_MEGAPIXEL (a pass
 # through the backbone with gradients). Fitted, rounded up, to `onenet visualize`, `dream` and `style` peaks
-# (bench/image_memory.py --commands, its `fit_points`: 698 MB at 260x260, 1,202 MB at 512x512, 1,848 MB at
+# (bench/speed/image_memory.py --commands, its `fit_points`: 698 MB at 260x260, 1,202 MB at 512x512, 1,848 MB at
 # 2 x 512x512).
 MEMORY_BASE_MB = 540
 MEMORY_MB_PER_MEGAPIXEL = 2_700

@@ -37,7 +37,8 @@ from .optimization import (
 
 CONTENT_STAGE = "stage 5"
 STYLE_STAGES = ("stem", "stage 1", "stage 2", "stage 3", "stage 4")
-LEARNING_RATE = 0.02  # 0.05 left one pair of bench/imagine_quality.py at 87% style-loss fall, 0.02 all three >= 90%
+# 0.05 left one pair of bench/quality/imagine_quality.py at 87% style-loss fall, 0.02 all three >= 90%
+LEARNING_RATE = 0.02
 
 
 def gram(activations: torch.Tensor) -> torch.Tensor:

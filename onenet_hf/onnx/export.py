@@ -282,7 +282,7 @@ def static_int8_exclusions(graph: Path, fp32_blocks: Sequence[int] = FP32_BLOCKS
     one photo's representation fell to cosine 0.975 with fp32 (1st percentile 0.985); the first blocks run at the
     highest resolution on few channels, and their rounding is carried by every later layer: with blocks 0-1 in fp32
     the lowest was 0.993, for 14.5-18% of the network's int8 speed in the two runs that timed both
-    (bench/static_int8_choices.py). The nodes after the last convolution run in fp32 anyway; excluding only the
+    (bench/quality/static_int8_choices.py). The nodes after the last convolution run in fp32 anyway; excluding only the
     projection left onnxruntime rounding the grid mean that feeds the norms, both norms' outputs and the
     representation itself to 8 bits (README, "The head in fp32")."""
     nodes = onnx.load(str(graph)).graph.node

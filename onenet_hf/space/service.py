@@ -64,7 +64,7 @@ SPACE_MAX_IMAGINE_STEPS = 200
 SPACE_IMAGINE_SIZE = 260
 SPACE_SNAPSHOT_EVERY = 8  # steps between the intermediate images streamed to the page
 # Concurrent caption and tag requests are answered together, up to this many per model pass (chosen with
-# bench/space_load.py, README "The Space under load");
+# bench/speed/space_load.py, README "The Space under load");
 # answers of repeated requests (the example photos above all) are kept, up to this many.
 SPACE_RESULT_CACHE_SIZE = 512
 SPACE_THUMBNAIL_SIZE = 320  # gallery photos are shown (and sent) as JPEGs of at most this many pixels a side
@@ -156,7 +156,7 @@ class UploadBudget:
         self.app, self.folder, self.max_bytes = app, Path(folder), max_bytes
         self._streaming = 0  # bytes declared by uploads being received now
         # the folder's bytes at the last walk, and the bytes of uploads stored since: a walk stats every upload
-        # gradio keeps (10% of the server's CPU under bench/space_load.py when it ran for each upload), so it runs
+        # gradio keeps (10% of the server's CPU under bench/speed/space_load.py when it ran for each upload), so it runs
         # at most every UPLOAD_WALK_SECONDS; files deleted meanwhile still count until the next walk (safe side)
         self._walked, self._walked_at, self._stored_since = 0, -math.inf, 0
 

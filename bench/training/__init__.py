@@ -1,0 +1,1 @@
+"""Training: the spread over seeds and where SCST moves the decoder."""
