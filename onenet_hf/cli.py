@@ -154,28 +154,29 @@ def _evaluate(args: argparse.Namespace) -> int:
     net = _load(args) if args.task != "analogy" or args.space == "learned" else None
     from .evaluation import evaluate, format_table
 
-    result = evaluate(
-        net,
-        args.task,
-        args.data_dir,
-        args.split,
-        args.data_format,
-        args.cache_dir,
-        args.beam_size,
-        args.length_penalty,
-        args.methods.split(","),
-        args.captions_per_image,
-        args.caption_samples,
-        args.caption_weight,
-        args.space,
-        args.analogy_methods.split(","),
-        args.restrict_vocab,
-        args.questions,
-        args.no_repeat_ngram_size,
-        args.imagenet_weight,
-        args.imagenet_steering,
-        imagenet_labels=_imagenet_labels(args),
-    )
+    data = {
+        "data_dir": args.data_dir,
+        "split": args.split,
+        "data_format": args.data_format,
+        "cache_dir": args.cache_dir,
+    }
+    options = {
+        "captions": data | {
+            "beam_size": args.beam_size, "length_penalty": args.length_penalty,
+            "no_repeat_ngram_size": args.no_repeat_ngram_size, "imagenet_steering": args.imagenet_steering,
+            "imagenet_labels": _imagenet_labels(args),
+        },
+        "tags": data | {
+            "caption_samples": args.caption_samples, "caption_weight": args.caption_weight,
+            "imagenet_weight": args.imagenet_weight,
+        },
+        "retrieval": data | {"methods": args.methods.split(","), "captions_per_image": args.captions_per_image},
+        "analogy": {
+            "space": args.space, "methods": args.analogy_methods.split(","), "restrict_vocab": args.restrict_vocab,
+            "questions": args.questions,
+        },
+    }  # fmt: skip
+    result = evaluate(net, args.task, **options[args.task])
     result = {"model": str(args.model), **result}
     captions = result.pop("captions", None)
     if captions is not None and args.captions_output:

@@ -74,7 +74,7 @@ def test_evaluate_writes_json_and_table(shapes_model, shapes_dir, feature_cache,
         weights.append(weight)
         return torch.zeros(len(pooled), len(tokenizer))
 
-    monkeypatch.setattr("onenet_hf.evaluation.imagenet_token_bias", spy)
+    monkeypatch.setattr("onenet_hf.evaluation.captions.imagenet_token_bias", spy)
     assert main([*args, "--cache-dir", feature_cache, "--imagenet-steering", "1.5", "--output", str(steered)]) == 0
     assert json.loads(steered.read_text())["imagenet_steering"] == 1.5 and weights == [1.5]
     assert main([*args, "--cache-dir", feature_cache, "--imagenet-steering", "-1"]) == 2

@@ -56,3 +56,14 @@ def test_object_metrics_count_invented_objects_and_recall():
     assert metrics["CHAIRi_%"] == pytest.approx(100 * 1 / 4)  # dog invented; couch, cat, person present
     assert metrics["CHAIRs_%"] == pytest.approx(100 * 1 / 3)
     assert metrics["object_recall_%"] == pytest.approx(100 * 3 / 5)
+
+
+def test_one_evaluator_per_task_and_options_by_keyword_only():
+    from onenet_hf.evaluation import EVALUATORS, evaluate
+    from onenet_hf.options import EVALUATION_TASKS
+
+    assert set(EVALUATORS) == set(EVALUATION_TASKS)  # the CLI's --task choices
+    with pytest.raises(OneNetError, match="the tags task takes no beam_size; its options: data_dir, split"):
+        evaluate(None, "tags", data_dir="x", beam_size=3)
+    with pytest.raises(TypeError):
+        EVALUATORS["captions"]("data", "dev", "flickr8k", "cache")  # options after the data are keyword-only

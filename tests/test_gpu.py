@@ -45,7 +45,7 @@ def metrics_without_java(references, hypotheses, metrics=None) -> dict[str, floa
 
 def test_captions_train_on_the_gpu_as_on_the_cpu_and_resume(shapes_dir, tmp_path, monkeypatch):
     if shutil.which("java") is None:
-        monkeypatch.setattr("onenet_hf.evaluation.caption_metrics", metrics_without_java)
+        monkeypatch.setattr("onenet_hf.evaluation.captions.caption_metrics", metrics_without_java)
     arguments = CaptionTrainingArguments(
         data_dir=str(shapes_dir), output_dir="", cache_dir=str(tmp_path / "cache"), epochs=3, **{**SMALL, "dropout": 0}
     )

@@ -127,7 +127,7 @@ def test_a_variant_missing_from_the_export_is_named(shapes_model, tmp_path):
 def test_evaluate_captions_on_the_onnx_backend(exported, shapes_model, shapes_dir, feature_cache):
     _, out = exported
     onnx_net = OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out)
-    result = evaluate(onnx_net, "captions", shapes_dir, "dev", beam_size=2, cache_dir=feature_cache)
+    result = evaluate(onnx_net, "captions", data_dir=shapes_dir, split="dev", beam_size=2, cache_dir=feature_cache)
     paths = sorted((shapes_dir / "images").glob("dev_*.jpg"))
     captions = onnx_net.caption(paths, beam_size=2)
     expected = {path.name: caption.text for path, caption in zip(paths, captions, strict=True)}
@@ -135,7 +135,7 @@ def test_evaluate_captions_on_the_onnx_backend(exported, shapes_model, shapes_di
     assert dict(result["captions"]) == expected  # the ONNX backend captions the image files
     assert result["metrics"]["CIDEr"] > 1.0
     with pytest.raises(OneNetError, match="the tags task runs on the PyTorch backend"):
-        evaluate(onnx_net, "tags", shapes_dir, "dev", cache_dir=feature_cache)
+        evaluate(onnx_net, "tags", data_dir=shapes_dir, split="dev", cache_dir=feature_cache)
 
 
 def test_the_auto_backend_tags_and_captions_as_pytorch_does(shapes_model_with_heads, shapes_dir, tmp_path):

@@ -7,15 +7,9 @@ import pytest
 import torch
 
 from onenet_hf import OneNetError
+from onenet_hf.evaluation.retrieval import caption_log_priors, rerank_texts
 from onenet_hf.language.word_vectors import UnknownWordError
-from onenet_hf.uses.search import (
-    SEARCH_METHODS,
-    caption_log_priors,
-    check_method,
-    rerank,
-    rerank_texts,
-    text_token_ids,
-)
+from onenet_hf.uses.search import SEARCH_METHODS, check_method, rerank, text_token_ids
 from tests.conftest import COLOURS, SHAPES, draw_shape, write_shape_gallery
 
 pytestmark = pytest.mark.slow

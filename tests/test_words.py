@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from onenet_hf.errors import OneNetError
+from onenet_hf.evaluation import evaluate_analogies
 from onenet_hf.language.word_vectors import UnknownWordError, glove_vectors
-from onenet_hf.uses.words import analogy, evaluate_analogies, learned_vectors, similar_words
+from onenet_hf.uses.words import analogy, learned_vectors, similar_words
 from onenet_hf.utils.ranking import MAX_K
 
 

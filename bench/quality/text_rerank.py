@@ -2,7 +2,7 @@
 
 For each dev image the `rerank_top_k` captions nearest in the retrieval space are re-scored by the scaled cosine
 plus WEIGHT x the decoder's pointwise mutual information (log p(caption | image) minus the caption's log prior
-over `text_prior_images` images, `uses.search.rerank_texts`), the scoring `onenet evaluate --task retrieval
+over `text_prior_images` images, `evaluation.retrieval.rerank_texts`), the scoring `onenet evaluate --task retrieval
 --methods reranked` reports. The priors and the retrieval scores are computed once, then each weight ranks.
 Run from the repository root:
 
@@ -20,6 +20,7 @@ from bench.common import write_result
 from onenet_hf import OneNet, read_split
 from onenet_hf.data.features import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.evaluation import (
+    caption_log_priors,
     caption_queries,
     image_inputs_from_features,
     prior_images,
@@ -27,7 +28,7 @@ from onenet_hf.evaluation import (
     retrieval_metrics,
     retrieval_similarity,
 )
-from onenet_hf.uses.search import caption_log_priors, rerank_token_ids
+from onenet_hf.uses.search import rerank_token_ids
 
 MAX_WEIGHTS = 8  # each weight re-scores every image's top captions once
 

@@ -12,8 +12,8 @@ import time
 from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 
+from onenet_hf.evaluation import evaluate_analogies
 from onenet_hf.language.word_vectors import glove_vectors
-from onenet_hf.uses.words import evaluate_analogies
 
 
 def main() -> None:

@@ -19,7 +19,9 @@ def options(data_dir, output_dir, cache_dir, seeds: str) -> list[str]:
 
 @pytest.mark.slow
 def test_two_seeds_give_a_table_and_a_finished_seed_is_not_retrained(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(evaluation, "CAPTION_METRICS", ("BLEU-4", "CIDEr"))  # METEOR's Java start takes most time
+    monkeypatch.setattr(
+        evaluation.captions, "CAPTION_METRICS", ("BLEU-4", "CIDEr")
+    )  # METEOR's Java start takes most time
     data = write_shapes_dataset(tmp_path / "shapes", {"train": 1, "dev": 1})
     assert train_seeds.main(options(data, tmp_path / "seeds", tmp_path / "cache", "0,1")) == 0
     result = json.loads((tmp_path / "seeds" / "seeds.json").read_text())

@@ -66,9 +66,8 @@ def seed_result(recipe: CaptionTrainingArguments, seed: int, output_dir: Path, b
     history = json.loads((folder / LOG_FILE).read_text())
     best = max(history, key=lambda row: row["CIDEr"])  # the epoch `train` kept (the first of equals)
     net = OneNet.from_pretrained(folder, arguments.device)
-    result = evaluate(
-        net, "captions", arguments.data_dir, arguments.dev_split, arguments.data_format, arguments.cache_dir, beam_size
-    )
+    data = {"data_dir": arguments.data_dir, "split": arguments.dev_split, "data_format": arguments.data_format}
+    result = evaluate(net, "captions", **data, cache_dir=arguments.cache_dir, beam_size=beam_size)
     result.pop("captions")
     record = {
         "seed": seed,

@@ -93,44 +93,6 @@ def rerank(
     return rows[order], scores[order]
 
 
-@torch.inference_mode()
-def caption_log_priors(
-    model, token_ids: Sequence[Sequence[int] | None], prior_embeds: torch.Tensor, batch_size: int = 500
-) -> torch.Tensor:
-    """Each caption's log prior (`get_caption_log_priors`) over the image representations `prior_embeds`, in
-    batches; 0 for a caption the decoder cannot read (None)."""
-    known = [i for i, ids in enumerate(token_ids) if ids is not None]
-    priors = torch.zeros(len(token_ids))
-    for start in range(0, len(known), batch_size):
-        rows = known[start : start + batch_size]
-        priors[rows] = model.get_caption_log_priors([token_ids[i] for i in rows], prior_embeds).cpu()
-    return priors
-
-
-@torch.inference_mode()
-def rerank_texts(
-    model,
-    token_ids: Sequence[Sequence[int] | None],
-    cosines: torch.Tensor,
-    image_embeds: torch.Tensor,
-    log_priors: torch.Tensor,
-    top: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The `top` captions of N with the best retrieval cosines (N,) for one image (1, hidden_size), re-scored by
-    the decoder (`get_text_rerank_scores`): their rows and scores, best first. A caption the decoder cannot read
-    (None) keeps its scaled cosine: the decoder has no say on it."""
-    rows = cosines.topk(min(top, len(cosines))).indices
-    scores = model.retrieval_head.scale() * cosines[rows].double()
-    readable = [k for k, row in enumerate(rows.tolist()) if token_ids[row] is not None]
-    if readable:
-        chosen = rows[readable]
-        scores[readable] = model.get_text_rerank_scores(
-            [token_ids[row] for row in chosen.tolist()], image_embeds, cosines[chosen], log_priors[chosen]
-        ).double()
-    order = scores.argsort(descending=True, stable=True)
-    return rows[order], scores[order]
-
-
 # x label evidence, added to retrieval cosines and to the decoder's re-ranking scores: chosen on coco-mini-dev, the
 # largest that kept Flickr8k dev's text->image R@1 from falling (bench/results/guidance)
 RETRIEVAL_EVIDENCE_WEIGHT = 0.05
@@ -186,12 +148,10 @@ def search(model, processor, index: GalleryIndex, text: str, k: int = 5, method:
 
 __all__ = [
     "SEARCH_METHODS",
-    "caption_log_priors",
     "check_method",
     "check_text",
     "glove_text_embeds",
     "rerank",
-    "rerank_texts",
     "rerank_token_ids",
     "search",
     "text_token_ids",

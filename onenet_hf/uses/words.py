@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -95,67 +94,12 @@ def analogy(vectors: WordVectors, a: str, b: str, c: str, k: int = 5, method: st
     return [ScoredWord(vectors.words[i], float(s)) for i, s in zip(top[0], scores[0], strict=True)]
 
 
-def read_analogy_questions(path: str | Path) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
-    """Sections of the Google analogy file (`: section` lines, then `a b c d` lines), lower-cased."""
-    sections: list[tuple[str, list[tuple[str, str, str, str]]]] = []
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise OneNetError(f"cannot read the analogy questions {path}: {error}") from None
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.startswith(":"):
-            sections.append((line[1:].strip(), []))
-        elif line.strip():
-            words = line.lower().split()
-            if len(words) != 4 or not sections:
-                raise OneNetError(f"{path}:{number}: expected ': section' or four words, got {line!r}")
-            sections[-1][1].append(tuple(words))
-    return sections
-
-
-def evaluate_analogies(
-    vectors: WordVectors, path: str | Path, restrict_vocab: int = 30_000, method: str = "3cosadd"
-) -> dict[str, dict[str, float]]:
-    """Accuracy per section and in total, as gensim's `evaluate_word_analogies` counts it.
-
-    Only the `restrict_vocab` most frequent words take part; a question with a word outside them is
-    skipped (and counted in `skipped`), and the answer is the best word other than the three query words.
-    """
-    allowed = {word: i for word, i in vectors.index.items() if i < restrict_vocab}
-    sections = read_analogy_questions(path)
-    known = [[q for q in questions if all(word in allowed for word in q)] for _, questions in sections]
-    rows = np.array([[allowed[w] for w in q] for section in known for q in section], dtype=np.int64).reshape(-1, 4)
-    top, _ = solve_analogies(vectors, rows[:, :3], 1, method, restrict_vocab)
-    hits = top[:, 0] == rows[:, 3] if len(rows) else np.zeros(0, dtype=bool)
-    results: dict[str, dict[str, float]] = {}
-    start = 0
-    for (section, questions), section_known in zip(sections, known, strict=True):
-        correct = int(hits[start : start + len(section_known)].sum())
-        start += len(section_known)
-        results[section] = _accuracy(correct, len(section_known), len(questions) - len(section_known))
-    results["total"] = _accuracy(
-        int(hits.sum()), len(rows), sum(len(questions) for _, questions in sections) - len(rows)
-    )
-    return results
-
-
-def _accuracy(correct: int, questions: int, skipped: int) -> dict[str, float]:
-    return {
-        "accuracy": correct / questions if questions else float("nan"),
-        "correct": correct,
-        "questions": questions,
-        "skipped": skipped,
-    }
-
-
 __all__ = [
     "ANALOGY_METHODS",
     "ScoredWord",
     "UnknownWordError",
     "analogy",
-    "evaluate_analogies",
     "learned_vectors",
-    "read_analogy_questions",
     "similar_words",
     "solve_analogies",
 ]
