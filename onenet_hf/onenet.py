@@ -241,10 +241,10 @@ class OneNet:
         )
 
     def gallery_embedder(self) -> Embedder:
-        """How this model embeds gallery images in this process: with `backend="auto"`, the export's gallery encoder
-        (`indexing.onnx_embedder`) in the loaded variant when that is batch-independent, else in `fastest` (so a
-        photo's row never depends on the photos beside it in a batch, as dynamic int8's would); otherwise, or for
-        an export that predates the gallery arrays, PyTorch (`indexing.local_embedder`)."""
+        """How this model embeds gallery images in this process: with `backend="auto"`, the export's gallery
+        encoder (`gallery.embedding.onnx_embedder`) in the loaded variant when that is batch-independent, else in
+        `fastest` (so a photo's row never depends on the photos beside it in a batch, as dynamic int8's would);
+        otherwise, or for an export that predates the gallery arrays, PyTorch (`gallery.embedding.local_embedder`)."""
         if self._gallery_encoder is not None:
             return onnx_embedder(self._gallery_encoder)
         return local_embedder(self._torch_model("indexing"), self.processor)
@@ -264,7 +264,7 @@ class OneNet:
             return None
 
     def build_index(self, images: str | os.PathLike | Sequence, folder: str | os.PathLike, **kwargs) -> GalleryIndex:
-        """Embed a folder (or list) of images into a persisted gallery index; see `indexing.build_index`. Rows
+        """Embed a folder (or list) of images into a persisted gallery index; see `gallery.build.build_index`. Rows
         are made by `gallery_embedder()` unless `embedder` says otherwise (`ray_indexing.RayEmbedder`)."""
         kwargs["embedder"] = kwargs.get("embedder") or self.gallery_embedder()
         return build_index(self._torch_model("indexing"), self.processor, images, folder, **kwargs)

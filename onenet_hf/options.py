@@ -2,7 +2,7 @@
 
 `onenet CMD --help` shows these defaults and limits, and `onenet` refuses a value outside them before a model
 loads, without importing torch or transformers. Each is defined here once; the module that applies it imports it
-under its own name (`decoding.MAX_BEAM_SIZE`, `uses.visualize.STEPS`, `uses.neurons.check_sizes`), so both names
+under its own name (`decoding.MAX_BEAM_SIZE`, `imagine.visualize.STEPS`, `explore.neurons.check_sizes`), so both names
 are the same object.
 """
 
@@ -150,7 +150,19 @@ def check_weight(name: str, weight: float, maximum: float = MAX_WEIGHT) -> None:
         raise OneNetError(f"{name} must be a number from 0 (off) to {maximum:g}, got {str(weight)[:20]}")
 
 
+# Text a user gives (a search query, a sentence for the decoder to read): longer is an error, never silently cut.
+MAX_TEXT_CHARACTERS = 1000
+
+
+def check_text_length(text: str, what: str) -> None:
+    """Text a user gives within `MAX_TEXT_CHARACTERS` (`what` names it in the error), as every use checks it."""
+    if len(text) > MAX_TEXT_CHARACTERS:
+        raise OneNetError(f"the {what} has {len(text):,} characters; give at most {MAX_TEXT_CHARACTERS:,}")
+
+
 __all__ = [
+    "MAX_TEXT_CHARACTERS",
+    "check_text_length",
     "MAX_WEIGHT",
     "check_weight",
     "SPACE_MAX_BATCH_SIZE",

@@ -5,7 +5,7 @@ decode and embed them (`OneNet.gallery_embedder`, the code a local build runs), 
 data and recovers from a lost worker (Ray Data's defaults: a dead actor is restarted and its tasks retried;
 an exception in our code is not retried, it is a bug or, for an unreadable file, a skipped row). This process
 does what a local build does with the rows: writes them into the index's new shard and registers them in its
-catalogue (`indexing.write_gallery`). The workers must reach the image paths and the model (a Hub id, or a
+catalogue (`gallery.build.write_gallery`). The workers must reach the image paths and the model (a Hub id, or a
 folder on a filesystem they share).
 """
 
@@ -63,7 +63,8 @@ class _EmbeddingActor:
 class RayEmbedder:
     """Makes a build's rows on a Ray cluster (`address`; None: a local Ray on this machine's cores) with
     `num_workers` actors, each loading `model` as `OneNet.from_pretrained` would (one GPU each where the cluster
-    has GPUs). Pass it as `build_index(..., embedder=...)`: the same contract (`run`) as `indexing.Embedder`."""
+    has GPUs). Pass it as `build_index(..., embedder=...)`: the same contract (`run`) as
+    `gallery.embedding.Embedder`."""
 
     def __init__(
         self,

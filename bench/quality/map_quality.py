@@ -3,7 +3,7 @@
 Three point sets: the representations of the Flickr8k dev images (the model on cached backbone features, as the
 gallery stores them); every word of the decoder's learned caption space; and the most frequent alphabetic GloVe
 words (default 10,000, for time). Methods: openTSNE and scikit-learn's TSNE as `onenet map` runs them
-(`uses.maps.project`: cosine, perplexity min(30, (n - 1) / 3), PCA start), and umap-learn when it is installed
+(`explore.maps.project`: cosine, perplexity min(30, (n - 1) / 3), PCA start), and umap-learn when it is installed
 (cosine, 15 neighbours, seeded, which makes it single-threaded: its rows say 1 core). Each method maps a small
 set once first, so imports and JIT compilation are not timed. Target: trustworthiness >= 0.90. Run:
 python -m bench.quality.map_quality --model checkpoints/onenet-flickr8k --data-dir ../shared/datasets/flickr8k \

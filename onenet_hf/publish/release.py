@@ -136,7 +136,7 @@ def write_release(
     calibration_images: str | os.PathLike | None = None,
 ) -> Path:
     """Write the release of `model` (folder or Hub id) to `out`, which must not exist yet (or be empty).
-    `calibration_images`: a folder of photos (not ones evaluated on) whose first `onnx_backend.CALIBRATION_IMAGES`
+    `calibration_images`: a folder of photos (not ones evaluated on) whose first `onnx.backend.CALIBRATION_IMAGES`
     calibrate the static int8 image encoder, so the release ships `onenet index`'s fast path."""
     from ..onenet import OneNet
 

@@ -351,7 +351,7 @@ def imagine_tabs(space: OneNetSpace, examples: list[str]) -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
-    """Load the model and gallery `space_launch.main` parsed, then serve the UI until stopped."""
+    """Load the model and gallery `space.launch.main` parsed, then serve the UI until stopped."""
     allow_uploads = args.allow_uploads if args.allow_uploads is not None else args.gallery is None
     space = OneNetSpace(
         args.model, args.gallery, revision=args.revision, folder=args.index_dir, allow_uploads=allow_uploads,

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse, check what needs no model (the space extra, the model's whereabouts), then serve (`space_app.serve`).
+    """Parse, check what needs no model (the space extra, the model's whereabouts), then serve (`space.app.serve`).
     A OneNetError before serving is one line on stderr and exit code 2."""
     args = build_parser().parse_args(argv)
     try:

@@ -221,7 +221,7 @@ def scored(words) -> list[Scored]:
 
 def caption_graphs(model: Path, variant: str, cache_dir: str | Path | None) -> Path | None:
     """The export the Space's captions and tags run on: the model's own when it is complete, else one made once
-    under `cache_dir` (`onnx_export.export_once`); None (PyTorch runs them) without the onnx extra or a cache."""
+    under `cache_dir` (`onnx.export.export_once`); None (PyTorch runs them) without the onnx extra or a cache."""
     if cache_dir is None:
         return None
     try:

@@ -1,6 +1,6 @@
 """What `onenet train`, `train-heads` and `train-scst` expose, as dataclasses (transformers keeps its
 `TrainingArguments` in `training_args.py` the same way): torch-free, so the CLI builds their flags and answers
-`--help` at once. The training modules (`training.py`, `head_training.py`, `scst.py`) take them and import them
+`--help` at once. The training modules (`captions.py`, `heads.py`, `scst.py`) take them and import them
 from here under the same names."""
 
 from __future__ import annotations

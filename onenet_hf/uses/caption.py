@@ -18,7 +18,7 @@ from ..label_guidance import LABEL_THRESHOLD, check_label_threshold, guided_beam
 from ..language.label_words import label_chances, label_pairs
 from ..language.word_vectors import normalize_word
 from ..modeling_onenet import check_generation_config
-from ..options import check_weight
+from ..options import check_text_length, check_weight
 from ..processing_onenet import OneNetProcessor
 from ..utils.messages import shorten
 
@@ -81,16 +81,12 @@ def _token_label_pairs(tokens: tuple[str, ...]) -> torch.Tensor:
     return label_pairs([normalize_word(token) if token.isalpha() else "" for token in tokens])
 
 
-MAX_SENTENCE_CHARACTERS = 1000  # of a sentence given to the decoder to read, checked before it is tokenised
-
-
 def sentence_token_ids(processor: OneNetProcessor, sentence: str, what: str = "sentence") -> list[int]:
     """`[BOS] words [EOS]` of a given sentence for the decoder to read; empty or over-long text, or a word outside
     the caption vocabulary (the decoder cannot say it), is an error naming it (`what` names the sentence)."""
     if not isinstance(sentence, str) or not sentence.strip():
         raise OneNetError(f"the {what} is empty: give a few words")
-    if len(sentence) > MAX_SENTENCE_CHARACTERS:
-        raise OneNetError(f"the {what} has {len(sentence):,} characters; give at most {MAX_SENTENCE_CHARACTERS:,}")
+    check_text_length(sentence, what)
     tokenizer = processor.tokenizer
     encoding = tokenizer(sentence, return_offsets_mapping=True)
     ids, spans = encoding["input_ids"], encoding["offset_mapping"]
@@ -173,7 +169,6 @@ def caption(
 
 
 __all__ = [
-    "MAX_SENTENCE_CHARACTERS",
     "sentence_token_ids",
     "Caption",
     "CaptionBackend",

@@ -20,9 +20,9 @@ import torch
 from ..errors import OneNetError
 from ..gallery.index import GalleryIndex, ImageMatch
 from ..language.label_words import label_evidence, query_label_columns
-from ..language.text_encoder import MAX_TEXT_CHARACTERS, encode_sentences
+from ..language.text_encoder import encode_sentences
 from ..language.word_vectors import UnknownWordError, glove_vectors
-from ..options import SEARCH_METHODS
+from ..options import SEARCH_METHODS, check_text_length
 from ..utils.messages import shorten
 from ..utils.ranking import check_k
 from .tag import tag_word_features
@@ -39,12 +39,13 @@ def check_method(method: str) -> None:
 
 def check_text(text: str) -> str:
     """The text, stripped; empty text, or text without a letter or digit in any script, is an error (the
-    retrieval encoder would still rank the gallery by it); long text is cut."""
+    retrieval encoder would still rank the gallery by it), and so is text over `MAX_TEXT_CHARACTERS`."""
     if not isinstance(text, str) or not text.strip():
         raise OneNetError("the text is empty: describe the image you are looking for in a few words")
     if not any(character.isalnum() for character in text):
         raise OneNetError(f"{shorten(text)} has no words: describe the image you are looking for in a few words")
-    return text.strip()[:MAX_TEXT_CHARACTERS]
+    check_text_length(text, "text")
+    return text.strip()
 
 
 def rerank_token_ids(processor, text: str, max_length: int) -> list[int] | None:
