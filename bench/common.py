@@ -1,5 +1,5 @@
 """What every benchmark shares: the machine a figure comes from, and result files that say which commit, CPU
-and versions made them (written whole, as `onenet_hf.utils.folders.write_json` writes)."""
+and versions made them (written whole, as `onenet_hf.utils.atomic_files.write_json` writes)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from onenet_hf.utils.folders import write_json
+from onenet_hf.utils.atomic_files import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSIONED = ("onenet_hf", "torch", "transformers", "numpy", "onnxruntime", "faiss-cpu", "gradio")

@@ -18,9 +18,9 @@ if TYPE_CHECKING:  # what type checkers, IDEs and the API reference see; at run 
     from .configuration_onenet import OneNetConfig
     from .data.datasets import CaptionedImage, DatasetError, read_coco, read_flickr8k, read_split
     from .errors import OneNetError
+    from .explore.embedding_map import EmbeddingMap
     from .explore.explain import CaptionExplanation, WordSaliency
     from .explore.layers import StageActivations
-    from .explore.maps import EmbeddingMap
     from .explore.neurons import Neuron, NeuronImage
     from .gallery.index import GalleryIndex, GalleryIndexError, ImageMatch
     from .hub import DEFAULT_MODEL_ID, ModelNotFoundError, resolve_model

@@ -54,7 +54,7 @@ from .options import (
     check_output_folder,
 )
 from .training.arguments import CaptionTrainingArguments, HeadTrainingArguments, SCSTArguments
-from .utils.folders import write_json
+from .utils.atomic_files import write_json
 from .utils.messages import escape_controls
 
 # Everything `build_parser` and the checks before a model loads import is torch-free (options.py,

@@ -18,10 +18,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import OneNetError
-from .explore import explain, layers, maps, neurons
+from .explore import embedding_map as maps
+from .explore import explain, layers, neurons
+from .explore.embedding_map import EmbeddingMap
 from .explore.explain import CaptionExplanation
 from .explore.layers import CHANNELS, StageActivations
-from .explore.maps import EmbeddingMap
 from .explore.neurons import Neuron
 from .gallery.build import build_index
 from .gallery.embedding import Embedder, local_embedder, onnx_embedder

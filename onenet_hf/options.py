@@ -57,7 +57,7 @@ CAPTION_SAMPLES = 100  # decoder captions sampled per tagged image; with CAPTION
 CAPTION_WEIGHT = 2.0
 IMAGENET_WEIGHT = 0.5  # chosen on Flickr8k dev and coco-mini-dev: lifts the second, leaves the first unchanged
 
-# Words, search and maps (uses/words.py, uses/search.py, explore/maps.py).
+# Words, search and maps (uses/words.py, uses/search.py, explore/embedding_map.py).
 ANALOGY_METHODS = ("3cosadd", "3cosmul")
 SEARCH_METHODS = ("reranked", "retrieval", "invert", "glove")
 MAP_METHODS = ("opentsne", "sklearn-tsne")
@@ -124,7 +124,7 @@ STYLE_STEPS = 200  # about 30 s at 260 on 2 CPU cores (bench/quality/imagine_qua
 CONTENT_WEIGHT = 1.0
 STYLE_WEIGHT = 10.0
 
-# Galleries, ONNX, evaluation and the feature cache (ray_indexing.py, onnx_backend.py, evaluation.py, features.py).
+# Galleries, ONNX, evaluation and the feature cache (ray_indexing.py, onnx/, evaluation/, data/feature_cache.py).
 MAX_RAY_WORKERS = 1024  # actors one build may ask for
 # photos the static int8 image encoder calibrates its activation scales on (and its bias correction reads the
 # first 512 of): 1,024 train photos kept dev captions closer to fp32 than 256 did (docs, "ONNX and int8")

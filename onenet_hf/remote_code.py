@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .utils.folders import write_text
+from .utils.atomic_files import write_text
 
 REMOTE_CLASSES = {  # file in the checkpoint -> the installed module and class it re-exports
     "configuration_onenet.py": ("onenet_hf.configuration_onenet", "OneNetConfig"),

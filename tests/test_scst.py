@@ -12,7 +12,7 @@ import torch
 
 from onenet_hf import OneNetModel, OneNetProcessor
 from onenet_hf.data.datasets import read_split
-from onenet_hf.data.features import cached_backbone_features
+from onenet_hf.data.feature_cache import cached_backbone_features
 from onenet_hf.decoding import generate_candidates
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate_on_features

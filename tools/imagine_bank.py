@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 
 from onenet_hf import OneNet, read_split
-from onenet_hf.data.features import DEFAULT_CACHE_DIR
+from onenet_hf.data.feature_cache import DEFAULT_CACHE_DIR
 from onenet_hf.imagine.imagine import BANK_SIZE, bank_path, build_feature_bank
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.common import write_result
 from onenet_hf import OneNet, read_split
-from onenet_hf.data.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from onenet_hf.data.feature_cache import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.evaluation import caption_diversity, evaluate_on_features
 
 

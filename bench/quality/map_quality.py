@@ -35,7 +35,7 @@ def umap_points(vectors: np.ndarray, seed: int) -> np.ndarray:
 
 
 def map_points(vectors: np.ndarray, method: str, seed: int, n_jobs: int) -> np.ndarray:
-    from onenet_hf.explore.maps import check_map_size, project
+    from onenet_hf.explore.embedding_map import check_map_size, project
 
     if method == "umap":
         return umap_points(vectors, seed)
@@ -45,9 +45,9 @@ def map_points(vectors: np.ndarray, method: str, seed: int, n_jobs: int) -> np.n
 def point_sets(args: argparse.Namespace) -> dict[str, np.ndarray]:
     """The vectors of each point set, cut to `--limit` rows."""
     from onenet_hf import OneNet, read_split
-    from onenet_hf.data.features import cached_backbone_features
+    from onenet_hf.data.feature_cache import cached_backbone_features
     from onenet_hf.evaluation import image_inputs_from_features
-    from onenet_hf.explore.maps import word_rows
+    from onenet_hf.explore.embedding_map import word_rows
 
     net = OneNet.from_pretrained(args.model)
     paths = [example.path for example in read_split(args.data_dir, "dev")]
@@ -76,8 +76,8 @@ def main() -> None:
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
     os.environ.setdefault("NUMBA_NUM_THREADS", str(max(args.n_jobs)))  # umap's threads; before numba loads
-    from onenet_hf.data.features import DEFAULT_CACHE_DIR
-    from onenet_hf.explore.maps import map_trustworthiness
+    from onenet_hf.data.feature_cache import DEFAULT_CACHE_DIR
+    from onenet_hf.explore.embedding_map import map_trustworthiness
 
     args.cache_dir = args.cache_dir or DEFAULT_CACHE_DIR
     methods = [m for m in args.methods.split(",") if m != "umap" or importlib.util.find_spec("umap") is not None]

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from bench.common import write_result
 from onenet_hf import OneNet, read_split
-from onenet_hf.data.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from onenet_hf.data.feature_cache import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.evaluation import caption_queries, image_inputs_from_features, retrieval_metrics, retrieval_similarity
 from onenet_hf.uses.search import rerank, text_token_ids
 

@@ -45,7 +45,7 @@ from bench.common import ROOT, write_result
 from bench.speed.gallery_speed import exact_top, model_like, representations, timed_queries
 from onenet_hf import OneNet
 from onenet_hf.data.datasets import read_split
-from onenet_hf.data.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from onenet_hf.data.feature_cache import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.evaluation import image_inputs_from_features
 from onenet_hf.gallery import ann
 from onenet_hf.gallery import build as indexing
@@ -56,7 +56,7 @@ from onenet_hf.language.text_encoder import encode_sentences
 from onenet_hf.representations import ARRAYS
 from onenet_hf.uses.search import glove_text_embeds, search
 from onenet_hf.uses.similar_images import similar_images
-from onenet_hf.utils.folders import write_json
+from onenet_hf.utils.atomic_files import write_json
 
 IVFPQ_VARIANTS = {  # name: ann-module settings its build runs under
     "ivfpq without PCA (the default until 2026-12-05)": {"PCA_DIMS": sys.maxsize, "PQ_DIMS": 4},

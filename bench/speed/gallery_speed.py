@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from bench.common import write_result
 from onenet_hf import OneNet, read_split
-from onenet_hf.data.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from onenet_hf.data.feature_cache import DEFAULT_CACHE_DIR, cached_backbone_features
 from onenet_hf.evaluation import image_inputs_from_features
 
 

@@ -27,7 +27,7 @@ from onenet_hf.cli import add_dataclass_arguments, dataclass_from
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate
 from onenet_hf.training.captions import LOG_FILE, CaptionTrainingArguments, train
-from onenet_hf.utils.folders import write_json
+from onenet_hf.utils.atomic_files import write_json
 
 MAX_SEEDS = 10  # a full-size Flickr8k seed takes about 35 minutes on a 2-core CPU
 SUMMARY_FIGURES = ("BLEU-4", "CIDEr")

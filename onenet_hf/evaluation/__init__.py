@@ -26,6 +26,7 @@ from .captions import (
 from .retrieval import (
     RetrievalEvaluator,
     caption_log_priors,
+    caption_queries,
     evaluate_retrieval,
     prior_images,
     rerank_texts,
@@ -79,6 +80,7 @@ __all__ = [
     "caption_diversity",
     "caption_log_priors",
     "caption_metrics",
+    "caption_queries",
     "caption_objects",
     "cider_per_image",
     "evaluate",

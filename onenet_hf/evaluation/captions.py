@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..data.datasets import CaptionedImage, read_coco_objects
-from ..data.features import DEFAULT_CACHE_DIR
+from ..data.feature_cache import DEFAULT_CACHE_DIR
 from ..errors import OneNetError
 from ..label_guidance import LABEL_THRESHOLD, check_label_threshold
 from ..language.word_vectors import normalize_word

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.datasets import CaptionedImage
-from ..data.features import DEFAULT_CACHE_DIR
+from ..data.feature_cache import DEFAULT_CACHE_DIR
 from ..errors import OneNetError
 from ..language.text_encoder import encode_sentences
 from ..modeling_onenet import OneNetModel

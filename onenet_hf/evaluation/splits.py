@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.datasets import CaptionedImage, read_split
-from ..data.features import cached_backbone_features
+from ..data.feature_cache import cached_backbone_features
 from ..errors import OneNetError
 from ..modeling_onenet import OneNetModel
 

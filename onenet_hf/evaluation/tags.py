@@ -10,7 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.datasets import CaptionedImage
-from ..data.features import DEFAULT_CACHE_DIR
+from ..data.feature_cache import DEFAULT_CACHE_DIR
 from ..errors import OneNetError
 from ..language.word_vectors import content_words, normalize_word
 from ..modeling_onenet import OneNetModel

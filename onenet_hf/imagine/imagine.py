@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.features import DEFAULT_CACHE_DIR, cached_backbone_features
+from ..data.feature_cache import DEFAULT_CACHE_DIR, cached_backbone_features
 from ..errors import OneNetError
 from ..modeling_onenet import OneNetModel
 from ..options import IMAGINE_STEPS as STEPS

@@ -27,8 +27,8 @@ from ..images import load_image
 from ..modeling_onenet import OneNetModel
 from ..options import EXPORT_CACHE_DIR, MAX_CALIBRATION_IMAGES
 from ..representations import ARRAYS
+from ..utils.atomic_files import temporary_folder, write_json
 from ..utils.extras import require
-from ..utils.folders import temporary_folder, write_json
 from .backend import CAPTION_GRAPHS
 from .graphs import MANIFEST_FILE, OnnxExportError, checkpoint_file_hashes, open_export, session_options, sha256_file
 

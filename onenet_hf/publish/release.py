@@ -19,7 +19,7 @@ from ..hub import check_model_folder
 from ..training.captions import LOG_FILE
 from ..training.heads import HEADS_LOG_FILE
 from ..training.scst import SCST_LOG_FILE
-from ..utils.folders import check_new_folder, new_folder, write_json
+from ..utils.atomic_files import check_new_folder, new_folder, write_json
 from ..utils.messages import first_line
 
 CARD_FILE = "README.md"

@@ -21,8 +21,8 @@ from ..gallery.ann import ANN_METHODS
 from ..gallery.build import IMAGE_SUFFIXES, list_images
 from ..gallery.index import GalleryIndexError
 from ..hub import DEFAULT_MODEL_ID, check_model_folder, resolve_model
+from ..utils.atomic_files import check_new_folder, new_folder
 from ..utils.extras import require
-from ..utils.folders import check_new_folder, new_folder
 from ..utils.messages import escape_controls, first_line, printable_path
 
 MODEL_FOLDER, GALLERY_FOLDER, INDEX_FOLDER = "model", "gallery", "gallery_index"

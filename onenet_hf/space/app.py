@@ -12,7 +12,7 @@ import inspect
 
 from ..data.samples import sample_photos
 from ..errors import OneNetError
-from ..explore.maps import COLOR_BY
+from ..explore.embedding_map import COLOR_BY
 from ..explore.neurons import NEURON_KINDS
 from ..imagine import dream, imagine, style, visualize
 from ..imagine.optimization import stage_widths

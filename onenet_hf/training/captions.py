@@ -25,15 +25,15 @@ from tqdm.auto import tqdm
 
 from ..configuration_onenet import OneNetConfig
 from ..data.datasets import CaptionedImage, read_split
-from ..data.features import shared_backbone_features
+from ..data.feature_cache import shared_backbone_features
 from ..errors import OneNetError
 from ..evaluation import evaluate_on_features
 from ..image_processing_onenet import OneNetImageProcessor
 from ..modeling_onenet import OneNetModel
 from ..processing_onenet import OneNetProcessor
 from ..tokenization_onenet import build_tokenizer
+from ..utils.atomic_files import write_json
 from ..utils.distributed import Processes
-from ..utils.folders import write_json
 from ..utils.messages import shorten
 from .arguments import CaptionTrainingArguments
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.datasets import CaptionedImage, read_split
-from ..data.features import shared_backbone_features
+from ..data.feature_cache import shared_backbone_features
 from ..errors import OneNetError
 from ..evaluation import image_inputs_from_features, retrieval_metrics, tag_precision
 from ..hub import resolve_model
@@ -27,8 +27,8 @@ from ..language.word_vectors import content_words, normalize_word
 from ..modeling_onenet import OneNetModel
 from ..processing_onenet import OneNetProcessor
 from ..uses.tag import Tagger, tag_vocabulary, tag_word_features
+from ..utils.atomic_files import write_json
 from ..utils.distributed import Processes
-from ..utils.folders import write_json
 from .arguments import HEADS, HeadTrainingArguments
 from .captions import DROPOUT_STREAM, LOG_FILE, check_training_numbers, epoch_seed, seed_everything
 

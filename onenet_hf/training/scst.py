@@ -34,15 +34,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.datasets import CaptionedImage, read_split
-from ..data.features import cached_backbone_features
+from ..data.feature_cache import cached_backbone_features
 from ..decoding import beam_search, generate_candidates, sample_sequences
 from ..errors import OneNetError
 from ..evaluation import caption_diversity, evaluate_on_features
 from ..hub import resolve_model
 from ..modeling_onenet import OneNetModel, never_generated_token_ids
 from ..processing_onenet import OneNetProcessor
+from ..utils.atomic_files import write_json
 from ..utils.distributed import launched_processes
-from ..utils.folders import write_json
 from .arguments import SCSTArguments
 from .captions import LOG_FILE, check_training_numbers, epoch_seed, full_determinism, save_atomically, seed_everything
 from .cider import CiderD

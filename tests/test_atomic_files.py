@@ -1,4 +1,5 @@
-"""onenet_hf.utils.folders: results, logs and folders are replaced whole or not at all; a killed run's leftovers go."""
+"""onenet_hf.utils.atomic_files: results, logs and folders are replaced whole or not at all; a killed run's
+leftovers go."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from onenet_hf.utils.folders import new_folder, temporary_folder, write_json
+from onenet_hf.utils.atomic_files import new_folder, temporary_folder, write_json
 
 
 def test_write_json_makes_the_folder_and_writes_numpy_numbers_as_numbers(tmp_path):
@@ -39,7 +40,7 @@ def test_a_write_interrupted_before_the_rename_keeps_the_previous_file(tmp_path,
     def killed(*_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("onenet_hf.utils.folders.os.replace", killed)
+    monkeypatch.setattr("onenet_hf.utils.atomic_files.os.replace", killed)
     with pytest.raises(KeyboardInterrupt):
         write_json({"run": 2}, path)
     assert json.loads(path.read_text()) == {"run": 1}
@@ -48,7 +49,7 @@ def test_a_write_interrupted_before_the_rename_keeps_the_previous_file(tmp_path,
 KILLED_IN_NEW_FOLDER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from onenet_hf.utils.folders import new_folder
+    from onenet_hf.utils.atomic_files import new_folder
     with new_folder(Path(sys.argv[1]), "a release") as building:
         (building / "model.safetensors").write_bytes(b"half of it")
         os.kill(os.getpid(), signal.SIGKILL)

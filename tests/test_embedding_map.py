@@ -14,8 +14,8 @@ from PIL import Image
 
 from onenet_hf import GalleryIndex, OneNetError, UnknownWordError
 from onenet_hf.cli import main
-from onenet_hf.explore import maps
-from onenet_hf.explore.maps import MAP_METHODS, PNG_SIZE, EmbeddingMap, check_map_size
+from onenet_hf.explore import embedding_map as maps
+from onenet_hf.explore.embedding_map import MAP_METHODS, PNG_SIZE, EmbeddingMap, check_map_size
 from onenet_hf.language.label_words import imagenet_labels
 from onenet_hf.representations import ARRAYS
 from tests.conftest import COLOURS, write_shape_gallery

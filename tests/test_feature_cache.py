@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from onenet_hf import OneNetConfig, OneNetImageProcessor, OneNetModel
-from onenet_hf.data.features import cached_backbone_features
+from onenet_hf.data.feature_cache import cached_backbone_features
 
 
 @pytest.fixture(scope="module")
