@@ -401,7 +401,7 @@ def test_every_tab_in_headless_chromium(server):
         sync_api.expect(panel.get_by_text("unit 17").filter(visible=True).first).to_be_visible(timeout=60_000)
         page.screenshot(path=ARTIFACTS / "explore_neurons.png")
 
-        panel = explore_tab("Why this word")
+        panel = explore_tab("Explain")
         upload_and_click(panel, "motorcycle_left", "Explain")
         sync_api.expect(panel.get_by_text("motorcycle (log p").filter(visible=True).first).to_be_visible(timeout=90_000)
         page.screenshot(path=ARTIFACTS / "explore_explain.png")

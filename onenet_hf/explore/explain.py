@@ -1,4 +1,4 @@
-"""Explore, where each word comes from: one heat map per caption word (`OneNet.explain`, `onenet explain`).
+"""Explain: where each caption word comes from, one heat map per word (`OneNet.explain`, `onenet explain`).
 
 Reads the backbone's last feature grid (`model.backbone`'s output, 1280 x 9 x 9 at 260 px) through the image
 representation into the caption decoder. A word's heat map is Grad-CAM (captum's `LayerGradCam`, ReLU applied)

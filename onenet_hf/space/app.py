@@ -275,7 +275,7 @@ def explore_tabs(space: OneNetSpace, examples: list[str]) -> None:
         gr.Button("Show", variant="primary").click(
             user_errors(space.neuron), [kind, number, image, k], [images, table, neurons], api_name="neuron", **HEAVY
         )
-    with gr.Tab("Why this word"):
+    with gr.Tab("Explain"):
         gr.Markdown("For each word of the caption, Grad-CAM shows the part of the photo that made the decoder say it.")
         image = image_input("Image")
         caption = gr.Textbox(label="Caption to explain (optional; else the model's own)")
