@@ -4,8 +4,9 @@ total); `AnalogyEvaluator` runs it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -80,26 +81,23 @@ def _accuracy(correct: int, questions: int, skipped: int) -> dict[str, float]:
     }
 
 
+@dataclass(kw_only=True)
 class AnalogyEvaluator:
     """Analogy accuracy per section and in total, per method (`methods`), in a word space (`space`: "glove",
     which needs no model, or "learned"); primary metric the total accuracy of the first method."""
 
-    primary_metric = "total"
+    primary_metric: ClassVar[str] = "total"
+    space: str = "glove"
+    methods: Sequence[str] = ANALOGY_METHODS
+    restrict_vocab: int = 30_000
+    questions: str | Path | None = None
 
-    def __init__(
-        self,
-        *,
-        space: str = "glove",
-        methods: Sequence[str] = ANALOGY_METHODS,
-        restrict_vocab: int = 30_000,
-        questions: str | Path | None = None,
-    ):
-        if not isinstance(restrict_vocab, int) or restrict_vocab < 4:
+    def __post_init__(self) -> None:
+        if not isinstance(self.restrict_vocab, int) or self.restrict_vocab < 4:
             raise OneNetError(
                 "restrict_vocab must be an integer of at least 4 (three query words and an answer), "
-                f"got {restrict_vocab}"
+                f"got {self.restrict_vocab}"
             )
-        self.space, self.methods, self.restrict_vocab, self.questions = space, tuple(methods), restrict_vocab, questions
 
     def __call__(self, net: OneNet | None) -> dict:
         vectors = glove_vectors() if self.space == "glove" else net.word_vectors(self.space)

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 
 from ..data.datasets import CaptionedImage, read_coco_objects
-from ..data.feature_cache import DEFAULT_CACHE_DIR
 from ..errors import OneNetError
 from ..label_guidance import LABEL_THRESHOLD, check_label_threshold
 from ..language.word_vectors import normalize_word
@@ -22,7 +22,7 @@ from ..modeling_onenet import OneNetModel
 from ..options import check_weight
 from ..processing_onenet import OneNetProcessor
 from ..uses.caption import caption_options, captions_from_embeddings, imagenet_token_bias
-from .splits import split_inputs
+from .splits import SplitEvaluator
 
 if TYPE_CHECKING:
     from ..onenet import OneNet
@@ -172,34 +172,25 @@ def object_metrics(captions: Sequence[str], objects: Sequence[frozenset[str]]) -
     }
 
 
-class CaptionEvaluator:
+@dataclass(kw_only=True)
+class CaptionEvaluator(SplitEvaluator):
     """Caption metrics of a split (`CAPTION_METRICS`, caption diversity, CHAIR where the COCO split has object
     annotations) and the captions; primary metric CIDEr. Options default to the model's generation config."""
 
-    primary_metric = "CIDEr"
+    primary_metric: ClassVar[str] = "CIDEr"
+    beam_size: int | None = None
+    length_penalty: float | None = None
+    no_repeat_ngram_size: int | None = None
+    imagenet_steering: float = 0.0
+    imagenet_labels: float = LABEL_THRESHOLD
 
-    def __init__(
-        self,
-        data_dir: str | Path,
-        split: str = "dev",
-        data_format: str = "flickr8k",
-        *,
-        cache_dir: str | Path = DEFAULT_CACHE_DIR,
-        beam_size: int | None = None,
-        length_penalty: float | None = None,
-        no_repeat_ngram_size: int | None = None,
-        imagenet_steering: float = 0.0,
-        imagenet_labels: float = LABEL_THRESHOLD,
-    ):
-        check_weight("imagenet_steering", imagenet_steering)  # before any image is read
-        check_label_threshold(imagenet_labels)
-        self.data = (data_dir, split, data_format, cache_dir)
-        self.beam_size, self.length_penalty, self.no_repeat_ngram_size = beam_size, length_penalty, no_repeat_ngram_size
-        self.imagenet_steering, self.imagenet_labels = imagenet_steering, imagenet_labels
+    def __post_init__(self) -> None:
+        check_weight("imagenet_steering", self.imagenet_steering)  # before any image is read
+        check_label_threshold(self.imagenet_labels)
 
     def __call__(self, net: OneNet) -> dict:
-        data_dir, split, data_format, _ = self.data
-        examples, grids, result = split_inputs(net, "captions", *self.data)
+        data_dir, split, data_format = self.data_dir, self.split, self.data_format
+        examples, grids, result = self.inputs(net, "captions")
         generation = caption_options(net.model, self.beam_size, self.length_penalty, self.no_repeat_ngram_size)
         options = {
             "beam_size": generation.num_beams,

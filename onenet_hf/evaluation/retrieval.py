@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.datasets import CaptionedImage
-from ..data.feature_cache import DEFAULT_CACHE_DIR
 from ..errors import OneNetError
 from ..language.text_encoder import encode_sentences
 from ..modeling_onenet import OneNetModel
@@ -27,7 +26,7 @@ from ..uses.search import (
     text_token_ids,
     with_label_evidence,
 )
-from .splits import image_inputs_from_features, split_inputs
+from .splits import SplitEvaluator, image_inputs_from_features
 
 if TYPE_CHECKING:
     from ..onenet import OneNet
@@ -216,31 +215,23 @@ def rerank_texts(
     return rows[order], scores[order]
 
 
-class RetrievalEvaluator:
+@dataclass(kw_only=True)
+class RetrievalEvaluator(SplitEvaluator):
     """Recall of each search method (`methods`) both ways on a split's captions (`captions_per_image` of each
     image, default all); primary metric text->image R@1 of the first method."""
 
-    primary_metric = "text_to_image_R@1"
+    primary_metric: ClassVar[str] = "text_to_image_R@1"
+    methods: Sequence[str] = SEARCH_METHODS
+    captions_per_image: int | None = None
 
-    def __init__(
-        self,
-        data_dir: str | Path,
-        split: str = "dev",
-        data_format: str = "flickr8k",
-        *,
-        cache_dir: str | Path = DEFAULT_CACHE_DIR,
-        methods: Sequence[str] = SEARCH_METHODS,
-        captions_per_image: int | None = None,
-    ):
-        if captions_per_image is not None and captions_per_image < 1:
-            raise OneNetError(f"captions_per_image must be 1 or more, got {captions_per_image}")
-        for method in methods:  # a bad name fails before hours of work on the good ones
+    def __post_init__(self) -> None:
+        if self.captions_per_image is not None and self.captions_per_image < 1:
+            raise OneNetError(f"captions_per_image must be 1 or more, got {self.captions_per_image}")
+        for method in self.methods:  # a bad name fails before hours of work on the good ones
             check_method(method)
-        self.data = (data_dir, split, data_format, cache_dir)
-        self.methods, self.captions_per_image = tuple(methods), captions_per_image
 
     def __call__(self, net: OneNet) -> dict:
-        examples, grids, result = split_inputs(net, "retrieval", *self.data)
+        examples, grids, result = self.inputs(net, "retrieval")
         metrics = {
             method: evaluate_retrieval(net.model, net.processor, grids, examples, method, self.captions_per_image)
             for method in self.methods

@@ -3,6 +3,7 @@ backbone features (computed once, so repeated evaluations are cheap)."""
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.datasets import CaptionedImage, read_split
-from ..data.feature_cache import cached_backbone_features
+from ..data.feature_cache import DEFAULT_CACHE_DIR, cached_backbone_features
 from ..errors import OneNetError
 from ..modeling_onenet import OneNetModel
 
@@ -50,4 +51,20 @@ def image_inputs_from_features(
     return torch.cat(pooled), torch.cat(representations)
 
 
-__all__ = ["split_inputs"]
+@dataclass
+class SplitEvaluator:
+    """What every image evaluator is given: a dataset split (`data_dir`, `split`, `data_format`, as `read_split`
+    reads it) and where its backbone features are cached; each subclass adds its keyword-only options."""
+
+    data_dir: str | Path
+    split: str = "dev"
+    data_format: str = "flickr8k"
+    _: KW_ONLY
+    cache_dir: str | Path = DEFAULT_CACHE_DIR
+
+    def inputs(self, net: OneNet, task: str) -> tuple[list[CaptionedImage], np.ndarray | None, dict]:
+        """The split's examples, feature grids and record header (`split_inputs`)."""
+        return split_inputs(net, task, self.data_dir, self.split, self.data_format, self.cache_dir)
+
+
+__all__ = ["SplitEvaluator", "split_inputs"]

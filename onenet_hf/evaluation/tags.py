@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.datasets import CaptionedImage
-from ..data.feature_cache import DEFAULT_CACHE_DIR
 from ..errors import OneNetError
 from ..language.word_vectors import content_words, normalize_word
 from ..modeling_onenet import OneNetModel
 from ..processing_onenet import OneNetProcessor
 from ..uses.tag import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT, Tagger
-from .splits import image_inputs_from_features, split_inputs
+from .splits import SplitEvaluator, image_inputs_from_features
 
 if TYPE_CHECKING:
     from ..onenet import OneNet
@@ -65,32 +64,21 @@ def evaluate_tags(
     }
 
 
-class TagEvaluator:
+@dataclass(kw_only=True)
+class TagEvaluator(SplitEvaluator):
     """Tag precision@5 of a split against its captions' words; primary metric `tag_precision@5`. The default
     votes are the shipped tagger's; `caption_samples=0, imagenet_weight=0` measures the tag head alone."""
 
-    primary_metric = "tag_precision@5"
-
-    def __init__(
-        self,
-        data_dir: str | Path,
-        split: str = "dev",
-        data_format: str = "flickr8k",
-        *,
-        cache_dir: str | Path = DEFAULT_CACHE_DIR,
-        caption_samples: int = CAPTION_SAMPLES,
-        caption_weight: float = CAPTION_WEIGHT,
-        imagenet_weight: float = IMAGENET_WEIGHT,
-    ):
-        self.data = (data_dir, split, data_format, cache_dir)
-        self.tagging = {
-            "caption_samples": caption_samples, "caption_weight": caption_weight, "imagenet_weight": imagenet_weight,
-        }  # fmt: skip
+    primary_metric: ClassVar[str] = "tag_precision@5"
+    caption_samples: int = CAPTION_SAMPLES
+    caption_weight: float = CAPTION_WEIGHT
+    imagenet_weight: float = IMAGENET_WEIGHT
 
     def __call__(self, net: OneNet) -> dict:
-        examples, grids, result = split_inputs(net, "tags", *self.data)
-        return (
-            result
-            | self.tagging
-            | {"metrics": evaluate_tags(net.model, net.processor, grids, examples, 5, **self.tagging)}
-        )
+        examples, grids, result = self.inputs(net, "tags")
+        tagging = {
+            "caption_samples": self.caption_samples, "caption_weight": self.caption_weight,
+            "imagenet_weight": self.imagenet_weight,
+        }  # fmt: skip
+        metrics = evaluate_tags(net.model, net.processor, grids, examples, 5, **tagging)
+        return result | tagging | {"metrics": metrics}
