@@ -535,6 +535,11 @@ class OneNetModel(OneNetPreTrainedModel):
         """Scaled cosines (T, I) of retrieval-space text and image vectors: the contrastive loss's logits."""
         return self.retrieval_head.scale() * text_embeds @ image_embeds.T
 
+    def get_scaled_retrieval_cosines(self, cosines: torch.Tensor) -> torch.Tensor:
+        """Retrieval-space cosines on the contrastive loss's scale (its learned temperature), the scale the
+        re-ranking scores add the decoder's term to."""
+        return self.retrieval_head.scale() * cosines
+
     def caption_token_log_probs(
         self, token_ids: Sequence[Sequence[int]], image_embeds: torch.Tensor, suppress_token_ids: Sequence[int] = ()
     ) -> torch.Tensor:
@@ -582,7 +587,7 @@ class OneNetModel(OneNetPreTrainedModel):
         """Re-ranking score of N candidate images for one text: its scaled retrieval-space cosine with each,
         plus `config.rerank_weight` x log p(text | image) from the caption decoder."""
         likelihood = self.caption_log_likelihood([token_ids] * len(image_embeds), image_embeds)
-        return self.retrieval_head.scale() * retrieval_cosines + self.config.rerank_weight * likelihood
+        return self.get_scaled_retrieval_cosines(retrieval_cosines) + self.config.rerank_weight * likelihood
 
     def get_caption_log_priors(self, token_ids: Sequence[Sequence[int]], prior_embeds: torch.Tensor) -> torch.Tensor:
         """log of the mean over P image representations (P, hidden_size) of p(caption | image), per caption: how
@@ -604,7 +609,7 @@ class OneNetModel(OneNetPreTrainedModel):
         cosine of each, plus `config.text_rerank_weight` x its log p(caption | image) minus its log prior."""
         likelihood = self.caption_log_likelihood(token_ids, image_embeds.expand(len(token_ids), -1))
         information = likelihood - log_priors
-        return self.retrieval_head.scale() * retrieval_cosines + self.config.text_rerank_weight * information
+        return self.get_scaled_retrieval_cosines(retrieval_cosines) + self.config.text_rerank_weight * information
 
     def invert_captions(
         self,

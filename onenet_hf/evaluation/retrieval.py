@@ -204,7 +204,7 @@ def rerank_texts(
     the decoder (`get_text_rerank_scores`): their rows and scores, best first. A caption the decoder cannot read
     (None) keeps its scaled cosine: the decoder has no say on it."""
     rows = cosines.topk(min(top, len(cosines))).indices
-    scores = model.retrieval_head.scale() * cosines[rows].double()
+    scores = model.get_scaled_retrieval_cosines(cosines[rows].double())
     readable = [k for k, row in enumerate(rows.tolist()) if token_ids[row] is not None]
     if readable:
         chosen = rows[readable]
