@@ -7,12 +7,13 @@ functions.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -327,26 +328,6 @@ class OneNet:
         channels; `StageActivations.to_image()` draws a stage as a grid."""
         return layers.layer_activations(self._torch_model("layer activations"), self.processor, image, channels)
 
-    def visualize_steps(
-        self,
-        imagenet_class: int | str | None = None,
-        channel: int | None = None,
-        unit: int | None = None,
-        stage: str = "head",
-        steps: int = visualize.STEPS,
-        seed: int = 0,
-        images: int = 1,
-        diversity: float = 0.0,
-        size: int = 260,
-        snapshot_every: int = 0,
-    ) -> Iterator[Snapshot]:
-        """`visualize` as it runs: a `Snapshot` per step, with images every `snapshot_every` steps (0: the last
-        only), so a UI can show the picture forming."""
-        model = self._torch_model("visualize")
-        target = visualize.visualization_target(model, imagenet_class, channel, unit, stage)
-        options = (steps, seed, images, diversity, size)
-        return visualize.visualize_steps(model, self.processor, target, *options, snapshot_every=snapshot_every)
-
     def visualize(
         self,
         imagenet_class: int | str | None = None,
@@ -364,15 +345,17 @@ class OneNet:
         image representation (give one), by feature visualisation; `images` > 1 with `diversity` > 0 shows
         several different ones. The same seed gives the same images."""
         options = (imagenet_class, channel, unit, stage, steps, seed, images, diversity, size)
-        target = visualize.visualization_target(self._torch_model("visualize"), imagenet_class, channel, unit, stage)
-        return last(self.visualize_steps(*options), f"visualizing {target.label}", progress)
+        return last(self.visualize_steps(*options), "visualizing", progress)
 
-    def imagine_steps(
-        self, text: str, steps: int = imagine.STEPS, seed: int = 0, size: int = 260, snapshot_every: int = 0
-    ) -> Iterator[Snapshot]:
-        """`imagine` as it runs: a `Snapshot` per step, with its image every `snapshot_every` steps."""
-        model = self._torch_model("imagine")
-        return imagine.imagine_steps(model, self.processor, text, steps, seed, size, snapshot_every=snapshot_every)
+    def visualize_steps(self, *args: Any, snapshot_every: int = 0, **kwargs: Any) -> Iterator[Snapshot]:
+        """`visualize` as it runs, from `visualize`'s arguments (`progress` aside): a `Snapshot` per step, with
+        images every `snapshot_every` steps (0: the last only), so a UI can show the picture forming."""
+        options = _arguments(OneNet.visualize, self, args, kwargs)
+        model = self._torch_model("visualize")
+        target = visualize.visualization_target(
+            model, options.pop("imagenet_class"), options.pop("channel"), options.pop("unit"), options.pop("stage")
+        )
+        return visualize.visualize_steps(model, self.processor, target, **options, snapshot_every=snapshot_every)
 
     def imagine(
         self, text: str, steps: int = imagine.STEPS, seed: int = 0, size: int = 260, progress: bool = True
@@ -381,20 +364,12 @@ class OneNet:
         imagines for it (pooled features under which the sentence is likely)."""
         return last(self.imagine_steps(text, steps, seed, size), "imagining", progress)
 
-    def dream_steps(
-        self,
-        image: ImageLike,
-        stage: str = dream.STAGE,
-        steps: int = dream.STEPS,
-        strength: float = dream.STRENGTH,
-        octaves: int = dream.OCTAVES,
-        size: int = 260,
-        seed: int = 0,
-        snapshot_every: int = 0,
-    ) -> Iterator[Snapshot]:
-        """`dream` as it runs: a `Snapshot` per step, with its image every `snapshot_every` steps."""
-        options = (image, stage, steps, strength, octaves, size, seed, snapshot_every)
-        return dream.dream_steps(self._torch_model("dream"), self.processor, *options)
+    def imagine_steps(self, *args: Any, snapshot_every: int = 0, **kwargs: Any) -> Iterator[Snapshot]:
+        """`imagine` as it runs, from `imagine`'s arguments (`progress` aside): a `Snapshot` per step, with its
+        image every `snapshot_every` steps."""
+        options = _arguments(OneNet.imagine, self, args, kwargs)
+        model = self._torch_model("imagine")
+        return imagine.imagine_steps(model, self.processor, **options, snapshot_every=snapshot_every)
 
     def dream(
         self,
@@ -411,19 +386,11 @@ class OneNet:
         snapshots = self.dream_steps(image, stage, steps, strength, octaves, size, seed)
         return last(snapshots, f"dreaming ({stage})", progress)
 
-    def style_steps(
-        self,
-        content: ImageLike,
-        style_image: ImageLike,
-        steps: int = style.STEPS,
-        content_weight: float = style.CONTENT_WEIGHT,
-        style_weight: float = style.STYLE_WEIGHT,
-        size: int = 260,
-        snapshot_every: int = 0,
-    ) -> Iterator[Snapshot]:
-        """`style` as it runs: a `Snapshot` per step, with its image every `snapshot_every` steps."""
-        options = (content, style_image, steps, content_weight, style_weight, size)
-        return style.style_steps(self._torch_model("style"), self.processor, *options, snapshot_every=snapshot_every)
+    def dream_steps(self, *args: Any, snapshot_every: int = 0, **kwargs: Any) -> Iterator[Snapshot]:
+        """`dream` as it runs, from `dream`'s arguments (`progress` aside): a `Snapshot` per step, with its image
+        every `snapshot_every` steps."""
+        options = _arguments(OneNet.dream, self, args, kwargs)
+        return dream.dream_steps(self._torch_model("dream"), self.processor, **options, snapshot_every=snapshot_every)
 
     def style(
         self,
@@ -438,6 +405,24 @@ class OneNet:
         """Style transfer: `content` (`.images[0]`, short side `size`) redrawn with `style_image`'s textures."""
         snapshots = self.style_steps(content, style_image, steps, content_weight, style_weight, size)
         return last(snapshots, "style transfer", progress)
+
+    def style_steps(self, *args: Any, snapshot_every: int = 0, **kwargs: Any) -> Iterator[Snapshot]:
+        """`style` as it runs, from `style`'s arguments (`progress` aside): a `Snapshot` per step, with its image
+        every `snapshot_every` steps."""
+        options = _arguments(OneNet.style, self, args, kwargs)
+        options["style"] = options.pop("style_image")
+        return style.style_steps(self._torch_model("style"), self.processor, **options, snapshot_every=snapshot_every)
+
+
+def _arguments(method: Callable[..., Snapshot], net: OneNet, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """A streaming method's arguments bound by name as its plain method (`method`) takes them, defaults filled
+    in and `progress` left out, so each optimisation use states its parameters once; a wrong name or count is
+    the `TypeError` a call to `method` would raise."""
+    bound = inspect.signature(method).bind(net, *args, **kwargs)
+    bound.apply_defaults()
+    options = dict(bound.arguments)
+    del options["self"], options["progress"]
+    return options
 
 
 __all__ = ["OneNet"]

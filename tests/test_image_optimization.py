@@ -170,3 +170,7 @@ def test_each_optimisation_streams_its_steps_and_ends_where_the_plain_call_ends(
     assert [s.pixels is not None for s in snapshots] == [False, True, False, True]
     final = getattr(tiny_net, use)(**arguments, **options, progress=False)
     np.testing.assert_array_equal(np.asarray(final.images[0]), np.asarray(snapshots[-1].images[0]))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'stepz'"):
+        getattr(tiny_net, f"{use}_steps")(**arguments, stepz=4)  # the plain method's parameters, checked at the call
+    with pytest.raises(TypeError, match="multiple values"):
+        getattr(tiny_net, f"{use}_steps")(*arguments.values(), **arguments)

@@ -593,8 +593,9 @@ class OneNetSpace:
 
     def imagine(self, text: str, steps: int = imagine.STEPS, seed: int = 0) -> Iterator[tuple[int, int, object]]:
         """An image for a sentence (imagined captions)."""
+        seed = self._whole_number(seed, "seed")
         snapshots = self.net.imagine_steps(
-            text, self._steps(steps), self._whole_number(seed, "seed"), SPACE_IMAGINE_SIZE, SPACE_SNAPSHOT_EVERY
+            text, self._steps(steps), seed, SPACE_IMAGINE_SIZE, snapshot_every=SPACE_SNAPSHOT_EVERY
         )
         return self._stream(snapshots)
 
