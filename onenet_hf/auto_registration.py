@@ -69,14 +69,14 @@ def _importing(module: str) -> bool:
 _ONENET_MODULES = {onenet_module for onenet_module, _ in REGISTRATIONS.values()}
 
 
-def _register_ready(loaded: str) -> None:
-    """The registrations `loaded` (a module that has just run its code) completes: that Auto module's, or those
-    of a OneNet module an Auto module waited for, having loaded while it was importing transformers."""
+def _register_ready(just_run: str | None = None) -> None:
+    """Run the registrations whose Auto module has run its code and whose OneNet module is not midway through its
+    own; `just_run`, a module that has just finished running (and may not look finished yet), limits them to its."""
     for auto_module, (onenet_module, register) in REGISTRATIONS.items():
-        if loaded not in (auto_module, onenet_module):
+        if just_run not in (None, auto_module, onenet_module):
             continue
-        auto_ready = auto_module == loaded or (auto_module in sys.modules and not _importing(auto_module))
-        if auto_ready and (onenet_module == loaded or not _importing(onenet_module)):
+        auto_ready = auto_module == just_run or (auto_module in sys.modules and not _importing(auto_module))
+        if auto_ready and (onenet_module == just_run or not _importing(onenet_module)):
             register()
 
 
@@ -115,9 +115,7 @@ def register_with_auto_classes() -> None:
     calls this before any OneNet module can load)."""
     if not any(isinstance(finder, _AutoClassesFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _AutoClassesFinder())
-    for auto_module, (onenet_module, register) in REGISTRATIONS.items():
-        if auto_module in sys.modules and not _importing(auto_module) and not _importing(onenet_module):
-            register()
+    _register_ready()
 
 
 __all__ = ["REGISTRATIONS", "register_with_auto_classes"]
