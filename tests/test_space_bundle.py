@@ -19,8 +19,7 @@ from PIL import Image
 
 from onenet_hf.cli import main
 from onenet_hf.data.samples import sample_gallery, sample_photos
-
-from . import space_runner
+from tools import space_runner
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 
 Run: onenet build-space --model checkpoints/onenet-flickr8k --out runs/space --gallery ../shared/datasets/coco-mini-dev
      python -m bench.speed.space_cold_start runs/space [--venv runs/space-venv]
-The venv and the start are tests/space_runner.py's, which tests/test_space_bundle.py uses too.
+The venv and the start are tools/space_runner.py's, which tests/test_space_bundle.py uses too.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from tests.space_runner import install, start
+from tools.space_runner import install, start
 
 
 def main() -> None:

@@ -40,13 +40,11 @@ from .tags import TagEvaluator, evaluate_tags, image_inputs_from_features, tag_p
 if TYPE_CHECKING:
     from ..onenet import OneNet
 
-# each task of `onenet evaluate --task` (options.EVALUATION_TASKS, torch-free for the CLI) and its evaluator
-EVALUATORS = {
-    "captions": CaptionEvaluator,
-    "tags": TagEvaluator,
-    "analogy": AnalogyEvaluator,
-    "retrieval": RetrievalEvaluator,
-}
+# the evaluator of each task of `onenet evaluate --task`, in the order of options.EVALUATION_TASKS (the one list of
+# task names, torch-free for the CLI): captions, tags, analogy, retrieval
+EVALUATORS = dict(
+    zip(EVALUATION_TASKS, (CaptionEvaluator, TagEvaluator, AnalogyEvaluator, RetrievalEvaluator), strict=True)
+)
 
 
 def evaluate(net: OneNet | None, task: str = "captions", **options) -> dict:

@@ -1,5 +1,6 @@
 """A built Space run as Hugging Face Spaces runs it: a fresh venv with its requirements.txt, then `python app.py`
-in its folder. Shared by tests/test_space_bundle.py and bench/speed/space_cold_start.py."""
+in its folder. Shared by tests/test_space_bundle.py and bench/speed/space_cold_start.py (run from the checkout's
+root), so neither imports the other."""
 
 from __future__ import annotations
 
