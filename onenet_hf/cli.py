@@ -199,11 +199,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _for_each_image(args: argparse.Namespace, describe) -> int:
     """Print `PATH<TAB>describe(net, path)` per image in order; an unreadable image is an error line, not fatal."""
-    from .data.samples import sample_photos
+    from .data.example_photos import example_photos
 
-    paths = list(args.images) + ([str(p) for p in sample_photos()] if args.sample_photos else [])
+    paths = list(args.images) + ([str(p) for p in example_photos()] if args.example_photos else [])
     if not paths:
-        print(f"onenet {args.command}: give image paths, or --sample-photos", file=sys.stderr)
+        print(f"onenet {args.command}: give image paths, or --example-photos", file=sys.stderr)
         return 2
     net, failed = _load(args), 0
     from .images import ImageLoadError
@@ -537,6 +537,27 @@ def _check_out_file(out: str | None) -> None:
         raise OneNetError(f"--out {out}: its folder does not exist")
 
 
+class _DeprecatedAlias(argparse.Action):
+    """An old flag kept for one release: it works as `replacement` does and says on stderr to use that."""
+
+    def __init__(self, option_strings: list[str], dest: str, replacement: str, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help=argparse.SUPPRESS, **kwargs)
+        self.replacement = replacement
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"onenet: {option_string} is deprecated, use {self.replacement}", file=sys.stderr)
+        setattr(namespace, self.dest, True)
+
+
+def example_photos_option(command: argparse.ArgumentParser, verb: str) -> None:
+    """`--example-photos` (scikit-image's six photos, the Space's examples); `--sample-photos` is its old name,
+    kept until the next release ("samples" are the tagger's sampled captions)."""
+    help_text = f"also {verb} scikit-image's six example photos"
+    command.add_argument("--example-photos", action="store_true", help=help_text)
+    old = {"dest": "example_photos", "action": _DeprecatedAlias, "replacement": "--example-photos"}
+    command.add_argument("--sample-photos", **old)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .gallery.ann import ANN_METHODS, ANNOY_TREES  # numpy, SQLite and tqdm: not for `onenet --help`
     from .gallery.build import MAX_N_TREES
@@ -617,13 +638,13 @@ def build_parser() -> argparse.ArgumentParser:
     caption = commands.add_parser("caption", help=COMMANDS["caption"])
     model_options(caption, decoding=True)
     caption.add_argument("images", nargs="*")
-    caption.add_argument("--sample-photos", action="store_true", help="also caption scikit-image's sample photos")
+    example_photos_option(caption, "caption")
     caption.set_defaults(run=_caption)
 
     tag = commands.add_parser("tag", help=COMMANDS["tag"])
     model_options(tag)
     tag.add_argument("images", nargs="*")
-    tag.add_argument("--sample-photos", action="store_true", help="also tag scikit-image's sample photos")
+    example_photos_option(tag, "tag")
     tag.add_argument("-k", type=int, default=5)
     tagger_options(tag)
     tag.set_defaults(run=_tag)

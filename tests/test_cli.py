@@ -23,7 +23,7 @@ from huggingface_hub import ModelCard
 
 from onenet_hf import OneNet
 from onenet_hf.cli import add_dataclass_arguments, build_parser, dataclass_from, main
-from onenet_hf.data.samples import sample_photos
+from onenet_hf.data.example_photos import example_photos
 from onenet_hf.training.captions import LOG_FILE, CaptionTrainingArguments
 from onenet_hf.training.heads import HEADS_LOG_FILE, HeadTrainingArguments
 from onenet_hf.training.scst import SCSTArguments
@@ -97,7 +97,7 @@ def test_console_script_is_installed_and_explains_usage(shapes_model, shapes_dir
     assert usage.returncode == 0, usage.stderr
     assert all(command in usage.stdout for command in ("train-heads", "train-scst", "caption", "release", "export"))
     nothing = _installed_onenet("caption")
-    assert nothing.returncode == 2 and nothing.stderr == "onenet caption: give image paths, or --sample-photos\n"
+    assert nothing.returncode == 2 and nothing.stderr == "onenet caption: give image paths, or --example-photos\n"
     image = sorted((shapes_dir / "images").glob("dev_*.jpg"))[0]
     expected = OneNet.from_pretrained(shapes_model).caption(image, beam_size=2)[0].text
     missing = tmp_path / "missing.png"
@@ -203,7 +203,7 @@ def _one_line_error(err: str, command: str) -> str:
 def test_index_refuses_an_out_folder_that_is_not_its_own_and_deletes_nothing(shapes_model_with_heads, tmp_path, capsys):
     folder = tmp_path / "X"
     folder.mkdir()
-    for photo in sample_photos()[:2]:
+    for photo in example_photos()[:2]:
         shutil.copy(photo, folder)
     (folder / "notes.txt").write_text("my notes")
     (tmp_path / "a-file").write_text("keep me")
@@ -250,13 +250,13 @@ def test_file_names_with_control_characters_stay_on_one_line(shapes_model_with_h
 @slow
 def test_caps_and_long_input_are_short_one_line_errors(shapes_model_with_heads, capsys):
     model = ["--model", str(shapes_model_with_heads)]
-    assert main(["caption", "--sample-photos", "--beam-size", "100000", *model]) == 2
+    assert main(["caption", "--example-photos", "--beam-size", "100000", *model]) == 2
     line = _one_line_error(capsys.readouterr().err, "caption")
     assert "beam_size must be an integer from 1 to 64, got 100000" in line
-    assert main(["caption", "--sample-photos", "--no-repeat-ngram-size", "-1", "--model", "no/such-model"]) == 2
+    assert main(["caption", "--example-photos", "--no-repeat-ngram-size", "-1", "--model", "no/such-model"]) == 2
     line = _one_line_error(capsys.readouterr().err, "caption")  # checked before the model is looked for
     assert "no_repeat_ngram_size must be an integer from 0 (off) to 24, got -1" in line
-    assert main(["tag", "--sample-photos", "-k", "5000", *model]) == 2
+    assert main(["tag", "--example-photos", "-k", "5000", *model]) == 2
     assert "k must be an integer from 1 to 1,000, got 5000" in _one_line_error(capsys.readouterr().err, "tag")
     assert main(["similar-words", "q" * 10_000, "--space", "glove", *model]) == 2
     line = _one_line_error(capsys.readouterr().err, "similar-words")
@@ -539,7 +539,7 @@ def test_index_defaults_to_the_fastest_encoder_and_ivfpq_and_its_help_says_so(ca
 def test_index_refuses_a_bad_tree_count_before_loading_the_model(tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
-    shutil.copy(sample_photos()[0], photos)
+    shutil.copy(example_photos()[0], photos)
     missing_model = ["--model", str(tmp_path / "no-model")]  # never read: the options are checked first
     assert main(["index", str(photos), "--out", str(tmp_path / "gallery"), "--n-trees", "0", *missing_model]) == 2
     assert "n_trees (--n-trees) must be 1 to 1,000, got 0" in _one_line_error(capsys.readouterr().err, "index")
@@ -548,7 +548,7 @@ def test_index_refuses_a_bad_tree_count_before_loading_the_model(tmp_path, capsy
 
 @pytest.mark.parametrize("value", ["2", "-0.5", "nan", "inf"])
 def test_a_bad_imagenet_labels_threshold_is_one_line_before_the_model_is_looked_for(value, capsys):
-    assert main(["caption", "--sample-photos", "--imagenet-labels", value, "--model", "no/such-model"]) == 2
+    assert main(["caption", "--example-photos", "--imagenet-labels", value, "--model", "no/such-model"]) == 2
     line = _one_line_error(capsys.readouterr().err, "caption")
     assert f"imagenet_labels must be a chance from 0 (off) to 1, got {value}" in line
 
@@ -613,3 +613,16 @@ def test_errors_that_need_no_model_are_one_line_without_torch(tmp_path):
         assert message in result["err"], (argv, result["err"])
         assert result["imported"] == [], f"onenet {' '.join(argv)} imported {result['imported']}"
     assert not (tmp_path / "gallery").exists() and not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("command", ["caption", "tag"])
+def test_the_old_sample_photos_flag_still_works_for_one_release_and_says_what_replaces_it(command, capsys):
+    args = build_parser().parse_args([command, "--sample-photos"])
+    assert args.example_photos is True
+    assert capsys.readouterr().err == "onenet: --sample-photos is deprecated, use --example-photos\n"
+    assert build_parser().parse_args([command, "--example-photos"]).example_photos is True
+    assert capsys.readouterr().err == ""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    help_text = capsys.readouterr().out
+    assert "--example-photos" in help_text and "--sample-photos" not in help_text  # no longer offered

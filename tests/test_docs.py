@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from onenet_hf.data.samples import sample_gallery, sample_photos
+from onenet_hf.data.example_photos import example_gallery, example_photos
 
 from .hub_cache import add_snapshot
 
@@ -66,14 +66,14 @@ def workspace(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """A folder laid out as the snippets expect (photo.jpg, query.jpg, painting.jpg, photos/, ~/photos, the
     checkout's checkpoints/) and an environment: a fresh HOME, the Hub cache, offline."""
     work = tmp_path_factory.mktemp("docs")
-    photos = {path.stem: path for path in sample_photos()}
+    photos = {path.stem: path for path in example_photos()}
     shutil.copy(photos["chelsea"], work / "photo.jpg")
     shutil.copy(photos["motorcycle_left"], work / "query.jpg")
     shutil.copy(photos["coffee"], work / "painting.jpg")
     (work / "checkpoints").symlink_to(ROOT / "checkpoints")
     for folder in (work / "photos", work / "home" / "photos"):
         folder.mkdir(parents=True)
-        for path in sample_gallery():
+        for path in example_gallery():
             shutil.copy(path, folder)
     shutil.copy(photos["astronaut"], work / "home" / "photos" / "beach.jpg")
     add_snapshot(work / "hf" / "hub", REPO_ID, ROOT / "checkpoints" / "onenet-flickr8k")

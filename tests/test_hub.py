@@ -13,7 +13,7 @@ from huggingface_hub import constants
 
 from onenet_hf import OneNet, OneNetImageToTextPipeline
 from onenet_hf.cli import main
-from onenet_hf.data.samples import sample_photos
+from onenet_hf.data.example_photos import example_photos
 from onenet_hf.errors import OneNetError
 from onenet_hf.hub import ModelNotFoundError, resolve_model
 
@@ -66,7 +66,7 @@ def test_a_hub_id_resolves_to_its_cached_snapshot(offline):
 
 
 def test_hub_id_and_local_folder_give_the_same_caption_and_revisions_differ(offline):
-    photo = next(p for p in sample_photos() if p.stem == "motorcycle_left")
+    photo = next(p for p in example_photos() if p.stem == "motorcycle_left")
     local = OneNet.from_pretrained(CHECKPOINT).caption(photo)[0]
     assert OneNet.from_pretrained(REPO_ID).caption(photo)[0] == local
     greedy = OneNet.from_pretrained(REPO_ID, revision="v0.1")
@@ -81,7 +81,7 @@ def test_pipeline_and_generate_give_the_caption_of_onenet_caption(offline, task,
     # transformers 5.23 passes UserWarning as a %-argument in its "image-to-text" deprecation warning; the
     # logging error it causes is raised only under pytest's log capture when CI=1 makes transformers propagate.
     monkeypatch.setattr(logging, "raiseExceptions", False)
-    photos = [str(p) for p in sample_photos()[:3]]
+    photos = [str(p) for p in example_photos()[:3]]
     expected = [c.text for c in OneNet.from_pretrained(REPO_ID).caption(photos)]
     captioner = pipeline(task, model=REPO_ID, pipeline_class=OneNetImageToTextPipeline)
     assert [out[0]["generated_text"] for out in captioner(photos)] == expected
@@ -93,7 +93,7 @@ def test_pipeline_and_generate_give_the_caption_of_onenet_caption(offline, task,
 def test_transformers_own_pipelines_caption_by_hub_id_without_a_pipeline_class(offline):
     from transformers import AutoModel, pipeline
 
-    photo = str(next(p for p in sample_photos() if p.stem == "chelsea"))
+    photo = str(next(p for p in example_photos() if p.stem == "chelsea"))
     net = OneNet.from_pretrained(REPO_ID)
     expected = net.caption(photo)[0].text
     native = pipeline("image-text-to-text", model=REPO_ID)  # transformers' own pipeline class
@@ -111,7 +111,7 @@ def test_transformers_own_pipelines_caption_by_hub_id_without_a_pipeline_class(o
 
 def test_a_prompt_is_a_caption_prefix_the_search_continues(offline):
     net = OneNet.from_pretrained(REPO_ID)
-    photo = next(p for p in sample_photos() if p.stem == "motorcycle_left")
+    photo = next(p for p in example_photos() if p.stem == "motorcycle_left")
     inputs = net.processor(images=[photo, photo], text=["a man", "a red"])
     texts = net.processor.batch_decode(net.model.generate(**inputs), skip_special_tokens=True)
     assert texts[0].startswith("a man ") and texts[1].startswith("a red "), texts
@@ -133,7 +133,7 @@ def test_a_prompt_is_a_caption_prefix_the_search_continues(offline):
 def test_models_that_cannot_be_had_are_one_clear_error(offline, model, revision, message, capsys):
     with pytest.raises(ModelNotFoundError, match=message):
         resolve_model(model, revision)
-    args = ["caption", "--model", model, str(sample_photos()[0])] + (["--revision", revision] if revision else [])
+    args = ["caption", "--model", model, str(example_photos()[0])] + (["--revision", revision] if revision else [])
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
@@ -162,7 +162,7 @@ def test_onnx_backend_from_a_hub_id(hub_cache, tmp_path_factory, monkeypatch):
     add_snapshot(hub_cache["cache"], "onenet-hf/with-onnx", release)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache["cache"]))
-    photo = next(p for p in sample_photos() if p.stem == "astronaut")
+    photo = next(p for p in example_photos() if p.stem == "astronaut")
     onnx = OneNet.from_pretrained("onenet-hf/with-onnx", backend="onnx")
     assert onnx.caption(photo)[0].text == OneNet.from_pretrained(CHECKPOINT).caption(photo)[0].text
     with pytest.raises(OneNetError, match="no ONNX export"):

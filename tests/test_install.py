@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from onenet_hf import OneNet
-from onenet_hf.data.samples import sample_photos
+from onenet_hf.data.example_photos import example_photos
 
 from .hub_cache import add_snapshot
 
@@ -58,7 +58,7 @@ def run(venv: Path, args: list[str], cwd: Path, home: Path) -> subprocess.Comple
 
 
 def test_wheel_works_from_another_folder_by_hub_id_and_says_which_extra_is_missing(venv, hub_home, tmp_path):
-    photo = str(next(p for p in sample_photos() if p.stem == "motorcycle_left"))
+    photo = str(next(p for p in example_photos() if p.stem == "motorcycle_left"))
     expected = OneNet.from_pretrained(CHECKPOINT).caption(photo)[0].text
     result = run(venv, ["onenet", "caption", "--model", REPO_ID, photo], tmp_path, hub_home)
     assert result.returncode == 0 and result.stdout == f"{photo}\t{expected}\n", result.stderr

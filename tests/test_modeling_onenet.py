@@ -250,7 +250,7 @@ def test_a_length_penalty_beyond_ten_or_not_a_finite_number_is_refused_by_name(t
 def test_onenet_caption_checks_the_length_penalty_before_looking_for_the_model(capsys):
     from onenet_hf.cli import main
 
-    assert main(["caption", "--sample-photos", "--length-penalty=-inf", "--model", "no/such-model"]) == 2
+    assert main(["caption", "--example-photos", "--length-penalty=-inf", "--model", "no/such-model"]) == 2
     assert "length_penalty must be a number from -10 to 10, got -inf" in capsys.readouterr().err
 
 

@@ -18,7 +18,7 @@ import torch
 
 from onenet_hf import OneNet, OneNetImageProcessor
 from onenet_hf.cli import main
-from onenet_hf.data.samples import sample_photos
+from onenet_hf.data.example_photos import example_photos
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate
 from onenet_hf.onnx.backend import MANIFEST_FILE, OnnxExportError
@@ -35,7 +35,7 @@ def exported(shapes_model, tmp_path_factory):
 
 
 def _images(shapes_dir):
-    return [*sample_photos()[:3], *sorted((shapes_dir / "images").glob("dev_*.jpg"))[:6]]
+    return [*example_photos()[:3], *sorted((shapes_dir / "images").glob("dev_*.jpg"))[:6]]
 
 
 def test_manifest_and_deterministic_export(exported, shapes_model, tmp_path):
@@ -102,10 +102,10 @@ def test_fp16_variant_is_refused_without_a_gpu(exported, shapes_model):
         OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out, onnx_variant="fp16")
 
 
-def test_shipped_checkpoint_parity_on_sample_photos(tmp_path):
+def test_shipped_checkpoint_parity_on_example_photos(tmp_path):
     checkpoint = Path(__file__).resolve().parents[1] / "checkpoints" / "onenet-flickr8k"
     export_onnx(checkpoint, tmp_path, int8=False)
-    photos = sample_photos()
+    photos = example_photos()
     torch_net = OneNet.from_pretrained(checkpoint)
     onnx_net = OneNet.from_pretrained(checkpoint, backend="onnx", onnx_dir=tmp_path)
     pixels = torch_net.processor(images=photos)["pixel_values"]
@@ -320,7 +320,7 @@ def test_an_export_that_fails_midway_leaves_the_previous_export_or_none(exported
     with pytest.raises(KeyboardInterrupt):
         export_onnx(shapes_model, out, int8=False)
     assert _files(out) == before  # nothing replaced, no temporary folder left
-    image = sorted(sample_photos())[:1]
+    image = sorted(example_photos())[:1]
     assert OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out).caption(image)[0].text
     monkeypatch.undo()
     replace, renamed = os.replace, []
@@ -367,7 +367,7 @@ def test_an_export_killed_midway_leaves_the_previous_export_and_the_next_one_tid
     (leftover,) = [p for p in out.iterdir() if p.name.startswith(".")]
     assert (leftover / "image_encoder.onnx").is_file()
     assert {name: data for name, data in _files(out).items() if name != leftover.name} == before
-    image = sorted(sample_photos())[:1]
+    image = sorted(example_photos())[:1]
     assert OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out).caption(image)[0].text
     manifest = export_onnx(shapes_model, out, int8=False)
     assert not leftover.exists() and not [p for p in out.iterdir() if p.name.startswith(".")]
@@ -382,7 +382,7 @@ def test_a_damaged_graph_or_manifest_is_one_line_that_says_export_again(exported
     with pytest.raises(OnnxExportError, match="image_encoder.onnx differs from the export's manifest.*; export again"):
         OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out)
     assert OneNet.from_pretrained(shapes_model, backend="auto", onnx_dir=out).onnx is None
-    photo = str(sample_photos()[0])
+    photo = str(example_photos()[0])
     assert main(["caption", photo, "--model", str(shapes_model), "--backend", "onnx", "--onnx-dir", str(out)]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("onenet caption: error: ") and error.endswith("export again")

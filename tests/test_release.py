@@ -13,7 +13,7 @@ from huggingface_hub import ModelCard
 
 from onenet_hf import OneNet, OneNetConfig, OneNetImageProcessor, OneNetModel, OneNetProcessor, build_tokenizer
 from onenet_hf.cli import main
-from onenet_hf.data.samples import sample_photos
+from onenet_hf.data.example_photos import example_photos
 from onenet_hf.publish.release import ReleaseError, eval_results, front_matter_free, write_release
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +144,7 @@ def test_the_shipped_checkpoint_has_every_picture_its_card_shows():
 def test_a_release_calibrated_on_photos_ships_the_static_int8_image_encoder(tiny_model, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
-    for photo in sample_photos()[:2]:
+    for photo in example_photos()[:2]:
         shutil.copy(photo, photos)
     out = write_release(tiny_model, tmp_path / "release", calibration_images=photos)
     manifest = json.loads((out / "onnx" / "manifest.json").read_text())

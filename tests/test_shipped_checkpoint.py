@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoModel, AutoProcessor
 
 from onenet_hf import OneNet, OneNetModel, OneNetProcessor
-from onenet_hf.data.samples import sample_photos
+from onenet_hf.data.example_photos import example_photos
 from onenet_hf.onnx.backend import OnnxExportError
 from onenet_hf.uses.search import SEARCH_METHODS
 
@@ -44,8 +44,8 @@ def test_loads_with_auto_classes():
 
 
 @pytest.mark.slow
-def test_captions_sample_photos():
-    photos = {p.stem: p for p in sample_photos()}
+def test_captions_example_photos():
+    photos = {p.stem: p for p in example_photos()}
     captions = OneNet.from_pretrained(CHECKPOINT).caption([photos["motorcycle_left"], photos["astronaut"]], beam_size=3)
     motorbike, astronaut = (c.text.split() for c in captions)
     assert "motorcycle" in motorbike or "motorbike" in motorbike or "bike" in motorbike, motorbike
@@ -60,11 +60,11 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def sample_index(shipped, tmp_path_factory):
-    return shipped.build_index(sample_photos(), tmp_path_factory.mktemp("samples") / "index")
+    return shipped.build_index(example_photos(), tmp_path_factory.mktemp("samples") / "index")
 
 
 def test_no_repeat_ngram_size_reaches_caption_and_generate_alike(shipped):
-    photo = next(p for p in sample_photos() if p.stem == "astronaut")
+    photo = next(p for p in example_photos() if p.stem == "astronaut")
     unblocked = shipped.caption(photo, no_repeat_ngram_size=0)[0].text.split()
     assert len(set(unblocked)) < len(unblocked), unblocked  # the test needs a caption that repeats a word
     blocked = shipped.caption(photo, no_repeat_ngram_size=1)[0].text
@@ -74,8 +74,8 @@ def test_no_repeat_ngram_size_reaches_caption_and_generate_alike(shipped):
 
 
 @pytest.mark.slow
-def test_tags_and_imagenet_labels_of_sample_photos(shipped):
-    photos = {p.stem: p for p in sample_photos()}
+def test_tags_and_imagenet_labels_of_example_photos(shipped):
+    photos = {p.stem: p for p in example_photos()}
     cat, motorbike = shipped.tag([photos["chelsea"], photos["motorcycle_left"]], k=5)
     assert any("cat" in label.word for label in cat.imagenet), cat.imagenet
     assert {"motorcycle", "bike", "motorbike"} & {t.word for t in motorbike.words}, motorbike.words
@@ -87,10 +87,10 @@ def test_word_spaces_of_the_shipped_model(shipped):
 
 
 @pytest.mark.slow
-def test_similar_images_and_description_search_on_sample_photos(shipped, sample_index):
+def test_similar_images_and_description_search_on_example_photos(shipped, sample_index):
     from PIL import Image
 
-    photo = next(p for p in sample_photos() if p.stem == "motorcycle_left")
+    photo = next(p for p in example_photos() if p.stem == "motorcycle_left")
     mirrored = Image.open(photo).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     assert shipped.similar_images(sample_index, mirrored, k=3)[0].path == str(photo.resolve())
     for method in SEARCH_METHODS:

@@ -20,7 +20,7 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from onenet_hf.data.samples import sample_photos  # noqa: E402
+from onenet_hf.data.example_photos import example_photos  # noqa: E402
 from onenet_hf.errors import OneNetError  # noqa: E402
 from onenet_hf.fingerprint import model_fingerprint  # noqa: E402
 from onenet_hf.images import load_image  # noqa: E402
@@ -49,7 +49,7 @@ def app():
 
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
-    """The shipped checkpoint and the sample-photo gallery, uploads off; its int8 graphs exported once, as a
+    """The shipped checkpoint and the example-photo gallery, uploads off; its int8 graphs exported once, as a
     checkout's Space does at its first start (into the test's own cache)."""
     exports = tmp_path_factory.mktemp("exports")
     return OneNetSpace(CHECKPOINT, cache_dir=tmp_path_factory.mktemp("galleries"), export_cache=exports)
@@ -73,7 +73,7 @@ def client(server):
 
 
 def photo(stem: str) -> str:
-    return str(next(p for p in sample_photos() if p.stem == stem))
+    return str(next(p for p in example_photos() if p.stem == stem))
 
 
 def test_the_named_endpoints_six_uses_four_explore_views_and_four_imagine_views(client):
@@ -288,7 +288,7 @@ def test_only_the_gallery_s_thumbnails_are_served(server, space):
         for path in private:
             response = httpx.get(f"{server}gradio_api/file={path}")
             assert response.status_code in (403, 404), path
-        examples = {str(p) for p in sample_photos()}  # served as they are: a visitor sends them
+        examples = {str(p) for p in example_photos()}  # served as they are: a visitor sends them
         shown = next(path for path in space.index.paths if path not in examples)
         assert httpx.get(f"{server}gradio_api/file={shown}").status_code == 403  # sent as its thumbnail only
         thumbnail = httpx.get(f"{server}gradio_api/file={space.thumbnails[shown]}")

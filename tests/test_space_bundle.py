@@ -18,7 +18,7 @@ from huggingface_hub import SpaceCard
 from PIL import Image
 
 from onenet_hf.cli import main
-from onenet_hf.data.samples import sample_gallery, sample_photos
+from onenet_hf.data.example_photos import example_gallery, example_photos
 from tools import space_runner
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,7 @@ def test_the_folder_is_a_space_repo(bundle):
     assert card.data.models == ["onenet-hf/onenet-flickr8k"]
     gallery = sorted(p.name for p in (bundle / "gallery").iterdir())
     assert "000000000001.jpg" in gallery and "000000000002.jpg" not in gallery  # non-commercial licence left out
-    assert len(gallery) == len(sample_gallery()) + 1
+    assert len(gallery) == len(example_gallery()) + 1
     assert "000000000001.jpg`: Flickr photo u1 (MS-COCO), [CC BY 2.0]" in (bundle / "ATTRIBUTION.md").read_text()
     requirements = (bundle / "requirements.txt").read_text().splitlines()
     assert any(line.startswith("gradio==") for line in requirements) and "torch==2.13.0" in requirements
@@ -98,7 +98,7 @@ def test_the_space_installs_in_a_fresh_venv_and_answers_all_six_endpoints(bundle
         print(f"cold start (process start to first caption): {seconds:.1f} s")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "cold_start.txt").write_text(f"{seconds:.1f} s\n")
-        photo = str(next(p for p in sample_photos() if p.stem == "motorcycle_left"))
+        photo = str(next(p for p in example_photos() if p.stem == "motorcycle_left"))
         caption = client.predict(handle_file(photo), 3, api_name="/caption")
         assert "motorcycle" in caption or "bike" in caption
         words, labels, scores = client.predict(handle_file(photo), 5, api_name="/tag")
@@ -153,7 +153,7 @@ def test_publishable_photos_are_the_gallery_s_own_files_with_text_names(tmp_path
     gallery = hostile_gallery(tmp_path)
     kept = publishable_photos(gallery_photos(gallery), gallery)  # nothing decoded: the index decides what is an image
     assert sorted(p.path.name for p in kept if p.path.parent == gallery) == ["notes.jpg", "photo.png", "same_photo.png"]
-    assert len(kept) == len(sample_gallery()) + 3
+    assert len(kept) == len(example_gallery()) + 3
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 4 and all(line.startswith("left out of the Space: ") for line in lines)
     assert any("caf\\\\xe9.png: the name is not valid UTF-8" in line for line in lines)  # escape_controls
@@ -167,7 +167,7 @@ def test_build_space_publishes_only_images_and_the_space_starts_with_a_non_utf8_
     out = tmp_path / "space"
     assert main(["build-space", "--model", str(CHECKPOINT), "--out", str(out), "--gallery", str(gallery)]) == 0
     published = sorted(p.name for p in (out / "gallery").iterdir())
-    assert published == sorted([*(p.name for p in sample_gallery()), "photo.png", "same_photo.png"])
+    assert published == sorted([*(p.name for p in example_gallery()), "photo.png", "same_photo.png"])
     attribution = (out / "ATTRIBUTION.md").read_text()
     assert "notes.jpg" not in attribution and "secret_link" not in attribution and "loop.jpg" not in attribution
     assert not any(b"SECRET-TOKEN" in p.read_bytes() for p in out.rglob("*") if p.is_file())

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from onenet_hf import OneNet
-from onenet_hf.data.samples import sample_gallery, sample_photos
+from onenet_hf.data.example_photos import example_gallery, example_photos
 from onenet_hf.options import SEARCH_METHODS
 
 CHECKPOINT = Path(__file__).parents[1] / "checkpoints" / "onenet-flickr8k"
@@ -25,7 +25,7 @@ SCORE_TOLERANCE = 2e-3  # CPUs differ in the last float bits; words, labels and 
 def use_snapshot(index_folder: Path) -> dict[str, list]:
     """Every answer as plain JSON: (text, score) pairs, best first, keyed by use and input."""
     net = OneNet.from_pretrained(CHECKPOINT, backend="torch")
-    photos = sample_photos()
+    photos = example_photos()
     answers: dict[str, list] = {}
     for photo, caption in zip(photos, net.caption(photos), strict=True):
         answers[f"caption {photo.name}"] = [[caption.text, caption.score]]
@@ -36,7 +36,7 @@ def use_snapshot(index_folder: Path) -> dict[str, list]:
     for space in ("learned", "glove"):
         nearest = net.analogy("man", "woman", "boy", 5, space)
         answers[f"analogy man woman boy {space}"] = [[w.word, w.score] for w in nearest]
-    index = net.build_index(sample_gallery(), index_folder)
+    index = net.build_index(example_gallery(), index_folder)
     for photo in photos:
         matches = net.similar_images(index, photo, k=4)
         answers[f"similar_images {photo.name}"] = [[Path(m.path).name, m.score] for m in matches]

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from onenet_hf.data.samples import sample_photos
+from onenet_hf.data.example_photos import example_photos
 
 
 def install(space: Path, venv: Path, compile_bytecode: bool = True) -> Path:
@@ -54,7 +54,7 @@ def start(space: Path, python: Path, log: Path, home: Path, limit_s: float = 300
             client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         except Exception:
             time.sleep(0.5)
-    photo = str(next(p for p in sample_photos() if p.stem == "motorcycle_left"))
+    photo = str(next(p for p in example_photos() if p.stem == "motorcycle_left"))
     client.predict(handle_file(photo), 3, api_name="/caption")
     return server, client, time.perf_counter() - started
 

@@ -17,7 +17,7 @@ import torch
 
 from bench.common import write_result
 from onenet_hf import OneNet
-from onenet_hf.data.samples import sample_photos
+from onenet_hf.data.example_photos import example_photos
 
 
 def caption_latencies(net: OneNet, images: list, beam_size: int, repeats: int) -> list[float]:
@@ -51,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="checkpoints/onenet-flickr8k")
     parser.add_argument("--onnx-dir", default=None)
-    parser.add_argument("--images", default=None, help="folder of images (default: scikit-image sample photos)")
+    parser.add_argument("--images", default=None, help="folder of images (default: scikit-image example photos)")
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args()
 
-    images = sorted(Path(args.images).iterdir())[:16] if args.images else sample_photos()
+    images = sorted(Path(args.images).iterdir())[:16] if args.images else example_photos()
     backends = {"pytorch": OneNet.from_pretrained(args.model, device=args.device)}
     for variant in args.variants.split(","):
         backends[f"onnx-{variant}"] = OneNet.from_pretrained(

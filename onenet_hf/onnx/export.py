@@ -114,7 +114,7 @@ def _export_graph(module: nn.Module, args: tuple, inputs: list[str], outputs: li
 
 def _quantize_int8(source: Path, target: Path, convolutions: bool) -> None:
     """Dynamic int8 quantisation, per channel. The backbone's convolutions stay fp32 (`convolutions=False`):
-    quantising them dropped the image representation's cosine to PyTorch's to 0.88 on sample photos."""
+    quantising them dropped the image representation's cosine to PyTorch's to 0.88 on example photos."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     op_types = None if convolutions else ["MatMul", "Gemm"]

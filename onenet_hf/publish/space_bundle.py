@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.samples import PHOTO_CREDITS, sample_gallery
+from ..data.example_photos import PHOTO_CREDITS, example_gallery
 from ..errors import OneNetError
 from ..gallery.ann import ANN_METHODS
 from ..gallery.build import IMAGE_SUFFIXES, list_images
@@ -59,7 +59,7 @@ class GalleryPhoto:
 def gallery_photos(gallery: str | os.PathLike | None) -> list[GalleryPhoto]:
     """The sample gallery (scikit-image's and scikit-learn's openly licensed photos), plus a folder's images or,
     for a COCO-format folder, its openly licensed photos."""
-    photos = [GalleryPhoto(p, f"`{p.name}`: {PHOTO_CREDITS[p.name]}") for p in sample_gallery()]
+    photos = [GalleryPhoto(p, f"`{p.name}`: {PHOTO_CREDITS[p.name]}") for p in example_gallery()]
     if gallery is None:
         return photos
     folder = Path(gallery)
@@ -84,7 +84,7 @@ def publishable_photos(photos: list[GalleryPhoto], gallery: str | os.PathLike | 
     whose names are text. Each other file (a link out of the gallery, a broken link, a loop) is left out with a
     line on stderr. Whether a file is an image the index decides (`build_space` deletes and uncredits the copies it
     skips), so each photo is decoded once."""
-    samples = set(sample_gallery())  # the package's own photos, credited in PHOTO_CREDITS
+    samples = set(example_gallery())  # the package's own photos, credited in PHOTO_CREDITS
     root = os.path.realpath(gallery) if gallery is not None else ""
     kept = []
     for photo in photos:

@@ -10,7 +10,7 @@ import argparse
 import functools
 import inspect
 
-from ..data.samples import sample_photos
+from ..data.example_photos import example_photos
 from ..errors import OneNetError
 from ..explore.embedding_map import COLOR_BY
 from ..explore.neurons import NEURON_KINDS
@@ -130,7 +130,7 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
     typed int (`count_slider`); each gallery has its results as JSON beside it (`json_output`)."""
     with gr.Blocks(title="OneNet: one network, many uses", delete_cache=SPACE_DELETE_CACHE) as demo:
         gr.Markdown("# OneNet: one network, many uses\nOne image encoder and one caption decoder, six uses.")
-        examples = [str(p) for p in sample_photos()]
+        examples = [str(p) for p in example_photos()]
         with gr.Tab("Caption"):
             image = image_input("Image")
             beam = count_slider(1, SPACE_MAX_BEAM_SIZE, 3, "Beam size")

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from PIL import Image
 
-from ..data.samples import sample_gallery, sample_photos
+from ..data.example_photos import example_gallery, example_photos
 from ..decoding import check_beam_size
 from ..errors import OneNetError
 from ..explore.neurons import NEURON_KINDS
@@ -264,7 +264,7 @@ class OneNetSpace:
         onnx_dir = caption_graphs(model, onnx_variant, export_cache)
         self.net = OneNet.from_pretrained(model, backend="auto", onnx_variant=onnx_variant, onnx_dir=onnx_dir)
         self.gallery = Path(gallery).resolve() if gallery else None
-        source = str(self.gallery) if self.gallery else "scikit-image sample photos"  # the key of older folders
+        source = str(self.gallery) if self.gallery else "scikit-image example photos"  # the key of older folders
         self.folder = Path(folder) if folder else Path(cache_dir) / hashlib.sha256(source.encode()).hexdigest()[:16]
         self.added, self.thumbnail_folder = self.folder / "added", self.folder / "thumbnails"
         self.allow_uploads = allow_uploads
@@ -281,7 +281,7 @@ class OneNetSpace:
     def warm_up(self) -> None:
         """Load everything the first visitors would otherwise wait for (word spaces, taggers, the sentence
         encoder) and keep the example photos' captions and tags, as the app's sliders first ask for them."""
-        for photo in sample_photos():
+        for photo in example_photos():
             self.caption(str(photo), 3)
             self.tag(str(photo), 5)
         for space in ("learned", "glove"):
@@ -319,7 +319,7 @@ class OneNetSpace:
 
     def _build(self) -> GalleryIndex:
         """The gallery index (new or changed photos embedded) and a thumbnail of each of its photos."""
-        images = list_images(self.gallery) if self.gallery else sample_gallery()
+        images = list_images(self.gallery) if self.gallery else example_gallery()
         if self.added.is_dir():
             images += list_images(self.added)
         index = self.net.build_index(images, self.folder / "index", lock_timeout=None)  # Spaces sharing it: take turns
@@ -386,7 +386,7 @@ class OneNetSpace:
     def served_paths(self) -> list[str]:
         """The files the Space may serve: exactly the gallery's thumbnails and the example photos, never a folder
         (gradio's `allowed_paths`); the gallery's photos themselves, index metadata and dotfiles stay private."""
-        return sorted(set(self.thumbnails.values()) | {os.path.realpath(p) for p in sample_photos()})
+        return sorted(set(self.thumbnails.values()) | {os.path.realpath(p) for p in example_photos()})
 
     def caption(self, image, beam_size: int | None = None) -> str:
         """The caption; beam size defaults to the model's generation config, capped lower than the CLI's. The
