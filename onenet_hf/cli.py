@@ -52,6 +52,7 @@ from .options import (
     check_neuron_sizes,
     check_no_repeat_ngram_size,
     check_output_folder,
+    variant_option,
 )
 from .training.arguments import CaptionTrainingArguments, HeadTrainingArguments, SCSTArguments
 from .utils.atomic_files import write_json
@@ -267,7 +268,7 @@ def _export(args: argparse.Namespace) -> int:
     from .onnx.export import export_onnx  # needs the onnx extra: a missing one is a one-line error
 
     manifest = export_onnx(
-        args.checkpoint, args.out, int8=args.int8, fp16=args.fp16, calibration_images=photos,
+        args.checkpoint, args.out, int8_dynamic=args.int8_dynamic, fp16=args.fp16, calibration_images=photos,
         gallery_encoder_only=args.gallery_encoder_only,
     )  # fmt: skip
     print(json.dumps(manifest, indent=2))
@@ -540,13 +541,13 @@ def _check_out_file(out: str | None) -> None:
 class _DeprecatedAlias(argparse.Action):
     """An old flag kept for one release: it works as `replacement` does and says on stderr to use that."""
 
-    def __init__(self, option_strings: list[str], dest: str, replacement: str, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, help=argparse.SUPPRESS, **kwargs)
+    def __init__(self, option_strings: list[str], dest: str, replacement: str, const: object = True, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, const=const, help=argparse.SUPPRESS, **kwargs)
         self.replacement = replacement
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         print(f"onenet: {option_string} is deprecated, use {self.replacement}", file=sys.stderr)
-        setattr(namespace, self.dest, True)
+        setattr(namespace, self.dest, self.const)
 
 
 def example_photos_option(command: argparse.ArgumentParser, verb: str) -> None:
@@ -590,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
             "int8-static: the image encoder only (others fp32); fastest: int8-static where exported, else fp32"
             " (default: %(default)s)"
         )
-        sub.add_argument("--onnx-variant", default="fp32", choices=VARIANTS, help=help_text)
+        sub.add_argument("--onnx-variant", default="fp32", type=variant_option, choices=VARIANTS, help=help_text)
         if decoding:
             help_text = f"1 (greedy) to {MAX_BEAM_SIZE} (default: the model's generation config, 3 in a release)"
             sub.add_argument("--beam-size", type=int, help=help_text)
@@ -794,7 +795,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help=COMMANDS["export"])
     export.add_argument("checkpoint", help="OneNet checkpoint folder")
     export.add_argument("--out", help="output folder (default: CHECKPOINT/onnx)")
-    export.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 (CPU) variant")
+    help_text = "skip the dynamic int8 (CPU) variant"
+    export.add_argument("--no-int8-dynamic", dest="int8_dynamic", action="store_false", help=help_text)
+    old = {"dest": "int8_dynamic", "action": _DeprecatedAlias, "replacement": "--no-int8-dynamic", "const": False}
+    export.add_argument("--no-int8", **old)
     export.add_argument("--fp16", action="store_true", help="also write an fp16 (GPU) variant")
     help_text = "folder of photos to calibrate a static int8 image encoder on (the fast path of onenet index)"
     export.add_argument("--calibration-images", help=help_text)

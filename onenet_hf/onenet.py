@@ -106,7 +106,7 @@ class OneNet:
         (at `revision`), resolved through the Hub cache (see `hub.resolve_model`).
 
         `backend="onnx"` runs the graphs `onenet export` wrote (default `MODEL/onnx`, a release ships them),
-        `onnx_variant` `"fp32"`, `"int8"` (CPU) or `"fp16"` (GPU). `backend="auto"` loads the PyTorch model for
+        `onnx_variant` `"fp32"`, `"int8-dynamic"` (CPU) or `"fp16"` (GPU). `backend="auto"` loads the PyTorch model for
         every use and, on CPU, where an export of this checkpoint is present and onnxruntime installed, runs
         captions, tags and the embedding of a photo searched against a gallery through its graphs (the fastest
         path on CPU; see `bench/speed/space_load.py`); on a GPU, or without an export, PyTorch runs everything.

@@ -9,6 +9,8 @@ are the same object.
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from pathlib import Path
 
 from .errors import OneNetError
@@ -130,7 +132,9 @@ MAX_RAY_WORKERS = 1024  # actors one build may ask for
 # first 512 of): 1,024 train photos kept dev captions closer to fp32 than 256 did (docs, "ONNX and int8")
 CALIBRATION_IMAGES = 1_024
 MAX_CALIBRATION_IMAGES = 5_000
-VARIANTS = ("fp32", "int8", "fp16", "int8-static", "fastest")
+VARIANTS = ("fp32", "int8-dynamic", "fp16", "int8-static", "fastest")
+# old variant names -> their names now; accepted (saying so) until the next release
+RENAMED_VARIANTS = {"int8": "int8-dynamic"}
 EVALUATION_TASKS = ("captions", "tags", "analogy", "retrieval")
 DEFAULT_CACHE_DIR = str(Path.home() / ".cache" / "onenet" / "features")  # training, head training, evaluation
 EXPORT_CACHE_DIR = str(Path.home() / ".cache" / "onenet" / "onnx")  # exports made once for the Space (`export_once`)
@@ -138,10 +142,33 @@ EXPORT_CACHE_DIR = str(Path.home() / ".cache" / "onenet" / "onnx")  # exports ma
 
 # The Space (space.py): what `python spaces/app.py --help` shows before gradio and torch load.
 SPACE_MAX_BATCH_SIZE = 8
-SPACE_ONNX_VARIANT = "int8"  # captions and tags on the int8 graphs: README "The Space under load" measures why
+# captions and tags on the dynamic int8 graphs: README "The Space under load" measures why
+SPACE_ONNX_VARIANT = "int8-dynamic"
 
 
 MAX_WEIGHT = 100.0  # weights of a vote or of steering: far above any that helps, below float overflow
+
+
+def variant_option(value: str) -> str:
+    """An `--onnx-variant` value under its name now; an old name says on stderr, in one line, what replaces it
+    (the commands' form of `variant_name`'s warning)."""
+    if value in RENAMED_VARIANTS:
+        print(f"onenet: --onnx-variant {value} is deprecated, use {RENAMED_VARIANTS[value]}", file=sys.stderr)
+    return RENAMED_VARIANTS.get(value, value)
+
+
+def variant_name(variant: str) -> str:
+    """An ONNX variant's name now: an old name (`int8`, now `int8-dynamic`, beside `int8-static`) still works until
+    the next release, with a FutureWarning saying what replaces it."""
+    if variant in RENAMED_VARIANTS:
+        new = RENAMED_VARIANTS[variant]
+        warnings.warn(
+            f"the ONNX variant {variant!r} is now {new!r}; the old name goes in the next release",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return new
+    return variant
 
 
 def check_weight(name: str, weight: float, maximum: float = MAX_WEIGHT) -> None:

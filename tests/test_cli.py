@@ -389,19 +389,19 @@ def test_export_writes_onnx_graphs_that_caption_as_pytorch_does(shapes_model, sh
 
     model = tmp_path / "model"  # a copy: by default the graphs go into the model folder, which other tests share
     shutil.copytree(shapes_model, model, ignore=shutil.ignore_patterns("*.pt"))
-    assert main(["export", str(model), "--no-int8"]) == 0
+    assert main(["export", str(model), "--no-int8-dynamic"]) == 0
     manifest = json.loads(capsys.readouterr().out)
     assert json.loads((model / "onnx" / MANIFEST_FILE).read_text()) == manifest
     assert set(manifest["graphs"]) == {"image_encoder", "decoder_init", "decoder_step"}
     for graph in manifest["graphs"].values():
-        assert set(graph["files"]) == {"fp32"}  # --no-int8
+        assert set(graph["files"]) == {"fp32"}  # --no-int8-dynamic
         assert _sha256(model / "onnx" / graph["files"]["fp32"]["path"]) == graph["files"]["fp32"]["sha256"]
     images = sorted((shapes_dir / "images").glob("dev_*.jpg"))[:3]
     expected = [c.text for c in OneNet.from_pretrained(model).caption(images, beam_size=2)]
     assert [c.text for c in OneNet.from_pretrained(model, backend="onnx").caption(images, beam_size=2)] == expected
     assert main(["export", str(shapes_model), "--out", str(tmp_path / "int8")]) == 0
     files = json.loads(capsys.readouterr().out)["graphs"]["decoder_step"]["files"]
-    assert set(files) == {"fp32", "int8"} and (tmp_path / "int8" / files["int8"]["path"]).is_file()
+    assert set(files) == {"fp32", "int8-dynamic"} and (tmp_path / "int8" / files["int8-dynamic"]["path"]).is_file()
     assert not (shapes_model / "onnx").exists()
 
 
@@ -410,7 +410,7 @@ def test_export_of_a_folder_without_a_model_is_a_one_line_error(tmp_path, capsys
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     (tmp_path / "empty").mkdir()
-    assert main(["export", str(tmp_path / "empty"), "--no-int8"]) == 2
+    assert main(["export", str(tmp_path / "empty"), "--no-int8-dynamic"]) == 2
     assert "is not a complete OneNet model: missing" in _one_line_error(capsys.readouterr().err, "export")
     assert not (tmp_path / "empty" / "onnx").exists()  # nothing written before the model was found
 

@@ -158,7 +158,7 @@ def test_onnx_backend_from_a_hub_id(hub_cache, tmp_path_factory, monkeypatch):
     from onenet_hf.onnx.export import export_onnx
 
     release = _release_copy(tmp_path_factory.mktemp("onnx-release") / "release")
-    export_onnx(release, release / "onnx", int8=False)
+    export_onnx(release, release / "onnx", int8_dynamic=False)
     add_snapshot(hub_cache["cache"], "onenet-hf/with-onnx", release)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache["cache"]))

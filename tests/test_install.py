@@ -46,7 +46,7 @@ def hub_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("hf-home")
     release = home.parent / f"{home.name}-release"
     shutil.copytree(CHECKPOINT, release, ignore=shutil.ignore_patterns("onnx"))
-    export_onnx(release, release / "onnx", int8=False)
+    export_onnx(release, release / "onnx", int8_dynamic=False)
     add_snapshot(home / "hub", REPO_ID, release)
     return home
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from onenet_hf import OneNet, OneNetImageProcessor
-from onenet_hf.cli import main
+from onenet_hf.cli import build_parser, main
 from onenet_hf.data.example_photos import example_photos
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate
@@ -44,10 +44,10 @@ def test_manifest_and_deterministic_export(exported, shapes_model, tmp_path):
     assert manifest["opset"] >= 17 and set(manifest["graphs"]) == {"image_encoder", "decoder_init", "decoder_step"}
     assert manifest["graphs"]["decoder_step"]["inputs"] == ["input_ids", "h", "c", "image_embeds"]
     assert manifest["graphs"]["image_encoder"]["outputs"] == list(ARRAYS)  # every gallery array (test_onnx_graphs)
-    again = export_onnx(shapes_model, tmp_path, int8=False)
+    again = export_onnx(shapes_model, tmp_path, int8_dynamic=False)
     for name, graph in again["graphs"].items():
         assert graph["files"]["fp32"] == manifest["graphs"][name]["files"]["fp32"], name
-    assert export_onnx(shapes_model, tmp_path, int8=False) == again  # idempotent
+    assert export_onnx(shapes_model, tmp_path, int8_dynamic=False) == again  # idempotent
 
 
 def test_image_representations_match_pytorch(exported, shapes_model, shapes_dir):
@@ -74,7 +74,7 @@ def test_captions_match_pytorch(exported, shapes_model, shapes_dir, beam_size):
 
 def test_int8_variant_runs(exported, shapes_model, shapes_dir):
     _, out = exported
-    net = OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out, onnx_variant="int8")
+    net = OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out, onnx_variant="int8-dynamic")
     captions = net.caption(sorted((shapes_dir / "images").glob("dev_*.jpg"))[:2])
     assert all(c.text for c in captions)
 
@@ -104,7 +104,7 @@ def test_fp16_variant_is_refused_without_a_gpu(exported, shapes_model):
 
 def test_shipped_checkpoint_parity_on_example_photos(tmp_path):
     checkpoint = Path(__file__).resolve().parents[1] / "checkpoints" / "onenet-flickr8k"
-    export_onnx(checkpoint, tmp_path, int8=False)
+    export_onnx(checkpoint, tmp_path, int8_dynamic=False)
     photos = example_photos()
     torch_net = OneNet.from_pretrained(checkpoint)
     onnx_net = OneNet.from_pretrained(checkpoint, backend="onnx", onnx_dir=tmp_path)
@@ -119,9 +119,9 @@ def test_shipped_checkpoint_parity_on_example_photos(tmp_path):
 
 
 def test_a_variant_missing_from_the_export_is_named(shapes_model, tmp_path):
-    export_onnx(shapes_model, tmp_path, int8=False)
-    with pytest.raises(OnnxExportError, match="no int8 variant of image_encoder"):
-        OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=tmp_path, onnx_variant="int8")
+    export_onnx(shapes_model, tmp_path, int8_dynamic=False)
+    with pytest.raises(OnnxExportError, match="no int8-dynamic variant of image_encoder"):
+        OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=tmp_path, onnx_variant="int8-dynamic")
 
 
 def test_evaluate_captions_on_the_onnx_backend(exported, shapes_model, shapes_dir, feature_cache):
@@ -141,7 +141,7 @@ def test_evaluate_captions_on_the_onnx_backend(exported, shapes_model, shapes_di
 def test_the_auto_backend_tags_and_captions_as_pytorch_does(shapes_model_with_heads, shapes_dir, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(shapes_model_with_heads, model, ignore=shutil.ignore_patterns("*.pt"))
-    export_onnx(model, int8=False)
+    export_onnx(model, int8_dynamic=False)
     images = sorted((shapes_dir / "images").glob("dev_*.jpg"))[:4]
     torch_net, auto = OneNet.from_pretrained(model), OneNet.from_pretrained(model, backend="auto")
     assert auto.onnx is not None and auto.onnx.has_pooled_features and torch_net.onnx is None
@@ -182,9 +182,9 @@ def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
     calibration = sorted((shapes_dir / "images").glob("train_*.jpg"))[:16]  # never the photos compared below
     manifest = export_onnx(model, calibration_images=calibration, bias_correction_images=0)  # tested on its own
     assert {name: set(graph["files"]) for name, graph in manifest["graphs"].items()} == {
-        "image_encoder": {"fp32", "int8", "int8-static"},
-        "decoder_init": {"fp32", "int8"},
-        "decoder_step": {"fp32", "int8"},
+        "image_encoder": {"fp32", "int8-dynamic", "int8-static"},
+        "decoder_init": {"fp32", "int8-dynamic"},
+        "decoder_step": {"fp32", "int8-dynamic"},
     }
     graph = onnx.load(str(model / "onnx" / "image_encoder.int8-static.onnx")).graph
     dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
@@ -214,7 +214,7 @@ def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
     assert torch.allclose(torch.from_numpy(index.image_embeds[: len(images)]), quantised, atol=1e-4)
     assert index.metadata["build_changes"] == {"embedded": len(images), "reused": 0, "dropped": 0}
     assert fastest.gallery_embedder().description == "onnxruntime, image_encoder.int8-static.onnx"  # onenet index says
-    space_like = OneNet.from_pretrained(model, backend="auto", onnx_variant="int8")  # what the Space loads
+    space_like = OneNet.from_pretrained(model, backend="auto", onnx_variant="int8-dynamic")  # what the Space loads
     assert not space_like.onnx.batch_independent  # dynamic int8: its gallery is embedded by the fastest encoder
     assert space_like.gallery_embedder().description == "onnxruntime, image_encoder.int8-static.onnx"
     index = space_like.build_index(images, tmp_path / "space-index")
@@ -318,7 +318,7 @@ def test_an_export_that_fails_midway_leaves_the_previous_export_or_none(exported
 
     monkeypatch.setattr(onnx_export, "_export_graph", interrupted_after_the_first_graph)
     with pytest.raises(KeyboardInterrupt):
-        export_onnx(shapes_model, out, int8=False)
+        export_onnx(shapes_model, out, int8_dynamic=False)
     assert _files(out) == before  # nothing replaced, no temporary folder left
     image = sorted(example_photos())[:1]
     assert OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out).caption(image)[0].text
@@ -333,7 +333,7 @@ def test_an_export_that_fails_midway_leaves_the_previous_export_or_none(exported
 
     monkeypatch.setattr(onnx_export.os, "replace", interrupted_after_the_first_rename)
     with pytest.raises(KeyboardInterrupt):
-        export_onnx(shapes_model, out, int8=False)
+        export_onnx(shapes_model, out, int8_dynamic=False)
     monkeypatch.undo()
     assert not (out / MANIFEST_FILE).exists() and not [p for p in out.iterdir() if p.name.startswith(".")]
     with pytest.raises(OnnxExportError, match="no ONNX export"):
@@ -353,7 +353,7 @@ def killed_after_the_first_graph(module, args, inputs, outputs, path):
     export_graph(module, args, inputs, outputs, path)
 
 onnx_export._export_graph = killed_after_the_first_graph
-onnx_export.export_onnx(sys.argv[1], sys.argv[2], int8=False)
+onnx_export.export_onnx(sys.argv[1], sys.argv[2], int8_dynamic=False)
 """
 
 
@@ -369,7 +369,7 @@ def test_an_export_killed_midway_leaves_the_previous_export_and_the_next_one_tid
     assert {name: data for name, data in _files(out).items() if name != leftover.name} == before
     image = sorted(example_photos())[:1]
     assert OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out).caption(image)[0].text
-    manifest = export_onnx(shapes_model, out, int8=False)
+    manifest = export_onnx(shapes_model, out, int8_dynamic=False)
     assert not leftover.exists() and not [p for p in out.iterdir() if p.name.startswith(".")]
     assert json.loads((out / MANIFEST_FILE).read_text()) == manifest
     assert OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out).caption(image)[0].text
@@ -399,3 +399,29 @@ def test_a_damaged_graph_or_manifest_is_one_line_that_says_export_again(exported
         (out / MANIFEST_FILE).write_text(text)
         with pytest.raises(OnnxExportError, match=f"{message}.*; export again: onenet export"):
             OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out)
+
+
+def test_the_old_int8_name_loads_an_older_export_for_one_release_and_says_what_replaces_it(
+    exported, shapes_model, shapes_dir, tmp_path, capsys
+):
+    _, out = exported
+    old = tmp_path / "older-export"
+    shutil.copytree(out, old)
+    manifest = json.loads((old / MANIFEST_FILE).read_text())
+    for graph in manifest["graphs"].values():  # as an export made before the rename named its files and keys
+        if "int8-dynamic" in graph["files"]:
+            entry = graph["files"].pop("int8-dynamic")
+            renamed = entry["path"].replace(".int8-dynamic.", ".int8.")
+            os.rename(old / entry["path"], old / renamed)
+            graph["files"]["int8"] = {**entry, "path": renamed}
+    (old / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.warns(FutureWarning, match="the ONNX variant 'int8' is now 'int8-dynamic'"):
+        older = OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=old, onnx_variant="int8")
+    assert older.model.variant == "int8-dynamic" and not older.model.batch_independent
+    current = OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out, onnx_variant="int8-dynamic")
+    image = sorted((shapes_dir / "images").glob("dev_*.jpg"))[:1]
+    assert older.caption(image)[0].text == current.caption(image)[0].text
+    assert build_parser().parse_args(["caption", "x", "--onnx-variant", "int8"]).onnx_variant == "int8-dynamic"
+    assert capsys.readouterr().err == "onenet: --onnx-variant int8 is deprecated, use int8-dynamic\n"
+    assert build_parser().parse_args(["export", "x", "--no-int8"]).int8_dynamic is False
+    assert capsys.readouterr().err == "onenet: --no-int8 is deprecated, use --no-int8-dynamic\n"

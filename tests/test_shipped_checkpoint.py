@@ -30,7 +30,9 @@ def test_the_shipped_gallery_encoder_embeds_galleries_by_default_and_captions_st
     net = OneNet.from_pretrained(CHECKPOINT, backend="auto", onnx_variant="fastest")  # onenet index's settings
     assert net.gallery_embedder().description == "onnxruntime, image_encoder.int8-static.onnx"
     assert not net.onnx.has_decoder and net._onnx_captioner() is None
-    space_like = OneNet.from_pretrained(CHECKPOINT, backend="auto", onnx_variant="int8")  # no int8 graph shipped
+    space_like = OneNet.from_pretrained(
+        CHECKPOINT, backend="auto", onnx_variant="int8-dynamic"
+    )  # no int8 graph shipped
     assert space_like.onnx is None
     assert space_like.gallery_embedder().description == "onnxruntime, image_encoder.int8-static.onnx"
     assert OneNet.from_pretrained(CHECKPOINT).gallery_embedder().description == "PyTorch"  # backend="torch"

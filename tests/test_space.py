@@ -514,7 +514,7 @@ def test_captions_and_tags_use_onnxruntime_when_the_checkpoint_is_exported(
     images = shapes_dir / "images"
     without = OneNetSpace(model, images, cache_dir=tmp_path / "a", export_cache=None)
     assert without.net.onnx is None
-    export_onnx(model, model / "onnx", int8=False)
+    export_onnx(model, model / "onnx", int8_dynamic=False)
     no_cache = OneNetSpace(model, images, cache_dir=tmp_path / "c", export_cache=None)
     assert no_cache.net.onnx is None  # no int8 graphs and nowhere to export them: PyTorch
     space = OneNetSpace(model, images, cache_dir=tmp_path / "b", onnx_variant="fp32", export_cache=tmp_path / "x")
@@ -531,7 +531,7 @@ def test_captions_and_tags_use_onnxruntime_when_the_checkpoint_is_exported(
     exports = tmp_path / "exports"  # the int8 graphs the model lacks: exported once, then found there
     first = OneNetSpace(model, images, cache_dir=tmp_path / "d", export_cache=exports)
     assert f"once into {exports / model_fingerprint(first.net.model)}" in capsys.readouterr().err
-    assert first.net.onnx.variant == "int8" and first.net.onnx.has_decoder
+    assert first.net.onnx.variant == "int8-dynamic" and first.net.onnx.has_decoder
     assert first.net.gallery_embedder().description == "onnxruntime, image_encoder.onnx"  # fastest there: fp32
     again = OneNetSpace(model, images, cache_dir=tmp_path / "d", export_cache=exports)
     assert "exporting" not in capsys.readouterr().err and again.net.onnx.has_decoder

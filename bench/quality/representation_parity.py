@@ -20,7 +20,7 @@ def main() -> None:
     args = parser.parse_args()
     net = OneNet.from_pretrained(args.model)
     paths = [e.path for e in read_split(args.data_dir, "dev")[: args.images]]
-    for variant in ("fp32", "int8"):
+    for variant in ("fp32", "int8-dynamic"):
         onnx = OneNet.from_pretrained(args.model, backend="auto", onnx_variant=variant).onnx
         cosines = {"representation": [], "pooled features": []}
         for start in range(0, len(paths), 25):

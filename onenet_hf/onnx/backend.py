@@ -14,7 +14,7 @@ from transformers.utils import GENERATION_CONFIG_NAME
 from ..configuration_onenet import OneNetConfig
 from ..errors import OneNetError
 from ..modeling_onenet import backbone_wheel_state_dict, caption_generation_config
-from ..options import CALIBRATION_IMAGES, MAX_CALIBRATION_IMAGES, VARIANTS
+from ..options import CALIBRATION_IMAGES, MAX_CALIBRATION_IMAGES, VARIANTS, variant_name
 from ..utils.extras import require
 from .graphs import MANIFEST_FILE, OnnxExportError, checked_graph, open_export, session_options
 
@@ -34,7 +34,7 @@ def _providers(variant: str) -> list[str]:
     import onnxruntime
 
     available = onnxruntime.get_available_providers()
-    if "CUDAExecutionProvider" in available and variant not in ("int8", "int8-static"):
+    if "CUDAExecutionProvider" in available and variant not in ("int8-dynamic", "int8-static"):
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
@@ -42,7 +42,7 @@ def _providers(variant: str) -> list[str]:
 class OnnxOneNetBackend:
     """Runs OneNet's exported graphs with onnxruntime; provides what captioning needs (`uses.caption.CaptionBackend`).
 
-    CUDAExecutionProvider is used when onnxruntime-gpu offers it (except for int8, a CPU format),
+    CUDAExecutionProvider is used when onnxruntime-gpu offers it (except for the int8 variants, CPU formats),
     CPUExecutionProvider otherwise.
     """
 
@@ -57,12 +57,13 @@ class OnnxOneNetBackend:
         PyTorch, as for a checkpoint that ships only its gallery encoder (`onenet export --gallery-encoder-only`);
         otherwise every graph captioning needs, or one line saying what is missing."""
         onnxruntime = require("onnxruntime", "onnx", "the ONNX backend")
+        variant = variant_name(variant)
         if variant not in VARIANTS:
             raise OneNetError(f"unknown ONNX variant {variant!r}; choose one of {VARIANTS}")
         if variant == "fp16" and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
             # onnxruntime's CPU provider crashes the process on these fp16 graphs: refuse before loading
             raise OneNetError(
-                "the fp16 ONNX variant needs CUDAExecutionProvider (onnxruntime-gpu); on CPU use fp32 or int8"
+                "the fp16 ONNX variant needs CUDAExecutionProvider (onnxruntime-gpu); on CPU use fp32 or int8-dynamic"
             )
         checkpoint = Path(checkpoint)
         folder, manifest = open_export(checkpoint, onnx_dir)
@@ -123,7 +124,7 @@ class OnnxOneNetBackend:
     def batch_independent(self) -> bool:
         """Whether an image's results are the same alone and in a batch: not for int8, whose dynamic
         quantisation takes one scale per input tensor, so the other images of a batch move it."""
-        return self.variant != "int8"
+        return self.variant != "int8-dynamic"
 
     @property
     def has_pooled_features(self) -> bool:

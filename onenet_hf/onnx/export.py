@@ -25,7 +25,7 @@ from ..hub import check_model_folder
 from ..image_processing_onenet import OneNetImageProcessor
 from ..images import load_image
 from ..modeling_onenet import OneNetModel
-from ..options import EXPORT_CACHE_DIR, MAX_CALIBRATION_IMAGES
+from ..options import EXPORT_CACHE_DIR, MAX_CALIBRATION_IMAGES, variant_name
 from ..representations import ARRAYS
 from ..utils.atomic_files import temporary_folder, write_json
 from ..utils.extras import require
@@ -297,13 +297,14 @@ def static_int8_exclusions(graph: Path, fp32_blocks: Sequence[int] = FP32_BLOCKS
 def export_onnx(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,
-    int8: bool = True,
+    int8_dynamic: bool = True,
     fp16: bool = False,
     calibration_images: Sequence[str | os.PathLike] = (),
     gallery_encoder_only: bool = False,
     bias_correction_images: int = BIAS_CORRECTION_IMAGES,
+    int8: bool | None = None,
 ) -> dict:
-    """Write `{name}.onnx` (fp32), `{name}.int8.onnx` (dynamic int8) and optionally `{name}.fp16.onnx`, plus
+    """Write `{name}.onnx` (fp32), `{name}.int8-dynamic.onnx` (dynamic int8) and optionally `{name}.fp16.onnx`, plus
     `manifest.json` with the opset, input/output names, file hashes and the checkpoint's fingerprint. With
     `calibration_images` (photos like the galleries to index), also `image_encoder.int8-static.onnx`: static
     int8, the fast gallery-embedding path (`static_int8_exclusions` says what stays fp32 and why).
@@ -311,19 +312,25 @@ def export_onnx(
     ship inside a checkpoint), else fp32; `backend="auto"` then embeds galleries with it and runs everything else
     on PyTorch.
     `bias_correction_images`: the calibration photos its bias correction reads (0: none; `quantize_static_int8`).
+    `int8`: the old name of `int8_dynamic`, kept until the next release (with a FutureWarning).
 
     Every graph is written into a hidden temporary folder inside `out_dir` first; only then is the old manifest
     removed, the graphs renamed into place and the new manifest written, last. A run killed while writing leaves
     the previous export as it was (its temporary folder is removed by the next export); one killed while renaming
     leaves no manifest, which the backend reports as no export (`OnnxOneNetBackend` checks every hash)."""
     checkpoint = check_model_folder(Path(checkpoint))  # before anything is written
+    if int8 is not None:
+        warnings.warn(
+            "export_onnx's int8= is now int8_dynamic=; the old name goes in the next release", FutureWarning, 2
+        )
+        int8_dynamic = int8
     if len(calibration_images) > MAX_CALIBRATION_IMAGES:
         raise OneNetError(f"at most {MAX_CALIBRATION_IMAGES:,} calibration images, got {len(calibration_images):,}")
     out = Path(out_dir) if out_dir else checkpoint / "onnx"
     model = OneNetModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
     with temporary_folder(out, ".export.") as building:
         static = {"calibration_images": calibration_images, "bias_correction_images": bias_correction_images}
-        graphs = _write_graphs(model, building, int8, fp16, **static, gallery_encoder_only=gallery_encoder_only)
+        graphs = _write_graphs(model, building, int8_dynamic, fp16, **static, gallery_encoder_only=gallery_encoder_only)
         (out / MANIFEST_FILE).unlink(missing_ok=True)  # no manifest beside a mix of old and new graphs
         for graph in graphs.values():
             for file in graph["files"].values():
@@ -345,7 +352,7 @@ def export_once(checkpoint: str | os.PathLike, variant: str, cache_dir: str | os
     does (a full export), else one made once under `cache_dir` (keyed by the checkpoint's fingerprint; 5.6 s
     for the shipped checkpoint on 2 cores, said on stderr) and found there at the next start. Why: a checkout's
     checkpoint ships only its gallery encoder, and the Space's captions and tags need the decoder's graphs."""
-    checkpoint = check_model_folder(Path(checkpoint))
+    checkpoint, variant = check_model_folder(Path(checkpoint)), variant_name(variant)
     cached = Path(cache_dir) / checkpoint_fingerprint(checkpoint)
     for folder in (checkpoint / "onnx", cached):
         try:
@@ -355,7 +362,7 @@ def export_once(checkpoint: str | os.PathLike, variant: str, cache_dir: str | os
             continue  # none there, or another checkpoint's
     started = time.perf_counter()
     print(f"exporting the ONNX graphs of {checkpoint} once into {cached} (reused at the next start)", file=sys.stderr)
-    export_onnx(checkpoint, cached, int8=variant == "int8")
+    export_onnx(checkpoint, cached, int8_dynamic=variant == "int8-dynamic")
     print(f"exported in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return cached
 
@@ -368,7 +375,7 @@ def _has_graphs(manifest: dict, names: Sequence[str], variant: str) -> bool:
 def _write_graphs(
     model: OneNetModel,
     out: Path,
-    int8: bool,
+    int8_dynamic: bool,
     fp16: bool,
     calibration_images: Sequence[str | os.PathLike],
     bias_correction_images: int = BIAS_CORRECTION_IMAGES,
@@ -382,9 +389,9 @@ def _write_graphs(
             continue
         files = {"fp32": out / f"{name}.onnx"}
         _export_graph(module, args, inputs, outputs, files["fp32"])
-        if int8 and not gallery_encoder_only:
-            files["int8"] = out / f"{name}.int8.onnx"
-            _quantize_int8(files["fp32"], files["int8"], convolutions=name != "image_encoder")
+        if int8_dynamic and not gallery_encoder_only:
+            files["int8-dynamic"] = out / f"{name}.int8-dynamic.onnx"
+            _quantize_int8(files["fp32"], files["int8-dynamic"], convolutions=name != "image_encoder")
         if calibration_images and name == "image_encoder":
             files["int8-static"] = out / f"{name}.int8-static.onnx"
             processor = OneNetImageProcessor()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import OneNetError
+from ..options import RENAMED_VARIANTS, variant_name
 from ..representations import ARRAY_DTYPES, ARRAYS
 from ..utils.extras import require
 
@@ -43,6 +44,10 @@ def read_manifest(manifest_file: Path, command: str) -> dict:
         raise OnnxExportError(
             f"{manifest_file} is not a manifest of onenet export (no valid 'graphs'); export again: {command}"
         )
+    for graph in manifest["graphs"].values():  # an export made before a variant was renamed: its files, new names
+        for old, new in RENAMED_VARIANTS.items():
+            if old in graph["files"]:
+                graph["files"].setdefault(new, graph["files"].pop(old))
     return manifest
 
 
@@ -110,7 +115,7 @@ def open_export(checkpoint: Path, onnx_dir: str | os.PathLike | None) -> tuple[P
 
 def checked_graph(path: Path, sha256: str) -> bytes:
     """A graph file's bytes, checked against the manifest's hash: read once, so the check costs one pass of
-    SHA-256 (about 50 ms for the shipped fp32 and int8 graphs) and what runs is exactly what was checked."""
+    SHA-256 (about 50 ms for the fp32 and dynamic int8 graphs) and what runs is exactly what was checked."""
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -144,7 +149,8 @@ def environment_threads() -> int:
 def gallery_variant(variant: str) -> str:
     """The variant a gallery is embedded in when `variant` is asked for: `fastest` in place of dynamic int8 (its
     scales follow the batch, so a photo's row would depend on its neighbours) and of fp16 (a GPU format)."""
-    return "fastest" if variant in ("int8", "fp16") else variant
+    variant = variant_name(variant)
+    return "fastest" if variant in ("int8-dynamic", "fp16") else variant
 
 
 class OnnxGalleryEncoder:
@@ -164,6 +170,7 @@ class OnnxGalleryEncoder:
                 f"the image encoder exported at {folder} gives no {' or '.join(ARRAYS[2:])} (an older export); "
                 f"export again for a gallery build without PyTorch: onenet export {checkpoint} --out {folder}"
             )
+        variant = variant_name(variant)
         if variant == "fastest":
             variant = "int8-static" if "int8-static" in graph["files"] else "fp32"
         if variant not in graph["files"]:

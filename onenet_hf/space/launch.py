@@ -9,7 +9,7 @@ import sys
 
 from ..errors import OneNetError
 from ..hub import default_model, resolve_model
-from ..options import SPACE_MAX_BATCH_SIZE, SPACE_ONNX_VARIANT
+from ..options import SPACE_MAX_BATCH_SIZE, SPACE_ONNX_VARIANT, variant_option
 from ..utils.extras import require
 from ..utils.messages import escape_controls
 from .batching import MAX_BATCH_SIZE
@@ -35,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     help_text = f"caption and tag requests answered together per model pass (default {SPACE_MAX_BATCH_SIZE})"
     parser.add_argument("--max-batch-size", type=batch_size, default=SPACE_MAX_BATCH_SIZE, help=help_text)
     help_text = "the exported graphs captions and tags run on, when the model has them (default %(default)s)"
-    parser.add_argument("--onnx-variant", default=SPACE_ONNX_VARIANT, choices=["fp32", "int8"], help=help_text)
+    choices = ["fp32", "int8-dynamic"]
+    parser.add_argument(
+        "--onnx-variant", default=SPACE_ONNX_VARIANT, type=variant_option, choices=choices, help=help_text
+    )
     return parser
 
 

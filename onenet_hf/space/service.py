@@ -403,7 +403,7 @@ class OneNetSpace:
 
     def _passes(self, keys: list) -> list[list[int]]:
         """The rows that share one model pass: those with equal keys (a caption's beam size), or each row alone
-        on int8 graphs, where the other images of a batch would change an image's answer."""
+        on dynamic int8 graphs, where the other images of a batch would change an image's answer."""
         if self.net.onnx is not None and not self.net.onnx.batch_independent:
             return [[row] for row in range(len(keys))]
         return [[row for row, k in enumerate(keys) if k == key] for key in dict.fromkeys(keys)]
