@@ -13,7 +13,7 @@ from onenet_hf import OneNetError
 from onenet_hf.cli import main
 from onenet_hf.imagine import imagine
 from onenet_hf.imagine.imagine import BANK_SIZE, feature_bank, imagine_steps, imagined_features
-from onenet_hf.imagine.optimization import to_pil
+from onenet_hf.imagine.optimization import backbone_input
 from onenet_hf.uses.caption import sentence_token_ids
 
 
@@ -43,13 +43,6 @@ def test_the_imagined_features_leave_the_bank_and_make_the_sentence_likelier(tin
     assert model.training and all(p.grad is None for p in model.parameters())  # mode restored, weights untouched
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "fails on 2026-12-06's freshly resolved dependencies at this commit's parent too (the tiny test model "
-        "trains differently): under investigation, see CHANGELOG"
-    ),
-)
 def test_pixels_move_towards_the_imagined_representation(tiny_net, monkeypatch):
     model, processor = tiny_net.model, tiny_net.processor
     monkeypatch.setattr(imagine, "LIKELIHOOD_WEIGHT", 0.0)  # the objective is then the representation's cosine alone
@@ -58,12 +51,17 @@ def test_pixels_move_towards_the_imagined_representation(tiny_net, monkeypatch):
         imagined_features(model, sentence_token_ids(processor, "a blue square"), feature_bank(model))
     )
 
-    def cosine(pixels):
-        with torch.no_grad():
-            return torch.cosine_similarity(model.get_image_features(processor(images=to_pil(pixels))["pixel_values"]),
-                                           target).item()  # fmt: skip
+    mean, std = processor.image_processor.image_mean, processor.image_processor.image_std
 
-    assert cosine(snapshots[-1].pixels) > cosine(snapshots[0].pixels) + 0.02
+    def cosine(pixels):  # the representation of the image as optimised (its own size), without the random jitter
+        with torch.no_grad():
+            grid = model.get_backbone_features(backbone_input(model, pixels, mean, std))
+            image_embeds = model.get_image_features_from_pooled(model.get_pooled_features(grid))
+            return torch.cosine_similarity(image_embeds, target).item()
+
+    # 0.03 -> 0.90 on a 2-core AVX-512 EPYC; re-measured through the processor's 260-pixel resize instead, the
+    # 64-pixel image's gain was machine-dependent (0.075 there, under 0.02 on another CPU)
+    assert cosine(snapshots[-1].pixels) > cosine(snapshots[0].pixels) + 0.3
     assert snapshots[-1].images[0].size == (64, 64)
     again = list(imagine_steps(model, processor, "a blue square", steps=15, size=64))
     assert torch.equal(again[-1].pixels, snapshots[-1].pixels)

@@ -224,10 +224,21 @@ def test_the_static_int8_image_encoder_is_the_fastest_variant_and_indexes(
     assert len(int8_static.caption(images[:2])) == 2  # its fp32 decoders caption from the int8 representation
 
 
+def _cpu_has_vnni() -> bool:
+    """Whether this (Linux) CPU has int8 dot-product instructions (AVX-512 VNNI or AVX-VNNI)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
 @pytest.mark.xfail(
+    not _cpu_has_vnni(),
     strict=True,
-    reason="on 2026-12-06's machine (onnxruntime 1.31.1 and 1.32.0 alike, at this commit's parent too) the correction "
-    "no longer shrinks the shifts (median 1.05-fold): under investigation, see CHANGELOG",
+    reason="without VNNI (an AVX2-only EPYC, 2026-12-06; onnxruntime 1.31.1 and 1.32.0 alike) the shifts shrank "
+    "only 1.05-fold (median); with AVX-512 VNNI (a 2-core EPYC, 2026-12-07) the test passes. Likely cause, not "
+    "verified: AVX2's u8s8 kernels saturate 16-bit sums, an error that follows the inputs, not a per-channel bias",
 )
 def test_bias_correction_shrinks_each_int8_convolutions_mean_shift_from_fp32(exported, shapes_dir, tmp_path):
     from onenet_hf.onnx.export import (
