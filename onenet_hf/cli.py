@@ -480,7 +480,7 @@ def _layers(args: argparse.Namespace) -> int:
 
 
 def _save_imagined(snapshot, out: str, what: str) -> int:
-    """Write an Imagine result (several images side by side) as a PNG and say what was made."""
+    """Write a Create result (several images side by side) as a PNG and say what was made."""
     from .explore.sheets import save_image
 
     images = snapshot.images

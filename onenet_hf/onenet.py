@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .create import dream, imagine, style, visualize
+from .create.optimization import Snapshot, last
 from .errors import OneNetError
 from .explore import embedding_map as maps
 from .explore import explain, layers, neurons
@@ -30,8 +32,6 @@ from .gallery.embedding import Embedder, local_embedder, onnx_embedder
 from .gallery.index import GalleryIndex, ImageMatch
 from .hub import resolve_model
 from .images import ImageLike
-from .imagine import dream, imagine, style, visualize
-from .imagine.optimization import Snapshot, last
 from .label_guidance import LABEL_THRESHOLD
 from .language.word_vectors import WordVectors, glove_vectors
 from .modeling_onenet import OneNetModel

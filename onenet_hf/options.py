@@ -2,7 +2,7 @@
 
 `onenet CMD --help` shows these defaults and limits, and `onenet` refuses a value outside them before a model
 loads, without importing torch or transformers. Each is defined here once; the module that applies it imports it
-under its own name (`decoding.MAX_BEAM_SIZE`, `imagine.visualize.STEPS`, `explore.neurons.check_sizes`), so both names
+under its own name (`decoding.MAX_BEAM_SIZE`, `create.visualize.STEPS`, `explore.neurons.check_sizes`), so both names
 are the same object.
 """
 
@@ -113,16 +113,16 @@ def check_output_folder(folder: str | os.PathLike) -> Path:
 MAX_STEPS = 2000  # a work-size cap: one call stays within minutes on 2 CPU cores (the Space caps lower)
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 64, 1024  # pixels on a side; time and memory grow with the square
 MAX_OPTIMIZED_IMAGES = 8  # images optimised together (diversity)
-VISUALIZE_STEPS = 128  # under 30 s for one 260x260 image on 2 CPU cores (bench/quality/imagine_quality.py)
-# 15 s per 260x260 image on average on a 2-core AMD EPYC (bench/quality/imagine_quality.py, run 4); in exploratory runs
-# 192 steps kept 17 of 22 sentences against 14 at 96 (README, Imagine)
+VISUALIZE_STEPS = 128  # under 30 s for one 260x260 image on 2 CPU cores (bench/quality/create_quality.py)
+# 15 s per 260x260 image on average on a 2-core AMD EPYC (bench/quality/create_quality.py, run 4); in exploratory runs
+# 192 steps kept 17 of 22 sentences against 14 at 96 (README, Create)
 IMAGINE_STEPS = 192
 # the stage that feeds the representation: whole-object motifs (eyes, fur); earlier stages give textures
 DREAM_STAGE = "head"
-DREAM_STEPS = 80  # gradient steps over all octaves: under 10 s at 260 on 2 CPU cores (bench/quality/imagine_quality.py)
+DREAM_STEPS = 80  # gradient steps over all octaves: under 10 s at 260 on 2 CPU cores (bench/quality/create_quality.py)
 DREAM_OCTAVES = 3
 DREAM_STRENGTH = 1.0  # step size in hundredths of the pixel range
-STYLE_STEPS = 200  # about 30 s at 260 on 2 CPU cores (bench/quality/imagine_quality.py)
+STYLE_STEPS = 200  # about 30 s at 260 on 2 CPU cores (bench/quality/create_quality.py)
 CONTENT_WEIGHT = 1.0
 STYLE_WEIGHT = 10.0
 

@@ -1,4 +1,4 @@
-"""Imagine, DeepDream: the chosen stage fires more on the dreamed photo, over octaves back to the photo's own size,
+"""Create, DeepDream: the chosen stage fires more on the dreamed photo, over octaves back to the photo's own size,
 and one error per bad input. On conftest's tiny model (its backbone is the real one)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from onenet_hf import OneNetError
-from onenet_hf.imagine.dream import measure_stage, stage_activation
-from onenet_hf.imagine.optimization import from_image
+from onenet_hf.create.dream import measure_stage, stage_activation
+from onenet_hf.create.optimization import from_image
 from tests.conftest import draw_shape
 
 

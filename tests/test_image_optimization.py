@@ -1,4 +1,4 @@
-"""The machinery Imagine shares: the Fourier image, the random transform, crops, checks, the Adam loop, and autograd
+"""The machinery Create shares: the Fourier image, the random transform, crops, checks, the Adam loop, and autograd
 under any caller's grad mode."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from onenet_hf.errors import OneNetError
-from onenet_hf.imagine.imagine import imagine_steps
-from onenet_hf.imagine.optimization import (
+from onenet_hf.create.imagine import imagine_steps
+from onenet_hf.create.optimization import (
     MEMORY_BUDGET_MB,
     FourierImage,
     PixelImage,
@@ -27,6 +26,7 @@ from onenet_hf.imagine.optimization import (
     random_transform,
     to_pil,
 )
+from onenet_hf.errors import OneNetError
 from tests.conftest import draw_shape
 
 

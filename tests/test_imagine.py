@@ -1,4 +1,4 @@
-"""Imagine, imagined captions: the imagined features make the sentence likelier than the bank's mean, pixels move
+"""Create, imagined captions: the imagined features make the sentence likelier than the bank's mean, pixels move
 towards them, the shipped bank fits the backbone, and one error per bad input. On conftest's tiny model."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import torch
 
 from onenet_hf import OneNetError
 from onenet_hf.cli import main
-from onenet_hf.imagine import imagine
-from onenet_hf.imagine.imagine import BANK_SIZE, feature_bank, imagine_steps, imagined_features
-from onenet_hf.imagine.optimization import backbone_input
+from onenet_hf.create import imagine
+from onenet_hf.create.imagine import BANK_SIZE, feature_bank, imagine_steps, imagined_features
+from onenet_hf.create.optimization import backbone_input
 from onenet_hf.uses.caption import sentence_token_ids
 
 

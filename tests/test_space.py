@@ -420,8 +420,8 @@ def test_every_tab_in_headless_chromium(server):
 def space_process(tmp_path):
     """`python -m onenet_hf.space` as its own process on a free loopback port, stopped after the test.
 
-    The Imagine tabs get a process of their own: a stream the browser leaves is still stepped by gradio in a
-    daemon thread, which the process waits for at exit only when its server is closed (`_ImagineRuns`); in
+    The Create tabs get a process of their own: a stream the browser leaves is still stepped by gradio in a
+    daemon thread, which the process waits for at exit only when its server is closed (`_CreateRuns`); in
     the test process an abort there would turn pytest's exit status into 134."""
     import subprocess
     import sys
@@ -457,7 +457,7 @@ def test_imagine_tabs_in_headless_chromium(space_process):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
         page.goto(server)
-        page.get_by_role("tab", name="Imagine").click()
+        page.get_by_role("tab", name="Create").click()
 
         def imagine_tab(name: str, steps: int, steps_box: int = 0):
             page.get_by_role("tab", name=name).click()
@@ -630,9 +630,9 @@ def test_at_exit_no_imagine_step_starts_and_the_running_one_is_waited_for():
     the interpreter finalises aborts the process, so exiting waits for the step and starts no other."""
     import threading
 
-    from onenet_hf.space.service import _ImagineRuns
+    from onenet_hf.space.service import _CreateRuns
 
-    runs, started, release, stepped = _ImagineRuns(), threading.Event(), threading.Event(), []
+    runs, started, release, stepped = _CreateRuns(), threading.Event(), threading.Event(), []
 
     def snapshots():
         for step in range(1, 4):

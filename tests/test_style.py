@@ -1,4 +1,4 @@
-"""Imagine, style transfer: the style loss falls from the content photo's while the content loss stays below the
+"""Create, style transfer: the style loss falls from the content photo's while the content loss stays below the
 style photo's own, losses are relative, and one error per bad input. On conftest's tiny model."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from onenet_hf import OneNetError
-from onenet_hf.imagine.style import gram, style_losses
+from onenet_hf.create.style import gram, style_losses
 from tests.conftest import draw_shape
 
 

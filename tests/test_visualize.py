@@ -1,4 +1,4 @@
-"""Imagine, feature visualisation: each kind of target rises, seeds repeat, diversity pushes images apart, and one
+"""Create, feature visualisation: each kind of target rises, seeds repeat, diversity pushes images apart, and one
 error per bad input. On the tiny model of conftest (its backbone is the real one), at 64x64 to stay fast."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from onenet_hf import OneNetError
-from onenet_hf.imagine.optimization import FourierImage, backbone_input, last
-from onenet_hf.imagine.visualize import gram_diversity, target_values, visualization_target, visualize_steps
+from onenet_hf.create.optimization import FourierImage, backbone_input, last
+from onenet_hf.create.visualize import gram_diversity, target_values, visualization_target, visualize_steps
 
 
 def _values(net, target, pixels):

@@ -13,8 +13,8 @@ import argparse
 import numpy as np
 
 from onenet_hf import OneNet, read_split
+from onenet_hf.create.imagine import BANK_SIZE, bank_path, build_feature_bank
 from onenet_hf.data.feature_cache import DEFAULT_CACHE_DIR
-from onenet_hf.imagine.imagine import BANK_SIZE, bank_path, build_feature_bank
 
 
 def main() -> None:

@@ -1,1 +1,1 @@
-"""Quality: what a choice does to the dev-set figures (captions, tags, search, int8, Explore, Imagine)."""
+"""Quality: what a choice does to the dev-set figures (captions, tags, search, int8, Explore, Create)."""

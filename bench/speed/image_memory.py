@@ -87,7 +87,7 @@ def peak_of(command: list[str]) -> tuple[int, float, str]:
 
 def commands(folder: Path, model: str, tiff: Path) -> list[list[str]]:
     """Every command that loads an image, on the float TIFF, and the optimisation uses at their largest
-    settings within the memory check (`imagine.optimization.check_memory`)."""
+    settings within the memory check (`create.optimization.check_memory`)."""
     m, out = ["--model", model], str(folder / "out.png")
     return [
         ["caption", *m, str(tiff)],

@@ -1,4 +1,4 @@
-"""The OneNet Space's UI: six use tabs, an Explore tab and an Imagine tab over one network, wiring only; every
+"""The OneNet Space's UI: six use tabs, an Explore tab and a Create tab over one network, wiring only; every
 result comes from `OneNetSpace`.
 
 `spaces/app.py` and the `app.py` that `onenet build-space` writes both call `main`. Needs the `space` extra.
@@ -10,12 +10,12 @@ import argparse
 import functools
 import inspect
 
+from ..create import dream, imagine, style, visualize
+from ..create.optimization import stage_widths
 from ..data.example_photos import example_photos
 from ..errors import OneNetError
 from ..explore.embedding_map import COLOR_BY
 from ..explore.neurons import NEURON_KINDS
-from ..imagine import dream, imagine, style, visualize
-from ..imagine.optimization import stage_widths
 from ..language.label_words import imagenet_labels
 from ..uses.search import SEARCH_METHODS
 from ..uses.words import ANALOGY_METHODS
@@ -23,8 +23,8 @@ from ..utils.extras import require
 from .service import (
     SPACE_DELETE_CACHE,
     SPACE_MAX_BEAM_SIZE,
+    SPACE_MAX_CREATE_STEPS,
     SPACE_MAX_HEAVY_JOBS,
-    SPACE_MAX_IMAGINE_STEPS,
     SPACE_MAX_K,
     SPACE_MAX_MAP_WORDS,
     SPACE_MAX_STORED_UPLOAD_BYTES,
@@ -52,7 +52,7 @@ def user_errors(function):
 
 
 def streamed(method):
-    """A Space Imagine method as a gradio generator: each step advances the request's progress bar, each
+    """A Space Create method as a gradio generator: each step advances the request's progress bar, each
     intermediate image replaces the last on the page; a user error ends it with `gr.Error`.
 
     The generator has the method's own signature plus `progress` (gradio reads it: API parameter names, and
@@ -121,7 +121,7 @@ def clicked_row(event: gr.SelectData) -> tuple[int, None]:
 
 
 def build_demo(space: OneNetSpace) -> gr.Blocks:
-    """The six use tabs, Explore and Imagine. Image inputs (`image_input`) keep `image_mode=None`: gradio then
+    """The six use tabs, Explore and Create. Image inputs (`image_input`) keep `image_mode=None`: gradio then
     passes the upload's path on without decoding it, and `load_image` checks its size from the header before
     decoding (its pixel limit). Caption and tag requests run up to `space.max_batch_size` at once, so
     `OneNetSpace` can batch them; the heavy events share SPACE_MAX_HEAVY_JOBS slots (`HEAVY`); every other event
@@ -222,7 +222,7 @@ def build_demo(space: OneNetSpace) -> gr.Blocks:
             )
         with gr.Tab("Explore"):
             explore_tabs(space, examples)
-        with gr.Tab("Imagine"):
+        with gr.Tab("Create"):
             imagine_tabs(space, examples)
     return demo
 
@@ -298,8 +298,8 @@ def explore_tabs(space: OneNetSpace, examples: list[str]) -> None:
 
 def imagine_tabs(space: OneNetSpace, examples: list[str]) -> None:
     """What the network can picture: feature visualisation, imagined captions, DeepDream, style transfer. Each
-    streams its image as it forms; steps are capped (`SPACE_MAX_IMAGINE_STEPS`)."""
-    steps_label = f"Steps (at most {SPACE_MAX_IMAGINE_STEPS})"
+    streams its image as it forms; steps are capped (`SPACE_MAX_CREATE_STEPS`)."""
+    steps_label = f"Steps (at most {SPACE_MAX_CREATE_STEPS})"
     with gr.Tab("Visualize"):
         gr.Markdown("An image that excites one ImageNet class, one channel of the backbone's head or one unit of the "
                     "image representation, optimised from noise.")  # fmt: skip
@@ -307,7 +307,7 @@ def imagine_tabs(space: OneNetSpace, examples: list[str]) -> None:
             kind = gr.Radio(["class", "channel", "unit"], value="class", label="Target")
             target = gr.Textbox(value="207", label="Class (index or name), channel or unit number")
         with gr.Row():
-            steps = count_slider(1, SPACE_MAX_IMAGINE_STEPS, visualize.STEPS, steps_label)
+            steps = count_slider(1, SPACE_MAX_CREATE_STEPS, visualize.STEPS, steps_label)
             seed = gr.Number(value=0, precision=0, label="Seed")
         picture = gr.Image(label="Visualisation", type="pil", format="png")
         gr.Button("Visualize", variant="primary").click(
@@ -317,7 +317,7 @@ def imagine_tabs(space: OneNetSpace, examples: list[str]) -> None:
         gr.Markdown("An image for a sentence: pixels optimised until the caption decoder would say it.")
         text = gr.Textbox(value="a dog runs on the beach", label="Sentence (caption words only)")
         with gr.Row():
-            steps = count_slider(1, SPACE_MAX_IMAGINE_STEPS, imagine.STEPS, steps_label)
+            steps = count_slider(1, SPACE_MAX_CREATE_STEPS, imagine.STEPS, steps_label)
             seed = gr.Number(value=0, precision=0, label="Seed")
         picture = gr.Image(label="Imagined", type="pil", format="png")
         gr.Button("Imagine", variant="primary").click(
@@ -330,7 +330,7 @@ def imagine_tabs(space: OneNetSpace, examples: list[str]) -> None:
         with gr.Row():
             stage = gr.Dropdown(list(stage_widths(space.net.model)), value=dream.STAGE, label="Stage")
             strength = gr.Slider(0, 5, value=dream.STRENGTH, step=0.25, label="Strength")
-            steps = count_slider(3, SPACE_MAX_IMAGINE_STEPS, dream.STEPS, steps_label)
+            steps = count_slider(3, SPACE_MAX_CREATE_STEPS, dream.STEPS, steps_label)
         picture = gr.Image(label="Dream", type="pil", format="png")
         gr.Button("Dream", variant="primary").click(
             streamed(space.dream), [image, stage, strength, steps], picture, api_name="dream", **HEAVY
@@ -343,7 +343,7 @@ def imagine_tabs(space: OneNetSpace, examples: list[str]) -> None:
         gr.Examples([[examples[0], examples[-1]]], [content, style_image])
         with gr.Row():
             weight = gr.Slider(0, 100, value=style.STYLE_WEIGHT, step=1, label="Style weight")
-            steps = count_slider(1, SPACE_MAX_IMAGINE_STEPS, style.STEPS, steps_label)
+            steps = count_slider(1, SPACE_MAX_CREATE_STEPS, style.STEPS, steps_label)
         picture = gr.Image(label="Stylised", type="pil", format="png")
         gr.Button("Transfer the style", variant="primary").click(
             streamed(space.style), [content, style_image, weight, steps], picture, api_name="style", **HEAVY

@@ -23,6 +23,8 @@ from typing import TypeVar
 
 from PIL import Image
 
+from ..create import dream, imagine, style, visualize
+from ..create.optimization import Snapshot
 from ..data.example_photos import example_gallery, example_photos
 from ..decoding import check_beam_size
 from ..errors import OneNetError
@@ -33,8 +35,6 @@ from ..gallery.build import IMAGE_SUFFIXES, list_images
 from ..gallery.index import GalleryIndex, GalleryIndexError
 from ..hub import resolve_model
 from ..images import load_image
-from ..imagine import dream, imagine, style, visualize
-from ..imagine.optimization import Snapshot
 from ..onenet import OneNet
 from ..options import EXPORT_CACHE_DIR, SPACE_MAX_BATCH_SIZE, SPACE_ONNX_VARIANT
 from ..utils.messages import shorten
@@ -58,10 +58,10 @@ SPACE_MAX_K = 50
 SPACE_MAX_MAP_WORDS = 1_000
 SPACE_MAP_CACHE_SIZE = 16
 SPACE_DISTINCTIVE_NEURONS = 4  # an uploaded image's neurons shown, each with its top images
-# Imagine: each optimisation step is a backbone pass with gradients (about 0.13 s at 260x260 on 2 cores), so the
+# Create: each optimisation step is a backbone pass with gradients (about 0.13 s at 260x260 on 2 cores), so the
 # steps are capped to keep one request within about 30 s; images are made at 260x260, photos resized to it.
-SPACE_MAX_IMAGINE_STEPS = 200
-SPACE_IMAGINE_SIZE = 260
+SPACE_MAX_CREATE_STEPS = 200
+SPACE_CREATE_SIZE = 260
 SPACE_SNAPSHOT_EVERY = 8  # steps between the intermediate images streamed to the page
 # Concurrent caption and tag requests are answered together, up to this many per model pass (chosen with
 # bench/speed/space_load.py, README "The Space under load");
@@ -72,8 +72,8 @@ SPACE_THUMBNAIL_SIZE = 320  # gallery photos are shown (and sent) as JPEGs of at
 MAX_UPLOAD_FILES = 20  # photos per request
 MAX_UPLOAD_BYTES = 20_000_000  # per photo
 MAX_ADDED_BYTES = 500_000_000  # all added photos together
-SPACE_EXIT_WAIT_S = 120  # at exit, how long the process waits for an Imagine step still being computed
-# Memory: requests that hold much of it (Imagine, Explore, similar images, adding photos) share this many slots
+SPACE_EXIT_WAIT_S = 120  # at exit, how long the process waits for a Create step still being computed
+# Memory: requests that hold much of it (Create, Explore, similar images, adding photos) share this many slots
 # (gradio's `concurrency_id`); caption and tag requests decode at most SPACE_MAX_DECODES uploads at once (a
 # decode peaks at about 200 MB, `load_image`); README "Limits" gives the measured worst cases.
 SPACE_MAX_HEAVY_JOBS = 2
@@ -87,8 +87,8 @@ SPACE_DELETE_CACHE = (300, 1800)
 _DECODING = threading.BoundedSemaphore(SPACE_MAX_DECODES)
 
 
-class _ImagineRuns:
-    """The Imagine optimisations the server is running. Gradio keeps stepping a stream whose visitor has left,
+class _CreateRuns:
+    """The Create optimisations the server is running. Gradio keeps stepping a stream whose visitor has left,
     in a daemon worker thread; a daemon thread still inside PyTorch when the interpreter finalises aborts the
     process ("terminate called without an active exception", exit 134, seen in a gdb backtrace). So at exit no
     new step starts, and the process waits for the steps being computed."""
@@ -122,8 +122,8 @@ class _ImagineRuns:
             self._changed.wait_for(lambda: self._running == 0, timeout)
 
 
-_IMAGINE_RUNS = _ImagineRuns()
-atexit.register(_IMAGINE_RUNS.close, SPACE_EXIT_WAIT_S)
+_CREATE_RUNS = _CreateRuns()
+atexit.register(_CREATE_RUNS.close, SPACE_EXIT_WAIT_S)
 
 
 def bounded_load(image) -> Image.Image:
@@ -563,18 +563,18 @@ class OneNetSpace:
 
     def _steps(self, steps) -> int:
         steps = self._whole_number(steps, "steps")
-        if not 1 <= steps <= SPACE_MAX_IMAGINE_STEPS:
+        if not 1 <= steps <= SPACE_MAX_CREATE_STEPS:
             raise OneNetError(
-                f"steps must be 1 to {SPACE_MAX_IMAGINE_STEPS} on this Space (asked for {steps}); run `onenet` "
+                f"steps must be 1 to {SPACE_MAX_CREATE_STEPS} on this Space (asked for {steps}); run `onenet` "
                 "locally for more"
             )
         return steps
 
     @staticmethod
     def _stream(snapshots) -> Iterator[tuple[int, int, object]]:
-        """(step, steps, image or None) for each step of an Imagine optimisation: the app shows the step as
+        """(step, steps, image or None) for each step of a Create optimisation: the app shows the step as
         progress and each image as it comes. Runs are tracked so that the process can close them at exit."""
-        for snapshot in _IMAGINE_RUNS.steps(snapshots):
+        for snapshot in _CREATE_RUNS.steps(snapshots):
             yield snapshot.step, snapshot.steps, snapshot.images[0] if snapshot.pixels is not None else None
 
     def visualize(
@@ -587,7 +587,7 @@ class OneNetSpace:
         target = str(target).strip() if kind == "class" else self._whole_number(target, kind)
         snapshots = self.net.visualize_steps(
             **{kinds[kind]: target}, steps=self._steps(steps), seed=self._whole_number(seed, "seed"),
-            size=SPACE_IMAGINE_SIZE, snapshot_every=SPACE_SNAPSHOT_EVERY,
+            size=SPACE_CREATE_SIZE, snapshot_every=SPACE_SNAPSHOT_EVERY,
         )  # fmt: skip
         return self._stream(snapshots)
 
@@ -595,7 +595,7 @@ class OneNetSpace:
         """An image for a sentence (imagined captions)."""
         seed = self._whole_number(seed, "seed")
         snapshots = self.net.imagine_steps(
-            text, self._steps(steps), seed, SPACE_IMAGINE_SIZE, snapshot_every=SPACE_SNAPSHOT_EVERY
+            text, self._steps(steps), seed, SPACE_CREATE_SIZE, snapshot_every=SPACE_SNAPSHOT_EVERY
         )
         return self._stream(snapshots)
 
@@ -604,7 +604,7 @@ class OneNetSpace:
     ) -> Iterator[tuple[int, int, object]]:
         """DeepDream on a photo, resized to the Space's image size on its short side."""
         snapshots = self.net.dream_steps(
-            self._image(image), stage, self._steps(steps), strength, size=SPACE_IMAGINE_SIZE,
+            self._image(image), stage, self._steps(steps), strength, size=SPACE_CREATE_SIZE,
             snapshot_every=SPACE_SNAPSHOT_EVERY,
         )  # fmt: skip
         return self._stream(snapshots)
@@ -617,7 +617,7 @@ class OneNetSpace:
             raise OneNetError("no style image: upload one or pick an example")
         snapshots = self.net.style_steps(
             self._image(content), style_image, self._steps(steps), style_weight=style_weight,
-            size=SPACE_IMAGINE_SIZE, snapshot_every=SPACE_SNAPSHOT_EVERY,
+            size=SPACE_CREATE_SIZE, snapshot_every=SPACE_SNAPSHOT_EVERY,
         )  # fmt: skip
         return self._stream(snapshots)
 

@@ -1,4 +1,4 @@
-"""Imagine, style transfer (`OneNet.style`, `onenet style CONTENT STYLE`): the content of one photo in the style
+"""Create, style transfer (`OneNet.style`, `onenet style CONTENT STYLE`): the content of one photo in the style
 of another, with the backbone's features (Gatys, Ecker and Bethge 2016).
 
 Content is a deep stage's activations (where things are); style is the Gram matrices of several stages' channels
@@ -37,7 +37,7 @@ from .optimization import (
 
 CONTENT_STAGE = "stage 5"
 STYLE_STAGES = ("stem", "stage 1", "stage 2", "stage 3", "stage 4")
-# 0.05 left one pair of bench/quality/imagine_quality.py at 87% style-loss fall, 0.02 all three >= 90%
+# 0.05 left one pair of bench/quality/create_quality.py at 87% style-loss fall, 0.02 all three >= 90%
 LEARNING_RATE = 0.02
 
 

@@ -1,4 +1,4 @@
-"""Imagine, DeepDream (`OneNet.dream`, `onenet dream IMAGE`): amplify what one backbone stage sees in a photo.
+"""Create, DeepDream (`OneNet.dream`, `onenet dream IMAGE`): amplify what one backbone stage sees in a photo.
 
 Gradient ascent on the photo's pixels raises the stage's activation (the mean of its positive part: how strongly
 the stage fires; a stage's output can be negative, so its plain mean is no measure of that). It runs over

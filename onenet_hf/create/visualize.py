@@ -1,4 +1,4 @@
-"""Imagine, feature visualisation (`OneNet.visualize`, `onenet visualize`): an image that a part of the network
+"""Create, feature visualisation (`OneNet.visualize`, `onenet visualize`): an image that a part of the network
 responds to most, found by optimising pixels (Olah, Mordvintsev and Schubert 2017).
 
 A target is an ImageNet class of the backbone's classifier (its logit), a channel of a backbone stage (its mean

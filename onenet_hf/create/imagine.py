@@ -1,4 +1,4 @@
-"""Imagine, imagined captions (`OneNet.imagine`, `onenet imagine TEXT`): an image for a sentence.
+"""Create, imagined captions (`OneNet.imagine`, `onenet imagine TEXT`): an image for a sentence.
 
 The image-space counterpart of describe-to-search's inversion, in two steps. First the decoder imagines what the
 backbone should see: pooled backbone features, started at the mean of real photos' (a `FeatureBank`, 512
@@ -7,7 +7,7 @@ sentence likely (mean token log-probability, `OneNetModel.caption_token_log_prob
 and regularised as in feature visualisation, are optimised until their image representation points the same way
 as the imagined one (cosine), with a small weight on the sentence's likelihood itself. Straight pixel ascent on
 the sentence's likelihood stalls, and chasing a mix of the bank's photos imagined fewer sentences (11 of 30 dev
-captions at 96 steps, against 17 now; README, Imagine).
+captions at 96 steps, against 17 now; README, Create).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ LEARNING_RATE = 0.05
 FEATURE_STEPS = 150  # decoder passes on one vector: a small share of an imagining's time
 FEATURE_LEARNING_RATE = 0.05
 # Near the imagined representation, the sentence's own likelihood refines the image (alone, from noise, it stalls);
-# exploratory runs kept 14 of 22 sentences at this weight against 13 at 0.3 (README, Imagine).
+# exploratory runs kept 14 of 22 sentences at this weight against 13 at 0.3 (README, Create).
 LIKELIHOOD_WEIGHT = 0.1
 BANK_FILE = "imagine_bank_{backbone}.npy"
 BANK_SIZE = 512
@@ -98,7 +98,7 @@ def build_feature_bank(
 def imagined_features(model: OneNetModel, token_ids: list[int], bank: torch.Tensor) -> torch.Tensor:
     """Pooled backbone features (1, 1280) under which the decoder finds the sentence likely: the bank's mean moved
     by Adam on the sentence's mean token log-probability, in log space so that they stay positive, as a photo's
-    pooled activations are. In exploratory runs (README, Imagine) free features carried sentences' specifics that
+    pooled activations are. In exploratory runs (README, Create) free features carried sentences' specifics that
     a mix of the bank's photos did not. The model's weights and training flag are left as they were."""
     with model.input_gradients():
         log_features = bank.mean(0, keepdim=True).clamp(min=1e-3).log().clone().requires_grad_(True)

@@ -1,4 +1,4 @@
-"""Imagine's targets, each measured with the library's defaults (the CLI's), at 260x260 on this machine.
+"""Create's targets, each measured with the library's defaults (the CLI's), at 260x260 on this machine.
 
 - Feature visualisation: for N random ImageNet classes (seeded), whether the backbone's top-1 on the image is the
   class, whether it still is after one random crop keeping 90% of each side, resized back, and seconds per image.
@@ -13,7 +13,7 @@
 - DeepDream: scikit-image photos at the default stage, the ratio of the stage's activation after to before, and
   seconds; then that ratio on one photo for every stage.
 Run (about 35 minutes on 2 cores; nothing else heavy at the same time):
-python -m bench.quality.imagine_quality --data-dir ../shared/datasets/flickr8k --output bench/results/imagine.json
+python -m bench.quality.create_quality --data-dir ../shared/datasets/flickr8k --output bench/results/imagine.json
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from PIL import Image
 
 from bench.common import cpu_model, write_result
 from onenet_hf import OneNet, OneNetError, read_split
-from onenet_hf.imagine.dream import STAGE, measure_stage
-from onenet_hf.imagine.optimization import backbone_input, crop_and_resize, from_image, stage_widths
-from onenet_hf.imagine.style import style_losses
+from onenet_hf.create.dream import STAGE, measure_stage
+from onenet_hf.create.optimization import backbone_input, crop_and_resize, from_image, stage_widths
+from onenet_hf.create.style import style_losses
 from onenet_hf.language.word_vectors import content_words, normalize_word
 from onenet_hf.uses.caption import sentence_token_ids
 
