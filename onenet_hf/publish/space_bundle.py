@@ -57,7 +57,7 @@ class GalleryPhoto:
 
 
 def gallery_photos(gallery: str | os.PathLike | None) -> list[GalleryPhoto]:
-    """The sample gallery (scikit-image's and scikit-learn's openly licensed photos), plus a folder's images or,
+    """The example gallery (scikit-image's and scikit-learn's openly licensed photos), plus a folder's images or,
     for a COCO-format folder, its openly licensed photos."""
     photos = [GalleryPhoto(p, f"`{p.name}`: {PHOTO_CREDITS[p.name]}") for p in example_gallery()]
     if gallery is None:

@@ -23,14 +23,16 @@ def batch_size(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Serve the OneNet Space")
+    # run as `python -m onenet_hf.space` the usage line says so, not "__main__.py"; as `python app.py`, app.py
+    prog = "python -m onenet_hf.space" if os.path.basename(sys.argv[0]) == "__main__.py" else None
+    parser = argparse.ArgumentParser(prog=prog, description="Serve the OneNet Space")
     parser.add_argument("--model", default=default_model(), help="checkpoint folder or Hub repo id")
     parser.add_argument("--revision", help="Hub branch, tag or commit of --model")
-    parser.add_argument("--gallery", help="folder of images to index (default: the sample gallery)")
+    parser.add_argument("--gallery", help="folder of images to index (default: the example gallery)")
     parser.add_argument("--index-dir", help="the Space's own folder for its gallery index (default: under ~/.cache)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
-    help_text = "let users add photos to the gallery (default: on for the sample gallery, off for --gallery)"
+    help_text = "let users add photos to the gallery (default: on for the example gallery, off for --gallery)"
     parser.add_argument("--allow-uploads", action=argparse.BooleanOptionalAction, help=help_text)
     help_text = f"caption and tag requests answered together per model pass (default {SPACE_MAX_BATCH_SIZE})"
     parser.add_argument("--max-batch-size", type=batch_size, default=SPACE_MAX_BATCH_SIZE, help=help_text)
