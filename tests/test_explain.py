@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -175,3 +178,33 @@ def test_grad_cam_finds_the_shape_the_trained_model_names(shapes_net):
     on_shape, opposite = max(shares.values())
     assert on_shape > 0.75 and opposite < 0.05, shares  # the box around the circle is a quarter of the image
     assert all(on > away for on, away in shares.values()), shares
+
+
+def test_explains_and_captions_running_at_once_give_the_maps_of_one_alone(tiny_net, photo):
+    """A Space explains and captions in several threads over one model: Grad-CAM hooks only its own call's layer,
+    so neither another explain nor a caption passing through the model at the same time changes its maps (a hook
+    on the shared model made one explain in six fail under load)."""
+
+    def maps(text):
+        return np.stack([word.heatmap for word in tiny_net.explain(photo, text).words])
+
+    alone = {text: maps(text) for text in ("a red circle", "a blue square")}
+    start = threading.Barrier(6)
+
+    def explain(text):
+        start.wait()
+        return [maps(text) for _ in range(3)]
+
+    def caption(_):
+        start.wait()
+        return [tiny_net.caption(photo, beam_size=2) for _ in range(6)]
+
+    with ThreadPoolExecutor(6) as pool:
+        texts = ["a red circle", "a blue square"] * 2
+        explained = [pool.submit(explain, text) for text in texts]
+        captioned = [pool.submit(caption, None) for _ in range(2)]
+        results = [future.result() for future in explained]
+        [future.result() for future in captioned]
+    for text, runs in zip(texts, results, strict=True):
+        for heatmaps in runs:
+            np.testing.assert_allclose(heatmaps, alone[text], rtol=1e-4, atol=1e-6)

@@ -128,13 +128,16 @@ def word_heatmaps(model, pixel_values: torch.Tensor, token_ids: Sequence[int]) -
     grid, upsampled to the pixels' H x W, from one captum call: the grid repeated once per word, the forward
     giving every row all token log-probabilities, and row i's target its word i.
 
-    The backbone runs once: its output grid is the input of `model.image_pooling`, the layer captum hooks
-    (`attribute_to_layer_input`), so the gradients are those at the backbone's output."""
+    The backbone runs once: its output grid passes through `probe`, the layer captum hooks
+    (`attribute_to_layer_input`), so the gradients are those at the backbone's output. The probe is this call's
+    own: a hook on a module of the shared model would also catch other threads' passes (a Space explains and
+    captions at once), which broke concurrent explains."""
     captum_attr = require("captum.attr", "explore", "explaining captions")
     words = len(token_ids) - 2
+    probe = torch.nn.Identity()
 
     def log_probs(grids: torch.Tensor) -> torch.Tensor:
-        image_embeds = model.get_image_features(backbone_features=grids)
+        image_embeds = model.get_image_features(backbone_features=probe(grids))
         return model.caption_token_log_probs([token_ids] * len(grids), image_embeds)
 
     with torch.inference_mode():
@@ -142,7 +145,7 @@ def word_heatmaps(model, pixel_values: torch.Tensor, token_ids: Sequence[int]) -
     # Callers may hold inference mode (or no_grad); the clone makes a tensor made there usable by autograd.
     with model.input_gradients():
         grids = grid.clone().repeat(words, 1, 1, 1)
-        grad_cam = captum_attr.LayerGradCam(log_probs, model.image_pooling)
+        grad_cam = captum_attr.LayerGradCam(log_probs, probe)
         maps = grad_cam.attribute(
             grids, target=list(range(words)), attribute_to_layer_input=True, relu_attributions=True
         ).detach()
