@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OneNetError
+from .utils.messages import shorten
 
 DEFAULT_MODEL_ID = "onenet-hf/onenet-flickr8k"
 MODEL_ENV = "ONENET_MODEL"  # overrides the default model of the CLI and the Space, e.g. a local checkpoint folder
@@ -73,6 +76,22 @@ def check_model_folder(folder: Path, name: str | None = None) -> Path:
     return folder
 
 
+@contextmanager
+def loading_checkpoint(folder: Path) -> Iterator[None]:
+    """Around reading a checkpoint that `check_model_folder` accepted: damaged files (truncated weights, a
+    tokenizer.json that is not JSON, impossible sizes in config.json) end in one error naming the folder and what
+    the library said, instead of that library's traceback."""
+    try:
+        yield
+    except OneNetError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever safetensors, tokenizers, transformers or torch raise
+        raise ModelNotFoundError(
+            f"{folder} cannot be loaded, a file of it is damaged ({type(error).__name__}: {shorten(str(error))}); "
+            "download or save the model again"
+        ) from None
+
+
 def resolve_model(model: str | os.PathLike, revision: str | None = None, with_onnx: bool = False) -> Path:
     """The local folder holding `model`: a folder is returned as it is, a Hub repo id as its cached snapshot.
 
@@ -95,5 +114,6 @@ __all__ = [
     "ModelNotFoundError",
     "check_model_folder",
     "default_model",
+    "loading_checkpoint",
     "resolve_model",
 ]

@@ -30,7 +30,7 @@ from .explore.neurons import Neuron
 from .gallery.build import build_index
 from .gallery.embedding import Embedder, local_embedder, onnx_embedder
 from .gallery.index import GalleryIndex, ImageMatch
-from .hub import resolve_model
+from .hub import loading_checkpoint, resolve_model
 from .images import ImageLike
 from .label_guidance import LABEL_THRESHOLD
 from .language.word_vectors import WordVectors, glove_vectors
@@ -114,12 +114,15 @@ class OneNet:
         if backend not in BACKENDS:
             raise OneNetError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         folder = resolve_model(path, revision, with_onnx=backend != "torch" and onnx_dir is None)
-        processor = OneNetProcessor.from_pretrained(folder)
+        with loading_checkpoint(folder):
+            processor = OneNetProcessor.from_pretrained(folder)
         if backend == "onnx":
             from .onnx.backend import OnnxOneNetBackend
 
             return cls(OnnxOneNetBackend(folder, onnx_dir, onnx_variant), processor)
-        model = OneNetModel.from_pretrained(folder, dtype=torch.float32).to(device or "cpu")
+        with loading_checkpoint(folder):
+            model = OneNetModel.from_pretrained(folder, dtype=torch.float32)
+        model = model.to(device or "cpu")
         if backend != "auto" or model.device.type != "cpu":
             return cls(model, processor)
         export = (folder, Path(onnx_dir) if onnx_dir else None)

@@ -167,3 +167,26 @@ def test_onnx_backend_from_a_hub_id(hub_cache, tmp_path_factory, monkeypatch):
     assert onnx.caption(photo)[0].text == OneNet.from_pretrained(CHECKPOINT).caption(photo)[0].text
     with pytest.raises(OneNetError, match="no ONNX export"):
         OneNet.from_pretrained(REPO_ID, backend="onnx")  # this repo has no onnx/
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda folder: (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:1000]),
+        lambda folder: (folder / "tokenizer.json").write_text('{"model": ', encoding="utf-8"),
+        lambda folder: (folder / "config.json").write_text(
+            json.dumps({**json.loads((folder / "config.json").read_text()), "hidden_size": -5}), encoding="utf-8"
+        ),
+    ],
+    ids=["truncated weights", "tokenizer not JSON", "negative size"],
+)
+def test_a_damaged_checkpoint_is_one_error_naming_it(tiny_net, tmp_path, damage, capsys):
+    folder = tmp_path / "model"
+    tiny_net.save_pretrained(folder)
+    damage(folder)
+    with pytest.raises(ModelNotFoundError, match="cannot be loaded, a file of it is damaged .*save the model again"):
+        OneNet.from_pretrained(folder)
+    photo = str(example_photos()[0])
+    assert main(["caption", "--model", str(folder), photo]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("onenet caption: error: ")
