@@ -18,7 +18,7 @@ from onenet_hf.errors import OneNetError
 from onenet_hf.fingerprint import model_fingerprint
 from onenet_hf.gallery import build as indexing
 from onenet_hf.gallery import embedding
-from onenet_hf.gallery.build import build_index
+from onenet_hf.gallery.build import build_index, list_images
 from onenet_hf.gallery.index import GalleryIndex, GalleryIndexError, ann_files, shard_files
 from onenet_hf.language.label_words import imagenet_class_index
 from onenet_hf.representations import ARRAYS
@@ -598,3 +598,17 @@ def test_random_bytes_in_any_index_file_are_a_one_line_error_or_harmless(built_i
         except GalleryIndexError as error:
             assert "\n" not in str(error) and str(error).endswith("--rebuild")
     assert len(net.build_index(images, folder, rebuild=True)) == 4
+
+
+def test_a_gallery_folders_deep_is_listed_without_recursion_and_folder_links_are_not_followed(tmp_path):
+    deep = tmp_path / "gallery"
+    deep.mkdir()
+    for _ in range(1_100):  # Path.rglob's recursion overflowed here (so does mkdir(parents=True)'s)
+        deep = deep / "d"
+        deep.mkdir()
+    draw_shape("red", "circle", 1).save(deep / "deepest.png")
+    (tmp_path / "gallery" / "not-a-photo.jpg").mkdir()
+    (tmp_path / "outside").mkdir()
+    draw_shape("blue", "square", 2).save(tmp_path / "outside" / "elsewhere.png")
+    (tmp_path / "gallery" / "link").symlink_to(tmp_path / "outside", target_is_directory=True)
+    assert list_images(tmp_path / "gallery") == [deep / "deepest.png"]

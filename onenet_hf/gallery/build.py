@@ -91,11 +91,23 @@ def list_images(folder: str | Path) -> list[Path]:
     skipped (with the reason) instead of leaving them out unsaid.
     """
     folder = check_image_folder(folder)
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or (p.is_symlink() and not p.exists()))
-    )
+    return sorted(p for p in _files_below(folder) if p.is_file() or (p.is_symlink() and not p.exists()))
+
+
+def _files_below(folder: Path) -> Iterator[Path]:
+    """Every entry under `folder` with an image suffix, walking with a stack rather than recursion (a gallery
+    1,100 folders deep overflowed `Path.rglob`'s); links to folders are not followed, as `rglob` does not."""
+    pending = [folder]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue  # a folder that cannot be read holds nothing to index
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                yield Path(entry.path)
 
 
 def check_index_folder(folder: str | Path, images: Sequence[str | Path] = ()) -> None:
