@@ -536,7 +536,10 @@ def _checked_catalogue(folder: Path, info: dict, shard_rows, image_rows, skipped
     first_row = 0
     for seq, shard in by_seq.items():
         if places[seq]:
-            shard.positions, shard.first_row = np.asarray(places[seq], dtype=np.int64), first_row
+            positions = np.asarray(places[seq], dtype=np.int64)  # ascending, from the query's ORDER BY
+            if np.any(positions[1:] == positions[:-1]):
+                raise problem(f"places two images at one position of shard {shard.name}")
+            shard.positions, shard.first_row = positions, first_row
             first_row += len(places[seq])
             shards.append(shard)
     metadata = {
