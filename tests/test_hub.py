@@ -169,18 +169,26 @@ def test_onnx_backend_from_a_hub_id(hub_cache, tmp_path_factory, monkeypatch):
         OneNet.from_pretrained(REPO_ID, backend="onnx")  # this repo has no onnx/
 
 
+def _truncate_weights(folder: Path) -> None:
+    (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:1000])
+
+
+def _break_tokenizer(folder: Path) -> None:
+    (folder / "tokenizer.json").write_text('{"model": ', encoding="utf-8")
+
+
+def _negative_size(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_size": -5}), encoding="utf-8")
+
+
+# each damage, and whether `onenet export` reads the damaged file (it reads the weights and config only)
 @pytest.mark.parametrize(
-    "damage",
-    [
-        lambda folder: (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:1000]),
-        lambda folder: (folder / "tokenizer.json").write_text('{"model": ', encoding="utf-8"),
-        lambda folder: (folder / "config.json").write_text(
-            json.dumps({**json.loads((folder / "config.json").read_text()), "hidden_size": -5}), encoding="utf-8"
-        ),
-    ],
+    "damage, export_reads_it",
+    [(_truncate_weights, True), (_break_tokenizer, False), (_negative_size, True)],
     ids=["truncated weights", "tokenizer not JSON", "negative size"],
 )
-def test_a_damaged_checkpoint_is_one_error_naming_it(tiny_net, tmp_path, damage, capsys):
+def test_a_damaged_checkpoint_is_one_error_naming_it(tiny_net, tmp_path, damage, export_reads_it, capsys):
     folder = tmp_path / "model"
     tiny_net.save_pretrained(folder)
     damage(folder)
@@ -190,3 +198,7 @@ def test_a_damaged_checkpoint_is_one_error_naming_it(tiny_net, tmp_path, damage,
     assert main(["caption", "--model", str(folder), photo]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("onenet caption: error: ")
+    if export_reads_it:
+        assert main(["export", str(folder), "--out", str(tmp_path / "onnx")]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "a file of it is damaged" in err.strip().splitlines()[-1]

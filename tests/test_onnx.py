@@ -436,3 +436,18 @@ def test_the_old_int8_name_loads_an_older_export_for_one_release_and_says_what_r
     assert capsys.readouterr().err == "onenet: --onnx-variant int8 is deprecated, use int8-dynamic\n"
     assert build_parser().parse_args(["export", "x", "--no-int8"]).int8_dynamic is False
     assert capsys.readouterr().err == "onenet: --no-int8 is deprecated, use --no-int8-dynamic\n"
+
+
+def test_an_out_folder_that_is_a_file_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    checkpoint = Path(__file__).resolve().parents[1] / "checkpoints" / "onenet-flickr8k"
+    monkeypatch.setattr("onenet_hf.onnx.export.OneNetModel.from_pretrained", lambda *a, **k: pytest.fail("loaded"))
+    file = tmp_path / "graphs"
+    file.write_text("not a folder")
+    with pytest.raises(OneNetError, match="graphs is a file, not a folder: give a folder for the ONNX graphs"):
+        export_onnx(checkpoint, out_dir=file)
+    with pytest.raises(OneNetError, match="cannot make the folder .* for the ONNX graphs: .*graphs is a file"):
+        export_onnx(checkpoint, out_dir=file / "onnx")
+    assert main(["export", str(checkpoint), "--out", str(file)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("onenet export: error: ") and "is a file, not a folder" in lines[0]
+    assert file.read_text() == "not a folder" and list(tmp_path.iterdir()) == [file]

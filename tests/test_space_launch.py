@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,3 +39,27 @@ def test_a_model_that_cannot_be_had_is_one_line(tmp_path):
     assert lines[0].startswith("OneNet Space: error: onenet-hf/onenet-flickr8k is not in the Hub cache")
     result = run_app("--model", str(tmp_path / "missing"), tmp_path=tmp_path)
     assert result.returncode == 2 and "no such model folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_port_outside_1_to_65535_is_refused_before_anything_loads(capsys):
+    from onenet_hf.space.launch import build_parser
+
+    assert build_parser().parse_args(["--port", "65535"]).port == 65535
+    assert build_parser().parse_args(["--port", "1"]).port == 1
+    for port in ("99999", "65536", "0", "-1", "80x", ""):
+        with pytest.raises(SystemExit) as error:
+            build_parser().parse_args(["--port", port])
+        assert error.value.code == 2
+        assert f"argument --port: must be a whole number from 1 to 65535, got {port!r}" in capsys.readouterr().err
+
+
+def test_a_bad_gradio_server_port_is_the_same_one_line(monkeypatch, capsys):
+    from onenet_hf.space.launch import build_parser
+
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "99999")
+    with pytest.raises(SystemExit) as error:
+        build_parser().parse_args([])
+    assert error.value.code == 2
+    assert "argument --port: must be a whole number from 1 to 65535, got '99999'" in capsys.readouterr().err
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "8080")
+    assert build_parser().parse_args([]).port == 8080

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from onenet_hf import OneNet, read_flickr8k
+from onenet_hf.errors import OneNetError
 from onenet_hf.training import captions as training_module
+from onenet_hf.training.arguments import HeadTrainingArguments, SCSTArguments
 from onenet_hf.training.captions import LOG_FILE, STATE_FILE, CaptionTrainingArguments, train
 
 from .conftest import SMALL, write_shapes_dataset
@@ -108,3 +110,65 @@ def test_resume_refuses_other_arguments(shapes_dir, feature_cache, tmp_path):
     train(CaptionTrainingArguments(epochs=1, **args))
     with pytest.raises(ValueError, match="other training arguments"):
         train(CaptionTrainingArguments(epochs=2, **args))
+
+
+FOLDERS = {
+    CaptionTrainingArguments: dict(data_dir="d", output_dir="o"),
+    HeadTrainingArguments: dict(model_dir="m", data_dir="d", output_dir="o"),
+    SCSTArguments: dict(model_dir="m", data_dir="d", output_dir="o"),
+}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "change", "message"),
+    [
+        (CaptionTrainingArguments, {"seed": 2**40}, "--seed must be 0 to 4294967295 (a whole number), got 10995116"),
+        (CaptionTrainingArguments, {"seed": -1}, "--seed must be 0 to 4294967295"),
+        (CaptionTrainingArguments, {"batch_size": 0}, "--batch-size must be >= 1 (a whole number), got 0"),
+        (CaptionTrainingArguments, {"epochs": -1}, "--epochs must be >= 1 (a whole number), got -1"),
+        (CaptionTrainingArguments, {"epochs": 1.5}, "--epochs must be >= 1 (a whole number), got 1.5"),
+        (CaptionTrainingArguments, {"warmup_steps": -1}, "--warmup-steps must be >= 0"),
+        (CaptionTrainingArguments, {"min_word_frequency": 0}, "--min-word-frequency must be >= 1"),
+        (CaptionTrainingArguments, {"eval_beam_size": 0}, "--eval-beam-size must be 1 to 64"),
+        (CaptionTrainingArguments, {"hidden_size": 0}, "--hidden-size must be 1 to 8192"),
+        (CaptionTrainingArguments, {"decoder_hidden_size": 10**9}, "--decoder-hidden-size must be 1 to 8192"),
+        (CaptionTrainingArguments, {"word_embedding_size": True}, "--word-embedding-size must be 1 to 8192"),
+        (CaptionTrainingArguments, {"learning_rate": float("nan")}, "--learning-rate must be a number above 0"),
+        (HeadTrainingArguments, {"tag_batch_size": 0}, "--tag-batch-size must be >= 1"),
+        (HeadTrainingArguments, {"retrieval_epochs": 0}, "--retrieval-epochs must be >= 1"),
+        (HeadTrainingArguments, {"learning_rate": 0.0}, "--learning-rate must be a number above 0"),
+        (SCSTArguments, {"eval_beam_size": 65}, "--eval-beam-size must be 1 to 64"),
+        (SCSTArguments, {"learning_rate": float("inf")}, "--learning-rate must be a number above 0"),
+    ],
+)
+def test_training_arguments_refuse_a_number_out_of_range(arguments, change, message):
+    with pytest.raises(OneNetError) as error:
+        arguments(**FOLDERS[arguments], **change)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("arguments", list(FOLDERS), ids=lambda a: a.__name__)
+def test_training_arguments_take_the_seeds_numpy_takes(arguments):
+    assert arguments(**FOLDERS[arguments], seed=2**32 - 1).seed == 2**32 - 1
+    with pytest.raises(OneNetError, match="--seed must be 0 to 4294967295"):
+        arguments(**FOLDERS[arguments], seed=2**32)
+
+
+def test_a_batch_size_of_0_is_one_line_before_any_work(tmp_path, capsys):
+    from onenet_hf.cli import main
+
+    folders = ["--data-dir", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "out")]
+    args = ["train", *folders, "--batch-size", "0"]
+    assert main(args) == 2
+    assert capsys.readouterr().err == "onenet train: error: --batch-size must be >= 1 (a whole number), got 0\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_word_frequency_that_empties_the_vocabulary_is_refused_before_any_output(tiny_dir, tmp_path):
+    args = CaptionTrainingArguments(
+        data_dir=str(tiny_dir), output_dir=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"),
+        min_word_frequency=10**9,
+    )  # fmt: skip
+    with pytest.raises(OneNetError, match="--min-word-frequency 1000000000: no word of the 'train' captions occurs"):
+        train(args)
+    assert not (tmp_path / "out").exists()

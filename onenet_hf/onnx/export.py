@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..errors import OneNetError
 from ..fingerprint import checkpoint_fingerprint
-from ..hub import check_model_folder
+from ..hub import check_model_folder, loading_checkpoint
 from ..image_processing_onenet import OneNetImageProcessor
 from ..images import load_image
 from ..modeling_onenet import OneNetModel
@@ -294,6 +294,19 @@ def static_int8_exclusions(graph: Path, fp32_blocks: Sequence[int] = FP32_BLOCKS
     return [convolutions[0], *blocks, convolutions[-1], *nodes_after_last_convolution(nodes)]
 
 
+def _check_export_folder(out: Path) -> Path:
+    """`out`, a folder to export into, existing or not; refused before the model loads when it, or the nearest of
+    its parents that exists, is a file (the export would make it a folder)."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if path == out and not path.is_dir():
+                raise OneNetError(f"{out} is a file, not a folder: give a folder for the ONNX graphs")
+            if not path.is_dir():
+                raise OneNetError(f"cannot make the folder {out} for the ONNX graphs: {path} is a file")
+            return out
+    return out
+
+
 def export_onnx(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,
@@ -326,8 +339,9 @@ def export_onnx(
         int8_dynamic = int8
     if len(calibration_images) > MAX_CALIBRATION_IMAGES:
         raise OneNetError(f"at most {MAX_CALIBRATION_IMAGES:,} calibration images, got {len(calibration_images):,}")
-    out = Path(out_dir) if out_dir else checkpoint / "onnx"
-    model = OneNetModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    out = _check_export_folder(Path(out_dir) if out_dir else checkpoint / "onnx")
+    with loading_checkpoint(checkpoint):
+        model = OneNetModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
     with temporary_folder(out, ".export.") as building:
         static = {"calibration_images": calibration_images, "bias_correction_images": bias_correction_images}
         graphs = _write_graphs(model, building, int8_dynamic, fp16, **static, gallery_encoder_only=gallery_encoder_only)

@@ -22,6 +22,17 @@ def batch_size(text: str) -> int:
     return int(text)
 
 
+MAX_PORT = 65535
+
+
+def port(text: str) -> int:
+    """A --port value: a whole number from 1 to 65535. Port 0 (any free port) is refused too: gradio then says it
+    runs on port 0 and fails to reach itself."""
+    if not text.strip().isdecimal() or not 1 <= int(text) <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_PORT}, got {text[:20]!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # run as `python -m onenet_hf.space` the usage line says so, not "__main__.py"; as `python app.py`, app.py
     prog = "python -m onenet_hf.space" if os.path.basename(sys.argv[0]) == "__main__.py" else None
@@ -31,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gallery", help="folder of images to index (default: the example gallery)")
     parser.add_argument("--index-dir", help="the Space's own folder for its gallery index (default: under ~/.cache)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    # a string default goes through `port` too: a bad $GRADIO_SERVER_PORT is the same one line as a bad --port
+    parser.add_argument("--port", type=port, default=os.environ.get("GRADIO_SERVER_PORT", "7860"))
     help_text = "let users add photos to the gallery (default: on for the example gallery, off for --gallery)"
     parser.add_argument("--allow-uploads", action=argparse.BooleanOptionalAction, help=help_text)
     help_text = f"caption and tag requests answered together per model pass (default {SPACE_MAX_BATCH_SIZE})"
@@ -59,4 +71,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
 
 
-__all__ = ["batch_size", "build_parser", "main"]
+__all__ = ["MAX_PORT", "batch_size", "build_parser", "main", "port"]

@@ -35,7 +35,7 @@ from ..tokenization_onenet import build_tokenizer
 from ..utils.atomic_files import write_json
 from ..utils.distributed import Processes
 from ..utils.messages import shorten
-from .arguments import CaptionTrainingArguments
+from .arguments import CaptionTrainingArguments, check_training_numbers
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "training_log.json"
@@ -47,28 +47,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-# The float arguments of the training commands: what each allows, and the words that say so. A NaN learning rate
-# trained NaN weights without a word, a dropout of 2 failed deep in torch.
-TRAINING_NUMBERS = {
-    "learning_rate": (lambda x: 0 < x <= 1, "above 0 and at most 1"),
-    "weight_decay": (lambda x: 0 <= x <= 1, "from 0 to 1"),
-    "label_smoothing": (lambda x: 0 <= x < 1, "from 0 to below 1"),
-    "gradient_clip": (lambda x: 0 < x <= 1e6, "above 0 and at most 1e6"),
-    "dropout": (lambda x: 0 <= x < 1, "from 0 to below 1"),
-}
-
-
-def check_training_numbers(args, skip: tuple[str, ...] = ()) -> None:
-    """Each of `TRAINING_NUMBERS` that `args` has, in its range, before any work; NaN, infinity and bools refused.
-    `skip` names options that mean something else there (SCST's `dropout` is a switch, not a rate)."""
-    for name, (allowed, wording) in TRAINING_NUMBERS.items():
-        if not hasattr(args, name) or name in skip:
-            continue
-        value = getattr(args, name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not allowed(value):
-            raise OneNetError(f"--{name.replace('_', '-')} must be a number {wording}, got {shorten(value, 20)}")
 
 
 def epoch_seed(seed: int, epoch: int, stream: int, process: int = 0) -> int:
@@ -155,9 +133,7 @@ def train(args: CaptionTrainingArguments) -> Path:
     Re-running with the same arguments resumes after the last finished epoch (`training_state.pt`); the result
     is bit-identical to an uninterrupted run's. With `args.full_determinism` the run is wrapped in
     `full_determinism()`."""
-    if args.seed < 0:
-        raise OneNetError(f"--seed must be 0 or more, got {args.seed}")
-    check_training_numbers(args)
+    check_training_numbers(args)  # again: a field may have been set after `args` was made and checked
     with full_determinism(args.full_determinism):
         return _train(args)
 
@@ -179,10 +155,15 @@ def _train(args: CaptionTrainingArguments) -> Path:
     device = processes.device or torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     train_examples = read_split(args.data_dir, args.train_split, args.data_format)
     dev_examples = read_split(args.data_dir, args.dev_split, args.data_format)
+    tokenizer = build_tokenizer((c for e in train_examples for c in e.captions), args.min_word_frequency)
+    if len(tokenizer) == len(tokenizer.all_special_tokens):
+        raise OneNetError(
+            f"--min-word-frequency {args.min_word_frequency}: no word of the {shorten(args.train_split)} captions "
+            "occurs that often, so the vocabulary would be empty; give a lower value"
+        )
     output_dir = Path(args.output_dir)  # made once the data has been read: a bad --data-dir leaves nothing behind
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = build_tokenizer((c for e in train_examples for c in e.captions), args.min_word_frequency)
     config = OneNetConfig(
         vocab_size=len(tokenizer),
         hidden_size=args.hidden_size,

@@ -44,7 +44,7 @@ from ..processing_onenet import OneNetProcessor
 from ..utils.atomic_files import write_json
 from ..utils.distributed import launched_processes
 from .arguments import SCSTArguments
-from .captions import LOG_FILE, check_training_numbers, epoch_seed, full_determinism, save_atomically, seed_everything
+from .captions import LOG_FILE, epoch_seed, full_determinism, save_atomically, seed_everything
 from .cider import CiderD
 from .heads import HEADS_LOG_FILE
 
@@ -55,26 +55,6 @@ SCST_TRAINABLE = ("decoder.init_state.", "decoder.lstm.", "decoder.output_projec
 BASELINES = ("mean", "greedy")
 ROLLOUTS = ("sample", "beam")
 ORDER_STREAM, SAMPLE_STREAM, DROPOUT_STREAM = 0, 1, 2  # an epoch's random streams, see `training.epoch_seed`
-MAX_SAMPLES_PER_IMAGE = 64  # memory and time grow with it; Luo 2020 uses 5
-MAX_IMAGES_PER_BATCH = 1024
-
-
-def _check(args: SCSTArguments) -> None:
-    check_rollout(args.rollout, args.baseline)
-    check_training_numbers(args, skip=("dropout",))
-    if not 2 <= args.samples_per_image <= MAX_SAMPLES_PER_IMAGE:
-        raise OneNetError(
-            f"--samples-per-image (the beam's size with --rollout beam) must be 2 to {MAX_SAMPLES_PER_IMAGE} "
-            "(the baseline needs 2), "
-            f"got {args.samples_per_image}"
-        )
-    if not 1 <= args.images_per_batch <= MAX_IMAGES_PER_BATCH:
-        raise OneNetError(f"--images-per-batch must be 1 to {MAX_IMAGES_PER_BATCH}, got {args.images_per_batch}")
-    if args.epochs < 1 or args.learning_rate <= 0 or args.seed < 0:
-        raise OneNetError(
-            f"--epochs must be >= 1, --learning-rate > 0 and --seed >= 0, got {args.epochs}, "
-            f"{args.learning_rate} and {args.seed}"
-        )
 
 
 def check_rollout(rollout: str, baseline: str) -> None:
@@ -204,7 +184,7 @@ def train_scst(args: SCSTArguments) -> Path:
             "train-scst runs as one process (it is not distributed); run it without accelerate launch, or with "
             "--num_processes 1"
         )
-    _check(args)
+    check_rollout(args.rollout, args.baseline)  # its numbers `SCSTArguments` checked when it was made
     with full_determinism(args.full_determinism):
         return _train_scst(args)
 
