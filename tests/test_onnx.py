@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate
 from onenet_hf.onnx.backend import MANIFEST_FILE, OnnxExportError
 from onenet_hf.onnx.export import export_onnx, nodes_after_last_convolution
+from onenet_hf.onnx.graphs import OnnxGalleryEncoder
 from onenet_hf.representations import ARRAYS
 
 pytestmark = pytest.mark.slow
@@ -410,6 +412,15 @@ def test_a_damaged_graph_or_manifest_is_one_line_that_says_export_again(exported
         (out / MANIFEST_FILE).write_text(text)
         with pytest.raises(OnnxExportError, match=f"{message}.*; export again: onenet export"):
             OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out)
+    # garbage whose hash the manifest was given too: onnxruntime cannot load it, which is the same one line
+    garbage = b"not a graph" * 100
+    graph.write_bytes(garbage)
+    manifest["graphs"]["image_encoder"]["files"]["fp32"]["sha256"] = hashlib.sha256(garbage).hexdigest()
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(OnnxExportError, match="image_encoder.onnx is not a graph onnxruntime can load .*export again"):
+        OneNet.from_pretrained(shapes_model, backend="onnx", onnx_dir=out)
+    with pytest.raises(OnnxExportError, match="image_encoder.onnx is not a graph onnxruntime can load"):
+        OnnxGalleryEncoder(shapes_model, out, "fp32")
 
 
 def test_the_old_int8_name_loads_an_older_export_for_one_release_and_says_what_replaces_it(

@@ -16,7 +16,7 @@ from ..errors import OneNetError
 from ..modeling_onenet import backbone_wheel_state_dict, caption_generation_config
 from ..options import CALIBRATION_IMAGES, MAX_CALIBRATION_IMAGES, VARIANTS, variant_name
 from ..utils.extras import require
-from .graphs import MANIFEST_FILE, OnnxExportError, checked_graph, open_export, session_options
+from .graphs import MANIFEST_FILE, OnnxExportError, checked_graph, graph_session, open_export, session_options
 
 CAPTION_GRAPHS = ("image_encoder", "decoder_init", "decoder_step")  # what captioning on onnxruntime runs
 # Variants exported for some graphs only (the image encoder): the other graphs run fp32.
@@ -88,7 +88,7 @@ class OnnxOneNetBackend:
                 raise OnnxExportError(f"{folder} has no {variant} variant of {name}; export with that variant")
             path = folder / graph["files"][graph_variant]["path"]
             graph_bytes = checked_graph(path, graph["files"][graph_variant]["sha256"])
-            self.sessions[name] = onnxruntime.InferenceSession(graph_bytes, options, providers=self.providers)
+            self.sessions[name] = graph_session(path, graph_bytes, options, self.providers)
             self.outputs[name], self.files[name] = graph["outputs"], path.name
         if not self.sessions:
             raise OnnxExportError(f"the ONNX export at {folder} has no graph in the {variant} variant")

@@ -19,6 +19,7 @@ from ..errors import OneNetError
 from ..options import RENAMED_VARIANTS, variant_name
 from ..representations import ARRAY_DTYPES, ARRAYS
 from ..utils.extras import require
+from ..utils.messages import shorten
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -127,6 +128,19 @@ def checked_graph(path: Path, sha256: str) -> bytes:
     return data
 
 
+def graph_session(path: Path, graph_bytes: bytes, options: onnxruntime.SessionOptions, providers: list[str]):
+    """An onnxruntime session of a graph `checked_graph` read; bytes onnxruntime cannot load (a graph replaced
+    together with its manifest hash) are one error naming the file, so `onenet index` falls back to PyTorch."""
+    onnxruntime = require("onnxruntime", "onnx", "the ONNX backend")
+    try:
+        return onnxruntime.InferenceSession(graph_bytes, options, providers=providers)
+    except Exception as error:  # noqa: BLE001 - onnxruntime's errors (InvalidProtobuf, Fail, ...) share no base
+        raise OnnxExportError(
+            f"{path} is not a graph onnxruntime can load ({type(error).__name__}: {shorten(str(error), 80)}); "
+            "export again"
+        ) from None
+
+
 def session_options(threads: int = 0) -> onnxruntime.SessionOptions:
     """onnxruntime session options for OneNet's graphs: quiet, not spinning, `threads` intra-op threads (0:
     onnxruntime's default, the physical cores, as PyTorch's default is)."""
@@ -161,7 +175,7 @@ class OnnxGalleryEncoder:
     def __init__(
         self, checkpoint: str | os.PathLike, onnx_dir: str | os.PathLike | None = None, variant: str = "fastest"
     ):
-        onnxruntime = require("onnxruntime", "onnx", "the ONNX backend")
+        require("onnxruntime", "onnx", "the ONNX backend")  # the missing extra named before any other work
         checkpoint = Path(checkpoint)
         folder, manifest = open_export(checkpoint, onnx_dir)
         graph = manifest["graphs"].get("image_encoder")
@@ -178,7 +192,7 @@ class OnnxGalleryEncoder:
         entry = graph["files"][variant]
         options = session_options(environment_threads())
         graph_bytes = checked_graph(folder / entry["path"], entry["sha256"])
-        self.session = onnxruntime.InferenceSession(graph_bytes, options, providers=["CPUExecutionProvider"])
+        self.session = graph_session(folder / entry["path"], graph_bytes, options, ["CPUExecutionProvider"])
         self.outputs, self.file = graph["outputs"], entry["path"]
         self.fingerprint = manifest["checkpoint_fingerprint"]
         config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
