@@ -263,8 +263,9 @@ def test_bad_queries_are_clear_errors(shapes_net, image_dir, tmp_path):
         shapes_net.similar_images(index, 99)
     with pytest.raises(OneNetError, match="no such file"):
         shapes_net.similar_images(index, str(tmp_path / "missing.png"))
-    with pytest.raises(GalleryIndexError, match="no readable images"):
+    with pytest.raises(GalleryIndexError, match="no readable images") as error:
         build_index(shapes_net.model, shapes_net.processor, [image_dir / "broken.jpg"], tmp_path / "empty")
+    assert f"skipped {image_dir / 'broken.jpg'}: " in str(error.value) and "{" not in str(error.value)  # not a dict
 
 
 def test_a_moved_gallery_is_not_embedded_again(shapes_net, image_dir, tmp_path, monkeypatch):

@@ -33,7 +33,7 @@ except ImportError:  # Windows: builds of one index are not locked against each 
 from ..errors import OneNetError
 from ..fingerprint import file_hash, model_fingerprint
 from ..representations import ARRAY_DTYPES, ARRAYS
-from ..utils.messages import printable_path
+from ..utils.messages import escape_controls, printable_path
 from .ann import ANN_METHODS, ANNOY_TREES, build_ann
 from .embedding import Embedder, GalleryFile, local_embedder
 from .index import (
@@ -297,8 +297,10 @@ def write_gallery(
             reuse = {} if rebuild else _reusable_rows(folder, connection, fingerprint)
             build.place(files, skipped, reuse, embedder, content_hash, batch_size)
             if not connection.execute("SELECT COUNT(*) FROM images").fetchone()[0]:  # rolled back: the old index stays
+                reasons = "; ".join(f"{escape_controls(s['path'])}: {s['reason']}" for s in skipped[:3])
+                more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
                 raise GalleryIndexError(
-                    f"no readable images among {len(files) + len(skipped)} files; skipped: {skipped[:3]}"
+                    f"no readable images among {len(files) + len(skipped)} files; skipped {reasons}{more}"
                 )
             build.compact()
             build.commit(fingerprint, representation_size, skipped)
