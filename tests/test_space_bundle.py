@@ -132,11 +132,15 @@ def _screenshot(url: str) -> None:
 
 def hostile_gallery(root: Path) -> Path:
     """A gallery with one photo and what must never be published: a text file named .jpg, a link to a private
-    file, a broken link, a link loop and a photo whose name is not valid UTF-8; plus a link to the photo."""
+    file, a broken link, a link loop and a photo whose name is not valid UTF-8; plus a link to the photo, and two
+    other photos whose names the bundle must not confuse with it (`more/photo.png`, `1-photo.png`)."""
     gallery, private = root / "gallery", root / "private"
     gallery.mkdir()
     private.mkdir()
     Image.new("RGB", (64, 48), (200, 90, 40)).save(gallery / "photo.png")
+    (gallery / "more").mkdir()
+    Image.new("RGB", (64, 48), (40, 40, 200)).save(gallery / "more" / "photo.png")
+    Image.new("RGB", (64, 48), (200, 200, 40)).save(gallery / "1-photo.png")
     Image.new("RGB", (64, 48), (20, 190, 40)).save(os.fsdecode(bytes(gallery) + b"/caf\xe9.png"))
     (gallery / "notes.jpg").write_text("not an image")
     (private / "secret.txt").write_text("SECRET-TOKEN")
@@ -152,8 +156,9 @@ def test_publishable_photos_are_the_gallery_s_own_files_with_text_names(tmp_path
 
     gallery = hostile_gallery(tmp_path)
     kept = publishable_photos(gallery_photos(gallery), gallery)  # nothing decoded: the index decides what is an image
-    assert sorted(p.path.name for p in kept if p.path.parent == gallery) == ["notes.jpg", "photo.png", "same_photo.png"]
-    assert len(kept) == len(example_gallery()) + 3
+    top = ["1-photo.png", "notes.jpg", "photo.png", "same_photo.png"]
+    assert sorted(p.path.name for p in kept if p.path.parent == gallery) == top
+    assert len(kept) == len(example_gallery()) + 5
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 4 and all(line.startswith("left out of the Space: ") for line in lines)
     assert any("caf\\\\xe9.png: the name is not valid UTF-8" in line for line in lines)  # escape_controls
@@ -167,8 +172,13 @@ def test_build_space_publishes_only_images_and_the_space_starts_with_a_non_utf8_
     out = tmp_path / "space"
     assert main(["build-space", "--model", str(CHECKPOINT), "--out", str(out), "--gallery", str(gallery)]) == 0
     published = sorted(p.name for p in (out / "gallery").iterdir())
-    assert published == sorted([*(p.name for p in example_gallery()), "photo.png", "same_photo.png"])
+    own = ["1-photo.png", "photo.png", "2-photo.png", "same_photo.png"]  # more/photo.png came second: photo.png
+    assert published == sorted([*(p.name for p in example_gallery()), *own])
+    colours = {name: Image.open(out / "gallery" / name).getpixel((0, 0)) for name in own}
+    assert colours == {"1-photo.png": (200, 200, 40), "photo.png": (40, 40, 200), "2-photo.png": (200, 90, 40),
+                       "same_photo.png": (200, 90, 40)}  # fmt: skip
     attribution = (out / "ATTRIBUTION.md").read_text()
+    assert all(attribution.count(f"- `{name}`: ") == 1 for name in published)  # each copy credited once
     assert "notes.jpg" not in attribution and "secret_link" not in attribution and "loop.jpg" not in attribution
     assert not any(b"SECRET-TOKEN" in p.read_bytes() for p in out.rglob("*") if p.is_file())
     err = capsys.readouterr().err
@@ -177,7 +187,7 @@ def test_build_space_publishes_only_images_and_the_space_starts_with_a_non_utf8_
     assert shipped["skipped"] == [] and shipped["build_changes"]["embedded"] == 0  # the shipped index is ready
     space = OneNetSpace(CHECKPOINT, gallery, folder=tmp_path / "state", export_cache=None)  # on the raw gallery too
     skipped = {entry["path"].rsplit("/", 1)[-1] for entry in space.index.metadata["skipped"]}
-    assert "caf\\xe9.png" in skipped and len(space.index) == 1  # photo.png (same_photo.png is a link to it)
+    assert "caf\\xe9.png" in skipped and len(space.index) == 3  # the three photos (same_photo.png links to one)
 
 
 def test_build_space_without_gradio_names_the_extra_in_one_line(tmp_path, capsys, monkeypatch):

@@ -50,7 +50,7 @@ class SpaceBundleError(OneNetError):
 
 @dataclass(frozen=True)
 class GalleryPhoto:
-    """A photo for the Space's gallery and the line of ATTRIBUTION.md that credits it."""
+    """A photo for the Space's gallery and its credit in ATTRIBUTION.md (after the name it has in the bundle)."""
 
     path: Path
     credit: str
@@ -59,13 +59,13 @@ class GalleryPhoto:
 def gallery_photos(gallery: str | os.PathLike | None) -> list[GalleryPhoto]:
     """The example gallery (scikit-image's and scikit-learn's openly licensed photos), plus a folder's images or,
     for a COCO-format folder, its openly licensed photos."""
-    photos = [GalleryPhoto(p, f"`{p.name}`: {PHOTO_CREDITS[p.name]}") for p in example_gallery()]
+    photos = [GalleryPhoto(p, PHOTO_CREDITS[p.name]) for p in example_gallery()]
     if gallery is None:
         return photos
     folder = Path(gallery)
     coco = sorted(folder.glob("captions*.json")) if folder.is_dir() else []
     if not coco:
-        return photos + [GalleryPhoto(p, f"`{p.name}` from the builder's own folder") for p in list_images(folder)]
+        return photos + [GalleryPhoto(p, "from the builder's own folder") for p in list_images(folder)]
     try:
         images = json.loads(coco[0].read_text(encoding="utf-8"))["images"]
         images = [image for image in images if isinstance(image, dict) and isinstance(image.get("file_name"), str)]
@@ -74,7 +74,7 @@ def gallery_photos(gallery: str | os.PathLike | None) -> list[GalleryPhoto]:
     for image in images:
         if image.get("license") in COCO_REDISTRIBUTABLE and (folder / "images" / image["file_name"]).is_file():
             name, link = COCO_REDISTRIBUTABLE[image["license"]]
-            credit = f"`{image['file_name']}`: Flickr photo {image.get('flickr_url', '')} (MS-COCO), [{name}]({link})"
+            credit = f"Flickr photo {image.get('flickr_url', '')} (MS-COCO), [{name}]({link})"
             photos.append(GalleryPhoto(folder / "images" / image["file_name"], credit))
     return photos
 
@@ -112,16 +112,17 @@ def _leave_out(path: Path, problem: str) -> None:
     print(f"left out of the Space: {escape_controls(printable_path(path))}: {problem}", file=sys.stderr)
 
 
-def _drop_skipped(space, copied: dict[str, GalleryPhoto]) -> list[GalleryPhoto]:
-    """The copied photos (by the real path of their copy) less those the Space's index skipped, whose copies are
-    deleted, each with a line on stderr (a text file named `.jpg`, a truncated photo); the index is then brought
-    to the photos kept (nothing is embedded: it only forgets the skipped files)."""
+def _drop_skipped(space, copied: dict[str, tuple[str, GalleryPhoto]]) -> list[tuple[str, GalleryPhoto]]:
+    """The copied photos (by the real path of their copy: its name in the bundle and the photo) less those the
+    Space's index skipped, whose copies are deleted, each with a line on stderr (a text file named `.jpg`, a
+    truncated photo); the index is then brought to the photos kept (nothing is embedded: it only forgets the
+    skipped files)."""
     skipped = space.index.metadata["skipped"]
     for entry in skipped:
         copy = os.path.realpath(entry["path"])
         if copy in copied:  # the reason without the copy's path, which is the builder's temporary folder
             reason = entry["reason"].removeprefix(f"{entry['path']}: ").removeprefix(f"{copy}: ")
-            _leave_out(copied.pop(copy).path, escape_controls(reason))
+            _leave_out(copied.pop(copy)[1].path, escape_controls(reason))
             os.unlink(copy)
     if skipped:
         space.update_index()
@@ -193,12 +194,13 @@ def build_space(
     with new_folder(out, "a Space folder") as building:
         shutil.copytree(source, building / MODEL_FOLDER, ignore=shutil.ignore_patterns(".*"))
         (building / GALLERY_FOLDER).mkdir()
-        names, copied = set(), {}
+        copied = {}  # bundled file -> (its name, the photo)
         for photo in photos:
-            name = photo.path.name if photo.path.name not in names else f"{len(names)}-{photo.path.name}"
-            names.add(name)
+            name, count = photo.path.name, 1
+            while os.path.realpath(building / GALLERY_FOLDER / name) in copied:  # photos of one name: each its own
+                name, count = f"{count}-{photo.path.name}", count + 1
             shutil.copyfile(os.path.realpath(photo.path), building / GALLERY_FOLDER / name)
-            copied[os.path.realpath(building / GALLERY_FOLDER / name)] = photo
+            copied[os.path.realpath(building / GALLERY_FOLDER / name)] = (name, photo)
         check_model_folder(building / MODEL_FOLDER)
         try:  # what the Space does at start: load the model, build the gallery index it then finds ready
             space = OneNetSpace(
@@ -208,7 +210,7 @@ def build_space(
             raise
         except Exception as error:  # a corrupt weight file fails in safetensors, torch or transformers
             raise SpaceBundleError(f"the model {model} does not load: {first_line(error)}") from None
-        credits = "\n".join(f"- {photo.credit}" for photo in _drop_skipped(space, copied))
+        credits = "\n".join(f"- `{name}`: {photo.credit}" for name, photo in _drop_skipped(space, copied))
         (building / ATTRIBUTION_FILE).write_text(f"# Gallery photos\n\n{credits}\n", encoding="utf-8")
         shutil.copytree(Path(__file__).parents[1], building / "onenet_hf", ignore=shutil.ignore_patterns("__pycache__"))
         requirements = space_requirements(with_onnx=(building / MODEL_FOLDER / "onnx").is_dir())
