@@ -6,6 +6,7 @@ chromium at /usr/bin/chromium and the `playwright` package (see DEVELOPERS.md); 
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
@@ -758,7 +759,13 @@ def test_caption_and_tag_requests_decode_a_bounded_number_of_uploads_at_once(mon
 
 
 def test_heavy_events_share_a_bounded_number_of_slots_and_uploads_are_bounded_on_disk(app, space, monkeypatch):
-    from onenet_hf.space.service import MAX_UPLOAD_BYTES, SPACE_DELETE_CACHE, SPACE_MAX_HEAVY_JOBS, UploadBudget
+    from onenet_hf.space.service import (
+        MAX_UPLOAD_BYTES,
+        SPACE_DELETE_CACHE,
+        SPACE_MAX_HEAVY_JOBS,
+        RequestBodyLimit,
+        UploadBudget,
+    )
 
     demo = app.build_demo(space)
     heavy = {"visualize", "imagine", "dream", "style", "explain", "layers", "neuron", "map", "similar_images"}
@@ -767,7 +774,7 @@ def test_heavy_events_share_a_bounded_number_of_slots_and_uploads_are_bounded_on
     assert groups["caption"][0] != "heavy" and demo.delete_cache == SPACE_DELETE_CACHE
     options = app.launch_options(space)
     assert options["max_file_size"] == MAX_UPLOAD_BYTES
-    assert [m.cls for m in options["app_kwargs"]["middleware"]] == [UploadBudget]
+    assert [m.cls for m in options["app_kwargs"]["middleware"]] == [UploadBudget, RequestBodyLimit]
     monkeypatch.setattr(space, "max_upload_bytes", 50_000_000)  # OneNetSpace(max_upload_bytes=...) above 20 MB
     assert app.launch_options(space)["max_file_size"] == 50_000_000
 
@@ -782,3 +789,44 @@ def test_an_upload_over_the_size_limit_is_refused_as_it_streams_in(server):
     big = {"files": ("big.jpg", b"\xff" * (MAX_UPLOAD_BYTES + 1), "image/jpeg")}
     response = httpx.post(f"{server}gradio_api/upload", files=big, timeout=60)
     assert response.status_code == 413 and folder_bytes(get_upload_folder()) <= before
+
+
+def test_a_call_carrying_a_photo_inline_is_bounded_as_an_upload_is(server, tmp_path):
+    """A data URL in a call's JSON is decoded into a stored file by gradio, past `max_file_size` and the upload
+    budget; the request's body is bounded instead: refused whole when declared too large, cut when it is not."""
+    import asyncio
+
+    httpx = pytest.importorskip("httpx")
+    from gradio.utils import get_upload_folder
+
+    from onenet_hf.space.service import MAX_UPLOAD_BYTES, RequestBodyLimit, folder_bytes
+
+    before = folder_bytes(get_upload_folder())
+    inline = "data:image/png;base64," + "A" * (MAX_UPLOAD_BYTES * 4 // 3 + 1_000_000)
+    call = {"data": [{"path": None, "url": inline, "meta": {"_type": "gradio.FileData"}}, 3]}
+    response = httpx.post(f"{server}gradio_api/call/caption", json=call, timeout=60)
+    assert response.status_code == 413 and "upload photos as files" in response.text
+    assert folder_bytes(get_upload_folder()) <= before
+    small = Image.new("RGB", (40, 30), "red")
+    buffer = io.BytesIO()
+    small.save(buffer, "PNG")
+    inline = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    call = {"data": [{"path": None, "url": inline, "meta": {"_type": "gradio.FileData"}}, 3]}
+    assert httpx.post(f"{server}gradio_api/call/caption", json=call, timeout=60).status_code == 200  # within
+
+    received = []
+
+    async def gradio(scope, receive, send):
+        while (message := await receive())["type"] == "http.request" and message.get("more_body"):
+            pass
+        received.append(message["type"])
+
+    limit = RequestBodyLimit(gradio, max_photo_bytes=30)  # 30 * 4 // 3 + 1,000,000 bytes
+    chunks = iter([b"x" * 600_000, b"x" * 600_000])
+
+    async def receive():
+        return {"type": "http.request", "body": next(chunks), "more_body": True}
+
+    scope = {"type": "http", "method": "POST", "path": "/gradio_api/queue/join", "headers": []}  # no size declared
+    asyncio.run(limit(scope, receive, None))
+    assert received == ["http.disconnect"]  # cut once more than the limit arrived

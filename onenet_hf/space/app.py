@@ -29,6 +29,7 @@ from .service import (
     SPACE_MAX_MAP_WORDS,
     SPACE_MAX_STORED_UPLOAD_BYTES,
     OneNetSpace,
+    RequestBodyLimit,
     UploadBudget,
     public_message,
     unreadable_upload,
@@ -363,16 +364,18 @@ def serve(args: argparse.Namespace) -> None:
 
 def launch_options(space: OneNetSpace) -> dict:
     """`launch()`'s settings of the Space: what it serves, and uploads bounded before they are stored (each file
-    by `max_file_size`, the Space's `max_upload_bytes`, as it streams in; all stored ones by `UploadBudget`).
+    by `max_file_size`, the Space's `max_upload_bytes`, as it streams in; all stored ones by `UploadBudget`), and
+    every other request's body by `RequestBodyLimit` (a photo inline as a data URL at most).
     show_error=False: gradio's own errors (e.g. an upload it cannot open) would show server paths; ours reach users
     as gr.Error, paths cut out."""
     from gradio.utils import get_upload_folder
     from starlette.middleware import Middleware
 
     budget = Middleware(UploadBudget, folder=get_upload_folder(), max_bytes=SPACE_MAX_STORED_UPLOAD_BYTES)
+    bodies = Middleware(RequestBodyLimit, max_photo_bytes=space.max_upload_bytes)
     return {
         "allowed_paths": space.served_paths(),
         "show_error": False,
         "max_file_size": space.max_upload_bytes,
-        "app_kwargs": {"middleware": [budget]},
+        "app_kwargs": {"middleware": [budget, bodies]},
     }
