@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,13 @@ def test_a_bad_gradio_server_port_is_the_same_one_line(monkeypatch, capsys):
     assert "argument --port: must be a whole number from 1 to 65535, got '99999'" in capsys.readouterr().err
     monkeypatch.setenv("GRADIO_SERVER_PORT", "8080")
     assert build_parser().parse_args([]).port == 8080
+
+
+def test_the_space_caps_malloc_arenas_unless_the_operator_set_them(monkeypatch):
+    from onenet_hf.space.launch import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    assert limit_malloc_arenas() is False  # the operator's own setting rules
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert limit_malloc_arenas() is glibc  # mallopt answers 1 on glibc; elsewhere nothing changes
