@@ -10,12 +10,14 @@ caption, at least one epoch. What needs the data (a vocabulary that is not empty
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..errors import OneNetError
 from ..options import DEFAULT_CACHE_DIR, MAX_BEAM_SIZE
 from ..utils.messages import shorten
 
 HEADS = ("tag", "retrieval")
+WholeNumbers = dict[str, tuple[int, int | None]]  # field -> (lowest, highest or None)
 MAX_SEED = 2**32 - 1  # what `np.random.seed` takes (`seed_everything`); a larger seed failed with a ValueError
 MAX_LAYER_SIZE = 8192  # the model's widths; a decoder LSTM of 8192 already holds about 1 GB of weights
 # `onenet train-scst`'s caps, the values of `training.scst`'s (which should import these): memory and time grow with
@@ -50,7 +52,7 @@ def check_training_numbers(args, skip: tuple[str, ...] = ()) -> None:
             raise OneNetError(f"{_flag(name)} must be a number {wording}, got {shorten(value, 20)}")
 
 
-def check_whole_numbers(args, limits: dict[str, tuple[int, int | None]]) -> None:
+def check_whole_numbers(args, limits: WholeNumbers) -> None:
     """Each field named in `limits` a whole number from its low to its high limit (None: no high limit); bools
     and floats are refused. The error names the option as its flag."""
     for name, (low, high) in limits.items():
@@ -62,8 +64,20 @@ def check_whole_numbers(args, limits: dict[str, tuple[int, int | None]]) -> None
             raise OneNetError(f"{_flag(name)} must be {low} to {high} (a whole number), got {str(value)[:20]}")
 
 
+class CheckedNumbers:
+    """A training command's arguments check their numbers when made: the floats of TRAINING_NUMBERS they have (but
+    `SKIPPED_NUMBERS`) and each of `WHOLE_NUMBERS` a whole number in its range."""
+
+    WHOLE_NUMBERS: ClassVar[WholeNumbers] = {}
+    SKIPPED_NUMBERS: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        check_training_numbers(self, skip=self.SKIPPED_NUMBERS)
+        check_whole_numbers(self, self.WHOLE_NUMBERS)
+
+
 @dataclass
-class CaptionTrainingArguments:
+class CaptionTrainingArguments(CheckedNumbers):
     """What `onenet train` exposes: data, output, schedule, and the model's size."""
 
     data_dir: str
@@ -91,26 +105,16 @@ class CaptionTrainingArguments:
     full_determinism: bool = False  # torch's deterministic algorithms and cuDNN (`training.full_determinism`)
     device: str | None = None
 
-    def __post_init__(self) -> None:
-        check_training_numbers(self)
-        check_whole_numbers(
-            self,
-            {
-                "epochs": (1, None),
-                "batch_size": (1, None),
-                "warmup_steps": (0, None),
-                "min_word_frequency": (1, None),  # too high empties the vocabulary: `training.captions` refuses it
-                "seed": (0, MAX_SEED),
-                "eval_beam_size": (1, MAX_BEAM_SIZE),
-                "hidden_size": (1, MAX_LAYER_SIZE),
-                "word_embedding_size": (1, MAX_LAYER_SIZE),
-                "decoder_hidden_size": (1, MAX_LAYER_SIZE),
-            },
-        )
+    WHOLE_NUMBERS: ClassVar[WholeNumbers] = {
+        "epochs": (1, None), "batch_size": (1, None), "warmup_steps": (0, None), "seed": (0, MAX_SEED),
+        "min_word_frequency": (1, None),  # too high empties the vocabulary: `training.captions` refuses it
+        "eval_beam_size": (1, MAX_BEAM_SIZE), "hidden_size": (1, MAX_LAYER_SIZE),
+        "word_embedding_size": (1, MAX_LAYER_SIZE), "decoder_hidden_size": (1, MAX_LAYER_SIZE),
+    }  # fmt: skip
 
 
 @dataclass
-class HeadTrainingArguments:
+class HeadTrainingArguments(CheckedNumbers):
     """What `onenet train-heads` exposes; the defaults are the recipe of the shipped checkpoint."""
 
     model_dir: str
@@ -129,22 +133,14 @@ class HeadTrainingArguments:
     weight_decay: float = 0.01
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        check_training_numbers(self)
-        check_whole_numbers(
-            self,
-            {
-                "tag_epochs": (1, None),
-                "tag_batch_size": (1, None),
-                "retrieval_epochs": (1, None),
-                "retrieval_batch_size": (1, None),
-                "seed": (0, MAX_SEED),
-            },
-        )
+    WHOLE_NUMBERS: ClassVar[WholeNumbers] = {
+        "tag_epochs": (1, None), "tag_batch_size": (1, None), "retrieval_epochs": (1, None),
+        "retrieval_batch_size": (1, None), "seed": (0, MAX_SEED),
+    }  # fmt: skip
 
 
 @dataclass
-class SCSTArguments:
+class SCSTArguments(CheckedNumbers):
     """What `onenet train-scst` exposes; `model_dir` is a model `onenet train` (or `train-heads`) wrote."""
 
     model_dir: str
@@ -167,23 +163,20 @@ class SCSTArguments:
     full_determinism: bool = False
     device: str | None = None
 
+    WHOLE_NUMBERS: ClassVar[WholeNumbers] = {
+        "epochs": (1, None), "images_per_batch": (1, MAX_IMAGES_PER_BATCH), "seed": (0, MAX_SEED),
+        "eval_beam_size": (1, MAX_BEAM_SIZE),
+    }  # fmt: skip
+    SKIPPED_NUMBERS: ClassVar[tuple[str, ...]] = ("dropout",)  # a switch here, not a rate
+
     def __post_init__(self) -> None:
-        check_training_numbers(self, skip=("dropout",))
         whole = isinstance(self.samples_per_image, int) and not isinstance(self.samples_per_image, bool)
         if not (whole and 2 <= self.samples_per_image <= MAX_SAMPLES_PER_IMAGE):
             raise OneNetError(
                 f"--samples-per-image (the beam's size with --rollout beam) must be 2 to {MAX_SAMPLES_PER_IMAGE} "
                 f"(the baseline needs 2), got {str(self.samples_per_image)[:20]}"
             )
-        check_whole_numbers(
-            self,
-            {
-                "epochs": (1, None),
-                "images_per_batch": (1, MAX_IMAGES_PER_BATCH),
-                "seed": (0, MAX_SEED),
-                "eval_beam_size": (1, MAX_BEAM_SIZE),
-            },
-        )
+        super().__post_init__()
 
 
 __all__ = [
