@@ -620,3 +620,18 @@ def test_a_gallery_folders_deep_is_listed_without_recursion_and_folder_links_are
         while deep != tmp_path / "gallery":
             deep.rmdir()
             deep = deep.parent
+
+
+def test_an_index_whose_marker_is_not_a_file_is_one_line_saying_what_to_remove(tmp_path):
+    from onenet_hf.gallery.build import MARKER_FILE, check_index_folder
+
+    folder = tmp_path / "index"
+    (folder / MARKER_FILE).mkdir(parents=True)  # damage: a build would fail to open it, readers never look at it
+    (folder / "index.sqlite").write_bytes(b"")
+    with pytest.raises(GalleryIndexError, match=r"\.onenet-index should be the index's marker file but is a folder"):
+        check_index_folder(folder)
+    (folder / MARKER_FILE).rmdir()
+    (folder / MARKER_FILE).symlink_to(tmp_path / "elsewhere.txt")  # a build appends to its marker: never through a link
+    with pytest.raises(GalleryIndexError, match="remove it and run this again"):
+        check_index_folder(folder)
+    assert (folder / "index.sqlite").exists() and not (tmp_path / "elsewhere.txt").exists()  # nothing touched

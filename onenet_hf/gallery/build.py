@@ -125,6 +125,12 @@ def check_index_folder(folder: str | Path, images: Sequence[str | Path] = ()) ->
                 f"the index folder {folder} is or contains the images to index ({image}); "
                 "give the index a folder of its own"
             )
+    marker = folder / MARKER_FILE
+    if (marker.exists() or marker.is_symlink()) and not (marker.is_file() and not marker.is_symlink()):
+        raise GalleryIndexError(  # not deleted: an index deletes only files its builds wrote
+            f"{marker} should be the index's marker file but is a folder, a link or another kind of file; "
+            "remove it and run this again"
+        )
     if folder.is_dir() and any(folder.iterdir()) and not _is_index_folder(folder):
         raise GalleryIndexError(
             f"{folder} is not empty and holds no gallery index; give a new or empty folder "
