@@ -522,6 +522,7 @@ def test_a_damaged_catalogue_or_shard_is_one_line_naming_the_file_and_a_rebuild_
         net.load_index(folder)
     message = str(error.value)
     assert message.startswith(f"corrupt gallery index at {folder}: ") and "\n" not in message
+    assert message.count("corrupt gallery index at") == 1  # not wrapped twice
     assert file in message and message.endswith(f"rebuild it: onenet index IMAGES --out {folder} --rebuild")
     if damage not in REBUILT:  # every damage is one line; a rebuild is tried on one of each kind (CI time)
         return

@@ -296,6 +296,8 @@ class GalleryIndex:
                         if not (folder / file).is_file():
                             raise FileNotFoundError(2, "missing", str(folder / file))
                         shard.ann_indexes[name] = _open_ann(shard, folder / file, name)
+            except GalleryIndexError:
+                raise  # already the one line, which wrapping again would repeat
             except FileNotFoundError as error:
                 if attempt == 0:
                     continue  # a build replaced a shard meanwhile: read the catalogue again
