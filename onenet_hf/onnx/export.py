@@ -297,13 +297,11 @@ def static_int8_exclusions(graph: Path, fp32_blocks: Sequence[int] = FP32_BLOCKS
 def _check_export_folder(out: Path) -> Path:
     """`out`, a folder to export into, existing or not; refused before the model loads when it, or the nearest of
     its parents that exists, is a file (the export would make it a folder)."""
-    for path in (out, *out.parents):
-        if path.exists():
-            if path == out and not path.is_dir():
-                raise OneNetError(f"{out} is a file, not a folder: give a folder for the ONNX graphs")
-            if not path.is_dir():
-                raise OneNetError(f"cannot make the folder {out} for the ONNX graphs: {path} is a file")
-            return out
+    existing = next(path for path in (out, *out.parents) if path.exists())  # the root at least
+    if existing == out and not out.is_dir():
+        raise OneNetError(f"{out} is a file, not a folder: give a folder for the ONNX graphs")
+    if not existing.is_dir():
+        raise OneNetError(f"cannot make the folder {out} for the ONNX graphs: {existing} is a file")
     return out
 
 

@@ -147,6 +147,14 @@ def folder_bytes(folder: str | os.PathLike) -> int:
 UPLOAD_WALK_SECONDS = 2.0  # how stale UploadBudget's count of the stored uploads may be
 
 
+async def _refuse(send, status: int, message: str) -> None:
+    """Answer an HTTP request from ASGI middleware with `status` and a plain-text reason, reading nothing of it."""
+    body = message.encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class UploadBudget:
     """ASGI middleware for gradio's upload route: an upload is refused before anything of it is stored when its
     declared size (Content-Length; the server reads no more) would take the upload folder, with the uploads
@@ -165,7 +173,7 @@ class UploadBudget:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if not declared.isdigit():
-            return await self._refuse(send, 411, "an upload must declare its size (Content-Length)")
+            return await _refuse(send, 411, "an upload must declare its size (Content-Length)")
         size = int(declared)
         import anyio.to_thread  # starlette's own dependency: the middleware runs only under it
 
@@ -174,20 +182,13 @@ class UploadBudget:
             walked = await anyio.to_thread.run_sync(folder_bytes, self.folder)  # a walk off the event loop
             self._walked, self._walked_at, self._stored_since = walked, walked_at, 0
         if self._walked + self._stored_since + self._streaming + size > self.max_bytes:
-            return await self._refuse(send, 507, "the Space holds as many uploads as it can; try again later")
+            return await _refuse(send, 507, "the Space holds as many uploads as it can; try again later")
         self._streaming += size  # no await since the check: requests on this event loop see it in turn
         try:
             await self.app(scope, receive, send)
         finally:
             self._streaming -= size
             self._stored_since += size  # stored (or not, if it failed: counted until the next walk all the same)
-
-    @staticmethod
-    async def _refuse(send, status: int, message: str) -> None:
-        body = message.encode()
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
 
 class RequestBodyLimit:
@@ -205,7 +206,8 @@ class RequestBodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            return await UploadBudget._refuse(send, 413, self._too_large())
+            message = f"a request may carry at most {self.max_bytes / 1e6:g} MB; upload photos as files"
+            return await _refuse(send, 413, message)
         received = 0
 
         async def bounded_receive():
@@ -215,9 +217,6 @@ class RequestBodyLimit:
             return {"type": "http.disconnect"} if received > self.max_bytes else message
 
         await self.app(scope, bounded_receive, send)
-
-    def _too_large(self) -> str:
-        return f"a request may carry at most {self.max_bytes / 1e6:g} MB; upload photos as files"
 
 
 _SERVER_PATH = re.compile(r"(?<![\w.])(?:~|[A-Za-z]:)?[/\\](?:[^\s'\"/\\]+[/\\])*(?=[^\s'\"/\\])")
