@@ -126,7 +126,7 @@ def check_index_folder(folder: str | Path, images: Sequence[str | Path] = ()) ->
                 "give the index a folder of its own"
             )
     marker = folder / MARKER_FILE
-    if (marker.exists() or marker.is_symlink()) and not (marker.is_file() and not marker.is_symlink()):
+    if marker.is_symlink() or (marker.exists() and not marker.is_file()):
         raise GalleryIndexError(  # not deleted: an index deletes only files its builds wrote
             f"{marker} should be the index's marker file but is a folder, a link or another kind of file; "
             "remove it and run this again"
