@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import unittest.mock
 
 import numpy as np
 import pytest
@@ -222,6 +223,30 @@ def test_the_decoder_lstm_in_eval_mode_with_gradients_is_the_plain_lstm(layers):
     (plain_grad,) = torch.autograd.grad(plain.sum() + h_plain.sum() + c_plain.sum(), inputs)
     for a, b in ((ours, plain), (h, h_plain), (c, c_plain), (ours_grad, plain_grad)):
         torch.testing.assert_close(a, b)
+
+
+def test_teacher_forced_logits_without_autograd_are_the_lstm_forward_with_repeated_and_padded_tokens():
+    """The shorter road (image gates once per row, each distinct token's once) gives nn.LSTM's logits: one text
+    for many images (re-ranking), different texts with padding, and the same texts again under autograd (the
+    road nn.LSTM takes there)."""
+    torch.manual_seed(0)
+    model = OneNetModel(OneNetConfig(**TINY)).eval()
+    decoder = model.decoder
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.startswith("decoder."):
+                parameter.normal_(0, 0.5)
+    images = torch.randn(4, TINY["hidden_size"])
+    for input_ids in (
+        torch.tensor([[1, 5, 7, 5]] * 4),
+        torch.tensor([[1, 3, 0, 0], [1, 4, 4, 2], [1, 2, 3, 9], [1, 0, 0, 0]]),
+    ):
+        with torch.no_grad():
+            expected = decoder(input_ids, decoder.initial_state(images))[0]
+            with unittest.mock.patch.object(decoder, "run_lstm", side_effect=AssertionError("took nn.LSTM")):
+                torch.testing.assert_close(decoder.teacher_forced_logits(input_ids, images), expected)
+        with torch.enable_grad():
+            torch.testing.assert_close(decoder.teacher_forced_logits(input_ids, images), expected)
 
 
 def test_input_gradients_turn_autograd_on_in_eval_mode_and_restore_the_mode_even_on_error(tiny_net):
