@@ -191,11 +191,10 @@ def _recall(index, queries: np.ndarray, array: str) -> float:
     return np.mean([len({r for r, _ in a} & {r for r, _ in e}) / 10 for a, e in zip(approximate, exact, strict=True)])
 
 
-@pytest.mark.parametrize("pca_dims", [None, 24], ids=["no-pca", "pca"])
-def test_text_spaces_get_their_own_ann_files_whose_candidates_are_rescored_exactly(tmp_path, monkeypatch, pca_dims):
+def test_text_spaces_get_their_own_ann_files_whose_candidates_are_rescored_exactly(tmp_path, monkeypatch):
+    import faiss
+
     monkeypatch.setattr(indexing, "EXACT_SEARCH_MAX_IMAGES", 1000)
-    if pca_dims:  # as 512 is on 128: the text files' 8-bit copy then lives after the PCA
-        monkeypatch.setattr(ann_module, "PCA_DIMS", pca_dims)
     rng = np.random.default_rng(3)
     vectors, spaces = _vectors(rng), _text_spaces(rng)
     kept = np.setdiff1d(np.arange(SIZE), np.arange(0, SIZE, 7))  # dead rows too
@@ -204,9 +203,9 @@ def test_text_spaces_get_their_own_ann_files_whose_candidates_are_rescored_exact
     shard = index.shards[0]
     assert shard.size == SIZE and set(shard.ann_indexes) == set(SEARCH_ARRAYS)
     assert all((tmp_path / "index" / file).is_file() for file in ann_files(shard.name, "ivfpq").values())
-    for array, ann in shard.ann_indexes.items():  # the image side's fp16 copy gives final scores, a text side's
-        assert ann.refined == (array == "image_embeds") and ann.copy_ranked == (array != "image_embeds")  # ranks
-        assert ann._pretransformed == (pca_dims is not None and array != "image_embeds")
+    for array, ann in shard.ann_indexes.items():  # only the image side keeps a refining copy
+        refined = isinstance(faiss.downcast_index(ann._index), faiss.IndexRefine)
+        assert refined == ann.refined == (array == "image_embeds")
     for array, space in spaces.items():
         queries = space[rng.choice(SIZE, 50, replace=False)] + 0.1 * rng.standard_normal((50, DIM)).astype(np.float32)
         assert _recall(index, queries, array) >= 0.95

@@ -384,11 +384,10 @@ def query_types(truth: dict, args: argparse.Namespace) -> dict:
     return summary
 
 
-TEXT_SWEEP = {  # (array, k): the settings tried (probes: of 1,024 lists for 10 neighbours; a text file scans
-    # more for more, TEXT_PROBE_GROWTH); k 100 is what `reranked` and `retrieval` fetch, k 10 `glove`'s
-    ("retrieval_embeds", 100): [{"probes": p, "TEXT_REFINE_FACTOR": f} for p in (96, 128) for f in (10, 30)],
-    ("retrieval_embeds", 10): [{"probes": p, "TEXT_REFINE_FACTOR": f} for p in (96, 128, 192) for f in (10, 30)],
-    ("tag_embeds", 10): [{"probes": p, "TEXT_REFINE_FACTOR": f} for p in (96, 128, 192) for f in (10, 30)],
+TEXT_SWEEP = {  # (array, k): the settings tried; k 100 is what `reranked` and `retrieval` fetch, k 10 `glove`'s
+    ("retrieval_embeds", 100): [{"probes": p, "RESCORED_CANDIDATES": f} for p in (256, 384, 512) for f in (10, 20, 30)],
+    ("retrieval_embeds", 10): [{"probes": p, "RESCORED_MIN": m} for p in (128, 256) for m in (100, 300, 1000)],
+    ("tag_embeds", 10): [{"probes": p, "RESCORED_MIN": m} for p in (128, 256) for m in (100, 300, 1000)],
 }
 
 
@@ -407,9 +406,8 @@ def sweep_truths(net: OneNet, units: dict[str, np.ndarray], index: GalleryIndex,
 
 
 def text_sweep(index: GalleryIndex, truths: dict) -> list[dict]:
-    """Recall@k and one-thread ms/query of the text spaces' ANN stage per probe count (of 1,024 lists, for 10
-    neighbours) and candidates ranked by the 8-bit copy: what SEARCH_ARRAYS' probe shares and TEXT_REFINE_FACTOR
-    were chosen from."""
+    """Recall@k and one-thread ms/query of the text spaces' ANN stage per probe count (of 1,024 lists) and re-scored
+    candidates: what SEARCH_ARRAYS' probe shares and RESCORED_CANDIDATES / RESCORED_MIN were chosen from."""
     rows, large = [], [shard for shard in index.shards if shard.ann]
     for (array, k), (queries, truth) in truths.items():
         for settings in TEXT_SWEEP[array, k]:

@@ -30,17 +30,11 @@ PCA_DIMS = 128  # lists and codes live in the first 128 principal components (ra
 PQ_DIMS = 2  # dims per product-quantiser sub-vector, 4 bits each: 32 bytes a 128-d vector, SIMD-scanned
 REFINE_FACTOR = 30  # k x this many quantised candidates are re-ranked by cosine (from the fp16 copy)
 # Text queries sit apart from the images they find (the two sides of a shared space meet only roughly), so their
-# neighbours spread over more lists than an image's. A text space's file ranks its candidates by an 8-bit copy of
-# the vectors' 128 principal components; the best RESCORED_CANDIDATES x k are re-scored exactly from the shard's rows.
-# Chosen on the 1M bench's sweeps (describe to search at a million, docs/experiments/text-search-scale.md):
-RETRIEVAL_PROBE_SHARE = 128 / 1024  # 10 neighbours: recall@10 0.966 in a probe of 0.75 ms (in memory)
-TAG_PROBE_SHARE = 128 / 1024  # glove search's 10: recall@10 0.953 with TEXT_REFINE_FACTOR 30 (in memory)
-TEXT_PROBE_GROWTH = 0.6  # a text file's probed lists grow as (k / 10) ** this: 512 of 1,024 for search's 100
-TEXT_REFINE_FACTOR = 30  # k x this many candidates by quantised code are ranked by the 8-bit copy
-RESCORED_CANDIDATES = 3  # then k x this many are re-scored exactly from the shard's rows (text files)
-# A text space's file from before the 8-bit copy (onenet 0.2) re-scores max(RESCORED_MIN, OLD_RESCORED x k) rows
-OLD_RESCORED_CANDIDATES = 30
-RESCORED_MIN = 1000
+# neighbours spread over more lists than an image's. Chosen on the 1M bench's sweeps (text search page, runs 13, 15):
+RETRIEVAL_PROBE_SHARE = 512 / 1024  # search's 100 candidates: recall@100 0.9991 with 30 x 100 re-scored (run 15)
+TAG_PROBE_SHARE = 256 / 1024  # glove search's 10: recall@10 0.989 with 1,000 re-scored (run 13)
+RESCORED_CANDIDATES = 30  # an unrefined ivfpq file's k x this many candidates (at least RESCORED_MIN) are re-scored
+RESCORED_MIN = 1000  # exactly from the shard's own rows
 HNSW_NEIGHBOURS = 32  # graph degree M: faiss's usual choice
 HNSW_BUILD_SEARCH = 64  # efConstruction: candidates kept while inserting
 HNSW_SEARCH = 256  # efSearch: 0.955 recall@10 on the 1M model-like gallery (model card)
@@ -56,10 +50,9 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 
 def build_ann(method: str, vectors: np.ndarray, path: Path, n_trees: int = ANNOY_TREES, refine: bool = True) -> None:
-    """Build the `method` index over `vectors` (rows in shard order) and write it to `path`. An ivfpq file
-    re-ranks its quantised candidates from a copy of the vectors: with `refine`, an fp16 copy of every dimension
-    (its scores are final: image queries); without, an 8-bit copy of the principal components alone, a quarter of
-    the bytes of an fp16 one, whose best candidates `ShardAnn` re-scores from the shard's rows (text queries)."""
+    """Build the `method` index over `vectors` (rows in shard order) and write it to `path`. Without `refine`, an
+    ivfpq file keeps no fp16 copy of the vectors: its candidates are re-scored from the shard's rows (`ShardAnn`),
+    which halves its build time and leaves out a second copy of the array."""
     if method == "ivfpq":
         faiss = _faiss()
         lists = max(1, min(IVF_LISTS, len(vectors) // 100))
@@ -69,14 +62,10 @@ def build_ann(method: str, vectors: np.ndarray, path: Path, n_trees: int = ANNOY
         reduce = PCA_DIMS < size <= len(sample)
         reduced = PCA_DIMS if reduce else size
         codes = reduced // PQ_DIMS if reduced % PQ_DIMS == 0 else reduced
-        if refine:  # fp16 re-ranking copy: half the bytes of a flat one, the same recall on the 1M bench (README)
-            pca = f"PCAR{reduced}," if reduce else ""
-            spec = f"{pca}IVF{lists},PQ{codes}x4fs,Refine(SQfp16)"
-            index = faiss.index_factory(size, spec, faiss.METRIC_INNER_PRODUCT)
-        else:  # the 8-bit copy lives after the PCA, beside the codes
-            index = faiss.index_factory(reduced, f"IVF{lists},PQ{codes}x4fs,Refine(SQ8)", faiss.METRIC_INNER_PRODUCT)
-            if reduce:
-                index = faiss.IndexPreTransform(faiss.PCAMatrix(size, reduced, 0, True), index)
+        pca = f"PCAR{reduced}," if reduce else ""
+        # fp16 re-ranking copy: half the bytes of a flat one, the same recall on the 1M bench (README)
+        spec = f"{pca}IVF{lists},PQ{codes}x4fs" + (",Refine(SQfp16)" if refine else "")
+        index = faiss.index_factory(size, spec, faiss.METRIC_INNER_PRODUCT)
         training = unit_rows(vectors[sample])
         if reduce:
             _train_uncentred_pca(index, training, reduced)
@@ -129,18 +118,13 @@ class ShardAnn:
         self, method: str, path: Path, size: int, array: str = "image_embeds", probe_share: float = IVF_PROBE_SHARE
     ):
         self.method, self.array, self.probe_share = method, array, probe_share
-        self.refined = method != "ivfpq"  # final scores: hnsw and annoy score with the vectors themselves
-        self.copy_ranked = False  # a text space's ivfpq file: an 8-bit copy ranks, the shard's rows re-score
+        self.refined = method != "ivfpq"  # hnsw and annoy score with the vectors themselves
         if method in ("ivfpq", "hnsw"):
             faiss = _faiss()
             self._index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)  # vectors paged in as used
             if method == "ivfpq":
                 self._lists = faiss.extract_index_ivf(self._index).nlist
-                top = faiss.downcast_index(self._index)
-                inner = faiss.downcast_index(top.index) if isinstance(top, faiss.IndexPreTransform) else top
-                copy = faiss.downcast_index(inner.refine_index) if isinstance(inner, faiss.IndexRefine) else None
-                self.refined = isinstance(copy, faiss.IndexScalarQuantizer) and copy.sq.qtype == copy.sq.QT_fp16
-                self.copy_ranked, self._pretransformed = copy is not None and not self.refined, inner is not top
+                self.refined = isinstance(faiss.downcast_index(self._index), faiss.IndexRefine)
         else:
             from annoy import AnnoyIndex
 
@@ -151,28 +135,22 @@ class ShardAnn:
     def search(self, vector: np.ndarray, k: int, shard: Shard) -> list[tuple[int, float]]:
         """Up to k (shard position, cosine) pairs, best first, among the shard's live positions.
 
-        A text space's ivfpq file scans more lists the larger k is (`TEXT_PROBE_GROWTH`), and its best k x
-        RESCORED_CANDIDATES candidates by the 8-bit copy are re-scored exactly from the shard's rows of `array`.
-        Dead positions (deleted or changed images) are dropped from an answer fetched a little larger; only when
-        they crowd it out is the search run again with them excluded inside the library, which costs more per query
-        (faiss's ID filter slows its SIMD scan)."""
+        An unrefined ivfpq file's candidates (k x RESCORED_CANDIDATES) are re-scored exactly from the shard's rows
+        of `array`. Dead positions (deleted or changed images) are dropped from an answer fetched a little larger;
+        only when they crowd it out is the search run again with them excluded inside the library, which costs
+        more per query (faiss's ID filter slows its SIMD scan)."""
         vector = unit_rows(vector[None])[0]
-        if self.refined:
-            wanted, factor = k, REFINE_FACTOR
-        elif self.copy_ranked:
-            wanted, factor = RESCORED_CANDIDATES * k, TEXT_REFINE_FACTOR
-        else:
-            wanted, factor = max(RESCORED_MIN, OLD_RESCORED_CANDIDATES * k), 0
-        probes = self.probe_share if self.refined else self.probe_share * max(1.0, k / 10) ** TEXT_PROBE_GROWTH
+        wanted = k if self.refined else max(RESCORED_MIN, RESCORED_CANDIDATES * k)
         if shard.live is None:
-            pairs = self._candidates(vector, wanted, shard, False, probes, factor)
+            pairs = self._candidates(vector, wanted, shard, exclude_dead=False)
         else:
             # a few more than asked, re-ranking no more candidates than k alone would (ivfpq's cost grows with them)
             fetch = math.ceil(wanted / shard.live_share) + 2
-            pairs = self._candidates(vector, fetch, shard, False, probes, math.ceil(factor * wanted / fetch))
+            refine = math.ceil(REFINE_FACTOR * wanted / fetch)
+            pairs = self._candidates(vector, fetch, shard, exclude_dead=False, refine=refine)
             pairs = [(position, score) for position, score in pairs if shard.live[position]]
             if len(pairs) < wanted:
-                pairs = self._candidates(vector, wanted, shard, True, probes, factor)
+                pairs = self._candidates(vector, wanted, shard, exclude_dead=True)
         if not self.refined and pairs:
             positions = np.array([position for position, _ in pairs])
             scores = unit_rows(shard.read_rows(self.array, positions)) @ vector
@@ -181,10 +159,10 @@ class ShardAnn:
         return pairs[:k]
 
     def _candidates(
-        self, vector: np.ndarray, k: int, shard: Shard, exclude_dead: bool, probe_share: float, refine: int
+        self, vector: np.ndarray, k: int, shard: Shard, exclude_dead: bool, refine: int | None = None
     ) -> list[tuple[int, float]]:
-        """The search itself: an ivfpq file scans `probe_share` of its lists, and one with a copy of the vectors
-        ranks k x `refine` quantised candidates by it."""
+        """The search itself; `refine`: a refined ivfpq file re-ranks k x this many quantised candidates by cosine
+        (default `REFINE_FACTOR`, read at each call: bench/speed/gallery_scale.py sweeps it)."""
         if self.method == "annoy":
             dead = shard.size - len(shard.positions) if exclude_dead else 0
             positions, distances = self._index.get_nns_by_vector(
@@ -195,12 +173,10 @@ class ShardAnn:
         faiss = _faiss()
         selector = faiss.IDSelectorBitmap(shard.live_bitmap) if exclude_dead else None
         if self.method == "ivfpq":
-            probes = min(self._lists, max(1, round(self._lists * probe_share)))
-            params = faiss.SearchParametersIVF(nprobe=probes, sel=selector)
-            if refine:
+            params = faiss.SearchParametersIVF(nprobe=max(1, round(self._lists * self.probe_share)), sel=selector)
+            if self.refined:
+                refine = REFINE_FACTOR if refine is None else refine
                 params = faiss.IndexRefineSearchParameters(k_factor=refine, base_index_params=params)
-            if self._pretransformed:
-                params = faiss.SearchParametersPreTransform(index_params=params)
         else:
             params = faiss.SearchParametersHNSW(efSearch=max(HNSW_SEARCH, k), sel=selector)
         scores, positions = self._index.search(vector[None], k, params=params)
