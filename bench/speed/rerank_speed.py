@@ -1,5 +1,5 @@
-"""Time of `reranked` search's own stages for one text, without a gallery: the text encoding (MiniLM, then the
-retrieval head) and the caption decoder's re-ranking of 100 candidates (`OneNetModel.get_rerank_scores`), the
+"""Time of `reranked` search's own stages for one text, without a gallery: the text encoding (MiniLM alone) and
+the caption decoder's re-ranking of 100 candidates (`OneNetModel.get_rerank_scores`), the
 latter through the decoder's shorter teacher-forced road (`OneNetCaptionDecoder.teacher_forced_logits`) and
 through nn.LSTM as before, in one run, with the largest difference between their scores.
 
