@@ -51,11 +51,12 @@ from .options import (
     check_map_path,
     check_neuron_sizes,
     check_no_repeat_ngram_size,
+    check_octaves,
     check_output_folder,
     variant_option,
 )
 from .training.arguments import CaptionTrainingArguments, HeadTrainingArguments, SCSTArguments
-from .utils.atomic_files import write_json
+from .utils.atomic_files import check_output_file, write_json
 from .utils.messages import escape_controls
 
 # Everything `build_parser` and the checks before a model loads import is torch-free (options.py,
@@ -150,8 +151,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.task != "analogy" and not args.data_dir:
         raise OneNetError(f"--data-dir is required for --task {args.task}")
     for option, file in (("--output", args.output), ("--captions-output", args.captions_output)):
-        if file and not Path(file).resolve().parent.is_dir():  # before the work, not after it
-            raise OneNetError(f"{option} {file}: its folder does not exist")
+        if file:
+            check_output_file(file, option)  # before the work, not after it
     net = _load(args) if args.task != "analogy" or args.space == "learned" else None
     from .evaluation import evaluate, format_table
 
@@ -436,7 +437,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _neuron(args: argparse.Namespace) -> int:
     check_neuron_sizes(args.k, args.n_words, args.n)  # before the model loads
-    _check_out_file(args.out)
+    if args.out:  # the contact sheet is optional
+        check_output_file(args.out)
     _check_index(args.index)
     net = _load(args)
     from .explore.neurons import DESCRIBED, neuron_sheet
@@ -463,9 +465,7 @@ def _neuron(args: argparse.Namespace) -> int:
 
 def _layers(args: argparse.Namespace) -> int:
     check_channels(args.channels)  # before the model loads
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise OneNetError(f"--out {args.out} is a file; give a folder for the stage pictures")
+    out = check_output_folder(args.out)
     stages = _load(args).layer_activations(args.image, args.channels)
     from .explore.sheets import save_image
 
@@ -503,7 +503,7 @@ def _side_by_side(images):
 
 
 def _visualize(args: argparse.Namespace) -> int:
-    _check_out_file(args.out)
+    check_output_file(args.out)
     net = _load(args)
     snapshot = net.visualize(
         args.imagenet_class, args.channel, args.unit, args.stage, args.steps, args.seed, args.images, args.diversity,
@@ -513,29 +513,24 @@ def _visualize(args: argparse.Namespace) -> int:
 
 
 def _imagine(args: argparse.Namespace) -> int:
-    _check_out_file(args.out)
+    check_output_file(args.out)
     snapshot = _load(args).imagine(args.text, args.steps, args.seed, args.size)
     return _save_imagined(snapshot, args.out, "imagined image")
 
 
 def _dream(args: argparse.Namespace) -> int:
-    _check_out_file(args.out)
+    check_output_file(args.out)
+    check_octaves(args.octaves, args.steps)
     net = _load(args)
     snapshot = net.dream(args.image, args.stage, args.steps, args.strength, args.octaves, args.size, args.seed)
     return _save_imagined(snapshot, args.out, "dream")
 
 
 def _style(args: argparse.Namespace) -> int:
-    _check_out_file(args.out)
+    check_output_file(args.out)
     net = _load(args)
     snapshot = net.style(args.content, args.style, args.steps, args.content_weight, args.style_weight, args.size)
     return _save_imagined(snapshot, args.out, "stylised image")
-
-
-def _check_out_file(out: str | None) -> None:
-    """An output file's folder must exist: checked before the work, not after it."""
-    if out and not Path(out).resolve().parent.is_dir():
-        raise OneNetError(f"--out {out}: its folder does not exist")
 
 
 class _DeprecatedAlias(argparse.Action):

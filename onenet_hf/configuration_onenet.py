@@ -7,6 +7,35 @@ from transformers import PretrainedConfig
 from .errors import OneNetError
 from .images import IMAGE_SIZE
 from .remote_code import AUTO_MAP, CUSTOM_PIPELINES, CarriesRemoteCode, write_remote_code
+from .utils.ranking import MAX_K
+
+# The largest value each size may take. A damaged or hostile config.json is refused in one line before any layer
+# is allocated; a tag_vocabulary_size of 1e12 once took `onenet tag` to 3.2 GB. Each bound is far above any
+# trained variant: GloVe 6B has 400,000 words.
+SIZE_LIMITS = {
+    "backbone_hidden_size": 4096,
+    "image_size": 1024,
+    "hidden_size": 4096,
+    "vocab_size": 200_000,
+    "word_embedding_size": 4096,
+    "decoder_hidden_size": 4096,
+    "decoder_layers": 8,
+    "max_caption_length": 256,
+    "word_vector_size": 1024,
+    "tag_vocabulary_size": 400_000,
+    "tag_embedding_size": 4096,
+    "text_encoder_hidden_size": 4096,
+    "retrieval_embedding_size": 4096,
+    "projection_hidden_size": 8192,
+    "rerank_top_k": MAX_K,
+    "text_prior_images": MAX_K,
+}
+
+
+def check_size(name: str, value: object, maximum: int) -> None:
+    """A config size must be an integer from 1 to `maximum` (`SIZE_LIMITS`)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
+        raise OneNetError(f"config.json: {name} must be an integer from 1 to {maximum:,}, got {str(value)[:20]}")
 
 
 class OneNetConfig(CarriesRemoteCode, PretrainedConfig):
@@ -136,6 +165,8 @@ class OneNetConfig(CarriesRemoteCode, PretrainedConfig):
         self.rerank_weight = rerank_weight
         self.text_rerank_weight = text_rerank_weight
         self.text_prior_images = text_prior_images
+        for name, maximum in SIZE_LIMITS.items():
+            check_size(name, getattr(self, name), maximum)
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
         # every saved checkpoint loads by Hub id through transformers' own calls (`remote_code`); always today's
         # map, as save_pretrained writes today's files
@@ -148,4 +179,4 @@ class OneNetConfig(CarriesRemoteCode, PretrainedConfig):
         write_remote_code(save_directory)
 
 
-__all__ = ["IMAGE_SIZE", "OneNetConfig"]
+__all__ = ["IMAGE_SIZE", "SIZE_LIMITS", "OneNetConfig", "check_size"]

@@ -114,19 +114,21 @@ def load_image(image: ImageLike) -> Image.Image:
             raise ImageLoadError(f"array images must be uint8 HxW or HxWxC, got {image.dtype} {image.shape}")
         image = Image.fromarray(image)
     if isinstance(image, Image.Image):
-        name = "image"
+        name, size = "image", image.size
         image = _reduce(image)
     elif isinstance(image, (str, os.PathLike)):
         name = str(image)
         if Path(name).is_dir():
             raise ImageLoadError(f"{name}: is a directory, not an image file")
-        if not Path(name).is_file():
+        if not Path(name).exists():
             raise ImageLoadError(f"{name}: no such file")
+        if not Path(name).is_file():  # a FIFO or a device: reading it could block or never end
+            raise ImageLoadError(f"{name}: not a regular file")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 image = Image.open(name)  # reads the header only
-                width, height = image.size
+                width, height = size = image.size
                 x, y = _reduction(width, height)
                 image.draft("RGB", (width // x, height // y))  # JPEG: decode at 1/2 to 1/8 scale, not below this
                 if image.width * image.height > MAX_IMAGE_PIXELS:
@@ -144,8 +146,9 @@ def load_image(image: ImageLike) -> Image.Image:
             raise ImageLoadError(f"{name}: corrupt or truncated image ({error})") from None
     else:
         raise ImageLoadError(f"expected a path, PIL image or numpy array, got {type(image).__name__}")
-    if min(image.size) < 2:
-        raise ImageLoadError(f"{name}: image is too small ({image.width}x{image.height} pixels)")
+    if min(image.size) < 2:  # the file's own size in the message, and why when it was fine before the reduction
+        thin = "" if image.size == size else "; too thin: under 2 pixels across once reduced to about a megapixel"
+        raise ImageLoadError(f"{name}: image is too small ({size[0]}x{size[1]} pixels{thin})")
     return to_rgb(image)
 
 

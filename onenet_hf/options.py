@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from .errors import OneNetError
+from .utils.atomic_files import check_output_file, check_output_folder
 from .utils.messages import shorten
 from .utils.ranking import check_k
 
@@ -72,9 +73,7 @@ def check_map_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix.lower() not in MAP_SUFFIXES:
         raise OneNetError(f"a map is written as {' or '.join(MAP_SUFFIXES)}; got {shorten(path.name)}")
-    if not path.resolve().parent.is_dir():
-        raise OneNetError(f"cannot write the map to {path}: its folder does not exist")
-    return path
+    return check_output_file(path)
 
 
 # Neurons, layers and explanations (explore/neurons.py, explore/layers.py, explore/explain.py).
@@ -101,14 +100,6 @@ def check_channels(channels: int) -> None:
         raise OneNetError(f"channels must be an integer from 1 to {MAX_CHANNELS}, got {str(channels)[:20]}")
 
 
-def check_output_folder(folder: str | os.PathLike) -> Path:
-    """A folder for the pictures, existing or not; an existing file is refused."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OneNetError(f"{folder} is a file, not a folder: give a folder for the pictures")
-    return folder
-
-
 # The optimisation uses (imagine/optimization.py; imagine/visualize.py, imagine.py, dream.py, style.py).
 MAX_STEPS = 2000  # a work-size cap: one call stays within minutes on 2 CPU cores (the Space caps lower)
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 64, 1024  # pixels on a side; time and memory grow with the square
@@ -121,10 +112,20 @@ IMAGINE_STEPS = 192
 DREAM_STAGE = "head"
 DREAM_STEPS = 80  # gradient steps over all octaves: under 10 s at 260 on 2 CPU cores (bench/quality/create_quality.py)
 DREAM_OCTAVES = 3
+MAX_DREAM_OCTAVES = 6  # the smallest octave of a 260-pixel photo is then 260 / 1.4 ** 5 = 48 pixels
 DREAM_STRENGTH = 1.0  # step size in hundredths of the pixel range
 STYLE_STEPS = 200  # about 30 s at 260 on 2 CPU cores (bench/quality/create_quality.py)
 CONTENT_WEIGHT = 1.0
 STYLE_WEIGHT = 10.0
+
+
+def check_octaves(octaves: int, steps: int) -> None:
+    """1 to MAX_DREAM_OCTAVES octaves, each given at least one of the `steps`."""
+    if not isinstance(octaves, int) or isinstance(octaves, bool) or not 1 <= octaves <= MAX_DREAM_OCTAVES:
+        raise OneNetError(f"octaves must be an integer from 1 to {MAX_DREAM_OCTAVES}, got {str(octaves)[:20]}")
+    if steps < octaves:
+        raise OneNetError(f"steps ({steps}) must be at least the number of octaves ({octaves})")
+
 
 # Galleries, ONNX, evaluation and the feature cache (ray_indexing.py, onnx/, evaluation/, data/feature_cache.py).
 MAX_RAY_WORKERS = 1024  # actors one build may ask for

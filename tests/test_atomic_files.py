@@ -9,11 +9,19 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from onenet_hf.utils.atomic_files import new_folder, temporary_folder, write_json
+from onenet_hf.errors import OneNetError
+from onenet_hf.utils.atomic_files import (
+    check_output_file,
+    check_output_folder,
+    new_folder,
+    temporary_folder,
+    write_json,
+)
 
 
 def test_write_json_makes_the_folder_and_writes_numpy_numbers_as_numbers(tmp_path):
@@ -84,3 +92,47 @@ def test_a_failed_build_leaves_no_temporary_folder(tmp_path):
         (building / "README.md").write_text("card")
         raise RuntimeError("the model did not load")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_file_is_a_new_or_regular_file_in_a_folder_that_can_be_written(tmp_path):
+    folder, fifo = tmp_path / "a-folder", tmp_path / "a-fifo"
+    folder.mkdir()
+    os.mkfifo(fifo)
+    for path, problem in (
+        (folder, "is a folder"),
+        (fifo, "is not a regular file"),
+        (tmp_path / "missing" / "x.png", "its folder does not exist"),
+    ):
+        with pytest.raises(OneNetError, match=problem):
+            check_output_file(path)
+    if Path("/proc/self").is_dir():  # a folder whose permission bits allow writing, where nothing can be created
+        with pytest.raises(OneNetError, match="cannot write in /proc"):
+            check_output_file("/proc/x.png")
+    assert check_output_file(tmp_path / "new.png") == (tmp_path / "new.png").resolve()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-fifo", "a-folder"]  # the probe left nothing
+
+
+def test_an_output_file_that_is_a_link_is_written_through_to_its_target(tmp_path):
+    target, link = tmp_path / "target.png", tmp_path / "link.png"
+    link.symlink_to(target)
+    assert check_output_file(link) == target.resolve()
+
+
+def test_an_output_folder_is_refused_where_it_cannot_be_made(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(OneNetError, match="is a file, not a folder"):
+        check_output_folder(tmp_path / "a-file")
+    with pytest.raises(OneNetError, match="a-file is a file, not a folder"):
+        check_output_folder(tmp_path / "a-file" / "inside")
+    if Path("/proc/self").is_dir():
+        with pytest.raises(OneNetError, match="cannot write in /proc"):
+            check_output_folder("/proc/new-folder/deeper")
+    assert check_output_folder(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # checked, not made
+
+
+def test_write_json_writes_through_a_link_and_keeps_it(tmp_path):
+    target, link = tmp_path / "results.json", tmp_path / "link.json"
+    link.symlink_to(target)
+    write_json({"a": 1}, link)
+    assert link.is_symlink() and json.loads(target.read_text()) == {"a": 1}

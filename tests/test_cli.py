@@ -199,6 +199,36 @@ def _one_line_error(err: str, command: str) -> str:
     return lines[0]
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dream", "PHOTO"],
+        ["style", "PHOTO", "PHOTO"],
+        ["imagine", "a dog"],
+        ["visualize", "--class", "1"],
+        ["explain", "PHOTO"],
+        ["layers", "PHOTO"],
+        ["map", "--index", "INDEX"],
+    ],
+)
+def test_an_out_that_cannot_be_written_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.setattr("onenet_hf.cli._load", lambda args: pytest.fail("the model was loaded"))
+    photo = str(example_photos()[0])
+    command = [photo if part == "PHOTO" else str(tmp_path) if part == "INDEX" else part for part in command]
+    takes_folder = command[0] in ("explain", "layers")
+    (tmp_path / "a-file").write_text("keep me")
+    os.mkfifo(tmp_path / "a-fifo.png")
+    (tmp_path / "a-folder.png").mkdir()
+    outs = [tmp_path / "a-file" / "inside"] if takes_folder else [tmp_path / "a-folder.png", tmp_path / "a-fifo.png"]
+    if Path("/proc/self").is_dir():
+        outs.append(Path("/proc/new.png"))
+    for out in outs:
+        assert main([*command, "--out", str(out)]) == 2
+        line = _one_line_error(capsys.readouterr().err, command[0])
+        assert str(out) in line and any(p in line for p in ("folder", "regular file", "cannot write in")), line
+    assert (tmp_path / "a-file").read_text() == "keep me"
+
+
 @slow
 def test_index_refuses_an_out_folder_that_is_not_its_own_and_deletes_nothing(shapes_model_with_heads, tmp_path, capsys):
     folder = tmp_path / "X"

@@ -455,6 +455,18 @@ def _truncate(name: str):
     return damage
 
 
+def _fifo(name: str):
+    """A damage that replaces shard array `name` with a FIFO, which would block a reader opening it."""
+
+    def damage(folder: Path) -> str:
+        (file,) = folder.glob(f"shard-*.{name}.npy")
+        file.unlink()
+        os.mkfifo(file)
+        return file.name
+
+    return damage
+
+
 def _with_nan_row(array: np.ndarray) -> np.ndarray:
     array = array.copy()
     array[0] = np.nan
@@ -478,6 +490,7 @@ DAMAGES = {
     **{f"{name} holds integers": _save_array(name, lambda a: a.astype(np.int32)) for name in ARRAYS},
     **{f"{name} holds objects": _save_array(name, lambda a: a.astype(object)) for name in ARRAYS},
     **{f"{name} is truncated": _truncate(name) for name in ARRAYS},
+    **{f"{name} is a FIFO": _fifo(name) for name in ARRAYS if hasattr(os, "mkfifo")},
     "image_embeds is 3-d": _save_array("image_embeds", lambda a: a[:, :, None].copy()),
 }
 NON_FINITE = {
@@ -507,6 +520,7 @@ REBUILT = {
     "pooled_features is 0-d",
     "tag_embeds holds objects",
     "retrieval_embeds has a row less",
+    "retrieval_embeds is a FIFO",
 }
 
 

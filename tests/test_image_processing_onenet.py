@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -182,6 +183,9 @@ def test_truncated_jpeg(tmp_path):
 def test_missing_file_and_wrong_type(tmp_path):
     with pytest.raises(ImageLoadError, match="no such file"):
         load_image(tmp_path / "nowhere.jpg")
+    os.mkfifo(tmp_path / "fifo.jpg")  # opening it would wait for a writer for ever
+    with pytest.raises(ImageLoadError, match="fifo.jpg: not a regular file"):
+        load_image(tmp_path / "fifo.jpg")
     with pytest.raises(ImageLoadError, match="got int"):
         load_image(42)
     with pytest.raises(ImageLoadError, match="uint8"):

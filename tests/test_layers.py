@@ -94,6 +94,6 @@ def test_one_error_each_for_bad_input(tiny_net, tmp_path, capsys):
         tiny_net.layer_activations(tmp_path / "broken.jpg")
     (tmp_path / "taken").write_text("a file")
     assert main(["layers", "photo.png", "--out", str(tmp_path / "taken")]) == 2
-    assert capsys.readouterr().err.strip().endswith("is a file; give a folder for the stage pictures")
+    assert capsys.readouterr().err.strip().endswith("taken is a file, not a folder: give a folder to write into")
     assert main(["layers", "photo.png", "--out", str(tmp_path), "--channels", "65"]) == 2
     assert "channels must be an integer from 1 to 64, got 65" in capsys.readouterr().err

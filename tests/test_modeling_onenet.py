@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import json
 import logging
 import math
 import re
@@ -59,6 +60,15 @@ def test_config_docstring_defaults_match_code():
 def test_config_rejects_unknown_pooling():
     with pytest.raises(OneNetError, match="image_pooling must be 'mean' or 'attention'"):
         OneNetConfig(image_pooling="max")
+
+
+@pytest.mark.parametrize("value", [10**12, 1e12, 0, -5, "20000", True, None])
+def test_config_refuses_a_size_out_of_range_before_any_layer_is_made(tmp_path, value):
+    with pytest.raises(OneNetError, match="config.json: tag_vocabulary_size must be an integer from 1 to 400,000"):
+        OneNetConfig(tag_vocabulary_size=value)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "onenet", "hidden_size": value}))
+    with pytest.raises(OneNetError, match="hidden_size must be an integer from 1 to 4,096"):
+        OneNetConfig.from_pretrained(tmp_path)  # as a damaged or hostile checkpoint loads
 
 
 def test_fresh_model_has_wheel_backbone_and_frozen_backbone():

@@ -454,9 +454,9 @@ def test_an_out_folder_that_is_a_file_is_refused_before_the_model_loads(tmp_path
     monkeypatch.setattr("onenet_hf.onnx.export.OneNetModel.from_pretrained", lambda *a, **k: pytest.fail("loaded"))
     file = tmp_path / "graphs"
     file.write_text("not a folder")
-    with pytest.raises(OneNetError, match="graphs is a file, not a folder: give a folder for the ONNX graphs"):
+    with pytest.raises(OneNetError, match="graphs is a file, not a folder: give a folder to write into"):
         export_onnx(checkpoint, out_dir=file)
-    with pytest.raises(OneNetError, match="cannot make the folder .* for the ONNX graphs: .*graphs is a file"):
+    with pytest.raises(OneNetError, match="ONNX folder .*onnx: .*graphs is a file, not a folder"):
         export_onnx(checkpoint, out_dir=file / "onnx")
     assert main(["export", str(checkpoint), "--out", str(file)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()

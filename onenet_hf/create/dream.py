@@ -14,14 +14,13 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from ..errors import OneNetError
 from ..images import ImageLike, load_image
 from ..modeling_onenet import OneNetModel
 from ..options import DREAM_OCTAVES as OCTAVES
 from ..options import DREAM_STAGE as STAGE
 from ..options import DREAM_STEPS as STEPS
 from ..options import DREAM_STRENGTH as STRENGTH
-from ..options import check_weight
+from ..options import check_octaves, check_weight
 from ..processing_onenet import OneNetProcessor
 from .optimization import (
     Snapshot,
@@ -36,7 +35,6 @@ from .optimization import (
 )
 
 OCTAVE_SCALE = 1.4
-MAX_OCTAVES = 6
 SHIFT = 16  # pixels of random roll per step, at most
 
 
@@ -71,10 +69,7 @@ def dream_steps(
     stage, steps, seed = check_stage(model, stage), check_steps(steps), check_seed(seed)
     size = check_image_size(size)
     check_weight("strength", strength)
-    if not 1 <= octaves <= MAX_OCTAVES:
-        raise OneNetError(f"octaves must be 1 to {MAX_OCTAVES}, got {octaves}")
-    if steps < octaves:
-        raise OneNetError(f"steps ({steps}) must be at least the number of octaves ({octaves})")
+    check_octaves(octaves, steps)
     picture = load_image(image)
     check_memory(size, picture.size)
     photo = from_image(picture, size).to(model.device)

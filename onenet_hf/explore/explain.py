@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from ..processing_onenet import OneNetProcessor
 from ..uses.caption import caption_options, sentence_token_ids
 from ..utils.extras import require
 from ..utils.messages import shorten
+from .sheets import save_image
 
 MAX_WORDS = 32  # heat maps per call: each word is one more copy of the grid through the decoder, with gradients
 OVERLAY_ALPHA = 0.5  # weight of the colour-mapped heat map over the photo
@@ -72,14 +72,7 @@ class CaptionExplanation:
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
         for number, (word, picture) in enumerate(zip(self.words, self.overlays(), strict=True), 1):
-            path = folder / f"{number:02d}-{file_word(word.word)}.png"
-            temporary = folder / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
-            try:
-                picture.save(temporary, format="PNG")
-                os.replace(temporary, path)
-            finally:
-                temporary.unlink(missing_ok=True)
-            paths.append(path)
+            paths.append(save_image(picture, folder / f"{number:02d}-{file_word(word.word)}.png"))
         return paths
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from ..errors import OneNetError
 from ..images import ImageLike, ImageLoadError, load_image
+from ..utils.atomic_files import check_output_file
 
 TILE = 128  # side of a tile's picture, in pixels
 GAP = 6  # between tiles and around the grid
@@ -102,15 +104,18 @@ def heat_map(activations: np.ndarray, side: int = TILE) -> Image.Image:
 
 def save_image(image: Image.Image, path: str | os.PathLike, format: str = "PNG", **options) -> Path:
     """Write `image` at `path` atomically in `format` with Pillow's `options` (a temporary file beside it, then
-    os.replace), so a reader never sees half a picture and a failed write leaves no stray file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    os.replace), so a reader never sees half a picture and a failed write leaves no stray file; a path that
+    cannot be written (`check_output_file`) or a failed write (a full disk) is one OneNetError."""
+    target = check_output_file(path, "output file")
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         image.save(tmp, format=format, **options)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
+    except OSError as error:
+        raise OneNetError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 __all__ = [

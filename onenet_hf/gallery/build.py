@@ -33,6 +33,7 @@ except ImportError:  # Windows: builds of one index are not locked against each 
 from ..errors import OneNetError
 from ..fingerprint import file_hash, model_fingerprint
 from ..representations import ARRAY_DTYPES, ARRAYS
+from ..utils.atomic_files import check_output_folder
 from ..utils.messages import escape_controls, printable_path
 from .ann import ANN_METHODS, ANNOY_TREES, build_ann
 from .embedding import Embedder, GalleryFile, local_embedder
@@ -117,6 +118,7 @@ def check_index_folder(folder: str | Path, images: Sequence[str | Path] = ()) ->
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise GalleryIndexError(f"{folder} is a file, not a folder: give a new folder for the index")
+    check_output_folder(folder, "index folder")  # one that cannot be made or written in
     resolved = Path(os.path.realpath(folder))
     for image in images:
         image = Path(os.path.realpath(image))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import stat
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -402,9 +403,12 @@ class GalleryIndex:
 
 
 def _load_array(folder: Path, file: str) -> np.ndarray:
-    """A shard array, memory-mapped; an unreadable one (truncated, a damaged header, Python objects) is an error
-    naming the file. A missing one is FileNotFoundError, for the caller to read the catalogue again."""
+    """A shard array, memory-mapped; an unreadable one (not a regular file, truncated, a damaged header, Python
+    objects) is an error naming the file. A missing one is FileNotFoundError, for the caller to read the catalogue
+    again."""
     try:
+        if not stat.S_ISREG(os.stat(folder / file).st_mode):  # a FIFO or a device would block np.load, or never end
+            raise ValueError("not a regular file")
         return np.load(folder / file, mmap_mode="r")
     except FileNotFoundError:
         raise

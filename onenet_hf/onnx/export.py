@@ -27,7 +27,7 @@ from ..images import load_image
 from ..modeling_onenet import OneNetModel
 from ..options import EXPORT_CACHE_DIR, MAX_CALIBRATION_IMAGES, variant_name
 from ..representations import ARRAYS
-from ..utils.atomic_files import temporary_folder, write_json
+from ..utils.atomic_files import check_output_folder, temporary_folder, write_json
 from ..utils.extras import require
 from .backend import CAPTION_GRAPHS
 from .graphs import MANIFEST_FILE, OnnxExportError, checkpoint_file_hashes, open_export, session_options, sha256_file
@@ -294,17 +294,6 @@ def static_int8_exclusions(graph: Path, fp32_blocks: Sequence[int] = FP32_BLOCKS
     return [convolutions[0], *blocks, convolutions[-1], *nodes_after_last_convolution(nodes)]
 
 
-def _check_export_folder(out: Path) -> Path:
-    """`out`, a folder to export into, existing or not; refused before the model loads when it, or the nearest of
-    its parents that exists, is a file (the export would make it a folder)."""
-    existing = next(path for path in (out, *out.parents) if path.exists())  # the root at least
-    if existing == out and not out.is_dir():
-        raise OneNetError(f"{out} is a file, not a folder: give a folder for the ONNX graphs")
-    if not existing.is_dir():
-        raise OneNetError(f"cannot make the folder {out} for the ONNX graphs: {existing} is a file")
-    return out
-
-
 def export_onnx(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,
@@ -337,7 +326,7 @@ def export_onnx(
         int8_dynamic = int8
     if len(calibration_images) > MAX_CALIBRATION_IMAGES:
         raise OneNetError(f"at most {MAX_CALIBRATION_IMAGES:,} calibration images, got {len(calibration_images):,}")
-    out = _check_export_folder(Path(out_dir) if out_dir else checkpoint / "onnx")
+    out = check_output_folder(Path(out_dir) if out_dir else checkpoint / "onnx", "ONNX folder")  # before loading
     with loading_checkpoint(checkpoint):
         model = OneNetModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
     with temporary_folder(out, ".export.") as building:

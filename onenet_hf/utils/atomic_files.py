@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -23,9 +24,51 @@ from ..errors import OneNetError
 
 
 def check_new_folder(out: Path, what: str) -> None:
-    """Refuse an `out` that exists and is not an empty folder: a release or a Space never mixes with other files."""
+    """Refuse an `out` that exists and is not an empty folder (a release or a Space never mixes with other files)
+    or that cannot be written (`check_output_folder`)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OneNetError(f"{out} already exists; {what} is written whole into a new folder")
+    check_output_folder(out, "output folder")
+
+
+def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
+    """The file to write for an output `path`, checked before any work: a new or regular file (a link is written
+    through to its target, which is returned) in a folder this process can write in. A folder, a device or a FIFO
+    is refused, as is a folder that is missing or read-only: one line naming `what` and `path`, never a traceback
+    after the work."""
+    target = Path(path).resolve()
+    if target.exists() and not stat.S_ISREG(target.stat().st_mode):
+        kind = "a folder" if target.is_dir() else "not a regular file"
+        raise OneNetError(f"{what} {path} is {kind}; give the name of a file to write")
+    _check_writable(target.parent, what, path)
+    return target
+
+
+def check_output_folder(folder: str | os.PathLike, what: str = "--out") -> Path:
+    """A folder to write files into, existing or not (it is created by the caller), checked before any work: an
+    existing non-folder is refused, as is a place where this process cannot create it or write in it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OneNetError(f"{what} {folder} is a file, not a folder: give a folder to write into")
+    existing = folder.resolve()
+    while not existing.exists():  # the nearest folder that exists, where the missing ones are made
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OneNetError(f"{what} {folder}: {existing} is a file, not a folder")
+    _check_writable(existing, what, folder)
+    return folder
+
+
+def _check_writable(folder: Path, what: str, path: str | os.PathLike) -> None:
+    """Raise unless a file can be created in `folder`, tried with a nameless temporary file: permission bits
+    alone do not tell (root, read-only mounts, /proc)."""
+    if not folder.is_dir():
+        raise OneNetError(f"{what} {path}: its folder does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise OneNetError(f"{what} {path}: cannot write in {folder} ({error.strerror or error})") from None
 
 
 def _locked(path: Path, wait: bool) -> int | None:
@@ -96,7 +139,8 @@ def _json_number(value: object) -> object:
 
 def write_text(text: str, path: Path) -> None:
     """`text` at `path` (its folder made), through a temporary sibling and a rename: a file is replaced whole or
-    not at all."""
+    not at all; a link is written through to its target, as `check_output_file` promises."""
+    path = path.resolve() if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -109,4 +153,12 @@ def write_json(obj: object, path: Path) -> None:
     write_text(json.dumps(obj, indent=2, default=_json_number) + "\n", path)
 
 
-__all__ = ["check_new_folder", "new_folder", "temporary_folder", "write_json", "write_text"]
+__all__ = [
+    "check_new_folder",
+    "check_output_file",
+    "check_output_folder",
+    "new_folder",
+    "temporary_folder",
+    "write_json",
+    "write_text",
+]
