@@ -6,9 +6,11 @@ with the folder as working directory and no checkout on `sys.path`. Slow (instal
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +57,10 @@ def test_the_folder_is_a_space_repo(bundle):
     assert "000000000001.jpg" in gallery and "000000000002.jpg" not in gallery  # non-commercial licence left out
     assert len(gallery) == len(example_gallery()) + 1
     assert "000000000001.jpg`: Flickr photo u1 (MS-COCO), [CC BY 2.0]" in (bundle / "ATTRIBUTION.md").read_text()
+    (catalogue,) = bundle.rglob("index.sqlite")
+    with contextlib.closing(sqlite3.connect(f"file:{catalogue}?mode=ro", uri=True)) as connection:
+        paths = [path for (path,) in connection.execute("SELECT path FROM images")]
+    assert sorted(paths) == [f"gallery/{name}" for name in gallery]  # no folder of the machine that built it
     requirements = (bundle / "requirements.txt").read_text().splitlines()
     assert any(line.startswith("gradio==") for line in requirements) and "torch==2.13.0" in requirements
     assert not any("onenet" in line for line in requirements)  # the package travels in the folder itself

@@ -563,6 +563,29 @@ class _Build:
         )
 
 
+def relocate_paths(folder: str | Path, root: str | Path) -> int:
+    """Store the paths of the index's images (and skipped files) that lie under `root` relative to it, and return
+    how many changed: an index published beside its photos (a Space bundle) then names no folder of the machine
+    that built it. The next build where the photos are gives them their real paths again, reusing every row."""
+    folder = Path(folder)
+    prefixes = {os.path.realpath(root) + os.sep, os.path.abspath(root) + os.sep}
+    with build_lock(folder, timeout=None):
+        connection = connect(folder, read_only=False)
+        try:
+            with connection:
+                changed = 0
+                for table in ("images", "skipped"):
+                    for prefix in prefixes:
+                        changed += connection.execute(
+                            f"UPDATE {table} SET path = substr(path, ?) WHERE substr(path, 1, ?) = ?",  # noqa: S608
+                            (len(prefix) + 1, len(prefix), prefix),
+                        ).rowcount
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            connection.close()
+    return changed
+
+
 def _listed_ann_arrays(connection: sqlite3.Connection) -> tuple[str, ...]:
     """The arrays the catalogue's large shards have ANN files of (an index built before text queries had
     theirs lists only the image representations')."""
@@ -600,5 +623,6 @@ __all__ = [
     "check_image_folder",
     "check_index_folder",
     "list_images",
+    "relocate_paths",
     "write_gallery",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..data.example_photos import PHOTO_CREDITS, example_gallery
 from ..errors import OneNetError
 from ..gallery.ann import ANN_METHODS
-from ..gallery.build import IMAGE_SUFFIXES, list_images
+from ..gallery.build import IMAGE_SUFFIXES, list_images, relocate_paths
 from ..gallery.index import GalleryIndexError
 from ..hub import DEFAULT_MODEL_ID, check_model_folder, resolve_model
 from ..utils.atomic_files import check_new_folder, new_folder
@@ -211,6 +211,7 @@ def build_space(
         except Exception as error:  # a corrupt weight file fails in safetensors, torch or transformers
             raise SpaceBundleError(f"the model {model} does not load: {first_line(error)}") from None
         credits = "\n".join(f"- `{name}`: {photo.credit}" for name, photo in _drop_skipped(space, copied))
+        relocate_paths(space.index.folder, building)  # published: no path of the builder's machine
         (building / ATTRIBUTION_FILE).write_text(f"# Gallery photos\n\n{credits}\n", encoding="utf-8")
         shutil.copytree(Path(__file__).parents[1], building / "onenet_hf", ignore=shutil.ignore_patterns("__pycache__"))
         requirements = space_requirements(with_onnx=(building / MODEL_FOLDER / "onnx").is_dir())
