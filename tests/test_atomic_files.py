@@ -136,3 +136,15 @@ def test_write_json_writes_through_a_link_and_keeps_it(tmp_path):
     link.symlink_to(target)
     write_json({"a": 1}, link)
     assert link.is_symlink() and json.loads(target.read_text()) == {"a": 1}
+
+
+def test_an_output_folder_that_is_a_link_is_made_and_written_where_it_leads(tmp_path):
+    dangling, to_folder = tmp_path / "dangling", tmp_path / "to-folder"
+    dangling.symlink_to(tmp_path / "made-later")
+    (tmp_path / "folder").mkdir()
+    to_folder.symlink_to(tmp_path / "folder")
+    assert check_output_folder(dangling) == (tmp_path / "made-later").resolve()
+    assert check_output_folder(to_folder) == (tmp_path / "folder").resolve()
+    with new_folder(dangling, "a test") as building:
+        (building / "file.txt").write_text("x")
+    assert dangling.is_symlink() and (dangling / "file.txt").read_text() == "x"

@@ -299,12 +299,14 @@ def test_an_out_folder_that_is_not_the_index_s_own_is_refused_before_any_work(
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("keep me")
     (tmp_path / "other" / "sub").mkdir()
+    (tmp_path / "catalogue-folder" / "index.sqlite").mkdir(parents=True)
     embedded = _count_embeddings(monkeypatch)
     cases = [
         (image_dir, "is or contains the images"),  # --out equal to the image folder
         (tmp_path, "is or contains the images"),  # --out containing it (here also not empty)
         (tmp_path / "a-file", "is a file, not a folder"),
         (tmp_path / "other", "is not empty and holds no gallery index"),
+        (tmp_path / "catalogue-folder", "index.sqlite should be the index's catalogue but is a folder"),
     ]
     for out, message in cases:
         with pytest.raises(GalleryIndexError, match=message):
@@ -650,3 +652,20 @@ def test_an_index_whose_marker_is_not_a_file_is_one_line_saying_what_to_remove(t
     with pytest.raises(GalleryIndexError, match="remove it and run this again"):
         check_index_folder(folder)
     assert (folder / "index.sqlite").exists() and not (tmp_path / "elsewhere.txt").exists()  # nothing touched
+
+
+def test_a_query_runs_numpy_s_blas_on_one_thread(shapes_net, image_dir, tmp_path, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from onenet_hf.gallery import index as index_module
+
+    index = shapes_net.build_index(image_dir, tmp_path / "index")
+    seen, cosine_matrix = [], index_module.cosine_matrix
+
+    def recording(*args):
+        seen.append({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
+        return cosine_matrix(*args)
+
+    monkeypatch.setattr(index_module, "cosine_matrix", recording)
+    assert index.nearest(index.rows("image_embeds", [0])[0], 2)[0][0][0] == 0
+    assert seen == [{1}]  # OpenBLAS's workers spin after a call and take a core from the torch work after it

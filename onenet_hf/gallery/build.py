@@ -33,7 +33,7 @@ except ImportError:  # Windows: builds of one index are not locked against each 
 from ..errors import OneNetError
 from ..fingerprint import file_hash, model_fingerprint
 from ..representations import ARRAY_DTYPES, ARRAYS
-from ..utils.atomic_files import check_output_folder
+from ..utils.atomic_files import check_output_folder, link_target
 from ..utils.messages import escape_controls, printable_path
 from .ann import ANN_METHODS, ANNOY_TREES, build_ann
 from .embedding import Embedder, GalleryFile, local_embedder
@@ -127,12 +127,13 @@ def check_index_folder(folder: str | Path, images: Sequence[str | Path] = ()) ->
                 f"the index folder {folder} is or contains the images to index ({image}); "
                 "give the index a folder of its own"
             )
-    marker = folder / MARKER_FILE
-    if marker.is_symlink() or (marker.exists() and not marker.is_file()):
-        raise GalleryIndexError(  # not deleted: an index deletes only files its builds wrote
-            f"{marker} should be the index's marker file but is a folder, a link or another kind of file; "
-            "remove it and run this again"
-        )
+    for name, what in ((MARKER_FILE, "marker file"), *((name, "catalogue") for name in sorted(SQLITE_FILES))):
+        own = folder / name
+        if own.is_symlink() or (own.exists() and not own.is_file()):
+            raise GalleryIndexError(  # not deleted: an index deletes only files its builds wrote
+                f"{own} should be the index's {what} but is a folder, a link or another kind of file; "
+                "remove it and run this again"
+            )
     if folder.is_dir() and any(folder.iterdir()) and not _is_index_folder(folder):
         raise GalleryIndexError(
             f"{folder} is not empty and holds no gallery index; give a new or empty folder "
@@ -236,7 +237,7 @@ def build_gallery(
     index (`check_index_folder`). A build running on it meanwhile refuses this one, or is waited for up to
     `lock_timeout` seconds (None: no limit).
     """
-    folder = Path(folder)
+    folder = link_target(folder)  # an --out that is a link: the index is written where it leads
     check_ann_options(ann, n_trees)
     if isinstance(images, (str, Path)):
         paths, sources = list_images(images), [Path(images)]

@@ -23,12 +23,19 @@ except ImportError:  # Windows: a killed run's temporary folder cannot be told f
 from ..errors import OneNetError
 
 
-def check_new_folder(out: Path, what: str) -> None:
-    """Refuse an `out` that exists and is not an empty folder (a release or a Space never mixes with other files)
-    or that cannot be written (`check_output_folder`)."""
+def link_target(path: str | os.PathLike) -> Path:
+    """`path`, or where the link at `path` leads (to the end, existing or not): outputs are written through links,
+    as a shell's `>` does, and the link stays."""
+    path = Path(path)
+    return path.resolve() if path.is_symlink() else path
+
+
+def check_new_folder(out: Path, what: str) -> Path:
+    """The folder to write for `out` (`check_output_folder`: through a link), refused if it exists and is not an
+    empty folder (a release or a Space never mixes with other files) or cannot be written."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OneNetError(f"{out} already exists; {what} is written whole into a new folder")
-    check_output_folder(out, "output folder")
+    return check_output_folder(out, "output folder")
 
 
 def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
@@ -36,7 +43,7 @@ def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
     through to its target, which is returned) in a folder this process can write in. A folder, a device or a FIFO
     is refused, as is a folder that is missing or read-only: one line naming `what` and `path`, never a traceback
     after the work."""
-    target = Path(path).resolve()
+    target = Path(path).resolve()  # a link's target, a relative path made absolute
     if target.exists() and not stat.S_ISREG(target.stat().st_mode):
         kind = "a folder" if target.is_dir() else "not a regular file"
         raise OneNetError(f"{what} {path} is {kind}; give the name of a file to write")
@@ -45,9 +52,10 @@ def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
 
 
 def check_output_folder(folder: str | os.PathLike, what: str = "--out") -> Path:
-    """A folder to write files into, existing or not (it is created by the caller), checked before any work: an
-    existing non-folder is refused, as is a place where this process cannot create it or write in it."""
-    folder = Path(folder)
+    """The folder to write files into for `folder` (a link's target: `link_target`), existing or not (the caller
+    creates it), checked before any work: an existing non-folder is refused, as is a place where this process
+    cannot create it or write in it."""
+    folder = link_target(folder)
     if folder.exists() and not folder.is_dir():
         raise OneNetError(f"{what} {folder} is a file, not a folder: give a folder to write into")
     existing = folder.resolve()
@@ -121,7 +129,7 @@ def temporary_folder(parent: Path, prefix: str) -> Iterator[Path]:
 def new_folder(out: Path, what: str) -> Iterator[Path]:
     """Yield a temporary sibling of `out` to fill (`temporary_folder`); on success it becomes `out`, on any
     failure it is removed, and a killed run's is removed by the next run beside it."""
-    check_new_folder(out, what)
+    out = check_new_folder(out, what)
     with temporary_folder(out.parent, f".{out.name}.") as building:
         yield building
         building.chmod(0o755)
@@ -140,7 +148,7 @@ def _json_number(value: object) -> object:
 def write_text(text: str, path: Path) -> None:
     """`text` at `path` (its folder made), through a temporary sibling and a rename: a file is replaced whole or
     not at all; a link is written through to its target, as `check_output_file` promises."""
-    path = path.resolve() if path.is_symlink() else path
+    path = link_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -157,6 +165,7 @@ __all__ = [
     "check_new_folder",
     "check_output_file",
     "check_output_folder",
+    "link_target",
     "new_folder",
     "temporary_folder",
     "write_json",
