@@ -29,6 +29,7 @@ from ..fingerprint import model_fingerprint
 from ..representations import ARRAY_DTYPES, ARRAYS
 from ..utils.messages import first_line, shorten
 from ..utils.ranking import top_k_pairs
+from ..utils.threads import one_blas_thread
 from .ann import ANN_METHODS, IVF_PROBE_SHARE, RETRIEVAL_PROBE_SHARE, TAG_PROBE_SHARE, ShardAnn, unit_rows
 
 INDEX_DB = "index.sqlite"
@@ -326,7 +327,12 @@ class GalleryIndex:
         representations, or a text's retrieval- or tag-space vector); exact when small or asked, otherwise each
         large shard's ANN file and the small shards exactly, merged. A large shard without that array's ANN file
         (an older index) is searched exactly, a block at a time."""
-        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        with one_blas_thread():  # small products: BLAS's spinning workers would slow the torch work after them
+            return self._nearest(np.atleast_2d(np.asarray(vectors, dtype=np.float32)), k, exact, exclude, array)
+
+    def _nearest(
+        self, vectors: np.ndarray, k: int, exact: bool | None, exclude: Sequence[int | None], array: str
+    ) -> list[list[tuple[int, float]]]:
         k = min(k, len(self))
         exclude = list(exclude) or [None] * len(vectors)
         if exact is None:

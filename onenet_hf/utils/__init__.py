@@ -1,1 +1,1 @@
-"""Helpers with no knowledge of the network: messages, optional extras, atomic files, top-k, processes."""
+"""Helpers with no knowledge of the network: messages, optional extras, atomic files, top-k, processes, threads."""
