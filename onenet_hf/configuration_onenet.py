@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-from .errors import OneNetError
+from .errors import ConfigValueError, OneNetError
 from .images import IMAGE_SIZE
 from .remote_code import AUTO_MAP, CUSTOM_PIPELINES, CarriesRemoteCode, write_remote_code
 from .utils.ranking import MAX_K
 
 # The largest value each size may take. A damaged or hostile config.json is refused in one line before any layer
-# is allocated; a tag_vocabulary_size of 1e12 once took `onenet tag` to 3.2 GB. Each bound is far above any
-# trained variant: GloVe 6B has 400,000 words.
+# is allocated. Each bound is far above any trained variant; the tag vocabulary's is 2.5 times the shipped 20,000
+# words, as every word is projected at load: all 400,000 of GloVe's took `onenet tag` to 3.2 GB.
 SIZE_LIMITS = {
     "backbone_hidden_size": 4096,
     "image_size": 1024,
@@ -22,7 +22,7 @@ SIZE_LIMITS = {
     "decoder_layers": 8,
     "max_caption_length": 256,
     "word_vector_size": 1024,
-    "tag_vocabulary_size": 400_000,
+    "tag_vocabulary_size": 50_000,
     "tag_embedding_size": 4096,
     "text_encoder_hidden_size": 4096,
     "retrieval_embedding_size": 4096,
@@ -31,11 +31,27 @@ SIZE_LIMITS = {
     "text_prior_images": MAX_K,
 }
 
+TOKEN_IDS = ("pad_token_id", "bos_token_id", "eos_token_id")
+# The floats' ranges: dropouts are probabilities, weights finite (a NaN weight ranked every image alike).
+FLOAT_RANGES = (
+    ("dropout", 0.0, 1.0),
+    ("projection_dropout", 0.0, 1.0),
+    ("initializer_range", 0.0, 1.0),
+    ("rerank_weight", -100.0, 100.0),
+    ("text_rerank_weight", -100.0, 100.0),
+)
+
+
+def check_float(name: str, value: object, low: float, high: float) -> None:
+    """A config float must be a finite number from `low` to `high` (`FLOAT_RANGES`)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigValueError(f"config.json: {name} must be a number from {low:g} to {high:g}, got {str(value)[:20]}")
+
 
 def check_size(name: str, value: object, maximum: int) -> None:
     """A config size must be an integer from 1 to `maximum` (`SIZE_LIMITS`)."""
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
-        raise OneNetError(f"config.json: {name} must be an integer from 1 to {maximum:,}, got {str(value)[:20]}")
+        raise ConfigValueError(f"config.json: {name} must be an integer from 1 to {maximum:,}, got {str(value)[:20]}")
 
 
 class OneNetConfig(CarriesRemoteCode, PretrainedConfig):
@@ -167,6 +183,11 @@ class OneNetConfig(CarriesRemoteCode, PretrainedConfig):
         self.text_prior_images = text_prior_images
         for name, maximum in SIZE_LIMITS.items():
             check_size(name, getattr(self, name), maximum)
+        for name, low, high in FLOAT_RANGES:
+            check_float(name, getattr(self, name), low, high)
+        for name, token_id in zip(TOKEN_IDS, (pad_token_id, bos_token_id, eos_token_id), strict=True):
+            if not isinstance(token_id, int) or isinstance(token_id, bool) or not 0 <= token_id < vocab_size:
+                raise ConfigValueError(f"config.json: {name} must be a token id below vocab_size, got {token_id!s:.20}")
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
         # every saved checkpoint loads by Hub id through transformers' own calls (`remote_code`); always today's
         # map, as save_pretrained writes today's files
@@ -179,4 +200,4 @@ class OneNetConfig(CarriesRemoteCode, PretrainedConfig):
         write_remote_code(save_directory)
 
 
-__all__ = ["IMAGE_SIZE", "SIZE_LIMITS", "OneNetConfig", "check_size"]
+__all__ = ["FLOAT_RANGES", "ConfigValueError", "IMAGE_SIZE", "SIZE_LIMITS", "OneNetConfig", "check_float", "check_size"]

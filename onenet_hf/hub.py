@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import OneNetError
+from .errors import ConfigValueError, OneNetError
 from .utils.messages import shorten
 
 DEFAULT_MODEL_ID = "onenet-hf/onenet-flickr8k"
@@ -83,8 +83,11 @@ def loading_checkpoint(folder: Path) -> Iterator[None]:
     the library said, instead of that library's traceback."""
     try:
         yield
-    except OneNetError:
-        raise
+    except OneNetError as error:
+        if not isinstance(error, ConfigValueError):
+            raise
+        raise ModelNotFoundError(f"{folder} cannot be loaded, a file of it is damaged ({error}); "
+                                 "download or save the model again") from None  # fmt: skip
     except Exception as error:  # noqa: BLE001 - whatever safetensors, tokenizers, transformers or torch raise
         raise ModelNotFoundError(
             f"{folder} cannot be loaded, a file of it is damaged ({type(error).__name__}: {shorten(str(error))}); "

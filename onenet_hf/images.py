@@ -102,6 +102,13 @@ def _reduce(image: Image.Image) -> Image.Image:
     return reduced
 
 
+def _too_large(name: str, size: str) -> ImageLoadError:
+    return ImageLoadError(
+        f"{name}: image is too large ({size}); the limit is {_megapixels(MAX_IMAGE_PIXELS)} "
+        f"(JPEG: {_megapixels(MAX_JPEG_PIXELS)})"
+    )
+
+
 def load_image(image: ImageLike) -> Image.Image:
     """Open a path, PIL image or HxW[xC] uint8 array as upright RGB, or raise ImageLoadError saying why.
 
@@ -121,7 +128,8 @@ def load_image(image: ImageLike) -> Image.Image:
         if Path(name).is_dir():
             raise ImageLoadError(f"{name}: is a directory, not an image file")
         if not Path(name).exists():
-            raise ImageLoadError(f"{name}: no such file")
+            leads_nowhere = Path(name).is_symlink()  # broken, or a loop
+            raise ImageLoadError(f"{name}: {'a link that leads to no file' if leads_nowhere else 'no such file'}")
         if not Path(name).is_file():  # a FIFO or a device: reading it could block or never end
             raise ImageLoadError(f"{name}: not a regular file")
         try:
@@ -132,14 +140,12 @@ def load_image(image: ImageLike) -> Image.Image:
                 x, y = _reduction(width, height)
                 image.draft("RGB", (width // x, height // y))  # JPEG: decode at 1/2 to 1/8 scale, not below this
                 if image.width * image.height > MAX_IMAGE_PIXELS:
-                    raise Image.DecompressionBombError(f"{width}x{height} = {_megapixels(width * height)}")
+                    raise _too_large(name, f"{width}x{height} = {_megapixels(width * height)}")
                 image.load()
             image = _reduce(image)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise ImageLoadError(
-                f"{name}: image is too large ({error}); the limit is {_megapixels(MAX_IMAGE_PIXELS)} "
-                f"(JPEG: {_megapixels(MAX_JPEG_PIXELS)})"
-            ) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            # Pillow's own check, in Image.open (its sentence is long and names its limit, not ours)
+            raise _too_large(name, f"over {_megapixels(MAX_JPEG_PIXELS)}") from None
         except UnidentifiedImageError:
             raise ImageLoadError(f"{name}: not an image file (or an unsupported format)") from None
         except OSError as error:

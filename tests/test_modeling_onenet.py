@@ -64,11 +64,25 @@ def test_config_rejects_unknown_pooling():
 
 @pytest.mark.parametrize("value", [10**12, 1e12, 0, -5, "20000", True, None])
 def test_config_refuses_a_size_out_of_range_before_any_layer_is_made(tmp_path, value):
-    with pytest.raises(OneNetError, match="config.json: tag_vocabulary_size must be an integer from 1 to 400,000"):
+    with pytest.raises(OneNetError, match="config.json: tag_vocabulary_size must be an integer from 1 to 50,000"):
         OneNetConfig(tag_vocabulary_size=value)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "onenet", "hidden_size": value}))
     with pytest.raises(OneNetError, match="hidden_size must be an integer from 1 to 4,096"):
         OneNetConfig.from_pretrained(tmp_path)  # as a damaged or hostile checkpoint loads
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("rerank_weight", float("nan"), "rerank_weight must be a number from -100 to 100, got nan"),
+        ("dropout", 1.5, "dropout must be a number from 0 to 1"),
+        ("eos_token_id", 10**12, "eos_token_id must be a token id below vocab_size"),
+        ("pad_token_id", -1, "pad_token_id must be a token id below vocab_size"),
+    ],
+)
+def test_config_refuses_floats_and_token_ids_out_of_range(field, value, message):
+    with pytest.raises(OneNetError, match=message):
+        OneNetConfig(**{field: value})
 
 
 def test_fresh_model_has_wheel_backbone_and_frozen_backbone():
