@@ -148,3 +148,13 @@ def test_an_output_folder_that_is_a_link_is_made_and_written_where_it_leads(tmp_
     with new_folder(dangling, "a test") as building:
         (building / "file.txt").write_text("x")
     assert dangling.is_symlink() and (dangling / "file.txt").read_text() == "x"
+
+
+def test_an_output_that_is_a_loop_of_links_is_one_error(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for check in (check_output_file, check_output_folder):
+        with pytest.raises(OneNetError, match="is a loop of links"):
+            check(tmp_path / "a")
+    with pytest.raises(OneNetError, match="is a loop of links"):
+        write_json({}, tmp_path / "a")

@@ -31,12 +31,13 @@ PQ_DIMS = 2  # dims per product-quantiser sub-vector, 4 bits each: 32 bytes a 12
 REFINE_FACTOR = 30  # k x this many quantised candidates are re-ranked by cosine (from the fp16 copy)
 # Text queries sit apart from the images they find (the two sides of a shared space meet only roughly), so their
 # neighbours spread over more lists than an image's. Chosen on the 1M bench's sweeps (text search page, runs 13, 15):
-RETRIEVAL_PROBE_SHARE = 512 / 1024  # search's 100 candidates: recall@100 0.9861 with 1,000 re-scored (below)
+RETRIEVAL_PROBE_SHARE = 512 / 1024  # search's 100 candidates: recall@100 0.9991 with 30 x 100 re-scored (run 15)
 TAG_PROBE_SHARE = 256 / 1024  # glove search's 10: recall@10 0.989 with 1,000 re-scored (run 13)
 # An unrefined ivfpq file's k x this many candidates (at least RESCORED_MIN) are re-scored exactly from the shard's
-# own rows, each read on its own: for search's 100, 30 x 100 kept recall@100 at 0.9991 but took 29-39 ms, 10 x 100
-# 0.9861 at 8.5-11.7 ms (a probe on the 1M bench's index, text search page)
-RESCORED_CANDIDATES = 10
+# own rows, each read on its own. For search's 100 (run 19's sweep): 30 x 100 recall@100 0.9991 in 20.1 ms, 20 x 100
+# 0.9979 in 13.9 ms, 10 x 100 0.9862 in 10.5 ms; the re-ranked top 10 stayed the exact pass's for 99%, 98% and 86%
+# of the bench's 200 dev captions, and end to end took 105.95, 108.01 and 93.0 ms (text search page)
+RESCORED_CANDIDATES = 30
 RESCORED_MIN = 1000
 HNSW_NEIGHBOURS = 32  # graph degree M: faiss's usual choice
 HNSW_BUILD_SEARCH = 64  # efConstruction: candidates kept while inserting

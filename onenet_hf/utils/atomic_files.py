@@ -27,7 +27,15 @@ def link_target(path: str | os.PathLike) -> Path:
     """`path`, or where the link at `path` leads (to the end, existing or not): outputs are written through links,
     as a shell's `>` does, and the link stays."""
     path = Path(path)
-    return path.resolve() if path.is_symlink() else path
+    return _resolved(path) if path.is_symlink() else path
+
+
+def _resolved(path: Path) -> Path:
+    """`path` made absolute with its links followed; a loop of links is one OneNetError naming it."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError on a loop, 3.13 OSError
+        raise OneNetError(f"{path} is a loop of links, which leads to no file or folder") from None
 
 
 def check_new_folder(out: Path, what: str) -> Path:
@@ -43,7 +51,7 @@ def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
     through to its target, which is returned) in a folder this process can write in. A folder, a device or a FIFO
     is refused, as is a folder that is missing or read-only: one line naming `what` and `path`, never a traceback
     after the work."""
-    target = Path(path).resolve()  # a link's target, a relative path made absolute
+    target = _resolved(Path(path))  # a link's target, a relative path made absolute
     if target.exists() and not stat.S_ISREG(target.stat().st_mode):
         kind = "a folder" if target.is_dir() else "not a regular file"
         raise OneNetError(f"{what} {path} is {kind}; give the name of a file to write")
@@ -58,7 +66,7 @@ def check_output_folder(folder: str | os.PathLike, what: str = "--out") -> Path:
     folder = link_target(folder)
     if folder.exists() and not folder.is_dir():
         raise OneNetError(f"{what} {folder} is a file, not a folder: give a folder to write into")
-    existing = folder.resolve()
+    existing = _resolved(folder)
     while not existing.exists():  # the nearest folder that exists, where the missing ones are made
         existing = existing.parent
     if not existing.is_dir():
