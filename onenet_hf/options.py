@@ -123,7 +123,7 @@ def check_octaves(octaves: int, steps: int) -> None:
     """1 to MAX_DREAM_OCTAVES octaves, each given at least one of the `steps`."""
     if not isinstance(octaves, int) or isinstance(octaves, bool) or not 1 <= octaves <= MAX_DREAM_OCTAVES:
         raise OneNetError(f"octaves must be an integer from 1 to {MAX_DREAM_OCTAVES}, got {str(octaves)[:20]}")
-    if steps < octaves:
+    if isinstance(steps, int) and 1 <= steps < octaves:  # a steps value bad on its own is check_steps' to name
         raise OneNetError(f"steps ({steps}) must be at least the number of octaves ({octaves})")
 
 

@@ -58,7 +58,7 @@ def test_the_folder_is_a_space_repo(bundle):
     assert len(gallery) == len(example_gallery()) + 1
     assert "000000000001.jpg`: Flickr photo u1 (MS-COCO), [CC BY 2.0]" in (bundle / "ATTRIBUTION.md").read_text()
     (catalogue,) = bundle.rglob("index.sqlite")
-    with contextlib.closing(sqlite3.connect(f"file:{catalogue}?mode=ro", uri=True)) as connection:
+    with contextlib.closing(sqlite3.connect(f"file:{catalogue}?immutable=1", uri=True)) as connection:  # no -shm
         paths = [path for (path,) in connection.execute("SELECT path FROM images")]
     assert sorted(paths) == [f"gallery/{name}" for name in gallery]  # no folder of the machine that built it
     requirements = (bundle / "requirements.txt").read_text().splitlines()
