@@ -83,16 +83,18 @@ def loading_checkpoint(folder: Path) -> Iterator[None]:
     the library said, instead of that library's traceback."""
     try:
         yield
-    except OneNetError as error:
-        if not isinstance(error, ConfigValueError):
-            raise
-        raise ModelNotFoundError(f"{folder} cannot be loaded, a file of it is damaged ({error}); "
-                                 "download or save the model again") from None  # fmt: skip
+    except ConfigValueError as error:  # a value out of range: the file's fault, named as the others are
+        raise _damaged(folder, str(error)) from None
+    except OneNetError:
+        raise
     except Exception as error:  # noqa: BLE001 - whatever safetensors, tokenizers, transformers or torch raise
-        raise ModelNotFoundError(
-            f"{folder} cannot be loaded, a file of it is damaged ({type(error).__name__}: {shorten(str(error))}); "
-            "download or save the model again"
-        ) from None
+        raise _damaged(folder, f"{type(error).__name__}: {shorten(str(error))}") from None
+
+
+def _damaged(folder: Path, detail: str) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"{folder} cannot be loaded, a file of it is damaged ({detail}); download or save the model again"
+    )
 
 
 def resolve_model(model: str | os.PathLike, revision: str | None = None, with_onnx: bool = False) -> Path:
