@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from onenet_hf.errors import OneNetError
 from onenet_hf.evaluation import evaluate_analogies
 from onenet_hf.language.word_vectors import UnknownWordError, glove_vectors
-from onenet_hf.uses.words import analogy, learned_vectors, similar_words
+from onenet_hf.uses.words import analogy, learned_vectors, similar_words, solve_analogies
 from onenet_hf.utils.ranking import MAX_K
 
 
@@ -17,6 +18,25 @@ def test_man_king_woman_gives_queen_in_glove(method):
     assert answers[0].word == "queen"
     assert not {"man", "king", "woman"} & {a.word for a in answers}
     assert answers[0].score >= answers[1].score >= answers[2].score
+
+
+@pytest.mark.parametrize("method", ["3cosadd", "3cosmul"])
+def test_batched_analogies_equal_one_question_at_a_time(method):
+    """The scratch buffers are reused across batches (the last one partial): no batch may see another's."""
+    vectors = glove_vectors()
+    questions = np.random.default_rng(0).integers(0, 2_000, size=(11, 3))
+    top, scores = solve_analogies(vectors, questions, 2, method, restrict_vocab=2_000, batch_size=4)
+    cosines = vectors.vectors[:2_000] @ vectors.vectors[:2_000].T
+    for row, (a, b, c) in enumerate(questions):
+        if method == "3cosadd":
+            offset = vectors.vectors[b] - vectors.vectors[a] + vectors.vectors[c]
+            expected = vectors.vectors[:2_000] @ (offset / np.linalg.norm(offset))
+        else:
+            shifted = (cosines[[a, b, c]] + 1) / 2
+            expected = shifted[1] * shifted[2] / (shifted[0] + 1e-3)
+        expected[[a, b, c]] = -np.inf
+        assert list(top[row]) == list(np.argsort(-expected)[:2])
+        np.testing.assert_allclose(scores[row], np.sort(expected)[::-1][:2], rtol=1e-5)
 
 
 def test_similar_words_in_glove_and_multi_word_average():

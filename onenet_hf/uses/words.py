@@ -43,16 +43,21 @@ def similar_words(vectors: WordVectors, text: str, k: int = 10) -> list[ScoredWo
 
 
 def _analogy_scores(
-    vectors: torch.Tensor, transposed: torch.Tensor, question: torch.Tensor, method: str, out: torch.Tensor
+    vectors: torch.Tensor, transposed: torch.Tensor, question: torch.Tensor, method: str, buffers: torch.Tensor
 ) -> torch.Tensor:
-    """Scores (Q, V) of every word as d in a : b :: c : d for question rows (Q, 3), written into `out`."""
+    """Scores (Q, V) of every word as d in a : b :: c : d for question rows (Q, 3), written into `buffers[0]`.
+
+    `buffers` (1 or 3, Q, V) is made once per `solve_analogies` call: fresh 30 MB temporaries per batch grew
+    glibc's heap to 4-5 GB over the Google set (its mmap threshold rises to their size once one is freed).
+    """
     a, b, c = question.unbind(1)
     if method == "3cosadd":  # cosine with the normalised offset vector, as gensim reports it
         target = torch.nn.functional.normalize(vectors[b] - vectors[a] + vectors[c], dim=1)
-        return torch.mm(target, transposed, out=out)
+        return torch.mm(target, transposed, out=buffers[0])
     if method == "3cosmul":  # Levy & Goldberg (2014): cosines shifted to [0, 1]
-        shifted = [(vectors[rows] @ transposed + 1.0) / 2.0 for rows in (a, b, c)]
-        return torch.div(shifted[1] * shifted[2], shifted[0] + 1e-3, out=out)
+        for rows, shifted in zip((b, c, a), buffers, strict=True):
+            torch.mm(vectors[rows], transposed, out=shifted).add_(1.0).div_(2.0)
+        return buffers[0].mul_(buffers[1]).div_(buffers[2].add_(1e-3))
     raise OneNetError(f"unknown analogy method {shorten(method)}; choose one of {ANALOGY_METHODS}")
 
 
@@ -73,10 +78,10 @@ def solve_analogies(
     transposed = matrix.T.contiguous()
     rows = torch.from_numpy(np.asarray(questions, dtype=np.int64).reshape(-1, 3))
     k = min(k, len(matrix) - 3)
-    buffer = torch.empty(min(batch_size, len(rows)), len(matrix))  # reused: no fresh pages per batch
+    buffers = torch.empty(3 if method == "3cosmul" else 1, min(batch_size, len(rows)), len(matrix))
     answers, answer_scores = [], []
     for batch in rows.split(batch_size):
-        scores = _analogy_scores(matrix, transposed, batch, method, buffer[: len(batch)])
+        scores = _analogy_scores(matrix, transposed, batch, method, buffers[:, : len(batch)])
         scores.scatter_(1, batch, -torch.inf)  # the query words are never the answer
         values, indices = scores.max(1, keepdim=True) if k == 1 else scores.topk(k, dim=1)
         answers.append(indices.numpy())
