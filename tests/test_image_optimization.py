@@ -19,6 +19,7 @@ from onenet_hf.create.optimization import (
     check_steps,
     crop_and_resize,
     from_image,
+    largest_size,
     last,
     memory_estimate_mb,
     optimize,
@@ -99,17 +100,18 @@ def test_from_image_of_a_long_photo_keeps_its_pixels_bounded(tmp_path):
 
 
 def test_the_memory_check_refuses_what_would_pass_the_budget_and_names_the_size_that_fits():
-    check_memory(260, images=5)  # within the budget: nothing said
+    check_memory(260, images=4)  # within the budget: nothing said
     with pytest.raises(
-        OneNetError, match=r"size 1024 \(1024x1024 pixels\) needs about 3.4 GB .* use size 596 or less$"
+        OneNetError, match=r"size 1024 \(1024x1024 pixels\) needs about 3,371 MiB .* use size 564 or less$"
     ):
         check_memory(1024)
-    with pytest.raises(OneNetError, match=r"x 8 images\) .* use size 210 or less or fewer images"):
+    with pytest.raises(OneNetError, match=r"x 8 images\) .* use size 199 or less or fewer images"):
         check_memory(260, images=8)
-    with pytest.raises(OneNetError, match="use size 421 or less"):
+    with pytest.raises(OneNetError, match="use size 399 or less"):
         check_memory(512, (4_000, 1_000))  # a photo 4:1: optimised at 2 x size x size pixels
-    fits, too_large = optimized_shape(4_000, 1_000, 421), optimized_shape(4_000, 1_000, 422)
+    fits, too_large = optimized_shape(4_000, 1_000, 399), optimized_shape(4_000, 1_000, 400)
     assert memory_estimate_mb(*fits) <= MEMORY_BUDGET_MB < memory_estimate_mb(*too_large)
+    assert largest_size((4_000, 1_000)) == 399 and largest_size(images=8) == 199
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,7 @@ def test_several_images_come_back_side_by_side_ready(tiny_net):
         (dict(unit=0, images=9), "images must be 1 to 8"),
         (dict(unit=0, size=5000), "image size must be"),
         (dict(unit=0, diversity=-1), "diversity must be a number from 0"),
-        (dict(unit=0, size=1024), r"size 1024 \(1024x1024 pixels\) needs about 3.4 GB of memory"),
+        (dict(unit=0, size=1024), r"size 1024 \(1024x1024 pixels\) needs about 3,371 MiB of memory"),
         (dict(unit=0, size=400, images=8), r"x 8 images\) needs about .* or fewer images"),
     ],
 )

@@ -40,7 +40,7 @@ except ImageLoadError as error:
     outcome = f"refused: {str(error).split(': ', 1)[1][:90]}"
 seconds = time.perf_counter() - start
 peak = status("VmHWM:")
-print(f"peak {(peak - before) / 1024:5.0f} MB above the {before / 1024:.0f} MB before, {seconds:5.2f} s, {outcome}")
+print(f"peak {(peak - before) / 1024:5.0f} MiB above the {before / 1024:.0f} MiB before, {seconds:5.2f} s, {outcome}")
 """
 
 
@@ -75,7 +75,7 @@ def make_elongated(folder: Path) -> list[Path]:
 
 
 def peak_of(command: list[str]) -> tuple[int, float, str]:
-    """A command's peak resident memory (MB, its own ru_maxrss), its seconds, and its last line of output."""
+    """A command's peak resident memory (MiB, its own ru_maxrss), its seconds, and its last line of output."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = child.stdout.read()
@@ -87,28 +87,35 @@ def peak_of(command: list[str]) -> tuple[int, float, str]:
 
 def commands(folder: Path, model: str, tiff: Path) -> list[list[str]]:
     """Every command that loads an image, on the float TIFF, and the optimisation uses at their largest
-    settings within the memory check (`create.optimization.check_memory`)."""
+    settings within the memory check (`create.optimization.largest_size`)."""
+    from onenet_hf.create.optimization import largest_size
+    from onenet_hf.images import load_image
+
+    photo = load_image(tiff).size  # dream and style check the photo as loaded (reduced to about a megapixel)
     m, out = ["--model", model], str(folder / "out.png")
+    square, eight, dream = str(largest_size()), str(largest_size(images=8)), str(largest_size(photo))
     return [
         ["caption", *m, str(tiff)],
         ["tag", *m, str(tiff)],
         ["layers", *m, str(tiff), "--out", str(folder / "layers")],
         ["explain", *m, str(tiff), "--out", str(folder / "explain")],
         ["dream", *m, str(tiff), "--steps", "3", "--out", out],
-        ["dream", *m, str(tiff), "--steps", "3", "--size", "421", "--out", out],
+        ["dream", *m, str(tiff), "--steps", "3", "--size", dream, "--out", out],
+        ["dream", *m, str(tiff), "--steps", "6", "--octaves", "6", "--size", dream, "--out", out],
         ["style", *m, str(tiff), str(tiff), "--steps", "2", "--out", out],
-        ["visualize", *m, "--class", "1", "--steps", "2", "--size", "596", "--out", out],
-        ["visualize", *m, "--class", "1", "--steps", "2", "--size", "210", "--images", "8", "--out", out],
+        ["style", *m, str(tiff), str(tiff), "--steps", "2", "--size", dream, "--out", out],
+        ["visualize", *m, "--class", "1", "--steps", "2", "--size", square, "--out", out],
+        ["visualize", *m, "--class", "1", "--steps", "2", "--size", eight, "--images", "8", "--out", out],
         ["visualize", *m, "--class", "1", "--steps", "2", "--size", "1024", "--images", "8", "--out", out],
-        ["imagine", *m, "a dog runs", "--steps", "2", "--size", "596", "--out", out],
+        ["imagine", *m, "a dog runs", "--steps", "2", "--size", square, "--out", out],
     ]
 
 
-# The peaks `image_optimization.MEMORY_BASE_MB` and `MEMORY_MB_PER_MEGAPIXEL` are fitted to: square images
+# The peaks `create.optimization.MEMORY_BASE_MB` and `MEMORY_MB_PER_MEGAPIXEL` are fitted to: square images
 # optimised at once (260x260, 512x512, 2 x 512x512; dream and style on a square photo), run with the memory
 # check lifted, as the last visualize is over the budget that the fit sets.
 UNCHECKED = (
-    "import sys; from onenet_hf import image_optimization; image_optimization.MEMORY_BUDGET_MB = float('inf'); "
+    "import sys; from onenet_hf.create import optimization; optimization.MEMORY_BUDGET_MB = float('inf'); "
     "from onenet_hf.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
@@ -151,7 +158,7 @@ def main() -> None:
                 peak, seconds, outcome = peak_of([*runner, *command])
                 shown = " ".join(Path(part).name if part in (str(tiff), str(square)) else part for part in command[3:])
                 shown = f"onenet {command[0]} {shown.replace(tmp, '')}"
-                print(f"peak {peak:5d} MB {seconds:5.1f} s  {shown}  ({outcome}{kind})", flush=True)
+                print(f"peak {peak:5d} MiB {seconds:5.1f} s  {shown}  ({outcome}{kind})", flush=True)
 
 
 if __name__ == "__main__":
