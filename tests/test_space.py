@@ -239,6 +239,16 @@ def test_the_api_names_every_parameter_and_types_counts_as_integers(client):
     assert Image.open(imagined).size == (260, 260)
 
 
+def test_a_user_error_reaches_the_page_paths_cut_and_leaves_no_traceback_in_the_log(app):
+    @app.user_errors
+    def refused():
+        raise OneNetError("/srv/private/holiday.jpg: not an image")
+
+    with pytest.raises(app.gr.Error) as caught:
+        refused()
+    assert caught.value.message == "holiday.jpg: not an image" and caught.value.print_exception is False
+
+
 def test_an_upload_that_is_not_an_image_is_told_so_and_the_server_keeps_serving(client, tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("a shopping list, not a photo\n")

@@ -38,16 +38,22 @@ from .service import (
 gr = require("gradio", "space", "the Space")
 
 
+def refusal(message: str) -> gr.Error:
+    """A user error as the page shows it, server paths cut out; the request was bad, not the server, so gradio
+    logs no traceback for it."""
+    return gr.Error(public_message(message), print_exception=False)
+
+
 def user_errors(function):
-    """Show a user error (`OneNetError`, e.g. an unknown word or a corrupt image) in the UI, server paths cut
-    out; the server keeps serving. Anything else is a bug: gradio logs its traceback."""
+    """Show a user error (`OneNetError`, e.g. an unknown word or a corrupt image) in the UI; the server keeps
+    serving. Anything else is a bug: gradio logs its traceback."""
 
     @functools.wraps(function)
     def wrapper(*args):
         try:
             return function(*args)
         except OneNetError as error:
-            raise gr.Error(public_message(str(error))) from None
+            raise refusal(str(error)) from None
 
     return wrapper
 
@@ -72,7 +78,7 @@ def streamed(method):
                 if image is not None:
                     yield image
         except OneNetError as error:
-            raise gr.Error(public_message(str(error))) from None
+            raise refusal(str(error)) from None
 
     stream.__name__, stream.__doc__, stream.__signature__ = method.__name__, method.__doc__, signature
     return stream
@@ -92,7 +98,7 @@ def image_input(label: str) -> gr.Image:
         except gr.Error:
             raise
         except Exception as error:  # PIL's, whatever the bytes make it raise
-            raise gr.Error(unreadable_upload(getattr(payload, "path", None), error)) from None
+            raise refusal(unreadable_upload(getattr(payload, "path", None), error)) from None
 
     image.preprocess = checked
     return image
