@@ -45,7 +45,11 @@ from .options import (
     VARIANTS,
     VISUALIZE_STEPS,
     check_beam_size,
+    check_caption_samples,
     check_channels,
+    check_image_count,
+    check_image_size,
+    check_k,
     check_label_threshold,
     check_length_penalty,
     check_map_path,
@@ -53,10 +57,13 @@ from .options import (
     check_no_repeat_ngram_size,
     check_octaves,
     check_output_folder,
+    check_seed,
+    check_steps,
+    check_weight,
     variant_option,
 )
 from .training.arguments import CaptionTrainingArguments, HeadTrainingArguments, SCSTArguments
-from .utils.atomic_files import check_output_file, write_json
+from .utils.atomic_files import check_new_folder, check_output_file, write_json
 from .utils.messages import escape_controls
 
 # Everything `build_parser` and the checks before a model loads import is torch-free (options.py,
@@ -241,9 +248,10 @@ def _imagenet_labels(args: argparse.Namespace) -> float:
 
 
 def _tag(args: argparse.Namespace) -> int:
-    from .utils.ranking import check_k
-
     check_k(args.k)  # before the model loads
+    check_caption_samples(args.caption_samples)
+    check_weight("caption_weight", args.caption_weight)
+    check_weight("imagenet_weight", args.imagenet_weight)
 
     def describe(net, image) -> str:
         tags = net.tag(image, args.k, args.caption_samples, args.caption_weight, args.imagenet_weight)[0]
@@ -266,6 +274,10 @@ def _export(args: argparse.Namespace) -> int:
         photos = list_images(args.calibration_images)[: args.calibration_count]
         if not photos:
             raise OneNetError(f"no images in {args.calibration_images}")
+    from .hub import check_model_folder
+
+    checkpoint = check_model_folder(Path(args.checkpoint))  # before torch and the model load
+    check_output_folder(Path(args.out) if args.out else checkpoint / "onnx", "ONNX folder")
     from .onnx.export import export_onnx  # needs the onnx extra: a missing one is a one-line error
 
     manifest = export_onnx(
@@ -277,6 +289,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
+    check_new_folder(Path(args.out), "a release")  # before torch and the model load
     from .publish.release import write_release
 
     out = write_release(
@@ -288,6 +301,7 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _build_space(args: argparse.Namespace) -> int:
+    check_new_folder(Path(args.out), "a Space folder")  # before torch and the model load
     from .publish.space_bundle import build_space
 
     out = build_space(args.model, args.out, args.gallery, args.revision, args.model_id)
@@ -314,11 +328,13 @@ def _print_scored(rows) -> None:
 
 
 def _similar_words(args: argparse.Namespace) -> int:
+    check_k(args.k)  # before the model loads
     _print_scored(_load(args).similar_words(" ".join(args.words), args.k, args.space))
     return 0
 
 
 def _analogy(args: argparse.Namespace) -> int:
+    check_k(args.k)  # before the model loads
     _print_scored(_load(args).analogy(args.a, args.b, args.c, args.k, args.space, args.method))
     return 0
 
@@ -400,6 +416,7 @@ def _similar_images(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    check_k(args.k)  # before the model loads
     _check_index(args.index)
     net = _load(args)
     _print_scored(net.search(net.load_index(args.index), " ".join(args.text), args.k, args.method))
@@ -502,8 +519,20 @@ def _side_by_side(images):
     return strip
 
 
-def _visualize(args: argparse.Namespace) -> int:
+def _check_optimisation(args: argparse.Namespace, **weights: float) -> None:
+    """An optimisation use's own numbers and `weights`, checked before the model loads (the use checks them too)."""
+    check_steps(args.steps)
+    check_image_size(args.size)
+    if getattr(args, "seed", None) is not None:
+        check_seed(args.seed)
+    for name, weight in weights.items():
+        check_weight(name, weight)
     check_output_file(args.out)
+
+
+def _visualize(args: argparse.Namespace) -> int:
+    check_image_count(args.images)
+    _check_optimisation(args, diversity=args.diversity)
     net = _load(args)
     snapshot = net.visualize(
         args.imagenet_class, args.channel, args.unit, args.stage, args.steps, args.seed, args.images, args.diversity,
@@ -513,13 +542,13 @@ def _visualize(args: argparse.Namespace) -> int:
 
 
 def _imagine(args: argparse.Namespace) -> int:
-    check_output_file(args.out)
+    _check_optimisation(args)
     snapshot = _load(args).imagine(args.text, args.steps, args.seed, args.size)
     return _save_imagined(snapshot, args.out, "imagined image")
 
 
 def _dream(args: argparse.Namespace) -> int:
-    check_output_file(args.out)
+    _check_optimisation(args, strength=args.strength)
     check_octaves(args.octaves, args.steps)
     net = _load(args)
     snapshot = net.dream(args.image, args.stage, args.steps, args.strength, args.octaves, args.size, args.seed)
@@ -527,7 +556,7 @@ def _dream(args: argparse.Namespace) -> int:
 
 
 def _style(args: argparse.Namespace) -> int:
-    check_output_file(args.out)
+    _check_optimisation(args, **{"content weight": args.content_weight, "style weight": args.style_weight})
     net = _load(args)
     snapshot = net.style(args.content, args.style, args.steps, args.content_weight, args.style_weight, args.size)
     return _save_imagined(snapshot, args.out, "stylised image")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from numbers import Integral
 from pathlib import Path
 
 from .errors import OneNetError
@@ -57,6 +58,7 @@ def check_label_threshold(threshold: float) -> None:
 
 # Tags (uses/tag.py).
 CAPTION_SAMPLES = 100  # decoder captions sampled per tagged image; with CAPTION_WEIGHT, chosen on Flickr8k dev
+MAX_CAPTION_SAMPLES = 1000  # bounds memory (samples x images x vocabulary per step); 200 gained under 0.001
 CAPTION_WEIGHT = 2.0
 IMAGENET_WEIGHT = 0.5  # chosen on Flickr8k dev and coco-mini-dev: lifts the second, leaves the first unchanged
 
@@ -119,6 +121,34 @@ CONTENT_WEIGHT = 1.0
 STYLE_WEIGHT = 10.0
 
 
+def check_steps(steps: int, limit: int = MAX_STEPS) -> int:
+    """Steps must be a whole number from 1 to `limit`."""
+    if isinstance(steps, bool) or not isinstance(steps, Integral) or not 1 <= steps <= limit:
+        raise OneNetError(f"steps must be a whole number from 1 to {limit}, got {steps!r}")
+    return int(steps)
+
+
+def check_image_size(size: int, limit: int = MAX_IMAGE_SIZE) -> int:
+    """An image side in pixels from MIN_IMAGE_SIZE to `limit`."""
+    if isinstance(size, bool) or not isinstance(size, Integral) or not MIN_IMAGE_SIZE <= size <= limit:
+        raise OneNetError(f"image size must be {MIN_IMAGE_SIZE} to {limit} pixels, got {size!r}")
+    return int(size)
+
+
+def check_seed(seed: int) -> int:
+    """A random seed: a whole number from 0 to 2**63 - 1, as torch's generator takes."""
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < 2**63:
+        raise OneNetError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
+    return int(seed)
+
+
+def check_image_count(images: int) -> int:
+    """Images optimised together: 1 to MAX_OPTIMIZED_IMAGES."""
+    if isinstance(images, bool) or not isinstance(images, Integral) or not 1 <= images <= MAX_OPTIMIZED_IMAGES:
+        raise OneNetError(f"images must be 1 to {MAX_OPTIMIZED_IMAGES}, got {images}")
+    return int(images)
+
+
 def check_octaves(octaves: int, steps: int) -> None:
     """1 to MAX_DREAM_OCTAVES octaves, each given at least one of the `steps`."""
     if not isinstance(octaves, int) or isinstance(octaves, bool) or not 1 <= octaves <= MAX_DREAM_OCTAVES:
@@ -172,6 +202,13 @@ def variant_name(variant: str) -> str:
     return variant
 
 
+def check_caption_samples(samples: int) -> int:
+    """Captions a tagger samples per image: 0 (the tag head alone) to MAX_CAPTION_SAMPLES."""
+    if isinstance(samples, bool) or not isinstance(samples, Integral) or not 0 <= samples <= MAX_CAPTION_SAMPLES:
+        raise OneNetError(f"caption_samples must be 0 to {MAX_CAPTION_SAMPLES}, got {str(samples)[:20]}")
+    return int(samples)
+
+
 def check_weight(name: str, weight: float, maximum: float = MAX_WEIGHT) -> None:
     """A vote's or steering's weight: a real number from 0 (off) to `maximum`; NaN, inf and bools are refused."""
     if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight <= maximum:
@@ -189,6 +226,12 @@ def check_text_length(text: str, what: str) -> None:
 
 
 __all__ = [
+    "check_seed",
+    "MAX_CAPTION_SAMPLES",
+    "check_caption_samples",
+    "check_image_count",
+    "check_image_size",
+    "check_steps",
     "MAX_TEXT_CHARACTERS",
     "check_text_length",
     "MAX_WEIGHT",

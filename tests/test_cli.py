@@ -31,6 +31,7 @@ from onenet_hf.training.scst import SCSTArguments
 from .conftest import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT = ROOT / "checkpoints" / "onenet-flickr8k"
 slow = pytest.mark.slow
 
 
@@ -636,7 +637,25 @@ def test_errors_that_need_no_model_are_one_line_without_torch(tmp_path):
         ("neuron", "--unit", "1", "--index", missing): f"no gallery index at {missing}",
         ("layers", "x.jpg", "--out", str(tmp_path / "l"), "--channels", "0"): "channels must be an integer from 1",
         ("evaluate", "--data-dir", str(tmp_path), "--model", missing_model): "no such model folder",
+        ("dream", "x.jpg", "--steps", "0", "--out", str(tmp_path / "d.png")): "steps must be a whole number from 1",
+        ("dream", "x.jpg", "--strength", "nan", "--out", str(tmp_path / "d.png")): "strength must be a number from 0",
+        ("dream", "x.jpg", "--size", "0", "--out", str(tmp_path / "d.png")): "image size must be 64 to 1024 pixels",
+        ("style", "x.jpg", "y.jpg", "--steps", "-1", "--out", str(tmp_path / "s.png")): "steps must be a whole",
+        ("style", "x.jpg", "y.jpg", "--style-weight", "-1", "--out", str(tmp_path / "s.png")): "style weight must",
+        ("visualize", "--class", "1", "--images", "0", "--out", str(tmp_path / "v.png")): "images must be 1 to 8",
+        ("imagine", "a dog", "--size", "1", "--out", str(tmp_path / "i.png")): "image size must be 64 to 1024",
+        ("imagine", "a dog", "--seed", "-1", "--out", str(tmp_path / "i.png")): "seed must be a whole number",
+        ("tag", "x.jpg", "--caption-samples", "1001"): "caption_samples must be 0 to 1000, got 1001",
+        ("similar-words", "dog", "-k", "-1"): "k must be an integer from 1 to 1,000, got -1",
+        ("analogy", "man", "king", "woman", "-k", "0"): "k must be an integer from 1 to 1,000, got 0",
+        ("search", "a", "dog", "--index", missing, "-k", "1001"): "k must be an integer from 1 to 1,000",
+        ("export", str(CHECKPOINT), "--out", str(tmp_path / "a_file")): "a_file is a file, not a folder",
+        ("release", str(CHECKPOINT), "--out", str(tmp_path / "photos_full")): "photos_full already exists",
+        ("build-space", "--out", str(tmp_path / "photos_full")): "photos_full already exists",
     }
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "photos_full").mkdir()
+    (tmp_path / "photos_full" / "x.jpg").write_text("")
     for (argv, message), result in zip(cases.items(), _main_in_fresh_python(*cases), strict=True):
         assert result["code"] == 2 and result["out"] == "", (argv, result)
         assert result["err"].count("\n") == 1 and result["err"].startswith(f"onenet {argv[0]}: error: "), result

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -76,6 +78,16 @@ def test_preprocess_gives_normalised_260px_tensor():
     assert pixels[1].max().item() == pytest.approx(-127 / 128, abs=1e-4)
 
 
+def png_with_chunk(path, kind: bytes, header: bytes) -> None:
+    """A small PNG carrying a `kind` chunk whose compressed text inflates past Pillow's MAX_TEXT_CHUNK (1 MB)."""
+    Image.new("RGB", (8, 8)).save(path)
+    data = header + zlib.compress(b"A" * 2_000_000, 9)
+    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    png = path.read_bytes()
+    at = png.index(b"IDAT") - 4 if kind == b"zTXt" else png.index(b"IHDR") + 21  # iCCP goes before the pixels
+    path.write_bytes(png[:at] + chunk + png[at:])
+
+
 @pytest.mark.parametrize(
     ("name", "write", "message"),
     [
@@ -85,6 +97,8 @@ def test_preprocess_gives_normalised_260px_tensor():
         ("tiny.png", lambda p: Image.new("RGB", (1, 1)).save(p), "too small"),
         ("bomb.png", lambda p: png_claiming_size(p, 100_000, 100_000), r"too large \(over 89.5 megapixels\); the"),
         ("big.png", lambda p: png_claiming_size(p, 7000, 6000), r"too large \(7000x6000 = 42.0 megapixels\)"),
+        ("text_bomb.png", lambda p: png_with_chunk(p, b"zTXt", b"Comment\x00\x00"), "damaged image .*MAX_TEXT_CHUNK"),
+        ("profile_bomb.png", lambda p: png_with_chunk(p, b"iCCP", b"icc\x00\x00"), "damaged image .*MAX_TEXT_CHUNK"),
     ],
 )
 def test_bad_files_raise_clear_errors(tmp_path, name, write, message):

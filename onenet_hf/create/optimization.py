@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import OneNetError
 from ..images import ImageLike, load_image
 from ..modeling_onenet import OneNetModel
-from ..options import MAX_IMAGE_SIZE, MAX_STEPS, MIN_IMAGE_SIZE
+from ..options import MAX_IMAGE_SIZE, MAX_STEPS, MIN_IMAGE_SIZE, check_image_size, check_seed, check_steps
 from ..options import MAX_OPTIMIZED_IMAGES as MAX_IMAGES
 
 MAX_ASPECT = 2  # a photo is optimised at size x size x this many pixels at most, whatever its shape
@@ -53,20 +53,6 @@ def with_gradients(steps_function: SnapshotSteps) -> SnapshotSteps:
     included): torch's grad-mode decorators re-enter around each resumption of a generator and give the caller
     back its own mode at each yield, which a `with` block inside the generator would not."""
     return torch.inference_mode(False)(torch.enable_grad()(steps_function))
-
-
-def check_steps(steps: int, limit: int = MAX_STEPS) -> int:
-    """Steps must be a whole number from 1 to `limit`."""
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= limit:
-        raise OneNetError(f"steps must be a whole number from 1 to {limit}, got {steps!r}")
-    return int(steps)
-
-
-def check_image_size(size: int, limit: int = MAX_IMAGE_SIZE) -> int:
-    """An image side in pixels from MIN_IMAGE_SIZE to `limit`."""
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not MIN_IMAGE_SIZE <= size <= limit:
-        raise OneNetError(f"image size must be {MIN_IMAGE_SIZE} to {limit} pixels, got {size!r}")
-    return int(size)
 
 
 def memory_estimate_mb(width: int, height: int, images: int = 1) -> float:
@@ -101,12 +87,6 @@ def largest_size(photo: tuple[int, int] | None = None, images: int = 1) -> int:
 
 def _optimized_pixels(size: int, photo: tuple[int, int] | None) -> tuple[int, int]:
     return (size, size) if photo is None else optimized_shape(*photo, size)
-
-
-def check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-        raise OneNetError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
-    return int(seed)
 
 
 def check_learning_rate(rate: float) -> float:

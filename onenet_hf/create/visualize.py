@@ -20,10 +20,9 @@ from ..errors import OneNetError
 from ..language.label_words import imagenet_class_index
 from ..modeling_onenet import OneNetModel
 from ..options import VISUALIZE_STEPS as STEPS
-from ..options import check_weight
+from ..options import check_image_count, check_weight
 from ..processing_onenet import OneNetProcessor
 from .optimization import (
-    MAX_IMAGES,
     FourierImage,
     Snapshot,
     backbone_input,
@@ -124,8 +123,7 @@ def visualize_steps(
     """Optimise `images` Fourier-parameterised images to raise `target` (mean over images), plus `diversity` x
     `gram_diversity`; yields each step's `Snapshot`. The same seed gives the same images on one machine."""
     steps, seed, size = check_steps(steps), check_seed(seed), check_image_size(size)
-    if not 1 <= images <= MAX_IMAGES:
-        raise OneNetError(f"images must be 1 to {MAX_IMAGES}, got {images}")
+    check_image_count(images)
     check_memory(size, images=images)
     check_weight("diversity", diversity)
     learning_rate = check_learning_rate(learning_rate)

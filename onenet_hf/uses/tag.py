@@ -15,7 +15,7 @@ from ..images import ImageLike
 from ..language.label_words import imagenet_labels, label_chances, label_pairs
 from ..language.word_vectors import glove_vectors, normalize_word, stopwords
 from ..modeling_onenet import never_generated_token_ids
-from ..options import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT, check_weight
+from ..options import CAPTION_SAMPLES, CAPTION_WEIGHT, IMAGENET_WEIGHT, check_caption_samples, check_weight
 from ..processing_onenet import OneNetProcessor
 from ..utils.ranking import check_k
 from .words import ScoredWord
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from .caption import CaptionBackend
 
 CHANCE_FLOOR = 1e-3  # added to the decoder's and the ImageNet labels' chance of a word before the log
-MAX_CAPTION_SAMPLES = 1000  # bounds memory (samples x images x vocabulary per step); 200 gained under 0.001
 
 
 @dataclass(frozen=True)
@@ -99,8 +98,7 @@ class Tagger:
         imagenet_weight: float = IMAGENET_WEIGHT,
         decoder: CaptionBackend | None = None,
     ):
-        if not 0 <= caption_samples <= MAX_CAPTION_SAMPLES:
-            raise OneNetError(f"caption_samples must be 0 to {MAX_CAPTION_SAMPLES}, got {caption_samples}")
+        check_caption_samples(caption_samples)
         check_weight("caption_weight", caption_weight)
         check_weight("imagenet_weight", imagenet_weight)
         self.model, self.tokenizer = model, tokenizer
