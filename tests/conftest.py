@@ -80,6 +80,16 @@ def png_claiming_size(path, width: int, height: int) -> None:
     path.write_bytes(bytes(data))
 
 
+def png_with_chunk(path, kind: bytes, header: bytes) -> None:
+    """A small PNG carrying a `kind` chunk whose compressed text inflates past Pillow's MAX_TEXT_CHUNK (1 MB)."""
+    Image.new("RGB", (8, 8)).save(path)
+    data = header + zlib.compress(b"A" * 2_000_000, 9)
+    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    png = path.read_bytes()
+    at = png.index(b"IDAT") - 4 if kind == b"zTXt" else png.index(b"IHDR") + 21  # iCCP goes before the pixels
+    path.write_bytes(png[:at] + chunk + png[at:])
+
+
 SMALL = dict(
     batch_size=16,
     learning_rate=1e-2,

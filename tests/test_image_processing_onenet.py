@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ from PIL import Image
 
 from onenet_hf import ImageLoadError, OneNetImageProcessor, load_image
 from onenet_hf.images import MAX_IMAGE_PIXELS, MAX_LOADED_SIDE, REDUCED_PIXELS
-from tests.conftest import png_claiming_size
+from tests.conftest import png_claiming_size, png_with_chunk
 
 RED = (200, 20, 20)
 
@@ -76,16 +74,6 @@ def test_preprocess_gives_normalised_260px_tensor():
     assert tuple(pixels.shape) == (2, 3, 260, 260)
     assert pixels[0, :, 100, 100].tolist() == pytest.approx([1.0, -127 / 128, 0.0], abs=1e-3)
     assert pixels[1].max().item() == pytest.approx(-127 / 128, abs=1e-4)
-
-
-def png_with_chunk(path, kind: bytes, header: bytes) -> None:
-    """A small PNG carrying a `kind` chunk whose compressed text inflates past Pillow's MAX_TEXT_CHUNK (1 MB)."""
-    Image.new("RGB", (8, 8)).save(path)
-    data = header + zlib.compress(b"A" * 2_000_000, 9)
-    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    png = path.read_bytes()
-    at = png.index(b"IDAT") - 4 if kind == b"zTXt" else png.index(b"IHDR") + 21  # iCCP goes before the pixels
-    path.write_bytes(png[:at] + chunk + png[at:])
 
 
 @pytest.mark.parametrize(

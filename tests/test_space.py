@@ -26,7 +26,7 @@ from onenet_hf.errors import OneNetError  # noqa: E402
 from onenet_hf.fingerprint import model_fingerprint  # noqa: E402
 from onenet_hf.images import load_image  # noqa: E402
 from onenet_hf.space.service import OneNetSpace  # noqa: E402
-from tests.conftest import png_claiming_size  # noqa: E402
+from tests.conftest import png_claiming_size, png_with_chunk  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,6 +170,8 @@ def test_bad_input_is_a_readable_error_and_the_server_keeps_serving(client, tmp_
     png_claiming_size(bomb, 9400, 9400)  # 88.4 megapixels by its header: refused before decoding
     big = tmp_path / "big.png"
     Image.fromarray(np.zeros((6000, 6000, 3), dtype=np.uint8)).save(big, compress_level=1)  # 36 megapixels
+    text_bomb = tmp_path / "text_bomb.png"
+    png_with_chunk(text_bomb, b"zTXt", b"Comment\x00\x00")
     cases = [
         (lambda: client.predict(None, 3, api_name="/caption"), "no image"),
         (lambda: client.predict(handle_file(str(corrupt)), 3, api_name="/caption"), "corrupt or truncated"),
@@ -177,6 +179,7 @@ def test_bad_input_is_a_readable_error_and_the_server_keeps_serving(client, tmp_
         (lambda: client.predict("qwzx", "learned", 5, api_name="/similar_words"), "not in the learned caption"),
         (lambda: client.predict("man", "kingg", "woman", "3cosadd", "glove", 3, api_name="/analogy"), "did you mean"),
         (lambda: client.predict(handle_file(str(bomb)), 3, api_name="/caption"), "limit is 40.0 megapixels"),
+        (lambda: client.predict(handle_file(str(text_bomb)), 3, api_name="/caption"), "damaged image"),
         (lambda: client.predict(handle_file(photo("chelsea")), 9, api_name="/caption"), "maximum value 8"),
         (lambda: client.predict("dog", "learned", 51, api_name="/similar_words"), "maximum value 50"),
         (lambda: client.predict("unit", 512, None, 5, api_name="/neuron"), "units 0-511"),
