@@ -226,11 +226,11 @@ def check_text_length(text: str, what: str) -> None:
 
 
 __all__ = [
-    "check_seed",
     "MAX_CAPTION_SAMPLES",
     "check_caption_samples",
     "check_image_count",
     "check_image_size",
+    "check_seed",
     "check_steps",
     "MAX_TEXT_CHARACTERS",
     "check_text_length",
