@@ -150,9 +150,11 @@ def load_image(image: ImageLike) -> Image.Image:
             raise ImageLoadError(f"{name}: not an image file (or an unsupported format)") from None
         except OSError as error:
             raise ImageLoadError(f"{name}: corrupt or truncated image ({error})") from None
-        except (ValueError, SyntaxError, EOFError) as error:  # Pillow's words for damaged or hostile chunks, e.g. a
-            # PNG text or colour-profile chunk that inflates past its MAX_TEXT_CHUNK
-            raise ImageLoadError(f"{name}: damaged image ({error})") from None
+        except ImageLoadError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a decoder's own words for damaged or hostile data: ValueError
+            # (a PNG text chunk inflating past MAX_TEXT_CHUNK), IndexError (a truncated QOI), BLPFormatError, ...
+            raise ImageLoadError(f"{name}: damaged image ({type(error).__name__}: {error})") from None
     else:
         raise ImageLoadError(f"expected a path, PIL image or numpy array, got {type(image).__name__}")
     if min(image.size) < 2:  # the file's own size in the message, and why when it was fine before the reduction

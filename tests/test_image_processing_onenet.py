@@ -15,6 +15,8 @@ from onenet_hf.images import MAX_IMAGE_PIXELS, MAX_LOADED_SIDE, REDUCED_PIXELS
 from tests.conftest import png_claiming_size, png_with_chunk
 
 RED = (200, 20, 20)
+# a QOI header (64x48 RGB) and pixel operations that end half-way: Pillow's decoder raises IndexError
+TRUNCATED_QOI = bytes.fromhex("716f6966000000400000003003 01fec81e1e fdfdfdfdfdfdfd".replace(" ", ""))
 
 
 def _pixel(image: Image.Image, xy=(5, 5)) -> tuple[int, int, int]:
@@ -87,6 +89,7 @@ def test_preprocess_gives_normalised_260px_tensor():
         ("big.png", lambda p: png_claiming_size(p, 7000, 6000), r"too large \(7000x6000 = 42.0 megapixels\)"),
         ("text_bomb.png", lambda p: png_with_chunk(p, b"zTXt", b"Comment\x00\x00"), "damaged image .*MAX_TEXT_CHUNK"),
         ("profile_bomb.png", lambda p: png_with_chunk(p, b"iCCP", b"icc\x00\x00"), "damaged image .*MAX_TEXT_CHUNK"),
+        ("cut.qoi", lambda p: p.write_bytes(TRUNCATED_QOI), r"damaged image \(IndexError"),  # any decoder's error
     ],
 )
 def test_bad_files_raise_clear_errors(tmp_path, name, write, message):
