@@ -59,6 +59,7 @@ from .options import (
     check_output_folder,
     check_seed,
     check_steps,
+    check_text_length,
     check_weight,
     variant_option,
 )
@@ -417,6 +418,7 @@ def _similar_images(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     check_k(args.k)  # before the model loads
+    check_text_length(" ".join(args.text), "text")
     _check_index(args.index)
     net = _load(args)
     _print_scored(net.search(net.load_index(args.index), " ".join(args.text), args.k, args.method))
@@ -542,6 +544,7 @@ def _visualize(args: argparse.Namespace) -> int:
 
 
 def _imagine(args: argparse.Namespace) -> int:
+    check_text_length(args.text, "sentence")  # before the model loads
     _check_optimisation(args)
     snapshot = _load(args).imagine(args.text, args.steps, args.seed, args.size)
     return _save_imagined(snapshot, args.out, "imagined image")

@@ -133,7 +133,8 @@ def load_image(image: ImageLike) -> Image.Image:
         if not Path(name).is_file():  # a FIFO or a device: reading it could block or never end
             raise ImageLoadError(f"{name}: not a regular file")
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings():  # a decoder's asides (an ICO frame of another size, a TIFF read short)
+                warnings.simplefilter("ignore")  # are not the user's to read; its bomb warning is an error
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 image = Image.open(name)  # reads the header only
                 width, height = size = image.size

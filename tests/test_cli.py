@@ -649,6 +649,8 @@ def test_errors_that_need_no_model_are_one_line_without_torch(tmp_path):
         ("similar-words", "dog", "-k", "-1"): "k must be an integer from 1 to 1,000, got -1",
         ("analogy", "man", "king", "woman", "-k", "0"): "k must be an integer from 1 to 1,000, got 0",
         ("search", "a", "dog", "--index", missing, "-k", "1001"): "k must be an integer from 1 to 1,000",
+        ("imagine", "a" * 1001, "--out", str(tmp_path / "i.png")): "the sentence has 1,001 characters",
+        ("search", "a" * 1001, "--index", missing): "the text has 1,001 characters",
         ("export", str(CHECKPOINT), "--out", str(tmp_path / "a_file")): "a_file is a file, not a folder",
         ("release", str(CHECKPOINT), "--out", str(tmp_path / "photos_full")): "photos_full already exists",
         ("build-space", "--out", str(tmp_path / "photos_full")): "photos_full already exists",
