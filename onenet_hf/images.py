@@ -151,7 +151,7 @@ def load_image(image: ImageLike) -> Image.Image:
             raise ImageLoadError(f"{name}: not an image file (or an unsupported format)") from None
         except OSError as error:
             raise ImageLoadError(f"{name}: corrupt or truncated image ({error})") from None
-        except ImageLoadError:
+        except (ImageLoadError, MemoryError, RecursionError):  # ours, or the machine's: not the file's fault
             raise
         except Exception as error:  # noqa: BLE001 - a decoder's own words for damaged or hostile data: ValueError
             # (a PNG text chunk inflating past MAX_TEXT_CHUNK), IndexError (a truncated QOI), BLPFormatError, ...

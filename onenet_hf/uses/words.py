@@ -48,7 +48,7 @@ def _analogy_scores(
     """Scores (Q, V) of every word as d in a : b :: c : d for question rows (Q, 3), written into `buffers[0]`.
 
     `buffers` (1 or 3, Q, V) is made once per `solve_analogies` call: fresh 30 MB temporaries per batch grew
-    glibc's heap to 4-5 GB over the Google set (its mmap threshold rises to their size once one is freed).
+    glibc's heap to 3-5 GB over the Google set (its mmap threshold rises to their size once one is freed).
     """
     a, b, c = question.unbind(1)
     if method == "3cosadd":  # cosine with the normalised offset vector, as gensim reports it
