@@ -203,9 +203,11 @@ def test_text_spaces_get_their_own_ann_files_whose_candidates_are_rescored_exact
     shard = index.shards[0]
     assert shard.size == SIZE and set(shard.ann_indexes) == set(SEARCH_ARRAYS)
     assert all((tmp_path / "index" / file).is_file() for file in ann_files(shard.name, "ivfpq").values())
-    for array, ann in shard.ann_indexes.items():  # only the image side keeps a refining copy
-        refined = isinstance(faiss.downcast_index(ann._index), faiss.IndexRefine)
-        assert refined == ann.refined == (array == "image_embeds")
+    for array, ann in shard.ann_indexes.items():  # the image side keeps fp16 vectors, the text sides 6-bit components
+        copy = faiss.downcast_index(faiss.downcast_index(ann._index).refine_index)
+        quantizer = faiss.ScalarQuantizer
+        assert ann.refine == ("vectors" if array == "image_embeds" else "components")
+        assert copy.sq.qtype == (quantizer.QT_fp16 if array == "image_embeds" else quantizer.QT_6bit)
     for array, space in spaces.items():
         queries = space[rng.choice(SIZE, 50, replace=False)] + 0.1 * rng.standard_normal((50, DIM)).astype(np.float32)
         assert _recall(index, queries, array) >= 0.95
@@ -215,6 +217,32 @@ def test_text_spaces_get_their_own_ann_files_whose_candidates_are_rescored_exact
             assert all(int(index.paths[row][-9:-4]) in set(kept) for row in rows)
             exact = index.rows(array, rows) @ query  # the scores are the exact cosines, not the quantised ones
             assert [score for _, score in found] == pytest.approx(exact.tolist(), abs=1e-5)
+
+
+def test_a_text_file_without_a_copy_as_older_builds_wrote_it_rescores_every_candidate(tmp_path, monkeypatch):
+    import faiss
+
+    monkeypatch.setattr(indexing, "EXACT_SEARCH_MAX_IMAGES", 1000)
+    rng = np.random.default_rng(6)
+    vectors, spaces = _vectors(rng), _text_spaces(rng)
+    folder = tmp_path / "index"
+    index = _write(folder, vectors, np.arange(SIZE), "ivfpq", spaces)
+    name, units = index.shards[0].name, ann_module.unit_rows(spaces["retrieval_embeds"])
+    queries = spaces["retrieval_embeds"][:20] + 0.1 * rng.standard_normal((20, DIM)).astype(np.float32)
+    rescored = []
+    monkeypatch.setattr(index.shards[0], "read_rows", lambda array, rows: rescored.append(len(rows)) or units[rows])
+    assert _recall(index, queries, "retrieval_embeds") >= 0.95
+    assert set(rescored) == {ann_module.RESCORED_MIN}  # the 6-bit copy keeps the best few of 1,000 candidates
+    older = faiss.index_factory(DIM, f"IVF{SIZE // 100},PQ{DIM // 2}x4fs", faiss.METRIC_INNER_PRODUCT)
+    older.train(units)
+    older.add(units)
+    faiss.write_index(older, str(folder / ann_files(name, "ivfpq")["retrieval_embeds"]))
+    index = GalleryIndex.load(folder)
+    assert index.shards[0].ann_indexes["retrieval_embeds"].refine is None
+    rescored.clear()
+    monkeypatch.setattr(index.shards[0], "read_rows", lambda array, rows: rescored.append(len(rows)) or units[rows])
+    assert _recall(index, queries, "retrieval_embeds") >= 0.95
+    assert set(rescored) == {ann_module.CANDIDATES_MIN}  # every candidate of the 4-bit codes, not the fewer kept
 
 
 def test_an_older_index_searches_text_exactly_until_onenet_index_adds_its_files(tmp_path, monkeypatch):

@@ -98,7 +98,7 @@ def test_evaluation_matches_gensim_on_a_sample_of_the_google_set(tmp_path):
     questions.write_text("\n".join(lines) + "\n")
     glove = glove_vectors()
     keyed = KeyedVectors(50)
-    keyed.add_vectors(glove.words[:30_000], glove.raw_vectors[:30_000])
+    keyed.add_vectors(glove.words[:30_000], glove.vectors[:30_000])
     expected, sections = keyed.evaluate_word_analogies(str(questions), restrict_vocab=30_000)
     ours = evaluate_analogies(glove, questions, restrict_vocab=30_000)
     assert abs(ours["total"]["accuracy"] - expected) < 0.001

@@ -23,8 +23,8 @@ def main() -> None:
     args = parser.parse_args()
     questions = datapath("questions-words.txt")
     glove = glove_vectors()
-    keyed = KeyedVectors(glove.raw_vectors.shape[1])
-    keyed.add_vectors(glove.words, glove.raw_vectors)
+    keyed = KeyedVectors(glove.vectors.shape[1])
+    keyed.add_vectors(glove.words, glove.vectors)
 
     ours_times, gensim_times = [], []
     for _ in range(args.repeats):

@@ -60,7 +60,7 @@ from onenet_hf.utils.atomic_files import write_json
 
 IVFPQ_VARIANTS = {  # name: ann-module settings its build runs under
     "ivfpq without PCA (the default until 2026-12-05)": {"PCA_DIMS": sys.maxsize, "PQ_DIMS": 4},
-    "ivfpq with faiss's centred PCA": {"_train_uncentred_pca": lambda index, sample, reduced: None},
+    "ivfpq with faiss's centred PCA": {"_uncentre": lambda pca, sample: pca.train(sample)},
 }
 
 
@@ -385,9 +385,11 @@ def query_types(truth: dict, args: argparse.Namespace) -> dict:
 
 
 TEXT_SWEEP = {  # (array, k): the settings tried; k 100 is what `reranked` and `retrieval` fetch, k 10 `glove`'s
-    ("retrieval_embeds", 100): [{"probes": p, "RESCORED_CANDIDATES": f} for p in (256, 384, 512) for f in (10, 20, 30)],
-    ("retrieval_embeds", 10): [{"probes": p, "RESCORED_MIN": m} for p in (128, 256) for m in (100, 300, 1000)],
-    ("tag_embeds", 10): [{"probes": p, "RESCORED_MIN": m} for p in (128, 256) for m in (100, 300, 1000)],
+    ("retrieval_embeds", 100): [{"probes": p, "RESCORED_PER_RESULT": r} for p in (256, 384, 512) for r in (1, 2, 3)],
+    ("retrieval_embeds", 10): [{"probes": p, "CANDIDATES_MIN": c} for p in (64, 128, 256) for c in (300, 1000)],
+    ("tag_embeds", 10): [
+        {"probes": p, "CANDIDATES_MIN": c, "RESCORED_MIN": r} for p in (128, 256) for c in (500, 1000) for r in (20, 50)
+    ],  # fmt: skip
 }
 
 
@@ -407,7 +409,7 @@ def sweep_truths(net: OneNet, units: dict[str, np.ndarray], index: GalleryIndex,
 
 def text_sweep(index: GalleryIndex, truths: dict) -> list[dict]:
     """Recall@k and one-thread ms/query of the text spaces' ANN stage per probe count (of 1,024 lists) and re-scored
-    candidates: what SEARCH_ARRAYS' probe shares and RESCORED_CANDIDATES / RESCORED_MIN were chosen from."""
+    candidates: what SEARCH_ARRAYS' probe shares and the ann module's candidate and re-scored counts came from."""
     rows, large = [], [shard for shard in index.shards if shard.ann]
     for (array, k), (queries, truth) in truths.items():
         for settings in TEXT_SWEEP[array, k]:

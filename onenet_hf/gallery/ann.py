@@ -5,7 +5,8 @@ are searched exactly. `ivfpq` is the default (faiss: an inverted file of 4-bit p
 vectors' first 128 principal components, scanned with SIMD, its candidates re-ranked by cosine over every
 dimension from an fp16 copy of the vectors kept in the same file): on bench/speed/gallery_scale.py's 1M gallery it beat
 HNSW on both latency and build time (README, "Galleries of millions"). `hnsw` (faiss) and `annoy` (the index users
-know) are options.
+know) are options. The text spaces' ivfpq files keep a 6-bit copy of the principal components instead of the fp16
+vectors (96 bytes a vector, not 1,024): it picks the few candidates then re-scored exactly from the shard's rows.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ REFINE_FACTOR = 30  # k x this many quantised candidates are re-ranked by cosine
 # neighbours spread over more lists than an image's. Chosen on the 1M bench's sweeps (text search page, runs 13, 15):
 RETRIEVAL_PROBE_SHARE = 512 / 1024  # search's 100 candidates: recall@100 0.9991 with 30 x 100 re-scored (run 15)
 TAG_PROBE_SHARE = 256 / 1024  # glove search's 10: recall@10 0.989 with 1,000 re-scored (run 13)
-# An unrefined ivfpq file's k x this many candidates (at least RESCORED_MIN) are re-scored exactly from the shard's
-# own rows, each read on its own. For search's 100 (run 19's sweep): 30 x 100 recall@100 0.9991 in 20.1 ms, 20 x 100
-# 0.9979 in 13.9 ms, 10 x 100 0.9862 in 10.5 ms; the re-ranked top 10 stayed the exact pass's for 99%, 98% and 86%
-# of the bench's 200 dev captions, and end to end took 105.95, 108.01 and 93.0 ms (text search page)
-RESCORED_CANDIDATES = 30
-RESCORED_MIN = 1000
+# A text file's 4-bit codes give k x CANDIDATES_PER_RESULT candidates (at least CANDIDATES_MIN); its 6-bit copy of the
+# components keeps k x RESCORED_PER_RESULT of them (at least RESCORED_MIN), re-scored exactly from the shard's own
+# rows, each read on its own (about 2 us a row). An older text file without the 6-bit copy re-scores every candidate.
+CANDIDATES_PER_RESULT = 30
+CANDIDATES_MIN = 1000
+RESCORED_PER_RESULT = 2
+RESCORED_MIN = 50
 HNSW_NEIGHBOURS = 32  # graph degree M: faiss's usual choice
 HNSW_BUILD_SEARCH = 64  # efConstruction: candidates kept while inserting
 HNSW_SEARCH = 256  # efSearch: 0.955 recall@10 on the 1M model-like gallery (model card)
@@ -53,10 +55,13 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-def build_ann(method: str, vectors: np.ndarray, path: Path, n_trees: int = ANNOY_TREES, refine: bool = True) -> None:
-    """Build the `method` index over `vectors` (rows in shard order) and write it to `path`. Without `refine`, an
-    ivfpq file keeps no fp16 copy of the vectors: its candidates are re-scored from the shard's rows (`ShardAnn`),
-    which halves its build time and leaves out a second copy of the array."""
+def build_ann(
+    method: str, vectors: np.ndarray, path: Path, n_trees: int = ANNOY_TREES, refine: str = "vectors"
+) -> None:
+    """Build the `method` index over `vectors` (rows in shard order) and write it to `path`. An ivfpq file re-ranks
+    its candidates from a copy kept inside it, `refine`: "vectors" (fp16, every dimension: its order is the
+    answer) or "components" (6-bit, the principal components: its order picks the candidates `ShardAnn` re-scores
+    from the shard's rows), a quarter of the bytes and half the build time of the fp16 copy of a 512-d array."""
     if method == "ivfpq":
         faiss = _faiss()
         lists = max(1, min(IVF_LISTS, len(vectors) // 100))
@@ -66,13 +71,21 @@ def build_ann(method: str, vectors: np.ndarray, path: Path, n_trees: int = ANNOY
         reduce = PCA_DIMS < size <= len(sample)
         reduced = PCA_DIMS if reduce else size
         codes = reduced // PQ_DIMS if reduced % PQ_DIMS == 0 else reduced
-        pca = f"PCAR{reduced}," if reduce else ""
-        # fp16 re-ranking copy: half the bytes of a flat one, the same recall on the 1M bench (README)
-        spec = f"{pca}IVF{lists},PQ{codes}x4fs" + (",Refine(SQfp16)" if refine else "")
-        index = faiss.index_factory(size, spec, faiss.METRIC_INNER_PRODUCT)
         training = unit_rows(vectors[sample])
-        if reduce:
-            _train_uncentred_pca(index, training, reduced)
+        if refine == "vectors":
+            # fp16 re-ranking copy: half the bytes of a flat one, the same recall on the 1M bench (README)
+            spec = (f"PCAR{reduced}," if reduce else "") + f"IVF{lists},PQ{codes}x4fs,Refine(SQfp16)"
+            index = faiss.index_factory(size, spec, faiss.METRIC_INNER_PRODUCT)
+            if reduce:
+                _uncentre(_inner_pca(index), training)
+        elif refine == "components":
+            index = faiss.index_factory(reduced, f"IVF{lists},PQ{codes}x4fs,Refine(SQ6)", faiss.METRIC_INNER_PRODUCT)
+            if reduce:
+                pca = faiss.PCAMatrix(size, reduced, 0, True)
+                _uncentre(pca, training)
+                index = faiss.IndexPreTransform(pca, index)
+        else:
+            raise OneNetError(f"unknown ANN copy {refine!r}; use vectors or components")
         index.train(training)
         del training
         for start in range(0, len(vectors), 100_000):  # unit rows a block at a time: no second full copy
@@ -98,19 +111,21 @@ def build_ann(method: str, vectors: np.ndarray, path: Path, n_trees: int = ANNOY
         raise OneNetError(f"unknown ANN method {method!r}; use one of {', '.join(ANN_METHODS)}")
 
 
-def _train_uncentred_pca(index, sample: np.ndarray, reduced: int) -> None:
-    """Train the PCA in front of `index`'s lists and codes, then drop its centring (x -> A x, not A (x - mean)).
+def _inner_pca(index):
+    """The PCA in front of a factory-made "PCAR...,IVF...,Refine(...)" index's lists and codes."""
+    faiss = _faiss()
+    transform = faiss.downcast_index(faiss.downcast_index(index).base_index)
+    return faiss.downcast_VectorTransform(transform.chain.at(0))
+
+
+def _uncentre(pca, sample: np.ndarray) -> None:
+    """Train `pca` on `sample`, then drop its centring (x -> A x, not A (x - mean)).
 
     Centred, the codes would rank candidates by (x - mean) . (q - mean), which adds each vector's own -x . mean to
     its score; uncentred they rank by the projected inner product, the cosine the search wants. On the 1M bench,
     96 lists probed, centred codes reached 0.9345 recall@10 with 30 x k re-ranked, uncentred 0.9520 (README)."""
-    faiss = _faiss()
-    transform = faiss.downcast_index(index)
-    if isinstance(transform, faiss.IndexRefine):
-        transform = faiss.downcast_index(transform.base_index)
-    pca = faiss.downcast_VectorTransform(transform.chain.at(0))
-    pca.train(sample)  # the index's train() below leaves a trained transform as it is
-    faiss.copy_array_to_vector(np.zeros(reduced, dtype=np.float32), pca.b)
+    pca.train(sample)  # the index's train() leaves a trained transform as it is
+    _faiss().copy_array_to_vector(np.zeros(pca.d_out, dtype=np.float32), pca.b)
 
 
 class ShardAnn:
@@ -122,13 +137,13 @@ class ShardAnn:
         self, method: str, path: Path, size: int, array: str = "image_embeds", probe_share: float = IVF_PROBE_SHARE
     ):
         self.method, self.array, self.probe_share = method, array, probe_share
-        self.refined = method != "ivfpq"  # hnsw and annoy score with the vectors themselves
+        self.refine = "vectors"  # hnsw and annoy score with the vectors themselves
         if method in ("ivfpq", "hnsw"):
             faiss = _faiss()
             self._index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)  # vectors paged in as used
             if method == "ivfpq":
                 self._lists = faiss.extract_index_ivf(self._index).nlist
-                self.refined = isinstance(faiss.downcast_index(self._index), faiss.IndexRefine)
+                self.refine = _refine_copy(self._index)
         else:
             from annoy import AnnoyIndex
 
@@ -139,23 +154,29 @@ class ShardAnn:
     def search(self, vector: np.ndarray, k: int, shard: Shard) -> list[tuple[int, float]]:
         """Up to k (shard position, cosine) pairs, best first, among the shard's live positions.
 
-        An unrefined ivfpq file's candidates (k x RESCORED_CANDIDATES) are re-scored exactly from the shard's rows
-        of `array`. Dead positions (deleted or changed images) are dropped from an answer fetched a little larger;
-        only when they crowd it out is the search run again with them excluded inside the library, which costs
-        more per query (faiss's ID filter slows its SIMD scan)."""
+        Unless the file re-ranks with the vectors themselves, its candidates are re-scored exactly from the shard's
+        rows of `array`: those its 6-bit copy of the components keeps (k x RESCORED_PER_RESULT), or every one of an
+        older file without it (k x CANDIDATES_PER_RESULT). Dead positions (deleted or changed images) are dropped
+        from an answer fetched a little larger; only when they crowd it out is the search run again with them
+        excluded inside the library, which costs more per query (faiss's ID filter slows its SIMD scan)."""
         vector = unit_rows(vector[None])[0]
-        wanted = k if self.refined else max(RESCORED_MIN, RESCORED_CANDIDATES * k)
+        candidates = max(CANDIDATES_MIN, CANDIDATES_PER_RESULT * k)
+        wanted, factor = {
+            "vectors": (k, REFINE_FACTOR),
+            "components": (max(RESCORED_MIN, RESCORED_PER_RESULT * k), None),
+            None: (candidates, None),
+        }[self.refine]
+        factor = factor or candidates / wanted
         if shard.live is None:
-            pairs = self._candidates(vector, wanted, shard, exclude_dead=False)
+            pairs = self._candidates(vector, wanted, shard, exclude_dead=False, refine=factor)
         else:
             # a few more than asked, re-ranking no more candidates than k alone would (ivfpq's cost grows with them)
             fetch = math.ceil(wanted / shard.live_share) + 2
-            refine = math.ceil(REFINE_FACTOR * wanted / fetch)
-            pairs = self._candidates(vector, fetch, shard, exclude_dead=False, refine=refine)
+            pairs = self._candidates(vector, fetch, shard, exclude_dead=False, refine=factor * wanted / fetch)
             pairs = [(position, score) for position, score in pairs if shard.live[position]]
             if len(pairs) < wanted:
-                pairs = self._candidates(vector, wanted, shard, exclude_dead=True)
-        if not self.refined and pairs:
+                pairs = self._candidates(vector, wanted, shard, exclude_dead=True, refine=factor)
+        if self.refine != "vectors" and pairs:
             positions = np.array([position for position, _ in pairs])
             scores = unit_rows(shard.read_rows(self.array, positions)) @ vector
             order = np.argsort(-scores, kind="stable")
@@ -163,10 +184,10 @@ class ShardAnn:
         return pairs[:k]
 
     def _candidates(
-        self, vector: np.ndarray, k: int, shard: Shard, exclude_dead: bool, refine: int | None = None
+        self, vector: np.ndarray, k: int, shard: Shard, exclude_dead: bool, refine: float
     ) -> list[tuple[int, float]]:
-        """The search itself; `refine`: a refined ivfpq file re-ranks k x this many quantised candidates by cosine
-        (default `REFINE_FACTOR`, read at each call: bench/speed/gallery_scale.py sweeps it)."""
+        """The search itself; `refine`: an ivfpq file with a copy re-ranks k x this many quantised candidates by
+        it (constants read at each call: bench/speed/gallery_scale.py sweeps them)."""
         if self.method == "annoy":
             dead = shard.size - len(shard.positions) if exclude_dead else 0
             positions, distances = self._index.get_nns_by_vector(
@@ -178,14 +199,26 @@ class ShardAnn:
         selector = faiss.IDSelectorBitmap(shard.live_bitmap) if exclude_dead else None
         if self.method == "ivfpq":
             params = faiss.SearchParametersIVF(nprobe=max(1, round(self._lists * self.probe_share)), sel=selector)
-            if self.refined:
-                refine = REFINE_FACTOR if refine is None else refine
-                params = faiss.IndexRefineSearchParameters(k_factor=refine, base_index_params=params)
+            if self.refine:
+                params = faiss.IndexRefineSearchParameters(k_factor=max(refine, 1.0), base_index_params=params)
         else:
             params = faiss.SearchParametersHNSW(efSearch=max(HNSW_SEARCH, k), sel=selector)
         scores, positions = self._index.search(vector[None], k, params=params)
         keep = positions[0] >= 0
         return [(int(p), float(s)) for p, s in zip(positions[0][keep], scores[0][keep], strict=True)]
+
+
+def _refine_copy(index) -> str | None:
+    """What an ivfpq file re-ranks its candidates with: "vectors" (an fp16 copy wrapping the whole search),
+    "components" (an 6-bit copy behind the PCA), or None (an older text file: no copy)."""
+    faiss = _faiss()
+    outer = faiss.downcast_index(index)
+    if isinstance(outer, faiss.IndexPreTransform):
+        return "components" if isinstance(faiss.downcast_index(outer.index), faiss.IndexRefine) else None
+    if not isinstance(outer, faiss.IndexRefine):
+        return None
+    copy = faiss.downcast_index(outer.refine_index)
+    return "vectors" if copy.sq.qtype == faiss.ScalarQuantizer.QT_fp16 else "components"
 
 
 def _faiss():

@@ -425,10 +425,12 @@ class _Build:
 
     def _build_ann_files(self, name: str, arrays: dict[str, np.ndarray], ann: str, which: Sequence[str]) -> None:
         """Build shard `name`'s ANN files of the arrays `which`, each on disk before a transaction lists it. Only
-        the image representations' keeps an fp16 copy for refining (image queries are answered from the file
-        alone); text queries re-score their candidates from the shard's own rows, which keeps the build short."""
+        the image representations' keeps an fp16 copy of the vectors (image queries are answered from the file
+        alone); the text spaces' keep 6-bit components, and their few best candidates are re-scored from the
+        shard's own rows, which keeps the build short and the files small."""
         for array, file in ann_files(name, ann, which).items():
-            build_ann(ann, arrays[array], self.folder / file, self.n_trees, refine=array == "image_embeds")
+            refine = "vectors" if array == "image_embeds" else "components"
+            build_ann(ann, arrays[array], self.folder / file, self.n_trees, refine=refine)
             with open(self.folder / file, "rb") as written:
                 os.fsync(written.fileno())
 

