@@ -219,6 +219,14 @@ def test_text_spaces_get_their_own_ann_files_whose_candidates_are_rescored_exact
             assert [score for _, score in found] == pytest.approx(exact.tolist(), abs=1e-5)
 
 
+def _rows_rescored(index, queries: np.ndarray, units: np.ndarray, monkeypatch) -> set[int]:
+    """How many rows each retrieval query re-scored from the shard, checking the answers' recall on the way."""
+    rescored = []
+    monkeypatch.setattr(index.shards[0], "read_rows", lambda array, rows: rescored.append(len(rows)) or units[rows])
+    assert _recall(index, queries, "retrieval_embeds") >= 0.95
+    return set(rescored)
+
+
 def test_a_text_file_without_a_copy_as_older_builds_wrote_it_rescores_every_candidate(tmp_path, monkeypatch):
     import faiss
 
@@ -229,20 +237,14 @@ def test_a_text_file_without_a_copy_as_older_builds_wrote_it_rescores_every_cand
     index = _write(folder, vectors, np.arange(SIZE), "ivfpq", spaces)
     name, units = index.shards[0].name, ann_module.unit_rows(spaces["retrieval_embeds"])
     queries = spaces["retrieval_embeds"][:20] + 0.1 * rng.standard_normal((20, DIM)).astype(np.float32)
-    rescored = []
-    monkeypatch.setattr(index.shards[0], "read_rows", lambda array, rows: rescored.append(len(rows)) or units[rows])
-    assert _recall(index, queries, "retrieval_embeds") >= 0.95
-    assert set(rescored) == {ann_module.RESCORED_MIN}  # the 6-bit copy keeps the best few of 1,000 candidates
+    assert _rows_rescored(index, queries, units, monkeypatch) == {ann_module.RESCORED_MIN}  # the copy keeps a few
     older = faiss.index_factory(DIM, f"IVF{SIZE // 100},PQ{DIM // 2}x4fs", faiss.METRIC_INNER_PRODUCT)
     older.train(units)
     older.add(units)
     faiss.write_index(older, str(folder / ann_files(name, "ivfpq")["retrieval_embeds"]))
     index = GalleryIndex.load(folder)
     assert index.shards[0].ann_indexes["retrieval_embeds"].refine is None
-    rescored.clear()
-    monkeypatch.setattr(index.shards[0], "read_rows", lambda array, rows: rescored.append(len(rows)) or units[rows])
-    assert _recall(index, queries, "retrieval_embeds") >= 0.95
-    assert set(rescored) == {ann_module.CANDIDATES_MIN}  # every candidate of the 4-bit codes, not the fewer kept
+    assert _rows_rescored(index, queries, units, monkeypatch) == {ann_module.CANDIDATES_MIN}  # every candidate
 
 
 def test_an_older_index_searches_text_exactly_until_onenet_index_adds_its_files(tmp_path, monkeypatch):
