@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from .create.memory import check_memory
 from .errors import OneNetError
 from .hub import MODEL_ENV, default_model, resolve_model
 from .options import (
@@ -161,6 +162,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     for option, file in (("--output", args.output), ("--captions-output", args.captions_output)):
         if file:
             check_output_file(file, option)  # before the work, not after it
+    {"captions": _check_caption_options, "tags": _check_tag_options}.get(args.task, lambda args: None)(args)
     net = _load(args) if args.task != "analogy" or args.space == "learned" else None
     from .evaluation import evaluate, format_table
 
@@ -229,13 +231,25 @@ def _for_each_image(args: argparse.Namespace, describe) -> int:
     return 1 if failed else 0
 
 
-def _caption(args: argparse.Namespace) -> int:
+def _check_caption_options(args: argparse.Namespace) -> None:
+    """The decoding options of `caption` and `evaluate --task captions`, checked before the model loads."""
     if args.beam_size is not None:
-        check_beam_size(args.beam_size)  # before the model loads
+        check_beam_size(args.beam_size)
     if args.no_repeat_ngram_size is not None:
         check_no_repeat_ngram_size(args.no_repeat_ngram_size)
     if args.length_penalty is not None:
         check_length_penalty(args.length_penalty)
+
+
+def _check_tag_options(args: argparse.Namespace) -> None:
+    """The tagger's options of `tag` and `evaluate --task tags`, checked before the model loads."""
+    check_caption_samples(args.caption_samples)
+    check_weight("caption_weight", args.caption_weight)
+    check_weight("imagenet_weight", args.imagenet_weight)
+
+
+def _caption(args: argparse.Namespace) -> int:
+    _check_caption_options(args)
     labels = _imagenet_labels(args)
     options = (args.beam_size, args.length_penalty, args.no_repeat_ngram_size, args.imagenet_steering)
     return _for_each_image(args, lambda net, image: net.caption(image, *options, imagenet_labels=labels)[0].text)
@@ -250,9 +264,7 @@ def _imagenet_labels(args: argparse.Namespace) -> float:
 
 def _tag(args: argparse.Namespace) -> int:
     check_k(args.k)  # before the model loads
-    check_caption_samples(args.caption_samples)
-    check_weight("caption_weight", args.caption_weight)
-    check_weight("imagenet_weight", args.imagenet_weight)
+    _check_tag_options(args)
 
     def describe(net, image) -> str:
         tags = net.tag(image, args.k, args.caption_samples, args.caption_weight, args.imagenet_weight)[0]
@@ -535,6 +547,7 @@ def _check_optimisation(args: argparse.Namespace, **weights: float) -> None:
 def _visualize(args: argparse.Namespace) -> int:
     check_image_count(args.images)
     _check_optimisation(args, diversity=args.diversity)
+    check_memory(args.size, images=args.images)
     net = _load(args)
     snapshot = net.visualize(
         args.imagenet_class, args.channel, args.unit, args.stage, args.steps, args.seed, args.images, args.diversity,
@@ -546,6 +559,7 @@ def _visualize(args: argparse.Namespace) -> int:
 def _imagine(args: argparse.Namespace) -> int:
     check_text_length(args.text, "sentence")  # before the model loads
     _check_optimisation(args)
+    check_memory(args.size)
     snapshot = _load(args).imagine(args.text, args.steps, args.seed, args.size)
     return _save_imagined(snapshot, args.out, "imagined image")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import OneNetError
 from .utils.atomic_files import check_output_file, check_output_folder
+from .utils.checks import check_integer
 from .utils.messages import shorten
 from .utils.ranking import check_k
 
@@ -31,16 +32,12 @@ LABEL_THRESHOLD = 0.3  # a label word's chance (summed over its classes) from wh
 
 def check_beam_size(beam_size: int, maximum: int = MAX_BEAM_SIZE) -> None:
     """A beam of 1 (greedy) to `maximum` hypotheses: the cap bounds time and memory (both grow with the beam)."""
-    if not isinstance(beam_size, int) or isinstance(beam_size, bool) or not 1 <= beam_size <= maximum:
-        raise OneNetError(f"beam_size must be an integer from 1 to {maximum}, got {str(beam_size)[:20]}")
+    check_integer("beam_size", beam_size, 1, maximum)
 
 
 def check_no_repeat_ngram_size(size: int) -> None:
     """0 (off) or an n-gram length from 1 to MAX_NO_REPEAT_NGRAM_SIZE."""
-    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_NO_REPEAT_NGRAM_SIZE:
-        raise OneNetError(
-            f"no_repeat_ngram_size must be an integer from 0 (off) to {MAX_NO_REPEAT_NGRAM_SIZE}, got {str(size)[:20]}"
-        )
+    check_integer("no_repeat_ngram_size", size, 0, MAX_NO_REPEAT_NGRAM_SIZE, low_text="0 (off)")
 
 
 def check_length_penalty(penalty: float) -> None:
@@ -91,15 +88,13 @@ def check_neuron_sizes(k: int, n_words: int, n: int = 1) -> None:
     """Caps on one request: k top images per neuron, `n_words` words per neuron (0: skip the decoder), and n
     distinctive neurons of an image."""
     check_k(k, MAX_NEURON_IMAGES)
-    for name, value, low, high in (("n_words", n_words, 0, MAX_NEURON_WORDS), ("n", n, 1, MAX_NEURONS)):
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise OneNetError(f"{name} must be an integer from {low} to {high}, got {str(value)[:20]}")
+    check_integer("n_words", n_words, 0, MAX_NEURON_WORDS)
+    check_integer("n", n, 1, MAX_NEURONS)
 
 
 def check_channels(channels: int) -> None:
     """Channels shown per stage: 1 to MAX_CHANNELS (a stage with fewer shows all of its own)."""
-    if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= MAX_CHANNELS:
-        raise OneNetError(f"channels must be an integer from 1 to {MAX_CHANNELS}, got {str(channels)[:20]}")
+    check_integer("channels", channels, 1, MAX_CHANNELS)
 
 
 # The optimisation uses (imagine/optimization.py; imagine/visualize.py, imagine.py, dream.py, style.py).
@@ -122,38 +117,30 @@ STYLE_WEIGHT = 10.0
 
 
 def check_steps(steps: int, limit: int = MAX_STEPS) -> int:
-    """Steps must be a whole number from 1 to `limit`."""
-    if isinstance(steps, bool) or not isinstance(steps, Integral) or not 1 <= steps <= limit:
-        raise OneNetError(f"steps must be a whole number from 1 to {limit}, got {steps!r}")
-    return int(steps)
+    """Steps: 1 to `limit`."""
+    return check_integer("steps", steps, 1, limit)
 
 
 def check_image_size(size: int, limit: int = MAX_IMAGE_SIZE) -> int:
     """An image side in pixels from MIN_IMAGE_SIZE to `limit`."""
-    if isinstance(size, bool) or not isinstance(size, Integral) or not MIN_IMAGE_SIZE <= size <= limit:
-        raise OneNetError(f"image size must be {MIN_IMAGE_SIZE} to {limit} pixels, got {size!r}")
-    return int(size)
+    return check_integer("image size", size, MIN_IMAGE_SIZE, limit, high_text=f"{limit:,} pixels")
 
 
 def check_seed(seed: int) -> int:
     """A random seed: a whole number from 0 to 2**63 - 1, as torch's generator takes."""
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < 2**63:
-        raise OneNetError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
-    return int(seed)
+    return check_integer("seed", seed, 0, 2**63 - 1, high_text="2**63 - 1")
 
 
 def check_image_count(images: int) -> int:
     """Images optimised together: 1 to MAX_OPTIMIZED_IMAGES."""
-    if isinstance(images, bool) or not isinstance(images, Integral) or not 1 <= images <= MAX_OPTIMIZED_IMAGES:
-        raise OneNetError(f"images must be 1 to {MAX_OPTIMIZED_IMAGES}, got {images}")
-    return int(images)
+    return check_integer("images", images, 1, MAX_OPTIMIZED_IMAGES)
 
 
 def check_octaves(octaves: int, steps: int) -> None:
     """1 to MAX_DREAM_OCTAVES octaves, each given at least one of the `steps`."""
-    if not isinstance(octaves, int) or isinstance(octaves, bool) or not 1 <= octaves <= MAX_DREAM_OCTAVES:
-        raise OneNetError(f"octaves must be an integer from 1 to {MAX_DREAM_OCTAVES}, got {str(octaves)[:20]}")
-    if isinstance(steps, int) and 1 <= steps < octaves:  # a steps value bad on its own is check_steps' to name
+    check_integer("octaves", octaves, 1, MAX_DREAM_OCTAVES)
+    # a steps value bad on its own is check_steps' to name
+    if isinstance(steps, Integral) and not isinstance(steps, bool) and 1 <= steps < octaves:
         raise OneNetError(f"steps ({steps}) must be at least the number of octaves ({octaves})")
 
 
@@ -204,9 +191,7 @@ def variant_name(variant: str) -> str:
 
 def check_caption_samples(samples: int) -> int:
     """Captions a tagger samples per image: 0 (the tag head alone) to MAX_CAPTION_SAMPLES."""
-    if isinstance(samples, bool) or not isinstance(samples, Integral) or not 0 <= samples <= MAX_CAPTION_SAMPLES:
-        raise OneNetError(f"caption_samples must be 0 to {MAX_CAPTION_SAMPLES}, got {str(samples)[:20]}")
-    return int(samples)
+    return check_integer("caption_samples", samples, 0, MAX_CAPTION_SAMPLES)
 
 
 def check_weight(name: str, weight: float, maximum: float = MAX_WEIGHT) -> None:

@@ -195,6 +195,7 @@ def test_text_spaces_get_their_own_ann_files_whose_candidates_are_rescored_exact
     import faiss
 
     monkeypatch.setattr(indexing, "EXACT_SEARCH_MAX_IMAGES", 1000)
+    monkeypatch.setattr(ann_module, "PCA_DIMS", 16)  # as 128 of 512: the files' layout with their PCA
     rng = np.random.default_rng(3)
     vectors, spaces = _vectors(rng), _text_spaces(rng)
     kept = np.setdiff1d(np.arange(SIZE), np.arange(0, SIZE, 7))  # dead rows too
@@ -204,9 +205,17 @@ def test_text_spaces_get_their_own_ann_files_whose_candidates_are_rescored_exact
     assert shard.size == SIZE and set(shard.ann_indexes) == set(SEARCH_ARRAYS)
     assert all((tmp_path / "index" / file).is_file() for file in ann_files(shard.name, "ivfpq").values())
     for array, ann in shard.ann_indexes.items():  # the image side keeps fp16 vectors, the text sides 6-bit components
-        copy = faiss.downcast_index(faiss.downcast_index(ann._index).refine_index)
+        outer = faiss.downcast_index(ann._index)
+        if array == "image_embeds":  # the copy re-ranks the whole search, over every dimension
+            copy, width = faiss.downcast_index(outer.refine_index), DIM
+        else:  # the copy sits behind the PCA, over its components
+            assert (
+                isinstance(outer, faiss.IndexPreTransform)
+                and not faiss.vector_to_array(faiss.downcast_VectorTransform(outer.chain.at(0)).b).any()
+            )
+            copy, width = faiss.downcast_index(faiss.downcast_index(outer.index).refine_index), 16
         quantizer = faiss.ScalarQuantizer
-        assert ann.refine == ("vectors" if array == "image_embeds" else "components")
+        assert ann.refine == ("vectors" if array == "image_embeds" else "components") and copy.d == width
         assert copy.sq.qtype == (quantizer.QT_fp16 if array == "image_embeds" else quantizer.QT_6bit)
     for array, space in spaces.items():
         queries = space[rng.choice(SIZE, 50, replace=False)] + 0.1 * rng.standard_normal((50, DIM)).astype(np.float32)

@@ -168,7 +168,7 @@ def test_evaluate_tags_and_retrieval(shapes_model_with_heads, shapes_dir, featur
     assert 0 <= result["metrics"]["tag_precision@5"] <= 1
     assert 0 <= result["metrics"]["share_outside_caption_vocabulary"] <= 1
     assert main([*args, "--task", "tags", "--caption-samples", "-1"]) == 2
-    assert "caption_samples must be 0 to 1000" in capsys.readouterr().err
+    assert "caption_samples must be an integer from 0 to 1,000" in capsys.readouterr().err
     assert main([*args, "--task", "tags", "--caption-weight", "-0.5"]) == 2
     assert "caption_weight must be a number from 0 (off) to 100" in capsys.readouterr().err
     assert main([*args, "--task", "tags", "--imagenet-weight", "nan"]) == 2
@@ -637,15 +637,19 @@ def test_errors_that_need_no_model_are_one_line_without_torch(tmp_path):
         ("neuron", "--unit", "1", "--index", missing): f"no gallery index at {missing}",
         ("layers", "x.jpg", "--out", str(tmp_path / "l"), "--channels", "0"): "channels must be an integer from 1",
         ("evaluate", "--data-dir", str(tmp_path), "--model", missing_model): "no such model folder",
-        ("dream", "x.jpg", "--steps", "0", "--out", str(tmp_path / "d.png")): "steps must be a whole number from 1",
+        ("evaluate", "--task", "tags", "--data-dir", str(tmp_path), "--caption-samples", "-1"): "caption_samples",
+        ("evaluate", "--task", "captions", "--data-dir", str(tmp_path), "--beam-size", "65"): "from 1 to 64, got 65",
+        ("dream", "x.jpg", "--steps", "0", "--out", str(tmp_path / "d.png")): "steps must be an integer from 1",
         ("dream", "x.jpg", "--strength", "nan", "--out", str(tmp_path / "d.png")): "strength must be a number from 0",
-        ("dream", "x.jpg", "--size", "0", "--out", str(tmp_path / "d.png")): "image size must be 64 to 1024 pixels",
-        ("style", "x.jpg", "y.jpg", "--steps", "-1", "--out", str(tmp_path / "s.png")): "steps must be a whole",
+        ("dream", "x.jpg", "--size", "0", "--out", str(tmp_path / "d.png")): "image size must be an integer from 64",
+        ("style", "x.jpg", "y.jpg", "--steps", "-1", "--out", str(tmp_path / "s.png")): "steps must be an integer",
         ("style", "x.jpg", "y.jpg", "--style-weight", "-1", "--out", str(tmp_path / "s.png")): "style weight must",
-        ("visualize", "--class", "1", "--images", "0", "--out", str(tmp_path / "v.png")): "images must be 1 to 8",
-        ("imagine", "a dog", "--size", "1", "--out", str(tmp_path / "i.png")): "image size must be 64 to 1024",
-        ("imagine", "a dog", "--seed", "-1", "--out", str(tmp_path / "i.png")): "seed must be a whole number",
-        ("tag", "x.jpg", "--caption-samples", "1001"): "caption_samples must be 0 to 1000, got 1001",
+        ("visualize", "--class", "1", "--images", "0", "--out", str(tmp_path / "v.png")): "images must be an integer",
+        ("imagine", "a dog", "--size", "1", "--out", str(tmp_path / "i.png")): "image size must be an integer from 64",
+        ("imagine", "a dog", "--seed", "-1", "--out", str(tmp_path / "i.png")): "seed must be an integer",
+        ("imagine", "a dog", "--size", "1024", "--out", str(tmp_path / "i.png")): "use size 564 or less",
+        ("visualize", "--class", "1", "--images", "8", "--out", str(tmp_path / "v.png")): "use size 199 or less",
+        ("tag", "x.jpg", "--caption-samples", "1001"): "caption_samples must be an integer from 0 to 1,000, got 1001",
         ("similar-words", "dog", "-k", "-1"): "k must be an integer from 1 to 1,000, got -1",
         ("analogy", "man", "king", "woman", "-k", "0"): "k must be an integer from 1 to 1,000, got 0",
         ("search", "a", "dog", "--index", missing, "-k", "1001"): "k must be an integer from 1 to 1,000",

@@ -37,7 +37,7 @@ def test_the_chosen_stage_fires_more_after_dreaming(tiny_net):
         (dict(octaves=0), "octaves must be an integer from 1 to 6"),
         (dict(steps=2, octaves=3), r"steps \(2\) must be at least the number of octaves \(3\)"),
         (dict(strength=-1.0), "strength must be a number from 0"),
-        (dict(steps=0), "steps must be a whole number"),
+        (dict(steps=0), "steps must be an integer"),
     ],
 )
 def test_one_error_each_for_bad_input(tiny_net, options, message):

@@ -10,20 +10,15 @@ from PIL import Image
 
 from onenet_hf.create.imagine import imagine_steps
 from onenet_hf.create.optimization import (
-    MEMORY_BUDGET_MB,
     FourierImage,
     PixelImage,
     check_image_size,
     check_learning_rate,
-    check_memory,
     check_steps,
     crop_and_resize,
     from_image,
-    largest_size,
     last,
-    memory_estimate_mb,
     optimize,
-    optimized_shape,
     random_transform,
     to_pil,
 )
@@ -80,38 +75,10 @@ def test_from_image_and_to_pil_round_trip(tmp_path):
     assert from_image(tmp_path / "x.png", size=40).shape == (1, 3, 40, 60)
 
 
-@pytest.mark.parametrize(
-    ("width", "height", "size", "expected"),
-    [
-        (600, 400, 260, (390, 260)),  # a photo up to 2:1: its short side is the size, as before
-        (400, 800, 100, (100, 200)),
-        (39_990, 1_000, 260, (2_325, 58)),  # a long one: size x size x 2 pixels, not 10,400x260
-        (16_000, 2, 260, (4_225, 32)),  # a thread: squeezed along its length, never thinner than 32
-    ],
-)
-def test_a_photo_is_optimised_at_a_bounded_number_of_pixels_whatever_its_shape(width, height, size, expected):
-    assert optimized_shape(width, height, size) == expected
-
-
 def test_from_image_of_a_long_photo_keeps_its_pixels_bounded(tmp_path):
     Image.new("RGB", (20_000, 300), (200, 30, 30)).save(tmp_path / "long.png")
     pixels = from_image(tmp_path / "long.png", size=64)
     assert pixels.shape[-1] * pixels.shape[-2] <= 2 * 64 * 64 and min(pixels.shape[-2:]) >= 32
-
-
-def test_the_memory_check_refuses_what_would_pass_the_budget_and_names_the_size_that_fits():
-    check_memory(260, images=4)  # within the budget: nothing said
-    with pytest.raises(
-        OneNetError, match=r"size 1024 \(1024x1024 pixels\) needs about 3,371 MiB .* use size 564 or less$"
-    ):
-        check_memory(1024)
-    with pytest.raises(OneNetError, match=r"x 8 images\) .* use size 199 or less or fewer images"):
-        check_memory(260, images=8)
-    with pytest.raises(OneNetError, match="use size 399 or less"):
-        check_memory(512, (4_000, 1_000))  # a photo 4:1: optimised at 2 x size x size pixels
-    fits, too_large = optimized_shape(4_000, 1_000, 399), optimized_shape(4_000, 1_000, 400)
-    assert memory_estimate_mb(*fits) <= MEMORY_BUDGET_MB < memory_estimate_mb(*too_large)
-    assert largest_size((4_000, 1_000)) == 399 and largest_size(images=8) == 199
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,7 @@ def test_a_custom_bank_is_used_and_a_bad_one_refused(tiny_net, tmp_path):
         ("   ", {}, "the sentence is empty"),
         ("a purple circle", {}, "not in the caption vocabulary: 'purple'"),
         ("!!!", {}, "has no words"),
-        ("a red circle", dict(steps=0), "steps must be a whole number from 1"),
+        ("a red circle", dict(steps=0), "steps must be an integer from 1"),
         ("a red circle", dict(seed=-1), "seed must be"),
     ],
 )
@@ -122,5 +122,5 @@ def test_cli_visualize_imagine_dream_and_style_write_pngs(tiny_net, tmp_path, ca
     assert main(["imagine", "a red circle", *small, "--out", str(tmp_path / "none" / "x.png")]) == 2
     assert "its folder does not exist" in capsys.readouterr().err
     assert main(["dream", str(photo), "--model", str(model_dir), "--steps", "0", "--out", str(tmp_path / "d.png")]) == 2
-    assert "steps must be a whole number from 1 to 2000, got 0" in capsys.readouterr().err
+    assert "steps must be an integer from 1 to 2,000, got 0" in capsys.readouterr().err
     assert not (tmp_path / "d.png").exists()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -250,6 +250,27 @@ def test_a_user_error_reaches_the_page_paths_cut_and_leaves_no_traceback_in_the_
     with pytest.raises(app.gr.Error) as caught:
         refused()
     assert caught.value.message == "holiday.jpg: not an image" and caught.value.print_exception is False
+
+
+def test_only_pillow_s_errors_on_an_upload_are_blamed_on_it(app, monkeypatch, tmp_path):
+    upload = tmp_path / "notes.png"
+    upload.write_text("not an image")
+    monkeypatch.setattr(app.gr.Image, "preprocess", lambda self, payload: Image.open(upload))
+    with pytest.raises(app.gr.Error, match="the upload is not an image OneNet can read"):
+        app.image_input("photo").preprocess(None)
+    monkeypatch.setattr(app.gr.Image, "preprocess", lambda self, payload: {}["a bug in gradio"])
+    with pytest.raises(KeyError):  # not hidden behind "not an image": gradio logs its traceback
+        app.image_input("photo").preprocess(None)
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8)).save(photo)
+
+    def out_of_memory(self):
+        raise MemoryError  # raised inside Image.open, yet the machine's fault, not the upload's
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "_open", out_of_memory)
+    monkeypatch.setattr(app.gr.Image, "preprocess", lambda self, payload: Image.open(photo))
+    with pytest.raises(MemoryError):
+        app.image_input("photo").preprocess(None)
 
 
 def test_an_upload_that_is_not_an_image_is_told_so_and_the_server_keeps_serving(client, tmp_path):

@@ -33,7 +33,7 @@ def test_style_loss_falls_while_content_stays_below_the_style_photo(tiny_net, tm
     [
         (dict(content_weight=-1), "content weight must be a number from 0"),
         (dict(style_weight=float("inf")), "style weight must be a number from 0"),
-        (dict(steps=10**5), "steps must be a whole number from 1 to 2000"),
+        (dict(steps=10**5), "steps must be an integer from 1 to 2,000"),
     ],
 )
 def test_one_error_each_for_bad_input(tiny_net, options, message):

@@ -71,7 +71,7 @@ def test_sampled_captions_reorder_the_head_and_zero_samples_leave_it_alone():
     assert {w.word for w in tagger.top_words(images, 2)[0]} == {"red", "circle"}
     assert tagger.top_words(images, 1)[1][0].word == "square"
     for bad in (-1, 1001):
-        with pytest.raises(OneNetError, match="caption_samples must be 0 to 1000"):
+        with pytest.raises(OneNetError, match="caption_samples must be an integer from 0 to 1,000"):
             scripted_tagger(["a red circle"], caption_samples=bad)
 
 

@@ -87,8 +87,8 @@ def peak_of(command: list[str]) -> tuple[int, float, str]:
 
 def commands(folder: Path, model: str, tiff: Path) -> list[list[str]]:
     """Every command that loads an image, on the float TIFF, and the optimisation uses at their largest
-    settings within the memory check (`create.optimization.largest_size`)."""
-    from onenet_hf.create.optimization import largest_size
+    settings within the memory check (`create.memory.largest_size`)."""
+    from onenet_hf.create.memory import largest_size
     from onenet_hf.images import load_image
 
     photo = load_image(tiff).size  # dream and style check the photo as loaded (reduced to about a megapixel)
@@ -111,11 +111,11 @@ def commands(folder: Path, model: str, tiff: Path) -> list[list[str]]:
     ]
 
 
-# The peaks `create.optimization.MEMORY_BASE_MB` and `MEMORY_MB_PER_MEGAPIXEL` are fitted to: square images
+# The peaks `create.memory.MEMORY_BASE_MB` and `MEMORY_MB_PER_MEGAPIXEL` are fitted to: square images
 # optimised at once (260x260, 512x512, 2 x 512x512; dream and style on a square photo), run with the memory
 # check lifted, as the last visualize is over the budget that the fit sets.
 UNCHECKED = (
-    "import sys; from onenet_hf.create import optimization; optimization.MEMORY_BUDGET_MB = float('inf'); "
+    "import sys; from onenet_hf.create import memory; memory.MEMORY_BUDGET_MB = float('inf'); "
     "from onenet_hf.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 

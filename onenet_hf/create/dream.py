@@ -22,11 +22,11 @@ from ..options import DREAM_STEPS as STEPS
 from ..options import DREAM_STRENGTH as STRENGTH
 from ..options import check_octaves, check_weight
 from ..processing_onenet import OneNetProcessor
+from .memory import check_memory
 from .optimization import (
     Snapshot,
     backbone_input,
     check_image_size,
-    check_memory,
     check_seed,
     check_stage,
     check_steps,

@@ -26,13 +26,13 @@ from ..modeling_onenet import OneNetModel
 from ..options import IMAGINE_STEPS as STEPS
 from ..processing_onenet import OneNetProcessor
 from ..uses.caption import sentence_token_ids
+from .memory import check_memory
 from .optimization import (
     FourierImage,
     Snapshot,
     backbone_input,
     check_image_size,
     check_learning_rate,
-    check_memory,
     check_seed,
     check_steps,
     optimize,

@@ -24,21 +24,9 @@ from torch import nn
 from ..errors import OneNetError
 from ..images import ImageLike, load_image
 from ..modeling_onenet import OneNetModel
-from ..options import MAX_IMAGE_SIZE, MAX_STEPS, MIN_IMAGE_SIZE, check_image_size, check_seed, check_steps
-from ..options import MAX_OPTIMIZED_IMAGES as MAX_IMAGES
+from ..options import MAX_STEPS, check_image_size, check_seed, check_steps
+from .memory import optimized_shape
 
-MAX_ASPECT = 2  # a photo is optimised at size x size x this many pixels at most, whatever its shape
-MIN_OPTIMIZED_SIDE = 32  # pixels: the backbone's stride; a thinner photo is squeezed, not made thinner
-# Peak memory of one optimisation run grows with the pixels optimised at once (images x height x width; not with
-# the steps): about MEMORY_BASE_MB for the process with the model loaded, plus MEMORY_MB_PER_MEGAPIXEL (a pass
-# through the backbone with gradients). Fitted, rounded up, to `onenet visualize`, `dream` and `style` peaks
-# (bench/speed/image_memory.py --commands, its `fit_points`: 698 MB at 260x260, 1,202 MB at 512x512, 1,848 MB at
-# 2 x 512x512).
-MEMORY_BASE_MB = 540
-MEMORY_MB_PER_MEGAPIXEL = 2_700
-# MB here are MiB, as ru_maxrss counts them. 1,400 MiB (1.47 GB) keeps a run under the stated 1.5 GB bound of one
-# command (Limits): at 1,500 a dream at the largest size allowed peaked at 1,467 MiB, 1.54 GB.
-MEMORY_BUDGET_MB = 1_400
 # The square root of ImageNet's RGB colour correlation (from its SVD), as Lucid uses it: a parameter vector
 # moves along decorrelated colour directions, scaled so that the largest column has norm 1.
 COLOR_CORRELATION_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
@@ -53,40 +41,6 @@ def with_gradients(steps_function: SnapshotSteps) -> SnapshotSteps:
     included): torch's grad-mode decorators re-enter around each resumption of a generator and give the caller
     back its own mode at each yield, which a `with` block inside the generator would not."""
     return torch.inference_mode(False)(torch.enable_grad()(steps_function))
-
-
-def memory_estimate_mb(width: int, height: int, images: int = 1) -> float:
-    """The estimated peak memory (MiB) of optimising `images` images of width x height at once."""
-    return MEMORY_BASE_MB + MEMORY_MB_PER_MEGAPIXEL * images * width * height / 1e6
-
-
-def check_memory(size: int, photo: tuple[int, int] | None = None, images: int = 1) -> None:
-    """Refuse, before any step, an optimisation at `size` whose estimated peak memory passes MEMORY_BUDGET_MB;
-    what is optimised is size x size pixels, or a photo of `photo` (width, height) pixels at `optimized_shape`.
-    The message names the largest size that fits, so the way out is one option."""
-    width, height = _optimized_pixels(size, photo)
-    estimate = memory_estimate_mb(width, height, images)
-    if estimate <= MEMORY_BUDGET_MB:
-        return
-    count, more = (f" x {images} images", " or fewer images") if images > 1 else ("", "")
-    raise OneNetError(
-        f"size {size} ({width}x{height} pixels{count}) needs about {estimate:,.0f} MiB of memory, more than "
-        f"the {MEMORY_BUDGET_MB:,} MiB one run may use: use size {largest_size(photo, images)} or less{more}"
-    )
-
-
-def largest_size(photo: tuple[int, int] | None = None, images: int = 1) -> int:
-    """The largest size `check_memory` accepts for `images` images (or a photo of `photo` pixels)."""
-    fits = (
-        side
-        for side in range(MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, -1)
-        if memory_estimate_mb(*_optimized_pixels(side, photo), images) <= MEMORY_BUDGET_MB
-    )
-    return next(fits, MIN_IMAGE_SIZE)
-
-
-def _optimized_pixels(size: int, photo: tuple[int, int] | None) -> tuple[int, int]:
-    return (size, size) if photo is None else optimized_shape(*photo, size)
 
 
 def check_learning_rate(rate: float) -> float:
@@ -165,19 +119,6 @@ def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
     """(B, 3, H, W) pixels in [0, 1] -> RGB images."""
     array = (pixels.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return [Image.fromarray(np.ascontiguousarray(image)) for image in array]
-
-
-def optimized_shape(width: int, height: int, size: int) -> tuple[int, int]:
-    """The (width, height) a photo is optimised at: its short side `size`, unless that would pass MAX_ASPECT x
-    size x size pixels (a photo longer than 2:1), then that many pixels, its short side not below
-    MIN_OPTIMIZED_SIDE (a thinner photo is squeezed along its length). Memory grows with these pixels."""
-    scale = min(size / min(width, height), math.sqrt(MAX_ASPECT * size * size / (width * height)))
-    new_width, new_height = max(1, round(width * scale)), max(1, round(height * scale))
-    short = min(new_width, new_height)
-    if short < MIN_OPTIMIZED_SIDE:
-        long = min(max(new_width, new_height), MAX_ASPECT * size * size // MIN_OPTIMIZED_SIDE)
-        new_width, new_height = (long, MIN_OPTIMIZED_SIDE) if new_width > new_height else (MIN_OPTIMIZED_SIDE, long)
-    return new_width, new_height
 
 
 def from_image(image: ImageLike, size: int | None = None) -> torch.Tensor:
@@ -267,20 +208,17 @@ def check_stage(model: OneNetModel, stage: str) -> str:
 
 __all__ = [
     "FourierImage",
-    "MAX_IMAGES",
     "MAX_STEPS",
     "PixelImage",
     "Snapshot",
     "check_image_size",
     "check_learning_rate",
-    "check_memory",
     "check_seed",
     "check_stage",
     "check_steps",
     "crop_and_resize",
     "from_image",
     "optimize",
-    "optimized_shape",
     "random_transform",
     "stage_widths",
     "to_pil",

@@ -22,13 +22,13 @@ from ..modeling_onenet import OneNetModel
 from ..options import CONTENT_WEIGHT, STYLE_WEIGHT, check_weight
 from ..options import STYLE_STEPS as STEPS
 from ..processing_onenet import OneNetProcessor
+from .memory import check_memory
 from .optimization import (
     PixelImage,
     Snapshot,
     backbone_input,
     check_image_size,
     check_learning_rate,
-    check_memory,
     check_steps,
     from_image,
     optimize,

@@ -22,13 +22,13 @@ from ..modeling_onenet import OneNetModel
 from ..options import VISUALIZE_STEPS as STEPS
 from ..options import check_image_count, check_weight
 from ..processing_onenet import OneNetProcessor
+from .memory import check_memory
 from .optimization import (
     FourierImage,
     Snapshot,
     backbone_input,
     check_image_size,
     check_learning_rate,
-    check_memory,
     check_seed,
     check_stage,
     check_steps,

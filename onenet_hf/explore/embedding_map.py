@@ -35,6 +35,7 @@ from ..options import COLOR_BY, MAP_METHODS, check_map_path
 from ..options import MAP_SUFFIXES as MAP_SUFFIXES
 from ..processing_onenet import OneNetProcessor
 from ..uses.tag import Tagger
+from ..utils.checks import check_integer
 from ..utils.extras import require
 from ..utils.messages import shorten
 
@@ -246,8 +247,7 @@ def _check_choices(method: str, color_by: str, seed: int) -> None:
         raise OneNetError(f"unknown map method {shorten(method)}; choose one of {MAP_METHODS}")
     if color_by not in COLOR_BY:
         raise OneNetError(f"unknown colouring {shorten(color_by)}; choose one of {COLOR_BY}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
-        raise OneNetError(f"seed must be an integer from 0 to 2**32 - 1, got {shorten(seed)}")
+    check_integer("seed", seed, 0, 2**32 - 1, high_text="2**32 - 1")
 
 
 class _Progress:
@@ -347,8 +347,7 @@ def word_rows(vectors: WordVectors, words: Sequence[str] | None, top_words: int 
         if isinstance(words, str):
             raise OneNetError("give the words as a list, e.g. ['dog', 'cat']")
         return vectors.ids(dict.fromkeys(word.strip().lower() for word in words if word.strip()))
-    if not isinstance(top_words, int) or isinstance(top_words, bool) or not 1 <= top_words <= MAX_MAP_POINTS:
-        raise OneNetError(f"top_words must be an integer from 1 to {MAX_MAP_POINTS:,}, got {shorten(top_words)}")
+    check_integer("top_words", top_words, 1, MAX_MAP_POINTS)
     return list(itertools.islice((row for row, word in enumerate(vectors.words) if word.isalpha()), top_words))
 
 

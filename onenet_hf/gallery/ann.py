@@ -32,8 +32,8 @@ PQ_DIMS = 2  # dims per product-quantiser sub-vector, 4 bits each: 32 bytes a 12
 REFINE_FACTOR = 30  # k x this many quantised candidates are re-ranked by cosine (from the fp16 copy)
 # Text queries sit apart from the images they find (the two sides of a shared space meet only roughly), so their
 # neighbours spread over more lists than an image's. Chosen on the 1M bench's sweeps (text search page, runs 13, 15):
-RETRIEVAL_PROBE_SHARE = 512 / 1024  # search's 100 candidates: recall@100 0.9991 with 30 x 100 re-scored (run 15)
-TAG_PROBE_SHARE = 256 / 1024  # glove search's 10: recall@10 0.989 with 1,000 re-scored (run 13)
+RETRIEVAL_PROBE_SHARE = 512 / 1024  # search's 100 candidates: recall@100 0.9990 with 2 x 100 re-scored (run 20)
+TAG_PROBE_SHARE = 256 / 1024  # glove search's 10: recall@10 0.9880 with 50 of 1,000 re-scored (run 20)
 # A text file's 4-bit codes give k x CANDIDATES_PER_RESULT candidates (at least CANDIDATES_MIN); its 6-bit copy of the
 # components keeps k x RESCORED_PER_RESULT of them (at least RESCORED_MIN), re-scored exactly from the shard's own
 # rows, each read on its own (about 2 us a row). An older text file without the 6-bit copy re-scores every candidate.
@@ -61,7 +61,7 @@ def build_ann(
     """Build the `method` index over `vectors` (rows in shard order) and write it to `path`. An ivfpq file re-ranks
     its candidates from a copy kept inside it, `refine`: "vectors" (fp16, every dimension: its order is the
     answer) or "components" (6-bit, the principal components: its order picks the candidates `ShardAnn` re-scores
-    from the shard's rows), a quarter of the bytes and half the build time of the fp16 copy of a 512-d array."""
+    from the shard's rows), 96 bytes a vector where an fp16 copy of a 512-d array takes 1,024."""
     if method == "ivfpq":
         faiss = _faiss()
         lists = max(1, min(IVF_LISTS, len(vectors) // 100))
@@ -155,27 +155,28 @@ class ShardAnn:
         """Up to k (shard position, cosine) pairs, best first, among the shard's live positions.
 
         Unless the file re-ranks with the vectors themselves, its candidates are re-scored exactly from the shard's
-        rows of `array`: those its 6-bit copy of the components keeps (k x RESCORED_PER_RESULT), or every one of an
-        older file without it (k x CANDIDATES_PER_RESULT). Dead positions (deleted or changed images) are dropped
-        from an answer fetched a little larger; only when they crowd it out is the search run again with them
-        excluded inside the library, which costs more per query (faiss's ID filter slows its SIMD scan)."""
+        rows of `array`: those its 6-bit copy of the components keeps (k x RESCORED_PER_RESULT, at least
+        RESCORED_MIN), or every one of an older file without it (k x CANDIDATES_PER_RESULT, at least
+        CANDIDATES_MIN). Dead positions (deleted or changed images) are dropped from an answer fetched a little
+        larger; only when they crowd it out is the search run again with them excluded inside the library, which
+        costs more per query (faiss's ID filter slows its SIMD scan)."""
         vector = unit_rows(vector[None])[0]
-        candidates = max(CANDIDATES_MIN, CANDIDATES_PER_RESULT * k)
-        wanted, factor = {
-            "vectors": (k, REFINE_FACTOR),
-            "components": (max(RESCORED_MIN, RESCORED_PER_RESULT * k), None),
-            None: (candidates, None),
+        # (answers wanted from faiss, quantised candidates its copy ranks to give them)
+        quantised = max(CANDIDATES_MIN, CANDIDATES_PER_RESULT * k)
+        wanted, candidates = {
+            "vectors": (k, REFINE_FACTOR * k),
+            "components": (max(RESCORED_MIN, RESCORED_PER_RESULT * k), quantised),
+            None: (quantised, quantised),
         }[self.refine]
-        factor = factor or candidates / wanted
         if shard.live is None:
-            pairs = self._candidates(vector, wanted, shard, exclude_dead=False, refine=factor)
+            pairs = self._candidates(vector, wanted, shard, exclude_dead=False, candidates=candidates)
         else:
-            # a few more than asked, re-ranking no more candidates than k alone would (ivfpq's cost grows with them)
+            # a few more than asked, from as many quantised candidates as k alone takes (ivfpq's cost grows with them)
             fetch = math.ceil(wanted / shard.live_share) + 2
-            pairs = self._candidates(vector, fetch, shard, exclude_dead=False, refine=factor * wanted / fetch)
+            pairs = self._candidates(vector, fetch, shard, exclude_dead=False, candidates=max(candidates, fetch))
             pairs = [(position, score) for position, score in pairs if shard.live[position]]
             if len(pairs) < wanted:
-                pairs = self._candidates(vector, wanted, shard, exclude_dead=True, refine=factor)
+                pairs = self._candidates(vector, wanted, shard, exclude_dead=True, candidates=candidates)
         if self.refine != "vectors" and pairs:
             positions = np.array([position for position, _ in pairs])
             scores = unit_rows(shard.read_rows(self.array, positions)) @ vector
@@ -184,10 +185,10 @@ class ShardAnn:
         return pairs[:k]
 
     def _candidates(
-        self, vector: np.ndarray, k: int, shard: Shard, exclude_dead: bool, refine: float
+        self, vector: np.ndarray, k: int, shard: Shard, exclude_dead: bool, candidates: int
     ) -> list[tuple[int, float]]:
-        """The search itself; `refine`: an ivfpq file with a copy re-ranks k x this many quantised candidates by
-        it (constants read at each call: bench/speed/gallery_scale.py sweeps them)."""
+        """The search itself; an ivfpq file with a copy ranks this many quantised `candidates` by it for its k
+        (constants read at each call: bench/speed/gallery_scale.py sweeps them)."""
         if self.method == "annoy":
             dead = shard.size - len(shard.positions) if exclude_dead else 0
             positions, distances = self._index.get_nns_by_vector(
@@ -200,7 +201,9 @@ class ShardAnn:
         if self.method == "ivfpq":
             params = faiss.SearchParametersIVF(nprobe=max(1, round(self._lists * self.probe_share)), sel=selector)
             if self.refine:
-                params = faiss.IndexRefineSearchParameters(k_factor=max(refine, 1.0), base_index_params=params)
+                # faiss takes k x k_factor (a float32) as the count: half a candidate over it, never one short
+                factor = max((candidates + 0.5) / k, 1.0)
+                params = faiss.IndexRefineSearchParameters(k_factor=factor, base_index_params=params)
         else:
             params = faiss.SearchParametersHNSW(efSearch=max(HNSW_SEARCH, k), sel=selector)
         scores, positions = self._index.search(vector[None], k, params=params)
@@ -217,8 +220,9 @@ def _refine_copy(index) -> str | None:
         return "components" if isinstance(faiss.downcast_index(outer.index), faiss.IndexRefine) else None
     if not isinstance(outer, faiss.IndexRefine):
         return None
-    copy = faiss.downcast_index(outer.refine_index)
-    return "vectors" if copy.sq.qtype == faiss.ScalarQuantizer.QT_fp16 else "components"
+    copy = faiss.downcast_index(outer.refine_index)  # fp16 now; flat in files of early December 2026
+    quantised = isinstance(copy, faiss.IndexScalarQuantizer) and copy.sq.qtype != faiss.ScalarQuantizer.QT_fp16
+    return "components" if quantised else "vectors"
 
 
 def _faiss():

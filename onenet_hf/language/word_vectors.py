@@ -71,7 +71,7 @@ class WordVectors:
         self.name = name
         self.words = list(words)
         self.index = {word: i for i, word in enumerate(self.words)}
-        self.vectors = np.array(vectors, dtype=np.float32, copy=True if copy else None)
+        self.vectors = (np.array if copy else np.asarray)(vectors, dtype=np.float32)
         self.vectors /= np.maximum(np.linalg.norm(self.vectors, axis=1, keepdims=True), 1e-12)
 
     def __len__(self) -> int:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import functools
 import inspect
+from pathlib import Path
+
+import PIL
 
 from ..create import dream, imagine, style, visualize
 from ..create.optimization import stage_widths
@@ -95,13 +98,28 @@ def image_input(label: str) -> gr.Image:
     def checked(payload):
         try:
             return preprocess(payload)
-        except gr.Error:
-            raise
-        except Exception as error:  # PIL's, whatever the bytes make it raise
+        except Exception as error:
+            if not _raised_by_pil(error):  # gradio's own bug, not the upload's: its traceback is logged
+                raise
             raise refusal(unreadable_upload(getattr(payload, "path", None), error)) from None
 
     image.preprocess = checked
     return image
+
+
+def _raised_by_pil(error: BaseException) -> bool:
+    """Whether Pillow was decoding when `error` was raised (a frame of its package on the way): whatever a decoder
+    raises on bad bytes (OSError, ValueError, IndexError, olefile's ...) is the upload's fault. Anything else, and
+    the machine's own MemoryError or RecursionError, is not."""
+    if isinstance(error, (MemoryError, RecursionError)):
+        return False
+    pillow = Path(PIL.__file__).parent
+    trace = error.__traceback__
+    while trace is not None:
+        if Path(trace.tb_frame.f_code.co_filename).is_relative_to(pillow):
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def count_slider(minimum: int, maximum: int, value: int, label: str, step: int = 1) -> gr.Slider:

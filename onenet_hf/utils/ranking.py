@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import OneNetError
+from .checks import check_integer
 
 MAX_K = 1000  # results of one top-k query (words, tags, gallery images)
 
@@ -12,8 +12,7 @@ MAX_K = 1000  # results of one top-k query (words, tags, gallery images)
 def check_k(k: int, maximum: int = MAX_K) -> None:
     """k of a top-k query must be a positive integer up to `maximum` (a k beyond the candidates returns them
     all); the cap bounds the work a query asks for, e.g. the decoder re-ranking `k` gallery images."""
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= maximum:
-        raise OneNetError(f"k must be an integer from 1 to {maximum:,}, got {str(k)[:20]}")
+    check_integer("k", k, 1, maximum)
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
