@@ -399,6 +399,10 @@ def test_a_malformed_catalogue_is_a_corrupt_index_that_indexing_rebuilds(shapes_
     with pytest.raises(GalleryIndexError, match=r"^corrupt gallery index at .*index\.sqlite.*; rebuild it") as error:
         shapes_net.load_index(folder)
     assert "\n" not in str(error.value)
+    probe = sqlite3.connect(folder / "index.sqlite", timeout=0)  # while the refusal lives on, it holds no read:
+    probe.execute("PRAGMA user_version = 1")  # a write to checkpoint, which a build's closing connection would wait
+    assert probe.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # 30 s on for a reader left open
+    probe.close()
     assert len(shapes_net.build_index(image_dir, folder)) == 4  # no --rebuild needed
     assert len(shapes_net.load_index(folder)) == 4
 

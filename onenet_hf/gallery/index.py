@@ -507,7 +507,10 @@ def read_catalogue(folder: Path) -> tuple[dict, list[Shard]]:
             ).fetchone()
             # read row by row, never fetched whole: 107 MiB less at the load of a 1M gallery (text search page)
             image_rows = connection.execute("SELECT path, hash, shard, position FROM images ORDER BY shard, position")
-            metadata, shards = _checked_catalogue(folder, info, shard_rows, image_rows, skipped)
+            try:
+                metadata, shards = _checked_catalogue(folder, info, shard_rows, image_rows, skipped)
+            finally:  # a statement left open keeps its read lock, even closed, while an error's traceback holds it
+                image_rows.close()
         finally:
             connection.close()
     except sqlite3.Error as error:
