@@ -162,7 +162,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     for option, file in (("--output", args.output), ("--captions-output", args.captions_output)):
         if file:
             check_output_file(file, option)  # before the work, not after it
-    {"captions": _check_caption_options, "tags": _check_tag_options}.get(args.task, lambda args: None)(args)
+    if args.task == "captions":
+        _check_caption_options(args)
+    elif args.task == "tags":
+        _check_tag_options(args)
     net = _load(args) if args.task != "analogy" or args.space == "learned" else None
     from .evaluation import evaluate, format_table
 
